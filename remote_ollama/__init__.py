@@ -1,0 +1,3 @@
+"""remote-ollama."""
+
+__version__ = "0.1.0"

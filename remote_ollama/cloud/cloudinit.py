@@ -1,0 +1,232 @@
+"""Render the `#cloud-config` user-data that turns a stock Ubuntu VM into the VM of DESIGN.md section 5.
+
+The VM runs a pinned Ollama container on 127.0.0.1:11434 with the GPU, and nginx on 0.0.0.0:11435
+terminating TLS with the per-resource certificate and rejecting requests without the right
+`X-Ollama-Key`. Everything specific to one resource lives under /etc/remote-ollama (the simulated
+VM reads exactly those files); the scripts are generic. This module only ever sees the VM's own
+credentials, never the Exoscale ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from ..resource import PROXY_PORT, VM_PORT
+from .pki import VMCredentials
+
+OLLAMA_VERSION = "0.11.4"
+OLLAMA_IMAGE = f"ollama/ollama:{OLLAMA_VERSION}"
+MAX_USER_DATA_B64 = 32768
+
+CONF_DIR = "/etc/remote-ollama"
+TLS_CERT_PATH = f"{CONF_DIR}/tls.crt"
+TLS_KEY_PATH = f"{CONF_DIR}/tls.key"
+API_KEY_PATH = f"{CONF_DIR}/api-key"
+MODELS_PATH = f"{CONF_DIR}/models"
+NGINX_SITE_PATH = f"{CONF_DIR}/nginx.conf"
+SETUP_PATH = "/usr/local/sbin/remote-ollama-setup"
+PULL_PATH = "/usr/local/sbin/remote-ollama-pull-models"
+OLLAMA_UNIT_PATH = "/etc/systemd/system/remote-ollama-ollama.service"
+MODELS_UNIT_PATH = "/etc/systemd/system/remote-ollama-models.service"
+
+# Characters nginx takes literally inside a quoted map key; a generated key (token_urlsafe) always fits.
+_API_KEY_RE = re.compile(r"^[A-Za-z0-9_\-.+/=]{16,512}$")
+_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,199}$")
+
+
+class UserDataError(ValueError):
+    """The user-data cannot be rendered or is too large for Exoscale."""
+
+
+NGINX_SITE = f"""\
+# remote-ollama: TLS + API key in front of Ollama (unbuffered, so streams flow token by token)
+map $http_x_ollama_key $remote_ollama_authorized {{
+    default 0;
+    include /etc/nginx/remote-ollama-key.map;
+}}
+
+server {{
+    listen {VM_PORT} ssl;
+    server_name _;
+
+    ssl_certificate     {TLS_CERT_PATH};
+    ssl_certificate_key {TLS_KEY_PATH};
+    ssl_protocols       TLSv1.2 TLSv1.3;
+
+    client_max_body_size 0;
+    proxy_buffering off;
+    proxy_request_buffering off;
+    proxy_cache off;
+    gzip off;
+    proxy_connect_timeout 30s;
+    proxy_read_timeout 3600s;
+    proxy_send_timeout 3600s;
+    send_timeout 3600s;
+
+    location / {{
+        if ($remote_ollama_authorized = 0) {{
+            return 401 '{{"error":"missing or wrong X-Ollama-Key"}}\\n';
+        }}
+        proxy_pass http://127.0.0.1:{PROXY_PORT};
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host 127.0.0.1:{PROXY_PORT};
+        proxy_set_header X-Ollama-Key "";
+    }}
+}}
+"""
+
+OLLAMA_UNIT = """\
+[Unit]
+Description=remote-ollama: Ollama container on 127.0.0.1:{port}
+After=docker.service
+Requires=docker.service
+
+[Service]
+ExecStartPre=-/usr/bin/docker rm -f ollama
+ExecStart=/usr/bin/docker run --rm --name ollama --gpus all -p 127.0.0.1:{port}:{port} \
+-v /var/lib/ollama:/root/.ollama -e OLLAMA_KEEP_ALIVE=-1 {image}
+ExecStop=/usr/bin/docker stop ollama
+Restart=always
+RestartSec=5
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+MODELS_UNIT = f"""\
+[Unit]
+Description=remote-ollama: pull the models listed in {MODELS_PATH}
+After=remote-ollama-ollama.service
+Wants=remote-ollama-ollama.service
+
+[Service]
+Type=oneshot
+ExecStart={PULL_PATH}
+Restart=on-failure
+RestartSec=15
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+PULL_SCRIPT = f"""\
+#!/bin/sh
+# Pull every model in {MODELS_PATH} (idempotent: a present model is only checked).
+set -eu
+i=0
+until curl -fsS -o /dev/null http://127.0.0.1:{PROXY_PORT}/api/version; do
+  i=$((i + 1)); [ "$i" -lt 300 ] || exit 1; sleep 2
+done
+while IFS= read -r model || [ -n "$model" ]; do
+  [ -n "$model" ] || continue
+  docker exec ollama ollama pull "$model"
+done < {MODELS_PATH}
+"""
+
+SETUP_SCRIPT = f"""\
+#!/bin/sh
+# First boot: GPU driver, NVIDIA container toolkit, nginx key check, then the Ollama services.
+set -eux
+exec >>/var/log/remote-ollama-setup.log 2>&1
+chmod 0600 {TLS_KEY_PATH} {API_KEY_PATH}
+
+# nginx: accept exactly the key in {API_KEY_PATH}
+printf '"%s" 1;\\n' "$(tr -d '\\r\\n' < {API_KEY_PATH})" > /etc/nginx/remote-ollama-key.map
+chmod 0640 /etc/nginx/remote-ollama-key.map
+chgrp www-data /etc/nginx/remote-ollama-key.map || true
+rm -f /etc/nginx/sites-enabled/default
+ln -sf {NGINX_SITE_PATH} /etc/nginx/conf.d/remote-ollama.conf
+nginx -t
+systemctl enable nginx
+systemctl restart nginx
+
+# NVIDIA driver (stock Ubuntu templates carry none)
+export DEBIAN_FRONTEND=noninteractive
+ubuntu-drivers install --gpgpu || apt-get install -y nvidia-headless-550-server nvidia-utils-550-server
+
+# NVIDIA container toolkit, so that docker run --gpus all works
+curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey \\
+  | gpg --batch --yes --dearmor -o /usr/share/keyrings/nvidia-container-toolkit-keyring.gpg
+curl -fsSL https://nvidia.github.io/libnvidia-container/stable/deb/nvidia-container-toolkit.list \\
+  | sed 's#deb https://#deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg] https://#' \\
+  > /etc/apt/sources.list.d/nvidia-container-toolkit.list
+apt-get update
+apt-get install -y nvidia-container-toolkit
+nvidia-ctk runtime configure --runtime=docker
+systemctl restart docker
+
+systemctl daemon-reload
+systemctl enable remote-ollama-ollama.service remote-ollama-models.service
+if nvidia-smi; then
+  systemctl start remote-ollama-ollama.service
+  systemctl start --no-block remote-ollama-models.service
+else
+  # the new kernel module loads only after a reboot; the enabled units take over then
+  systemctl reboot
+fi
+"""
+
+
+class _LiteralDumper(yaml.SafeDumper):
+    """Dump multi-line strings as `|` blocks so the user-data stays readable on the VM."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    if "\n" in data:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data)
+
+
+_LiteralDumper.add_representer(str, _str_representer)
+
+
+def _file(path: str, content: str, permissions: str) -> dict[str, Any]:
+    return {"path": path, "content": content, "owner": "root:root", "permissions": permissions}
+
+
+def render_user_data(creds: VMCredentials, models: Sequence[str], *, ollama_image: str = OLLAMA_IMAGE) -> str:
+    """The `#cloud-config` document for one resource's VM (see module docstring)."""
+    if not _API_KEY_RE.match(creds.api_key):
+        raise UserDataError(
+            "VM API key must be 16-512 characters from A-Z a-z 0-9 _ - . + / = (it is matched by nginx)"
+        )
+    bad = [m for m in models if not _MODEL_RE.match(m)]
+    if bad or not models:
+        raise UserDataError(f"invalid model names: {bad!r}" if bad else "at least one model is required")
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$", ollama_image):
+        raise UserDataError(f"invalid image reference: {ollama_image!r}")
+    doc: dict[str, Any] = {
+        "package_update": True,
+        "packages": ["docker.io", "nginx", "curl", "gnupg", "ca-certificates", "ubuntu-drivers-common"],
+        "write_files": [
+            _file(TLS_CERT_PATH, creds.cert_pem, "0644"),
+            _file(TLS_KEY_PATH, creds.key_pem, "0600"),
+            _file(API_KEY_PATH, creds.api_key + "\n", "0600"),
+            _file(MODELS_PATH, "".join(f"{m}\n" for m in models), "0644"),
+            _file(NGINX_SITE_PATH, NGINX_SITE, "0644"),
+            _file(OLLAMA_UNIT_PATH, OLLAMA_UNIT.format(port=PROXY_PORT, image=ollama_image), "0644"),
+            _file(MODELS_UNIT_PATH, MODELS_UNIT, "0644"),
+            _file(PULL_PATH, PULL_SCRIPT, "0755"),
+            _file(SETUP_PATH, SETUP_SCRIPT, "0755"),
+        ],
+        "runcmd": [[SETUP_PATH]],
+    }
+    body = yaml.dump(doc, Dumper=_LiteralDumper, sort_keys=False, default_flow_style=False, width=1000)
+    return "#cloud-config\n" + body
+
+
+def encode_user_data(text: str) -> str:
+    """Base64 as Exoscale's `user-data` wants it; refuses what Exoscale would reject (> 32768 chars)."""
+    encoded = base64.b64encode(text.encode()).decode("ascii")
+    if len(encoded) > MAX_USER_DATA_B64:
+        raise UserDataError(
+            f"user-data is {len(encoded)} base64 characters; Exoscale accepts at most {MAX_USER_DATA_B64} "
+            "(fewer or shorter model names would help)"
+        )
+    return encoded

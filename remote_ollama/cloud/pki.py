@@ -1,0 +1,174 @@
+"""Per-resource CA, VM server certificate and API key, and the TLS context that trusts only that CA.
+
+The VM's public IP is unknown before it is created, so its certificate names a fixed DNS name
+(`resource.VM_TLS_SERVER_NAME`); the proxy dials the IP and verifies against that name via SNI.
+A CA per resource means a key leaked from one VM is useless against any other.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import ssl
+import tempfile
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from ..resource import VM_TLS_SERVER_NAME
+
+# Long enough that a VM kept for years still verifies; rotation is by re-creating the resource's Secret.
+CA_VALIDITY = dt.timedelta(days=3650)
+SERVER_VALIDITY = dt.timedelta(days=3650)
+# Allow for clock skew between the operator and a freshly booted VM.
+BACKDATE = dt.timedelta(hours=1)
+
+KEY_API_KEY = "api-key"
+KEY_CA = "ca.crt"
+KEY_CERT = "tls.crt"
+KEY_KEY = "tls.key"
+
+
+@dataclass(frozen=True)
+class VMCredentials:
+    """Everything the VM and the proxy share: the CA, the VM's cert and key, and the API key."""
+
+    ca_pem: str
+    cert_pem: str
+    key_pem: str
+    api_key: str
+
+    def to_secret_data(self) -> dict[str, str]:
+        """String data for the per-resource Secret (keys as DESIGN.md names them)."""
+        return {KEY_API_KEY: self.api_key, KEY_CA: self.ca_pem, KEY_CERT: self.cert_pem, KEY_KEY: self.key_pem}
+
+    @classmethod
+    def from_secret_data(cls, data: dict[str, str]) -> VMCredentials:
+        """Inverse of `to_secret_data` (already base64-decoded values); KeyError names a missing key."""
+        missing = [k for k in (KEY_API_KEY, KEY_CA, KEY_CERT, KEY_KEY) if not data.get(k)]
+        if missing:
+            raise KeyError(f"per-resource secret lacks {', '.join(missing)}")
+        return cls(ca_pem=data[KEY_CA], cert_pem=data[KEY_CERT], key_pem=data[KEY_KEY], api_key=data[KEY_API_KEY])
+
+    def __repr__(self) -> str:  # never print keys by accident
+        return "VMCredentials(ca_pem=..., cert_pem=..., key_pem=***, api_key=***)"
+
+
+def new_api_key() -> str:
+    """URL-safe random key with 256 bits of entropy."""
+    return secrets.token_urlsafe(32)
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "remote-ollama"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def generate_vm_credentials(api_key: str | None = None, *, now: dt.datetime | None = None) -> VMCredentials:
+    """A fresh CA, a server certificate for VM_TLS_SERVER_NAME signed by it, and an API key."""
+    now = now or dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name("remote-ollama per-resource CA")
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + CA_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server_cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(VM_TLS_SERVER_NAME))
+        .issuer_name(ca_name)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + SERVER_VALIDITY)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(VM_TLS_SERVER_NAME)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=True,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return VMCredentials(
+        ca_pem=ca_cert.public_bytes(serialization.Encoding.PEM).decode(),
+        cert_pem=server_cert.public_bytes(serialization.Encoding.PEM).decode(),
+        key_pem=_pem_key(server_key),
+        api_key=api_key if api_key is not None else new_api_key(),
+    )
+
+
+def client_ssl_context(ca_pem: str) -> ssl.SSLContext:
+    """Client context trusting only `ca_pem` (no system roots); connect with server_hostname=VM_TLS_SERVER_NAME."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname and CERT_REQUIRED by default
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cadata=ca_pem)
+    return ctx
+
+
+def server_ssl_context(cert_pem: str, key_pem: str) -> ssl.SSLContext:
+    """Server side of the same scheme (the simulated VM uses it; nginx does this on a real one)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    # load_cert_chain only reads files; keep the key file private and short-lived.
+    fd, path = tempfile.mkstemp(suffix=".pem")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(cert_pem)
+            fh.write(key_pem)
+        ctx.load_cert_chain(path)
+    finally:
+        os.unlink(path)
+    return ctx

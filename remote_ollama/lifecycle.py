@@ -1,0 +1,369 @@
+"""Pure lifecycle decisions: (spec, observed instance, activity, memory, now) -> actions + status.
+
+No I/O and no clock reads: the operator and standalone mode both call `decide()` and carry out
+the actions it returns, so there is one lifecycle with two shells.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from .resource import LABEL_SPEC_HASH, VM_PORT, Spec, format_duration
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    PROVISIONING = "Provisioning"
+    STARTING = "Starting"
+    READY = "Ready"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+    DELETING = "Deleting"
+    FAILED = "Failed"
+
+
+# Exoscale instance states, grouped by what the lifecycle does with them.
+TRANSITIONAL = {"starting", "stopping", "migrating"}
+GONE = {"destroying", "destroyed", "expunging"}
+
+
+@dataclass(frozen=True)
+class ObservedInstance:
+    """What the cloud says about our instance (adapter output, lifecycle input)."""
+
+    id: str
+    state: str
+    public_ip: str | None = None
+    zone: str = ""
+    instance_type: str = ""
+    template_id: str = ""
+    disk_size: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Health:
+    """What the VM's Ollama answered (None in Observation when it was not probed or did not answer)."""
+
+    version: str
+    models: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Activity:
+    """Timestamps from the proxy's annotations (or standalone's in-process sink) and the user."""
+
+    last_activity: datetime | None = None
+    wake_requested: datetime | None = None
+    sleep_requested: datetime | None = None
+    in_flight: int = 0
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What the shell persisted from earlier decisions (status in operator mode, state file standalone)."""
+
+    created_at: datetime | None = None  # when the resource / standalone state first appeared
+    scaled_down_at: datetime | None = None  # when the last scale to zero was decided
+    instance_id: str | None = None
+    phase: Phase = Phase.PENDING
+    wake_requested_at: datetime | None = None  # the wake currently being served (for timing)
+    instance_running_at: datetime | None = None
+    ready_at: datetime | None = None  # when the VM last became Ready: idleness counts from here at the latest
+    # True when no instance exists because we scaled to zero by destroying (not because of a fault).
+    destroyed_for_idle: bool = False
+
+
+@dataclass(frozen=True)
+class Observation:
+    spec: Spec
+    instance: ObservedInstance | None
+    activity: Activity
+    memory: Memory
+    now: datetime
+    health: Health | None = None
+    # instance exists with labels but its hash differs from the desired one
+    blocked_reason: str | None = None  # e.g. credentials missing, budget exceeded: do not run
+
+
+class ActionKind(StrEnum):
+    ENSURE_SECURITY_GROUP = "ensure-security-group"
+    CREATE_INSTANCE = "create-instance"
+    START_INSTANCE = "start-instance"
+    STOP_INSTANCE = "stop-instance"
+    DELETE_INSTANCE = "delete-instance"
+    PULL_MODELS = "pull-models"
+    PROBE = "probe"  # ask the VM's Ollama whether it answers and which models it has
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    instance_id: str | None = None
+    models: tuple[str, ...] = ()
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: bool
+    reason: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class WakeTiming:
+    requested_at: datetime
+    running_at: datetime | None
+    ready_at: datetime
+
+    @property
+    def seconds(self) -> float:
+        return (self.ready_at - self.requested_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class Decision:
+    actions: tuple[Action, ...]
+    phase: Phase
+    reason: str
+    message: str
+    conditions: tuple[Condition, ...]
+    memory: Memory
+    endpoint: str | None
+    recheck_after: float  # seconds until the shell should look again
+    last_wake: WakeTiming | None = None  # set once, on the decision that completes a wake
+    events: tuple[str, ...] = ()  # human sentences worth an Event / a log line (transitions, faults)
+
+    @property
+    def kinds(self) -> tuple[ActionKind, ...]:
+        return tuple(a.kind for a in self.actions)
+
+
+# How often to look again while something moves on the cloud side, and at most while idle.
+POLL_TRANSITION = 5.0
+POLL_PROBE = 3.0
+POLL_STEADY = 300.0
+
+
+def endpoint_for(ip: str | None) -> str | None:
+    return f"https://{ip}:{VM_PORT}" if ip else None
+
+
+def _latest(*stamps: datetime | None) -> datetime | None:
+    present = [s for s in stamps if s is not None]
+    return max(present) if present else None
+
+
+@dataclass(frozen=True)
+class Desire:
+    running: bool
+    reason: str
+    message: str
+    idle_deadline: datetime | None = None  # when the VM becomes idle, if nothing happens before
+
+
+def desire(obs: Observation) -> Desire:
+    """Should a VM be running now, and until when? Idleness counts from the last use or readiness."""
+    spec, act, mem, now = obs.spec, obs.activity, obs.memory, obs.now
+    if obs.blocked_reason:
+        return Desire(False, "Blocked", obs.blocked_reason)
+    if spec.suspend:
+        return Desire(False, "Suspended", "spec.suspend is true")
+    last_use = _latest(act.last_activity, act.wake_requested, mem.created_at, mem.ready_at)
+    if act.sleep_requested and act.in_flight == 0 and (last_use is None or act.sleep_requested >= last_use):
+        return Desire(False, "SleepRequested", "scale to zero requested by annotation")
+    if act.in_flight > 0:
+        return Desire(True, "InUse", f"{act.in_flight} request(s) in flight")
+    stop_after = spec.idle.stop_after
+    if stop_after is None:
+        return Desire(True, "AlwaysOn", "spec.idle.stopAfter is not set")
+    if mem.scaled_down_at is not None and (last_use is None or last_use <= mem.scaled_down_at):
+        return Desire(False, "Idle", "scaled to zero; waiting for a request to wake it")
+    booting = mem.scaled_down_at is None and mem.phase in (Phase.PENDING, Phase.PROVISIONING, Phase.STARTING)
+    if booting:
+        return Desire(True, "Booting", "bringing the VM up")
+    if last_use is None:
+        return Desire(True, "New", "no activity yet")
+    deadline = last_use + timedelta(seconds=stop_after)
+    if now >= deadline:
+        return Desire(False, "Idle", f"no request for {format_duration(stop_after)}")
+    return Desire(True, "Active", "in use", deadline)
+
+
+def _conditions(
+    running: bool, health: Health | None, missing: tuple[str, ...], ready_msg: str
+) -> tuple[Condition, ...]:
+    ollama = running and health is not None
+    models = ollama and not missing
+    return (
+        Condition("Ready", models, "Ready" if models else "NotReady", ready_msg),
+        Condition("InstanceRunning", running, "Running" if running else "NotRunning"),
+        Condition(
+            "OllamaReady",
+            ollama,
+            "Answering" if ollama else "NotAnswering",
+            f"Ollama {health.version}" if health else "",
+        ),
+        Condition(
+            "ModelsReady",
+            models,
+            "AllPresent" if models else ("Missing" if ollama else "Unknown"),
+            f"missing: {', '.join(missing)}" if missing else "",
+        ),
+    )
+
+
+def decide(obs: Observation) -> Decision:
+    """One reconcile step. The shell carries out `actions` in order, then calls again."""
+    spec, inst, mem, now, health = obs.spec, obs.instance, obs.memory, obs.now, obs.health
+    want = desire(obs)
+    events: list[str] = []
+    actions: list[Action] = []
+    last_wake: WakeTiming | None = None
+    new_mem = mem
+    state = inst.state if inst else None
+
+    # Bookkeeping of scale-down / wake, so a wake's phase times can be reported once it is Ready.
+    if want.running:
+        if mem.scaled_down_at is not None:
+            requested = obs.activity.wake_requested or now
+            new_mem = replace(
+                new_mem, scaled_down_at=None, wake_requested_at=requested, instance_running_at=None
+            )
+            events.append(f"waking: {want.message}")
+    elif mem.scaled_down_at is None:
+        new_mem = replace(new_mem, scaled_down_at=now, wake_requested_at=None, instance_running_at=None)
+        events.append(f"scaling to zero: {want.message}")
+
+    def done(
+        phase: Phase,
+        reason: str,
+        message: str,
+        recheck: float,
+        running: bool = False,
+        missing: tuple[str, ...] = (),
+    ) -> Decision:
+        endpoint = endpoint_for(inst.public_ip) if inst and state not in GONE else None
+        mem_out = replace(new_mem, phase=phase, instance_id=inst.id if inst and state not in GONE else None)
+        return Decision(
+            actions=tuple(actions),
+            phase=phase,
+            reason=reason,
+            message=message,
+            conditions=_conditions(running, health if running else None, missing, message),
+            memory=mem_out,
+            endpoint=endpoint,
+            recheck_after=max(recheck, 1.0),
+            last_wake=last_wake,
+            events=tuple(events),
+        )
+
+    steady = POLL_STEADY
+    if want.idle_deadline is not None:
+        steady = min(steady, (want.idle_deadline - now).total_seconds())
+
+    if inst is None or state in GONE:
+        if inst is None and mem.instance_id and not mem.destroyed_for_idle:
+            events.append(f"instance {mem.instance_id} vanished out of band")
+        new_mem = replace(
+            new_mem, ready_at=None, destroyed_for_idle=mem.destroyed_for_idle and not want.running
+        )
+        if not want.running:
+            return done(Phase.STOPPED, want.reason, want.message, POLL_STEADY)
+        if state in GONE:
+            return done(
+                Phase.PROVISIONING,
+                "WaitingForOldInstance",
+                "previous instance is being destroyed",
+                POLL_TRANSITION,
+            )
+        actions.append(Action(ActionKind.ENSURE_SECURITY_GROUP))
+        actions.append(Action(ActionKind.CREATE_INSTANCE, reason=want.reason))
+        events.append("creating instance")
+        return done(Phase.PROVISIONING, "Creating", "creating the VM", POLL_TRANSITION)
+
+    assert inst is not None
+    if state == "error":
+        actions.append(Action(ActionKind.DELETE_INSTANCE, inst.id, reason="InstanceError"))
+        events.append(f"instance {inst.id} is in state error: deleting it")
+        new_mem = replace(new_mem, destroyed_for_idle=False, ready_at=None)
+        return done(
+            Phase.FAILED, "InstanceError", "the VM entered state error; replacing it", POLL_TRANSITION
+        )
+
+
+    if inst.labels.get(LABEL_SPEC_HASH, spec.instance_hash()) != spec.instance_hash():
+        actions.append(Action(ActionKind.DELETE_INSTANCE, inst.id, reason="SpecChanged"))
+        events.append(f"spec changed (type, zone, template or disk): replacing instance {inst.id}")
+        new_mem = replace(new_mem, destroyed_for_idle=False, ready_at=None)
+        return done(Phase.PROVISIONING, "SpecChanged", "replacing the VM for the new spec", POLL_TRANSITION)
+
+    if state == "running":
+        if not want.running:
+            destroy_now = spec.idle.destroy_after == 0
+            kind = ActionKind.DELETE_INSTANCE if destroy_now else ActionKind.STOP_INSTANCE
+            actions.append(Action(kind, inst.id, reason=want.reason))
+            new_mem = replace(new_mem, ready_at=None, destroyed_for_idle=destroy_now)
+            return done(Phase.STOPPING, want.reason, want.message, POLL_TRANSITION)
+        if new_mem.instance_running_at is None:
+            new_mem = replace(new_mem, instance_running_at=now)
+        if health is None:
+            actions.append(Action(ActionKind.PROBE, inst.id))
+            return done(
+                Phase.STARTING,
+                "WaitingForOllama",
+                "VM running; waiting for Ollama to answer",
+                POLL_PROBE,
+                running=True,
+            )
+        missing = tuple(m for m in spec.models if not _has_model(health.models, m))
+        if missing:
+            actions.append(Action(ActionKind.PULL_MODELS, inst.id, models=missing))
+            return done(
+                Phase.STARTING,
+                "PullingModels",
+                f"pulling {', '.join(missing)}",
+                POLL_PROBE,
+                running=True,
+                missing=missing,
+            )
+        if mem.phase != Phase.READY:
+            new_mem = replace(new_mem, ready_at=now)
+            events.append("ready")
+            if new_mem.wake_requested_at is not None:
+                last_wake = WakeTiming(new_mem.wake_requested_at, new_mem.instance_running_at, now)
+                new_mem = replace(new_mem, wake_requested_at=None)
+        return done(Phase.READY, "Ready", "serving", steady, running=True)
+
+    if state == "stopped":
+        if want.running:
+            actions.append(Action(ActionKind.START_INSTANCE, inst.id, reason=want.reason))
+            return done(Phase.STARTING, "Starting", "starting the stopped VM", POLL_TRANSITION)
+        since = new_mem.scaled_down_at or now
+        destroy_after = spec.idle.destroy_after
+        if destroy_after is not None:
+            destroy_at = since + timedelta(seconds=destroy_after)
+            if now >= destroy_at:
+                actions.append(Action(ActionKind.DELETE_INSTANCE, inst.id, reason="StoppedTooLong"))
+                new_mem = replace(new_mem, destroyed_for_idle=True)
+                events.append(f"stopped for {format_duration(destroy_after)}: destroying instance {inst.id}")
+                return done(Phase.STOPPED, "Destroying", "destroying the long-stopped VM", POLL_TRANSITION)
+            return done(
+                Phase.STOPPED, want.reason, want.message, min(POLL_STEADY, (destroy_at - now).total_seconds())
+            )
+        return done(Phase.STOPPED, want.reason, want.message, POLL_STEADY)
+
+    # starting, stopping, migrating and any state this code does not know yet: wait and look again.
+    phase = Phase.STOPPING if state == "stopping" else Phase.STARTING
+    return done(phase, f"Instance{str(state).capitalize()}", f"VM is {state}", POLL_TRANSITION)
+
+
+def _has_model(present: tuple[str, ...], wanted: str) -> bool:
+    """Ollama reports `name:tag`; a spec may omit `:latest`."""
+    full = wanted if ":" in wanted.rsplit("/", 1)[-1] else f"{wanted}:latest"
+    return wanted in present or full in present

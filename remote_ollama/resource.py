@@ -1,0 +1,341 @@
+"""Names, the RemoteOllama spec model with defaults, and parsing of its values.
+
+Pure: no I/O library is imported here, so the operator, standalone mode and the tests
+all share one definition of what a valid spec is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+GROUP = "remoteollama.dev"
+VERSION = "v1alpha1"
+KIND = "RemoteOllama"
+PLURAL = "remoteollamas"
+SHORT_NAME = "rol"
+FINALIZER = "remoteollama.dev/cleanup"
+
+ANN_LAST_ACTIVITY = "remoteollama.dev/last-activity"
+ANN_WAKE_REQUESTED = "remoteollama.dev/wake-requested"
+ANN_SLEEP_REQUESTED = "remoteollama.dev/sleep-requested"
+
+LABEL_MANAGED_BY = "managed-by"
+LABEL_MANAGED_BY_VALUE = "remote-ollama"
+LABEL_OWNER = "remote-ollama-owner"
+LABEL_CLUSTER = "remote-ollama-cluster"
+# Hash of the fields whose change needs a new VM; lets an adopter tell a stale VM from a current one.
+LABEL_SPEC_HASH = "remote-ollama-spec"
+STANDALONE_CLUSTER = "standalone"
+
+VM_PORT = 11435
+PROXY_PORT = 11434
+# The VM's certificate is issued for this fixed name (its IP is unknown before create);
+# the proxy connects to the IP and verifies the certificate against this name (SNI).
+VM_TLS_SERVER_NAME = "vm.remote-ollama.internal"
+API_KEY_HEADER = "X-Ollama-Key"
+
+DEFAULT_ZONE = "at-vie-2"
+DEFAULT_INSTANCE_TYPE = "gpua5000.small"
+DEFAULT_TEMPLATE = "Linux Ubuntu 22.04 LTS 64-bit"
+DEFAULT_DISK_SIZE = 100
+DEFAULT_MODEL = "granite3.1-dense:8b"
+DEFAULT_STOP_AFTER = 1800.0
+DEFAULT_DESTROY_AFTER = 86400.0
+DEFAULT_HOLD_TIMEOUT = 600.0
+DEFAULT_MAX_HELD = 256
+DEFAULT_ACTIVITY_INTERVAL = 15.0
+MIN_DISK, MAX_DISK = 10, 51200
+
+ZONES = ("at-vie-1", "at-vie-2", "bg-sof-1", "ch-dk-2", "ch-gva-2", "de-fra-1", "de-muc-1", "hr-zag-1")
+# The seed wrote GPU types without the "gpu" prefix (a5000.small); map those families.
+FAMILY_ALIASES = {"a5000": "gpua5000", "a30": "gpua30", "3080ti": "gpu3080ti", "rtx6000pro": "gpurtx6000pro"}
+
+
+def security_group_name(namespace: str, name: str) -> str:
+    return f"remote-ollama-{namespace}-{name}"
+
+
+def secret_name(name: str) -> str:
+    return f"{name}-remote-ollama"
+
+
+class SpecError(ValueError):
+    """Every problem found in a spec, each with its field path."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{path}: {msg}" for path, msg in problems))
+
+
+_DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?h)?([0-9]+(\.[0-9]+)?m)?([0-9]+(\.[0-9]+)?s)?$|^[0-9]+$"
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Seconds from `1800`, `1800s`, `30m`, `1h30m`, `0.5h`; raises ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        if value < 0 or value != value:
+            raise ValueError(f"duration must be >= 0: {value!r}")
+        return float(value)
+    text = str(value).strip()
+    if text.isdigit():
+        return float(text)
+    m = _DURATION_RE.match(text)
+    if not text or not m or not any(m.groups()):
+        raise ValueError(f"not a duration (use e.g. 1800, 1800s, 30m, 1h30m): {value!r}")
+    h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+    return h * 3600 + mi * 60 + s
+
+
+def format_duration(seconds: float) -> str:
+    """`1h30m`-style text for people (status lines, events)."""
+    total = round(seconds)
+    h, rest = divmod(total, 3600)
+    m, s = divmod(rest, 60)
+    parts = [f"{h}h" if h else "", f"{m}m" if m else "", f"{s}s" if s or not (h or m) else ""]
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class InstanceType:
+    family: str
+    size: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.family}.{self.size}"
+
+
+_TYPE_RE = re.compile(r"^([a-z0-9]+)\.([a-z0-9]+)$")
+
+
+def parse_instance_type(value: str) -> InstanceType:
+    """`gpua5000.small` -> (gpua5000, small); the seed's `a5000.small` is an alias."""
+    m = _TYPE_RE.match(value.strip().lower()) if isinstance(value, str) else None
+    if not m:
+        raise ValueError(f"instance type must be <family>.<size>, e.g. gpua5000.small: {value!r}")
+    family, size = m.groups()
+    return InstanceType(FAMILY_ALIASES.get(family, family), size)
+
+
+@dataclass(frozen=True)
+class IdlePolicy:
+    """stop_after None: never stop for idleness. destroy_after 0: destroy instead of stop."""
+
+    stop_after: float | None = DEFAULT_STOP_AFTER
+    destroy_after: float | None = DEFAULT_DESTROY_AFTER
+
+
+@dataclass(frozen=True)
+class WakePolicy:
+    hold_timeout: float = DEFAULT_HOLD_TIMEOUT
+    max_held_requests: int = DEFAULT_MAX_HELD
+
+
+@dataclass(frozen=True)
+class Spec:
+    credentials_secret: str = ""
+    zone: str = DEFAULT_ZONE
+    instance_type: InstanceType = field(default_factory=lambda: parse_instance_type(DEFAULT_INSTANCE_TYPE))
+    template: str = DEFAULT_TEMPLATE
+    disk_size: int = DEFAULT_DISK_SIZE
+    models: tuple[str, ...] = (DEFAULT_MODEL,)
+    idle: IdlePolicy = field(default_factory=IdlePolicy)
+    wake: WakePolicy = field(default_factory=WakePolicy)
+    suspend: bool = False
+    allowed_source_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
+    activity_interval: float = DEFAULT_ACTIVITY_INTERVAL
+
+    def instance_hash(self) -> str:
+        """Short hash of the fields that can only change by creating a new VM."""
+        key = [self.zone, self.instance_type.name, self.template, self.disk_size]
+        return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The CR-shaped spec (camelCase), as `kubectl get -o yaml` would show it."""
+        out: dict[str, Any] = {
+            "zone": self.zone,
+            "instanceType": self.instance_type.name,
+            "template": self.template,
+            "diskSize": self.disk_size,
+            "models": list(self.models),
+            "idle": {
+                k: v
+                for k, v in (
+                    ("stopAfter", self.idle.stop_after),
+                    ("destroyAfter", self.idle.destroy_after),
+                )
+                if v is not None
+            },
+            "wake": {"holdTimeout": self.wake.hold_timeout, "maxHeldRequests": self.wake.max_held_requests},
+            "suspend": self.suspend,
+            "allowedSourceCIDRs": list(self.allowed_source_cidrs),
+        }
+        if self.credentials_secret:
+            out["credentialsSecretRef"] = {"name": self.credentials_secret}
+        return out
+
+
+_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,199}$")
+_KNOWN_FIELDS = {
+    "credentialsSecretRef",
+    "zone",
+    "instanceType",
+    "template",
+    "diskSize",
+    "models",
+    "idle",
+    "wake",
+    "suspend",
+    "allowedSourceCIDRs",
+    "activityInterval",
+}
+
+
+def parse_spec(raw: dict[str, Any] | None, *, require_credentials: bool = True) -> Spec:
+    """Build a Spec from the CR's `spec` (camelCase), applying defaults.
+
+    Collects every problem before raising, so a user fixes them all in one round.
+    """
+    raw = dict(raw or {})
+    problems: list[tuple[str, str]] = []
+    defaults = Spec()
+
+    def take(path: str, fn: Any, default: Any) -> Any:
+        if path not in raw or raw[path] is None:
+            return default
+        try:
+            return fn(raw[path])
+        except (ValueError, TypeError) as exc:
+            problems.append((f"spec.{path}", str(exc)))
+            return default
+
+    for unknown in sorted(set(raw) - _KNOWN_FIELDS):
+        problems.append((f"spec.{unknown}", "unknown field"))
+
+    cred = ""
+    ref = raw.get("credentialsSecretRef")
+    if isinstance(ref, dict) and isinstance(ref.get("name"), str) and ref["name"]:
+        cred = ref["name"]
+    elif ref is not None or require_credentials:
+        problems.append(
+            ("spec.credentialsSecretRef.name", "required: the Secret holding api-key and api-secret")
+        )
+
+    def zone(v: Any) -> str:
+        if v not in ZONES:
+            raise ValueError(f"unknown zone {v!r}; one of {', '.join(ZONES)}")
+        return str(v)
+
+    def disk(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"must be an integer number of GiB: {v!r}")
+        if not MIN_DISK <= v <= MAX_DISK:
+            raise ValueError(f"must be between {MIN_DISK} and {MAX_DISK} GiB: {v}")
+        return v
+
+    def text(v: Any) -> str:
+        if not isinstance(v, str) or not v.strip():
+            raise TypeError(f"must be a non-empty string: {v!r}")
+        return v
+
+    def models(v: Any) -> tuple[str, ...]:
+        if not isinstance(v, list) or not v:
+            raise TypeError("must be a non-empty list of model names")
+        bad = [m for m in v if not isinstance(m, str) or not _MODEL_RE.match(m)]
+        if bad:
+            raise ValueError(f"invalid model name(s): {bad!r}")
+        return tuple(v)
+
+    def cidrs(v: Any) -> tuple[str, ...]:
+        if not isinstance(v, list) or not v:
+            raise TypeError("must be a non-empty list of CIDRs")
+        out = []
+        for c in v:
+            try:
+                out.append(str(ipaddress.ip_network(str(c), strict=False)))
+            except ValueError as exc:
+                raise ValueError(f"invalid CIDR {c!r}") from exc
+        return tuple(out)
+
+    def boolean(v: Any) -> bool:
+        if not isinstance(v, bool):
+            raise TypeError(f"must be true or false: {v!r}")
+        return v
+
+    def positive_duration(v: Any) -> float:
+        d = parse_duration(v)
+        if d <= 0:
+            raise ValueError("must be > 0")
+        return d
+
+    itype = take("instanceType", parse_instance_type, defaults.instance_type)
+    idle = defaults.idle
+    raw_idle = raw.get("idle")
+    if raw_idle is not None:
+        if not isinstance(raw_idle, dict):
+            problems.append(("spec.idle", "must be an object"))
+        else:
+            stop_after: float | None = None
+            destroy_after: float | None = None
+            for key in raw_idle:
+                if key not in ("stopAfter", "destroyAfter"):
+                    problems.append((f"spec.idle.{key}", "unknown field"))
+            try:
+                stop_after = positive_duration(raw_idle["stopAfter"]) if "stopAfter" in raw_idle else None
+            except (ValueError, TypeError) as exc:
+                problems.append(("spec.idle.stopAfter", str(exc)))
+            try:
+                destroy_after = (
+                    parse_duration(raw_idle["destroyAfter"]) if "destroyAfter" in raw_idle else None
+                )
+            except (ValueError, TypeError) as exc:
+                problems.append(("spec.idle.destroyAfter", str(exc)))
+            if "destroyAfter" in raw_idle and "stopAfter" not in raw_idle:
+                problems.append(("spec.idle.destroyAfter", "requires spec.idle.stopAfter"))
+            idle = IdlePolicy(stop_after, destroy_after)
+    wake = defaults.wake
+    raw_wake = raw.get("wake")
+    if raw_wake is not None:
+        if not isinstance(raw_wake, dict):
+            problems.append(("spec.wake", "must be an object"))
+        else:
+            hold = defaults.wake.hold_timeout
+            held = defaults.wake.max_held_requests
+            for key in raw_wake:
+                if key not in ("holdTimeout", "maxHeldRequests"):
+                    problems.append((f"spec.wake.{key}", "unknown field"))
+            try:
+                if "holdTimeout" in raw_wake:
+                    hold = parse_duration(raw_wake["holdTimeout"])
+            except (ValueError, TypeError) as exc:
+                problems.append(("spec.wake.holdTimeout", str(exc)))
+            mh = raw_wake.get("maxHeldRequests", held)
+            if isinstance(mh, bool) or not isinstance(mh, int) or not 0 <= mh <= 100000:
+                problems.append(("spec.wake.maxHeldRequests", f"must be an integer 0..100000: {mh!r}"))
+            else:
+                held = mh
+            wake = WakePolicy(hold, held)
+    spec = Spec(
+        credentials_secret=cred,
+        zone=take("zone", zone, defaults.zone),
+        instance_type=itype,
+        template=take("template", text, defaults.template),
+        disk_size=take("diskSize", disk, defaults.disk_size),
+        models=take("models", models, defaults.models),
+        idle=idle,
+        wake=wake,
+        suspend=take("suspend", boolean, False),
+        allowed_source_cidrs=take("allowedSourceCIDRs", cidrs, defaults.allowed_source_cidrs),
+        activity_interval=take("activityInterval", positive_duration, defaults.activity_interval),
+    )
+    if problems:
+        raise SpecError(problems)
+    return spec
