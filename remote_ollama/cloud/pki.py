@@ -44,7 +44,12 @@ class VMCredentials:
 
     def to_secret_data(self) -> dict[str, str]:
         """String data for the per-resource Secret (keys as DESIGN.md names them)."""
-        return {KEY_API_KEY: self.api_key, KEY_CA: self.ca_pem, KEY_CERT: self.cert_pem, KEY_KEY: self.key_pem}
+        return {
+            KEY_API_KEY: self.api_key,
+            KEY_CA: self.ca_pem,
+            KEY_CERT: self.cert_pem,
+            KEY_KEY: self.key_pem,
+        }
 
     @classmethod
     def from_secret_data(cls, data: dict[str, str]) -> VMCredentials:
@@ -52,7 +57,9 @@ class VMCredentials:
         missing = [k for k in (KEY_API_KEY, KEY_CA, KEY_CERT, KEY_KEY) if not data.get(k)]
         if missing:
             raise KeyError(f"per-resource secret lacks {', '.join(missing)}")
-        return cls(ca_pem=data[KEY_CA], cert_pem=data[KEY_CERT], key_pem=data[KEY_KEY], api_key=data[KEY_API_KEY])
+        return cls(
+            ca_pem=data[KEY_CA], cert_pem=data[KEY_CERT], key_pem=data[KEY_KEY], api_key=data[KEY_API_KEY]
+        )
 
     def __repr__(self) -> str:  # never print keys by accident
         return "VMCredentials(ca_pem=..., cert_pem=..., key_pem=***, api_key=***)"

@@ -56,9 +56,7 @@ def string_to_sign(
     """The five-line message: request line, body, signed query values, headers (none), expiry."""
     values = parse_qs(query)
     query_values = "".join(values[name][0] for name in signed_args if len(values.get(name, [])) == 1)
-    return b"\n".join(
-        [f"{method} {path}".encode(), body, query_values.encode(), b"", str(expires).encode()]
-    )
+    return b"\n".join([f"{method} {path}".encode(), body, query_values.encode(), b"", str(expires).encode()])
 
 
 def sign(secret: str, message: bytes) -> bytes:

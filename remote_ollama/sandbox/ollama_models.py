@@ -16,11 +16,46 @@ from datetime import UTC, datetime
 EMBEDDING_DIMENSIONS = 384
 DEFAULT_TAG = "latest"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]*(:[A-Za-z0-9_][A-Za-z0-9._\-]*)?$")
-_WORDS = (
-    "the model answers every question with calm and simulated certainty while tokens flow "
-    "through the proxy to a patient client who reads each line as it arrives from a virtual "
-    "machine that exists only while it is used"
-).split()
+_WORDS = [
+    "the",
+    "model",
+    "answers",
+    "every",
+    "question",
+    "with",
+    "calm",
+    "and",
+    "simulated",
+    "certainty",
+    "while",
+    "tokens",
+    "flow",
+    "through",
+    "the",
+    "proxy",
+    "to",
+    "a",
+    "patient",
+    "client",
+    "who",
+    "reads",
+    "each",
+    "line",
+    "as",
+    "it",
+    "arrives",
+    "from",
+    "a",
+    "virtual",
+    "machine",
+    "that",
+    "exists",
+    "only",
+    "while",
+    "it",
+    "is",
+    "used",
+]
 
 
 def go_time(moment: datetime | None = None) -> str:

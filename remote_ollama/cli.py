@@ -1,0 +1,109 @@
+"""`remote-ollama` subcommands and the `kubectl remoteollama` plugin entry point."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+
+
+def _serving(p: argparse.ArgumentParser, host: str = "0.0.0.0", port: int = 11434) -> None:
+    p.add_argument("--host", default=host, help=f"address to listen on (default {host})")
+    p.add_argument("--port", type=int, default=port, help=f"port to listen on (default {port})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="remote-ollama",
+        description="An Ollama endpoint backed by an Exoscale GPU VM that exists only while it is used.",
+    )
+    parser.add_argument("--version", action="version", version=f"remote-ollama {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("operator", help="run the Kubernetes operator (kopf)")
+    p.add_argument("--namespace", "-n", action="append", help="watch only these namespaces (default: all)")
+    p.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="kopf liveness endpoint")
+    p.add_argument("--standalone", action="store_true", help="no peering (single replica, tests)")
+
+    p = sub.add_parser("proxy", help="run the per-resource proxy (started by the operator's Deployment)")
+    p.add_argument("--resource", required=True, metavar="NS/NAME", help="the RemoteOllama this proxy serves")
+    _serving(p)
+
+    p = sub.add_parser("standalone", help="proxy + lifecycle in one process, configured by EXOSCALE_* env vars")
+    _serving(p)
+
+    p = sub.add_parser("sandbox", help="the whole lifecycle on this machine against a simulated Exoscale")
+    _serving(p, host="127.0.0.1")
+    p.add_argument("--idle", default="30s", help="scale to zero after this long without requests (default 30s)")
+    p.add_argument("--boot", type=float, default=3.0, help="simulated VM boot seconds (default 3)")
+    p.add_argument("--token-delay", type=float, default=0.05, help="simulated seconds per token (default 0.05)")
+    p.add_argument("--model", default="granite3.1-dense:8b", help="model the simulated VM pre-pulls")
+    p.add_argument("--state-file", default=None, help="state file (default: a temporary directory)")
+
+    for name, text in (("status", "show phase, endpoint, idle countdown and last wake"),
+                       ("wake", "start the VM now"), ("sleep", "scale the VM to zero now")):
+        p = sub.add_parser(name, help=f"{text} (a RemoteOllama, through your kubeconfig)")
+        p.add_argument("name", help="RemoteOllama name")
+        p.add_argument("-n", "--namespace", default=None, help="namespace (default: kubeconfig's)")
+        p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    return parser
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("aiohttp.access", "urllib3", "kopf.objects", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _logging(args.verbose)
+    if args.command == "standalone":
+        from .settings import ConfigError, StandaloneConfig
+
+        try:
+            config = StandaloneConfig.from_env(os.environ)
+        except ConfigError as exc:
+            for line in exc.problems:
+                print(f"remote-ollama: {line}", file=sys.stderr)
+            return 2
+        from .serve import serve_standalone
+
+        asyncio.run(serve_standalone(config, args.host, args.port))
+        return 0
+    if args.command == "sandbox":
+        from .sandbox.demo import run_sandbox
+
+        return asyncio.run(run_sandbox(args))
+    if args.command == "operator":
+        from .operator.main import run_operator
+
+        return int(run_operator(args))
+    if args.command == "proxy":
+        from .operator.proxy_main import run_resource_proxy
+
+        return int(asyncio.run(run_resource_proxy(args.resource, args.host, args.port)))
+    if args.command in ("status", "wake", "sleep"):
+        from .operator.control import control
+
+        return int(control(args.command, args.name, args.namespace, args.output))
+    return 2
+
+
+def kubectl_plugin() -> int:
+    """`kubectl remoteollama status|wake|sleep NAME`: kubectl runs this binary with the rest of the line."""
+    return main(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

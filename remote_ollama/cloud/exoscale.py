@@ -1,0 +1,710 @@
+"""The Exoscale adapter: domain verbs over the real python-exoscale v2 client.
+
+The SDK is a thin generated client with no timeouts and no retries, so this module adds both
+(jittered exponential backoff on 5xx, 429 and connection failures; never on other 4xx), maps
+errors to `errors.CloudError` subclasses a person can act on, and waits on operations with a
+deadline. Every method blocks; `AsyncExoscaleCloud` runs them in threads so an event loop never
+does. Credentials live only in the client's auth object: never in messages or logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import requests
+from exoscale.api.exceptions import (
+    ExoscaleAPIAuthException,
+    ExoscaleAPIClientException,
+    ExoscaleAPIException,
+    ExoscaleAPIServerException,
+)
+from exoscale.api.v2 import Client
+
+from ..lifecycle import GONE, ObservedInstance
+from ..resource import (
+    LABEL_CLUSTER,
+    LABEL_MANAGED_BY,
+    LABEL_MANAGED_BY_VALUE,
+    LABEL_OWNER,
+    VM_PORT,
+    parse_instance_type,
+)
+from .errors import (
+    CapacityError,
+    CloudError,
+    CloudUnavailable,
+    CredentialsError,
+    InstanceTypeNotFound,
+    NotAuthorizedError,
+    NotFoundError,
+    OperationFailed,
+    OperationTimeout,
+    QuotaError,
+    TemplateNotFound,
+)
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+RULE_DESCRIPTION = "remote-ollama: VM TLS port"
+MAX_BACKOFF = 30.0
+
+
+class _TimeoutSession(requests.Session):
+    """A requests Session with a default timeout (the SDK passes none, so a dead peer hangs forever)."""
+
+    def __init__(self, timeout: float):
+        super().__init__()
+        self.default_timeout = timeout
+
+    def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self.default_timeout)
+        return super().request(method, url, *args, **kwargs)
+
+
+def _api_message(exc: ExoscaleAPIException) -> str:
+    """The `message` of an API error body, or its text."""
+    resp = getattr(exc, "response", None)
+    if resp is None:
+        return str(exc)
+    try:
+        body = resp.json()
+        if isinstance(body, dict) and body.get("message"):
+            return str(body["message"])
+    except ValueError:
+        pass
+    return (resp.text or str(exc))[:300]
+
+
+def _status(exc: ExoscaleAPIException) -> int | None:
+    resp = getattr(exc, "response", None)
+    return getattr(resp, "status_code", None)
+
+
+def _retry_after(exc: Exception) -> float | None:
+    resp = getattr(exc, "response", None)
+    value = resp.headers.get("Retry-After") if resp is not None else None
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _is_capacity(reason: str, message: str) -> bool:
+    text = message.lower()
+    return reason == "unavailable" or "capacity" in text or "insufficient" in text
+
+
+def owner_labels(owner_uid: str, cluster: str) -> dict[str, str]:
+    """The labels (DESIGN.md section 2) that tie an instance to one resource of one cluster."""
+    return {LABEL_MANAGED_BY: LABEL_MANAGED_BY_VALUE, LABEL_OWNER: owner_uid, LABEL_CLUSTER: cluster}
+
+
+class ExoscaleCloud:
+    """One zone of one Exoscale organisation, spoken to in the product's verbs (blocking)."""
+
+    def __init__(
+        self,
+        api_key: str,
+        api_secret: str,
+        zone: str,
+        *,
+        endpoint: str | None = None,
+        timeout: float = 30,
+        retries: int = 5,
+        backoff_base: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        poll_interval: float = 2.0,
+    ):
+        self.zone = zone
+        self.endpoint = endpoint
+        self.retries = retries
+        self.backoff_base = backoff_base
+        self.poll_interval = poll_interval
+        self._sleep = sleep
+        self._clock = clock
+        try:
+            if endpoint:
+                self.client = Client(api_key, api_secret, url=endpoint.rstrip("/"))
+            else:
+                self.client = Client(api_key, api_secret, zone=zone)
+        except TypeError as exc:  # the SDK's way of refusing an unknown zone
+            raise CloudError(str(exc), reason="InvalidZone") from exc
+        session = _TimeoutSession(timeout)
+        session.auth = self.client.http_client.auth
+        self.client.http_client = session
+        self._type_names: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<ExoscaleCloud zone={self.zone} endpoint={self.client.endpoint}>"
+
+    # transport ------------------------------------------------------------------------------------
+    def _backoff(self, attempt: int, exc: Exception) -> float:
+        """Full jitter: uniform(0, base * 2**attempt), capped; a server's Retry-After is a floor."""
+        delay = random.uniform(0, min(MAX_BACKOFF, self.backoff_base * 2**attempt))
+        hint = _retry_after(exc)
+        return min(MAX_BACKOFF, max(delay, hint)) if hint is not None else delay
+
+    def _call(
+        self, operation: str, *, before_retry: Callable[[], JSON | None] | None = None, **kwargs: Any
+    ) -> Any:
+        """Call one SDK operation with retries; `before_retry` may return a result that makes a retry moot."""
+        method = getattr(self.client, operation)
+        attempt = 0
+        while True:
+            try:
+                return method(**kwargs)
+            except ExoscaleAPIAuthException as exc:
+                msg = _api_message(exc)
+                # Exoscale answers 403 for more than bad keys: quota and unauthorised types too.
+                if "quota" in msg.lower():
+                    raise QuotaError(
+                        f"{operation}: {msg} (zone {self.zone}) — request a quota increase in the Exoscale portal",
+                        family="",
+                        zone=self.zone,
+                    ) from exc
+                if "instance type" in msg.lower() and "authorized" in msg.lower():
+                    raise NotAuthorizedError(
+                        f"{operation}: {msg} (zone {self.zone})", family="", zone=self.zone
+                    ) from exc
+                raise CredentialsError(
+                    f"Exoscale refused the API credentials ({msg}): check the api-key and api-secret "
+                    "and that the key's IAM role allows compute operations",
+                    status=403,
+                ) from exc
+            except ExoscaleAPIClientException as exc:
+                status = _status(exc)
+                msg = _api_message(exc)
+                if status != 429:
+                    if status == 404:
+                        raise NotFoundError(f"{operation}: {msg}", status=404) from exc
+                    if status == 409:
+                        raise CloudError(
+                            f"{operation}: {msg}", reason="Conflict", retryable=True, status=409
+                        ) from exc
+                    raise CloudError(f"{operation}: {msg}", reason="BadRequest", status=status) from exc
+                failure: Exception = exc
+                why = f"429 {msg}"
+            except ExoscaleAPIServerException as exc:
+                failure, why = exc, f"{_status(exc)} {_api_message(exc)}"
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                failure, why = exc, type(exc).__name__
+            if attempt >= self.retries:
+                raise CloudUnavailable(
+                    f"Exoscale API unavailable for {operation} after {attempt + 1} attempts: {why}"
+                ) from failure
+            delay = self._backoff(attempt, failure)
+            attempt += 1
+            log.warning(
+                "exoscale %s failed (%s); retry %d/%d in %.2fs", operation, why, attempt, self.retries, delay
+            )
+            self._sleep(delay)
+            if before_retry is not None:
+                done = before_retry()
+                if done is not None:
+                    return done
+
+    def _wait_operation(self, op: JSON, deadline: float) -> JSON:
+        """Poll an async operation until it leaves `pending`; raise on failure or at the deadline."""
+        op_id = op["id"]
+        end = self._clock() + deadline
+        while op.get("state", "pending") == "pending":
+            if self._clock() >= end:
+                raise OperationTimeout(f"operation {op_id} still pending after {deadline:.0f}s")
+            self._sleep(self.poll_interval)
+            op = self._call("get_operation", id=op_id)
+        state = op.get("state")
+        if state == "success":
+            return op
+        reason = str(op.get("reason") or state)
+        message = str(op.get("message") or "")
+        ref = (op.get("reference") or {}).get("id", "")
+        text = f"operation {op_id} on {ref} ended in {state}: {reason}" + (f" ({message})" if message else "")
+        log.warning("exoscale %s", text)
+        if _is_capacity(reason, message):
+            raise CapacityError(text)
+        raise OperationFailed(text, retryable=reason in ("busy", "interrupted", "fault", "unknown"))
+
+    def _wait_state(
+        self, instance_id: str, done: Callable[[JSON | None], bool], deadline: float, what: str
+    ) -> JSON | None:
+        end = self._clock() + deadline
+        while True:
+            try:
+                raw: JSON | None = self._call("get_instance", id=instance_id)
+            except NotFoundError:
+                raw = None
+            if done(raw):
+                return raw
+            if raw is not None and raw.get("state") == "error":
+                raise OperationFailed(f"instance {instance_id} is in state error while waiting to be {what}")
+            if self._clock() >= end:
+                state = raw.get("state") if raw else "gone"
+                raise OperationTimeout(
+                    f"instance {instance_id} not {what} after {deadline:.0f}s (state {state})"
+                )
+            self._sleep(self.poll_interval)
+
+    # catalogue --------------------------------------------------------------------------------------
+    def _instance_types(self) -> list[JSON]:
+        types: list[JSON] = self._call("list_instance_types").get("instance-types", [])
+        with self._lock:
+            for t in types:
+                if t.get("family") and t.get("size"):
+                    self._type_names[t["id"]] = f"{t['family']}.{t['size']}"
+        return types
+
+    def check_credentials(self) -> None:
+        """Raise CredentialsError unless the key pair is accepted (an authenticated, read-only call)."""
+        self._instance_types()
+
+    def resolve_instance_type(self, name: str) -> JSON:
+        """The zone's instance type for `family.size`; raises when it is unknown, absent or unauthorised."""
+        try:
+            wanted = parse_instance_type(name)
+        except ValueError as exc:
+            raise InstanceTypeNotFound(str(exc)) from exc
+        match = [
+            t
+            for t in self._instance_types()
+            if (t.get("family"), t.get("size")) == (wanted.family, wanted.size)
+        ]
+        if not match:
+            raise InstanceTypeNotFound(f"instance type {wanted.name} does not exist (zone {self.zone})")
+        itype = match[0]
+        zones = itype.get("zones")
+        if zones is not None and self.zone not in zones:
+            where = ", ".join(sorted(zones)) or "no zone"
+            raise InstanceTypeNotFound(
+                f"instance type {wanted.name} is not offered in {self.zone} (offered in: {where})",
+                reason="InstanceTypeNotInZone",
+            )
+        if itype.get("authorized") is False:
+            raise NotAuthorizedError(
+                f"instance type {wanted.name} is not authorized for this organization in {self.zone}: "
+                "request access (GPU quota) in the Exoscale portal",
+                family=wanted.family,
+                zone=self.zone,
+            )
+        return itype
+
+    def resolve_template(self, name: str) -> JSON:
+        """The newest public template named exactly `name` that is available in the zone."""
+        templates: list[JSON] = self._call("list_templates", visibility="public").get("templates", [])
+        match = [t for t in templates if t.get("name") == name]
+        match = [t for t in match if t.get("zones") is None or self.zone in t["zones"]] or match
+        if not match:
+            raise TemplateNotFound(f"template {name!r} not found among public templates in {self.zone}")
+        return max(match, key=lambda t: (str(t.get("created-at") or ""), str(t.get("build") or "")))
+
+    def check_gpu_quota(self, family: str, gpus: int = 1) -> None:
+        """Raise QuotaError unless `gpus` more GPUs of `family` fit in the organisation's quota."""
+        try:
+            quota: JSON = self._call("get_quota", entity=family)
+        except NotFoundError:
+            log.info("exoscale has no quota entry for %s; not checking", family)
+            return
+        limit, usage = int(quota.get("limit", -1)), int(quota.get("usage", 0))
+        if limit >= 0 and usage + gpus > limit:
+            raise QuotaError(
+                f"GPU quota exhausted for family {family} in {self.zone}: limit {limit}, in use {usage}, "
+                f"needed {gpus} more — request a quota increase in the Exoscale portal",
+                family=family,
+                zone=self.zone,
+                limit=limit,
+                usage=usage,
+            )
+
+    # security groups ------------------------------------------------------------------------------
+    def _find_security_group(self, name: str) -> JSON | None:
+        groups: list[JSON] = self._call("list_security_groups").get("security-groups", [])
+        return next((g for g in groups if g.get("name") == name), None)
+
+    def ensure_security_group(self, name: str, cidrs: Sequence[str], port: int = VM_PORT) -> str:
+        """Find or create the group `name`; make its ingress rules exactly tcp `port` from each CIDR."""
+        wanted = {str(ipaddress.ip_network(c, strict=False)) for c in cidrs}
+        group = self._find_security_group(name)
+        if group is None:
+            try:
+                op = self._call(
+                    "create_security_group",
+                    name=name,
+                    description="remote-ollama: access to the GPU VM's TLS port",
+                    before_retry=lambda: self._find_security_group(name),
+                )
+            except CloudError as exc:
+                if exc.status != 409:
+                    raise
+                op = None  # created concurrently (or by a retried request): use it
+            if op is not None and "state" in op:
+                sg_id = str(self._wait_operation(op, 60)["reference"]["id"])
+                log.info("exoscale created security group %s (%s)", name, sg_id)
+            else:
+                found = op if op is not None else self._find_security_group(name)
+                if found is None:
+                    raise CloudError(f"security group {name} vanished while being created", retryable=True)
+                sg_id = str(found["id"])
+        else:
+            sg_id = str(group["id"])
+        full: JSON = self._call("get_security_group", id=sg_id)
+        have: dict[str, str] = {}
+        for rule in full.get("rules", []):
+            exact = (
+                rule.get("flow-direction") == "ingress"
+                and rule.get("protocol") == "tcp"
+                and rule.get("start-port") == port
+                and rule.get("end-port") == port
+                and rule.get("network") in wanted
+                and rule.get("network") not in have
+            )
+            if exact:
+                have[rule["network"]] = rule["id"]
+            elif rule.get("flow-direction") == "ingress":
+                op = self._call("delete_rule_from_security_group", id=sg_id, rule_id=rule["id"])
+                self._wait_operation(op, 60)
+                log.info("exoscale removed rule %s from security group %s", rule["id"], sg_id)
+        for network in sorted(wanted - set(have)):
+            op = self._call(
+                "add_rule_to_security_group",
+                id=sg_id,
+                flow_direction="ingress",
+                protocol="tcp",
+                network=network,
+                start_port=port,
+                end_port=port,
+                description=RULE_DESCRIPTION,
+            )
+            self._wait_operation(op, 60)
+            log.info("exoscale allowed %s on tcp/%d in security group %s", network, port, sg_id)
+        return sg_id
+
+    def delete_security_group(self, name: str, *, deadline: float = 120) -> None:
+        """Delete the group if it exists (missing is fine); raises a retryable error while it is in use."""
+        group = self._find_security_group(name)
+        if group is None:
+            return
+        try:
+            op = self._call("delete_security_group", id=group["id"])
+        except NotFoundError:
+            return
+        except CloudError as exc:
+            if exc.status == 400 and "in use" in exc.message.lower():
+                raise CloudError(
+                    exc.message, reason="SecurityGroupInUse", retryable=True, status=400
+                ) from exc
+            raise
+        self._wait_operation(op, deadline)
+        log.info("exoscale deleted security group %s (%s)", name, group["id"])
+
+    # instances ------------------------------------------------------------------------------------
+    def _observe(self, raw: JSON) -> ObservedInstance:
+        itype = raw.get("instance-type") or {}
+        if itype.get("family") and itype.get("size"):
+            type_name = f"{itype['family']}.{itype['size']}"
+        else:
+            type_id = str(itype.get("id", ""))
+            with self._lock:
+                known = self._type_names.get(type_id)
+            if known is None and type_id:
+                with contextlib.suppress(CloudError):
+                    self._instance_types()
+                with self._lock:
+                    known = self._type_names.get(type_id)
+            type_name = known or type_id
+        return ObservedInstance(
+            id=str(raw["id"]),
+            state=str(raw.get("state", "")),
+            public_ip=raw.get("public-ip") or None,
+            zone=self.zone,
+            instance_type=type_name,
+            template_id=str((raw.get("template") or {}).get("id", "")),
+            disk_size=int(raw.get("disk-size") or 0),
+            labels=dict(raw.get("labels") or {}),
+            created_at=_parse_time(raw.get("created-at")),
+        )
+
+    def find_instances(self, labels: Mapping[str, str]) -> list[ObservedInstance]:
+        """Every instance carrying all `labels` (filtered here too: the server filter is advisory)."""
+        query = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        raws: list[JSON] = self._call("list_instances", labels=query).get("instances", [])
+        out = []
+        for raw in raws:
+            if "labels" not in raw:  # a summary without labels: ask for the full instance
+                try:
+                    raw = self._call("get_instance", id=raw["id"])
+                except NotFoundError:
+                    continue
+            have = raw.get("labels") or {}
+            if all(have.get(k) == v for k, v in labels.items()):
+                out.append(self._observe(raw))
+        return out
+
+    def find_instance(self, owner_uid: str, cluster: str) -> ObservedInstance | None:
+        """The newest live instance of this resource, or None."""
+        live = [i for i in self.find_instances(owner_labels(owner_uid, cluster)) if i.state not in GONE]
+        if not live:
+            return None
+        return max(live, key=lambda i: (i.created_at.timestamp() if i.created_at else 0.0, i.id))
+
+    def get_instance(self, instance_id: str) -> ObservedInstance | None:
+        try:
+            return self._observe(self._call("get_instance", id=instance_id))
+        except NotFoundError:
+            return None
+
+    def _type_and_template(
+        self, instance_type: str | Mapping[str, Any], template: str | Mapping[str, Any]
+    ) -> tuple[JSON, JSON]:
+        itype = (
+            dict(instance_type)
+            if isinstance(instance_type, Mapping)
+            else self.resolve_instance_type(instance_type)
+        )
+        tpl = dict(template) if isinstance(template, Mapping) else self.resolve_template(template)
+        return itype, tpl
+
+    def _create(
+        self,
+        name: str,
+        itype: JSON,
+        tpl: JSON,
+        disk_size: int,
+        user_data_b64: str,
+        security_group_id: str,
+        labels: dict[str, str],
+    ) -> JSON:
+        result: JSON = self._call(
+            "create_instance",
+            before_retry=lambda: self._already_created(name, labels),
+            name=name,
+            instance_type={"id": itype["id"]},
+            template={"id": tpl["id"]},
+            disk_size=disk_size,
+            user_data=user_data_b64,
+            security_groups=[{"id": security_group_id}],
+            labels=labels,
+            public_ip_assignment="inet4",
+        )
+        return result
+
+    def _already_created(self, name: str, labels: Mapping[str, str]) -> JSON | None:
+        """After an ambiguous failure the create may have happened: adopt it rather than make a twin."""
+        query = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        for raw in self._call("list_instances", labels=query).get("instances", []):
+            have = raw.get("labels") or {}
+            mine = raw.get("name") == name and all(have.get(k) == v for k, v in labels.items())
+            if mine and raw.get("state") not in GONE:
+                log.warning(
+                    "exoscale create of %s was retried but instance %s exists: adopting", name, raw["id"]
+                )
+                return {"adopted": raw["id"]}
+        return None
+
+    def create_instance(
+        self,
+        name: str,
+        instance_type: str | Mapping[str, Any],
+        template: str | Mapping[str, Any],
+        disk_size: int,
+        user_data_b64: str,
+        security_group_id: str,
+        labels: Mapping[str, str],
+        wait: bool = True,
+        deadline: float = 600,
+    ) -> ObservedInstance:
+        """Create (and by default wait until running) one instance; `instance_type`/`template` are names
+        or the dicts `resolve_*` return. GPU quota is checked first, so no instance exists on QuotaError."""
+        itype, tpl = self._type_and_template(instance_type, template)
+        if itype.get("gpus") and itype.get("family"):
+            self.check_gpu_quota(str(itype["family"]), int(itype["gpus"]))
+        labels = dict(labels)
+
+        try:
+            result = self._create(name, itype, tpl, disk_size, user_data_b64, security_group_id, labels)
+        except QuotaError as exc:
+            if exc.family or not itype.get("family"):
+                raise
+            family = str(itype["family"])
+            self.check_gpu_quota(family, int(itype.get("gpus") or 0))  # names family and limit when it can
+            raise QuotaError(exc.message, family=family, zone=self.zone, reason=exc.reason) from exc
+        if "adopted" in result:
+            instance_id = result["adopted"]
+        else:
+            instance_id = result["reference"]["id"]
+            log.info("exoscale creating instance %s (%s) operation %s", name, instance_id, result["id"])
+            if wait:
+                started = self._clock()
+                self._wait_operation(result, deadline)
+                deadline = max(1.0, deadline - (self._clock() - started))
+        if wait:
+            raw = self._wait_state(
+                instance_id, lambda r: r is not None and r.get("state") == "running", deadline, "running"
+            )
+            assert raw is not None
+            return self._observe(raw)
+        inst = self.get_instance(instance_id)
+        return inst or ObservedInstance(id=instance_id, state="starting", zone=self.zone, labels=labels)
+
+    def _act(
+        self, verb: str, instance_id: str, target: str, from_states: set[str], wait: bool, deadline: float
+    ) -> ObservedInstance:
+        """start/stop: idempotent when already there, waits through transitions, then acts."""
+        current = self.get_instance(instance_id)
+        if current is None:
+            raise NotFoundError(f"instance {instance_id} not found in {self.zone}", status=404)
+        if current.state != target:
+            if current.state not in from_states:
+                raw = self._wait_state(
+                    instance_id,
+                    lambda r: r is None or r.get("state") in from_states | {target},
+                    deadline,
+                    "ready to " + verb,
+                )
+                if raw is None:
+                    raise NotFoundError(f"instance {instance_id} vanished", status=404)
+                current = self._observe(raw)
+            if current.state != target:
+                started = self._clock()
+                op = self._call(f"{verb}_instance", id=instance_id)
+                log.info("exoscale %s instance %s operation %s", verb, instance_id, op.get("id"))
+                if wait:
+                    self._wait_operation(op, deadline)
+                    deadline = max(1.0, deadline - (self._clock() - started))
+        if not wait:
+            return self.get_instance(instance_id) or current
+        raw = self._wait_state(instance_id, lambda r: r is None or r.get("state") == target, deadline, target)
+        if raw is None:
+            raise NotFoundError(f"instance {instance_id} vanished", status=404)
+        return self._observe(raw)
+
+    def start_instance(self, instance_id: str, wait: bool = True, deadline: float = 600) -> ObservedInstance:
+        return self._act("start", instance_id, "running", {"stopped"}, wait, deadline)
+
+    def stop_instance(self, instance_id: str, wait: bool = True, deadline: float = 600) -> ObservedInstance:
+        return self._act("stop", instance_id, "stopped", {"running"}, wait, deadline)
+
+    def delete_instance(self, instance_id: str, wait: bool = True, deadline: float = 600) -> None:
+        """Delete; a missing instance is already deleted. With `wait`, returns once it is gone for good."""
+        try:
+            op = self._call("delete_instance", id=instance_id)
+        except NotFoundError:
+            return
+        log.info("exoscale deleting instance %s operation %s", instance_id, op.get("id"))
+        if wait:
+            started = self._clock()
+            try:
+                self._wait_operation(op, deadline)
+            except OperationFailed as exc:
+                if self.get_instance(instance_id) is not None:
+                    raise
+                log.info("exoscale delete of %s reported %s but it is gone", instance_id, exc.reason)
+                return
+            rest = max(1.0, deadline - (self._clock() - started))
+            self._wait_state(
+                instance_id, lambda r: r is None or r.get("state") == "destroyed", rest, "deleted"
+            )
+
+
+class AsyncExoscaleCloud:
+    """The same verbs for asyncio code: each call runs in a worker thread, never on the loop."""
+
+    def __init__(self, cloud: ExoscaleCloud):
+        self.sync = cloud
+        self.zone = cloud.zone
+
+    @classmethod
+    def connect(cls, api_key: str, api_secret: str, zone: str, **kwargs: Any) -> AsyncExoscaleCloud:
+        return cls(ExoscaleCloud(api_key, api_secret, zone, **kwargs))
+
+    async def check_credentials(self) -> None:
+        await asyncio.to_thread(self.sync.check_credentials)
+
+    async def resolve_instance_type(self, name: str) -> JSON:
+        return await asyncio.to_thread(self.sync.resolve_instance_type, name)
+
+    async def resolve_template(self, name: str) -> JSON:
+        return await asyncio.to_thread(self.sync.resolve_template, name)
+
+    async def check_gpu_quota(self, family: str, gpus: int = 1) -> None:
+        await asyncio.to_thread(self.sync.check_gpu_quota, family, gpus)
+
+    async def ensure_security_group(self, name: str, cidrs: Sequence[str], port: int = VM_PORT) -> str:
+        return await asyncio.to_thread(self.sync.ensure_security_group, name, cidrs, port)
+
+    async def delete_security_group(self, name: str, *, deadline: float = 120) -> None:
+        await asyncio.to_thread(self.sync.delete_security_group, name, deadline=deadline)
+
+    async def find_instances(self, labels: Mapping[str, str]) -> list[ObservedInstance]:
+        return await asyncio.to_thread(self.sync.find_instances, labels)
+
+    async def find_instance(self, owner_uid: str, cluster: str) -> ObservedInstance | None:
+        return await asyncio.to_thread(self.sync.find_instance, owner_uid, cluster)
+
+    async def get_instance(self, instance_id: str) -> ObservedInstance | None:
+        return await asyncio.to_thread(self.sync.get_instance, instance_id)
+
+    async def create_instance(
+        self,
+        name: str,
+        instance_type: str | Mapping[str, Any],
+        template: str | Mapping[str, Any],
+        disk_size: int,
+        user_data_b64: str,
+        security_group_id: str,
+        labels: Mapping[str, str],
+        wait: bool = True,
+        deadline: float = 600,
+    ) -> ObservedInstance:
+        return await asyncio.to_thread(
+            self.sync.create_instance,
+            name,
+            instance_type,
+            template,
+            disk_size,
+            user_data_b64,
+            security_group_id,
+            labels,
+            wait,
+            deadline,
+        )
+
+    async def start_instance(
+        self, instance_id: str, wait: bool = True, deadline: float = 600
+    ) -> ObservedInstance:
+        return await asyncio.to_thread(self.sync.start_instance, instance_id, wait, deadline)
+
+    async def stop_instance(
+        self, instance_id: str, wait: bool = True, deadline: float = 600
+    ) -> ObservedInstance:
+        return await asyncio.to_thread(self.sync.stop_instance, instance_id, wait, deadline)
+
+    async def delete_instance(self, instance_id: str, wait: bool = True, deadline: float = 600) -> None:
+        await asyncio.to_thread(self.sync.delete_instance, instance_id, wait, deadline)
+
+
+__all__ = [
+    "AsyncExoscaleCloud",
+    "CloudError",
+    "ExoscaleCloud",
+    "owner_labels",
+]

@@ -1,0 +1,282 @@
+"""The proxy's aiohttp application: Ollama's routes passed through, plus its own few paths.
+
+Every method and path is forwarded (a catch-all), so new Ollama routes work unchanged. The proxy's
+own paths (`/status`, `/healthz`, `/readyz`, `/metrics`) are outside Ollama's `/api` and `/v1`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from remote_ollama.proxy.activity import ActivityReporter
+from remote_ollama.proxy.cors import OriginPolicy, is_preflight
+from remote_ollama.proxy.hold import Hold, HoldRejected, not_ready_response, progress_line
+from remote_ollama.proxy.interfaces import ActivitySink, ProxySettings, Upstream, UpstreamResolver
+from remote_ollama.proxy.metrics import ProxyMetrics, route_class
+from remote_ollama.proxy.polling import PollingCache, is_polling
+from remote_ollama.proxy.upstream import Forwarder, UpstreamPool, UpstreamUnreachable
+
+OWN_OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # never behind client auth
+_ORIGIN = web.RequestKey("cors_origin", str)
+_PULL_BODY_LIMIT = 1 << 20
+
+
+def json_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+class Proxy:
+    def __init__(
+        self,
+        resolver: UpstreamResolver,
+        sink: ActivitySink,
+        settings: ProxySettings,
+        reporter: ActivityReporter | None = None,
+    ) -> None:
+        self.resolver = resolver
+        self.settings = settings
+        self.metrics = ProxyMetrics()
+        self.reporter = reporter or ActivityReporter(sink, settings.activity_interval)
+        self.hold = Hold(resolver, self.reporter, settings, self.metrics)
+        self.pool = UpstreamPool(connect_timeout=settings.connect_timeout)
+        # The VM's Ollama never sees a browser Origin, so CORS headers are the proxy's alone.
+        self.forwarder = Forwarder(self.pool, self.metrics)
+        self.cache = PollingCache()
+        self.origins = OriginPolicy(settings.allowed_origins)
+        self._keys = [k.encode() for k in settings.client_api_keys]
+
+    # -- edge: origin, auth, metrics ---------------------------------------------------------------
+    @web.middleware
+    async def edge(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = route_class(request.path)
+        code = "499"
+        try:
+            response = await self._checked(request, handler)
+            code = str(response.status)
+            return response
+        except web.HTTPException as exc:
+            code = str(exc.status)
+            raise
+        finally:
+            self.metrics.requests.labels(route, code).inc()
+
+    async def _checked(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is not None:
+            if not self.origins.allows(origin):
+                return web.Response(status=403)
+            request[_ORIGIN] = origin
+            if is_preflight(request):
+                return self.origins.preflight(origin)
+        if self._keys and request.path not in OWN_OPEN_PATHS and not self._authorized(request):
+            return json_error(401, "unauthorized")
+        return await handler(request)
+
+    def _authorized(self, request: web.Request) -> bool:
+        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        given = key.strip().encode()
+        return any(hmac.compare_digest(given, k) for k in self._keys)
+
+    async def add_cors(self, request: web.Request, response: web.StreamResponse) -> None:
+        """on_response_prepare: streamed answers get CORS headers before their headers go out."""
+        origin = request.get(_ORIGIN)
+        for name in [n for n in response.headers if n.lower().startswith("access-control-")]:
+            del response.headers[name]
+        if origin is not None:
+            response.headers.update(self.origins.cors_headers(origin))
+
+    # -- Ollama routes ------------------------------------------------------------------------------
+    async def forward(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        if is_polling(request.method, path):
+            return await self._poll(request, path)
+        if not self.resolver.state().ready and not path.startswith(("/api/", "/v1/")):
+            return web.Response(status=404, text="404 page not found")  # no wake for stray paths
+        self.reporter.begin()
+        try:
+            if path == "/api/pull" and request.method == "POST" and not self.resolver.state().ready:
+                return await self._pull_while_waking(request)
+            try:
+                upstream = await self.hold.admit()
+            except HoldRejected as exc:
+                return not_ready_response(exc, self.settings.retry_after)
+            return await self._stream_or_502(request, upstream)
+        finally:
+            self.reporter.end()
+
+    async def _poll(self, request: web.Request, path: str) -> web.StreamResponse:
+        state = self.resolver.state()
+        if state.ready:
+            try:
+                upstream = await self.hold.admit()
+                status, headers, body = await self.forwarder.read_whole(request, upstream, route_class(path))
+            except (HoldRejected, UpstreamUnreachable):
+                pass  # fall back to what was last seen
+            else:
+                if status == 200 and request.method == "GET":
+                    self.cache.remember(path, body, headers.get("Content-Type", "application/json"))
+                headers.popall("Content-Length", None)
+                return web.Response(status=status, headers=headers, body=body)
+        cached = self.cache.answer(path)
+        if cached is not None:
+            return cached
+        return not_ready_response(
+            HoldRejected(state.phase, f"remote instance is {state.phase.lower()} and not answered yet"),
+            self.settings.retry_after,
+        )
+
+    async def _pull_while_waking(self, request: web.Request) -> web.StreamResponse:
+        """`POST /api/pull` streams "waking" progress lines while the VM starts, then the real pull."""
+        body = await request.content.read(_PULL_BODY_LIMIT)
+        try:
+            streaming = json.loads(body or b"{}").get("stream", True) is not False
+        except (ValueError, AttributeError):
+            streaming = False
+        if not streaming:
+            try:
+                upstream = await self.hold.admit()
+            except HoldRejected as exc:
+                return not_ready_response(exc, self.settings.retry_after)
+            return await self._stream_or_502(request, upstream, body)
+        try:
+            started = self.hold.enter()
+        except HoldRejected as exc:
+            return not_ready_response(exc, self.settings.retry_after)
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        waiting = asyncio.ensure_future(self.hold.wait(started))
+        try:
+            await response.prepare(request)
+            while True:
+                phase = self.resolver.state().phase
+                await response.write(progress_line({"status": f"waking remote instance ({phase})"}))
+                done, _ = await asyncio.wait({waiting}, timeout=self.settings.pull_progress_interval)
+                if done:
+                    break
+            try:
+                upstream = waiting.result()
+            except HoldRejected as exc:
+                await response.write(progress_line({"error": exc.message}))
+                return response
+        finally:
+            waiting.cancel()
+            self.hold.leave(started)
+        await self._continue_pull(request, response, upstream, body)
+        return response
+
+    async def _continue_pull(
+        self, request: web.Request, response: web.StreamResponse, upstream: Upstream, body: bytes
+    ) -> None:
+        """The real pull's lines follow the waking lines; an error status becomes an error line."""
+        try:
+            up, pooled, _ = await self.forwarder.open(request, upstream, "/api/pull", body=body)
+        except UpstreamUnreachable as exc:
+            await response.write(progress_line({"error": f"remote instance unreachable: {exc}"}))
+            return
+        try:
+            if up.status == 200:
+                sent, complete = await self.forwarder.pipe(request, up, response)
+                self.metrics.bytes_out.inc(sent)
+                if not complete:
+                    return
+            else:
+                answer = await up.read()
+                try:
+                    message = str(json.loads(answer)["error"])
+                except (ValueError, KeyError, TypeError):
+                    message = answer.decode(errors="replace").strip() or f"status {up.status}"
+                await response.write(progress_line({"error": message}))
+        finally:
+            up.close()
+            self.pool.release(pooled)
+        await response.write_eof()
+
+    async def _stream_or_502(
+        self, request: web.Request, upstream: Upstream, body: bytes | None = None
+    ) -> web.StreamResponse:
+        try:
+            return await self.forwarder.stream(request, upstream, route_class(request.path), body=body)
+        except UpstreamUnreachable as exc:
+            return json_error(502, f"remote instance unreachable: {exc}")
+
+    # -- the proxy's own paths ----------------------------------------------------------------------
+    async def status(self, request: web.Request) -> web.Response:
+        state = self.resolver.state()
+        body = dict(self.settings.status_extra())
+        body.update({"phase": state.phase, "ready": state.ready, "held_requests": self.hold.held})
+        return web.json_response(body)
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        # Ready whatever the VM's state: the proxy must receive requests to hold them and wake the VM.
+        return web.json_response({"status": "ok", "phase": self.resolver.state().phase})
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        body, content_type = self.metrics.render()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
+        ticker = asyncio.create_task(self.reporter.run())
+        yield
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+        await self.reporter.settle()
+        await self.pool.close()
+
+
+PROXY_KEY = web.AppKey("proxy", Proxy)
+
+
+def make_proxy_app(
+    resolver: UpstreamResolver,
+    sink: ActivitySink,
+    settings: ProxySettings | None = None,
+    *,
+    reporter: ActivityReporter | None = None,
+) -> web.Application:
+    """The proxy as an aiohttp app; serve it with `run_proxy`/`start_proxy` (they cancel handlers
+    of clients that disconnect, which is what stops the VM's generation)."""
+    proxy = Proxy(resolver, sink, settings or ProxySettings(), reporter)
+    app = web.Application(
+        middlewares=[proxy.edge], client_max_size=1 << 62, handler_args={"tcp_keepalive": True}
+    )
+    app[PROXY_KEY] = proxy
+    app.router.add_get("/status", proxy.status)
+    app.router.add_get("/healthz", proxy.healthz)
+    app.router.add_get("/readyz", proxy.readyz)
+    app.router.add_get("/metrics", proxy.prometheus)
+    app.router.add_route("*", "/{tail:.*}", proxy.forward)
+    app.on_response_prepare.append(proxy.add_cors)
+    app.cleanup_ctx.append(proxy.lifetime)
+    return app
+
+
+async def start_proxy(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve `app`; returns the runner (call `cleanup()`) and the bound port (useful with port 0)."""
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    sockets = runner.addresses
+    bound = int(sockets[0][1]) if sockets else port
+    return runner, bound
+
+
+async def run_proxy(app: web.Application, host: str, port: int) -> None:
+    """Serve until cancelled."""
+    runner, _ = await start_proxy(app, host, port)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,97 @@
+"""Request hold: a request that finds the VM down asks for a wake and waits for it, within bounds.
+
+Past `max_held_requests` waiting, or after `hold_timeout`, the answer is the seed's 503 body with
+Retry-After, so clients that retry do so politely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from aiohttp import web
+
+from remote_ollama.proxy.activity import ActivityReporter
+from remote_ollama.proxy.interfaces import NotReady, ProxySettings, Upstream, UpstreamResolver
+from remote_ollama.proxy.metrics import ProxyMetrics
+
+
+class HoldRejected(Exception):
+    def __init__(self, phase: str, message: str) -> None:
+        super().__init__(message)
+        self.phase = phase
+        self.message = message
+
+
+def not_ready_response(exc: HoldRejected | NotReady, retry_after: int) -> web.Response:
+    body = {"error": exc.message, "provisioning": True, "status": exc.phase}
+    return web.json_response(body, status=503, headers={"Retry-After": str(retry_after)})
+
+
+class Hold:
+    def __init__(
+        self,
+        resolver: UpstreamResolver,
+        reporter: ActivityReporter,
+        settings: ProxySettings,
+        metrics: ProxyMetrics,
+    ) -> None:
+        self.resolver = resolver
+        self.reporter = reporter
+        self.settings = settings
+        self.metrics = metrics
+        self.held = 0
+
+    async def admit(self) -> Upstream:
+        """The upstream, at once when ready, else after waiting for it (raises `HoldRejected`)."""
+        if self.resolver.state().ready:
+            self.reporter.instance_ready()
+            return await self._wait(asyncio.get_running_loop().time() + self.settings.hold_timeout)
+        started = self.enter()
+        try:
+            return await self._wait(started + self.settings.hold_timeout)
+        finally:
+            self.leave(started)
+
+    def enter(self) -> float:
+        """Start holding one request (wakes the VM); raises `HoldRejected` when it may not wait."""
+        phase = self.resolver.state().phase
+        self.reporter.request_wake()
+        if self.settings.immediate_503:
+            raise HoldRejected(
+                phase, f"remote instance is {phase.lower()}; it is being started, retry shortly"
+            )
+        if self.held >= self.settings.max_held_requests:
+            raise HoldRejected(
+                phase, f"too many requests waiting for the remote instance ({self.held}); retry shortly"
+            )
+        self.held += 1
+        self.metrics.held.inc()
+        return asyncio.get_running_loop().time()
+
+    def leave(self, started: float) -> None:
+        self.held -= 1
+        self.metrics.held.dec()
+        self.metrics.hold_seconds.observe(asyncio.get_running_loop().time() - started)
+
+    async def wait(self, started: float) -> Upstream:
+        return await self._wait(started + self.settings.hold_timeout)
+
+    async def _wait(self, deadline: float) -> Upstream:
+        try:
+            # The resolver should honour the deadline; this bound holds even if it does not.
+            async with asyncio.timeout_at(deadline + 0.5):
+                upstream = await self.resolver.await_ready(deadline)
+        except NotReady as exc:
+            raise HoldRejected(exc.phase, exc.message) from None
+        except TimeoutError:
+            phase = self.resolver.state().phase
+            raise HoldRejected(
+                phase, f"remote instance not ready after {self.settings.hold_timeout:g}s ({phase})"
+            ) from None
+        self.reporter.instance_ready()
+        return upstream
+
+
+def progress_line(payload: dict[str, object]) -> bytes:
+    return json.dumps(payload).encode() + b"\n"

@@ -1,0 +1,93 @@
+"""The two narrow interfaces the proxy depends on, and the settings it is built with.
+
+The proxy knows nothing of Kubernetes or Exoscale: an `UpstreamResolver` says where the VM is and
+whether it is ready, an `ActivitySink` records activity and wake requests. Operator mode implements
+them with the Kubernetes API, standalone mode in-process (see `local.py`).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from remote_ollama.resource import DEFAULT_ACTIVITY_INTERVAL, DEFAULT_HOLD_TIMEOUT, DEFAULT_MAX_HELD
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Where to send requests: `url` like `https://127.0.10.5:11435`.
+
+    `ssl` trusts only the resource's CA; `server_hostname` is the name its certificate is issued
+    for (`resource.VM_TLS_SERVER_NAME`), since the proxy connects to a bare IP. Resolvers should hand
+    out the same `SSLContext` object while the CA is unchanged: the proxy keys its connection pool
+    on the context's identity.
+    """
+
+    url: str
+    ssl: ssl.SSLContext | None = None
+    api_key: str | None = None
+    server_hostname: str | None = None
+
+
+@dataclass(frozen=True)
+class UpstreamState:
+    """A snapshot for decisions that must not wait: `phase` is the resource phase (Ready, Stopped...)."""
+
+    phase: str
+    ready: bool
+
+
+class NotReady(Exception):
+    """The upstream did not become ready before the deadline."""
+
+    def __init__(self, phase: str, message: str) -> None:
+        super().__init__(message)
+        self.phase = phase
+        self.message = message
+
+
+class UpstreamResolver(Protocol):
+    async def await_ready(self, deadline: float) -> Upstream:
+        """The upstream once ready; returns at once when ready already, even past the deadline.
+
+        `deadline` is on the event loop's clock (`loop.time()`); raise `NotReady` when it passes.
+        """
+        ...
+
+    def state(self) -> UpstreamState: ...
+
+
+class ActivitySink(Protocol):
+    async def touch(self, at: datetime) -> None:
+        """Record real use at `at` (UTC); called debounced by `ActivityReporter`."""
+        ...
+
+    async def request_wake(self, at: datetime) -> None:
+        """Ask the lifecycle to start the VM now; called at once when a request finds it down."""
+        ...
+
+
+def _no_extra() -> Mapping[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """How the proxy behaves; defaults are the resource's defaults and Ollama's own behaviour."""
+
+    hold_timeout: float = DEFAULT_HOLD_TIMEOUT
+    max_held_requests: int = DEFAULT_MAX_HELD
+    activity_interval: float = DEFAULT_ACTIVITY_INTERVAL
+    # Extra allowed CORS origins, as OLLAMA_ORIGINS (comma-separated there, `*` wildcards).
+    allowed_origins: tuple[str, ...] = ()
+    # Bearer keys clients must present; empty means no auth, as Ollama.
+    client_api_keys: frozenset[str] = frozenset()
+    # The seed's behaviour: answer 503 at once (after requesting a wake) instead of holding.
+    immediate_503: bool = False
+    status_extra: Callable[[], Mapping[str, Any]] = field(default=_no_extra)
+    retry_after: int = 10
+    connect_timeout: float = 10.0
+    pull_progress_interval: float = 5.0

@@ -1,0 +1,60 @@
+"""In-process implementations of the proxy's interfaces: for standalone mode, the bench and tests."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from remote_ollama.proxy.interfaces import NotReady, Upstream, UpstreamState
+
+
+class LocalResolver:
+    """An `UpstreamResolver` that whoever runs the lifecycle in this process sets directly."""
+
+    def __init__(self, upstream: Upstream | None = None, phase: str | None = None) -> None:
+        self._upstream = upstream
+        self._phase = phase or ("Ready" if upstream else "Stopped")
+        self._changed = asyncio.Event()
+
+    def set_ready(self, upstream: Upstream) -> None:
+        self._upstream, self._phase = upstream, "Ready"
+        self._wake_waiters()
+
+    def set_down(self, phase: str) -> None:
+        self._upstream, self._phase = None, phase
+        self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def state(self) -> UpstreamState:
+        return UpstreamState(phase=self._phase, ready=self._upstream is not None)
+
+    async def await_ready(self, deadline: float) -> Upstream:
+        loop = asyncio.get_running_loop()
+        while self._upstream is None:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise NotReady(self._phase, f"remote instance not ready in time ({self._phase})")
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                continue
+        return self._upstream
+
+
+class RecordingSink:
+    """An `ActivitySink` that remembers what it was told (and can be told to run a callback)."""
+
+    def __init__(self) -> None:
+        self.touches: list[datetime] = []
+        self.wakes: list[datetime] = []
+        self.woken = asyncio.Event()
+
+    async def touch(self, at: datetime) -> None:
+        self.touches.append(at)
+
+    async def request_wake(self, at: datetime) -> None:
+        self.wakes.append(at)
+        self.woken.set()

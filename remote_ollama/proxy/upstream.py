@@ -1,0 +1,242 @@
+"""Forwarding to the VM: pooled sessions, header rules, bodies streamed both ways.
+
+Nothing is buffered or recoded: request bodies (multi-GB blobs, either framing) are piped as they
+arrive, responses (NDJSON, SSE) are written chunk by chunk as they come, and neither side
+compresses. There is no read timeout (a model load can send nothing for minutes), only a
+connect timeout. If the client goes away the handler is cancelled (the runner sets
+`handler_cancellation`) or its next write fails, and the upstream request is closed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from remote_ollama.proxy.interfaces import Upstream
+from remote_ollama.proxy.metrics import ProxyMetrics
+from remote_ollama.resource import API_KEY_HEADER
+
+log = logging.getLogger(__name__)
+
+# RFC 9110 7.6.1: these, and every header named in Connection, belong to one hop only.
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
+)
+# Request headers the proxy owns: the upstream's Host, its key, identity encoding, its own
+# Origin checks (the VM's Ollama would refuse browser origins the proxy allows), Expect (answered here).
+_REQUEST_DROP = frozenset({"host", API_KEY_HEADER.lower(), "accept-encoding", "origin", "expect"})
+_SKIP_AUTO = frozenset({"Accept-Encoding", "User-Agent", "Accept", "Content-Type"})
+_TAIL = 4096
+
+
+def end_to_end(
+    headers: Mapping[str, str] | CIMultiDictProxy[str], drop: Iterable[str] = ()
+) -> CIMultiDict[str]:
+    """Headers without hop-by-hop ones (fixed list, Proxy-*, those listed in Connection) and `drop`."""
+    getall = headers.getall if isinstance(headers, CIMultiDictProxy) else None
+    connection = getall("Connection", []) if getall else [headers.get("Connection", "")]
+    listed = {token.strip().lower() for value in connection for token in value.split(",")}
+    skip = HOP_BY_HOP | listed | {d.lower() for d in drop}
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        lname = name.lower()
+        if lname in skip or lname.startswith("proxy-"):
+            continue
+        out.add(name, value)
+    return out
+
+
+def pool_key(upstream: Upstream) -> tuple[str, int, str | None]:
+    origin = str(URL(upstream.url).origin())
+    return origin, id(upstream.ssl), upstream.server_hostname
+
+
+@dataclass
+class _Pooled:
+    session: aiohttp.ClientSession
+    upstream: Upstream  # keeps the SSLContext alive, so its id() in the key stays unique
+    in_flight: int = 0
+    retired: bool = False
+
+
+@dataclass
+class UpstreamPool:
+    """One `ClientSession` per upstream (origin + CA identity + TLS name); a replaced one is closed
+    once its last request finishes, so a new endpoint never cuts streams still running on the old."""
+
+    connect_timeout: float = 10.0
+    _pools: dict[tuple[str, int, str | None], _Pooled] = field(default_factory=dict)
+
+    def acquire(self, upstream: Upstream) -> _Pooled:
+        key = pool_key(upstream)
+        pooled = self._pools.get(key)
+        if pooled is None:
+            for old_key, old in list(self._pools.items()):
+                old.retired = True
+                del self._pools[old_key]
+                if old.in_flight == 0:
+                    asyncio.get_running_loop().create_task(old.session.close())
+            pooled = _Pooled(self._new_session(), upstream)
+            self._pools[key] = pooled
+        pooled.in_flight += 1
+        return pooled
+
+    def release(self, pooled: _Pooled) -> None:
+        pooled.in_flight -= 1
+        if pooled.retired and pooled.in_flight == 0:
+            asyncio.get_running_loop().create_task(pooled.session.close())
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self.connect_timeout, sock_connect=self.connect_timeout, sock_read=None
+        )
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, enable_cleanup_closed=False),
+            timeout=timeout,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),  # clients' cookies must never mix
+            trust_env=False,
+            read_bufsize=2**17,
+        )
+
+    async def close(self) -> None:
+        pools, self._pools = list(self._pools.values()), {}
+        for pooled in pools:
+            await pooled.session.close()
+
+
+class UpstreamUnreachable(Exception):
+    """Connecting to (or sending to) the upstream failed before any response."""
+
+
+@dataclass
+class Forwarder:
+    pool: UpstreamPool
+    metrics: ProxyMetrics
+    request_drop: frozenset[str] = _REQUEST_DROP
+    response_drop: frozenset[str] = frozenset()
+
+    def _request_headers(self, request: web.BaseRequest, upstream: Upstream) -> CIMultiDict[str]:
+        headers = end_to_end(request.headers, self.request_drop)
+        if upstream.api_key:
+            headers[API_KEY_HEADER] = upstream.api_key
+        return headers
+
+    async def _body(self, request: web.BaseRequest, counted: list[int]) -> AsyncIterator[bytes]:
+        async for chunk in request.content.iter_any():
+            counted[0] += len(chunk)
+            yield chunk
+
+    async def open(
+        self, request: web.BaseRequest, upstream: Upstream, route: str, body: bytes | None = None
+    ) -> tuple[aiohttp.ClientResponse, _Pooled, list[int]]:
+        """Send the request; returns the response once its headers arrived (body still streaming)."""
+        counted = [0]
+        data: object = None
+        if body is not None:
+            data, counted[0] = body, len(body)
+        elif request.body_exists:
+            data = self._body(request, counted)
+        url = URL(upstream.url.rstrip("/") + request.raw_path, encoded=True)
+        pooled = self.pool.acquire(upstream)
+        started = asyncio.get_running_loop().time()
+        try:
+            response = await pooled.session.request(
+                request.method,
+                url,
+                headers=self._request_headers(request, upstream),
+                data=data,
+                ssl=upstream.ssl if upstream.ssl is not None else True,
+                server_hostname=upstream.server_hostname if url.scheme == "https" else None,
+                allow_redirects=False,
+                auto_decompress=False,
+                skip_auto_headers=_SKIP_AUTO,
+                compress=None,
+            )
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+            self.pool.release(pooled)
+            raise UpstreamUnreachable(str(exc) or type(exc).__name__) from exc
+        except BaseException:
+            self.pool.release(pooled)
+            raise
+        self.metrics.upstream_latency.labels(route).observe(asyncio.get_running_loop().time() - started)
+        return response, pooled, counted
+
+    def response_headers(self, upstream_response: aiohttp.ClientResponse) -> CIMultiDict[str]:
+        return end_to_end(upstream_response.headers, self.response_drop)
+
+    async def stream(
+        self,
+        request: web.BaseRequest,
+        upstream: Upstream,
+        route: str,
+        body: bytes | None = None,
+    ) -> web.StreamResponse:
+        """Forward and stream the answer back as it arrives (`body`: already read from the client)."""
+        up, pooled, counted = await self.open(request, upstream, route, body)
+        sent = 0
+        try:
+            response = web.StreamResponse(
+                status=up.status, reason=up.reason, headers=self.response_headers(up)
+            )
+            await response.prepare(request)
+            sent, complete = await self.pipe(request, up, response)
+            if complete:
+                await response.write_eof()
+            return response
+        finally:
+            up.close()  # unread body: drop the upstream connection, which is what cancels Ollama
+            self.pool.release(pooled)
+            self.metrics.bytes_in.inc(counted[0])
+            self.metrics.bytes_out.inc(sent)
+
+    async def pipe(
+        self, request: web.BaseRequest, up: aiohttp.ClientResponse, response: web.StreamResponse
+    ) -> tuple[int, bool]:
+        """Copy the upstream body chunk by chunk; returns (bytes sent, whether it ended cleanly).
+
+        Counts tokens from the last line of NDJSON/JSON bodies.
+        """
+        watch = up.content_type in ("application/x-ndjson", "application/json")
+        tail = b""
+        sent = 0
+        try:
+            async for chunk in up.content.iter_any():
+                sent += len(chunk)
+                if watch:
+                    tail = chunk if len(chunk) >= _TAIL else tail[-_TAIL:] + chunk
+                await response.write(chunk)
+        except aiohttp.ClientPayloadError as exc:
+            # The upstream broke off mid-body: the status is already sent, so the honest signal is
+            # an incomplete response; close the client connection rather than end it cleanly.
+            log.warning("upstream body broke off: %s", exc)
+            response.force_close()
+            if request.transport is not None:
+                request.transport.abort()
+            return sent, False
+        if watch:
+            self.metrics.count_tokens(tail)
+        return sent, True
+
+    async def read_whole(
+        self, request: web.BaseRequest, upstream: Upstream, route: str
+    ) -> tuple[int, CIMultiDict[str], bytes]:
+        """Forward a small request (the polling routes) and read the whole answer."""
+        up, pooled, counted = await self.open(request, upstream, route)
+        try:
+            body = await up.read()
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnreachable(str(exc)) from exc
+        finally:
+            up.close()
+            self.pool.release(pooled)
+        self.metrics.bytes_in.inc(counted[0])
+        self.metrics.bytes_out.inc(len(body))
+        return up.status, self.response_headers(up), body

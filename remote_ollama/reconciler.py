@@ -1,0 +1,236 @@
+"""Carry out lifecycle decisions: observe the instance and the VM's Ollama, then act on Exoscale.
+
+Shared by the operator and standalone mode (one lifecycle, two shells). The decisions themselves
+live in `lifecycle.py`; this module only does the I/O they ask for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from .cloud.cloudinit import encode_user_data, render_user_data
+from .cloud.exoscale import AsyncExoscaleCloud
+from .cloud.pki import VMCredentials, client_ssl_context, generate_vm_credentials
+from .lifecycle import (
+    GONE,
+    Action,
+    ActionKind,
+    Decision,
+    Health,
+    Memory,
+    ObservedInstance,
+    endpoint_for,
+)
+from .resource import (
+    API_KEY_HEADER,
+    LABEL_CLUSTER,
+    LABEL_MANAGED_BY,
+    LABEL_MANAGED_BY_VALUE,
+    LABEL_OWNER,
+    LABEL_SPEC_HASH,
+    VM_TLS_SERVER_NAME,
+    Spec,
+)
+
+log = logging.getLogger(__name__)
+
+PROBE_TIMEOUT = 5.0
+
+
+def instance_name(*parts: str) -> str:
+    """A hostname-safe instance name (Exoscale rejects underscores, max 63 characters)."""
+    text = re.sub(r"[^a-z0-9-]+", "-", "-".join(("remote-ollama", *parts)).lower()).strip("-")
+    return text[:63].rstrip("-")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Which VM this reconciler manages: the labels that find it and the names it gets."""
+
+    owner_uid: str
+    cluster: str
+    name: str
+    security_group: str
+
+    def labels(self, spec: Spec) -> dict[str, str]:
+        return {
+            LABEL_MANAGED_BY: LABEL_MANAGED_BY_VALUE,
+            LABEL_OWNER: self.owner_uid,
+            LABEL_CLUSTER: self.cluster,
+            LABEL_SPEC_HASH: spec.instance_hash(),
+        }
+
+
+class CredentialStore:
+    """Where the per-VM CA, certificate and API key live (a Secret, or the standalone state file)."""
+
+    async def load(self) -> VMCredentials | None:
+        raise NotImplementedError
+
+    async def save(self, creds: VMCredentials) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class Reconciler:
+    cloud: AsyncExoscaleCloud
+    target: Target
+    store: CredentialStore
+    # A fixed VM API key (the seed's EXOSCALE_OLLAMA_KEY); random per VM when None.
+    fixed_api_key: str | None = None
+    _pulls: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _ssl: tuple[str, ssl.SSLContext] | None = None
+    _session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        for task in self._pulls.values():
+            task.cancel()
+        if self._session is not None:
+            await self._session.close()
+
+    # -- observing ---------------------------------------------------------------------------------------
+
+    async def observe_instance(self, memory: Memory) -> ObservedInstance | None:
+        """The instance by remembered id (one API call), else by our labels (adoption after a restart)."""
+        if memory.instance_id:
+            found = await self.cloud.get_instance(memory.instance_id)
+            if found is not None and found.state not in GONE:
+                return found
+        return await self.cloud.find_instance(self.target.owner_uid, self.target.cluster)
+
+    def ssl_context(self, creds: VMCredentials) -> ssl.SSLContext:
+        """One context per CA, so the proxy's pool (keyed by context) survives unchanged CAs."""
+        if self._ssl is None or self._ssl[0] != creds.ca_pem:
+            self._ssl = (creds.ca_pem, client_ssl_context(creds.ca_pem))
+        return self._ssl[1]
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT))
+        return self._session
+
+    async def _vm_request(
+        self, instance: ObservedInstance, creds: VMCredentials, method: str, path: str, **kw: Any
+    ) -> Any:
+        url = f"{endpoint_for(instance.public_ip)}{path}"
+        async with self._http().request(
+            method,
+            url,
+            ssl=self.ssl_context(creds),
+            server_hostname=VM_TLS_SERVER_NAME,
+            headers={API_KEY_HEADER: creds.api_key},
+            **kw,
+        ) as resp:
+            resp.raise_for_status()
+            return await resp.json(content_type=None)
+
+    async def probe(self, instance: ObservedInstance | None) -> Health | None:
+        """Ask the VM's Ollama (through its TLS front, with the key) for its version and models."""
+        if instance is None or instance.state != "running" or not instance.public_ip:
+            return None
+        creds = await self.store.load()
+        if creds is None:
+            return None
+        try:
+            version = await self._vm_request(instance, creds, "GET", "/api/version")
+            tags = await self._vm_request(instance, creds, "GET", "/api/tags")
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            log.debug("probe of %s failed: %s", instance.id, type(exc).__name__)
+            return None
+        models = tuple(m.get("name") or m.get("model", "") for m in tags.get("models", []))
+        return Health(str(version.get("version", "")), models)
+
+    # -- acting ------------------------------------------------------------------------------------------
+
+    async def execute(self, decision: Decision, spec: Spec, instance: ObservedInstance | None) -> None:
+        """Carry out the decision's actions in order; cloud errors propagate to the shell."""
+        sg_id: str | None = None
+        for action in decision.actions:
+            if action.kind is ActionKind.ENSURE_SECURITY_GROUP:
+                sg_id = await self.cloud.ensure_security_group(
+                    self.target.security_group, spec.allowed_source_cidrs
+                )
+            elif action.kind is ActionKind.CREATE_INSTANCE:
+                if sg_id is None:
+                    sg_id = await self.cloud.ensure_security_group(
+                        self.target.security_group, spec.allowed_source_cidrs
+                    )
+                await self._create(spec, sg_id)
+            elif action.kind is ActionKind.START_INSTANCE:
+                await self.cloud.start_instance(_id(action), wait=False)
+            elif action.kind is ActionKind.STOP_INSTANCE:
+                await self.cloud.stop_instance(_id(action), wait=False)
+            elif action.kind is ActionKind.DELETE_INSTANCE:
+                await self.cloud.delete_instance(_id(action), wait=False)
+            elif action.kind is ActionKind.PULL_MODELS and instance is not None:
+                self._start_pulls(instance, action)
+            # PROBE needs nothing here: the shell probes every running instance before deciding.
+
+    async def _create(self, spec: Spec, sg_id: str) -> None:
+        """New VM, new credentials: saved first so a crash never leaves a VM with unknown keys.
+
+        The adapter checks the GPU quota before creating, so no VM exists after a QuotaError.
+        """
+        creds = generate_vm_credentials(self.fixed_api_key)
+        await self.store.save(creds)
+        user_data = encode_user_data(render_user_data(creds, spec.models))
+        await self.cloud.create_instance(
+            name=self.target.name,
+            instance_type=spec.instance_type.name,
+            template=spec.template,
+            disk_size=spec.disk_size,
+            user_data_b64=user_data,
+            security_group_id=sg_id,
+            labels=self.target.labels(spec),
+            wait=False,
+        )
+
+    def _start_pulls(self, instance: ObservedInstance, action: Action) -> None:
+        for model in action.models:
+            task = self._pulls.get(model)
+            if task is None or task.done():
+                self._pulls[model] = asyncio.create_task(self._pull(instance, model))
+
+    async def _pull(self, instance: ObservedInstance, model: str) -> None:
+        creds = await self.store.load()
+        if creds is None:
+            return
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
+            await self._vm_request(
+                instance,
+                creds,
+                "POST",
+                "/api/pull",
+                json={"model": model, "stream": False},
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=PROBE_TIMEOUT),
+            )
+
+    async def destroy_all(self) -> None:
+        """Deletion: every instance with our labels, then the security group. Idempotent."""
+        for inst in await self.cloud.find_instances(
+            {
+                LABEL_MANAGED_BY: LABEL_MANAGED_BY_VALUE,
+                LABEL_OWNER: self.target.owner_uid,
+                LABEL_CLUSTER: self.target.cluster,
+            }
+        ):
+            if inst.state not in GONE:
+                await self.cloud.delete_instance(inst.id, wait=True)
+        await self.cloud.delete_security_group(self.target.security_group)
+
+
+def _id(action: Action) -> str:
+    assert action.instance_id, f"{action.kind} needs an instance id"
+    return action.instance_id
+
+
+OnCredentials = Callable[[VMCredentials], Awaitable[None]]

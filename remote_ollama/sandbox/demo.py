@@ -1,0 +1,89 @@
+"""`remote-ollama sandbox`: standalone mode against the embedded Exoscale simulator, short timeouts.
+
+Everything is simulated and says so: the "GPU VM" is a TLS server on a 127.x address that speaks
+the Ollama API. The lifecycle, the proxy and the cloud adapter are the real ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+from pathlib import Path
+
+from ..cloud.exoscale import AsyncExoscaleCloud
+from ..resource import IdlePolicy, Spec, WakePolicy, format_duration, parse_duration, parse_instance_type
+from ..serve import serve_standalone
+from ..settings import StandaloneConfig
+from ..standalone import LocalController
+from .exoscale_api import ExoscaleSimulator
+from .exoscale_state import SimTimings
+
+log = logging.getLogger("remote_ollama")
+
+SANDBOX_KEY, SANDBOX_SECRET = "EXOsandbox0000000000000000", "sandbox-secret-not-a-real-one"
+
+
+def sandbox_timings(boot: float, token_delay: float) -> SimTimings:
+    return SimTimings(boot=boot, stop=1.0, destroy=1.0, operation=0.2, cloud_init=1.0, pull=1.0, token=token_delay)
+
+
+async def run_sandbox(args: argparse.Namespace) -> int:
+    try:
+        idle = parse_duration(args.idle)
+    except ValueError as exc:
+        print(f"remote-ollama sandbox: --idle: {exc}")
+        return 2
+    tmp = None
+    if args.state_file is None:
+        tmp = tempfile.TemporaryDirectory(prefix="remote-ollama-sandbox-")
+        state_file = str(Path(tmp.name) / "state.json")
+    else:
+        state_file = args.state_file
+    sim = ExoscaleSimulator({SANDBOX_KEY: SANDBOX_SECRET}, timings=sandbox_timings(args.boot, args.token_delay))
+    api = await sim.start("127.0.0.1", 0)
+    spec = Spec(
+        instance_type=parse_instance_type("gpua5000.small"),
+        disk_size=50,
+        models=(args.model,),
+        idle=IdlePolicy(stop_after=idle, destroy_after=None),
+        wake=WakePolicy(hold_timeout=120.0),
+    )
+    config = StandaloneConfig(
+        api_key=SANDBOX_KEY,
+        api_secret=SANDBOX_SECRET,
+        spec=spec,
+        endpoint=api,
+        state_file=state_file,
+        ollama_key=None,
+        on_exit="destroy",
+        exit_timeout=5.0,
+        immediate_503=False,
+        boot_timeout=120.0,
+    )
+    cloud = AsyncExoscaleCloud.connect(SANDBOX_KEY, SANDBOX_SECRET, spec.zone, endpoint=api, poll_interval=0.2)
+    url = f"http://{args.host}:{args.port}"
+
+    async def banner(controller: LocalController) -> None:
+        controller.poll_cap = 1.0
+        print(
+            "\n".join(
+                [
+                    "remote-ollama sandbox: the Exoscale cloud here is SIMULATED (no account, no cost).",
+                    f"  simulated Exoscale API: {api}   simulated GPU VMs: TLS servers on 127.0.10.x:11435",
+                    f"  Ollama endpoint: {url}   (OLLAMA_HOST={url})",
+                    f"  try: curl {url}/api/generate -d '{{\"model\":\"{args.model}\",\"prompt\":\"hi\"}}'",
+                    f"  the VM starts on the first request and stops after {format_duration(idle)} without one;",
+                    f"  watch it here, or: curl {url}/status",
+                ]
+            ),
+            flush=True,
+        )
+
+    try:
+        await serve_standalone(config, args.host, args.port, cloud=cloud, drain_timeout=5.0, on_listening=banner)
+    finally:
+        await sim.stop()
+        if tmp is not None:
+            tmp.cleanup()
+    return 0

@@ -1,0 +1,364 @@
+"""Simulated GPU VMs: what a real instance exposes once cloud-init has run (DESIGN.md section 5).
+
+Each running instance gets its own loopback address (its public IP) and, on port 11435, an
+nginx-like TLS front that checks `X-Ollama-Key` and passes to a simulated Ollama. Everything is
+taken from the instance's user-data, so a broken user-data gives a VM that answers nothing,
+exactly as a real one would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import gzip
+import hmac
+import json
+import logging
+import os
+import socket
+import ssl
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from remote_ollama.resource import API_KEY_HEADER, VM_PORT
+from remote_ollama.sandbox.exoscale_state import Instance, SimTimings
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = "/etc/remote-ollama"
+TLS_CERT_PATH = f"{CONFIG_DIR}/tls.crt"
+TLS_KEY_PATH = f"{CONFIG_DIR}/tls.key"
+API_KEY_PATH = f"{CONFIG_DIR}/api-key"
+MODELS_PATH = f"{CONFIG_DIR}/models"
+
+# What the cloud-init nginx site answers (cloud/cloudinit.py: `return 401 '…'` under default_type).
+NGINX_401 = '{"error":"missing or wrong X-Ollama-Key"}\n'
+
+
+class UserDataError(ValueError):
+    """The user-data does not set up the VM contract; the VM boots but serves nothing."""
+
+
+@dataclass(frozen=True)
+class VMConfig:
+    cert_pem: bytes
+    key_pem: bytes
+    api_key: str
+    models: tuple[str, ...]
+
+
+def _decode_file(entry: dict[str, Any]) -> bytes:
+    content = entry.get("content", "")
+    raw = content.encode() if isinstance(content, str) else bytes(content or b"")
+    encoding = str(entry.get("encoding", "text/plain")).lower()
+    if encoding in ("b64", "base64", "gz+b64", "gzip+base64", "gz+base64", "gzip+b64"):
+        raw = base64.b64decode(raw)
+    if encoding.startswith(("gz", "gzip")):
+        raw = gzip.decompress(raw)
+    return raw
+
+
+def parse_user_data(user_data: str | None) -> VMConfig:
+    """Read the files the VM contract needs from base64 `#cloud-config` user-data."""
+    if not user_data:
+        raise UserDataError("no user-data")
+    try:
+        raw = base64.b64decode(user_data, validate=True)
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        text = raw.decode()
+    except (binascii.Error, ValueError, OSError) as exc:
+        raise UserDataError(f"user-data is not base64 text: {exc}") from exc
+    if not text.startswith("#cloud-config"):
+        raise UserDataError("user-data is not #cloud-config")
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UserDataError(f"user-data YAML does not parse: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise UserDataError("#cloud-config is not a mapping")
+    files: dict[str, bytes] = {}
+    for entry in doc.get("write_files") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+            try:
+                files[entry["path"]] = _decode_file(entry)
+            except (binascii.Error, ValueError, OSError) as exc:
+                raise UserDataError(f"write_files {entry['path']}: cannot decode: {exc}") from exc
+    missing = [p for p in (TLS_CERT_PATH, TLS_KEY_PATH, API_KEY_PATH, MODELS_PATH) if p not in files]
+    if missing:
+        raise UserDataError(f"write_files lacks {', '.join(missing)}")
+    api_key = files[API_KEY_PATH].decode().strip()
+    if not api_key:
+        raise UserDataError(f"{API_KEY_PATH} is empty")
+    models = tuple(m.strip() for m in files[MODELS_PATH].decode().splitlines() if m.strip())
+    return VMConfig(files[TLS_CERT_PATH], files[TLS_KEY_PATH], api_key, models)
+
+
+def server_ssl_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
+    """load_cert_chain only reads files: write them to a private temp dir for the call."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory(prefix="sim-vm-") as tmp:
+        cert, key = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
+        for path, data in ((cert, cert_pem), (key, key_pem)):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+# -- the Ollama behind nginx ------------------------------------------------------------------------
+
+
+def _fallback_ollama_app(models: list[str], *, token_delay: float, pull_delay: float) -> web.Application:
+    """A minimal Ollama used until remote_ollama.sandbox.ollama exists."""
+    ready_at = time.monotonic() + pull_delay
+
+    def present() -> list[str]:
+        return list(models) if time.monotonic() >= ready_at else []
+
+    async def root(request: web.Request) -> web.Response:
+        return web.Response(text="Ollama is running")
+
+    async def version(request: web.Request) -> web.Response:
+        return web.json_response({"version": "0.0.0-sim"})
+
+    async def tags(request: web.Request) -> web.Response:
+        stamp = datetime.now(UTC).isoformat()
+        entries = [
+            {"name": m, "model": m, "modified_at": stamp, "size": 1, "digest": "0" * 64} for m in present()
+        ]
+        return web.json_response({"models": entries})
+
+    async def generate(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        model = body.get("model", "")
+        if model not in present():
+            return web.json_response({"error": f"model '{model}' not found"}, status=404)
+        words = ["This", " is", " a", " simulated", " answer", "."]
+        if body.get("stream", True) is False:
+            return web.json_response({"model": model, "response": "".join(words), "done": True})
+        resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await resp.prepare(request)
+        for word in words:
+            await asyncio.sleep(token_delay)
+            await resp.write(json.dumps({"model": model, "response": word, "done": False}).encode() + b"\n")
+        await resp.write(json.dumps({"model": model, "response": "", "done": True}).encode() + b"\n")
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/", root)
+    app.router.add_get("/api/version", version)
+    app.router.add_get("/api/tags", tags)
+    app.router.add_post("/api/generate", generate)
+    return app
+
+
+def make_vm_ollama_app(models: list[str], *, token_delay: float, pull_delay: float) -> web.Application:
+    try:
+        from remote_ollama.sandbox.ollama import make_ollama_app
+    except ImportError:
+        return _fallback_ollama_app(models, token_delay=token_delay, pull_delay=pull_delay)
+    app: web.Application = make_ollama_app(models, token_delay=token_delay, pull_delay=pull_delay)
+    return app
+
+
+def key_check(api_key: str) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """nginx's `if ($http_x_ollama_key != …) { return 401; }`, outermost."""
+
+    @web.middleware
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        given = request.headers.get(API_KEY_HEADER, "")
+        if not hmac.compare_digest(given.encode(), api_key.encode()):
+            return web.Response(
+                status=401, body=NGINX_401.encode(), content_type="application/octet-stream", headers={"Server": "nginx"}
+            )
+        return await handler(request)
+
+    return middleware
+
+
+# -- addresses -----------------------------------------------------------------------------------
+
+
+class LoopbackPool:
+    """Hands out 127.0.X.Y addresses whose VM port is free; shared by all simulators of a process."""
+
+    _taken: set[str] = set()
+    _lock = threading.Lock()
+
+    def __init__(self, port: int = VM_PORT):
+        self.port = port
+        self._start = os.getpid() % 240
+
+    def _free(self, ip: str) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((ip, self.port))
+            except OSError:
+                return False
+        return True
+
+    def allocate_ip(self) -> str:
+        with self._lock:
+            for n in range(240 * 254):
+                third, fourth = 10 + (self._start + n // 254) % 240, 1 + n % 254
+                ip = f"127.0.{third}.{fourth}"
+                if ip not in self._taken and self._free(ip):
+                    self._taken.add(ip)
+                    return ip
+        raise RuntimeError("no free loopback address for a simulated VM")
+
+    def release_ip(self, ip: str) -> None:
+        with self._lock:
+            self._taken.discard(ip)
+
+
+# -- one VM ----------------------------------------------------------------------------------------
+
+
+class SimulatedVM:
+    """The machine behind one instance: boots from its user-data, serves TLS on ip:port."""
+
+    def __init__(self, instance_id: str, ip: str, user_data: str | None, *, port: int, timings: SimTimings):
+        self.instance_id = instance_id
+        self.ip = ip
+        self.port = port
+        self.timings = timings
+        self.user_data = user_data
+        self.problem: str | None = None
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.ip}:{self.port}"
+
+    @property
+    def serving(self) -> bool:
+        return self._runner is not None
+
+    async def boot(self) -> None:
+        try:
+            config = parse_user_data(self.user_data)
+        except UserDataError as exc:
+            self.problem = str(exc)
+            log.warning(
+                "simulated VM %s (%s): %s; nothing listens on %d", self.instance_id, self.ip, exc, self.port
+            )
+            return
+        await asyncio.sleep(self.timings.cloud_init)
+        try:
+            ctx = server_ssl_context(config.cert_pem, config.key_pem)
+        except (ssl.SSLError, ValueError) as exc:
+            self.problem = f"nginx cannot load the TLS certificate or key: {exc}"
+            log.warning("simulated VM %s: %s", self.instance_id, self.problem)
+            return
+        app = make_vm_ollama_app(
+            list(config.models), token_delay=self.timings.token, pull_delay=self.timings.pull
+        )
+        app.middlewares.insert(0, key_check(config.api_key))
+        runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
+        self._runner = runner  # set first: a shutdown racing this boot still cleans it up
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.ip, self.port, ssl_context=ctx).start()
+        except OSError as exc:
+            await self.shutdown()
+            self.problem = f"cannot listen on {self.ip}:{self.port}: {exc}"
+            log.warning("simulated VM %s: %s", self.instance_id, self.problem)
+            return
+        self.problem = None
+        log.info("simulated VM %s serving %s with models %s", self.instance_id, self.url, list(config.models))
+
+    async def shutdown(self) -> None:
+        """Power off: the listener and every open connection go away at once."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        for site in list(runner.sites):
+            await site.stop()
+        if runner.server is not None:
+            for conn in list(runner.server.connections):
+                conn.force_close()
+        await runner.cleanup()
+        log.info("simulated VM %s (%s) is down", self.instance_id, self.ip)
+
+
+class VMFleet:
+    """InstanceHooks that run a SimulatedVM per running instance, one transition at a time each."""
+
+    def __init__(self, timings: SimTimings, *, port: int = VM_PORT):
+        self.timings = timings
+        self.pool = LoopbackPool(port)
+        self.port = port
+        self.vms: dict[str, SimulatedVM] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._booting: dict[str, asyncio.Task[None]] = {}
+
+    def allocate_ip(self) -> str:
+        return self.pool.allocate_ip()
+
+    def release_ip(self, ip: str) -> None:
+        self.pool.release_ip(ip)
+
+    def _serialised(self, instance_id: str, step: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        lock = self._locks.setdefault(instance_id, asyncio.Lock())
+
+        async def run() -> None:
+            async with lock:
+                await step()
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def booted(self, instance: Instance) -> None:
+        if not instance.public_ip:
+            log.warning("instance %s has no public IP: its VM is unreachable", instance.id)
+            return
+        vm = SimulatedVM(
+            instance.id, instance.public_ip, instance.user_data, port=self.port, timings=self.timings
+        )
+
+        async def boot() -> None:
+            old = self.vms.get(instance.id)
+            if old is not None:
+                await old.shutdown()
+            self.vms[instance.id] = vm
+            await vm.boot()
+
+        self._booting[instance.id] = self._serialised(instance.id, boot)
+
+    def halted(self, instance: Instance) -> None:
+        booting = self._booting.pop(instance.id, None)
+        if booting is not None and not booting.done():
+            booting.cancel()  # power cut during cloud-init: it never gets to listen
+
+        async def halt() -> None:
+            vm = self.vms.pop(instance.id, None)
+            if vm is not None:
+                await vm.shutdown()
+
+        self._serialised(instance.id, halt)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for vm in list(self.vms.values()):
+            await vm.shutdown()
+        self.vms.clear()

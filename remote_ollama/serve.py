@@ -1,0 +1,64 @@
+"""Run standalone mode: the proxy app in front of a `LocalController`, with a clean SIGTERM.
+
+On SIGTERM the listener closes, in-flight streams get `drain_timeout` to finish, then the VM is
+left as the exit policy says, bounded by `exit_timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from .cloud.exoscale import AsyncExoscaleCloud
+from .proxy.app import make_proxy_app
+from .proxy.interfaces import ProxySettings
+from .settings import StandaloneConfig
+from .standalone import LocalController, make_cloud
+
+log = logging.getLogger("remote_ollama")
+
+
+async def serve_standalone(
+    config: StandaloneConfig,
+    host: str,
+    port: int,
+    *,
+    cloud: AsyncExoscaleCloud | None = None,
+    drain_timeout: float = 30.0,
+    on_listening: Callable[[LocalController], Awaitable[None]] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    controller = LocalController(
+        config.spec, cloud or make_cloud(config), config.state_file, ollama_key=config.ollama_key
+    )
+    settings = ProxySettings(
+        hold_timeout=config.spec.wake.hold_timeout,
+        max_held_requests=config.spec.wake.max_held_requests,
+        immediate_503=config.immediate_503,
+        status_extra=controller.status,
+    )
+    app = make_proxy_app(controller, controller, settings)
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=drain_timeout, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    controller.start()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    log.info("listening on http://%s:%d (Ollama API)", host, port)
+    if on_listening is not None:
+        await on_listening(controller)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down: finishing in-flight requests, then on-exit policy %r", config.on_exit)
+        await runner.cleanup()
+        await controller.stop(config.on_exit, config.exit_timeout)

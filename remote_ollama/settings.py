@@ -1,0 +1,139 @@
+"""Standalone configuration from the seed's environment variables (DESIGN.md section 4).
+
+Checked completely before any cloud call, so a mistyped variable costs one clear line, not a VM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .resource import (
+    DEFAULT_INSTANCE_TYPE,
+    DEFAULT_MODEL,
+    DEFAULT_TEMPLATE,
+    DEFAULT_ZONE,
+    KNOWN_FAMILIES,
+    KNOWN_SIZES,
+    ZONES,
+    IdlePolicy,
+    InstanceType,
+    Spec,
+    WakePolicy,
+    parse_duration,
+    parse_instance_type,
+)
+
+EXIT_POLICIES = ("keep", "stop", "destroy")
+
+
+class ConfigError(ValueError):
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class StandaloneConfig:
+    api_key: str
+    api_secret: str
+    spec: Spec
+    endpoint: str | None
+    state_file: str
+    ollama_key: str | None
+    on_exit: str
+    exit_timeout: float
+    immediate_503: bool
+    boot_timeout: float
+
+    def __repr__(self) -> str:  # credentials never reach a log line
+        return f"StandaloneConfig(zone={self.spec.zone!r}, type={self.spec.instance_type.name!r})"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> StandaloneConfig:
+        """Parse and check every variable; raise ConfigError listing every problem, one per line."""
+        problems: list[str] = []
+
+        def get(name: str, default: str = "") -> str:
+            return env.get(name, "").strip() or default
+
+        key, secret = get("EXOSCALE_API_KEY"), get("EXOSCALE_API_SECRET")
+        if not key:
+            problems.append("EXOSCALE_API_KEY is required (your Exoscale API key, EXO...)")
+        if not secret:
+            problems.append("EXOSCALE_API_SECRET is required (the secret of that API key)")
+        zone = get("EXOSCALE_ZONE", DEFAULT_ZONE)
+        if zone not in ZONES:
+            problems.append(f"EXOSCALE_ZONE={zone!r} is not an Exoscale zone; one of {', '.join(ZONES)}")
+        itype = parse_instance_type(DEFAULT_INSTANCE_TYPE)
+        raw_type = get("EXOSCALE_INSTANCE_TYPE", DEFAULT_INSTANCE_TYPE)
+        try:
+            itype = parse_instance_type(raw_type)
+            if itype.family not in KNOWN_FAMILIES or itype.size not in KNOWN_SIZES:
+                problems.append(
+                    f"EXOSCALE_INSTANCE_TYPE={raw_type!r} is not a known instance type "
+                    f"(e.g. gpua5000.small, gpu3080ti.small, gpu2.medium)"
+                )
+        except ValueError as exc:
+            problems.append(f"EXOSCALE_INSTANCE_TYPE: {exc}")
+        disk = 50
+        raw_disk = get("EXOSCALE_DISK_SIZE", "50")
+        if not raw_disk.isdigit() or not 10 <= int(raw_disk) <= 51200:
+            problems.append(
+                f"EXOSCALE_DISK_SIZE={raw_disk!r} must be a whole number of GiB between 10 and 51200"
+            )
+        else:
+            disk = int(raw_disk)
+
+        def duration(name: str, default: str, allow_zero: bool = False) -> float:
+            raw = get(name, default)
+            try:
+                value = parse_duration(raw)
+            except ValueError:
+                problems.append(f"{name}={raw!r} is not a duration (seconds, or e.g. 30m, 1h30m)")
+                return parse_duration(default)
+            if value <= 0 and not allow_zero:
+                problems.append(f"{name}={raw!r} must be greater than 0")
+            return value
+
+        idle = duration("EXOSCALE_IDLE_TIMEOUT", "1800")
+        raw_destroy = get("REMOTE_OLLAMA_DESTROY_AFTER")
+        destroy = duration("REMOTE_OLLAMA_DESTROY_AFTER", "0", allow_zero=True) if raw_destroy else None
+        hold = duration("REMOTE_OLLAMA_HOLD_TIMEOUT", "600")
+        exit_timeout = duration("REMOTE_OLLAMA_EXIT_TIMEOUT", "30")
+        boot_timeout = duration("REMOTE_OLLAMA_BOOT_TIMEOUT", "900")
+        on_exit = get("REMOTE_OLLAMA_ON_EXIT", "stop")
+        if on_exit not in EXIT_POLICIES:
+            problems.append(f"REMOTE_OLLAMA_ON_EXIT={on_exit!r} must be one of {', '.join(EXIT_POLICIES)}")
+        models = tuple(m.strip() for m in get("OLLAMA_MODEL", DEFAULT_MODEL).split(",") if m.strip())
+        endpoint = get("EXOSCALE_API_ENDPOINT") or None
+        if endpoint and not endpoint.startswith(("http://", "https://")):
+            problems.append(
+                f"EXOSCALE_API_ENDPOINT={endpoint!r} must be an http(s) URL, e.g. http://127.0.0.1:8080/v2"
+            )
+        mode = get("REMOTE_OLLAMA_FIRST_REQUEST", "hold")
+        if mode not in ("hold", "503"):
+            problems.append(f"REMOTE_OLLAMA_FIRST_REQUEST={mode!r} must be hold or 503")
+        if problems:
+            raise ConfigError(problems)
+        spec = Spec(
+            zone=zone,
+            instance_type=InstanceType(itype.family, itype.size),
+            template=get("EXOSCALE_TEMPLATE", DEFAULT_TEMPLATE),
+            disk_size=disk,
+            models=models,
+            idle=IdlePolicy(stop_after=idle, destroy_after=destroy),
+            wake=WakePolicy(hold_timeout=hold),
+        )
+        return cls(
+            api_key=key,
+            api_secret=secret,
+            spec=spec,
+            endpoint=endpoint,
+            state_file=get("REMOTE_OLLAMA_STATE_FILE", "/var/lib/remote-ollama/state.json"),
+            ollama_key=get("EXOSCALE_OLLAMA_KEY") or None,
+            on_exit=on_exit,
+            exit_timeout=exit_timeout,
+            immediate_503=mode == "503",
+            boot_timeout=boot_timeout,
+        )

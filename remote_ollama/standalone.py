@@ -1,0 +1,266 @@
+"""Standalone mode: the proxy and the lifecycle loop in one process, state in a JSON file.
+
+`LocalController` is both the proxy's `UpstreamResolver` and its `ActivitySink`: a request that
+finds the VM down wakes the loop at once, and the loop tells held requests when the VM is Ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from .cloud.errors import CloudError
+from .cloud.exoscale import AsyncExoscaleCloud
+from .cloud.pki import VMCredentials
+from .lifecycle import Activity, Decision, Memory, Observation, Phase, decide
+from .proxy.interfaces import NotReady, Upstream, UpstreamState
+from .reconciler import CredentialStore, Reconciler, Target, instance_name
+from .resource import STANDALONE_CLUSTER, VM_TLS_SERVER_NAME, Spec, format_duration
+from .settings import StandaloneConfig
+from .state_file import StandaloneState, StateFile
+
+log = logging.getLogger("remote_ollama")
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class FileCredentialStore(CredentialStore):
+    def __init__(self, controller: LocalController):
+        self._c = controller
+
+    async def load(self) -> VMCredentials | None:
+        return self._c.files.credentials(self._c.saved)
+
+    async def save(self, creds: VMCredentials) -> None:
+        self._c.saved.credentials = creds.to_secret_data()
+        self._c.persist()
+
+
+class LocalController:
+    """The lifecycle loop for one VM, plus the proxy-facing resolver and sink."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        cloud: AsyncExoscaleCloud,
+        state_file: str,
+        *,
+        ollama_key: str | None = None,
+        clock: Clock = utcnow,
+        start_down: bool = True,
+        max_backoff: float = 60.0,
+    ):
+        self.spec = spec
+        self.files = StateFile(state_file)
+        self.saved: StandaloneState = self.files.load()
+        self.clock = clock
+        if self.saved.memory.created_at is None:
+            now = clock()
+            # Standalone starts at zero (the seed's on-demand creation): the first request wakes it.
+            self.saved.memory = Memory(
+                created_at=now,
+                scaled_down_at=now if start_down else None,
+                phase=Phase.STOPPED if start_down else Phase.PENDING,
+            )
+            self.persist()
+        target = Target(
+            owner_uid=self.saved.owner_id,
+            cluster=STANDALONE_CLUSTER,
+            name=instance_name(self.saved.owner_id),
+            security_group=f"remote-ollama-{self.saved.owner_id}",
+        )
+        self.reconciler = Reconciler(cloud, target, FileCredentialStore(self), fixed_api_key=ollama_key)
+        self.activity = Activity(last_activity=self.saved.last_activity)
+        self.decision: Decision | None = None
+        self.instance_state: str | None = None
+        self.error: str | None = None
+        self._kick = asyncio.Event()
+        self._changed = asyncio.Condition()
+        self._max_backoff = max_backoff
+        self._failures = 0
+        self._task: asyncio.Task[None] | None = None
+        # Upper bound on the wait between rounds (the sandbox uses 1 s so a person sees each step).
+        self.poll_cap: float | None = None
+
+    # -- persistence -----------------------------------------------------------------------------------
+
+    def persist(self) -> None:
+        self.files.save(self.saved)
+
+    # -- UpstreamResolver --------------------------------------------------------------------------------
+
+    def state(self) -> UpstreamState:
+        phase = self.decision.phase if self.decision else self.state_phase()
+        return UpstreamState(phase=str(phase), ready=self._upstream() is not None)
+
+    def state_phase(self) -> Phase:
+        return self.saved.memory.phase
+
+    def _upstream(self) -> Upstream | None:
+        d = self.decision
+        if d is None or d.phase is not Phase.READY or not d.endpoint:
+            return None
+        creds = self.files.credentials(self.saved)
+        if creds is None:
+            return None
+        return Upstream(d.endpoint, self.reconciler.ssl_context(creds), creds.api_key, VM_TLS_SERVER_NAME)
+
+    async def await_ready(self, deadline: float) -> Upstream:
+        loop = asyncio.get_running_loop()
+        async with self._changed:
+            while True:
+                up = self._upstream()
+                if up is not None:
+                    return up
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    phase = str(self.decision.phase if self.decision else self.state_phase())
+                    raise NotReady(phase, self.error or f"remote instance is {phase}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+
+    # -- ActivitySink ------------------------------------------------------------------------------------
+
+    async def touch(self, at: datetime) -> None:
+        if self.activity.last_activity is None or at > self.activity.last_activity:
+            self.activity = replace(self.activity, last_activity=at)
+            self.saved.last_activity = at
+
+    async def request_wake(self, at: datetime) -> None:
+        self.activity = replace(self.activity, wake_requested=at)
+        self._kick.set()
+
+    def request_sleep(self) -> None:
+        self.activity = replace(self.activity, sleep_requested=self.clock())
+        self._kick.set()
+
+    # -- the loop ----------------------------------------------------------------------------------------
+
+    async def step(self) -> Decision:
+        """Observe, decide, act: one reconcile round."""
+        mem = self.saved.memory
+        instance = await self.reconciler.observe_instance(mem)
+        health = await self.reconciler.probe(instance)
+        self.instance_state = instance.state if instance else None
+        obs = Observation(self.spec, instance, self.activity, mem, self.clock(), health)
+        decision = decide(obs)
+        for sentence in decision.events:
+            log.info("%s", sentence)
+        await self.reconciler.execute(decision, self.spec, instance)
+        if decision.last_wake is not None:
+            log.info("woke in %.1f s", decision.last_wake.seconds)
+        if self.decision is None or self.decision.phase != decision.phase:
+            log.info("phase %s: %s", decision.phase, decision.message)
+            if decision.phase is Phase.READY and self.spec.idle.stop_after:
+                log.info(
+                    "will scale to zero after %s without requests", format_duration(self.spec.idle.stop_after)
+                )
+        self.saved.memory = decision.memory
+        self.persist()
+        self.decision = decision
+        self.error = None
+        async with self._changed:
+            self._changed.notify_all()
+        return decision
+
+    async def run(self) -> None:
+        while True:
+            self._kick.clear()
+            try:
+                delay = (await self.step()).recheck_after
+                if self.poll_cap is not None:
+                    delay = min(delay, self.poll_cap)
+                self._failures = 0
+            except CloudError as exc:
+                self._failures += 1
+                self.error = str(exc)
+                retryable = getattr(exc, "retryable", True)
+                delay = min(self._max_backoff, 2.0 ** min(self._failures, 6)) * (0.5 + random.random() / 2)
+                if not retryable:
+                    delay = max(delay, self._max_backoff)
+                log.warning(
+                    "cloud error (%s), retrying in %.0f s: %s", getattr(exc, "reason", "Error"), delay, exc
+                )
+                async with self._changed:
+                    self._changed.notify_all()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), delay)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="remote-ollama-lifecycle")
+
+    async def stop(self, policy: str = "keep", timeout: float = 30.0) -> None:
+        """Stop the loop, then leave the VM as `policy` says, never waiting longer than `timeout`."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        try:
+            await asyncio.wait_for(self._leave(policy), timeout)
+        except (TimeoutError, CloudError) as exc:
+            log.warning(
+                "on exit: could not %s the instance (%s); it is left as it is", policy, type(exc).__name__
+            )
+        await self.reconciler.close()
+
+    async def _leave(self, policy: str) -> None:
+        mem = self.saved.memory
+        if policy == "keep" or mem.instance_id is None:
+            return
+        instance = await self.reconciler.observe_instance(mem)
+        if instance is None:
+            return
+        if policy == "destroy":
+            await self.reconciler.cloud.delete_instance(instance.id, wait=False)
+            self.saved.memory = replace(mem, destroyed_for_idle=True, scaled_down_at=self.clock())
+            log.info("on exit: destroying instance %s", instance.id)
+        elif instance.state in ("running", "starting"):
+            await self.reconciler.cloud.stop_instance(instance.id, wait=False)
+            self.saved.memory = replace(mem, scaled_down_at=self.clock(), phase=Phase.STOPPING)
+            log.info("on exit: stopping instance %s", instance.id)
+        self.persist()
+
+    # -- /status -----------------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """The seed's /status fields."""
+        d = self.decision
+        phase = d.phase if d else self.saved.memory.phase
+        if self.error or phase is Phase.FAILED:
+            prov = "error"
+        elif phase is Phase.READY:
+            prov = "ready"
+        elif phase in (Phase.PROVISIONING, Phase.STARTING):
+            prov = "provisioning"
+        else:
+            prov = "idle"
+        out: dict[str, Any] = {
+            "service": "remote-ollama",
+            "provisioning_status": prov,
+            "instance_status": self.instance_state or "none",
+            "remote_url": d.endpoint if d else None,
+            "zone": self.spec.zone,
+            "instance_type": self.spec.instance_type.name,
+            "ollama_model": ",".join(self.spec.models),
+            "idle_timeout": int(self.spec.idle.stop_after or 0),
+            "phase": str(phase),
+        }
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+def make_cloud(config: StandaloneConfig) -> AsyncExoscaleCloud:
+    return AsyncExoscaleCloud.connect(
+        config.api_key, config.api_secret, config.spec.zone, endpoint=config.endpoint
+    )

@@ -1,0 +1,105 @@
+"""Standalone mode's memory: a JSON file written atomically, so a restart adopts its VM.
+
+Holds the stable owner id (the instance label), the VM credentials and the lifecycle memory.
+Written with temp file + fsync + rename: a crash leaves the old file or the new one, never half.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tempfile
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .cloud.pki import VMCredentials
+from .lifecycle import Memory, Phase
+
+
+def _dt(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+
+
+def memory_to_json(mem: Memory) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in asdict(mem).items():
+        out[key] = (
+            value.isoformat() if isinstance(value, datetime) else str(value) if key == "phase" else value
+        )
+    return out
+
+
+def memory_from_json(data: dict[str, Any]) -> Memory:
+    kw: dict[str, Any] = {}
+    for f in fields(Memory):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if f.name == "phase":
+            kw[f.name] = Phase(value) if value in Phase._value2member_map_ else Phase.PENDING
+        elif f.name in ("instance_id",):
+            kw[f.name] = value or None
+        elif f.name == "destroyed_for_idle":
+            kw[f.name] = bool(value)
+        else:
+            kw[f.name] = _dt(value)
+    return Memory(**kw)
+
+
+@dataclass
+class StandaloneState:
+    owner_id: str = field(default_factory=lambda: "standalone-" + secrets.token_hex(6))
+    credentials: dict[str, str] | None = None
+    memory: Memory = field(default_factory=Memory)
+    last_activity: datetime | None = None
+
+
+class StateFile:
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+
+    def load(self) -> StandaloneState:
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return StandaloneState()
+        state = StandaloneState(owner_id=str(data.get("owner_id") or StandaloneState().owner_id))
+        state.credentials = data.get("credentials") or None
+        state.memory = memory_from_json(data.get("memory") or {})
+        state.last_activity = _dt(data.get("last_activity"))
+        return state
+
+    def save(self, state: StandaloneState) -> None:
+        data = {
+            "owner_id": state.owner_id,
+            "credentials": state.credentials,
+            "memory": memory_to_json(state.memory),
+            "last_activity": state.last_activity.isoformat() if state.last_activity else None,
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".state-", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(data, fh, indent=2)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o600)  # it holds the VM's key
+            os.replace(tmp, self.path)
+            dir_fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def credentials(self, state: StandaloneState) -> VMCredentials | None:
+        return VMCredentials.from_secret_data(state.credentials) if state.credentials else None
+
+    @staticmethod
+    def with_memory(state: StandaloneState, memory: Memory) -> StandaloneState:
+        return replace(state, memory=memory)

@@ -1,0 +1,207 @@
+"""Test world for the proxy: the simulated Ollama behind a TLS front with a test CA and an
+`X-Ollama-Key` check (as the VM's nginx), and the proxy in front of it with in-process interfaces."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import ssl
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from remote_ollama.proxy.app import make_proxy_app, start_proxy
+from remote_ollama.proxy.interfaces import ProxySettings, Upstream
+from remote_ollama.proxy.local import LocalResolver, RecordingSink
+from remote_ollama.resource import API_KEY_HEADER, VM_TLS_SERVER_NAME
+from remote_ollama.sandbox.ollama import OllamaState, make_ollama_app, ollama_state
+
+API_KEY = "test-vm-key-0123456789"
+MODELS = ["granite3.1-dense:8b", "nomic-embed-text:latest"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TestPKI:
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+
+    def client_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cadata=self.ca_pem.decode())
+
+    def server_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        with tempfile.TemporaryDirectory() as tmp:
+            cert, key = Path(tmp, "tls.crt"), Path(tmp, "tls.key")
+            cert.write_bytes(self.cert_pem)
+            key.write_bytes(self.key_pem)
+            ctx.load_cert_chain(cert, key)
+        return ctx
+
+
+def make_pki(name: str = VM_TLS_SERVER_NAME) -> TestPKI:
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "remote-ollama test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    return TestPKI(
+        ca.public_bytes(pem),
+        cert.public_bytes(pem),
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )
+
+
+def key_check(api_key: str) -> Any:
+    """The VM's nginx: no valid X-Ollama-Key, no Ollama."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.headers.get(API_KEY_HEADER) != api_key:
+            return web.json_response({"error": "invalid api key"}, status=401)
+        return await handler(request)
+
+    return check
+
+
+@dataclass
+class World:
+    state: OllamaState
+    upstream: Upstream
+    resolver: LocalResolver
+    sink: RecordingSink
+    proxy: web.Application
+    url: str  # the proxy, http://127.0.0.1:<port>
+    upstream_url: str
+
+
+_PKI: TestPKI | None = None
+
+
+def pki() -> TestPKI:
+    global _PKI
+    if _PKI is None:
+        _PKI = make_pki()
+    return _PKI
+
+
+@contextlib.asynccontextmanager
+async def world(
+    settings: ProxySettings | None = None, *, ready: bool = True, token_delay: float = 0.005, **kw: Any
+) -> AsyncIterator[World]:
+    """Simulated Ollama over TLS on 127.0.0.1, and the proxy in front of it (both on free ports)."""
+    ollama = make_ollama_app(MODELS, token_delay=token_delay, **kw)
+    ollama.middlewares.insert(0, key_check(API_KEY))
+    up_runner = web.AppRunner(ollama, access_log=None)
+    await up_runner.setup()
+    site = web.TCPSite(up_runner, "127.0.0.1", 0, ssl_context=pki().server_context())
+    await site.start()
+    port = up_runner.addresses[0][1]
+    upstream_url = f"https://127.0.0.1:{port}"
+    upstream = Upstream(upstream_url, pki().client_context(), API_KEY, VM_TLS_SERVER_NAME)
+    resolver = LocalResolver(upstream if ready else None)
+    sink = RecordingSink()
+    app = make_proxy_app(resolver, sink, settings or ProxySettings())
+    runner, proxy_port = await start_proxy(app, "127.0.0.1", 0)
+    try:
+        yield World(
+            ollama_state(ollama),
+            upstream,
+            resolver,
+            sink,
+            app,
+            f"http://127.0.0.1:{proxy_port}",
+            upstream_url,
+        )
+    finally:
+        await runner.cleanup()
+        await up_runner.cleanup()
+
+
+class ThreadedWorld:
+    """A `world` on its own event loop thread, for the official clients' blocking APIs."""
+
+    def __init__(self, settings: ProxySettings | None = None, **kw: Any) -> None:
+        self._settings, self._kw = settings, kw
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._stop: asyncio.Event | None = None
+        self.world: World | None = None
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def __enter__(self) -> World:
+        self._thread.start()
+        started: asyncio.Future[World] = self.loop.create_future()
+
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            try:
+                async with world(self._settings, **self._kw) as w:
+                    started.set_result(w)
+                    await self._stop.wait()
+            except BaseException as exc:
+                if not started.done():
+                    started.set_exception(exc)
+                raise
+
+        self._main = asyncio.run_coroutine_threadsafe(main(), self.loop)
+
+        async def wait() -> World:
+            return await started
+
+        self.world = self.run(wait())
+        return self.world
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._stop is not None
+        self.loop.call_soon_threadsafe(self._stop.set)
+        self._main.result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+@contextlib.contextmanager
+def threaded_world(settings: ProxySettings | None = None, **kw: Any) -> Iterator[tuple[ThreadedWorld, World]]:
+    tw = ThreadedWorld(settings, **kw)
+    with tw as w:
+        yield tw, w

@@ -1,0 +1,220 @@
+"""The RemoteOllama CRD: valid resources pass, invalid ones fail naming the field, defaults agree."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from crd_schema import InvalidResource, apply_defaults, load_crd, openapi_schema, validate_remoteollama
+from kube.schema import evaluate_cel
+
+from remote_ollama import resource
+
+
+def make(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "remoteollama.dev/v1alpha1",
+        "kind": "RemoteOllama",
+        "metadata": {"name": "granite", "namespace": "ai"},
+        "spec": {"credentialsSecretRef": {"name": "exoscale-credentials"}, **spec},
+    }
+
+
+def walk(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    yield path or "<root>", node
+    for key, sub in node.get("properties", {}).items():
+        yield from walk(sub, f"{path}.{key}" if path else key)
+    if isinstance(node.get("items"), dict):
+        yield from walk(node["items"], f"{path}[]")
+
+
+def test_names_match_the_design() -> None:
+    crd = load_crd()
+    spec = crd["spec"]
+    assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
+    assert crd["metadata"]["name"] == f"{resource.PLURAL}.{resource.GROUP}"
+    assert spec["group"] == resource.GROUP
+    assert spec["scope"] == "Namespaced"
+    assert spec["names"]["kind"] == resource.KIND
+    assert spec["names"]["plural"] == resource.PLURAL
+    assert spec["names"]["shortNames"] == [resource.SHORT_NAME]
+    assert spec["names"]["categories"] == ["ai"]
+    (version,) = spec["versions"]
+    assert version["name"] == resource.VERSION and version["served"] and version["storage"]
+    assert version["subresources"] == {"status": {}}
+    columns = [(c["name"], c["jsonPath"]) for c in version["additionalPrinterColumns"]]
+    assert columns == [
+        ("Phase", ".status.phase"),
+        ("Type", ".spec.instanceType"),
+        ("Zone", ".spec.zone"),
+        ("IP", ".status.instance.publicIP"),
+        ("Last-Activity", ".status.lastActivity"),
+        ("Age", ".metadata.creationTimestamp"),
+    ]
+
+
+def test_every_field_has_a_description() -> None:
+    missing = [path for path, node in walk(openapi_schema()) if not node.get("description")]
+    assert missing == []
+
+
+def test_schema_is_structural() -> None:
+    """Every node has a type, except int-or-string ones (whose anyOf branches carry the types)."""
+    for path, node in walk(openapi_schema()):
+        if node.get("x-kubernetes-int-or-string"):
+            assert "type" not in node, path
+            assert {b["type"] for b in node["anyOf"]} == {"integer", "string"}, path
+            for branch in node["anyOf"]:
+                assert set(branch) <= {"type", "minimum", "minLength", "pattern"}, path
+        else:
+            assert node.get("type") in {"object", "array", "string", "integer", "number", "boolean"}, path
+        if node.get("type") == "object" and path not in ("metadata", "status.kopf"):
+            assert node.get("properties"), f"{path}: objects list their fields"
+    preserved = [path for path, node in walk(openapi_schema()) if node.get("x-kubernetes-preserve-unknown-fields")]
+    assert preserved == ["status.kopf"]
+
+
+def test_enums_and_patterns_mirror_resource_py() -> None:
+    props = openapi_schema()["properties"]["spec"]["properties"]
+    assert props["zone"]["enum"] == list(resource.ZONES)
+    assert props["instanceType"]["pattern"] == r"^[a-z0-9]+\.[a-z0-9]+$"
+    durations = [props["idle"]["properties"][k] for k in ("stopAfter", "destroyAfter")]
+    durations += [props["wake"]["properties"]["holdTimeout"], props["activityInterval"]]
+    for node in durations:
+        (string,) = [b for b in node["anyOf"] if b["type"] == "string"]
+        assert string["pattern"] == resource.DURATION_PATTERN
+    assert props["diskSize"]["minimum"] == resource.MIN_DISK
+    assert props["diskSize"]["maximum"] == resource.MAX_DISK
+    status_phase = openapi_schema()["properties"]["status"]["properties"]["phase"]["enum"]
+    from remote_ollama.lifecycle import Phase
+
+    assert status_phase == [p.value for p in Phase]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {},
+        {"zone": "ch-gva-2", "instanceType": "gpua30.medium", "diskSize": 10, "models": ["llama3.2", "qwen2.5:7b"]},
+        {"diskSize": 51200, "suspend": True, "allowedSourceCIDRs": ["10.0.0.0/8", "2001:db8::/32", "::/0"]},
+        {"idle": {"stopAfter": "1h30m", "destroyAfter": 0}, "wake": {"holdTimeout": 90, "maxHeldRequests": 0}},
+        {"idle": {"stopAfter": 1800}, "activityInterval": "15s", "wake": {"maxHeldRequests": 100000}},
+        {"idle": {}, "models": ["hf.co/org/model:Q4_K_M"]},
+    ],
+)
+def test_valid_specs_pass_and_parse(spec: dict[str, Any]) -> None:
+    stored = validate_remoteollama(make(**spec))
+    resource.parse_spec(stored["spec"])  # what the server stores, the operator understands
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"credentialsSecretRef": None}, "spec.credentialsSecretRef"),
+        ({"credentialsSecretRef": {}}, "spec.credentialsSecretRef.name"),
+        ({"credentialsSecretRef": {"name": ""}}, "spec.credentialsSecretRef.name"),
+        ({"zone": "us-east-1"}, "spec.zone"),
+        ({"instanceType": "gpua5000"}, "spec.instanceType"),
+        ({"instanceType": "GPUA5000.small"}, "spec.instanceType"),
+        ({"template": ""}, "spec.template"),
+        ({"diskSize": 9}, "spec.diskSize"),
+        ({"diskSize": 51201}, "spec.diskSize"),
+        ({"diskSize": "100"}, "spec.diskSize"),
+        ({"diskSize": 10.5}, "spec.diskSize"),
+        ({"models": []}, "spec.models"),
+        ({"models": "granite"}, "spec.models"),
+        ({"models": ["bad model"]}, "spec.models[0]"),
+        ({"idle": {"stopAfter": "30 minutes"}}, "spec.idle.stopAfter"),
+        ({"idle": {"stopAfter": "1d"}}, "spec.idle.stopAfter"),
+        ({"idle": {"stopAfter": ""}}, "spec.idle.stopAfter"),
+        ({"idle": {"stopAfter": 0}}, "spec.idle.stopAfter"),
+        ({"idle": {"stopAfter": True}}, "spec.idle.stopAfter"),
+        ({"idle": {"stopAfter": "30m", "destroyAfter": "-1"}}, "spec.idle.destroyAfter"),
+        ({"idle": {"destroyAfter": "24h"}}, "spec.idle.destroyAfter"),
+        ({"idle": {"stopAfter": "30m", "sleepAfter": "1h"}}, "spec.idle.sleepAfter"),
+        ({"wake": {"holdTimeout": "soon"}}, "spec.wake.holdTimeout"),
+        ({"wake": {"maxHeldRequests": -1}}, "spec.wake.maxHeldRequests"),
+        ({"wake": {"maxHeldRequests": 100001}}, "spec.wake.maxHeldRequests"),
+        ({"suspend": "yes"}, "spec.suspend"),
+        ({"allowedSourceCIDRs": []}, "spec.allowedSourceCIDRs"),
+        ({"allowedSourceCIDRs": ["10.0.0.0"]}, "spec.allowedSourceCIDRs[0]"),
+        ({"allowedSourceCIDRs": ["10.0.0.256/8"]}, "spec.allowedSourceCIDRs[0]"),
+        ({"allowedSourceCIDRs": ["10.0.0.0/33"]}, "spec.allowedSourceCIDRs[0]"),
+        ({"allowedSourceCIDRs": ["anywhere"]}, "spec.allowedSourceCIDRs[0]"),
+        ({"activityInterval": "fast"}, "spec.activityInterval"),
+        ({"gpu": "a5000"}, "spec.gpu"),
+    ],
+)
+def test_invalid_specs_fail_naming_the_field(spec: dict[str, Any], field: str) -> None:
+    obj = make()
+    obj["spec"].update(spec)
+    with pytest.raises(InvalidResource) as info:
+        validate_remoteollama(obj)
+    paths = [path for path, _ in info.value.problems]
+    assert field in paths, info.value
+    assert field in str(info.value)
+
+
+def test_missing_spec_and_wrong_kind_fail() -> None:
+    obj = make()
+    del obj["spec"]
+    obj["kind"] = "Ollama"
+    with pytest.raises(InvalidResource) as info:
+        validate_remoteollama(obj)
+    assert {"spec", "kind"} <= {path for path, _ in info.value.problems}
+
+
+def test_status_is_validated_too() -> None:
+    obj = make()
+    obj["status"] = {"phase": "Sleeping", "conditions": [{"type": "Ready", "status": "yes"}]}
+    with pytest.raises(InvalidResource) as info:
+        validate_remoteollama(obj)
+    paths = {path for path, _ in info.value.problems}
+    assert {"status.phase", "status.conditions[0].status", "status.conditions[0].reason"} <= paths
+
+
+def test_cel_rule_destroy_after_requires_stop_after() -> None:
+    idle = openapi_schema()["properties"]["spec"]["properties"]["idle"]
+    (rule,) = idle["x-kubernetes-validations"]
+    assert evaluate_cel(rule["rule"], {"stopAfter": "30m", "destroyAfter": "24h"})
+    assert evaluate_cel(rule["rule"], {"stopAfter": "30m"})
+    assert evaluate_cel(rule["rule"], {})
+    assert not evaluate_cel(rule["rule"], {"destroyAfter": "24h"})
+
+
+def test_defaults_agree_with_resource_py() -> None:
+    stored = apply_defaults(make())
+    spec = stored["spec"]
+    assert spec["zone"] == resource.DEFAULT_ZONE
+    assert spec["instanceType"] == resource.DEFAULT_INSTANCE_TYPE
+    assert spec["template"] == resource.DEFAULT_TEMPLATE
+    assert spec["diskSize"] == resource.DEFAULT_DISK_SIZE
+    assert spec["models"] == [resource.DEFAULT_MODEL]
+    assert spec["suspend"] is False
+    assert spec["allowedSourceCIDRs"] == ["0.0.0.0/0"]
+    assert resource.parse_spec(spec) == resource.parse_spec({"credentialsSecretRef": {"name": "exoscale-credentials"}})
+    parsed = resource.parse_spec(spec)
+    assert parsed.idle.stop_after == resource.DEFAULT_STOP_AFTER
+    assert parsed.idle.destroy_after == resource.DEFAULT_DESTROY_AFTER
+    assert parsed.wake.hold_timeout == resource.DEFAULT_HOLD_TIMEOUT
+    assert parsed.wake.max_held_requests == resource.DEFAULT_MAX_HELD
+    assert "activityInterval" not in spec  # left to the proxy's own default
+    assert parsed.activity_interval == resource.DEFAULT_ACTIVITY_INTERVAL
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [{"idle": {"stopAfter": "1h"}}, {"idle": {}}, {"wake": {}}, {"wake": {"maxHeldRequests": 5}}],
+)
+def test_partial_objects_default_like_parse_spec(spec: dict[str, Any]) -> None:
+    """Defaults inside a given object match what parse_spec assumes for that object."""
+    stored = apply_defaults(make(**copy.deepcopy(spec)))
+    assert resource.parse_spec(stored["spec"]) == resource.parse_spec(make(**spec)["spec"])
+
+
+def test_descriptions_teach_durations() -> None:
+    idle = openapi_schema()["properties"]["spec"]["properties"]["idle"]["properties"]
+    assert re.search(r"30m", idle["stopAfter"]["description"])

@@ -1,0 +1,267 @@
+"""The VM's credentials and its cloud-config: what the proxy trusts, and what the VM is told to become."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import shutil
+import ssl
+import string
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+
+from remote_ollama.cloud import cloudinit
+from remote_ollama.cloud.cloudinit import (
+    MAX_USER_DATA_B64,
+    OLLAMA_IMAGE,
+    UserDataError,
+    encode_user_data,
+    render_user_data,
+)
+from remote_ollama.cloud.pki import (
+    VMCredentials,
+    client_ssl_context,
+    generate_vm_credentials,
+    server_ssl_context,
+)
+from remote_ollama.resource import VM_TLS_SERVER_NAME
+
+SCHEMA_JSON = Path("/usr/lib/python3/dist-packages/cloudinit/config/schemas/schema-cloud-config-v1.json")
+
+
+@pytest.fixture(scope="module")
+def creds() -> VMCredentials:
+    return generate_vm_credentials()
+
+
+def _files(user_data: str) -> dict[str, dict[str, Any]]:
+    doc = yaml.safe_load(user_data)
+    return {f["path"]: f for f in doc["write_files"]}
+
+
+# --- PKI ----------------------------------------------------------------------------------------------
+
+
+def test_server_certificate_names_the_fixed_vm_name_and_is_signed_by_the_resource_ca(
+    creds: VMCredentials,
+) -> None:
+    ca = x509.load_pem_x509_certificate(creds.ca_pem.encode())
+    cert = x509.load_pem_x509_certificate(creds.cert_pem.encode())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == [VM_TLS_SERVER_NAME]
+    assert cert.issuer == ca.subject
+    cert.verify_directly_issued_by(ca)
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
+    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+
+
+def test_api_key_is_random_url_safe_and_long_unless_given() -> None:
+    keys = {generate_vm_credentials().api_key for _ in range(3)}
+    assert len(keys) == 3
+    for key in keys:
+        assert len(key) >= 43  # 32 random bytes, base64url
+        assert set(key) <= set(string.ascii_letters + string.digits + "-_")
+    assert generate_vm_credentials(api_key="chosen-by-the-user-0123").api_key == "chosen-by-the-user-0123"
+
+
+def test_secret_data_round_trip_and_repr_hides_keys(creds: VMCredentials) -> None:
+    data = creds.to_secret_data()
+    assert set(data) == {"api-key", "ca.crt", "tls.crt", "tls.key"}
+    assert VMCredentials.from_secret_data(data) == creds
+    assert creds.api_key not in repr(creds) and "PRIVATE KEY" not in repr(creds)
+    with pytest.raises(KeyError, match=r"tls\.key"):
+        VMCredentials.from_secret_data({k: v for k, v in data.items() if k != "tls.key"})
+
+
+def test_client_context_trusts_only_the_resource_ca(creds: VMCredentials) -> None:
+    ctx = client_ssl_context(creds.ca_pem)
+    assert ctx.check_hostname is True
+    assert ctx.verify_mode == ssl.CERT_REQUIRED
+    assert ctx.minimum_version >= ssl.TLSVersion.TLSv1_2
+    assert len(ctx.get_ca_certs()) == 1  # no system roots
+
+
+async def _handshake(server_creds: VMCredentials, client_ca: str, server_hostname: str) -> bytes:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"hello")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(
+        serve, "127.0.0.1", 0, ssl=server_ssl_context(server_creds.cert_pem, server_creds.key_pem)
+    )
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(
+                "127.0.0.1", port, ssl=client_ssl_context(client_ca), server_hostname=server_hostname
+            ),
+            5,
+        )
+        data = await reader.read()
+        writer.close()
+        return data
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_proxy_reaches_vm_by_ip_verifying_the_fixed_name(creds: VMCredentials) -> None:
+    assert await _handshake(creds, creds.ca_pem, VM_TLS_SERVER_NAME) == b"hello"
+
+
+async def test_another_resources_ca_or_another_name_is_refused(creds: VMCredentials) -> None:
+    other = generate_vm_credentials()
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await _handshake(creds, other.ca_pem, VM_TLS_SERVER_NAME)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await _handshake(creds, creds.ca_pem, "evil.example.com")
+
+
+# --- cloud-config -------------------------------------------------------------------------------------
+
+
+def _known_top_level_keys(schema: dict[str, Any]) -> set[str]:
+    keys: set[str] = set(schema.get("properties", {}))
+    for part in schema.get("allOf", []):
+        ref = part.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            keys |= set(schema["$defs"][ref.split("/")[-1]].get("properties", {}))
+        keys |= set(part.get("properties", {}))
+    return keys
+
+
+def test_user_data_passes_cloud_inits_own_schema(creds: VMCredentials, tmp_path: Path) -> None:
+    text = render_user_data(creds, ["granite3.1-dense:8b", "llama3.2:3b"])
+    assert text.startswith("#cloud-config\n")
+    path = tmp_path / "user-data"
+    path.write_text(text)
+    cli = shutil.which("cloud-init")
+    if cli is None and not SCHEMA_JSON.exists():
+        pytest.skip("cloud-init is not installed (CI: apt-get install -y --no-install-recommends cloud-init)")
+    if cli is not None:
+        out = subprocess.run([cli, "schema", "--config-file", str(path)], capture_output=True, text=True)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "Valid cloud-config" in out.stdout
+    if SCHEMA_JSON.exists():
+        import jsonschema
+
+        schema = json.loads(SCHEMA_JSON.read_text())
+        doc = yaml.safe_load(text)
+        jsonschema.Draft4Validator(schema).validate(doc)
+        # cloud-init 22.x tolerates unknown top-level keys; a typo there would be silently ignored.
+        assert set(doc) <= _known_top_level_keys(schema)
+
+
+def test_schema_check_catches_a_broken_document(tmp_path: Path) -> None:
+    """The schema check above is not vacuous: a wrongly typed key fails it."""
+    if not SCHEMA_JSON.exists():
+        pytest.skip("cloud-init is not installed (CI: apt-get install -y --no-install-recommends cloud-init)")
+    import jsonschema
+
+    schema = json.loads(SCHEMA_JSON.read_text())
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft4Validator(schema).validate({"write_files": [{"path": "/x", "permissions": 600}]})
+
+
+def test_write_files_carry_the_vm_contract(creds: VMCredentials) -> None:
+    files = _files(render_user_data(creds, ["granite3.1-dense:8b", "qwen2.5:0.5b"]))
+    assert files["/etc/remote-ollama/tls.crt"]["content"] == creds.cert_pem
+    assert files["/etc/remote-ollama/tls.key"]["content"] == creds.key_pem
+    assert files["/etc/remote-ollama/tls.key"]["permissions"] == "0600"
+    assert files["/etc/remote-ollama/api-key"]["content"].strip() == creds.api_key
+    assert files["/etc/remote-ollama/api-key"]["permissions"] == "0600"
+    assert files["/etc/remote-ollama/models"]["content"].splitlines() == [
+        "granite3.1-dense:8b",
+        "qwen2.5:0.5b",
+    ]
+    assert "ca.crt" not in "".join(files)  # the VM never needs the CA's key or cert
+
+
+def test_nginx_terminates_tls_checks_the_key_and_streams_unbuffered(creds: VMCredentials) -> None:
+    text = render_user_data(creds, ["granite3.1-dense:8b"])
+    nginx = _files(text)[cloudinit.NGINX_SITE_PATH]["content"]
+    assert "listen 11435 ssl;" in nginx
+    assert "ssl_certificate     /etc/remote-ollama/tls.crt;" in nginx
+    assert "ssl_certificate_key /etc/remote-ollama/tls.key;" in nginx
+    assert "proxy_buffering off;" in nginx
+    assert "proxy_request_buffering off;" in nginx
+    assert "client_max_body_size 0;" in nginx
+    assert "proxy_read_timeout 3600s;" in nginx
+    assert "map $http_x_ollama_key" in nginx and "return 401" in nginx
+    assert 'proxy_set_header X-Ollama-Key "";' in nginx  # the key never reaches Ollama
+    assert "proxy_pass http://127.0.0.1:11434;" in nginx
+    setup = _files(text)[cloudinit.SETUP_PATH]["content"]
+    assert "/etc/remote-ollama/api-key" in setup and "remote-ollama-key.map" in setup
+
+
+def test_gpu_stack_and_pinned_ollama_on_loopback(creds: VMCredentials) -> None:
+    text = render_user_data(creds, ["granite3.1-dense:8b"])
+    doc = yaml.safe_load(text)
+    files = _files(text)
+    assert "docker.io" in doc["packages"] and "nginx" in doc["packages"]
+    setup = files[cloudinit.SETUP_PATH]["content"]
+    assert "ubuntu-drivers install" in setup and "nvidia-container-toolkit" in setup
+    assert "nvidia-ctk runtime configure --runtime=docker" in setup
+    unit = files[cloudinit.OLLAMA_UNIT_PATH]["content"]
+    assert "--gpus all" in unit and "-p 127.0.0.1:11434:11434" in unit
+    tag = OLLAMA_IMAGE.split(":", 1)[1]
+    assert OLLAMA_IMAGE.startswith("ollama/ollama:") and tag[0].isdigit() and tag != "latest"
+    assert OLLAMA_IMAGE in unit
+    assert "/etc/remote-ollama/models" in files[cloudinit.PULL_PATH]["content"]
+    assert doc["runcmd"] == [[cloudinit.SETUP_PATH]]
+
+
+@pytest.mark.skipif(shutil.which("sh") is None, reason="no POSIX shell")
+def test_boot_scripts_are_valid_shell(creds: VMCredentials, tmp_path: Path) -> None:
+    files = _files(render_user_data(creds, ["granite3.1-dense:8b"]))
+    for path in (cloudinit.SETUP_PATH, cloudinit.PULL_PATH):
+        script = tmp_path / Path(path).name
+        script.write_text(files[path]["content"])
+        out = subprocess.run(["sh", "-n", str(script)], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+
+
+def test_five_long_model_names_fit_exoscales_limit(creds: VMCredentials) -> None:
+    models = [f"registry.ollama.ai/library/{'m' * 150}-{i}:{'t' * 20}" for i in range(5)]
+    encoded = encode_user_data(render_user_data(creds, models))
+    assert len(encoded) < MAX_USER_DATA_B64
+    assert base64.b64decode(encoded).decode().startswith("#cloud-config")
+
+
+def test_oversized_user_data_is_refused_with_a_clear_error(creds: VMCredentials) -> None:
+    models = [f"{'m' * 190}-{i}" for i in range(200)]
+    with pytest.raises(UserDataError, match="at most 32768"):
+        encode_user_data(render_user_data(creds, models))
+
+
+def test_exoscale_credentials_never_reach_the_user_data(
+    creds: VMCredentials, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXOSCALE_API_KEY", "EXO0123456789abcdef01234567")
+    monkeypatch.setenv("EXOSCALE_API_SECRET", "s3cr3t-exoscale-secret-value-xyz")
+    text = render_user_data(creds, ["granite3.1-dense:8b"])
+    assert "EXO0123456789abcdef01234567" not in text
+    assert "s3cr3t-exoscale-secret-value-xyz" not in text
+    assert "EXOSCALE" not in text.upper().replace("REMOTE-OLLAMA", "")
+
+
+@pytest.mark.parametrize("model", ["bad model", "x\nruncmd: [rm]", "", "-rf"])
+def test_model_names_that_could_inject_are_refused(creds: VMCredentials, model: str) -> None:
+    with pytest.raises(UserDataError):
+        render_user_data(creds, [model])
+
+
+@pytest.mark.parametrize(
+    "key", ['quote"key-0123456789', "short", "space key 0123456789", "$var-0123456789abc"]
+)
+def test_api_keys_nginx_cannot_match_literally_are_refused(creds: VMCredentials, key: str) -> None:
+    bad = VMCredentials(creds.ca_pem, creds.cert_pem, creds.key_pem, key)
+    with pytest.raises(UserDataError, match="API key"):
+        render_user_data(bad, ["granite3.1-dense:8b"])
