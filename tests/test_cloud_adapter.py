@@ -179,6 +179,8 @@ async def test_fresh_adapter_adopts_the_running_instance_by_label(
     found = await fresh.find_instance(OWNER, CLUSTER)
     assert found is not None and found.id == first.id and found.state == "running"
     assert found.instance_type == GPU_TYPE and found.public_ip == first.public_ip
+    assert found.disk_size == 50 and found.labels == owner_labels(OWNER, CLUSTER)
+    assert found.template_id == (await fresh.resolve_template(TEMPLATE))["id"]
     assert await fresh.find_instance(OWNER, "another-cluster") is None
     assert await fresh.find_instance("another-owner", CLUSTER) is None
     assert sim.call_count("create-instance") == 1
@@ -367,7 +369,7 @@ def test_a_hanging_api_times_out_instead_of_blocking_forever(sim_thread: Simulat
 
 
 def test_retried_create_adopts_the_instance_instead_of_making_a_twin(
-    sim_thread: SimulatorThread, creds: VMCredentials
+    sim_thread: SimulatorThread, creds: VMCredentials, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A create whose answer was lost (gateway 5xx after the fact) must not leave a second VM."""
     cloud = make_cloud(sim_thread.url, sleep=SleepLog())
@@ -380,7 +382,7 @@ def test_retried_create_adopts_the_instance_instead_of_making_a_twin(
         sim_thread.sim.fail_next(1, status=504, operation="create-instance")
         return original(*args)  # ...but the retry's answer is a 504, so the adapter must look first
 
-    cloud._create = create_then_lose_answer  # type: ignore[method-assign]
+    monkeypatch.setattr(cloud, "_create", create_then_lose_answer)
     inst = cloud.create_instance(
         "granite-ai", GPU_TYPE, TEMPLATE, 50, user_data(creds), sg_id, labels, deadline=10
     )
@@ -404,6 +406,13 @@ def test_operation_deadline_is_enforced(sim_thread: SimulatorThread, creds: VMCr
             deadline=0.3,
         )
     assert err.value.reason == "OperationTimeout" and err.value.retryable
+
+
+def test_unknown_zone_without_endpoint_is_refused_clearly() -> None:
+    with pytest.raises(CloudError, match="zone") as err:
+        ExoscaleCloud(KEY, SECRET, "xx-nowhere-1")
+    assert err.value.reason == "InvalidZone"
+    assert ExoscaleCloud(KEY, SECRET, "de-fra-1").client.endpoint == "https://api-de-fra-1.exoscale.com/v2"
 
 
 def test_secrets_never_reach_the_logs(

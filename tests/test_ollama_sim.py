@@ -98,6 +98,27 @@ async def test_bad_json_and_missing_model_are_native_errors(sim: Sim, http: aioh
         assert await resp.json() == {"error": "model 'ghost' not found"}
 
 
+async def test_compat_errors_use_their_own_shapes(sim: Sim, http: aiohttp.ClientSession) -> None:
+    async with http.post(sim.url + "/v1/chat/completions", data=b"{bad") as resp:
+        error = (await resp.json())["error"]
+        assert resp.status == 400 and error["type"] == "invalid_request_error" and error["message"]
+    async with http.get(sim.url + "/v1/models/ghost") as resp:
+        assert resp.status == 404 and (await resp.json())["error"]["type"] == "not_found_error"
+    async with http.post(sim.url + "/v1/messages", json={"model": CHAT, "messages": []}) as resp:
+        body = await resp.json()
+        assert resp.status == 400 and body["type"] == "error"
+        assert body["error"]["type"] == "invalid_request_error"
+
+
+async def test_set_models_and_counters(sim: Sim, http: aiohttp.ClientSession) -> None:
+    sim.state.set_models(["phi3"])
+    async with http.get(sim.url + "/api/tags") as resp:
+        assert [m["name"] for m in (await resp.json())["models"]] == ["phi3:latest"]
+    async with http.post(sim.url + "/api/show", json={"model": CHAT}) as resp:
+        assert resp.status == 404
+    assert sim.state.requests["/api/tags"] == 1 and sim.state.requests["/api/show"] == 1
+
+
 async def test_ndjson_stream_is_chunked_one_object_per_line(sim: Sim, http: aiohttp.ClientSession) -> None:
     body = {"model": CHAT, "prompt": "why is the sky blue?"}
     async with http.post(sim.url + "/api/generate", json=body) as resp:
@@ -268,9 +289,11 @@ async def test_ollama_sync_client_full_tour(sim: Sim, tmp_path: Path) -> None:
         assert len(vectors) == 2 and abs(sum(v * v for v in vectors[0]) - 1) < 1e-6
         assert client.embeddings(model=EMBED, prompt="a").embedding
 
-        statuses = [p.status for p in client.pull("qwen2.5:0.5b", stream=True)]
+        statuses = [p.status or "" for p in client.pull("qwen2.5:0.5b", stream=True)]
         assert statuses[0] == "pulling manifest" and statuses[-1] == "success"
         assert "verifying sha256 digest" in statuses and any(s.startswith("pulling ") for s in statuses[1:])
+        pushed = [p.status for p in client.push("qwen2.5:0.5b", stream=True)]
+        assert pushed[0] == "retrieving manifest" and pushed[-1] == "success"
         assert client.copy("qwen2.5:0.5b", "mine:v1").status == "success"
         assert client.create(model="derived", from_=CHAT, system="be brief").status == "success"
         assert {"qwen2.5:0.5b", "mine:v1", "derived:latest"} <= {m.model for m in client.list().models}

@@ -123,10 +123,12 @@ async def test_origins_as_ollama(w: World, http: aiohttp.ClientSession) -> None:
 
 
 async def test_configured_origins_are_allowed(http: aiohttp.ClientSession) -> None:
-    async with world(ProxySettings(allowed_origins=("https://*.corp.example",))) as w:
-        async with http.get(f"{w.url}/api/version", headers={"Origin": "https://chat.corp.example"}) as r:
-            assert r.status == 200
-            assert r.headers["Access-Control-Allow-Origin"] == "https://chat.corp.example"
+    async with (
+        world(ProxySettings(allowed_origins=("https://*.corp.example",))) as w,
+        http.get(f"{w.url}/api/version", headers={"Origin": "https://chat.corp.example"}) as r,
+    ):
+        assert r.status == 200
+        assert r.headers["Access-Control-Allow-Origin"] == "https://chat.corp.example"
 
 
 async def _open_stream(

@@ -1,9 +1,7 @@
 """The Exoscale adapter: domain verbs over the real python-exoscale v2 client.
 
-The SDK is a thin generated client with no timeouts and no retries, so this module adds both
-(jittered exponential backoff on 5xx, 429 and connection failures; never on other 4xx), maps
-errors to `errors.CloudError` subclasses a person can act on, and waits on operations with a
-deadline. Every method blocks; `AsyncExoscaleCloud` runs them in threads so an event loop never
+Timeouts, retries and error mapping live in `transport`; this module says what to do (find,
+create, start, stop, delete, security group, quota) and waits until it is done. Every method blocks; `AsyncExoscaleCloud` runs them in threads so an event loop never
 does. Credentials live only in the client's auth object: never in messages or logs.
 """
 
@@ -13,21 +11,11 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
-
-import requests
-from exoscale.api.exceptions import (
-    ExoscaleAPIAuthException,
-    ExoscaleAPIClientException,
-    ExoscaleAPIException,
-    ExoscaleAPIServerException,
-)
-from exoscale.api.v2 import Client
 
 from ..lifecycle import GONE, ObservedInstance
 from ..resource import (
@@ -39,10 +27,7 @@ from ..resource import (
     parse_instance_type,
 )
 from .errors import (
-    CapacityError,
     CloudError,
-    CloudUnavailable,
-    CredentialsError,
     InstanceTypeNotFound,
     NotAuthorizedError,
     NotFoundError,
@@ -51,52 +36,11 @@ from .errors import (
     QuotaError,
     TemplateNotFound,
 )
+from .transport import JSON, ExoscaleTransport, make_client
 
 log = logging.getLogger(__name__)
 
-JSON = dict[str, Any]
 RULE_DESCRIPTION = "remote-ollama: VM TLS port"
-MAX_BACKOFF = 30.0
-
-
-class _TimeoutSession(requests.Session):
-    """A requests Session with a default timeout (the SDK passes none, so a dead peer hangs forever)."""
-
-    def __init__(self, timeout: float):
-        super().__init__()
-        self.default_timeout = timeout
-
-    def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", self.default_timeout)
-        return super().request(method, url, *args, **kwargs)
-
-
-def _api_message(exc: ExoscaleAPIException) -> str:
-    """The `message` of an API error body, or its text."""
-    resp = getattr(exc, "response", None)
-    if resp is None:
-        return str(exc)
-    try:
-        body = resp.json()
-        if isinstance(body, dict) and body.get("message"):
-            return str(body["message"])
-    except ValueError:
-        pass
-    return (resp.text or str(exc))[:300]
-
-
-def _status(exc: ExoscaleAPIException) -> int | None:
-    resp = getattr(exc, "response", None)
-    return getattr(resp, "status_code", None)
-
-
-def _retry_after(exc: Exception) -> float | None:
-    resp = getattr(exc, "response", None)
-    value = resp.headers.get("Retry-After") if resp is not None else None
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -106,11 +50,6 @@ def _parse_time(value: Any) -> datetime | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-
-
-def _is_capacity(reason: str, message: str) -> bool:
-    text = message.lower()
-    return reason == "unavailable" or "capacity" in text or "insufficient" in text
 
 
 def owner_labels(owner_uid: str, cluster: str) -> dict[str, str]:
@@ -137,113 +76,26 @@ class ExoscaleCloud:
     ):
         self.zone = zone
         self.endpoint = endpoint
-        self.retries = retries
-        self.backoff_base = backoff_base
         self.poll_interval = poll_interval
         self._sleep = sleep
         self._clock = clock
-        try:
-            if endpoint:
-                self.client = Client(api_key, api_secret, url=endpoint.rstrip("/"))
-            else:
-                self.client = Client(api_key, api_secret, zone=zone)
-        except TypeError as exc:  # the SDK's way of refusing an unknown zone
-            raise CloudError(str(exc), reason="InvalidZone") from exc
-        session = _TimeoutSession(timeout)
-        session.auth = self.client.http_client.auth
-        self.client.http_client = session
+        self.client = make_client(api_key, api_secret, zone, endpoint, timeout)
+        self.api = ExoscaleTransport(
+            self.client,
+            zone,
+            retries=retries,
+            backoff_base=backoff_base,
+            sleep=sleep,
+            clock=clock,
+            poll_interval=poll_interval,
+        )
+        self._call = self.api.call
+        self._wait_operation = self.api.wait_operation
         self._type_names: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<ExoscaleCloud zone={self.zone} endpoint={self.client.endpoint}>"
-
-    # transport ------------------------------------------------------------------------------------
-    def _backoff(self, attempt: int, exc: Exception) -> float:
-        """Full jitter: uniform(0, base * 2**attempt), capped; a server's Retry-After is a floor."""
-        delay = random.uniform(0, min(MAX_BACKOFF, self.backoff_base * 2**attempt))
-        hint = _retry_after(exc)
-        return min(MAX_BACKOFF, max(delay, hint)) if hint is not None else delay
-
-    def _call(
-        self, operation: str, *, before_retry: Callable[[], JSON | None] | None = None, **kwargs: Any
-    ) -> Any:
-        """Call one SDK operation with retries; `before_retry` may return a result that makes a retry moot."""
-        method = getattr(self.client, operation)
-        attempt = 0
-        while True:
-            try:
-                return method(**kwargs)
-            except ExoscaleAPIAuthException as exc:
-                msg = _api_message(exc)
-                # Exoscale answers 403 for more than bad keys: quota and unauthorised types too.
-                if "quota" in msg.lower():
-                    raise QuotaError(
-                        f"{operation}: {msg} (zone {self.zone}) — request a quota increase in the Exoscale portal",
-                        family="",
-                        zone=self.zone,
-                    ) from exc
-                if "instance type" in msg.lower() and "authorized" in msg.lower():
-                    raise NotAuthorizedError(
-                        f"{operation}: {msg} (zone {self.zone})", family="", zone=self.zone
-                    ) from exc
-                raise CredentialsError(
-                    f"Exoscale refused the API credentials ({msg}): check the api-key and api-secret "
-                    "and that the key's IAM role allows compute operations",
-                    status=403,
-                ) from exc
-            except ExoscaleAPIClientException as exc:
-                status = _status(exc)
-                msg = _api_message(exc)
-                if status != 429:
-                    if status == 404:
-                        raise NotFoundError(f"{operation}: {msg}", status=404) from exc
-                    if status == 409:
-                        raise CloudError(
-                            f"{operation}: {msg}", reason="Conflict", retryable=True, status=409
-                        ) from exc
-                    raise CloudError(f"{operation}: {msg}", reason="BadRequest", status=status) from exc
-                failure: Exception = exc
-                why = f"429 {msg}"
-            except ExoscaleAPIServerException as exc:
-                failure, why = exc, f"{_status(exc)} {_api_message(exc)}"
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                failure, why = exc, type(exc).__name__
-            if attempt >= self.retries:
-                raise CloudUnavailable(
-                    f"Exoscale API unavailable for {operation} after {attempt + 1} attempts: {why}"
-                ) from failure
-            delay = self._backoff(attempt, failure)
-            attempt += 1
-            log.warning(
-                "exoscale %s failed (%s); retry %d/%d in %.2fs", operation, why, attempt, self.retries, delay
-            )
-            self._sleep(delay)
-            if before_retry is not None:
-                done = before_retry()
-                if done is not None:
-                    return done
-
-    def _wait_operation(self, op: JSON, deadline: float) -> JSON:
-        """Poll an async operation until it leaves `pending`; raise on failure or at the deadline."""
-        op_id = op["id"]
-        end = self._clock() + deadline
-        while op.get("state", "pending") == "pending":
-            if self._clock() >= end:
-                raise OperationTimeout(f"operation {op_id} still pending after {deadline:.0f}s")
-            self._sleep(self.poll_interval)
-            op = self._call("get_operation", id=op_id)
-        state = op.get("state")
-        if state == "success":
-            return op
-        reason = str(op.get("reason") or state)
-        message = str(op.get("message") or "")
-        ref = (op.get("reference") or {}).get("id", "")
-        text = f"operation {op_id} on {ref} ended in {state}: {reason}" + (f" ({message})" if message else "")
-        log.warning("exoscale %s", text)
-        if _is_capacity(reason, message):
-            raise CapacityError(text)
-        raise OperationFailed(text, retryable=reason in ("busy", "interrupted", "fault", "unknown"))
 
     def _wait_state(
         self, instance_id: str, done: Callable[[JSON | None], bool], deadline: float, what: str
@@ -460,11 +312,13 @@ class ExoscaleCloud:
         return out
 
     def find_instance(self, owner_uid: str, cluster: str) -> ObservedInstance | None:
-        """The newest live instance of this resource, or None."""
+        """The newest live instance of this resource in full (lists omit e.g. disk-size), or None."""
         live = [i for i in self.find_instances(owner_labels(owner_uid, cluster)) if i.state not in GONE]
         if not live:
             return None
-        return max(live, key=lambda i: (i.created_at.timestamp() if i.created_at else 0.0, i.id))
+        newest = max(live, key=lambda i: (i.created_at.timestamp() if i.created_at else 0.0, i.id))
+        full = self.get_instance(newest.id)
+        return full if full is not None and full.state not in GONE else None
 
     def get_instance(self, instance_id: str) -> ObservedInstance | None:
         try:

@@ -42,6 +42,7 @@ __all__ = ["Call", "ExoscaleSimulator", "SimTimings", "SimulatorThread"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 BASE_PATH = "/v2"
+MAX_CALLS = 20000
 UNSIGNED_OPERATIONS = {"list-zones"}  # the SDK sends it without credentials
 
 
@@ -176,6 +177,8 @@ class ExoscaleSimulator:
         )
         op_id, params = route if route else ("unknown", {})
         self.calls.append(Call(request.method, path, op_id))
+        if len(self.calls) > MAX_CALLS:  # a long sandbox session polls forever: keep the recent half
+            del self.calls[: MAX_CALLS // 2]
         delay = self.state.faults.response_delay(op_id)
         if delay:
             await asyncio.sleep(delay)

@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -238,7 +238,7 @@ class OllamaState:
         """Wait until at least `count` generations are in flight."""
         await self.wait_until(lambda: len(self._active) >= count, timeout)
 
-    async def wait_until(self, predicate: Any, timeout: float) -> None:
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> None:
         async with asyncio.timeout(timeout):
             while not predicate():
                 if self._changed is None:

@@ -183,7 +183,10 @@ def key_check(api_key: str) -> Callable[..., Awaitable[web.StreamResponse]]:
         given = request.headers.get(API_KEY_HEADER, "")
         if not hmac.compare_digest(given.encode(), api_key.encode()):
             return web.Response(
-                status=401, body=NGINX_401.encode(), content_type="application/octet-stream", headers={"Server": "nginx"}
+                status=401,
+                body=NGINX_401.encode(),
+                content_type="application/octet-stream",
+                headers={"Server": "nginx"},
             )
         return await handler(request)
 

@@ -68,6 +68,11 @@ def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
     return value
 
 
+def default_in_place(schema: dict[str, Any], value: Any) -> None:
+    """`apply_defaults` without the copy (the emulator defaults what it is about to store)."""
+    _default_into(schema, value)
+
+
 def _default_into(schema: dict[str, Any], value: Any) -> None:
     if isinstance(value, dict):
         for key, sub in schema.get("properties", {}).items():

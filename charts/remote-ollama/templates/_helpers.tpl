@@ -72,3 +72,40 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- $namespaces | uniq | sortAlpha | toJson }}
 {{- end }}
+
+{{/* Egress shared by operator and proxies: DNS, API server, VMs (and the Exoscale API if asked). */}}
+{{- define "remote-ollama.egressRules" -}}
+- ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+- to:
+    {{- range .np.apiServerCIDRs }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+  ports:
+    {{- range .np.apiServerPorts }}
+    - port: {{ . }}
+      protocol: TCP
+    {{- end }}
+{{- if .exoscale }}
+- to:
+    {{- range .np.exoscaleAPICIDRs }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+  ports:
+    - port: 443
+      protocol: TCP
+{{- end }}
+- to:
+    {{- range .np.vmCIDRs }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+  ports:
+    - port: 11435
+      protocol: TCP
+{{- end }}

@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1
+# One image for every mode: `remote-ollama standalone` (default), `operator`, `proxy`, `sandbox`.
+#   docker build -t remote-ollama .
+#   docker run -p 11434:11434 -e EXOSCALE_API_KEY=... -e EXOSCALE_API_SECRET=... remote-ollama
+# Both stages use the same pinned base, so the venv built in the first runs unchanged in the second.
+ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY remote_ollama ./remote_ollama
+# Build the project's wheel, then install it with its dependencies (all published as wheels: no
+# compiler needed) into a self-contained venv that the final stage copies alone.
+RUN python -m venv /opt/venv \
+ && python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
+ && /opt/venv/bin/pip install --no-cache-dir /wheels/*.whl
+
+FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="remote-ollama" \
+      org.opencontainers.image.description="An Ollama endpoint backed by an Exoscale GPU VM that exists only while it is used" \
+      org.opencontainers.image.licenses="Apache-2.0"
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    REMOTE_OLLAMA_STATE_FILE=/data/state.json
+# A fixed non-root uid/gid (10001): Kubernetes' runAsUser in the chart matches it.
+RUN groupadd --system --gid 10001 remote-ollama \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin remote-ollama \
+ && install -d -o 10001 -g 10001 -m 0700 /data
+COPY --from=builder /opt/venv /opt/venv
+# Standalone mode keeps its instance id, key and CA here so a restarted container adopts its VM.
+VOLUME ["/data"]
+WORKDIR /data
+USER 10001:10001
+EXPOSE 11434
+# slim images have no curl: probe with the interpreter that is already there.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:11434/healthz', timeout=4).status == 200 else 1)"]
+ENTRYPOINT ["remote-ollama"]
+CMD ["standalone"]

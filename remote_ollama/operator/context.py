@@ -1,0 +1,230 @@
+"""Process-wide operator state: the API client, the cluster id, one context per resource, orphans.
+
+Orphan clean-up deletes only instances with this cluster's label whose owner uid no longer
+exists, after a grace period: clusters and standalone users may share one Exoscale account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from .. import __version__
+from ..cloud.exoscale import AsyncExoscaleCloud
+from ..cloud.pki import VMCredentials
+from ..lifecycle import GONE, WakeTiming
+from ..reconciler import CredentialStore, Reconciler, Target, instance_name
+from ..resource import (
+    GROUP,
+    LABEL_CLUSTER,
+    LABEL_MANAGED_BY,
+    LABEL_MANAGED_BY_VALUE,
+    LABEL_OWNER,
+    PLURAL,
+    VERSION,
+    Spec,
+    secret_name,
+    security_group_name,
+)
+from . import children
+from .kubeapi import KubeAPI, KubeError, path_for
+from .metrics import OperatorMetrics
+
+log = logging.getLogger("remote_ollama.operator")
+
+ORPHAN_GRACE = 600.0  # seconds an unowned instance must stay unowned before it is deleted
+ORPHAN_EVERY = 600.0
+
+
+class SecretStore(CredentialStore):
+    """The per-resource Secret `<name>-remote-ollama`, owned by the resource."""
+
+    def __init__(self, api: KubeAPI, body: dict[str, Any]):
+        self.api = api
+        self.body = body
+        meta = body["metadata"]
+        self.path = path_for("v1", "secrets", meta["namespace"], secret_name(meta["name"]))
+        self._cached: VMCredentials | None = None
+
+    async def load(self) -> VMCredentials | None:
+        if self._cached is None:
+            secret = await self.api.get(self.path)
+            if secret is None:
+                return None
+            data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+            try:
+                self._cached = VMCredentials.from_secret_data(data)
+            except KeyError:
+                return None
+        return self._cached
+
+    async def save(self, creds: VMCredentials) -> None:
+        collection = path_for("v1", "secrets", self.body["metadata"]["namespace"])
+        await self.api.apply(collection, children.vm_secret(self.body, creds.to_secret_data()))
+        self._cached = creds
+
+
+@dataclass
+class ResourceContext:
+    uid: str
+    namespace: str
+    name: str
+    body: dict[str, Any]
+    kick: asyncio.Event = field(default_factory=asyncio.Event)
+    seen: tuple[Any, ...] | None = None
+    children_at: float = -1e9
+    children_generation: Any = None
+    blocked_rounds: int = 0
+    warned_annotations: set[str] = field(default_factory=set)
+    wake_started: Any = None
+    _reconciler: Reconciler | None = None
+    _cloud: AsyncExoscaleCloud | None = None
+
+    @property
+    def status_path(self) -> str:
+        return path_for(f"{GROUP}/{VERSION}", PLURAL, self.namespace, self.name, "status")
+
+    async def patch_status(self, patch: dict[str, Any]) -> None:
+        await OPERATOR.api.merge_patch(self.status_path, {"status": patch})
+
+    async def cloud_for(self, spec: Spec) -> tuple[str | None, AsyncExoscaleCloud | None]:
+        """The cloud client for this resource's credentials, or the reason there is none."""
+        path = path_for("v1", "secrets", self.namespace, spec.credentials_secret)
+        secret = await OPERATOR.api.get(path)
+        if secret is None:
+            return f"credentials Secret {spec.credentials_secret!r} not found in {self.namespace}", None
+        data = secret.get("data") or {}
+        missing = [k for k in ("api-key", "api-secret") if not data.get(k)]
+        if missing:
+            return f"credentials Secret {spec.credentials_secret!r} has no {' or '.join(missing)}", None
+        key = base64.b64decode(data["api-key"]).decode().strip()
+        secret_value = base64.b64decode(data["api-secret"]).decode().strip()
+        return None, OPERATOR.cloud(key, secret_value, spec.zone)
+
+    def reconciler(self, cloud: AsyncExoscaleCloud) -> Reconciler:
+        if self._reconciler is None or self._cloud is not cloud:
+            self._cloud = cloud
+            target = Target(
+                owner_uid=self.uid,
+                cluster=OPERATOR.cluster_id,
+                name=instance_name(self.namespace, self.name),
+                security_group=security_group_name(self.namespace, self.name),
+            )
+            self._reconciler = Reconciler(cloud, target, SecretStore(OPERATOR.api, self.body))
+        return self._reconciler
+
+    def had_instance(self, body: dict[str, Any]) -> bool:
+        return bool(((body.get("status") or {}).get("lifecycle") or {}).get("instance_id"))
+
+
+class Operator:
+    def __init__(self) -> None:
+        self._api: KubeAPI | None = None
+        self.proxy_image = os.environ.get("REMOTE_OLLAMA_PROXY_IMAGE", f"remote-ollama:{__version__}")
+        self.endpoint = os.environ.get("EXOSCALE_API_ENDPOINT") or None
+        self.cluster_id = os.environ.get("REMOTE_OLLAMA_CLUSTER_ID", "")
+        self.contexts: dict[str, ResourceContext] = {}
+        self._clouds: dict[tuple[str, str, str], AsyncExoscaleCloud] = {}
+        self._orphans_seen: dict[str, float] = {}
+        self._last_sweep: dict[tuple[str, str], float] = {}
+        self.metrics = OperatorMetrics()
+        self.cloud_options: dict[str, Any] = {}
+        self.orphan_grace = float(os.environ.get("REMOTE_OLLAMA_ORPHAN_GRACE", ORPHAN_GRACE))
+        self.orphan_every = float(os.environ.get("REMOTE_OLLAMA_ORPHAN_INTERVAL", ORPHAN_EVERY))
+
+    @property
+    def api(self) -> KubeAPI:
+        if self._api is None:
+            self._api = KubeAPI.from_environment()
+        return self._api
+
+    async def start(self) -> None:
+        if not self.cluster_id:
+            ns = await self.api.get(path_for("v1", "namespaces", name="kube-system"))
+            if ns is None or not ns.get("metadata", {}).get("uid"):
+                raise kopf.PermanentError("cannot read the kube-system namespace uid (the cluster id)")
+            self.cluster_id = ns["metadata"]["uid"]
+        log.info("remote-ollama operator %s, cluster id %s", __version__, self.cluster_id)
+
+    async def stop(self) -> None:
+        for ctx in self.contexts.values():
+            if ctx._reconciler is not None:
+                await ctx._reconciler.close()
+        if self._api is not None:
+            await self._api.close()
+            self._api = None
+
+    def context(self, body: kopf.Body) -> ResourceContext:
+        uid = body.metadata.uid
+        ctx = self.contexts.get(uid)
+        if ctx is None:
+            ctx = self.contexts[uid] = ResourceContext(
+                uid,
+                str(body.metadata.namespace),
+                str(body.metadata.name),
+                {
+                    "apiVersion": body.get("apiVersion"),
+                    "kind": body.get("kind"),
+                    "metadata": {
+                        "name": body.metadata.name,
+                        "namespace": body.metadata.namespace,
+                        "uid": uid,
+                    },
+                },
+            )
+        return ctx
+
+    def forget(self, uid: str) -> None:
+        self.contexts.pop(uid, None)
+
+    def cloud(self, key: str, secret: str, zone: str) -> AsyncExoscaleCloud:
+        ident = (key, zone, str(hash(secret)))
+        if ident not in self._clouds:
+            self._clouds[ident] = AsyncExoscaleCloud.connect(
+                key, secret, zone, endpoint=self.endpoint, **self.cloud_options
+            )
+        return self._clouds[ident]
+
+    async def maybe_sweep_orphans(self, cloud: AsyncExoscaleCloud, body: kopf.Body) -> None:
+        """At most every ORPHAN_EVERY per account and zone: delete our cluster's unowned instances."""
+        loop = asyncio.get_running_loop()
+        key = (str(id(cloud)), cloud.zone)
+        if loop.time() - self._last_sweep.get(key, -1e9) < self.orphan_every:
+            return
+        self._last_sweep[key] = loop.time()
+        mine = await cloud.find_instances(
+            {LABEL_MANAGED_BY: LABEL_MANAGED_BY_VALUE, LABEL_CLUSTER: self.cluster_id}
+        )
+        if not mine:
+            return
+        try:
+            listing = await self.api.request("GET", path_for(f"{GROUP}/{VERSION}", PLURAL))
+        except KubeError:
+            return  # cannot prove ownership: delete nothing
+        owners = {(i.get("metadata") or {}).get("uid") for i in listing.get("items", [])}
+        for inst in mine:
+            owner = inst.labels.get(LABEL_OWNER)
+            if inst.labels.get(LABEL_CLUSTER) != self.cluster_id or owner in owners or inst.state in GONE:
+                self._orphans_seen.pop(inst.id, None)
+                continue
+            first = self._orphans_seen.setdefault(inst.id, loop.time())
+            if loop.time() - first >= self.orphan_grace:
+                await cloud.delete_instance(inst.id, wait=False)
+                self._orphans_seen.pop(inst.id, None)
+                kopf.info(
+                    body,
+                    reason="OrphanDeleted",
+                    message=f"deleted instance {inst.id} of deleted owner {owner} (cluster {self.cluster_id})",
+                )
+
+    def observe_wake(self, wake: WakeTiming) -> None:
+        self.metrics.observe_wake(wake)
+
+
+OPERATOR = Operator()

@@ -1,0 +1,235 @@
+"""kopf handlers: one lifecycle daemon per RemoteOllama, woken at once by annotation changes.
+
+The daemon runs the same observe -> `lifecycle.decide` -> act loop as standalone mode, with its
+memory in `status.lifecycle`. Cloud waits never block other resources: each resource has its own
+daemon and every SDK call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from ..cloud.errors import CloudError, QuotaError
+from ..lifecycle import Condition, Decision, Observation, Phase, decide
+from ..reconciler import Reconciler
+from ..resource import (
+    ANN_SLEEP_REQUESTED,
+    ANN_WAKE_REQUESTED,
+    FINALIZER,
+    GROUP,
+    PLURAL,
+    VERSION,
+    SpecError,
+    parse_spec,
+)
+from . import children
+from .context import OPERATOR, ResourceContext, SecretStore
+from .kubeapi import KubeError, path_for
+from .status import activity_from, credentials_condition, malformed_annotations, memory_from, status_patch
+
+log = logging.getLogger("remote_ollama.operator")
+
+CHILDREN_EVERY = 300.0  # seconds between drift repairs of the proxy's objects
+MAX_BACKOFF = 300.0
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.watching.client_timeout = 300
+    settings.watching.server_timeout = 240
+    settings.posting.level = logging.INFO
+    settings.peering.name = "remote-ollama"
+    settings.peering.mandatory = False
+    await OPERATOR.start()
+
+
+@kopf.on.cleanup()
+async def shutdown(**_: Any) -> None:
+    await OPERATOR.stop()
+
+
+def _ctx(body: kopf.Body) -> ResourceContext:
+    return OPERATOR.context(body)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def kick_on_change(body: kopf.Body, type: str | None, **_: Any) -> None:
+    """React within a second to a wake/sleep annotation or a spec change (not to our own status writes)."""
+    if type == "DELETED":
+        OPERATOR.forget(body.metadata.uid)
+        return
+    ctx = _ctx(body)
+    ann = body.metadata.annotations
+    key = (ann.get(ANN_WAKE_REQUESTED), ann.get(ANN_SLEEP_REQUESTED), body.metadata.get("generation"))
+    if key != ctx.seen:
+        ctx.seen = key
+        ctx.kick.set()
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
+async def lifecycle(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    ctx = _ctx(body)
+    failures = 0
+    while not stopped:
+        ctx.kick.clear()
+        try:
+            delay = await reconcile(ctx, body)
+            failures = 0
+        except (CloudError, KubeError, OSError) as exc:
+            failures += 1
+            delay = min(MAX_BACKOFF, 2.0 ** min(failures, 8))
+            await report_error(ctx, body, exc, delay)
+        kick = asyncio.ensure_future(ctx.kick.wait())
+        stop = asyncio.ensure_future(stopped.wait())
+        try:
+            await asyncio.wait({kick, stop}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            kick.cancel()
+            stop.cancel()
+
+
+async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
+    """One round for one resource; returns when to look again."""
+    now = datetime.now(UTC)
+    raw = dict(body)
+    try:
+        spec = parse_spec(dict(body.spec))
+    except SpecError as exc:
+        await ctx.patch_status({"phase": str(Phase.FAILED), "message": str(exc)})
+        kopf.warn(body, reason="InvalidSpec", message=str(exc))
+        return MAX_BACKOFF
+    for key in malformed_annotations(dict(body.metadata)):
+        if key not in ctx.warned_annotations:
+            ctx.warned_annotations.add(key)
+            kopf.warn(body, reason="MalformedAnnotation", message=f"{key} is not an RFC 3339 time; ignored")
+    await ensure_children(ctx, body, spec_changed=ctx.children_generation != body.metadata.get("generation"))
+
+    problem, cloud = await ctx.cloud_for(spec)
+    memory = memory_from(raw)
+    if cloud is None:
+        decision = decide(
+            Observation(spec, None, activity_from(dict(body.metadata)), memory, now, blocked_reason=problem)
+        )
+        await publish(ctx, body, decision, None, [credentials_condition(problem)], now)
+        ctx.blocked_rounds += 1
+        return float(min(MAX_BACKOFF, 5.0 * 2.0 ** min(ctx.blocked_rounds, 6)))
+    ctx.blocked_rounds = 0
+    reconciler = ctx.reconciler(cloud)
+    instance = await reconciler.observe_instance(memory)
+    health = await reconciler.probe(instance)
+    decision = decide(Observation(spec, instance, activity_from(dict(body.metadata)), memory, now, health))
+    for sentence in decision.events:
+        kopf.info(body, reason=_reason(decision), message=sentence)
+    if any(a.kind.value in ("start-instance", "create-instance") for a in decision.actions):
+        ctx.wake_started = now
+    await reconciler.execute(decision, spec, instance)
+    await publish(ctx, body, decision, instance, [credentials_condition(None)], now)
+    await OPERATOR.maybe_sweep_orphans(cloud, body)
+    return float(decision.recheck_after)
+
+
+def _reason(decision: Decision) -> str:
+    return decision.reason if decision.reason[:1].isupper() else "Lifecycle"
+
+
+async def publish(
+    ctx: ResourceContext,
+    body: kopf.Body,
+    decision: Decision,
+    instance: Any,
+    extra: list[Condition],
+    now: datetime,
+) -> None:
+    patch = status_patch(dict(body), decision, instance, extra, now)
+    patch.pop("error", None)
+    previous = body.status.get("phase")
+    await ctx.patch_status(patch)
+    if previous != patch["phase"]:
+        kopf.info(body, reason=str(patch["phase"]), message=decision.message)
+    if decision.last_wake is not None:
+        OPERATOR.metrics.observe_wake(decision.last_wake)
+
+
+async def report_error(ctx: ResourceContext, body: kopf.Body, exc: Exception, delay: float) -> None:
+    reason = getattr(exc, "reason", type(exc).__name__)
+    message = getattr(exc, "message", None) or str(exc)
+    kopf.warn(body, reason=str(reason), message=f"{message} (retrying in {delay:.0f}s)")
+    conds = body.status.get("conditions") or []
+    ready = {
+        "type": "Ready",
+        "status": "False",
+        "reason": str(reason),
+        "message": message,
+        "lastTransitionTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "observedGeneration": body.metadata.get("generation"),
+    }
+    patch: dict[str, Any] = {
+        "conditions": [c for c in conds if c.get("type") != "Ready"] + [ready],
+        "message": message,
+    }
+    if isinstance(exc, QuotaError) or (isinstance(exc, CloudError) and not exc.retryable):
+        patch["phase"] = str(Phase.FAILED)
+    with contextlib.suppress(KubeError, OSError):
+        await ctx.patch_status(patch)
+
+
+async def ensure_children(ctx: ResourceContext, body: kopf.Body, *, spec_changed: bool) -> None:
+    loop = asyncio.get_running_loop()
+    if not spec_changed and loop.time() - ctx.children_at < CHILDREN_EVERY:
+        return
+    raw = dict(body)
+    ns = body.metadata.namespace
+    api = OPERATOR.api
+    await api.apply(path_for("v1", "serviceaccounts", ns), children.proxy_service_account(raw))
+    await api.apply(path_for("rbac.authorization.k8s.io/v1", "roles", ns), children.proxy_role(raw))
+    await api.apply(
+        path_for("rbac.authorization.k8s.io/v1", "rolebindings", ns), children.proxy_role_binding(raw)
+    )
+    await api.apply(path_for("apps/v1", "deployments", ns), children.deployment(raw, OPERATOR.proxy_image))
+    await api.apply(path_for("v1", "services", ns), children.service(raw))
+    ctx.children_at = loop.time()
+    ctx.children_generation = body.metadata.get("generation")
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def cleanup(body: kopf.Body, **_: Any) -> None:
+    """No VM, no security group, no secret, no proxy left behind; retried until the cloud agrees."""
+    raw = dict(body)
+    ctx = _ctx(body)
+    try:
+        spec = parse_spec(dict(body.spec))
+    except SpecError:
+        spec = None
+    if spec is not None:
+        problem, cloud = await ctx.cloud_for(spec)
+        if cloud is None:
+            if ctx.had_instance(raw):
+                raise kopf.TemporaryError(f"cannot delete the VM: {problem}", delay=30)
+        else:
+            try:
+                await ctx.reconciler(cloud).destroy_all()
+            except CloudError as exc:
+                kopf.warn(body, reason=exc.reason, message=f"deleting cloud objects: {exc.message}")
+                raise kopf.TemporaryError(exc.message, delay=15) from exc
+            kopf.info(body, reason="Deleted", message="instance and security group deleted")
+    ns, name = body.metadata.namespace, body.metadata.name
+    for kind_path in (
+        path_for("apps/v1", "deployments", ns, name),
+        path_for("v1", "services", ns, name),
+        path_for("v1", "secrets", ns, f"{name}-remote-ollama"),
+        path_for("rbac.authorization.k8s.io/v1", "rolebindings", ns, f"{name}-proxy"),
+        path_for("rbac.authorization.k8s.io/v1", "roles", ns, f"{name}-proxy"),
+        path_for("v1", "serviceaccounts", ns, f"{name}-proxy"),
+    ):
+        await OPERATOR.api.delete(kind_path)
+    OPERATOR.forget(body.metadata.uid)
+
+
+__all__ = ["Reconciler", "SecretStore"]

@@ -1,0 +1,186 @@
+"""A small asyncio Kubernetes API client: get, create, merge-patch, delete, list and watch.
+
+The official `kubernetes` package only loads the configuration (kubeconfig or in-cluster);
+requests go through one aiohttp session, so neither the operator nor the proxy blocks its loop.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import aiohttp
+
+JSON = dict[str, Any]
+
+
+class KubeError(Exception):
+    def __init__(self, status: int, reason: str, message: str):
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+def _load_configuration() -> Any:
+    from kubernetes import client, config  # type: ignore[import-untyped]
+
+    cfg = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=cfg)
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=cfg)
+    return cfg
+
+
+def path_for(
+    api_version: str,
+    plural: str,
+    namespace: str | None = None,
+    name: str | None = None,
+    subresource: str | None = None,
+) -> str:
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    parts = [base]
+    if namespace:
+        parts.append(f"namespaces/{quote(namespace)}")
+    parts.append(plural)
+    if name:
+        parts.append(quote(name))
+    if subresource:
+        parts.append(subresource)
+    return "/".join(parts)
+
+
+class KubeAPI:
+    """One session to the API server for the life of the process."""
+
+    def __init__(self, host: str, headers: Mapping[str, str], ssl_context: ssl.SSLContext | bool):
+        self.host = host.rstrip("/")
+        self._headers = dict(headers)
+        self._ssl = ssl_context
+        self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_environment(cls) -> KubeAPI:
+        cfg = _load_configuration()
+        headers: dict[str, str] = {}
+        token = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
+        if token:
+            prefix = (cfg.api_key_prefix or {}).get("authorization", "")
+            headers["Authorization"] = (
+                f"{prefix} {token}".strip() if not token.startswith("Bearer") else token
+            )
+        if cfg.host.startswith("https"):
+            ctx = (
+                ssl.create_default_context(cafile=cfg.ssl_ca_cert)
+                if cfg.ssl_ca_cert
+                else ssl.create_default_context()
+            )
+            if cfg.cert_file:
+                ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+            if not cfg.verify_ssl:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            return cls(cfg.host, headers, ctx)
+        return cls(cfg.host, headers, False)
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=None),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        query: Mapping[str, str] | None = None,
+        timeout: float = 30,
+    ) -> JSON:
+        url = self.host + path + (f"?{urlencode(query)}" if query else "")
+        data = json.dumps(body) if body is not None else None
+        headers = (
+            {"Content-Type": content_type, "Accept": "application/json"}
+            if data
+            else {"Accept": "application/json"}
+        )
+        async with self._http().request(
+            method,
+            url,
+            data=data,
+            headers=headers,
+            ssl=self._ssl,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as resp:
+            text = await resp.text()
+            try:
+                payload = json.loads(text) if text else {}
+            except ValueError:
+                payload = {"message": text}
+            if resp.status >= 400:
+                raise KubeError(
+                    resp.status, str(payload.get("reason", resp.reason)), str(payload.get("message", text))
+                )
+            return payload if isinstance(payload, dict) else {"items": payload}
+
+    async def get(self, path: str) -> JSON | None:
+        try:
+            return await self.request("GET", path)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def create(self, path: str, body: JSON) -> JSON:
+        return await self.request("POST", path, body)
+
+    async def merge_patch(self, path: str, patch: JSON) -> JSON:
+        return await self.request("PATCH", path, patch, content_type="application/merge-patch+json")
+
+    async def delete(self, path: str) -> bool:
+        try:
+            await self.request("DELETE", path)
+            return True
+        except KubeError as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    async def apply(self, collection: str, body: JSON) -> JSON:
+        """Create, or merge-patch an existing object to the given shape (repairs drift of the fields we own)."""
+        name = body["metadata"]["name"]
+        try:
+            return await self.create(collection, body)
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+        return await self.merge_patch(f"{collection}/{quote(name)}", body)
+
+    async def watch(
+        self, path: str, *, query: Mapping[str, str] | None = None, timeout: float = 300
+    ) -> AsyncIterator[JSON]:
+        """Yield watch events ({type, object}) until the server closes the stream or `timeout` passes."""
+        q = dict(query or {})
+        q.update({"watch": "true", "timeoutSeconds": str(int(timeout))})
+        url = f"{self.host}{path}?{urlencode(q)}"
+        async with self._http().get(
+            url, ssl=self._ssl, timeout=aiohttp.ClientTimeout(total=timeout + 5, sock_connect=10)
+        ) as resp:
+            if resp.status >= 400:
+                raise KubeError(resp.status, resp.reason or "", await resp.text())
+            async for line in resp.content:
+                if line.strip():
+                    yield json.loads(line)

@@ -1,0 +1,177 @@
+"""`remote-ollama proxy --resource NS/NAME`: the per-resource proxy in operator mode.
+
+Its `ActivitySink` writes the resource's annotations; its resolver follows the resource's status
+(phase, endpoint) through a watch and reads the VM's CA and key from the per-resource Secret,
+which its Role lets it read by name only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import signal
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from ..cloud.pki import client_ssl_context
+from ..proxy.app import make_proxy_app
+from ..proxy.interfaces import ProxySettings, Upstream
+from ..proxy.local import LocalResolver
+from ..resource import (
+    ANN_LAST_ACTIVITY,
+    ANN_WAKE_REQUESTED,
+    GROUP,
+    PLURAL,
+    VERSION,
+    VM_TLS_SERVER_NAME,
+    parse_duration,
+    secret_name,
+)
+from .kubeapi import JSON, KubeAPI, KubeError, path_for
+
+log = logging.getLogger("remote_ollama.proxy")
+
+
+class AnnotationSink:
+    """Activity and wake requests as annotations on the RemoteOllama (the operator reacts to them)."""
+
+    def __init__(self, api: KubeAPI, path: str):
+        self.api, self.path = api, path
+
+    async def _annotate(self, key: str, at: datetime) -> None:
+        stamp = at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        try:
+            await self.api.merge_patch(self.path, {"metadata": {"annotations": {key: stamp}}})
+        except (KubeError, OSError) as exc:
+            log.warning("could not write %s: %s", key, exc)
+
+    async def touch(self, at: datetime) -> None:
+        await self._annotate(ANN_LAST_ACTIVITY, at)
+
+    async def request_wake(self, at: datetime) -> None:
+        await self._annotate(ANN_WAKE_REQUESTED, at)
+
+
+class ResourceFollower:
+    """Keeps a `LocalResolver` in step with the resource's status and the VM's credentials."""
+
+    def __init__(self, api: KubeAPI, namespace: str, name: str, resolver: LocalResolver):
+        self.api, self.namespace, self.name, self.resolver = api, namespace, name, resolver
+        self.collection = path_for(f"{GROUP}/{VERSION}", PLURAL, namespace)
+        self.path = f"{self.collection}/{name}"
+        self._creds_key: tuple[str, str] | None = None
+        self._upstream: Upstream | None = None
+        self.body: JSON | None = None
+
+    async def _upstream_for(self, endpoint: str) -> Upstream | None:
+        secret = await self.api.get(path_for("v1", "secrets", self.namespace, secret_name(self.name)))
+        if secret is None:
+            return None
+        data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+        if "ca.crt" not in data or "api-key" not in data:
+            return None
+        key = (endpoint, data["ca.crt"] + data["api-key"])
+        if self._upstream is None or self._creds_key != key:
+            self._creds_key = key
+            self._upstream = Upstream(
+                endpoint, client_ssl_context(data["ca.crt"]), data["api-key"], VM_TLS_SERVER_NAME
+            )
+        return self._upstream
+
+    async def apply(self, body: JSON) -> None:
+        self.body = body
+        status = body.get("status") or {}
+        phase = str(status.get("phase") or "Pending")
+        endpoint = status.get("endpoint")
+        if phase == "Ready" and endpoint:
+            upstream = await self._upstream_for(str(endpoint))
+            if upstream is not None:
+                self.resolver.set_ready(upstream)
+                return
+        self.resolver.set_down(phase)
+
+    async def run(self) -> None:
+        """Watch forever (re-listing after each stream ends or fails)."""
+        while True:
+            try:
+                body = await self.api.get(self.path)
+                if body is not None:
+                    await self.apply(body)
+                async for event in self.api.watch(
+                    self.collection, query={"fieldSelector": f"metadata.name={self.name}"}, timeout=240
+                ):
+                    obj = event.get("object") or {}
+                    if (obj.get("metadata") or {}).get("name") != self.name:
+                        continue  # an API without field selectors sends us everything
+                    if event.get("type") == "DELETED":
+                        self.resolver.set_down("Deleting")
+                    else:
+                        await self.apply(obj)
+            except (KubeError, OSError, TimeoutError, ValueError) as exc:
+                log.warning("watching %s/%s: %s", self.namespace, self.name, exc)
+                await asyncio.sleep(2)
+
+
+def settings_from_env(env: dict[str, str], spec: dict[str, Any]) -> ProxySettings:
+    wake = spec.get("wake") or {}
+    keys = frozenset(k.strip() for k in env.get("REMOTE_OLLAMA_CLIENT_KEYS", "").split(",") if k.strip())
+    return ProxySettings(
+        hold_timeout=parse_duration(wake.get("holdTimeout", env.get("REMOTE_OLLAMA_HOLD_TIMEOUT", "600"))),
+        max_held_requests=int(wake.get("maxHeldRequests", env.get("REMOTE_OLLAMA_MAX_HELD", "256"))),
+        activity_interval=parse_duration(
+            spec.get("activityInterval", env.get("REMOTE_OLLAMA_ACTIVITY_INTERVAL", "15"))
+        ),
+        allowed_origins=tuple(o.strip() for o in env.get("OLLAMA_ORIGINS", "").split(",") if o.strip()),
+        client_api_keys=keys,
+    )
+
+
+async def run_resource_proxy(resource: str, host: str, port: int) -> int:
+    namespace, _, name = resource.partition("/")
+    if not namespace or not name:
+        print("remote-ollama proxy: --resource must be NAMESPACE/NAME")
+        return 2
+    api = KubeAPI.from_environment()
+    resolver = LocalResolver(phase="Pending")
+    follower = ResourceFollower(api, namespace, name, resolver)
+    body = await api.get(follower.path)
+    settings = settings_from_env(dict(os.environ), (body or {}).get("spec") or {})
+
+    def status_extra() -> dict[str, Any]:
+        st = (follower.body or {}).get("status") or {}
+        spec = (follower.body or {}).get("spec") or {}
+        return {
+            "service": "remote-ollama",
+            "resource": resource,
+            "remote_url": st.get("endpoint"),
+            "instance_status": (st.get("instance") or {}).get("state"),
+            "zone": spec.get("zone"),
+            "instance_type": spec.get("instanceType"),
+            "ollama_model": ",".join(spec.get("models") or []),
+            "last_activity": st.get("lastActivity"),
+        }
+
+    settings = ProxySettings(**{**settings.__dict__, "status_extra": status_extra})
+    app = make_proxy_app(resolver, AnnotationSink(api, follower.path), settings)
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=30, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    log.info("proxy for %s listening on %s:%d", resource, host, port)
+    watcher = asyncio.create_task(follower.run())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        watcher.cancel()
+        await runner.cleanup()
+        await api.close()
+    return 0

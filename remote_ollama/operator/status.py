@@ -1,0 +1,138 @@
+"""Between the resource's YAML and the lifecycle's types (pure): read activity and memory, write status.
+
+Conditions follow metav1.Condition: lastTransitionTime changes only when the status flips.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from ..lifecycle import Activity, Condition, Decision, Memory, ObservedInstance
+from ..resource import ANN_LAST_ACTIVITY, ANN_SLEEP_REQUESTED, ANN_WAKE_REQUESTED, PROXY_PORT
+from ..state_file import memory_from_json, memory_to_json
+
+JSON = dict[str, Any]
+
+
+def rfc3339(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: Any) -> datetime | None:
+    """RFC 3339 from an annotation; None (not a crash) for anything malformed."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def malformed_annotations(meta: JSON) -> list[str]:
+    ann = meta.get("annotations") or {}
+    return [
+        k
+        for k in (ANN_LAST_ACTIVITY, ANN_WAKE_REQUESTED, ANN_SLEEP_REQUESTED)
+        if k in ann and parse_time(ann[k]) is None
+    ]
+
+
+def activity_from(meta: JSON, in_flight: int = 0) -> Activity:
+    ann = meta.get("annotations") or {}
+    return Activity(
+        last_activity=parse_time(ann.get(ANN_LAST_ACTIVITY)),
+        wake_requested=parse_time(ann.get(ANN_WAKE_REQUESTED)),
+        sleep_requested=parse_time(ann.get(ANN_SLEEP_REQUESTED)),
+        in_flight=in_flight,
+    )
+
+
+def memory_from(body: JSON) -> Memory:
+    status = body.get("status") or {}
+    mem = memory_from_json(status.get("lifecycle") or {})
+    if mem.created_at is None:
+        created = parse_time((body.get("metadata") or {}).get("creationTimestamp"))
+        mem = Memory(**{**mem.__dict__, "created_at": created or datetime.now(UTC)})
+    return mem
+
+
+def conditions(
+    previous: list[JSON] | None, new: list[Condition], generation: int, now: datetime
+) -> list[JSON]:
+    old = {c.get("type"): c for c in previous or []}
+    out = []
+    for c in new:
+        status = "True" if c.status else "False"
+        prior = old.get(c.type)
+        since = prior.get("lastTransitionTime") if prior and prior.get("status") == status else None
+        out.append(
+            {
+                "type": c.type,
+                "status": status,
+                "reason": c.reason or ("Ok" if c.status else "NotOk"),
+                "message": c.message,
+                "lastTransitionTime": since or rfc3339(now),
+                "observedGeneration": generation,
+            }
+        )
+    return out
+
+
+def credentials_condition(problem: str | None) -> Condition:
+    if problem:
+        return Condition("CredentialsValid", False, "CredentialsInvalid", problem)
+    return Condition("CredentialsValid", True, "Valid", "")
+
+
+def status_patch(
+    body: JSON,
+    decision: Decision,
+    instance: ObservedInstance | None,
+    extra: list[Condition],
+    now: datetime,
+) -> JSON:
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    generation = int(meta.get("generation") or 1)
+    blocking = next((c for c in extra if not c.status), None)
+    conds = [
+        Condition("Ready", False, blocking.reason, blocking.message) if blocking and c.type == "Ready" else c
+        for c in decision.conditions
+    ] + extra
+    patch: JSON = {
+        "phase": str(decision.phase),
+        "message": decision.message,
+        "conditions": conditions(status.get("conditions"), conds, generation, now),
+        "observedGeneration": generation,
+        "serviceURL": f"http://{meta.get('name')}.{meta.get('namespace')}.svc:{PROXY_PORT}",
+        "lifecycle": memory_to_json(decision.memory),
+    }
+    if instance is not None and decision.memory.instance_id:
+        patch["instance"] = {
+            "id": instance.id,
+            "state": instance.state,
+            "publicIP": instance.public_ip,
+            "zone": instance.zone,
+            "type": instance.instance_type,
+        }
+    elif decision.memory.instance_id is None:
+        patch["instance"] = None
+    # the endpoint is kept while the VM is only stopped: same IP when it starts again
+    if decision.endpoint:
+        patch["endpoint"] = decision.endpoint
+    elif decision.memory.instance_id is None:
+        patch["endpoint"] = None
+    activity = activity_from(meta)
+    if activity.last_activity:
+        patch["lastActivity"] = rfc3339(activity.last_activity)
+    if decision.last_wake is not None:
+        w = decision.last_wake
+        patch["lastWake"] = {
+            "requestedAt": rfc3339(w.requested_at),
+            "runningAt": rfc3339(w.running_at) if w.running_at else None,
+            "readyAt": rfc3339(w.ready_at),
+            "seconds": round(w.seconds, 3),
+        }
+    return patch

@@ -1,0 +1,49 @@
+"""`python -m remote_ollama.proxy --upstream URL`: the proxy in front of one fixed upstream.
+
+For the bench, the tests that need the proxy in its own process, and trying the proxy against any
+Ollama by hand. The upstream key is read from REMOTE_OLLAMA_UPSTREAM_KEY (never from argv).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import ssl
+import sys
+
+from remote_ollama.proxy.app import make_proxy_app, start_proxy
+from remote_ollama.proxy.interfaces import ProxySettings, Upstream
+from remote_ollama.proxy.local import LocalResolver, RecordingSink
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m remote_ollama.proxy")
+    parser.add_argument("--upstream", required=True, help="e.g. https://127.0.10.5:11435")
+    parser.add_argument("--ca", help="PEM file of the CA to trust for the upstream")
+    parser.add_argument("--server-name", help="name the upstream certificate is issued for")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=11434)
+    args = parser.parse_args(argv)
+    context = ssl.create_default_context(cafile=args.ca) if args.ca else None
+    upstream = Upstream(
+        args.upstream, context, os.environ.get("REMOTE_OLLAMA_UPSTREAM_KEY"), args.server_name
+    )
+
+    async def serve() -> None:
+        app = make_proxy_app(LocalResolver(upstream), RecordingSink(), ProxySettings())
+        runner, port = await start_proxy(app, args.host, args.port)
+        print(f"listening on {args.host}:{port}", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

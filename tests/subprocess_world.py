@@ -1,0 +1,132 @@
+"""Run `remote-ollama` as a real subprocess and watch it from outside: output file, /status, exit.
+
+Tests here treat the program as a user does: the console script, environment variables, HTTP.
+Every wait is on a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+BIN = shutil.which("remote-ollama", path=str(Path(sys.executable).parent)) or "remote-ollama"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll `predicate` until it returns something truthy; fail with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The parent environment without any EXOSCALE_/OLLAMA_/REMOTE_OLLAMA_ variable, plus `extra`."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("EXOSCALE_", "OLLAMA_", "REMOTE_OLLAMA_"))
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+class Program:
+    """One `remote-ollama ...` process with its stdout+stderr in a file."""
+
+    def __init__(self, args: list[str], env: Mapping[str, str], log_path: Path, port: int | None = None):
+        self.args = args
+        self.port = port
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in wait()/kill()
+        self.proc = subprocess.Popen(
+            [BIN, *args], env=dict(env), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, dict[str, str], Any]:
+        """(status, headers, JSON body) of a GET; (0, {}, None) when nothing listens yet."""
+        return self.request("GET", path, None, timeout)
+
+    def request(
+        self, method: str, path: str, body: Any, timeout: float = 5.0
+    ) -> tuple[int, dict[str, str], Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, dict(resp.headers), json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), json.loads(exc.read() or b"null")
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return 0, {}, None
+
+    def status(self) -> dict[str, Any] | None:
+        code, _, body = self.get("/status")
+        return body if code == 200 else None
+
+    def wait_listening(self, timeout: float = 20.0) -> dict[str, Any]:
+        def up() -> dict[str, Any] | None:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"exited with {self.proc.returncode}:\n{self.output()}")
+            return self.status()
+
+        result: dict[str, Any] = wait_until(up, timeout, f"{self.url}/status to answer")
+        return result
+
+    def wait_status(self, predicate: Callable[[dict[str, Any]], bool], timeout: float, what: str) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            st = self.status()
+            return st if st is not None and predicate(st) else None
+
+        try:
+            result: dict[str, Any] = wait_until(check, timeout, what, interval=0.1)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last /status {self.status()}\n{self.output()}") from None
+        return result
+
+    def terminate(self, timeout: float) -> int:
+        """SIGTERM, then the exit code; fails (after killing it) if it outlives `timeout`."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"still running {timeout}s after SIGTERM:\n{self.output()}") from None
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._log.close()

@@ -1,0 +1,88 @@
+"""`remote-ollama sandbox` exactly as the README runs it, driven by the official `ollama` client.
+
+Cold start (the first request wakes a new simulated VM and streams an answer), scale to zero after
+the idle time, wake of the same instance on the next request, and a clean exit on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import ollama
+import pytest
+
+from subprocess_world import Program, clean_env, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "granite3.1-dense:8b"
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Program]:
+    port = free_port()
+    prog = Program(
+        ["sandbox", "--port", str(port), "--idle", "3s", "--boot", "0.5"],
+        clean_env(),
+        tmp_path / "sandbox.log",
+        port=port,
+    )
+    try:
+        yield prog
+    finally:
+        prog.kill()
+
+
+def test_the_readme_documents_the_command_and_flags_used_here() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "remote-ollama sandbox" in readme
+    for flag in ("--port", "--idle", "--boot"):
+        assert flag in readme
+
+
+def generate(url: str, prompt: str) -> str:
+    """Stream a generation with the official client; the concatenated answer."""
+    client = ollama.Client(host=url, timeout=60)
+    chunks = list(client.generate(model=MODEL, prompt=prompt, stream=True))
+    assert len(chunks) > 1, "the answer should arrive as a stream of chunks"
+    assert chunks[-1].done
+    return "".join(c.response for c in chunks)
+
+
+def test_cold_start_scale_to_zero_wake_and_clean_exit(sandbox: Program) -> None:
+    first = sandbox.wait_listening()
+    out = sandbox.output()
+    assert "SIMULATED" in out
+    assert first["provisioning_status"] == "idle"
+    assert first["instance_status"] == "none"
+
+    # Cold start: the request is held while the simulated VM is created and boots.
+    assert generate(sandbox.url, "hi").strip()
+    ready = sandbox.wait_status(lambda s: s["provisioning_status"] == "ready", 5, "ready")
+    assert ready["instance_status"] == "running"
+    remote_url = ready["remote_url"]
+    assert remote_url and remote_url.startswith("https://127.")
+    created = re.findall(r"creating instance \S+ \(([0-9a-f-]{36})\)", sandbox.output())
+    assert len(created) == 1, sandbox.output()
+
+    # Idle: after 3 s without a request the VM is stopped (scale to zero), not destroyed.
+    down = sandbox.wait_status(
+        lambda s: s["provisioning_status"] == "idle" and s["instance_status"] == "stopped",
+        20,
+        "scale to zero",
+    )
+    assert down["idle_timeout"] == 3
+    assert "scaling to zero" in sandbox.output()
+
+    # Wake: the same instance starts again and answers; no second instance is created.
+    assert generate(sandbox.url, "again").strip()
+    woke = sandbox.wait_status(lambda s: s["provisioning_status"] == "ready", 5, "ready again")
+    assert woke["remote_url"] == remote_url
+    out = sandbox.output()
+    assert len(re.findall(r"creating instance \S+ \(", out)) == 1
+    assert re.search(rf"start instance {created[0]}\b", out), out
+
+    # SIGTERM: a clean, bounded exit.
+    assert sandbox.terminate(timeout=20) == 0
+    assert "Traceback" not in sandbox.output()
