@@ -110,7 +110,7 @@ async def ttfb(url: str, n: int) -> list[float]:
     """Sequential requests on a kept-alive connection: time to the first body byte."""
     samples = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as http:
-        body = {"model": MODEL, "prompt": "x", "stream": True}
+        body = {"model": MODEL, "prompt": "x", "stream": True, "options": {"num_predict": 1}}
         for i in range(n + 20):
             start = time.perf_counter()
             async with http.post(f"{url}/api/generate", json=body) as r:

@@ -35,19 +35,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resource", required=True, metavar="NS/NAME", help="the RemoteOllama this proxy serves")
     _serving(p)
 
-    p = sub.add_parser("standalone", help="proxy + lifecycle in one process, configured by EXOSCALE_* env vars")
+    p = sub.add_parser(
+        "standalone", help="proxy + lifecycle in one process, configured by EXOSCALE_* env vars"
+    )
     _serving(p)
 
     p = sub.add_parser("sandbox", help="the whole lifecycle on this machine against a simulated Exoscale")
     _serving(p, host="127.0.0.1")
-    p.add_argument("--idle", default="30s", help="scale to zero after this long without requests (default 30s)")
+    p.add_argument(
+        "--idle", default="30s", help="scale to zero after this long without requests (default 30s)"
+    )
     p.add_argument("--boot", type=float, default=3.0, help="simulated VM boot seconds (default 3)")
-    p.add_argument("--token-delay", type=float, default=0.05, help="simulated seconds per token (default 0.05)")
+    p.add_argument(
+        "--token-delay", type=float, default=0.05, help="simulated seconds per token (default 0.05)"
+    )
     p.add_argument("--model", default="granite3.1-dense:8b", help="model the simulated VM pre-pulls")
     p.add_argument("--state-file", default=None, help="state file (default: a temporary directory)")
 
-    for name, text in (("status", "show phase, endpoint, idle countdown and last wake"),
-                       ("wake", "start the VM now"), ("sleep", "scale the VM to zero now")):
+    p = sub.add_parser(
+        "instance",
+        help="inspect or control the standalone VM directly on Exoscale (EXOSCALE_* env vars)",
+        description="Acts on Exoscale with the standalone variables and state file. "
+        "Exit codes: 0 ok, 1 no such instance, 2 bad configuration, 3 cloud error, 4 not confirmed.",
+    )
+    p.add_argument("action", choices=("status", "start", "stop", "destroy", "describe"))
+    p.add_argument("--id", dest="instance_id", default=None, help="act on this instance id")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    p.add_argument("-y", "--yes", action="store_true", help="destroy without asking")
+    p.add_argument("--no-wait", action="store_true", help="start/stop/destroy: return once requested")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for start/stop/destroy")
+
+    for name, text in (
+        ("status", "show phase, endpoint, idle countdown and last wake"),
+        ("wake", "start the VM now"),
+        ("sleep", "scale the VM to zero now"),
+    ):
         p = sub.add_parser(name, help=f"{text} (a RemoteOllama, through your kubeconfig)")
         p.add_argument("name", help="RemoteOllama name")
         p.add_argument("-n", "--namespace", default=None, help="namespace (default: kubeconfig's)")
@@ -85,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .sandbox.demo import run_sandbox
 
         return asyncio.run(run_sandbox(args))
+    if args.command == "instance":
+        from .instance_cli import run_instance
+
+        return run_instance(args)
     if args.command == "operator":
         from .operator.main import run_operator
 

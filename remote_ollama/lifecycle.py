@@ -296,7 +296,6 @@ def decide(obs: Observation) -> Decision:
             Phase.FAILED, "InstanceError", "the VM entered state error; replacing it", POLL_TRANSITION
         )
 
-
     if inst.labels.get(LABEL_SPEC_HASH, spec.instance_hash()) != spec.instance_hash():
         actions.append(Action(ActionKind.DELETE_INSTANCE, inst.id, reason="SpecChanged"))
         events.append(f"spec changed (type, zone, template or disk): replacing instance {inst.id}")
@@ -334,6 +333,8 @@ def decide(obs: Observation) -> Decision:
             )
         if mem.phase != Phase.READY:
             new_mem = replace(new_mem, ready_at=now)
+            if spec.idle.stop_after is not None and want.reason not in ("InUse", "AlwaysOn"):
+                steady = min(steady, spec.idle.stop_after)  # idleness counts from readiness at the latest
             events.append("ready")
             if new_mem.wake_requested_at is not None:
                 last_wake = WakeTiming(new_mem.wake_requested_at, new_mem.instance_running_at, now)

@@ -54,11 +54,26 @@ MIN_DISK, MAX_DISK = 10, 51200
 ZONES = ("at-vie-1", "at-vie-2", "bg-sof-1", "ch-dk-2", "ch-gva-2", "de-fra-1", "de-muc-1", "hr-zag-1")
 # The seed wrote GPU types without the "gpu" prefix (a5000.small); map those families.
 # Families and sizes Exoscale sells (notes/exoscale.md); used to reject typos before any cloud call.
-KNOWN_FAMILIES = frozenset({
-    "standard", "cpu", "memory", "storage", "colossus",
-    "gpu", "gpu2", "gpu3", "gpu3080ti", "gpua30", "gpua5000", "gpub300", "gpurtx6000pro",
-})
-KNOWN_SIZES = frozenset({"micro", "tiny", "small", "medium", "large", "extra-large", "huge", "mega", "titan", "jumbo"})
+KNOWN_FAMILIES = frozenset(
+    {
+        "standard",
+        "cpu",
+        "memory",
+        "storage",
+        "colossus",
+        "gpu",
+        "gpu2",
+        "gpu3",
+        "gpu3080ti",
+        "gpua30",
+        "gpua5000",
+        "gpub300",
+        "gpurtx6000pro",
+    }
+)
+KNOWN_SIZES = frozenset(
+    {"micro", "tiny", "small", "medium", "large", "extra-large", "huge", "mega", "titan", "jumbo"}
+)
 FAMILY_ALIASES = {"a5000": "gpua5000", "a30": "gpua30", "3080ti": "gpu3080ti", "rtx6000pro": "gpurtx6000pro"}
 
 

@@ -5,6 +5,7 @@ Checked completely before any cloud call, so a mistyped variable costs one clear
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -25,6 +26,8 @@ from .resource import (
 )
 
 EXIT_POLICIES = ("keep", "stop", "destroy")
+# What nginx on the VM can match (cloud/cloudinit.py refuses any other key when rendering user-data).
+VM_KEY_RE = re.compile(r"^[A-Za-z0-9_\-.+/=]{16,512}$")
 
 
 class ConfigError(ValueError):
@@ -114,6 +117,11 @@ class StandaloneConfig:
         mode = get("REMOTE_OLLAMA_FIRST_REQUEST", "hold")
         if mode not in ("hold", "503"):
             problems.append(f"REMOTE_OLLAMA_FIRST_REQUEST={mode!r} must be hold or 503")
+        ollama_key = get("EXOSCALE_OLLAMA_KEY") or None
+        if ollama_key is not None and not VM_KEY_RE.match(ollama_key):
+            problems.append(
+                "EXOSCALE_OLLAMA_KEY must be 16-512 characters from A-Z a-z 0-9 _ - . + / = (or unset for a random key)"
+            )
         if problems:
             raise ConfigError(problems)
         spec = Spec(
@@ -131,7 +139,7 @@ class StandaloneConfig:
             spec=spec,
             endpoint=endpoint,
             state_file=get("REMOTE_OLLAMA_STATE_FILE", "/var/lib/remote-ollama/state.json"),
-            ollama_key=get("EXOSCALE_OLLAMA_KEY") or None,
+            ollama_key=ollama_key,
             on_exit=on_exit,
             exit_timeout=exit_timeout,
             immediate_503=mode == "503",

@@ -193,6 +193,13 @@ class LocalController:
                 )
                 async with self._changed:
                     self._changed.notify_all()
+            except Exception as exc:  # a bug must not end the loop: held requests would wait in vain
+                self._failures += 1
+                self.error = f"internal error: {type(exc).__name__}: {exc}"
+                delay = self._max_backoff
+                log.exception("lifecycle round failed; retrying in %.0f s", delay)
+                async with self._changed:
+                    self._changed.notify_all()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), delay)
 
@@ -215,8 +222,9 @@ class LocalController:
 
     async def _leave(self, policy: str) -> None:
         mem = self.saved.memory
-        if policy == "keep" or mem.instance_id is None:
+        if policy == "keep":
             return
+        # By id, else by labels: a VM created in the round before SIGTERM has no id in memory yet.
         instance = await self.reconciler.observe_instance(mem)
         if instance is None:
             return

@@ -50,7 +50,9 @@ def validate_remoteollama(obj: dict[str, Any]) -> dict[str, Any]:
     """
     problems: list[tuple[str, str]] = []
     if obj.get("apiVersion") != "remoteollama.dev/v1alpha1":
-        problems.append(("apiVersion", f"Invalid value: {obj.get('apiVersion')!r}: want remoteollama.dev/v1alpha1"))
+        problems.append(
+            ("apiVersion", f"Invalid value: {obj.get('apiVersion')!r}: want remoteollama.dev/v1alpha1")
+        )
     if obj.get("kind") != "RemoteOllama":
         problems.append(("kind", f"Invalid value: {obj.get('kind')!r}: want RemoteOllama"))
     defaulted = apply_defaults(obj)

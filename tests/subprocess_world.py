@@ -100,7 +100,9 @@ class Program:
         result: dict[str, Any] = wait_until(up, timeout, f"{self.url}/status to answer")
         return result
 
-    def wait_status(self, predicate: Callable[[dict[str, Any]], bool], timeout: float, what: str) -> dict[str, Any]:
+    def wait_status(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float, what: str
+    ) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             st = self.status()
             return st if st is not None and predicate(st) else None

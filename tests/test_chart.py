@@ -21,6 +21,8 @@ import pytest
 import yaml
 from crd_schema import validate_remoteollama
 
+from remote_ollama.operator import children
+
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "remote-ollama"
 KUBE_VERSION = "1.34"  # a current release; kubernetes-validate ships its published schemas
@@ -44,7 +46,11 @@ ALL_FEATURES: dict[str, Any] = {
     "serviceAccount": {"annotations": {"example.com/owner": "platform"}},
     "exoscale": {"apiEndpoint": "https://api-ch-gva-2.exoscale.com/v2"},
     "credentials": {"create": True, "namespace": "ai", "apiKey": "EXOtestkey", "apiSecret": "s3cret"},
-    "operator": {"extraArgs": ["--verbose"], "extraEnv": [{"name": "LOG_FORMAT", "value": "json"}]},
+    "operator": {
+        "extraArgs": ["--namespace=ai"],
+        "healthPort": 8081,
+        "extraEnv": [{"name": "LOG_FORMAT", "value": "json"}],
+    },
     "podLabels": {"team": "ml"},
     "podAnnotations": {"example.com/note": "hi"},
     "nodeSelector": {"kubernetes.io/os": "linux"},
@@ -150,6 +156,16 @@ def rules_of(objects: list[dict[str, Any]]) -> Iterator[tuple[str, str, str, tup
                     yield group, resource, verb, tuple(rule.get("resourceNames", ()))
 
 
+def rbac_allows(
+    objects: list[dict[str, Any]], group: str, resource: str, verb: str, name: str | None = None
+) -> bool:
+    """Whether the rendered ClusterRole lets the operator do `verb` on `group/resource` (named `name`)."""
+    return any(
+        (g, r, v) == (group, resource, verb) and (not names or name in names)
+        for g, r, v, names in rules_of(objects)
+    )
+
+
 @pytest.fixture(scope="module")
 def default_install() -> tuple[list[dict[str, Any]], str]:
     return render()
@@ -179,7 +195,9 @@ def test_chart_metadata_follows_helm_conventions_and_the_package_version() -> No
 
 
 def test_chart_crds_are_the_projects_crds_byte_for_byte() -> None:
-    assert (CHART / "crds" / "remoteollama.yaml").read_bytes() == (ROOT / "crds" / "remoteollama.yaml").read_bytes()
+    assert (CHART / "crds" / "remoteollama.yaml").read_bytes() == (
+        ROOT / "crds" / "remoteollama.yaml"
+    ).read_bytes()
     kopf_crds = (ROOT / "manifests" / "02-crd-kopf-peering.yaml").read_bytes()
     assert (CHART / "crds" / "kopf-peering.yaml").read_bytes() == kopf_crds
     with helm.Chart.load(CHART) as chart:
@@ -217,7 +235,9 @@ def test_every_value_in_values_yaml_is_commented() -> None:
 # --- rendered objects ----------------------------------------------------------------------------
 
 
-def test_default_install_is_the_operator_and_nothing_else(default_install: tuple[list[dict[str, Any]], str]) -> None:
+def test_default_install_is_the_operator_and_nothing_else(
+    default_install: tuple[list[dict[str, Any]], str],
+) -> None:
     objects, _ = default_install
     assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == [
         ("ClusterKopfPeering", "remote-ollama"),
@@ -240,7 +260,9 @@ def test_every_rendered_object_is_valid_and_labelled(install: str, request: pyte
         assert labels["helm.sh/chart"] == "remote-ollama-0.1.0"
 
 
-def test_operator_deployment_runs_the_contracted_command(default_install: tuple[list[dict[str, Any]], str]) -> None:
+def test_operator_deployment_runs_the_contracted_command(
+    default_install: tuple[list[dict[str, Any]], str],
+) -> None:
     objects, _ = default_install
     deployment = one(objects, "Deployment")
     pod = deployment["spec"]["template"]
@@ -256,7 +278,7 @@ def test_operator_deployment_runs_the_contracted_command(default_install: tuple[
     probe = container["livenessProbe"]["httpGet"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert probe["path"] == "/healthz" and ports[probe["port"]] == 8080
-    assert ports["metrics"] == 9090
+    assert ports["metrics"] == 9090 and env["REMOTE_OLLAMA_METRICS_PORT"]["value"] == "9090"
     selector = deployment["spec"]["selector"]["matchLabels"]
     assert selector.items() <= pod["metadata"]["labels"].items()
     assert pod["spec"]["serviceAccountName"] == one(objects, "ServiceAccount")["metadata"]["name"]
@@ -302,7 +324,8 @@ def test_every_optional_feature_renders(full_install: tuple[list[dict[str, Any]]
     assert env["REMOTE_OLLAMA_PROXY_IMAGE"] == "registry.example.com/remote-ollama-proxy:0.1.0"
     assert env["EXOSCALE_API_ENDPOINT"] == "https://api-ch-gva-2.exoscale.com/v2"
     assert env["LOG_FORMAT"] == "json"
-    assert container["args"] == ["operator", "--verbose"]
+    assert container["args"] == ["operator", "--liveness=http://0.0.0.0:8081/healthz", "--namespace=ai"]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]}["health"] == 8081
     assert pod["metadata"]["labels"]["team"] == "ml"
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
@@ -337,9 +360,13 @@ def test_pod_disruption_budget_only_with_several_replicas() -> None:
             assert pdbs[0]["spec"]["minAvailable"] == 1
 
 
-def test_network_policies_confine_operator_and_proxies(full_install: tuple[list[dict[str, Any]], str]) -> None:
+def test_network_policies_confine_operator_and_proxies(
+    full_install: tuple[list[dict[str, Any]], str],
+) -> None:
     objects, _ = full_install
-    policies = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in by_kind(objects, "NetworkPolicy")}
+    policies = {
+        (p["metadata"]["namespace"], p["metadata"]["name"]): p for p in by_kind(objects, "NetworkPolicy")
+    }
     # Proxies: in the listed namespaces and wherever the chart creates a RemoteOllama.
     assert set(policies) == {
         (NAMESPACE, "remote-ollama-operator"),
@@ -400,8 +427,6 @@ EXPECTED_GRANTS = {
     ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
 }
-# What each proxy's Role (created by the operator) grants; the operator must hold it to grant it.
-PROXY_ROLE_VERBS = {"get", "list", "watch", "patch"}
 
 
 def test_rbac_grants_exactly_what_is_documented(default_install: tuple[list[dict[str, Any]], str]) -> None:
@@ -427,14 +452,28 @@ def test_rbac_has_no_wildcards_or_escalation_paths(default_install: tuple[list[d
         "name": one(objects, "ClusterRole")["metadata"]["name"],
     }
     assert binding["roleRef"]["name"] not in {"cluster-admin", "admin", "edit"}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "remote-ollama", "namespace": NAMESPACE}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "remote-ollama", "namespace": NAMESPACE}
+    ]
 
 
-def test_operator_holds_what_it_grants_to_each_proxy(default_install: tuple[list[dict[str, Any]], str]) -> None:
+def test_operator_holds_what_it_grants_to_each_proxy(
+    default_install: tuple[list[dict[str, Any]], str],
+) -> None:
+    """RBAC lets the operator create the proxy's Role only if it holds every permission in it."""
     objects, _ = default_install
-    held = {verb for group, resource, verb, names in rules_of(objects)
-            if (group, resource) == ("remoteollama.dev", "remoteollamas") and not names}
-    assert held >= PROXY_ROLE_VERBS  # RBAC's escalation check for the proxy Role
+    body = {"metadata": {"name": "granite", "namespace": "ai", "uid": "u-1"}}
+    for rule in children.proxy_role(body)["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    for name in rule.get("resourceNames", [None]):
+                        assert rbac_allows(objects, group, resource, verb, name), (
+                            group,
+                            resource,
+                            verb,
+                            name,
+                        )
 
 
 def test_rbac_secrets_comment_explains_the_cluster_wide_grant() -> None:

@@ -73,7 +73,9 @@ def test_schema_is_structural() -> None:
             assert node.get("type") in {"object", "array", "string", "integer", "number", "boolean"}, path
         if node.get("type") == "object" and path not in ("metadata", "status.kopf"):
             assert node.get("properties"), f"{path}: objects list their fields"
-    preserved = [path for path, node in walk(openapi_schema()) if node.get("x-kubernetes-preserve-unknown-fields")]
+    preserved = [
+        path for path, node in walk(openapi_schema()) if node.get("x-kubernetes-preserve-unknown-fields")
+    ]
     assert preserved == ["status.kopf"]
 
 
@@ -98,9 +100,17 @@ def test_enums_and_patterns_mirror_resource_py() -> None:
     "spec",
     [
         {},
-        {"zone": "ch-gva-2", "instanceType": "gpua30.medium", "diskSize": 10, "models": ["llama3.2", "qwen2.5:7b"]},
+        {
+            "zone": "ch-gva-2",
+            "instanceType": "gpua30.medium",
+            "diskSize": 10,
+            "models": ["llama3.2", "qwen2.5:7b"],
+        },
         {"diskSize": 51200, "suspend": True, "allowedSourceCIDRs": ["10.0.0.0/8", "2001:db8::/32", "::/0"]},
-        {"idle": {"stopAfter": "1h30m", "destroyAfter": 0}, "wake": {"holdTimeout": 90, "maxHeldRequests": 0}},
+        {
+            "idle": {"stopAfter": "1h30m", "destroyAfter": 0},
+            "wake": {"holdTimeout": 90, "maxHeldRequests": 0},
+        },
         {"idle": {"stopAfter": 1800}, "activityInterval": "15s", "wake": {"maxHeldRequests": 100000}},
         {"idle": {}, "models": ["hf.co/org/model:Q4_K_M"]},
     ],
@@ -195,7 +205,9 @@ def test_defaults_agree_with_resource_py() -> None:
     assert spec["models"] == [resource.DEFAULT_MODEL]
     assert spec["suspend"] is False
     assert spec["allowedSourceCIDRs"] == ["0.0.0.0/0"]
-    assert resource.parse_spec(spec) == resource.parse_spec({"credentialsSecretRef": {"name": "exoscale-credentials"}})
+    assert resource.parse_spec(spec) == resource.parse_spec(
+        {"credentialsSecretRef": {"name": "exoscale-credentials"}}
+    )
     parsed = resource.parse_spec(spec)
     assert parsed.idle.stop_after == resource.DEFAULT_STOP_AFTER
     assert parsed.idle.destroy_after == resource.DEFAULT_DESTROY_AFTER

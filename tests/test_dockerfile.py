@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import http.server
 import json
+import os
 import re
 import shlex
 import shutil
@@ -82,7 +83,9 @@ def hadolint() -> str:
 
 
 def test_hadolint_is_clean() -> None:
-    out = subprocess.run([hadolint(), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [hadolint(), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -189,13 +192,32 @@ def test_build_context_holds_what_the_build_copies_and_nothing_private(stages: l
     assert {"pyproject.toml", "remote_ollama"} <= set(sources)
     for source in sources:
         assert (ROOT / source).exists(), source
-        files = [source] if (ROOT / source).is_file() else [
-            str(p.relative_to(ROOT)) for p in (ROOT / source).rglob("*") if p.is_file() and "__pycache__" not in p.parts
-        ]
+        files = (
+            [source]
+            if (ROOT / source).is_file()
+            else [
+                str(p.relative_to(ROOT))
+                for p in (ROOT / source).rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts
+            ]
+        )
         for file in files:
             assert dockerignore_keeps(file), f".dockerignore drops {file}, which the build copies"
-    for private in (".git/config", ".venv/bin/python", "tests/test_chart.py", ".env", "charts/remote-ollama/values.yaml"):
+    for private in (
+        ".git/config",
+        ".venv/bin/python",
+        "tests/test_chart.py",
+        ".env",
+        "charts/remote-ollama/values.yaml",
+    ):
         assert not dockerignore_keeps(private), private
+
+
+def build_env(python_dir: str) -> dict[str, str]:
+    """This environment (registry mirrors and proxies included) minus anything tying it to our venv."""
+    env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"}}
+    env["PATH"] = f"{python_dir}:/usr/bin:/bin"
+    return env
 
 
 @pytest.mark.slow
@@ -205,7 +227,9 @@ def test_the_build_steps_produce_a_working_cli(stages: list[Stage], tmp_path: Pa
     context.mkdir()
     for source in copied_sources(stages):
         if (ROOT / source).is_dir():
-            shutil.copytree(ROOT / source, context / source, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copytree(
+                ROOT / source, context / source, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+            )
         else:
             shutil.copy2(ROOT / source, context / source)
     python_dir = str(Path(sys.executable).parent)
@@ -217,19 +241,28 @@ def test_the_build_steps_produce_a_working_cli(stages: list[Stage], tmp_path: Pa
             capture_output=True,
             text=True,
             timeout=900,
-            env={"PATH": f"{python_dir}:/usr/bin:/bin", "PIP_NO_CACHE_DIR": "1", "HOME": str(tmp_path)},
+            env=build_env(python_dir),
         )
         assert out.returncode == 0, f"RUN {run}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     shutil.rmtree(context)  # the final image has the venv only, not the sources
     out = subprocess.run(
-        [str(venv / "bin" / "remote-ollama"), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        [str(venv / "bin" / "remote-ollama"), "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     for subcommand in SUBCOMMANDS:
-        assert re.search(rf"^\s+{subcommand}\s", out.stdout, re.M), f"{subcommand} missing from:\n{out.stdout}"
+        assert re.search(rf"^\s+{subcommand}\s", out.stdout, re.M), (
+            f"{subcommand} missing from:\n{out.stdout}"
+        )
     # Installed as a real distribution (not editable): the package lives inside the venv.
     where = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import remote_ollama; print(remote_ollama.__file__)"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert where.stdout.strip().startswith(str(venv)), where.stdout + where.stderr

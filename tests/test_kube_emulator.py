@@ -34,7 +34,12 @@ spec:
 
 def rol(name: str = "granite", **spec: Any) -> dict[str, Any]:
     spec.setdefault("credentialsSecretRef", {"name": "exoscale-credentials"})
-    return {"apiVersion": "remoteollama.dev/v1alpha1", "kind": "RemoteOllama", "metadata": {"name": name}, "spec": spec}
+    return {
+        "apiVersion": "remoteollama.dev/v1alpha1",
+        "kind": "RemoteOllama",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
 
 
 def call(kube: KubeHarness, method: str, path: str, body: Any = None, **kw: Any) -> requests.Response:
@@ -53,7 +58,7 @@ def test_kubectl_apply_get_annotate_delete(kube: KubeHarness, tmp_path: Path) ->
     assert "remoteollama.remoteollama.dev/granite created" in out
     assert "unchanged" in kube.kubectl("apply", "-f", str(manifest), check=True).stdout
 
-    kube.emulator.patch("rol", "granite", {"status": {"phase": "Ready", "instance": {"publicIP": "192.0.2.7"}}},
+    kube.emulator.patch_object("rol", "granite", {"status": {"phase": "Ready", "instance": {"publicIP": "192.0.2.7"}}},
                         "default", status=True)  # fmt: skip
     table = kube.kubectl("get", "rol", check=True).stdout.splitlines()
     assert table[0].split() == ["NAME", "PHASE", "TYPE", "ZONE", "IP", "LAST-ACTIVITY", "AGE"]
@@ -65,13 +70,15 @@ def test_kubectl_apply_get_annotate_delete(kube: KubeHarness, tmp_path: Path) ->
     assert stored["spec"]["diskSize"] == 100  # defaulted by the server
     assert "diskSize: 100" in kube.kubectl("get", "rol", "granite", "-o", "yaml", check=True).stdout
 
-    kube.kubectl("annotate", "rol", "granite", "remoteollama.dev/wake-requested=2025-01-01T00:00:00Z", check=True)
-    annotations = (kube.emulator.get("rol", "granite", "default") or {})["metadata"]["annotations"]
+    kube.kubectl(
+        "annotate", "rol", "granite", "remoteollama.dev/wake-requested=2025-01-01T00:00:00Z", check=True
+    )
+    annotations = (kube.emulator.read("rol", "granite", "default") or {})["metadata"]["annotations"]
     assert annotations["remoteollama.dev/wake-requested"] == "2025-01-01T00:00:00Z"
 
-    kube.emulator.create("deployments.apps", {"metadata": {"name": "granite", "namespace": "default"},
+    kube.emulator.create_object("deployments.apps", {"metadata": {"name": "granite", "namespace": "default"},
                                               "spec": {"replicas": 1}})  # fmt: skip
-    kube.emulator.create("services", {"metadata": {"name": "granite", "namespace": "default"},
+    kube.emulator.create_object("services", {"metadata": {"name": "granite", "namespace": "default"},
                                       "spec": {"ports": [{"port": 11434}]}})  # fmt: skip
     listing = kube.kubectl("get", "deploy,svc,secret", check=True).stdout
     for line in ("deployment.apps/granite", "service/granite", "secret/exoscale-credentials"):
@@ -79,7 +86,7 @@ def test_kubectl_apply_get_annotate_delete(kube: KubeHarness, tmp_path: Path) ->
 
     out = kube.kubectl("delete", "rol", "granite", "--wait=false", check=True).stdout
     assert "deleted" in out
-    assert kube.emulator.get("rol", "granite", "default") is None
+    assert kube.emulator.read("rol", "granite", "default") is None
     assert "No resources found" in kube.kubectl("get", "rol").stderr
 
 
@@ -101,7 +108,7 @@ def test_kubectl_apply_of_an_invalid_resource_names_the_field(kube_crd: KubeHarn
     bad.write_text(json.dumps(rol(gpus=2)))
     result = kube_crd.kubectl("apply", "-f", str(bad))  # kubectl asks for strict field validation
     assert result.returncode != 0 and 'unknown field "spec.gpus"' in result.stderr
-    assert kube_crd.emulator.list("rol") == []
+    assert kube_crd.emulator.read_all("rol") == []
 
 
 # ---- the API as kopf sees it --------------------------------------------------------------------
@@ -127,12 +134,16 @@ def test_stamping_and_generation(kube_crd: KubeHarness) -> None:
     meta = created.json()["metadata"]
     assert meta["uid"] and meta["creationTimestamp"].endswith("Z") and meta["generation"] == 1
     rv = int(meta["resourceVersion"])
-    annotated = call(kube_crd, "PATCH", f"{ROL}/granite", {"metadata": {"annotations": {"a": "b"}}}, headers=MERGE).json()
+    annotated = call(
+        kube_crd, "PATCH", f"{ROL}/granite", {"metadata": {"annotations": {"a": "b"}}}, headers=MERGE
+    ).json()
     assert annotated["metadata"]["generation"] == 1 and int(annotated["metadata"]["resourceVersion"]) > rv
     changed = call(kube_crd, "PATCH", f"{ROL}/granite", {"spec": {"diskSize": 300}}, headers=MERGE).json()
     assert changed["metadata"]["generation"] == 2
     same = call(kube_crd, "PATCH", f"{ROL}/granite", {"spec": {"diskSize": 300}}, headers=MERGE).json()
-    assert same["metadata"]["resourceVersion"] == changed["metadata"]["resourceVersion"]  # no-op: no new version
+    assert (
+        same["metadata"]["resourceVersion"] == changed["metadata"]["resourceVersion"]
+    )  # no-op: no new version
 
 
 def test_standard_errors(kube_crd: KubeHarness) -> None:
@@ -150,7 +161,9 @@ def test_standard_errors(kube_crd: KubeHarness) -> None:
     failed = call(kube_crd, "PATCH", f"{ROL}/granite", ops, headers=JSONPATCH)
     assert (failed.status_code, failed.json()["reason"]) == (422, "Invalid")
     ops[0]["value"] = current["metadata"]["resourceVersion"]
-    assert call(kube_crd, "PATCH", f"{ROL}/granite", ops, headers=JSONPATCH).json()["metadata"]["finalizers"] == ["x/y"]
+    assert call(kube_crd, "PATCH", f"{ROL}/granite", ops, headers=JSONPATCH).json()["metadata"][
+        "finalizers"
+    ] == ["x/y"]
     invalid = call(kube_crd, "POST", ROL, rol("other", diskSize=1))
     assert invalid.status_code == 422 and "spec.diskSize" in invalid.json()["message"]
     no_ns = call(kube_crd, "POST", ROL.replace("default", "elsewhere"), rol("x"))
@@ -163,17 +176,17 @@ def test_finalizers_hold_deletion(kube_crd: KubeHarness) -> None:
     call(kube_crd, "POST", ROL, body)
     deleting = call(kube_crd, "DELETE", f"{ROL}/granite").json()
     assert deleting["metadata"]["deletionTimestamp"]
-    assert kube_crd.emulator.get("rol", "granite", "default") is not None
+    assert kube_crd.emulator.read("rol", "granite", "default") is not None
     added = call(kube_crd, "PATCH", f"{ROL}/granite", {"metadata": {"finalizers": ["a", "remoteollama.dev/cleanup"]}},
                  headers=MERGE)  # fmt: skip
     assert added.status_code == 422
     call(kube_crd, "PATCH", f"{ROL}/granite", {"metadata": {"finalizers": None}}, headers=MERGE)
-    assert kube_crd.emulator.get("rol", "granite", "default") is None
+    assert kube_crd.emulator.read("rol", "granite", "default") is None
 
 
 def test_status_subresource_is_isolated(kube_crd: KubeHarness) -> None:
     call(kube_crd, "POST", ROL, {**rol(), "status": {"phase": "Ready"}})
-    assert "status" not in (kube_crd.emulator.get("rol", "granite", "default") or {})  # ignored on create
+    assert "status" not in (kube_crd.emulator.read("rol", "granite", "default") or {})  # ignored on create
     via_status = call(kube_crd, "PATCH", f"{ROL}/granite/status",
                       {"spec": {"diskSize": 999}, "status": {"phase": "Ready", "bogus": 1}}, headers=MERGE).json()  # fmt: skip
     assert via_status["spec"]["diskSize"] == 100 and via_status["status"] == {"phase": "Ready"}  # pruned
@@ -185,8 +198,14 @@ def test_status_subresource_is_isolated(kube_crd: KubeHarness) -> None:
 
 
 def test_label_and_field_selectors(kube: KubeHarness) -> None:
-    for name, labels in (("a", {"managed-by": "remote-ollama", "tier": "x"}), ("b", {"managed-by": "other"}), ("c", {})):
-        kube.emulator.create("configmaps", {"metadata": {"name": name, "namespace": "default", "labels": labels}})
+    for name, labels in (
+        ("a", {"managed-by": "remote-ollama", "tier": "x"}),
+        ("b", {"managed-by": "other"}),
+        ("c", {}),
+    ):
+        kube.emulator.create_object(
+            "configmaps", {"metadata": {"name": name, "namespace": "default", "labels": labels}}
+        )
 
     def names(query: str) -> list[str]:
         items = call(kube, "GET", f"/api/v1/namespaces/default/configmaps?{query}").json()["items"]
@@ -202,11 +221,16 @@ def test_label_and_field_selectors(kube: KubeHarness) -> None:
 
 def test_owner_references_are_garbage_collected(kube_crd: KubeHarness) -> None:
     owner = call(kube_crd, "POST", ROL, rol()).json()
-    ref = {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": "granite", "uid": owner["metadata"]["uid"]}
-    kube_crd.emulator.create("secrets", {"metadata": {"name": "granite-remote-ollama", "namespace": "default",
+    ref = {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": "granite",
+        "uid": owner["metadata"]["uid"],
+    }
+    kube_crd.emulator.create_object("secrets", {"metadata": {"name": "granite-remote-ollama", "namespace": "default",
                                                       "ownerReferences": [ref]}})  # fmt: skip
     call(kube_crd, "DELETE", f"{ROL}/granite")
-    assert kube_crd.emulator.get("secrets", "granite-remote-ollama", "default") is None
+    assert kube_crd.emulator.read("secrets", "granite-remote-ollama", "default") is None
 
 
 def test_watch_streams_json_and_resumes(kube_crd: KubeHarness) -> None:
@@ -253,13 +277,13 @@ def test_kopf_runs_a_whole_lifecycle(kube_crd: KubeHarness) -> None:
     emulator = kube_crd.emulator
 
     def status() -> dict[str, Any]:
-        return (emulator.get("rol", "granite", "default") or {}).get("status", {})
+        return (emulator.read("rol", "granite", "default") or {}).get("status", {})
 
     args = ["run", "--all-namespaces", "--standalone", str(TOY_OPERATOR)]
     with kopf.testing.KopfRunner(args, timeout=30) as runner:
         kube_crd.kubectl("apply", "-f", "-", input=json.dumps(rol()), check=True)
         wait_for(lambda: status().get("phase") == "Pending", timeout=20, what="the create handler's status")
-        stored = emulator.get("rol", "granite", "default") or {}
+        stored = emulator.read("rol", "granite", "default") or {}
         assert "remoteollama.dev/cleanup" in stored["metadata"]["finalizers"]
 
         kube_crd.kubectl("annotate", "rol", "granite", "remoteollama.dev/wake-requested=2025-01-01T00:00:00Z",
@@ -268,6 +292,8 @@ def test_kopf_runs_a_whole_lifecycle(kube_crd: KubeHarness) -> None:
         assert status()["message"] == "wake 2025-01-01T00:00:00Z"
 
         kube_crd.kubectl("delete", "rol", "granite", "--wait=false", check=True)
-        wait_for(lambda: emulator.get("rol", "granite", "default") is None, timeout=20, what="finalizer removal")
+        wait_for(
+            lambda: emulator.read("rol", "granite", "default") is None, timeout=20, what="finalizer removal"
+        )
     assert runner.exception is None, runner.exception
     assert runner.exit_code == 0

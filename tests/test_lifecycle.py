@@ -336,3 +336,9 @@ def test_state_event_table(state: str | None, event: str) -> None:
         assert d.kinds == (A.DELETE_INSTANCE,)
     assert d.recheck_after >= 1
     assert len(d.actions) <= 2
+
+
+def test_becoming_ready_rechecks_at_the_idle_deadline_not_the_steady_interval() -> None:
+    spec = replace(SPEC, idle=replace(SPEC.idle, stop_after=3.0))
+    d = step(inst("running", spec), spec=spec, memory=Memory(created_at=T0, phase=Phase.STARTING))
+    assert d.phase == Phase.READY and d.recheck_after == pytest.approx(3.0)

@@ -76,14 +76,18 @@ def test_install_is_the_operator_and_nothing_else() -> None:
 
 
 def test_crd_is_the_projects_crd_byte_for_byte() -> None:
-    assert (MANIFESTS / "01-crd-remoteollama.yaml").read_bytes() == (ROOT / "crds" / "remoteollama.yaml").read_bytes()
+    assert (MANIFESTS / "01-crd-remoteollama.yaml").read_bytes() == (
+        ROOT / "crds" / "remoteollama.yaml"
+    ).read_bytes()
 
 
 def test_objects_carry_the_standard_labels() -> None:
     for obj in install_objects():
         if obj["kind"] == "CustomResourceDefinition":
             labels = obj["metadata"].get("labels", {})
-            if obj["spec"]["group"] == "kopf.dev":  # shared with the chart's crds/: no install-specific labels
+            if (
+                obj["spec"]["group"] == "kopf.dev"
+            ):  # shared with the chart's crds/: no install-specific labels
                 assert labels["app.kubernetes.io/part-of"] == "remote-ollama"
             continue  # the RemoteOllama CRD is the project's file, copied verbatim
         labels = obj["metadata"]["labels"]
@@ -177,7 +181,9 @@ def test_example_is_a_valid_remoteollama_using_the_credentials_template(name: st
 def test_examples_cover_the_three_idle_policies() -> None:
     stop = validate_remoteollama(example("small-stop-on-idle.yaml"))["spec"]["idle"]
     assert parse_duration(stop["stopAfter"]) == 1800 and parse_duration(stop["destroyAfter"]) > 0
-    assert validate_remoteollama(example("small-stop-on-idle.yaml"))["spec"]["instanceType"].endswith(".small")
+    assert validate_remoteollama(example("small-stop-on-idle.yaml"))["spec"]["instanceType"].endswith(
+        ".small"
+    )
 
     always = validate_remoteollama(example("always-on.yaml"))["spec"]["idle"]
     assert "stopAfter" not in always and "destroyAfter" not in always

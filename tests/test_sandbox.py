@@ -12,7 +12,6 @@ from pathlib import Path
 
 import ollama
 import pytest
-
 from subprocess_world import Program, clean_env, free_port
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,8 +18,9 @@ def _tool(name: str) -> str:
 
 
 def test_ruff_clean() -> None:
-    out = subprocess.run([_tool("ruff"), "check", "remote_ollama", "tests", "bench"], cwd=ROOT,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [_tool("ruff"), "check", "remote_ollama", "tests", "bench"], cwd=ROOT, capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 

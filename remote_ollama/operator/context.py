@@ -145,6 +145,17 @@ class Operator:
         return self._api
 
     async def start(self) -> None:
+        """Fresh per-run state (kopf may run several times in one process, e.g. in tests)."""
+        self._api = None
+        self.contexts.clear()
+        self._clouds.clear()
+        self._orphans_seen.clear()
+        self._last_sweep.clear()
+        self.proxy_image = os.environ.get("REMOTE_OLLAMA_PROXY_IMAGE", self.proxy_image)
+        self.endpoint = os.environ.get("EXOSCALE_API_ENDPOINT") or None
+        self.cluster_id = os.environ.get("REMOTE_OLLAMA_CLUSTER_ID", "")
+        self.orphan_grace = float(os.environ.get("REMOTE_OLLAMA_ORPHAN_GRACE", ORPHAN_GRACE))
+        self.orphan_every = float(os.environ.get("REMOTE_OLLAMA_ORPHAN_INTERVAL", ORPHAN_EVERY))
         if not self.cluster_id:
             ns = await self.api.get(path_for("v1", "namespaces", name="kube-system"))
             if ns is None or not ns.get("metadata", {}).get("uid"):

@@ -85,6 +85,7 @@ async def lifecycle(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> N
         except (CloudError, KubeError, OSError) as exc:
             failures += 1
             delay = min(MAX_BACKOFF, 2.0 ** min(failures, 8))
+            log.warning("%s/%s: %s: %s", body.metadata.namespace, body.metadata.name, type(exc).__name__, exc)
             await report_error(ctx, body, exc, delay)
         kick = asyncio.ensure_future(ctx.kick.wait())
         stop = asyncio.ensure_future(stopped.wait())

@@ -7,6 +7,7 @@ requests go through one aiohttp session, so neither the operator nor the proxy b
 from __future__ import annotations
 
 import json
+import os
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -32,7 +33,8 @@ def _load_configuration() -> Any:
     try:
         config.load_incluster_config(client_configuration=cfg)
     except config.ConfigException:
-        config.load_kube_config(client_configuration=cfg)
+        # explicit: the client reads $KUBECONFIG only once, at import
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None, client_configuration=cfg)
     return cfg
 
 

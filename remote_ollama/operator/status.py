@@ -49,13 +49,39 @@ def activity_from(meta: JSON, in_flight: int = 0) -> Activity:
     )
 
 
+# Memory fields kept in status.lifecycle (camelCase, as the CRD declares them); the others are
+# derived: created_at from creationTimestamp, instance_id from status.instance, phase from status.phase.
+LIFECYCLE_FIELDS = {
+    "scaled_down_at": "scaledDownAt",
+    "wake_requested_at": "wakeRequestedAt",
+    "instance_running_at": "instanceRunningAt",
+    "ready_at": "readyAt",
+    "destroyed_for_idle": "destroyedForIdle",
+}
+
+
 def memory_from(body: JSON) -> Memory:
     status = body.get("status") or {}
-    mem = memory_from_json(status.get("lifecycle") or {})
-    if mem.created_at is None:
-        created = parse_time((body.get("metadata") or {}).get("creationTimestamp"))
-        mem = Memory(**{**mem.__dict__, "created_at": created or datetime.now(UTC)})
-    return mem
+    stored = status.get("lifecycle") or {}
+    flat = {snake: stored.get(camel) for snake, camel in LIFECYCLE_FIELDS.items()}
+    flat["instance_id"] = (status.get("instance") or {}).get("id")
+    flat["phase"] = status.get("phase")
+    created = parse_time((body.get("metadata") or {}).get("creationTimestamp"))
+    flat["created_at"] = (created or datetime.now(UTC)).isoformat()
+    return memory_from_json({k: v for k, v in flat.items() if v is not None})
+
+
+def lifecycle_json(mem: Memory) -> JSON:
+    """status.lifecycle as a merge patch: None clears a field."""
+    flat = memory_to_json(mem)
+    out: JSON = {}
+    for snake, camel in LIFECYCLE_FIELDS.items():
+        value = flat.get(snake)
+        if isinstance(value, str) and snake.endswith("_at"):
+            parsed = parse_time(value)
+            value = rfc3339(parsed) if parsed else None
+        out[camel] = value
+    return out
 
 
 def conditions(
@@ -107,7 +133,7 @@ def status_patch(
         "conditions": conditions(status.get("conditions"), conds, generation, now),
         "observedGeneration": generation,
         "serviceURL": f"http://{meta.get('name')}.{meta.get('namespace')}.svc:{PROXY_PORT}",
-        "lifecycle": memory_to_json(decision.memory),
+        "lifecycle": lifecycle_json(decision.memory),
     }
     if instance is not None and decision.memory.instance_id:
         patch["instance"] = {

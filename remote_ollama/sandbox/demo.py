@@ -25,7 +25,9 @@ SANDBOX_KEY, SANDBOX_SECRET = "EXOsandbox0000000000000000", "sandbox-secret-not-
 
 
 def sandbox_timings(boot: float, token_delay: float) -> SimTimings:
-    return SimTimings(boot=boot, stop=1.0, destroy=1.0, operation=0.2, cloud_init=1.0, pull=1.0, token=token_delay)
+    return SimTimings(
+        boot=boot, stop=1.0, destroy=1.0, operation=0.2, cloud_init=1.0, pull=1.0, token=token_delay
+    )
 
 
 async def run_sandbox(args: argparse.Namespace) -> int:
@@ -40,7 +42,9 @@ async def run_sandbox(args: argparse.Namespace) -> int:
         state_file = str(Path(tmp.name) / "state.json")
     else:
         state_file = args.state_file
-    sim = ExoscaleSimulator({SANDBOX_KEY: SANDBOX_SECRET}, timings=sandbox_timings(args.boot, args.token_delay))
+    sim = ExoscaleSimulator(
+        {SANDBOX_KEY: SANDBOX_SECRET}, timings=sandbox_timings(args.boot, args.token_delay)
+    )
     api = await sim.start("127.0.0.1", 0)
     spec = Spec(
         instance_type=parse_instance_type("gpua5000.small"),
@@ -61,7 +65,9 @@ async def run_sandbox(args: argparse.Namespace) -> int:
         immediate_503=False,
         boot_timeout=120.0,
     )
-    cloud = AsyncExoscaleCloud.connect(SANDBOX_KEY, SANDBOX_SECRET, spec.zone, endpoint=api, poll_interval=0.2)
+    cloud = AsyncExoscaleCloud.connect(
+        SANDBOX_KEY, SANDBOX_SECRET, spec.zone, endpoint=api, poll_interval=0.2
+    )
     url = f"http://{args.host}:{args.port}"
 
     async def banner(controller: LocalController) -> None:
@@ -70,9 +76,9 @@ async def run_sandbox(args: argparse.Namespace) -> int:
             "\n".join(
                 [
                     "remote-ollama sandbox: the Exoscale cloud here is SIMULATED (no account, no cost).",
-                    f"  simulated Exoscale API: {api}   simulated GPU VMs: TLS servers on 127.0.10.x:11435",
+                    f"  simulated Exoscale API: {api}   simulated GPU VMs: TLS servers on 127.x.y.z:11435",
                     f"  Ollama endpoint: {url}   (OLLAMA_HOST={url})",
-                    f"  try: curl {url}/api/generate -d '{{\"model\":\"{args.model}\",\"prompt\":\"hi\"}}'",
+                    f'  try: curl {url}/api/generate -d \'{{"model":"{args.model}","prompt":"hi"}}\'',
                     f"  the VM starts on the first request and stops after {format_duration(idle)} without one;",
                     f"  watch it here, or: curl {url}/status",
                 ]
@@ -81,7 +87,9 @@ async def run_sandbox(args: argparse.Namespace) -> int:
         )
 
     try:
-        await serve_standalone(config, args.host, args.port, cloud=cloud, drain_timeout=5.0, on_listening=banner)
+        await serve_standalone(
+            config, args.host, args.port, cloud=cloud, drain_timeout=5.0, on_listening=banner
+        )
     finally:
         await sim.stop()
         if tmp is not None:

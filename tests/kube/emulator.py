@@ -12,7 +12,9 @@ The store is guarded by a thread lock, so tests may read it from any thread (`ge
 from __future__ import annotations
 
 import asyncio
+import base64
 import bisect
+import contextlib
 import copy
 import datetime
 import json
@@ -126,7 +128,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
         try:
             request = await rendering.Request._parse(raw, id=len(self._requests))
         except ValueError:  # kmock's path parser cannot read e.g. /api/v1/namespaces
-            request = rendering.Request(id=len(self._requests), raw_request=raw, url=raw.url, method=raw.method)
+            request = rendering.Request(
+                id=len(self._requests), raw_request=raw, url=raw.url, method=raw.method
+            )
         self._requests.append(request)
         try:
             if self._payloads:  # reactions that tests declared through kmock's DSL come first
@@ -139,7 +143,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
             return aiohttp.web.json_response(exc.status(), status=exc.code)
         except Exception as exc:
             logger.exception("emulator failure on %s %s", raw.method, raw.path_qs)
-            error = ApiError(500, "InternalError", f"{exc!r}", {"causes": [{"message": traceback.format_exc()}]})
+            error = ApiError(
+                500, "InternalError", f"{exc!r}", {"causes": [{"message": traceback.format_exc()}]}
+            )
             return aiohttp.web.json_response(error.status(), status=500)
 
     async def _serve(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
@@ -157,7 +163,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
     # ---- discovery, version, OpenAPI --------------------------------------------------------------
     def types(self) -> list[ResourceType]:
         found = []
-        for res in list(self.resources):
+        for key in list(self.resources):
+            res = kmock.resource(key)
             if res.group is None or res.version is None or res.plural is None:
                 continue
             custom = self._custom.get((res.group, res.version, res.plural))
@@ -191,7 +198,11 @@ class KubeEmulator(kmock.KubernetesEmulator):
             return {"name": name, "versions": versions, "preferredVersion": versions[-1]}
 
         if path == "apis":
-            return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [group_doc(g) for g in sorted(groups)]}
+            return {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [group_doc(g) for g in sorted(groups)],
+            }
         if len(parts) == 2 and parts[0] == "apis" and parts[1] in groups:
             return {"kind": "APIGroup", "apiVersion": "v1", **group_doc(parts[1])}
         if (len(parts) == 2 and parts[0] == "api") or (len(parts) == 3 and parts[0] == "apis"):
@@ -206,7 +217,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 "resources": [entry for t in served for entry in self._discovery_entries(t)],
             }
         if path == "openapi/v3":
-            return {"paths": {p: {"serverRelativeURL": f"/openapi/v3/{p}?hash={h}"} for p, h in self._gv_hashes()}}
+            return {
+                "paths": {p: {"serverRelativeURL": f"/openapi/v3/{p}?hash={h}"} for p, h in self._gv_hashes()}
+            }
         if parts[:2] == ["openapi", "v3"] and len(parts) > 2:
             return self._gv_doc("/".join(parts[2:]))
         return None
@@ -231,7 +244,12 @@ class KubeEmulator(kmock.KubernetesEmulator):
     def _gv_docs(self) -> dict[str, Obj]:
         by_gv: dict[tuple[str, str], list[Obj]] = {}
         for t in self.types():
-            entry = {"plural": t.plural, "kind": t.kind, "namespaced": bool(t.info.namespaced), "schema": t.schema}
+            entry = {
+                "plural": t.plural,
+                "kind": t.kind,
+                "namespaced": bool(t.info.namespaced),
+                "schema": t.schema,
+            }
             by_gv.setdefault((t.group, t.version), []).append(entry)
         return {openapi.gv_path(g, v): openapi.build_gv_doc(g, v, e) for (g, v), e in by_gv.items()}
 
@@ -249,9 +267,13 @@ class KubeEmulator(kmock.KubernetesEmulator):
         self, raw: aiohttp.web.BaseRequest, group: str, version: str, rest: list[str]
     ) -> aiohttp.web.StreamResponse:
         namespace: str | None = None
-        if len(rest) >= 3 and rest[0] == "namespaces" and not (group == "" and rest[2] in ("status", "finalize")):
+        if (
+            len(rest) >= 3
+            and rest[0] == "namespaces"
+            and not (group == "" and rest[2] in ("status", "finalize"))
+        ):
             namespace, rest = rest[1], rest[2:]
-        plural, name, sub = (rest + [None, None])[:3] if rest else (None, None, None)
+        plural, name, sub = [*rest, None, None][:3] if rest else (None, None, None)
         rtype = self.find_type(group, version, plural or "")
         if rtype is None or plural is None:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -274,7 +296,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         if method == "GET" and name is None:
             result: Obj = self._list(rtype, namespace, params, accept)
         elif method == "GET":
-            result = self.get_object(rtype, namespace, name or "")
+            result = self._get_object(rtype, namespace, name or "")
             if "as=Table" in accept:
                 result = tables.render_table(rtype.plural, [result], rtype.printer_columns, str(self._rv))
         elif method == "POST" and name is None:
@@ -301,7 +323,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
     def _out(self, rtype: ResourceType, obj: Obj) -> Obj:
         return {"apiVersion": rtype.api_version, "kind": rtype.kind, **copy.deepcopy(obj)}
 
-    def get_object(self, rtype: ResourceType, namespace: str | None, name: str) -> Obj:
+    def _get_object(self, rtype: ResourceType, namespace: str | None, name: str) -> Obj:
         with self._mutex:
             obj = self._store.get((rtype.group, rtype.plural, namespace, name))
             if obj is None:
@@ -351,11 +373,21 @@ class KubeEmulator(kmock.KubernetesEmulator):
 
     def _admit(self, rtype: ResourceType, obj: Obj, params: Any) -> list[str]:
         """Prune, default and validate a custom resource like the API server; returns warnings."""
+        if rtype.plural == "secrets" and isinstance(obj.get("stringData"), dict):
+            # the API server folds stringData into data (base64) and never stores stringData
+            data = obj.setdefault("data", {}) or {}
+            for key, value in obj.pop("stringData").items():
+                data[key] = base64.b64encode(str(value).encode()).decode()
+            obj["data"] = data
         if rtype.schema is None:
             return []
         unknown = schema.prune(rtype.schema, obj)
         if unknown and params.get("fieldValidation") == "Strict":
-            raise ApiError(400, "BadRequest", "strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown))
+            raise ApiError(
+                400,
+                "BadRequest",
+                "strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown),
+            )
         schema.default_in_place(rtype.schema, obj)
         problems = schema.validate(rtype.schema, obj)
         if problems:
@@ -363,10 +395,14 @@ class KubeEmulator(kmock.KubernetesEmulator):
             causes = [{"reason": "FieldValueInvalid", "message": m, "field": p} for p, m in problems]
             text = ", ".join(f"{p}: {m}" for p, m in problems)
             details = {"name": name, "group": rtype.group, "kind": rtype.kind, "causes": causes}
-            raise ApiError(422, "Invalid", f'{rtype.kind}.{rtype.group} "{name}" is invalid: [{text}]', details)
+            raise ApiError(
+                422, "Invalid", f'{rtype.kind}.{rtype.group} "{name}" is invalid: [{text}]', details
+            )
         return [f'unknown field "{u}"' for u in unknown] if params.get("fieldValidation") != "Ignore" else []
 
-    def _create(self, rtype: ResourceType, namespace: str | None, data: Any, params: Any) -> tuple[Obj, list[str]]:
+    def _create(
+        self, rtype: ResourceType, namespace: str | None, data: Any, params: Any
+    ) -> tuple[Obj, list[str]]:
         if not isinstance(data, dict):
             raise ApiError(400, "BadRequest", "the body of a create must be an object")
         obj = copy.deepcopy(data)
@@ -375,7 +411,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
             meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
         name = meta.get("name") or ""
         if not re.match(_NAME_RE, name) or len(name) > 253:
-            raise ApiError(422, "Invalid", f'{rtype.kind} "{name}" is invalid: metadata.name: Invalid value: {name!r}')
+            raise ApiError(
+                422, "Invalid", f'{rtype.kind} "{name}" is invalid: metadata.name: Invalid value: {name!r}'
+            )
         if rtype.info.namespaced:
             if meta.get("namespace") not in (None, namespace):
                 raise ApiError(400, "BadRequest", "the namespace of the object does not match the request")
@@ -420,7 +458,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         if not isinstance(data, dict):
             raise ApiError(400, "BadRequest", "the body of an update must be an object")
         with self._mutex:
-            current = self.get_object(rtype, namespace, name)
+            current = self._get_object(rtype, namespace, name)
             wanted = data.get("metadata", {}).get("resourceVersion")
             if wanted and wanted != current["metadata"]["resourceVersion"]:
                 raise self._conflict(rtype, name)
@@ -432,7 +470,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
     ) -> tuple[Obj, list[str]]:  # fmt: skip
         with self._mutex:
             try:
-                current = self.get_object(rtype, namespace, name)
+                current = self._get_object(rtype, namespace, name)
             except ApiError:
                 if ctype == "application/apply-patch+yaml" and sub is None:  # server-side apply creates
                     return self._create(rtype, namespace, data, params)
@@ -442,12 +480,18 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     patched = patching.json_patch(current, data)
                 elif ctype == "application/strategic-merge-patch+json":
                     if rtype.custom:
-                        raise ApiError(415, "UnsupportedMediaType", "strategic merge patch is not supported for custom resources")
+                        raise ApiError(
+                            415,
+                            "UnsupportedMediaType",
+                            "strategic merge patch is not supported for custom resources",
+                        )
                     patched = patching.strategic_merge_patch(current, data)
                 elif ctype in ("application/merge-patch+json", "application/apply-patch+yaml"):
                     patched = patching.merge_patch(current, data)
                 else:
-                    raise ApiError(415, "UnsupportedMediaType", f"the content type {ctype!r} is not supported")
+                    raise ApiError(
+                        415, "UnsupportedMediaType", f"the content type {ctype!r} is not supported"
+                    )
             except patching.PatchError as exc:
                 raise ApiError(422, "Invalid", f'{rtype.gr} "{name}": {exc}') from exc
             wanted = (data.get("metadata") or {}).get("resourceVersion") if isinstance(data, dict) else None
@@ -463,7 +507,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
             {"name": name, "group": rtype.group, "kind": rtype.plural},
         )  # fmt: skip
 
-    def _replace(self, rtype: ResourceType, current: Obj, new: Obj, sub: str | None, params: Any) -> tuple[Obj, list[str]]:
+    def _replace(
+        self, rtype: ResourceType, current: Obj, new: Obj, sub: str | None, params: Any
+    ) -> tuple[Obj, list[str]]:
         """Store `new` in place of `current` with the server's rules (caller holds the mutex)."""
         old_meta = current["metadata"]
         if sub == "status":
@@ -491,7 +537,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
         new["apiVersion"], new["kind"] = rtype.api_version, rtype.kind
         warnings = self._admit(rtype, new, params)
         ignored = ("metadata", "status", "apiVersion", "kind")
-        if {k: v for k, v in new.items() if k not in ignored} != {k: v for k, v in current.items() if k not in ignored}:
+        if {k: v for k, v in new.items() if k not in ignored} != {
+            k: v for k, v in current.items() if k not in ignored
+        }:
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
         if new == current or params.get("dryRun") == "All":
             return current, warnings
@@ -506,12 +554,17 @@ class KubeEmulator(kmock.KubernetesEmulator):
             self._remove(rtype, key)
         return self._out(rtype, stored), warnings
 
-    def _delete(self, rtype: ResourceType, namespace: str | None, name: str, options: Obj, *, dry: bool) -> Obj:
+    def _delete(
+        self, rtype: ResourceType, namespace: str | None, name: str, options: Obj, *, dry: bool
+    ) -> Obj:
         with self._mutex:
-            current = self.get_object(rtype, namespace, name)
+            current = self._get_object(rtype, namespace, name)
             meta = current["metadata"]
             pre = options.get("preconditions") or {}
-            if pre.get("uid") not in (None, meta["uid"]) or pre.get("resourceVersion") not in (None, meta["resourceVersion"]):
+            if pre.get("uid") not in (None, meta["uid"]) or pre.get("resourceVersion") not in (
+                None,
+                meta["resourceVersion"],
+            ):
                 raise self._conflict(rtype, name)
             if dry:
                 return current
@@ -527,7 +580,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     self._record(rtype, "MODIFIED", stored)
                     if rtype.plural == "namespaces":
                         self._empty_namespace(name)
-                return self.get_object(rtype, namespace, name) if key in self._store else current
+                return self._get_object(rtype, namespace, name) if key in self._store else current
             return self._remove(rtype, key, orphan=orphan)
 
     def _delete_collection(self, rtype: ResourceType, namespace: str | None, params: Any) -> Obj:
@@ -616,11 +669,18 @@ class KubeEmulator(kmock.KubernetesEmulator):
 
     # ---- watching ---------------------------------------------------------------------------------
     async def _watch(
-        self, raw: aiohttp.web.BaseRequest, rtype: ResourceType, namespace: str | None, name: str | None, accept: str
+        self,
+        raw: aiohttp.web.BaseRequest,
+        rtype: ResourceType,
+        namespace: str | None,
+        name: str | None,
+        accept: str,
     ) -> aiohttp.web.StreamResponse:
         params = dict(raw.query)
         if name:  # GET .../plural/NAME?watch=1 is the old form of a name field selector
-            params["fieldSelector"] = ",".join(filter(None, [params.get("fieldSelector"), f"metadata.name={name}"]))
+            params["fieldSelector"] = ",".join(
+                filter(None, [params.get("fieldSelector"), f"metadata.name={name}"])
+            )
         labels = selectors.label_selector(params.get("labelSelector"))
         fields = selectors.field_selector(params.get("fieldSelector"))
         timeout = float(params["timeoutSeconds"]) if params.get("timeoutSeconds") else None
@@ -642,7 +702,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
 
         def frame(etype: str, obj: Obj) -> bytes:
             if as_table and etype != "ERROR":
-                obj = tables.render_table(rtype.plural, [obj], rtype.printer_columns, obj["metadata"]["resourceVersion"])
+                obj = tables.render_table(
+                    rtype.plural, [obj], rtype.printer_columns, obj["metadata"]["resourceVersion"]
+                )
             return json.dumps({"type": etype, "object": obj}).encode() + b"\n"
 
         deadline = None if timeout is None else loop.time() + timeout
@@ -653,7 +715,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 wakeup.clear()
                 with self._mutex:
                     start = bisect.bisect_right(self._log_rvs, since)
-                    events = [e for e in self._log[start:] if (e.group, e.plural) == (rtype.group, rtype.plural)]
+                    events = [
+                        e for e in self._log[start:] if (e.group, e.plural) == (rtype.group, rtype.plural)
+                    ]
                     since = self._rv
                 for event in events:
                     obj = self._out(rtype, event.obj)
@@ -679,10 +743,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
         self.closing = True
         with self._mutex:
             for loop, event in list(self._watchers):
-                try:
+                with contextlib.suppress(RuntimeError):  # that loop is closed
                     loop.call_soon_threadsafe(event.set)
-                except RuntimeError:
-                    pass
 
     # ---- conveniences for tests (any thread) ------------------------------------------------------
     def _resolve(self, resource: str) -> ResourceType:
@@ -699,30 +761,38 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 return t
         raise LookupError(f"no such resource: {resource}")
 
-    def get(self, resource: str, name: str, namespace: str | None = None) -> Obj | None:
+    def read(self, resource: str, name: str, namespace: str | None = None) -> Obj | None:
         """A copy of the stored object, or None."""
         rtype = self._resolve(resource)
         try:
-            return self.get_object(rtype, namespace if rtype.info.namespaced else None, name)
+            return self._get_object(rtype, namespace if rtype.info.namespaced else None, name)
         except ApiError:
             return None
 
-    def list(self, resource: str, namespace: str | None = None, label_selector: str | None = None) -> list[Obj]:
+    def read_all(
+        self, resource: str, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[Obj]:
         rtype = self._resolve(resource)
         with self._mutex:
-            return self._matching(rtype, namespace, {"labelSelector": label_selector} if label_selector else {})
+            return self._matching(
+                rtype, namespace, {"labelSelector": label_selector} if label_selector else {}
+            )
 
-    def create(self, resource: str, obj: Obj) -> Obj:
+    def create_object(self, resource: str, obj: Obj) -> Obj:
         """Create as a client would (all admission rules apply); raises ApiError."""
         rtype = self._resolve(resource)
         return self._create(rtype, obj.get("metadata", {}).get("namespace"), obj, {})[0]
 
-    def patch(self, resource: str, name: str, patch: Obj, namespace: str | None = None, *, status: bool = False) -> Obj:
+    def patch_object(
+        self, resource: str, name: str, patch: Obj, namespace: str | None = None, *, status: bool = False
+    ) -> Obj:
         rtype = self._resolve(resource)
         ns = namespace if rtype.info.namespaced else None
-        return self._patch(rtype, ns, name, patch, "status" if status else None, "application/merge-patch+json", {})[0]
+        return self._patch(
+            rtype, ns, name, patch, "status" if status else None, "application/merge-patch+json", {}
+        )[0]
 
-    def delete(self, resource: str, name: str, namespace: str | None = None) -> Obj:
+    def delete_object(self, resource: str, name: str, namespace: str | None = None) -> Obj:
         rtype = self._resolve(resource)
         return self._delete(rtype, namespace if rtype.info.namespaced else None, name, {}, dry=False)
 
@@ -736,8 +806,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
             return self._create(rtype, None, crd, {})[0]
 
     def ensure_namespace(self, name: str) -> Obj:
-        existing = self.get("namespaces", name)
-        return existing or self.create("namespaces", {"metadata": {"name": name}})
+        existing = self.read("namespaces", name)
+        return existing or self.create_object("namespaces", {"metadata": {"name": name}})
 
     def on_change(self) -> Callable[[], int]:
         """The current resourceVersion counter, for tests that wait for 'anything happened'."""

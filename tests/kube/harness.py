@@ -44,7 +44,9 @@ def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float 
         time.sleep(interval)
 
 
-async def await_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = "") -> T:
+async def await_for(
+    predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = ""
+) -> T:
     """`wait_for` for async tests: yields to the loop between polls."""
     deadline = time.monotonic() + timeout
     while True:
@@ -128,7 +130,9 @@ class KubeHarness:
             "kind": "Config",
             "clusters": [{"name": "kmock", "cluster": {"server": self.url}}],
             "users": [{"name": "kmock", "user": {"token": "kmock-test-token"}}],
-            "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "kmock", "namespace": namespace}}],
+            "contexts": [
+                {"name": "kmock", "context": {"cluster": "kmock", "user": "kmock", "namespace": namespace}}
+            ],
             "current-context": "kmock",
         }
         path.write_text(yaml.safe_dump(config))
@@ -136,14 +140,23 @@ class KubeHarness:
 
     def env(self) -> dict[str, str]:
         """Environment for child processes that talk to this cluster (kubectl, the proxy)."""
-        return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "KUBECACHEDIR": str(self.workdir / "kubecache")}
+        return {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "KUBECACHEDIR": str(self.workdir / "kubecache"),
+        }
 
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = False, timeout: float = 30.0
     ) -> subprocess.CompletedProcess[str]:
         """Run the real kubectl against this cluster; `check=True` raises with its stderr."""
         result = subprocess.run(
-            [kubectl_binary(), *args], input=input, capture_output=True, text=True, env=self.env(), timeout=timeout
+            [kubectl_binary(), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            env=self.env(),
+            timeout=timeout,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")

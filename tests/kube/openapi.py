@@ -35,7 +35,9 @@ def build_gv_doc(group: str, version: str, entries: list[dict[str, Any]]) -> dic
     paths: dict[str, Any] = {}
     for entry in entries:
         gvk = {"group": group, "version": version, "kind": entry["kind"]}
-        schema = copy.deepcopy(entry.get("schema") or {"type": "object", "x-kubernetes-preserve-unknown-fields": True})
+        schema = copy.deepcopy(
+            entry.get("schema") or {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        )
         schema.setdefault("description", f"{entry['kind']} (schema not published by this emulator)")
         schema["x-kubernetes-group-version-kind"] = [gvk]
         name = schema_name(group, version, entry["kind"])
@@ -53,7 +55,11 @@ def build_gv_doc(group: str, version: str, entries: list[dict[str, Any]]) -> dic
             "get": {"x-kubernetes-group-version-kind": gvk, "x-kubernetes-action": "get", "responses": ok},
             "put": {**op, "x-kubernetes-action": "put", "requestBody": body},
             "patch": {**op, "x-kubernetes-action": "patch", "requestBody": body},
-            "delete": {"x-kubernetes-group-version-kind": gvk, "x-kubernetes-action": "delete", "responses": ok},
+            "delete": {
+                "x-kubernetes-group-version-kind": gvk,
+                "x-kubernetes-action": "delete",
+                "responses": ok,
+            },
         }
     return {
         "openapi": "3.0.0",

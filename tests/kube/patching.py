@@ -53,7 +53,9 @@ def _named(items: list[Any]) -> bool:
 def _merge_named(current: list[Any], patch: list[Any]) -> list[Any]:
     merged = [copy.deepcopy(i) for i in current]
     for item in patch:
-        index = next((n for n, c in enumerate(merged) if isinstance(c, dict) and c.get("name") == item["name"]), None)
+        index = next(
+            (n for n, c in enumerate(merged) if isinstance(c, dict) and c.get("name") == item["name"]), None
+        )
         if item.get("$patch") == "delete":
             if index is not None:
                 del merged[index]

@@ -114,7 +114,9 @@ def _prune(schema: dict[str, Any], value: Any, path: list[str | int], root: bool
 
 def validate(schema: dict[str, Any], value: Any) -> list[Problem]:
     """Every schema and CEL violation, each with the field path it concerns."""
-    validator = jsonschema.Draft202012Validator(to_jsonschema(schema), format_checker=jsonschema.FormatChecker())
+    validator = jsonschema.Draft202012Validator(
+        to_jsonschema(schema), format_checker=jsonschema.FormatChecker()
+    )
     problems = [_describe(err) for err in validator.iter_errors(value)]
     problems.extend(_cel_problems(schema, value, []))
     return sorted(set(problems))

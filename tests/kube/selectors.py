@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,14 @@ def _split(text: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
+def _among(key: str, values: set[str], inside: bool, labels: dict[str, str]) -> bool:
+    return (labels.get(key) in values) == inside
+
+
+def _present(key: str, wanted: bool, labels: dict[str, str]) -> bool:
+    return (key in labels) == wanted
+
+
 def label_selector(text: str | None) -> Matcher:
     if not text:
         return lambda obj: True
@@ -33,20 +42,14 @@ def label_selector(text: str | None) -> Matcher:
     for term in _split(text):
         if m := re.fullmatch(r"([\w./-]+)\s+(in|notin)\s+\(([^)]*)\)", term):
             key, op, values = m.group(1), m.group(2), {v.strip() for v in m.group(3).split(",")}
-            if op == "in":
-                tests.append(lambda labels, k=key, vs=values: labels.get(k) in vs)
-            else:
-                tests.append(lambda labels, k=key, vs=values: labels.get(k) not in vs)
+            tests.append(functools.partial(_among, key, values, op == "in"))
         elif m := re.fullmatch(r"([\w./-]+)\s*(==|=|!=)\s*([\w./-]*)", term):
             key, op, value = m.groups()
-            if op == "!=":
-                tests.append(lambda labels, k=key, v=value: labels.get(k) != v)
-            else:
-                tests.append(lambda labels, k=key, v=value: labels.get(k) == v)
+            tests.append(functools.partial(_among, key, {value}, op != "!="))
         elif m := re.fullmatch(r"!\s*([\w./-]+)", term):
-            tests.append(lambda labels, k=m.group(1): k not in labels)
+            tests.append(functools.partial(_present, m.group(1), False))
         elif re.fullmatch(r"[\w./-]+", term):
-            tests.append(lambda labels, k=term: k in labels)
+            tests.append(functools.partial(_present, term, True))
         else:
             raise ValueError(f"unable to parse requirement: {term!r}")
     return lambda obj: all(t(obj.get("metadata", {}).get("labels") or {}) for t in tests)

@@ -94,7 +94,13 @@ def render_table(
     plural: str, objects: list[dict[str, Any]], printer_columns: list[Column] | None, resource_version: str
 ) -> dict[str, Any]:
     defs: list[dict[str, Any]] = [
-        {"name": "Name", "type": "string", "format": "name", "description": "Name of the object", "priority": 0}
+        {
+            "name": "Name",
+            "type": "string",
+            "format": "name",
+            "description": "Name of the object",
+            "priority": 0,
+        }
     ]
     getters: list[Callable[[dict[str, Any]], Any]] = [lambda o: o.get("metadata", {}).get("name")]
     if printer_columns is not None:

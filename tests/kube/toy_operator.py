@@ -24,7 +24,7 @@ def created(patch: kopf.Patch, **_: Any) -> None:
 
 
 @kopf.on.field(GROUP, VERSION, PLURAL, field="metadata.annotations")
-def woken(patch: kopf.Patch, new: dict[str, str] | None, **_: Any) -> None:
+def woken(patch: kopf.Patch, new: Any, **_: Any) -> None:
     wake = (new or {}).get("remoteollama.dev/wake-requested")
     if wake:
         patch.status["phase"] = "Starting"

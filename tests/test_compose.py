@@ -1,0 +1,101 @@
+"""compose.yaml runs the standalone image as the seed's quick start does, with DESIGN.md's variables."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from remote_ollama.settings import StandaloneConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+DESIGN_VARS = {
+    "EXOSCALE_API_KEY", "EXOSCALE_API_SECRET", "EXOSCALE_ZONE", "EXOSCALE_INSTANCE_TYPE", "EXOSCALE_TEMPLATE",
+    "EXOSCALE_DISK_SIZE", "EXOSCALE_IDLE_TIMEOUT", "OLLAMA_MODEL", "EXOSCALE_API_ENDPOINT",
+    "REMOTE_OLLAMA_STATE_FILE", "EXOSCALE_OLLAMA_KEY",
+}  # fmt: skip
+_VAR = re.compile(r"\$\{(\w+)(?::([-?])([^}]*))?\}")
+
+
+def service() -> dict[str, Any]:
+    doc = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    (name,) = doc["services"]
+    svc: dict[str, Any] = doc["services"][name]
+    svc["_volumes"] = doc.get("volumes") or {}
+    return svc
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error} against `env` (the .env file)."""
+
+    def one(m: re.Match[str]) -> str:
+        name, op, arg = m.group(1), m.group(2), m.group(3) or ""
+        if env.get(name):
+            return env[name]
+        if op == "?":
+            raise KeyError(f"{name}: {arg}")
+        return arg if op == "-" else ""
+
+    return _VAR.sub(one, value)
+
+
+def test_service_port_command_and_state_volume() -> None:
+    svc = service()
+    assert svc["command"] == ["standalone"]
+    assert "11434:11434" in svc["ports"]
+    (mount,) = svc["volumes"]
+    volume, path = mount.split(":")[:2]
+    assert volume in svc["_volumes"], "the state file lives on a named volume"
+    assert Path(svc["environment"]["REMOTE_OLLAMA_STATE_FILE"]).parent == Path(path)
+
+
+def test_variables_are_the_designs_and_their_defaults_are_valid() -> None:
+    env = service()["environment"]
+    names = set(env)
+    assert names >= DESIGN_VARS
+    readme = (ROOT / "README.md").read_text()
+    for extra in names - DESIGN_VARS:
+        assert extra.startswith("REMOTE_OLLAMA_") and f"`{extra}`" in readme, extra
+    dotenv = {"EXOSCALE_API_KEY": "EXOkey", "EXOSCALE_API_SECRET": "secret"}
+    resolved = {k: interpolate(str(v), dotenv) for k, v in env.items()}
+    cfg = StandaloneConfig.from_env(resolved)
+    assert (cfg.spec.zone, cfg.spec.instance_type.name, cfg.spec.disk_size) == (
+        "at-vie-2",
+        "gpua5000.small",
+        50,
+    )
+    assert cfg.spec.idle.stop_after == 1800 and cfg.ollama_key is None and cfg.endpoint is None
+    with pytest.raises(KeyError, match="EXOSCALE_API_KEY"):
+        interpolate(str(env["EXOSCALE_API_KEY"]), {})
+
+
+def _has_compose() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _has_compose(), reason="no `docker compose` here")
+def test_docker_compose_accepts_it(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("EXOSCALE_API_KEY=EXOkey\nEXOSCALE_API_SECRET=secret\n")
+    res = subprocess.run(
+        [
+            "docker",
+            "compose",
+            "-f",
+            str(ROOT / "compose.yaml"),
+            "--env-file",
+            str(tmp_path / ".env"),
+            "config",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr

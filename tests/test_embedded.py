@@ -1,0 +1,234 @@
+"""The embeddable Python API against the Exoscale simulator, sync and async.
+
+ensure → the local URL answers (official ollama client) and the VM answers through TLS with its
+key → the idle monitor scales to zero → ensure again wakes the same instance → destroy leaves no
+instance and no security group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pydoc
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import ollama
+import pytest
+
+from remote_ollama import AsyncRemoteOllama, RemoteOllama
+from remote_ollama.cloud.exoscale import AsyncExoscaleCloud
+from remote_ollama.embedded import VM_TLS_SERVER_NAME, InstanceNotReady
+from remote_ollama.resource import API_KEY_HEADER
+from remote_ollama.sandbox.exoscale_api import ExoscaleSimulator, SimTimings, SimulatorThread
+from remote_ollama.sandbox.exoscale_state import GONE_STATES
+from remote_ollama.settings import ConfigError
+
+KEY, SECRET = "EXOembeddedtest", "embedded-test-secret"
+MODEL = "granite3.1-dense:8b"
+TIMINGS = SimTimings(boot=0.3, stop=0.2, destroy=0.2, operation=0.05, token=0.002)
+
+
+def live(sim: ExoscaleSimulator) -> list[Any]:
+    return [i for i in list(sim.state.instances.values()) if i.state not in GONE_STATES]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+    return value
+
+
+async def await_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+    return value
+
+
+def vm_get(remote_url: str, path: str, ctx: ssl.SSLContext, key: str | None) -> tuple[int, Any]:
+    """GET on the VM itself: TLS verified against its CA and name, the key header when given."""
+    host, port = remote_url.removeprefix("https://").rsplit(":", 1)
+    header = f"{API_KEY_HEADER}: {key}\r\n" if key else ""
+    with (
+        socket.create_connection((host, int(port)), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname=VM_TLS_SERVER_NAME) as tls,
+    ):
+        tls.sendall(f"GET {path} HTTP/1.1\r\nHost: vm\r\n{header}Connection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := tls.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split()[1])
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, body
+
+
+@pytest.fixture
+def sim_thread() -> Iterator[SimulatorThread]:
+    with SimulatorThread(keys={KEY: SECRET}, timings=TIMINGS) as s:
+        yield s
+
+
+def test_sync_ensure_idle_wake_destroy(sim_thread: SimulatorThread, tmp_path: Path) -> None:
+    sim = sim_thread.sim
+    env = {
+        "EXOSCALE_API_KEY": KEY,
+        "EXOSCALE_API_SECRET": SECRET,
+        "EXOSCALE_API_ENDPOINT": sim_thread.url,
+        "EXOSCALE_INSTANCE_TYPE": "a5000.small",
+        "EXOSCALE_OLLAMA_KEY": "my-own-vm-key-0123456789",
+        "OLLAMA_MODEL": MODEL,
+        "EXOSCALE_IDLE_TIMEOUT": "1",
+        "REMOTE_OLLAMA_STATE_FILE": str(tmp_path / "state.json"),
+    }
+    cloud = AsyncExoscaleCloud.connect(KEY, SECRET, "at-vie-2", endpoint=sim_thread.url, poll_interval=0.05)
+    remote = RemoteOllama.from_env(env, cloud=cloud, poll_interval=0.2)
+    assert remote.status()["provisioning_status"] == "idle"
+    with remote:
+        assert remote.status()["idle_monitor"] is False
+        assert not live(sim), "nothing is created before it is asked for"
+
+        url = remote.ensure_instance(timeout=30)
+        assert url == remote.url and url.startswith("http://127.0.0.1:")
+        answer = ollama.Client(host=url).generate(model=MODEL, prompt="hi")
+        assert answer.done and answer.response
+        status = remote.status()
+        assert status["provisioning_status"] == "ready" and status["instance_type"] == "gpua5000.small"
+
+        # The VM itself: TLS that verifies against its own CA, and the key the user supplied.
+        assert remote.vm_api_key == "my-own-vm-key-0123456789"
+        ctx = remote.vm_ssl_context()
+        assert ctx is not None and remote.remote_url
+        code, version = vm_get(remote.remote_url, "/api/version", ctx, "my-own-vm-key-0123456789")
+        assert code == 200 and version["version"]
+        assert vm_get(remote.remote_url, "/api/version", ctx, None)[0] in (401, 403)
+        with pytest.raises(ssl.SSLError):
+            vm_get(
+                remote.remote_url, "/api/version", ssl.create_default_context(), "my-own-vm-key-0123456789"
+            )
+
+        # Without the monitor, idleness stops nothing; with it, the VM scales to zero.
+        first_id = remote.instance_id
+        assert first_id and [i.id for i in live(sim)] == [first_id]
+        remote.record_activity()
+        remote.start_idle_monitor()
+        wait_until(lambda: live(sim)[0].state == "stopped", 15, "scale to zero")
+        wait_until(lambda: remote.status()["provisioning_status"] == "idle", 5, "status idle")
+        assert remote.remote_url is None
+
+        # Ensure again: the same instance starts; no second create.
+        remote.stop_idle_monitor()
+        remote.ensure_instance(timeout=30)
+        assert remote.instance_id == first_id
+        assert sim.call_count("create-instance") == 1
+        assert ollama.Client(host=remote.url).generate(model=MODEL, prompt="again").response
+
+        remote.destroy(timeout=30)
+        assert not live(sim)
+        assert not sim.state.security_groups
+        assert remote.status()["instance_status"] == "none"
+    assert not live(sim), "shutdown after destroy creates nothing"
+
+
+async def test_async_ensure_idle_wake_destroy(tmp_path: Path) -> None:
+    async with ExoscaleSimulator(keys={KEY: SECRET}, timings=TIMINGS) as sim:
+        cloud = AsyncExoscaleCloud.connect(KEY, SECRET, "at-vie-2", endpoint=sim.url, poll_interval=0.05)
+        async with AsyncRemoteOllama(
+            api_key=KEY,
+            api_secret=SECRET,
+            endpoint=sim.url,
+            model=[MODEL],
+            idle_timeout="1s",
+            state_file=str(tmp_path / "state.json"),
+            on_exit="destroy",
+            cloud=cloud,
+            poll_interval=0.2,
+        ) as remote:
+            url = await remote.ensure_instance(timeout=30)
+            async with aiohttp.ClientSession() as http:
+                async with http.post(f"{url}/api/generate", json={"model": MODEL, "prompt": "hi"}) as r:
+                    lines = [json.loads(line) async for line in r.content if line.strip()]
+                assert r.status == 200 and len(lines) > 1 and lines[-1]["done"]
+                assert remote.remote_url and remote.vm_api_key
+                async with http.get(
+                    f"{remote.remote_url}/api/tags",
+                    ssl=remote.vm_ssl_context(),
+                    server_hostname=VM_TLS_SERVER_NAME,
+                    headers={API_KEY_HEADER: remote.vm_api_key},
+                ) as r:
+                    assert r.status == 200
+                    assert MODEL in [m["name"] for m in (await r.json())["models"]]
+            first_id = remote.instance_id
+            await remote.start_idle_monitor()
+            await await_until(lambda: live(sim) and live(sim)[0].state == "stopped", 15, "scale to zero")
+            await remote.ensure_instance(timeout=30)
+            assert remote.instance_id == first_id and sim.call_count("create-instance") == 1
+            await remote.destroy(timeout=30)
+            assert not live(sim) and not sim.state.security_groups
+            # Usable after destroy: a request through url creates a fresh VM.
+            await remote.stop_idle_monitor()
+            await remote.ensure_instance(timeout=30)
+            assert remote.instance_id not in (None, first_id)
+        # on_exit=destroy on leaving the block
+        await sim.wait_for(lambda: not live(sim), 10, "on_exit destroy")
+
+
+async def test_ensure_times_out_with_the_reason(tmp_path: Path) -> None:
+    async with ExoscaleSimulator(keys={KEY: SECRET}, timings=TIMINGS) as sim:
+        sim.exceed_quota("gpua5000")
+        cloud = AsyncExoscaleCloud.connect(KEY, SECRET, "at-vie-2", endpoint=sim.url, poll_interval=0.05)
+        remote = AsyncRemoteOllama(
+            api_key=KEY,
+            api_secret=SECRET,
+            state_file=str(tmp_path / "s.json"),
+            cloud=cloud,
+            poll_interval=0.2,
+        )
+        try:
+            with pytest.raises(InstanceNotReady) as err:
+                await remote.ensure_instance(timeout=2)
+            assert isinstance(err.value, TimeoutError)
+            assert "quota" in (err.value.error or "").lower()
+            assert remote.status()["provisioning_status"] == "error"
+        finally:
+            await remote.shutdown()
+        assert not live(sim)
+
+
+def test_bad_settings_list_every_problem() -> None:
+    with pytest.raises(ConfigError) as err:
+        RemoteOllama(
+            api_key="", api_secret="s", zone="nowhere", instance_type="gpua9000.small", idle_timeout="x"
+        )
+    assert len(err.value.problems) == 4
+    with pytest.raises(TypeError):
+        RemoteOllama(api_key="k", api_secret="s", colour="blue")
+
+
+def test_help_teaches_it_and_repr_hides_secrets() -> None:
+    text = pydoc.render_doc(RemoteOllama, renderer=pydoc.plaintext)
+    for word in ("ensure_instance", "start_idle_monitor", "destroy", "shutdown", "remote_url", "on_exit"):
+        assert word in text
+    remote = RemoteOllama(api_key="EXOsecretkey", api_secret="very-secret")
+    assert "secret" not in repr(remote).lower()
+
+
+def test_importing_the_package_stays_light() -> None:
+    code = "import sys, remote_ollama; print(any(m in sys.modules for m in ('aiohttp', 'exoscale')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,59 @@
+"""End to end: kubectl apply -> Ready VM -> proxy from the Deployment -> idle stop -> wake -> delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ollama
+import pytest
+from kube.harness import KubeHarness
+from operator_world import credentials_secret, operator_world, remote_ollama, wait_until
+
+
+def test_apply_ready_serve_idle_wake_delete(kube: KubeHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    with operator_world(kube, monkeypatch) as world:
+        world.apply(credentials_secret())
+        world.apply(remote_ollama())
+        obj = world.wait_phase("Ready", timeout=40)
+        status = obj["status"]
+        assert status["endpoint"].startswith("https://127.")
+        assert status["serviceURL"] == "http://granite.default.svc:11434"
+        conds = {c["type"]: c for c in status["conditions"]}
+        assert all(
+            conds[t]["status"] == "True"
+            for t in ("Ready", "InstanceRunning", "OllamaReady", "ModelsReady", "CredentialsValid")
+        ), conds
+        assert len(world.instances()) == 1
+        for kind in ("deployment", "service", "secret"):
+            name = "granite-remote-ollama" if kind == "secret" else "granite"
+            child: dict[str, Any] | None = world.get(kind, name)
+            assert child is not None, kind
+            assert child["metadata"]["ownerReferences"][0]["uid"] == obj["metadata"]["uid"]
+
+        table = kube.kubectl("get", "rol").stdout
+        header = table.splitlines()[0].split()
+        assert header[:6] == ["NAME", "PHASE", "TYPE", "ZONE", "IP", "LAST-ACTIVITY"], table
+
+        url = world.start_proxy()
+        client = ollama.Client(host=url)
+        chunks = list(client.generate(model="granite3.1-dense:8b", prompt="hi", stream=True))
+        assert len(chunks) > 1 and chunks[-1].done
+        assert "".join(c.response for c in chunks).strip()
+
+        # no traffic for stopAfter -> the VM is stopped, not destroyed
+        world.wait_phase("Stopped", timeout=30)
+        wait_until(lambda: [i.state for i in world.instances()] == ["stopped"], 10, "instance stopped")
+        first_id = world.instances()[0].id
+
+        # a request wakes it: held by the proxy, answered once Ready, same instance
+        reply = client.generate(model="granite3.1-dense:8b", prompt="again", stream=False)
+        assert reply.done and reply.response
+        assert [i.id for i in world.instances()] == [first_id]
+        obj = world.wait_phase("Ready", timeout=10)
+        assert obj["status"]["lastWake"]["seconds"] > 0
+
+        kube.kubectl("delete", "rol", "granite", "--wait=false", check=True)
+        wait_until(lambda: world.get("remoteollama", "granite") is None, 30, "resource gone")
+        assert world.instances() == []
+        assert world.security_groups() == []
+        assert world.get("secret", "granite-remote-ollama") is None
