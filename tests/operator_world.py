@@ -23,6 +23,7 @@ import yaml
 from kopf.testing import KopfRunner
 from kube.harness import KubeHarness
 
+from remote_ollama.resource import LABEL_OWNER
 from remote_ollama.sandbox.exoscale_api import SimulatorThread
 from remote_ollama.sandbox.exoscale_state import SimTimings
 
@@ -188,3 +189,128 @@ def operator_world(
         sim.stop()
     if runner.exception is not None and not isinstance(runner.exception, SystemExit):
         raise runner.exception
+
+
+# -- the operator as a process (kill tests, peering, bench) ---------------------------------------------
+# `remote-ollama operator` with the cloud adapter's polling shortened for the simulator's fast clock.
+OPERATOR_BOOT = (
+    "import sys\n"
+    "from remote_ollama.operator.context import OPERATOR\n"
+    "OPERATOR.cloud_options = {'poll_interval': 0.05, 'backoff_base': 0.05}\n"
+    "from remote_ollama.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+class OperatorProcess:
+    """One `remote-ollama operator` process; its log goes to a file (read it on failure)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, *, standalone: bool = True):
+        self.log_path = log_path
+        args = [
+            sys.executable,
+            "-c",
+            OPERATOR_BOOT,
+            "operator",
+            "--liveness",
+            f"http://127.0.0.1:{free_port()}/healthz",
+        ]
+        if standalone:
+            args.append("--standalone")
+        with log_path.open("ab") as out:
+            self.proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup handler, no finalizer work, connections cut mid-request."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+class CloudWorld(OperatorWorld):
+    """Cluster + simulator; operators are processes the test starts, kills and restarts."""
+
+    def __init__(self, kube: KubeHarness, sim: SimulatorThread, env: dict[str, str]):
+        super().__init__(kube, sim)
+        self.env = env
+        self.operators: list[OperatorProcess] = []
+
+    def start_operator(self, *, standalone: bool = True, **env: str) -> OperatorProcess:
+        n = len(self.operators)
+        op = OperatorProcess(
+            {**self.env, **env}, self.kube.workdir / f"operator-{n}.log", standalone=standalone
+        )
+        self.operators.append(op)
+        return op
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {op.log_path.name}\n{op.log()[-6000:]}" for op in self.operators)
+
+    def uid(self, name: str = "granite", namespace: str = "default") -> str:
+        obj = wait_until(lambda: self.get("remoteollama", name, namespace), 10, f"{name} exists")
+        return str(obj["metadata"]["uid"])
+
+    def owned(self, uid: str, *, live: bool = True) -> list[Any]:
+        return [i for i in self.instances(live=live) if i.labels.get(LABEL_OWNER) == uid]
+
+    def calls(self, operation: str) -> int:
+        return self.sim.sim.call_count(operation)
+
+    def cluster_id(self) -> str:
+        ns = self.get("namespace", "kube-system", "default")
+        assert ns is not None
+        return str(ns["metadata"]["uid"])
+
+    def stop_all(self) -> None:
+        for op in self.operators:
+            op.stop()
+        self.stop_procs()
+
+
+@contextlib.contextmanager
+def cloud_world(
+    kube: KubeHarness, timings: SimTimings | None = None, env: dict[str, str] | None = None
+) -> Iterator[CloudWorld]:
+    """Like `operator_world` but without an in-process operator: call `world.start_operator()`."""
+    sim = SimulatorThread(
+        keys={KEY: SECRET},
+        timings=timings
+        or SimTimings(boot=0.3, stop=0.3, destroy=0.3, operation=0.05, cloud_init=0.2, pull=0.1, token=0.005),
+    )
+    sim.start()
+    full_env = {
+        **kube.env(),
+        "EXOSCALE_API_ENDPOINT": sim.url,
+        "REMOTE_OLLAMA_METRICS_PORT": "0",
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    kube.kubectl("apply", "-f", str(ROOT / "crds" / "remoteollama.yaml"), check=True)
+    world = CloudWorld(kube, sim, full_env)
+    try:
+        yield world
+    except BaseException:
+        print(world.logs())
+        raise
+    finally:
+        world.stop_all()
+        sim.stop()

@@ -13,6 +13,8 @@ from ..resource import GROUP, KIND, PLURAL, PROXY_PORT, VERSION, secret_name
 
 JSON = dict[str, Any]
 COMPONENT_LABEL = "app.kubernetes.io/component"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "remote-ollama-operator"
 
 
 def owner_reference(body: JSON) -> JSON:
@@ -32,7 +34,7 @@ def labels(name: str) -> dict[str, str]:
         "app.kubernetes.io/name": "remote-ollama",
         "app.kubernetes.io/instance": name,
         COMPONENT_LABEL: "proxy",
-        "app.kubernetes.io/managed-by": "remote-ollama-operator",
+        MANAGED_BY_LABEL: MANAGED_BY_VALUE,
     }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 import kopf
 
 from .. import __version__
+from ..cloud.errors import CloudError
 from ..cloud.exoscale import AsyncExoscaleCloud
 from ..cloud.pki import VMCredentials
 from ..lifecycle import GONE, WakeTiming
@@ -133,6 +135,9 @@ class Operator:
         self._clouds: dict[tuple[str, str, str], AsyncExoscaleCloud] = {}
         self._orphans_seen: dict[str, float] = {}
         self._last_sweep: dict[tuple[str, str], float] = {}
+        # every account and zone seen, with a resource to report on: swept even when no round runs
+        self._sweep_targets: dict[tuple[str, str], tuple[AsyncExoscaleCloud, kopf.Body]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
         self.metrics = OperatorMetrics()
         self.cloud_options: dict[str, Any] = {}
         self.orphan_grace = float(os.environ.get("REMOTE_OLLAMA_ORPHAN_GRACE", ORPHAN_GRACE))
@@ -151,6 +156,7 @@ class Operator:
         self._clouds.clear()
         self._orphans_seen.clear()
         self._last_sweep.clear()
+        self._sweep_targets.clear()
         self.proxy_image = os.environ.get("REMOTE_OLLAMA_PROXY_IMAGE", self.proxy_image)
         self.endpoint = os.environ.get("EXOSCALE_API_ENDPOINT") or None
         self.cluster_id = os.environ.get("REMOTE_OLLAMA_CLUSTER_ID", "")
@@ -162,8 +168,24 @@ class Operator:
                 raise kopf.PermanentError("cannot read the kube-system namespace uid (the cluster id)")
             self.cluster_id = ns["metadata"]["uid"]
         log.info("remote-ollama operator %s, cluster id %s", __version__, self.cluster_id)
+        self._sweeper = asyncio.create_task(self._sweep_forever())
+
+    async def _sweep_forever(self) -> None:
+        """Orphans are found on their own clock: resources at rest may not reconcile for minutes."""
+        while True:
+            await asyncio.sleep(max(0.5, min(self.orphan_every, self.orphan_grace or self.orphan_every)))
+            for cloud, body in list(self._sweep_targets.values()):
+                try:
+                    await self.maybe_sweep_orphans(cloud, body)
+                except (CloudError, KubeError, OSError) as exc:
+                    log.warning("orphan sweep in %s: %s", cloud.zone, exc)
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         for ctx in self.contexts.values():
             if ctx._reconciler is not None:
                 await ctx._reconciler.close()
@@ -206,6 +228,7 @@ class Operator:
         """At most every ORPHAN_EVERY per account and zone: delete our cluster's unowned instances."""
         loop = asyncio.get_running_loop()
         key = (str(id(cloud)), cloud.zone)
+        self._sweep_targets[key] = (cloud, body)
         if loop.time() - self._last_sweep.get(key, -1e9) < self.orphan_every:
             return
         self._last_sweep[key] = loop.time()

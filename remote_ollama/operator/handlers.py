@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ from ..resource import (
     ANN_WAKE_REQUESTED,
     FINALIZER,
     GROUP,
+    KIND,
     PLURAL,
     VERSION,
     SpecError,
@@ -35,7 +37,8 @@ from .status import activity_from, credentials_condition, malformed_annotations,
 
 log = logging.getLogger("remote_ollama.operator")
 
-CHILDREN_EVERY = 300.0  # seconds between drift repairs of the proxy's objects
+# seconds between drift repairs of the proxy's objects (deletions are repaired at once, see below)
+CHILDREN_EVERY = 300.0  # default of $REMOTE_OLLAMA_CHILDREN_INTERVAL
 MAX_BACKOFF = 300.0
 
 
@@ -73,6 +76,22 @@ async def kick_on_change(body: kopf.Body, type: str | None, **_: Any) -> None:
         ctx.kick.set()
 
 
+CHILD_SELECTOR = {children.MANAGED_BY_LABEL: children.MANAGED_BY_VALUE}
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=CHILD_SELECTOR)
+@kopf.on.event("", "v1", "services", labels=CHILD_SELECTOR)
+async def repair_deleted_child(body: kopf.Body, type: str | None, **_: Any) -> None:
+    """A deleted proxy Deployment or Service is re-created now, not at the next periodic repair."""
+    if type != "DELETED":
+        return
+    for ref in body.metadata.get("ownerReferences") or []:
+        ctx = OPERATOR.contexts.get(ref.get("uid"))
+        if ctx is not None and ref.get("kind") == KIND:
+            ctx.children_at = -1e9
+            ctx.kick.set()
+
+
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
 async def lifecycle(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
     ctx = _ctx(body)
@@ -87,13 +106,29 @@ async def lifecycle(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> N
             delay = min(MAX_BACKOFF, 2.0 ** min(failures, 8))
             log.warning("%s/%s: %s: %s", body.metadata.namespace, body.metadata.name, type(exc).__name__, exc)
             await report_error(ctx, body, exc, delay)
+        await pause(ctx, body, stopped, delay)
+
+
+async def pause(ctx: ResourceContext, body: kopf.Body, stopped: kopf.DaemonStopped, delay: float) -> None:
+    """Sleep until the next round, a kick or the stop; re-apply the children when their repair is due."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + delay
+    while not stopped and not ctx.kick.is_set() and loop.time() < deadline:
+        children_due = ctx.children_at + children_interval()
         kick = asyncio.ensure_future(ctx.kick.wait())
         stop = asyncio.ensure_future(stopped.wait())
         try:
-            await asyncio.wait({kick, stop}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            timeout = max(0.0, min(deadline, children_due) - loop.time())
+            await asyncio.wait({kick, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             kick.cancel()
             stop.cancel()
+        if not stopped and not ctx.kick.is_set() and loop.time() >= children_due:
+            try:
+                await ensure_children(ctx, body, spec_changed=False)
+            except (KubeError, OSError) as exc:
+                log.warning("%s/%s: repairing children: %s", ctx.namespace, ctx.name, exc)
+                ctx.children_at = loop.time()
 
 
 async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
@@ -183,7 +218,7 @@ async def report_error(ctx: ResourceContext, body: kopf.Body, exc: Exception, de
 
 async def ensure_children(ctx: ResourceContext, body: kopf.Body, *, spec_changed: bool) -> None:
     loop = asyncio.get_running_loop()
-    if not spec_changed and loop.time() - ctx.children_at < CHILDREN_EVERY:
+    if not spec_changed and loop.time() - ctx.children_at < children_interval():
         return
     raw = dict(body)
     ns = body.metadata.namespace
@@ -197,6 +232,10 @@ async def ensure_children(ctx: ResourceContext, body: kopf.Body, *, spec_changed
     await api.apply(path_for("v1", "services", ns), children.service(raw))
     ctx.children_at = loop.time()
     ctx.children_generation = body.metadata.get("generation")
+
+
+def children_interval() -> float:
+    return float(os.environ.get("REMOTE_OLLAMA_CHILDREN_INTERVAL", CHILDREN_EVERY))
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)

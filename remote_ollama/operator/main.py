@@ -5,9 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import zlib
 
 import kopf
 from prometheus_client import start_http_server
+
+
+def peering_priority(env: dict[str, str]) -> int:
+    """Replicas must differ in priority or kopf pauses them all: derive it from the pod name."""
+    if env.get("REMOTE_OLLAMA_PRIORITY"):
+        return int(env["REMOTE_OLLAMA_PRIORITY"])
+    pod = env.get("POD_NAME", "")
+    return zlib.crc32(pod.encode()) % 10_000 if pod else 0
 
 
 def run_operator(args: argparse.Namespace) -> int:
@@ -24,7 +33,7 @@ def run_operator(args: argparse.Namespace) -> int:
             liveness_endpoint=args.liveness,
             standalone=args.standalone,
             peering_name="remote-ollama",
-            priority=int(os.environ.get("REMOTE_OLLAMA_PRIORITY", "0")),
+            priority=peering_priority(dict(os.environ)),
         )
     )
     return 0

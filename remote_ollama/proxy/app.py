@@ -48,6 +48,8 @@ class Proxy:
         self.pool = UpstreamPool(connect_timeout=settings.connect_timeout)
         # The VM's Ollama never sees a browser Origin, so CORS headers are the proxy's alone.
         self.forwarder = Forwarder(self.pool, self.metrics)
+        if settings.client_api_keys:  # the client's key is the proxy's; the VM never sees it
+            self.forwarder.request_drop = self.forwarder.request_drop | {"authorization"}
         self.cache = PollingCache()
         self.origins = OriginPolicy(settings.allowed_origins)
         self._keys = [k.encode() for k in settings.client_api_keys]

@@ -1,0 +1,73 @@
+"""Orphan clean-up: only this cluster's instances whose owner is gone, only after the grace period.
+
+Several clusters and laptops may share one Exoscale account, so instances labelled for another
+cluster or for standalone mode are never stopped, started or deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+from kube.harness import KubeHarness
+from operator_world import KEY, SECRET, CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
+
+from remote_ollama.cloud.exoscale import ExoscaleCloud
+from remote_ollama.resource import (
+    DEFAULT_TEMPLATE,
+    LABEL_CLUSTER,
+    LABEL_MANAGED_BY,
+    LABEL_MANAGED_BY_VALUE,
+    LABEL_OWNER,
+    STANDALONE_CLUSTER,
+)
+
+GRACE = 2.0
+
+
+def planted(world: CloudWorld, cluster: str, name: str) -> str:
+    """An instance someone else made, with the labels the operator would recognise."""
+    cloud = ExoscaleCloud(KEY, SECRET, world.sim.sim.zone, endpoint=world.sim.url, poll_interval=0.05)
+    sg = cloud.ensure_security_group(f"planted-{name}", ["0.0.0.0/0"])
+    labels = {LABEL_MANAGED_BY: LABEL_MANAGED_BY_VALUE, LABEL_OWNER: str(uuid.uuid4()), LABEL_CLUSTER: cluster}
+    inst = cloud.create_instance(name, "gpua5000.small", DEFAULT_TEMPLATE, 50, "I2Nsb3VkLWNvbmZpZwo=", sg, labels, wait=False)
+    return inst.id
+
+
+def touched(world: CloudWorld, instance_id: str) -> list[str]:
+    verbs = {"stop-instance", "start-instance", "delete-instance", "reboot-instance"}
+    return [c.operation for c in list(world.sim.sim.calls) if instance_id in c.path and c.operation in verbs]
+
+
+def test_orphans_of_this_cluster_only_are_deleted_after_the_grace(kube: KubeHarness) -> None:
+    env = {"REMOTE_OLLAMA_ORPHAN_GRACE": str(GRACE), "REMOTE_OLLAMA_ORPHAN_INTERVAL": "0.5"}
+    with cloud_world(kube, env=env) as world:
+        world.sim.sim.set_quota("gpua5000", 10)
+        world.apply(credentials_secret())
+        world.start_operator()
+        world.apply(remote_ollama(idle={}))
+        ours = world.wait_phase("Ready")["status"]["instance"]["id"]
+
+        planted_at = time.monotonic()
+        orphan = planted(world, world.cluster_id(), "orphan")
+        foreign = planted(world, "another-clusters-uid", "foreign")
+        standalone = planted(world, STANDALONE_CLUSTER, "laptop")
+
+        wait_until(lambda: touched(world, orphan), 15, "orphan deleted")
+        assert time.monotonic() - planted_at >= GRACE
+        assert touched(world, orphan) == ["delete-instance"]
+
+        def event() -> list[dict[str, object]]:
+            items = json.loads(kube.kubectl("get", "events", "-A", "-o", "json", check=True).stdout)["items"]
+            return [e for e in items if e.get("reason") == "OrphanDeleted" and orphan in str(e.get("message"))]
+
+        wait_until(event, 10, "OrphanDeleted event")
+
+        # a few more sweeps: the other clusters' instances and our own live one stay untouched
+        sweeps = world.calls("list-instances")
+        wait_until(lambda: world.calls("list-instances") >= sweeps + 3, 10, "three more sweeps")
+        for other in (foreign, standalone, ours):
+            assert touched(world, other) == [], other
+        states = {i.id: i.state for i in world.instances()}
+        assert states[foreign] == states[standalone] == states[ours] == "running"
