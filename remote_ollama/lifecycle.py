@@ -10,7 +10,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from .cost import BudgetVerdict
 from .resource import LABEL_SPEC_HASH, VM_PORT, Spec, format_duration
+from .schedule import active_window, next_edge
 
 
 class Phase(StrEnum):
@@ -86,7 +88,8 @@ class Observation:
     now: datetime
     health: Health | None = None
     # instance exists with labels but its hash differs from the desired one
-    blocked_reason: str | None = None  # e.g. credentials missing, budget exceeded: do not run
+    blocked_reason: str | None = None  # e.g. credentials missing: do not run
+    budget: BudgetVerdict | None = None  # from cost.budget_verdict(): over a cap means scale to zero
 
 
 class ActionKind(StrEnum):
@@ -172,13 +175,24 @@ def desire(obs: Observation) -> Desire:
     spec, act, mem, now = obs.spec, obs.activity, obs.memory, obs.now
     if obs.blocked_reason:
         return Desire(False, "Blocked", obs.blocked_reason)
+    if obs.budget is not None and obs.budget.exceeded:
+        return Desire(False, "BudgetExceeded", obs.budget.exceeded)
     if spec.suspend:
         return Desire(False, "Suspended", "spec.suspend is true")
+    window = active_window(spec.schedule, now) if spec.schedule else None
     last_use = _latest(act.last_activity, act.wake_requested, mem.created_at, mem.ready_at)
-    if act.sleep_requested and act.in_flight == 0 and (last_use is None or act.sleep_requested >= last_use):
+    if (
+        act.sleep_requested
+        and act.in_flight == 0
+        and (last_use is None or act.sleep_requested >= last_use)
+        and (window is None or act.sleep_requested >= window[0])
+    ):
         return Desire(False, "SleepRequested", "scale to zero requested by annotation")
     if act.in_flight > 0:
         return Desire(True, "InUse", f"{act.in_flight} request(s) in flight")
+    if window is not None:
+        closes = window[1].strftime("%Y-%m-%dT%H:%M:%SZ")
+        return Desire(True, "KeepWarm", f"inside a keep-warm window (spec.schedule) until {closes}")
     stop_after = spec.idle.stop_after
     if stop_after is None:
         return Desire(True, "AlwaysOn", "spec.idle.stopAfter is not set")
@@ -222,6 +236,13 @@ def decide(obs: Observation) -> Decision:
     """One reconcile step. The shell carries out `actions` in order, then calls again."""
     spec, inst, mem, now, health = obs.spec, obs.instance, obs.memory, obs.now, obs.health
     want = desire(obs)
+    # the next moment the answer may change by itself: a schedule edge, or a budget cap or reset
+    horizon = POLL_STEADY
+    edge = next_edge(spec.schedule, now) if spec.schedule else None
+    if edge is not None:
+        horizon = min(horizon, (edge - now).total_seconds())
+    if obs.budget is not None and obs.budget.recheck_after is not None:
+        horizon = min(horizon, obs.budget.recheck_after)
     events: list[str] = []
     actions: list[Action] = []
     last_wake: WakeTiming | None = None
@@ -258,7 +279,7 @@ def decide(obs: Observation) -> Decision:
             conditions=_conditions(running, health if running else None, missing, message),
             memory=mem_out,
             endpoint=endpoint,
-            recheck_after=max(recheck, 1.0),
+            recheck_after=max(min(recheck, horizon), 1.0),
             last_wake=last_wake,
             events=tuple(events),
         )

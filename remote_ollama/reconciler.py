@@ -175,6 +175,10 @@ class Reconciler:
                 self._start_pulls(instance, action)
             # PROBE needs nothing here: the shell probes every running instance before deciding.
 
+    async def ensure_access(self, spec: Spec) -> str:
+        """The security group's rules exactly as spec.allowedSourceCIDRs says (no-op when they match)."""
+        return await self.cloud.ensure_security_group(self.target.security_group, spec.allowed_source_cidrs)
+
     async def _create(self, spec: Spec, sg_id: str) -> None:
         """New VM, new credentials: saved first so a crash never leaves a VM with unknown keys.
 

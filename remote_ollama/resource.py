@@ -10,8 +10,10 @@ import hashlib
 import ipaddress
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from .schedule import Window, parse_window
 
 GROUP = "remoteollama.dev"
 VERSION = "v1alpha1"
@@ -161,6 +163,30 @@ class WakePolicy:
 
 
 @dataclass(frozen=True)
+class Budget:
+    """Caps on use: past either one the VM is scaled to zero and wakes are refused until it resets."""
+
+    max_running_hours_per_day: float | None = None  # resets at 00:00 UTC
+    max_monthly_spend: float | None = None  # estimated, in the price table's currency; resets monthly
+
+    @property
+    def set(self) -> bool:
+        return self.max_running_hours_per_day is not None or self.max_monthly_spend is not None
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a VM may run: a zone and an instance type."""
+
+    zone: str
+    instance_type: InstanceType
+
+    @property
+    def name(self) -> str:
+        return f"{self.zone}/{self.instance_type.name}"
+
+
+@dataclass(frozen=True)
 class Spec:
     credentials_secret: str = ""
     zone: str = DEFAULT_ZONE
@@ -173,6 +199,28 @@ class Spec:
     suspend: bool = False
     allowed_source_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
     activity_interval: float = DEFAULT_ACTIVITY_INTERVAL
+    budget: Budget = field(default_factory=Budget)
+    schedule: tuple[Window, ...] = ()
+    # Fallbacks tried in order after (zone, instanceType) when a create or start fails for capacity/quota.
+    placements: tuple[Placement, ...] = ()
+    keep_alive: str = "30m"  # how long Ollama keeps the warmed-up model loaded
+    warm_up: bool = True  # load models[0] before declaring Ready
+
+    def candidates(self) -> tuple[Placement, ...]:
+        """Every placement in preference order: the spec's own zone and type first, no duplicates."""
+        out: list[Placement] = [Placement(self.zone, self.instance_type)]
+        for p in self.placements:
+            if p not in out:
+                out.append(p)
+        return tuple(out)
+
+    def at_placement(self, index: int) -> Spec:
+        """This spec with zone and instance type taken from candidate `index` (wrapping around)."""
+        cands = self.candidates()
+        p = cands[index % len(cands)]
+        if p.zone == self.zone and p.instance_type == self.instance_type:
+            return self
+        return replace(self, zone=p.zone, instance_type=p.instance_type)
 
     def instance_hash(self) -> str:
         """Short hash of the fields that can only change by creating a new VM."""
@@ -201,6 +249,21 @@ class Spec:
         }
         if self.credentials_secret:
             out["credentialsSecretRef"] = {"name": self.credentials_secret}
+        if self.budget.set:
+            out["budget"] = {
+                k: v
+                for k, v in (
+                    ("maxRunningHoursPerDay", self.budget.max_running_hours_per_day),
+                    ("maxMonthlySpend", self.budget.max_monthly_spend),
+                )
+                if v is not None
+            }
+        if self.schedule:
+            out["schedule"] = [w.to_dict() for w in self.schedule]
+        if self.placements:
+            out["placements"] = [
+                {"zone": p.zone, "instanceType": p.instance_type.name} for p in self.placements
+            ]
         return out
 
 
@@ -217,7 +280,13 @@ _KNOWN_FIELDS = {
     "suspend",
     "allowedSourceCIDRs",
     "activityInterval",
+    "budget",
+    "schedule",
+    "placements",
+    "keepAlive",
+    "warmUp",
 }
+_KEEP_ALIVE_RE = re.compile(r"^-1$|^0$|^[0-9]+(\.[0-9]+)?(ms|s|m|h)$|^([0-9]+h)?([0-9]+m)?([0-9]+s)?$")
 
 
 def parse_spec(raw: dict[str, Any] | None, *, require_credentials: bool = True) -> Spec:
@@ -344,6 +413,36 @@ def parse_spec(raw: dict[str, Any] | None, *, require_credentials: bool = True) 
             else:
                 held = mh
             wake = WakePolicy(hold, held)
+    budget = _parse_budget(raw.get("budget"), problems)
+    windows: list[Window] = []
+    raw_schedule = raw.get("schedule")
+    if raw_schedule is not None:
+        if not isinstance(raw_schedule, list):
+            problems.append(("spec.schedule", "must be a list of windows"))
+        else:
+            for i, item in enumerate(raw_schedule):
+                try:
+                    windows.append(parse_window(item))
+                except (ValueError, TypeError) as exc:
+                    problems.append((f"spec.schedule[{i}]", str(exc)))
+    placements: list[Placement] = []
+    raw_placements = raw.get("placements")
+    if raw_placements is not None:
+        if not isinstance(raw_placements, list):
+            problems.append(("spec.placements", "must be a list of {zone, instanceType}"))
+        else:
+            for i, item in enumerate(raw_placements):
+                try:
+                    placements.append(_parse_placement(item, itype, zone))
+                except (ValueError, TypeError) as exc:
+                    problems.append((f"spec.placements[{i}]", str(exc)))
+
+    def keep_alive(v: Any) -> str:
+        text_value = str(v).strip()
+        if isinstance(v, bool) or not _KEEP_ALIVE_RE.match(text_value) or not text_value:
+            raise ValueError(f"must be an Ollama keep_alive duration such as 30m, 1h or -1: {v!r}")
+        return text_value
+
     spec = Spec(
         credentials_secret=cred,
         zone=take("zone", zone, defaults.zone),
@@ -356,7 +455,48 @@ def parse_spec(raw: dict[str, Any] | None, *, require_credentials: bool = True) 
         suspend=take("suspend", boolean, False),
         allowed_source_cidrs=take("allowedSourceCIDRs", cidrs, defaults.allowed_source_cidrs),
         activity_interval=take("activityInterval", positive_duration, defaults.activity_interval),
+        budget=budget,
+        schedule=tuple(windows),
+        placements=tuple(placements),
+        keep_alive=take("keepAlive", keep_alive, defaults.keep_alive),
+        warm_up=take("warmUp", boolean, defaults.warm_up),
     )
     if problems:
         raise SpecError(problems)
     return spec
+
+
+def _parse_budget(raw: Any, problems: list[tuple[str, str]]) -> Budget:
+    if raw is None:
+        return Budget()
+    if not isinstance(raw, dict):
+        problems.append(("spec.budget", "must be an object"))
+        return Budget()
+    values: dict[str, float | None] = {"maxRunningHoursPerDay": None, "maxMonthlySpend": None}
+    for key, value in raw.items():
+        if key not in values:
+            problems.append((f"spec.budget.{key}", "unknown field"))
+            continue
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            problems.append((f"spec.budget.{key}", f"must be a number >= 0: {value!r}"))
+            continue
+        if key == "maxRunningHoursPerDay" and value > 24:
+            problems.append((f"spec.budget.{key}", f"a day has 24 hours: {value!r}"))
+            continue
+        values[key] = float(value)
+    return Budget(values["maxRunningHoursPerDay"], values["maxMonthlySpend"])
+
+
+def _parse_placement(raw: Any, default_type: InstanceType, zone_check: Any) -> Placement:
+    if not isinstance(raw, dict):
+        raise TypeError("must be an object with zone and instanceType")
+    unknown = sorted(set(raw) - {"zone", "instanceType"})
+    if unknown:
+        raise ValueError(f"unknown field(s): {', '.join(unknown)}")
+    if "zone" not in raw:
+        raise ValueError("zone is required")
+    zone = zone_check(raw["zone"])
+    itype = parse_instance_type(raw["instanceType"]) if "instanceType" in raw else default_type
+    return Placement(zone, itype)

@@ -52,6 +52,7 @@ def test_names_match_the_design() -> None:
         ("Zone", ".spec.zone"),
         ("IP", ".status.instance.publicIP"),
         ("Last-Activity", ".status.lastActivity"),
+        ("Est-Cost", ".status.cost.estimatedSpend"),
         ("Age", ".metadata.creationTimestamp"),
     ]
 

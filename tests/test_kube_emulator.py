@@ -61,7 +61,7 @@ def test_kubectl_apply_get_annotate_delete(kube: KubeHarness, tmp_path: Path) ->
     kube.emulator.patch_object("rol", "granite", {"status": {"phase": "Ready", "instance": {"publicIP": "192.0.2.7"}}},
                         "default", status=True)  # fmt: skip
     table = kube.kubectl("get", "rol", check=True).stdout.splitlines()
-    assert table[0].split() == ["NAME", "PHASE", "TYPE", "ZONE", "IP", "LAST-ACTIVITY", "AGE"]
+    assert table[0].split() == ["NAME", "PHASE", "TYPE", "ZONE", "IP", "LAST-ACTIVITY", "EST-COST", "AGE"]
     assert table[1].split()[:5] == ["granite", "Ready", "gpua30.medium", "at-vie-2", "192.0.2.7"]
     assert "granite" in kube.kubectl("get", "remoteollamas", check=True).stdout
     assert "granite" in kube.kubectl("get", "ai", check=True).stdout  # the category

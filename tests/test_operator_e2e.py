@@ -8,6 +8,9 @@ import ollama
 import pytest
 from kube.harness import KubeHarness
 from operator_world import credentials_secret, operator_world, remote_ollama, wait_until
+from test_chart import rbac_allows, render
+
+from remote_ollama.operator import children
 
 
 def test_apply_ready_serve_idle_wake_delete(kube: KubeHarness, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,3 +60,30 @@ def test_apply_ready_serve_idle_wake_delete(kube: KubeHarness, monkeypatch: pyte
         assert world.instances() == []
         assert world.security_groups() == []
         assert world.get("secret", "granite-remote-ollama") is None
+
+        # Least privilege, proven on what really happened: every request the operator (kopf and our
+        # client) made is allowed by the chart's ClusterRole, and every request of the proxy by the
+        # Role the operator gives it.
+        objects, _ = render()
+        audit = [e for e in kube.emulator.audit_log if e.resource]
+        operator_calls = {
+            (e.group, e.resource if not e.subresource else f"{e.resource}/{e.subresource}", e.verb, e.name)
+            for e in audit
+            if e.agent.startswith(("kopf/", "remote-ollama-operator/"))
+        }
+        assert operator_calls, "the audit log saw no operator request"
+        denied = sorted(c for c in operator_calls if not rbac_allows(objects, c[0], c[1], c[2], c[3]))
+        assert denied == [], f"the operator did what its ClusterRole does not allow: {denied}"
+        role = children.proxy_role(obj)
+        proxy_calls = {
+            (e.group, e.resource, e.verb, e.name) for e in audit if e.agent.startswith("remote-ollama-proxy/")
+        }
+        assert proxy_calls, "the audit log saw no proxy request"
+        for group, resource, verb, name in proxy_calls:
+            assert any(
+                group in r["apiGroups"]
+                and resource in r["resources"]
+                and verb in r["verbs"]
+                and (not r.get("resourceNames") or name in r["resourceNames"] or verb in ("list", "watch"))
+                for r in role["rules"]
+            ), f"proxy did {verb} {group}/{resource} {name}: not in its Role"

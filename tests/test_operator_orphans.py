@@ -30,8 +30,14 @@ def planted(world: CloudWorld, cluster: str, name: str) -> str:
     """An instance someone else made, with the labels the operator would recognise."""
     cloud = ExoscaleCloud(KEY, SECRET, world.sim.sim.zone, endpoint=world.sim.url, poll_interval=0.05)
     sg = cloud.ensure_security_group(f"planted-{name}", ["0.0.0.0/0"])
-    labels = {LABEL_MANAGED_BY: LABEL_MANAGED_BY_VALUE, LABEL_OWNER: str(uuid.uuid4()), LABEL_CLUSTER: cluster}
-    inst = cloud.create_instance(name, "gpua5000.small", DEFAULT_TEMPLATE, 50, "I2Nsb3VkLWNvbmZpZwo=", sg, labels, wait=False)
+    labels = {
+        LABEL_MANAGED_BY: LABEL_MANAGED_BY_VALUE,
+        LABEL_OWNER: str(uuid.uuid4()),
+        LABEL_CLUSTER: cluster,
+    }
+    inst = cloud.create_instance(
+        name, "gpua5000.small", DEFAULT_TEMPLATE, 50, "I2Nsb3VkLWNvbmZpZwo=", sg, labels, wait=False
+    )
     return inst.id
 
 
@@ -60,7 +66,9 @@ def test_orphans_of_this_cluster_only_are_deleted_after_the_grace(kube: KubeHarn
 
         def event() -> list[dict[str, object]]:
             items = json.loads(kube.kubectl("get", "events", "-A", "-o", "json", check=True).stdout)["items"]
-            return [e for e in items if e.get("reason") == "OrphanDeleted" and orphan in str(e.get("message"))]
+            return [
+                e for e in items if e.get("reason") == "OrphanDeleted" and orphan in str(e.get("message"))
+            ]
 
         wait_until(event, 10, "OrphanDeleted event")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import threading
@@ -238,6 +239,8 @@ class ExoscaleCloud:
         for network in sorted(wanted - set(have)):
             op = self._call(
                 "add_rule_to_security_group",
+                # an answer lost after the rule was added must not add a twin rule on retry
+                before_retry=functools.partial(self._rule_present, sg_id, network, port),
                 id=sg_id,
                 flow_direction="ingress",
                 protocol="tcp",
@@ -246,9 +249,20 @@ class ExoscaleCloud:
                 end_port=port,
                 description=RULE_DESCRIPTION,
             )
-            self._wait_operation(op, 60)
+            if "present" not in op:
+                self._wait_operation(op, 60)
             log.info("exoscale allowed %s on tcp/%d in security group %s", network, port, sg_id)
         return sg_id
+
+    def _rule_present(self, sg_id: str, network: str, port: int) -> JSON | None:
+        for rule in self._call("get_security_group", id=sg_id).get("rules", []):
+            if (rule.get("flow-direction"), rule.get("protocol"), rule.get("network")) == (
+                "ingress",
+                "tcp",
+                network,
+            ) and (rule.get("start-port"), rule.get("end-port")) == (port, port):
+                return {"present": rule.get("id")}
+        return None
 
     def delete_security_group(self, name: str, *, deadline: float = 120) -> None:
         """Delete the group if it exists (missing is fine); raises a retryable error while it is in use."""
@@ -439,17 +453,28 @@ class ExoscaleCloud:
                 current = self._observe(raw)
             if current.state != target:
                 started = self._clock()
-                op = self._call(f"{verb}_instance", id=instance_id)
-                log.info("exoscale %s instance %s operation %s", verb, instance_id, op.get("id"))
-                if wait:
-                    self._wait_operation(op, deadline)
-                    deadline = max(1.0, deadline - (self._clock() - started))
+                op = self._call(
+                    f"{verb}_instance",
+                    id=instance_id,
+                    before_retry=lambda: self._already_acted(instance_id, target),
+                )
+                if "already" not in op:
+                    log.info("exoscale %s instance %s operation %s", verb, instance_id, op.get("id"))
+                    if wait:
+                        self._wait_operation(op, deadline)
+                        deadline = max(1.0, deadline - (self._clock() - started))
         if not wait:
             return self.get_instance(instance_id) or current
         raw = self._wait_state(instance_id, lambda r: r is None or r.get("state") == target, deadline, target)
         if raw is None:
             raise NotFoundError(f"instance {instance_id} vanished", status=404)
         return self._observe(raw)
+
+    def _already_acted(self, instance_id: str, target: str) -> JSON | None:
+        """Before retrying a start/stop whose answer was lost: it may have happened (a retry would be a 400)."""
+        current = self.get_instance(instance_id)
+        toward = {"running": ("starting", "running"), "stopped": ("stopping", "stopped")}[target]
+        return {"already": current.state} if current is not None and current.state in toward else None
 
     def start_instance(self, instance_id: str, wait: bool = True, deadline: float = 600) -> ObservedInstance:
         return self._act("start", instance_id, "running", {"stopped"}, wait, deadline)

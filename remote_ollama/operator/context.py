@@ -11,7 +11,9 @@ import base64
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -39,6 +41,10 @@ from .kubeapi import KubeAPI, KubeError, path_for
 from .metrics import OperatorMetrics
 
 log = logging.getLogger("remote_ollama.operator")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 ORPHAN_GRACE = 600.0  # seconds an unowned instance must stay unowned before it is deleted
 ORPHAN_EVERY = 600.0
@@ -82,6 +88,7 @@ class ResourceContext:
     seen: tuple[Any, ...] | None = None
     children_at: float = -1e9
     children_generation: Any = None
+    access_generation: Any = None  # the generation whose allowedSourceCIDRs the security group has
     blocked_rounds: int = 0
     warned_annotations: set[str] = field(default_factory=set)
     wake_started: Any = None
@@ -139,6 +146,8 @@ class Operator:
         self._sweep_targets: dict[tuple[str, str], tuple[AsyncExoscaleCloud, kopf.Body]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self.metrics = OperatorMetrics()
+        # what "now" is for the lifecycle and cost (tests replace it to simulate days and months)
+        self.clock: Callable[[], datetime] = _utcnow
         self.cloud_options: dict[str, Any] = {}
         self.orphan_grace = float(os.environ.get("REMOTE_OLLAMA_ORPHAN_GRACE", ORPHAN_GRACE))
         self.orphan_every = float(os.environ.get("REMOTE_OLLAMA_ORPHAN_INTERVAL", ORPHAN_EVERY))
@@ -168,7 +177,6 @@ class Operator:
                 raise kopf.PermanentError("cannot read the kube-system namespace uid (the cluster id)")
             self.cluster_id = ns["metadata"]["uid"]
         log.info("remote-ollama operator %s, cluster id %s", __version__, self.cluster_id)
-        self._sweeper = asyncio.create_task(self._sweep_forever())
 
     async def _sweep_forever(self) -> None:
         """Orphans are found on their own clock: resources at rest may not reconcile for minutes."""
@@ -179,6 +187,8 @@ class Operator:
                     await self.maybe_sweep_orphans(cloud, body)
                 except (CloudError, KubeError, OSError) as exc:
                     log.warning("orphan sweep in %s: %s", cloud.zone, exc)
+                except Exception:
+                    log.exception("orphan sweep in %s", cloud.zone)
 
     async def stop(self) -> None:
         if self._sweeper is not None:
@@ -229,6 +239,9 @@ class Operator:
         loop = asyncio.get_running_loop()
         key = (str(id(cloud)), cloud.zone)
         self._sweep_targets[key] = (cloud, body)
+        if self._sweeper is None or self._sweeper.done():
+            # started from a handler, so the task inherits kopf's context (events can be posted)
+            self._sweeper = asyncio.create_task(self._sweep_forever())
         if loop.time() - self._last_sweep.get(key, -1e9) < self.orphan_every:
             return
         self._last_sweep[key] = loop.time()

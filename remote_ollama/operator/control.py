@@ -70,7 +70,7 @@ def describe(obj: dict[str, Any], now: datetime) -> list[str]:
 
 
 async def _control(command: str, name: str, namespace: str, output: str) -> int:
-    api = KubeAPI.from_environment()
+    api = KubeAPI.from_environment("cli")
     path = path_for(f"{GROUP}/{VERSION}", PLURAL, namespace, name)
     try:
         if command in ("wake", "sleep"):

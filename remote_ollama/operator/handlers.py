@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from ..resource import (
 )
 from . import children
 from .context import OPERATOR, ResourceContext, SecretStore
+from .cost_round import CostRound, cost_round, publish_cost
 from .kubeapi import KubeError, path_for
 from .status import activity_from, credentials_condition, malformed_annotations, memory_from, status_patch
 
@@ -40,6 +42,7 @@ log = logging.getLogger("remote_ollama.operator")
 # seconds between drift repairs of the proxy's objects (deletions are repaired at once, see below)
 CHILDREN_EVERY = 300.0  # default of $REMOTE_OLLAMA_CHILDREN_INTERVAL
 MAX_BACKOFF = 300.0
+CREDENTIALS_RETRY = 5.0  # first wait before reading a missing credentials Secret again, then doubling
 
 
 @kopf.on.startup()
@@ -133,7 +136,7 @@ async def pause(ctx: ResourceContext, body: kopf.Body, stopped: kopf.DaemonStopp
 
 async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
     """One round for one resource; returns when to look again."""
-    now = datetime.now(UTC)
+    now = OPERATOR.clock()
     raw = dict(body)
     try:
         spec = parse_spec(dict(body.spec))
@@ -153,20 +156,35 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
         decision = decide(
             Observation(spec, None, activity_from(dict(body.metadata)), memory, now, blocked_reason=problem)
         )
+        # Nothing was done, so nothing is remembered: being blocked is not a scale-down (else a new
+        # resource whose Secret comes late would wait for a request), and a new one stays Pending.
+        phase = Phase.PENDING if memory.phase is Phase.PENDING else decision.phase
+        decision = dataclasses.replace(decision, memory=memory, phase=phase, events=())
         await publish(ctx, body, decision, None, [credentials_condition(problem)], now)
         ctx.blocked_rounds += 1
-        return float(min(MAX_BACKOFF, 5.0 * 2.0 ** min(ctx.blocked_rounds, 6)))
+        base = float(os.environ.get("REMOTE_OLLAMA_CREDENTIALS_RETRY", CREDENTIALS_RETRY))
+        return float(min(MAX_BACKOFF, base * 2.0 ** min(ctx.blocked_rounds, 6)))
     ctx.blocked_rounds = 0
     reconciler = ctx.reconciler(cloud)
     instance = await reconciler.observe_instance(memory)
+    generation = body.metadata.get("generation")
+    if instance is not None and ctx.access_generation != generation:
+        # allowedSourceCIDRs may have changed: the rules follow without re-creating the VM
+        await reconciler.ensure_access(spec)
+        ctx.access_generation = generation
     health = await reconciler.probe(instance)
-    decision = decide(Observation(spec, instance, activity_from(dict(body.metadata)), memory, now, health))
+    spent = cost_round(raw, spec, instance, now)
+    decision = decide(
+        Observation(
+            spec, instance, activity_from(dict(body.metadata)), memory, now, health, budget=spent.verdict
+        )
+    )
     for sentence in decision.events:
         kopf.info(body, reason=_reason(decision), message=sentence)
     if any(a.kind.value in ("start-instance", "create-instance") for a in decision.actions):
         ctx.wake_started = now
     await reconciler.execute(decision, spec, instance)
-    await publish(ctx, body, decision, instance, [credentials_condition(None)], now)
+    await publish(ctx, body, decision, instance, [credentials_condition(None)], now, spent)
     await OPERATOR.maybe_sweep_orphans(cloud, body)
     return float(decision.recheck_after)
 
@@ -182,9 +200,12 @@ async def publish(
     instance: Any,
     extra: list[Condition],
     now: datetime,
+    spent: CostRound | None = None,
 ) -> None:
     patch = status_patch(dict(body), decision, instance, extra, now)
     patch.pop("error", None)
+    if spent is not None:
+        publish_cost(patch, dict(body), spent, now)
     previous = body.status.get("phase")
     await ctx.patch_status(patch)
     if previous != patch["phase"]:

@@ -15,6 +15,8 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 
+from .. import __version__
+
 JSON = dict[str, Any]
 
 
@@ -62,14 +64,15 @@ class KubeAPI:
 
     def __init__(self, host: str, headers: Mapping[str, str], ssl_context: ssl.SSLContext | bool):
         self.host = host.rstrip("/")
-        self._headers = dict(headers)
+        self._headers = {"User-Agent": f"remote-ollama/{__version__}", **headers}
         self._ssl = ssl_context
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
-    def from_environment(cls) -> KubeAPI:
+    def from_environment(cls, component: str = "operator") -> KubeAPI:
+        """`component` names the caller in the User-Agent (audit logs tell operator from proxy)."""
         cfg = _load_configuration()
-        headers: dict[str, str] = {}
+        headers: dict[str, str] = {"User-Agent": f"remote-ollama-{component}/{__version__}"}
         token = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
         if token:
             prefix = (cfg.api_key_prefix or {}).get("authorization", "")

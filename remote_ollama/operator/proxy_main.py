@@ -88,6 +88,10 @@ class ResourceFollower:
         status = body.get("status") or {}
         phase = str(status.get("phase") or "Pending")
         endpoint = status.get("endpoint")
+        refusal = refusal_from(status)
+        if refusal is not None:
+            self.resolver.set_refusing(phase, refusal)
+            return
         if phase == "Ready" and endpoint:
             upstream = await self._upstream_for(str(endpoint))
             if upstream is not None:
@@ -117,6 +121,14 @@ class ResourceFollower:
                 await asyncio.sleep(2)
 
 
+def refusal_from(status: JSON) -> str | None:
+    """Why the operator will not wake the VM now (BudgetExceeded), so requests need not wait."""
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "BudgetExceeded" and cond.get("status") == "True":
+            return str(cond.get("message") or "budget exceeded")
+    return None
+
+
 def settings_from_env(env: dict[str, str], spec: dict[str, Any]) -> ProxySettings:
     wake = spec.get("wake") or {}
     keys = frozenset(k.strip() for k in env.get("REMOTE_OLLAMA_CLIENT_KEYS", "").split(",") if k.strip())
@@ -136,7 +148,7 @@ async def run_resource_proxy(resource: str, host: str, port: int) -> int:
     if not namespace or not name:
         print("remote-ollama proxy: --resource must be NAMESPACE/NAME")
         return 2
-    api = KubeAPI.from_environment()
+    api = KubeAPI.from_environment("proxy")
     resolver = LocalResolver(phase="Pending")
     follower = ResourceFollower(api, namespace, name, resolver)
     body = await api.get(follower.path)

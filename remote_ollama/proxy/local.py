@@ -14,14 +14,20 @@ class LocalResolver:
     def __init__(self, upstream: Upstream | None = None, phase: str | None = None) -> None:
         self._upstream = upstream
         self._phase = phase or ("Ready" if upstream else "Stopped")
+        self._refusal: str | None = None  # why waiting is pointless (e.g. a budget cap): answer at once
         self._changed = asyncio.Event()
 
     def set_ready(self, upstream: Upstream) -> None:
-        self._upstream, self._phase = upstream, "Ready"
+        self._upstream, self._phase, self._refusal = upstream, "Ready", None
         self._wake_waiters()
 
     def set_down(self, phase: str) -> None:
-        self._upstream, self._phase = None, phase
+        self._upstream, self._phase, self._refusal = None, phase, None
+        self._wake_waiters()
+
+    def set_refusing(self, phase: str, message: str) -> None:
+        """Down and not coming up soon: held and new requests fail at once with `message`."""
+        self._upstream, self._phase, self._refusal = None, phase, message
         self._wake_waiters()
 
     def _wake_waiters(self) -> None:
@@ -34,6 +40,8 @@ class LocalResolver:
     async def await_ready(self, deadline: float) -> Upstream:
         loop = asyncio.get_running_loop()
         while self._upstream is None:
+            if self._refusal is not None:
+                raise NotReady(self._phase, self._refusal)
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise NotReady(self._phase, f"remote instance not ready in time ({self._phase})")

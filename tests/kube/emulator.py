@@ -26,7 +26,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp.web
 import attrs
@@ -101,6 +101,41 @@ def now_rfc3339() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class AuditEntry(NamedTuple):
+    """One request as RBAC sees it: who (User-Agent), verb, API group, resource, name, subresource."""
+
+    agent: str
+    verb: str
+    group: str
+    resource: str
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+
+
+def audit_entry(raw: aiohttp.web.BaseRequest) -> AuditEntry:
+    parts = [p for p in raw.path.split("/") if p]
+    agent = raw.headers.get("User-Agent", "")
+    group, rest = ("", parts[2:]) if parts[:1] == ["api"] else ("/".join(parts[1:2]), parts[3:])
+    namespace = None
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        namespace, rest = rest[1], rest[2:]
+    resource = rest[0] if rest else ""
+    name = rest[1] if len(rest) > 1 else None
+    sub = rest[2] if len(rest) > 2 else None
+    method = raw.method.upper()
+    if method == "GET":
+        verb = "get" if name else ("watch" if raw.query.get("watch") in ("true", "1") else "list")
+    else:
+        verb = {
+            "POST": "create",
+            "PATCH": "patch",
+            "PUT": "update",
+            "DELETE": "delete" if name else "deletecollection",
+        }.get(method, method.lower())
+    return AuditEntry(agent, verb, group if parts[:1] == ["apis"] else "", resource, namespace, name, sub)
+
+
 @attrs.define(kw_only=True)
 class KubeEmulator(kmock.KubernetesEmulator):
     """The Kubernetes API for tests. Namespaces must exist before objects go into them."""
@@ -117,6 +152,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
     _custom: dict[tuple[str, str, str], ResourceType] = attrs.field(factory=dict, init=False)
     closing: bool = attrs.field(default=False, init=False)
 
+    audit_log: list[AuditEntry] = attrs.field(factory=list, init=False)
+
     def __attrs_post_init__(self) -> None:
         # Deliberately not kmock's fallbacks: every request the DSL does not catch is served below.
         if self.builtins:
@@ -132,6 +169,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 id=len(self._requests), raw_request=raw, url=raw.url, method=raw.method
             )
         self._requests.append(request)
+        self.audit_log.append(audit_entry(raw))
         try:
             if self._payloads:  # reactions that tests declared through kmock's DSL come first
                 try:

@@ -114,9 +114,11 @@ def _prune(schema: dict[str, Any], value: Any, path: list[str | int], root: bool
 
 def validate(schema: dict[str, Any], value: Any) -> list[Problem]:
     """Every schema and CEL violation, each with the field path it concerns."""
-    validator = jsonschema.Draft202012Validator(
-        to_jsonschema(schema), format_checker=jsonschema.FormatChecker()
-    )
+    root = to_jsonschema(schema)
+    if root.get("additionalProperties") is False:  # a server always accepts the object's own envelope
+        for key in _ROOT_KEEP:
+            root.setdefault("properties", {}).setdefault(key, {})
+    validator = jsonschema.Draft202012Validator(root, format_checker=jsonschema.FormatChecker())
     problems = [_describe(err) for err in validator.iter_errors(value)]
     problems.extend(_cel_problems(schema, value, []))
     return sorted(set(problems))

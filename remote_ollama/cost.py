@@ -1,0 +1,224 @@
+"""Running time and estimated spend of a resource's VM, and the budget that caps them (pure).
+
+The shells feed `observe()` with what they saw (the instance type billed, or None) at each round;
+the interval since the previous observation is credited to what was seen then, split at UTC day
+and month boundaries. Spend is derived from the seconds per instance type and a price table, so
+a corrected price table re-prices the month. An estimate from list prices, not a bill.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+# Instance states in which Exoscale holds (and bills) the GPU.
+BILLABLE_STATES = frozenset({"starting", "running", "stopping", "migrating"})
+
+# Hourly list prices from notes/exoscale.md (the same figures in EUR, CHF and USD).
+DEFAULT_CURRENCY = "EUR"
+DEFAULT_PER_HOUR: dict[str, float] = {
+    "gpua5000.small": 1.340, "gpua5000.medium": 2.480, "gpua5000.large": 4.557,
+    "gpu3080ti.small": 0.924, "gpu3080ti.medium": 1.709, "gpu3080ti.large": 3.140,
+    "gpu3.small": 2.133, "gpu3.medium": 4.267, "gpu3.large": 8.533, "gpu3.huge": 17.067,
+    "gpu2.small": 1.375, "gpu2.medium": 2.014, "gpu2.large": 2.653, "gpu2.huge": 3.319,
+}  # fmt: skip
+PRICES_ENV = "REMOTE_OLLAMA_PRICES"
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    currency: str = DEFAULT_CURRENCY
+    per_hour: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_PER_HOUR))
+
+    def hourly(self, instance_type: str) -> float:
+        """Price per running hour; 0 for a type the table does not know (it then costs nothing here)."""
+        return float(self.per_hour.get(instance_type, 0.0))
+
+
+def parse_prices(text: str | None) -> PriceTable:
+    """`{"currency": "EUR", "perHour": {"gpua5000.small": 1.34}}`; empty means the built-in table.
+
+    A given table replaces the built-in one whole: mixing currencies would make the sum meaningless.
+    """
+    if text is None or not text.strip():
+        return PriceTable()
+    raw = json.loads(text)
+    if not isinstance(raw, dict):
+        raise ValueError(f"{PRICES_ENV} must be a JSON object with currency and perHour")
+    per_hour = raw.get("perHour", {})
+    if not isinstance(per_hour, dict):
+        raise ValueError(f"{PRICES_ENV}.perHour must map <family>.<size> to a price per hour")
+    table: dict[str, float] = {}
+    for name, price in per_hour.items():
+        if isinstance(price, bool) or not isinstance(price, int | float) or price < 0 or math.isnan(price):
+            raise ValueError(f"{PRICES_ENV}.perHour.{name} must be a number >= 0: {price!r}")
+        table[str(name)] = float(price)
+    currency = raw.get("currency", DEFAULT_CURRENCY)
+    if not isinstance(currency, str) or not currency:
+        raise ValueError(f"{PRICES_ENV}.currency must be a currency code such as EUR")
+    return PriceTable(currency, table)
+
+
+def month_of(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m")
+
+
+def day_of(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+def next_midnight(at: datetime) -> datetime:
+    utc = at.astimezone(UTC)
+    return datetime(utc.year, utc.month, utc.day, tzinfo=UTC) + timedelta(days=1)
+
+
+def next_month(at: datetime) -> datetime:
+    utc = at.astimezone(UTC)
+    return datetime(utc.year + (utc.month == 12), utc.month % 12 + 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class CostMeter:
+    """Seconds billed this UTC month (per instance type) and today, and the last observation."""
+
+    month: str = ""
+    seconds_by_type: Mapping[str, float] = field(default_factory=dict)
+    day: str = ""
+    seconds_today: float = 0.0
+    observed_at: datetime | None = None
+    running_type: str | None = None  # what was billed at observed_at (None: nothing)
+
+    @property
+    def seconds_this_month(self) -> float:
+        return sum(self.seconds_by_type.values())
+
+    def spend(self, prices: PriceTable) -> float:
+        return sum(s / 3600.0 * prices.hourly(t) for t, s in self.seconds_by_type.items())
+
+
+def _roll(meter: CostMeter, at: datetime) -> CostMeter:
+    """Start a new month and/or day when `at` is past the meter's."""
+    if meter.month != month_of(at):
+        meter = replace(meter, month=month_of(at), seconds_by_type={})
+    if meter.day != day_of(at):
+        meter = replace(meter, day=day_of(at), seconds_today=0.0)
+    return meter
+
+
+def observe(meter: CostMeter, at: datetime, running_type: str | None) -> CostMeter:
+    """Credit the time since the last observation to what ran then; remember what runs now."""
+    start = meter.observed_at
+    if start is not None and meter.running_type and at > start:
+        t = start
+        while t < at:
+            meter = _roll(meter, t)
+            until = min(next_midnight(t), at)
+            seconds = (until - t).total_seconds()
+            by_type = dict(meter.seconds_by_type)
+            by_type[meter.running_type] = by_type.get(meter.running_type, 0.0) + seconds
+            meter = replace(meter, seconds_by_type=by_type, seconds_today=meter.seconds_today + seconds)
+            t = until
+    meter = _roll(meter, at)
+    return replace(meter, observed_at=at, running_type=running_type)
+
+
+def billed_type(state: str | None, instance_type: str) -> str | None:
+    """What an instance in `state` is billed as right now (None when it holds no GPU)."""
+    return instance_type if state in BILLABLE_STATES and instance_type else None
+
+
+# -- status (camelCase, as the CRD declares status.cost) ------------------------------------------------
+
+
+def to_status(meter: CostMeter, prices: PriceTable) -> dict[str, Any]:
+    return {
+        "month": meter.month,
+        "runningHoursThisMonth": round(meter.seconds_this_month / 3600.0, 2),
+        "estimatedSpend": round(meter.spend(prices), 2),
+        "currency": prices.currency,
+        "day": meter.day,
+        "runningHoursToday": round(meter.seconds_today / 3600.0, 2),
+        "secondsByType": [
+            {"instanceType": t, "seconds": round(s, 3)} for t, s in sorted(meter.seconds_by_type.items())
+        ],
+        "secondsToday": round(meter.seconds_today, 3),
+        "observedAt": meter.observed_at.astimezone(UTC).isoformat() if meter.observed_at else None,
+        "runningType": meter.running_type,
+    }
+
+
+def from_status(raw: Any) -> CostMeter:
+    """The meter back from status.cost (or the state file); an empty meter for anything unreadable."""
+    if not isinstance(raw, dict):
+        return CostMeter()
+    try:
+        observed = raw.get("observedAt")
+        at = datetime.fromisoformat(str(observed).replace("Z", "+00:00")) if observed else None
+        if at is not None and at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        by_type = {str(e["instanceType"]): float(e["seconds"]) for e in raw.get("secondsByType") or []}
+        return CostMeter(
+            month=str(raw.get("month") or ""),
+            seconds_by_type=by_type,
+            day=str(raw.get("day") or ""),
+            seconds_today=float(raw.get("secondsToday") or 0.0),
+            observed_at=at,
+            running_type=raw.get("runningType") or None,
+        )
+    except (TypeError, ValueError, KeyError):
+        return CostMeter()
+
+
+# -- budget -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BudgetVerdict:
+    """`exceeded`: why waking is refused (None: within budget). `recheck_after`: when that may change."""
+
+    exceeded: str | None = None
+    recheck_after: float | None = None
+    resets_at: datetime | None = None
+
+
+def budget_verdict(
+    meter: CostMeter,
+    max_hours_per_day: float | None,
+    max_monthly_spend: float | None,
+    prices: PriceTable,
+    now: datetime,
+) -> BudgetVerdict:
+    """Over a cap: refuse until the day (or month) resets. Under: look again when a cap would be hit."""
+    hours_today = meter.seconds_today / 3600.0
+    spend = meter.spend(prices)
+    if max_monthly_spend is not None and spend >= max_monthly_spend:
+        resets = next_month(now)
+        return BudgetVerdict(
+            f"budget exceeded: estimated spend {spend:.2f} {prices.currency} this month reached "
+            f"spec.budget.maxMonthlySpend {max_monthly_spend:.2f}; waking is refused until "
+            f"{resets.strftime('%Y-%m-%dT%H:%M:%SZ')}",
+            (resets - now).total_seconds(),
+            resets,
+        )
+    if max_hours_per_day is not None and hours_today >= max_hours_per_day:
+        resets = next_midnight(now)
+        return BudgetVerdict(
+            f"budget exceeded: {hours_today:.2f} running hours today reached "
+            f"spec.budget.maxRunningHoursPerDay {max_hours_per_day:g}; waking is refused until "
+            f"{resets.strftime('%Y-%m-%dT%H:%M:%SZ')}",
+            (resets - now).total_seconds(),
+            resets,
+        )
+    if not meter.running_type:
+        return BudgetVerdict()
+    waits: list[float] = []
+    if max_hours_per_day is not None:
+        waits.append((max_hours_per_day - hours_today) * 3600.0)
+    rate = prices.hourly(meter.running_type)
+    if max_monthly_spend is not None and rate > 0:
+        waits.append((max_monthly_spend - spend) / rate * 3600.0)
+    return BudgetVerdict(None, min(waits) if waits else None)

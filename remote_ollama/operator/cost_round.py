@@ -1,0 +1,78 @@
+"""The operator's side of cost and budget: meter from status.cost, observe, verdict, write back.
+
+Kept apart from the handlers so the reconcile loop only calls `cost_round()` and `publish_cost()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .. import cost
+from ..lifecycle import Condition, ObservedInstance
+from ..resource import Spec
+from .status import conditions
+
+log = logging.getLogger("remote_ollama.operator")
+
+_prices_cache: tuple[str | None, cost.PriceTable] | None = None
+
+
+def prices() -> cost.PriceTable:
+    """The price table from $REMOTE_OLLAMA_PRICES (the chart's `prices`), else the built-in one."""
+    global _prices_cache
+    text = os.environ.get(cost.PRICES_ENV)
+    if _prices_cache is None or _prices_cache[0] != text:
+        try:
+            table = cost.parse_prices(text)
+        except ValueError as exc:
+            log.warning("ignoring %s (%s); using the built-in list prices", cost.PRICES_ENV, exc)
+            table = cost.PriceTable()
+        _prices_cache = (text, table)
+    return _prices_cache[1]
+
+
+@dataclass(frozen=True)
+class CostRound:
+    meter: cost.CostMeter
+    verdict: cost.BudgetVerdict
+    prices: cost.PriceTable
+
+    def status(self) -> dict[str, Any]:
+        return cost.to_status(self.meter, self.prices)
+
+    def condition(self) -> Condition:
+        if self.verdict.exceeded:
+            return Condition("BudgetExceeded", True, "OverBudget", self.verdict.exceeded)
+        return Condition("BudgetExceeded", False, "WithinBudget", "")
+
+
+def cost_round(
+    body: dict[str, Any], spec: Spec, instance: ObservedInstance | None, now: datetime
+) -> CostRound:
+    """Credit the time since the last round and judge the budget (before deciding)."""
+    table = prices()
+    meter = cost.from_status((body.get("status") or {}).get("cost"))
+    running = (
+        cost.billed_type(instance.state, instance.instance_type or spec.instance_type.name)
+        if instance
+        else None
+    )
+    meter = cost.observe(meter, now, running)
+    verdict = cost.budget_verdict(
+        meter, spec.budget.max_running_hours_per_day, spec.budget.max_monthly_spend, table, now
+    )
+    return CostRound(meter, verdict, table)
+
+
+def publish_cost(patch: dict[str, Any], body: dict[str, Any], round_: CostRound, now: datetime) -> None:
+    """Add status.cost and the BudgetExceeded condition to a status patch."""
+    patch["cost"] = round_.status()
+    meta = body.get("metadata") or {}
+    previous = (body.get("status") or {}).get("conditions")
+    generation = int(meta.get("generation") or 1)
+    patch["conditions"] = [c for c in patch.get("conditions") or [] if c.get("type") != "BudgetExceeded"]
+    patch["conditions"] += conditions(previous, [round_.condition()], generation, now)

@@ -1,0 +1,206 @@
+"""In-process standalone world for cloud faults: the Exoscale simulator and a `LocalController`
+with fast polls and backoffs, plus a watcher that counts live instances (duplicates, leaks)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from remote_ollama.cloud.exoscale import AsyncExoscaleCloud
+from remote_ollama.lifecycle import Phase
+from remote_ollama.proxy.interfaces import Upstream
+from remote_ollama.resource import LABEL_OWNER, IdlePolicy, Spec, parse_instance_type
+from aiohttp import web
+
+from remote_ollama.sandbox.exoscale_api import BASE_PATH, ExoscaleSimulator, SimTimings, match_operation
+from remote_ollama.sandbox.exoscale_state import GONE_STATES, Instance
+from remote_ollama.standalone import LocalController
+
+KEY, SECRET = "EXOfaultsuite0000000000", "fault-suite-secret-value-0123456789"
+MODEL = "granite3.1-dense:8b"
+FAST = SimTimings(boot=0.2, stop=0.1, destroy=0.1, operation=0.02, token=0.001)
+
+
+def spec(**idle: Any) -> Spec:
+    return Spec(
+        instance_type=parse_instance_type("gpua5000.small"),
+        disk_size=50,
+        models=(MODEL,),
+        idle=IdlePolicy(**({"stop_after": 600.0, "destroy_after": None} | idle)),
+    )
+
+
+async def until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Wait for a condition with a deadline (never sleep-and-hope)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+class LateAnswerSimulator(ExoscaleSimulator):
+    """Carries a call out, then answers only after the client gave up: the ambiguous failure that
+    a retry must not turn into a second VM, security group or rule."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.late: dict[str, tuple[int, float]] = {}  # operation -> (calls left, delay)
+
+    def answer_late(self, operation: str, calls: int, delay: float) -> None:
+        self.late[operation] = (calls, delay)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        response = await super()._handle(request)
+        route = match_operation(request.method, request.path[len(BASE_PATH) :])
+        left, delay = self.late.get(route[0] if route else "", (0, 0.0))
+        if left > 0 and response.status < 400:
+            self.late[route[0] if route else ""] = (left - 1, delay)
+            await asyncio.sleep(delay)
+        return response
+
+
+@dataclass
+class CloudWorld:
+    sim: ExoscaleSimulator
+    cloud: AsyncExoscaleCloud
+    controller: LocalController
+    state_file: Path
+    seen_ids: set[str] = field(default_factory=set)
+    max_live: int = 0
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def owner(self) -> str:
+        return self.controller.saved.owner_id
+
+    def live(self) -> list[Instance]:
+        return [
+            i
+            for i in list(self.sim.state.instances.values())
+            if i.state not in GONE_STATES and i.labels.get(LABEL_OWNER) == self.owner
+        ]
+
+    @property
+    def duplicates(self) -> int:
+        return max(0, self.max_live - 1)
+
+    def sample(self) -> None:
+        live = self.live()
+        self.seen_ids.update(i.id for i in live)
+        self.max_live = max(self.max_live, len(live))
+        status = self.controller.status()
+        if not self.statuses or self.statuses[-1] != status:
+            self.statuses.append(status)
+
+    async def watch(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(0.005)
+
+    async def wake(self) -> None:
+        await self.controller.request_wake(datetime.now(UTC))
+
+    async def ready(self, timeout: float = 15.0) -> Upstream:
+        loop = asyncio.get_running_loop()
+        return await self.controller.await_ready(loop.time() + timeout)
+
+    async def instance_in(self, state: str, timeout: float = 10.0) -> Instance:
+        found: list[Instance] = await until(
+            lambda: [i for i in self.live() if i.state == state], timeout, f"an instance {state}"
+        )
+        return found[0]
+
+    async def none_live(self, timeout: float = 10.0) -> None:
+        await until(lambda: not self.live(), timeout, "no live instance")
+
+    async def phase(self, phase: Phase, timeout: float = 10.0) -> None:
+        await until(lambda: self.controller.state().phase == str(phase), timeout, f"phase {phase}")
+
+    async def sleep_now(self, timeout: float = 10.0) -> None:
+        self.controller.request_sleep()
+        await until(
+            lambda: self.live() and all(i.state == "stopped" for i in self.live()), timeout, "stopped"
+        )
+
+
+@contextlib.asynccontextmanager
+async def cloud_world(
+    tmp_path: Path,
+    *,
+    the_spec: Spec | None = None,
+    timeout: float = 2.0,
+    retries: int = 5,
+    max_backoff: float = 0.2,
+    timings: SimTimings = FAST,
+    sim_class: type[ExoscaleSimulator] = ExoscaleSimulator,
+    **sim_kw: Any,
+) -> AsyncIterator[CloudWorld]:
+    """A running controller (started at zero) against a fresh simulator; torn down with the loop."""
+    async with sim_class({KEY: SECRET}, timings=timings, **sim_kw) as sim:
+        cloud = AsyncExoscaleCloud.connect(
+            KEY,
+            SECRET,
+            "at-vie-2",
+            endpoint=sim.url,
+            poll_interval=0.05,
+            backoff_base=0.01,
+            timeout=timeout,
+            retries=retries,
+        )
+        state_file = tmp_path / "state.json"
+        controller = LocalController(the_spec or spec(), cloud, str(state_file), max_backoff=max_backoff)
+        controller.poll_cap = 0.05
+        w = CloudWorld(sim, cloud, controller, state_file)
+        watcher = asyncio.create_task(w.watch())
+        controller.start()
+        try:
+            yield w
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            w.sample()
+            sim.clear_faults()
+            await controller.stop("keep", timeout=5)
+
+
+# Every Exoscale operation the standalone engine calls over a full cycle (create, stop, start, delete).
+ENGINE_OPERATIONS = (
+    "add-rule-to-security-group",
+    "create-instance",
+    "create-security-group",
+    "delete-instance",
+    "get-instance",
+    "get-operation",
+    "get-quota",
+    "get-security-group",
+    "list-instance-types",
+    "list-instances",
+    "list-security-groups",
+    "list-templates",
+    "start-instance",
+    "stop-instance",
+)
+
+
+async def full_cycle(w: CloudWorld, timeout: float = 15.0) -> None:
+    """Wake from zero, scale to zero by stop, wake the stopped VM, scale to zero by delete."""
+    await w.wake()
+    await w.ready(timeout)
+    await w.sleep_now(timeout)
+    await w.wake()
+    await w.ready(timeout)
+    w.controller.spec = spec(destroy_after=0.0)
+    w.controller.request_sleep()
+    await w.none_live(timeout)
+    await w.phase(Phase.STOPPED, timeout)

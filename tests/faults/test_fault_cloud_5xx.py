@@ -1,0 +1,52 @@
+"""5xx bursts on every Exoscale call the standalone engine makes: absorbed by the adapter's retries
+when short, surfaced in /status then recovered when long; never a leaked or duplicate instance."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from cloud_world import ENGINE_OPERATIONS, cloud_world, full_cycle
+from summary import record
+
+from remote_ollama.sandbox.exoscale_state import FailRule
+
+RETRIES = 3
+
+
+async def test_the_faulted_operations_are_exactly_those_a_full_cycle_uses(tmp_path: Path) -> None:
+    async with cloud_world(tmp_path, retries=RETRIES) as w:
+        await full_cycle(w)
+        used = {c.operation for c in w.sim.calls}
+    assert used == set(ENGINE_OPERATIONS), "a new call is not covered by the fault suite"
+    assert (w.duplicates, len(w.live())) == (0, 0)
+    assert len(w.seen_ids) == 1, "stop/start must reuse the one instance"
+    record("clean full cycle", leaked=len(w.live()), duplicates=w.duplicates, note=f"{len(w.sim.calls)} calls")
+
+
+@pytest.mark.parametrize("burst", ["absorbed", "surfaced"])
+@pytest.mark.parametrize("operation", ENGINE_OPERATIONS)
+async def test_5xx_burst(
+    operation: str, burst: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    # absorbed: fewer failures than the adapter retries; surfaced: more than one call's worth of retries.
+    n = RETRIES if burst == "absorbed" else RETRIES + 2
+    async with cloud_world(tmp_path, retries=RETRIES) as w:
+        w.sim.fail_next(n, 503, operation=operation)
+        rule: FailRule = w.sim.state.faults.fail_rules[-1]
+        await full_cycle(w)
+        assert rule.remaining == 0, f"the {operation} burst was not consumed"
+        errors = [s["error"] for s in w.statuses if "error" in s]
+        if burst == "surfaced":
+            assert errors and all("unavailable" in e.lower() for e in errors), w.statuses
+            assert any("cloud error (CloudUnavailable)" in r.getMessage() for r in caplog.records)
+        else:
+            assert not errors, f"a burst within the retries must not reach /status: {errors}"
+        assert "error" not in w.controller.status()
+        assert w.controller._task is not None and not w.controller._task.done()
+    assert w.duplicates == 0
+    assert len(w.live()) == 0
+    assert len(w.seen_ids) == 1
+    record(f"5xx x{n} {operation}", injected=n, recovered=n, leaked=len(w.live()), duplicates=w.duplicates)

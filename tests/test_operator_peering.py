@@ -1,0 +1,35 @@
+"""Two operator replicas with kopf peering: only the one of highest priority acts."""
+
+from __future__ import annotations
+
+import json
+
+from kube.harness import KubeHarness
+from operator_world import ROOT, CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
+
+
+def peers(world: CloudWorld) -> dict[str, object]:
+    out = world.kube.kubectl("get", "clusterkopfpeering", "remote-ollama", "-o", "json")
+    if out.returncode != 0:
+        return {}
+    return dict(json.loads(out.stdout).get("status") or {})
+
+
+def test_only_the_highest_priority_replica_acts(kube: KubeHarness) -> None:
+    with cloud_world(kube) as world:
+        kube.kubectl("apply", "-f", str(ROOT / "manifests" / "02-crd-kopf-peering.yaml"), check=True)
+        kube.kubectl("apply", "-f", str(ROOT / "manifests" / "05-kopf-peering.yaml"), check=True)
+        low = world.start_operator(standalone=False, REMOTE_OLLAMA_PRIORITY="10")
+        high = world.start_operator(standalone=False, REMOTE_OLLAMA_PRIORITY="20")
+        wait_until(lambda: len(peers(world)) == 2, 20, "both replicas registered in the peering")
+        priorities = sorted(int(p["priority"]) for p in peers(world).values())  # type: ignore[index]
+        assert priorities == [10, 20]
+        wait_until(lambda: "Pausing operations" in low.log(), 20, "the low-priority replica pauses")
+
+        world.apply(credentials_secret())
+        world.apply(remote_ollama(idle={"stopAfter": "10m"}))
+        world.wait_phase("Ready", timeout=30)
+        assert world.calls("create-instance") == 1
+        assert "creating instance" in high.log()
+        assert "creating instance" not in low.log()
+        assert low.alive() and high.alive()

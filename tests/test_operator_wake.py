@@ -1,0 +1,98 @@
+"""Wake and sleep by hand: the annotation reaches the cloud in under a second; suspend forces zero.
+
+Also the user's tools: `remote-ollama status|wake|sleep` and the `kubectl remoteollama` plugin.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kube.harness import KubeHarness
+from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
+
+from remote_ollama.operator.status import parse_time
+
+BIN = Path(sys.executable).parent
+
+
+def run(world: CloudWorld, *args: str) -> str:
+    """A user's command with the venv's bin on PATH (where kubectl finds its plugins)."""
+    env = {**world.kube.env(), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, f"{args}: {out.stderr}"
+    return out.stdout
+
+
+def later_second(obj: dict[str, Any]) -> None:
+    """Wake stamps have second precision, like the recorded scale-down: the wake must be a later second."""
+    scaled_down = parse_time(obj["status"]["lifecycle"]["scaledDownAt"])
+    assert scaled_down is not None
+    wait_until(lambda: datetime.now(UTC).replace(microsecond=0) > scaled_down, 3, "a newer second")
+
+
+def instance_state(world: CloudWorld) -> list[str]:
+    return [i.state for i in world.instances()]
+
+
+def test_sleep_wake_suspend_and_the_cli(kube: KubeHarness) -> None:
+    with cloud_world(kube) as world:
+        world.apply(credentials_secret())
+        world.start_operator()
+        world.apply(remote_ollama(idle={"stopAfter": "10m"}))
+        world.wait_phase("Ready")
+
+        text = run(world, str(BIN / "remote-ollama"), "status", "granite", "-n", "default")
+        assert "default/granite: Ready" in text
+        assert "endpoint: https://127." in text
+        assert "scales to zero in 9m" in text or "scales to zero in 10m" in text, text
+
+        text = run(world, "kubectl", "remoteollama", "sleep", "granite", "-n", "default")
+        assert "sleep requested" in text
+        obj = world.wait_phase("Stopped")
+        wait_until(lambda: instance_state(world) == ["stopped"], 10, "instance stopped")
+        assert obj["status"]["endpoint"], "the endpoint is kept while stopped"
+
+        # wake-requested must be newer than the recorded scale-down (both have second precision)
+        later_second(obj)
+        starts = world.calls("start-instance")
+        began = time.monotonic()
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        world.kube.kubectl(
+            "annotate",
+            "rol",
+            "granite",
+            f"remoteollama.dev/wake-requested={stamp}",
+            "--overwrite",
+            check=True,
+        )
+        wait_until(lambda: world.calls("start-instance") > starts, 5, "start-instance call")
+        latency = time.monotonic() - began
+        assert latency < 1.0, f"annotate -> start call took {latency:.3f}s"
+
+        obj = world.wait_phase("Ready")
+        assert obj["status"]["lastWake"]["seconds"] > 0
+        text = run(world, "kubectl", "remoteollama", "status", "granite")
+        assert "Ready" in text and "last wake:" in text, text
+
+        # `remote-ollama wake` on a stopped VM, via the CLI this time
+        run(world, "kubectl", "remoteollama", "sleep", "granite")
+        obj = world.wait_phase("Stopped")
+        wait_until(lambda: instance_state(world) == ["stopped"], 10, "instance stopped")
+        later_second(obj)
+        text = run(world, str(BIN / "remote-ollama"), "wake", "granite", "-n", "default")
+        assert "wake requested" in text
+        world.wait_phase("Ready")
+
+        # suspend forces zero at once, whatever the activity
+        world.kube.kubectl(
+            "patch", "rol", "granite", "--type=merge", "-p", '{"spec":{"suspend":true}}', check=True
+        )
+        obj = world.wait_phase("Stopped")
+        assert "suspend" in obj["status"]["message"]
+        wait_until(lambda: instance_state(world) == ["stopped"], 10, "instance stopped")
