@@ -294,3 +294,37 @@ def test_a_vm_key_nginx_could_not_match_is_a_config_problem() -> None:
         StandaloneConfig.from_env({**base, "EXOSCALE_OLLAMA_KEY": "short"})
     assert err.value.problems == [next(p for p in err.value.problems if "EXOSCALE_OLLAMA_KEY" in p)]
     assert StandaloneConfig.from_env({**base, "EXOSCALE_OLLAMA_KEY": "k" * 16}).ollama_key == "k" * 16
+
+
+def test_sigterm_finishes_the_stream_in_flight_then_stops_the_vm(tmp_path: Path) -> None:
+    """A SIGTERM mid-answer: the client still gets the whole stream, then the VM is stopped (policy)."""
+    import http.client
+    import json
+    import signal
+
+    timings = SimTimings(boot=0.3, stop=0.3, destroy=0.3, operation=0.05, token=0.1)
+    with SimulatorThread(keys={KEY: SECRET}, timings=timings) as s:
+        port = free_port()
+        prog = standalone(s, tmp_path, port, REMOTE_OLLAMA_ON_EXIT="stop")
+        try:
+            prog.wait_listening()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn.request(
+                "POST",
+                "/api/generate",
+                json.dumps({"model": MODEL, "prompt": "tell me more"}),
+                {"Content-Type": "application/json"},
+            )
+            resp = conn.getresponse()
+            assert resp.status == 200
+            first = json.loads(resp.readline())
+            assert first["done"] is False
+            prog.proc.send_signal(signal.SIGTERM)  # mid-stream
+            lines = [json.loads(line) for line in resp.read().splitlines() if line.strip()]
+            assert lines and lines[-1]["done"] is True, lines[-3:]
+            assert prog.wait(30) == 0
+            assert [i.state for i in live_instances(s)] == ["stopped"] or wait_until(
+                lambda: [i.state for i in live_instances(s)] == ["stopped"], 10, "instance stopped"
+            )
+        finally:
+            prog.kill()
