@@ -111,15 +111,15 @@ def _roll(meter: CostMeter, at: datetime) -> CostMeter:
 
 def observe(meter: CostMeter, at: datetime, running_type: str | None) -> CostMeter:
     """Credit the time since the last observation to what ran then; remember what runs now."""
-    start = meter.observed_at
-    if start is not None and meter.running_type and at > start:
+    start, billed = meter.observed_at, meter.running_type
+    if start is not None and billed and at > start:
         t = start
         while t < at:
             meter = _roll(meter, t)
             until = min(next_midnight(t), at)
             seconds = (until - t).total_seconds()
             by_type = dict(meter.seconds_by_type)
-            by_type[meter.running_type] = by_type.get(meter.running_type, 0.0) + seconds
+            by_type[billed] = by_type.get(billed, 0.0) + seconds
             meter = replace(meter, seconds_by_type=by_type, seconds_today=meter.seconds_today + seconds)
             t = until
     meter = _roll(meter, at)

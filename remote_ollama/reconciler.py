@@ -115,7 +115,11 @@ class Reconciler:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT))
+            # no keep-alive: probes are minutes apart, and hundreds of idle TLS connections cost memory
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT),
+                connector=aiohttp.TCPConnector(force_close=True),
+            )
         return self._session
 
     async def _vm_request(
@@ -166,7 +170,8 @@ class Reconciler:
                     )
                 await self._create(spec, sg_id)
             elif action.kind is ActionKind.START_INSTANCE:
-                await self.cloud.start_instance(_id(action), wait=False)
+                # with fallbacks, wait for the cloud's answer so a capacity failure moves to the next one
+                await self.cloud.start_instance(_id(action), wait=False, confirm=bool(spec.placements))
             elif action.kind is ActionKind.STOP_INSTANCE:
                 await self.cloud.stop_instance(_id(action), wait=False)
             elif action.kind is ActionKind.DELETE_INSTANCE:
@@ -196,6 +201,7 @@ class Reconciler:
             security_group_id=sg_id,
             labels=self.target.labels(spec),
             wait=False,
+            confirm=bool(spec.placements),
         )
 
     def _start_pulls(self, instance: ObservedInstance, action: Action) -> None:

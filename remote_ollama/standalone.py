@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from . import cost
 from .cloud.errors import CloudError
 from .cloud.exoscale import AsyncExoscaleCloud
 from .cloud.pki import VMCredentials
@@ -91,6 +93,8 @@ class LocalController:
         self._task: asyncio.Task[None] | None = None
         # Upper bound on the wait between rounds (the sandbox uses 1 s so a person sees each step).
         self.poll_cap: float | None = None
+        self.prices = _prices_from_env()
+        self.budget_refusal: str | None = None  # set while spec.budget is exceeded: requests fail at once
 
     # -- persistence -----------------------------------------------------------------------------------
 
@@ -122,6 +126,8 @@ class LocalController:
                 up = self._upstream()
                 if up is not None:
                     return up
+                if self.budget_refusal:
+                    raise NotReady(str(self.state_phase()), self.budget_refusal)
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     phase = str(self.decision.phase if self.decision else self.state_phase())
@@ -152,7 +158,16 @@ class LocalController:
         instance = await self.reconciler.observe_instance(mem)
         health = await self.reconciler.probe(instance)
         self.instance_state = instance.state if instance else None
-        obs = Observation(self.spec, instance, self.activity, mem, self.clock(), health)
+        now = self.clock()
+        running = cost.billed_type(instance.state, instance.instance_type) if instance else None
+        meter = cost.observe(cost.from_status(self.saved.cost), now, running)
+        budget = self.spec.budget
+        verdict = cost.budget_verdict(
+            meter, budget.max_running_hours_per_day, budget.max_monthly_spend, self.prices, now
+        )
+        self.saved.cost = cost.to_status(meter, self.prices)
+        self.budget_refusal = verdict.exceeded
+        obs = Observation(self.spec, instance, self.activity, mem, now, health, budget=verdict)
         decision = decide(obs)
         for sentence in decision.events:
             log.info("%s", sentence)
@@ -263,9 +278,24 @@ class LocalController:
             "idle_timeout": int(self.spec.idle.stop_after or 0),
             "phase": str(phase),
         }
+        if self.saved.cost:
+            c = self.saved.cost
+            out["cost"] = {
+                k: c.get(k) for k in ("month", "runningHoursThisMonth", "estimatedSpend", "currency")
+            }
+        if self.budget_refusal:
+            out["budget_exceeded"] = self.budget_refusal
         if self.error:
             out["error"] = self.error
         return out
+
+
+def _prices_from_env() -> cost.PriceTable:
+    try:
+        return cost.parse_prices(os.environ.get(cost.PRICES_ENV))
+    except ValueError as exc:
+        log.warning("ignoring %s (%s); using the built-in list prices", cost.PRICES_ENV, exc)
+        return cost.PriceTable()
 
 
 def make_cloud(config: StandaloneConfig) -> AsyncExoscaleCloud:

@@ -55,6 +55,7 @@ class StandaloneState:
     credentials: dict[str, str] | None = None
     memory: Memory = field(default_factory=Memory)
     last_activity: datetime | None = None
+    cost: dict[str, Any] | None = None  # the cost meter, as cost.to_status() writes it
 
 
 class StateFile:
@@ -70,6 +71,7 @@ class StateFile:
         state.credentials = data.get("credentials") or None
         state.memory = memory_from_json(data.get("memory") or {})
         state.last_activity = _dt(data.get("last_activity"))
+        state.cost = data.get("cost") if isinstance(data.get("cost"), dict) else None
         return state
 
     def save(self, state: StandaloneState) -> None:
@@ -78,6 +80,7 @@ class StateFile:
             "credentials": state.credentials,
             "memory": memory_to_json(state.memory),
             "last_activity": state.last_activity.isoformat() if state.last_activity else None,
+            "cost": state.cost,
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".state-", dir=self.path.parent)

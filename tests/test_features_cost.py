@@ -107,7 +107,9 @@ def test_cost_over_a_month_turn_and_daily_budget(kube: KubeHarness, monkeypatch:
 
         url = world.start_proxy()
         started = time.monotonic()
-        reply = httpx.post(f"{url}/api/generate", json={"model": "granite3.1-dense:8b", "prompt": "hi"}, timeout=30)
+        reply = httpx.post(
+            f"{url}/api/generate", json={"model": "granite3.1-dense:8b", "prompt": "hi"}, timeout=30
+        )
         assert reply.status_code == 503
         assert "budget exceeded" in reply.json()["error"]
         assert time.monotonic() - started < 5, "refused at once, not held for holdTimeout"

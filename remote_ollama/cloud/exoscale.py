@@ -399,9 +399,11 @@ class ExoscaleCloud:
         labels: Mapping[str, str],
         wait: bool = True,
         deadline: float = 600,
+        confirm: bool = False,
     ) -> ObservedInstance:
         """Create (and by default wait until running) one instance; `instance_type`/`template` are names
-        or the dicts `resolve_*` return. GPU quota is checked first, so no instance exists on QuotaError."""
+        or the dicts `resolve_*` return. GPU quota is checked first, so no instance exists on QuotaError.
+        `confirm` without `wait`: wait for the operation only (a capacity failure raises), not the boot."""
         itype, tpl = self._type_and_template(instance_type, template)
         if itype.get("gpus") and itype.get("family"):
             self.check_gpu_quota(str(itype["family"]), int(itype["gpus"]))
@@ -420,7 +422,7 @@ class ExoscaleCloud:
         else:
             instance_id = result["reference"]["id"]
             log.info("exoscale creating instance %s (%s) operation %s", name, instance_id, result["id"])
-            if wait:
+            if wait or confirm:
                 started = self._clock()
                 self._wait_operation(result, deadline)
                 deadline = max(1.0, deadline - (self._clock() - started))
@@ -434,7 +436,14 @@ class ExoscaleCloud:
         return inst or ObservedInstance(id=instance_id, state="starting", zone=self.zone, labels=labels)
 
     def _act(
-        self, verb: str, instance_id: str, target: str, from_states: set[str], wait: bool, deadline: float
+        self,
+        verb: str,
+        instance_id: str,
+        target: str,
+        from_states: set[str],
+        wait: bool,
+        deadline: float,
+        confirm: bool = False,
     ) -> ObservedInstance:
         """start/stop: idempotent when already there, waits through transitions, then acts."""
         current = self.get_instance(instance_id)
@@ -460,7 +469,7 @@ class ExoscaleCloud:
                 )
                 if "already" not in op:
                     log.info("exoscale %s instance %s operation %s", verb, instance_id, op.get("id"))
-                    if wait:
+                    if wait or confirm:
                         self._wait_operation(op, deadline)
                         deadline = max(1.0, deadline - (self._clock() - started))
         if not wait:
@@ -476,8 +485,10 @@ class ExoscaleCloud:
         toward = {"running": ("starting", "running"), "stopped": ("stopping", "stopped")}[target]
         return {"already": current.state} if current is not None and current.state in toward else None
 
-    def start_instance(self, instance_id: str, wait: bool = True, deadline: float = 600) -> ObservedInstance:
-        return self._act("start", instance_id, "running", {"stopped"}, wait, deadline)
+    def start_instance(
+        self, instance_id: str, wait: bool = True, deadline: float = 600, confirm: bool = False
+    ) -> ObservedInstance:
+        return self._act("start", instance_id, "running", {"stopped"}, wait, deadline, confirm)
 
     def stop_instance(self, instance_id: str, wait: bool = True, deadline: float = 600) -> ObservedInstance:
         return self._act("stop", instance_id, "stopped", {"running"}, wait, deadline)
@@ -553,6 +564,7 @@ class AsyncExoscaleCloud:
         labels: Mapping[str, str],
         wait: bool = True,
         deadline: float = 600,
+        confirm: bool = False,
     ) -> ObservedInstance:
         return await asyncio.to_thread(
             self.sync.create_instance,
@@ -565,12 +577,13 @@ class AsyncExoscaleCloud:
             labels,
             wait,
             deadline,
+            confirm,
         )
 
     async def start_instance(
-        self, instance_id: str, wait: bool = True, deadline: float = 600
+        self, instance_id: str, wait: bool = True, deadline: float = 600, confirm: bool = False
     ) -> ObservedInstance:
-        return await asyncio.to_thread(self.sync.start_instance, instance_id, wait, deadline)
+        return await asyncio.to_thread(self.sync.start_instance, instance_id, wait, deadline, confirm)
 
     async def stop_instance(
         self, instance_id: str, wait: bool = True, deadline: float = 600

@@ -1,6 +1,6 @@
 """The operator's side of cost and budget: meter from status.cost, observe, verdict, write back.
 
-Kept apart from the handlers so the reconcile loop only calls `cost_round()` and `publish_cost()`.
+Kept apart from the handlers so the reconcile loop only calls `cost_round()` and `CostRound.add_to()`.
 """
 
 from __future__ import annotations
@@ -44,6 +44,15 @@ class CostRound:
     def status(self) -> dict[str, Any]:
         return cost.to_status(self.meter, self.prices)
 
+    def add_to(self, patch: dict[str, Any], body: dict[str, Any], now: datetime) -> None:
+        """status.cost and the BudgetExceeded condition, into a status patch."""
+        patch["cost"] = self.status()
+        meta = body.get("metadata") or {}
+        previous = (body.get("status") or {}).get("conditions")
+        generation = int(meta.get("generation") or 1)
+        patch["conditions"] = [c for c in patch.get("conditions") or [] if c.get("type") != "BudgetExceeded"]
+        patch["conditions"] += conditions(previous, [self.condition()], generation, now)
+
     def condition(self) -> Condition:
         if self.verdict.exceeded:
             return Condition("BudgetExceeded", True, "OverBudget", self.verdict.exceeded)
@@ -66,13 +75,3 @@ def cost_round(
         meter, spec.budget.max_running_hours_per_day, spec.budget.max_monthly_spend, table, now
     )
     return CostRound(meter, verdict, table)
-
-
-def publish_cost(patch: dict[str, Any], body: dict[str, Any], round_: CostRound, now: datetime) -> None:
-    """Add status.cost and the BudgetExceeded condition to a status patch."""
-    patch["cost"] = round_.status()
-    meta = body.get("metadata") or {}
-    previous = (body.get("status") or {}).get("conditions")
-    generation = int(meta.get("generation") or 1)
-    patch["conditions"] = [c for c in patch.get("conditions") or [] if c.get("type") != "BudgetExceeded"]
-    patch["conditions"] += conditions(previous, [round_.condition()], generation, now)

@@ -13,11 +13,11 @@ import dataclasses
 import logging
 import os
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import kopf
 
-from ..cloud.errors import CloudError, QuotaError
+from ..cloud.errors import CapacityError, CloudError, QuotaError
 from ..lifecycle import Condition, Decision, Observation, Phase, decide
 from ..reconciler import Reconciler
 from ..resource import (
@@ -33,7 +33,8 @@ from ..resource import (
 )
 from . import children
 from .context import OPERATOR, ResourceContext, SecretStore
-from .cost_round import CostRound, cost_round, publish_cost
+from .cost_round import cost_round
+from .fallback import fall_back, placing_for
 from .kubeapi import KubeError, path_for
 from .status import activity_from, credentials_condition, malformed_annotations, memory_from, status_patch
 
@@ -139,11 +140,12 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
     now = OPERATOR.clock()
     raw = dict(body)
     try:
-        spec = parse_spec(dict(body.spec))
+        placing = placing_for(parse_spec(dict(body.spec)), raw)
     except SpecError as exc:
         await ctx.patch_status({"phase": str(Phase.FAILED), "message": str(exc)})
         kopf.warn(body, reason="InvalidSpec", message=str(exc))
         return MAX_BACKOFF
+    spec = placing.spec  # zone and instance type of the current placement (spec.placements)
     for key in malformed_annotations(dict(body.metadata)):
         if key not in ctx.warned_annotations:
             ctx.warned_annotations.add(key)
@@ -183,10 +185,19 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
         kopf.info(body, reason=_reason(decision), message=sentence)
     if any(a.kind.value in ("start-instance", "create-instance") for a in decision.actions):
         ctx.wake_started = now
-    await reconciler.execute(decision, spec, instance)
-    await publish(ctx, body, decision, instance, [credentials_condition(None)], now, spent)
+    try:
+        await reconciler.execute(decision, spec, instance)
+    except (CapacityError, QuotaError) as exc:
+        if not placing.base.placements:
+            raise
+        return await fall_back(ctx, body, placing, exc, reconciler, instance, decision, now)
+    await publish(ctx, body, decision, instance, [credentials_condition(None)], now, spent, placing)
     await OPERATOR.maybe_sweep_orphans(cloud, body)
     return float(decision.recheck_after)
+
+
+class StatusPart(Protocol):
+    def add_to(self, patch: dict[str, Any], body: dict[str, Any], now: datetime) -> None: ...
 
 
 def _reason(decision: Decision) -> str:
@@ -200,12 +211,12 @@ async def publish(
     instance: Any,
     extra: list[Condition],
     now: datetime,
-    spent: CostRound | None = None,
+    *more: StatusPart,
 ) -> None:
     patch = status_patch(dict(body), decision, instance, extra, now)
     patch.pop("error", None)
-    if spent is not None:
-        publish_cost(patch, dict(body), spent, now)
+    for part in more:  # status.cost, status.placement and their conditions
+        part.add_to(patch, dict(body), now)
     previous = body.status.get("phase")
     await ctx.patch_status(patch)
     if previous != patch["phase"]:

@@ -207,6 +207,9 @@ class Proxy:
         try:
             return await self.forwarder.stream(request, upstream, route_class(request.path), body=body)
         except UpstreamUnreachable as exc:
+            # The lifecycle thinks the VM is up but it does not answer (deleted out of band, crashed):
+            # a wake request makes the operator / controller look now instead of at its next check.
+            self.reporter.request_wake()
             return json_error(502, f"remote instance unreachable: {exc}")
 
     # -- the proxy's own paths ----------------------------------------------------------------------

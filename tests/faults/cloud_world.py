@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
 from remote_ollama.cloud.exoscale import AsyncExoscaleCloud
 from remote_ollama.lifecycle import Phase
 from remote_ollama.proxy.interfaces import Upstream
 from remote_ollama.resource import LABEL_OWNER, IdlePolicy, Spec, parse_instance_type
-from aiohttp import web
-
 from remote_ollama.sandbox.exoscale_api import BASE_PATH, ExoscaleSimulator, SimTimings, match_operation
 from remote_ollama.sandbox.exoscale_state import GONE_STATES, Instance
 from remote_ollama.standalone import LocalController

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # proxy_world, subprocess_world
 
-from summary import LEDGER  # noqa: E402
+from summary import LEDGER
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -22,7 +22,9 @@ async def test_the_faulted_operations_are_exactly_those_a_full_cycle_uses(tmp_pa
     assert used == set(ENGINE_OPERATIONS), "a new call is not covered by the fault suite"
     assert (w.duplicates, len(w.live())) == (0, 0)
     assert len(w.seen_ids) == 1, "stop/start must reuse the one instance"
-    record("clean full cycle", leaked=len(w.live()), duplicates=w.duplicates, note=f"{len(w.sim.calls)} calls")
+    record(
+        "clean full cycle", leaked=len(w.live()), duplicates=w.duplicates, note=f"{len(w.sim.calls)} calls"
+    )
 
 
 @pytest.mark.parametrize("burst", ["absorbed", "surfaced"])

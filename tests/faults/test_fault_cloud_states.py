@@ -100,7 +100,9 @@ async def test_create_ending_in_failure_for_capacity_is_retried_without_twins(tm
         assert w.sim.call_count("create-instance") == 3
         assert len(w.live()) == 1
     assert w.duplicates == 0
-    record("capacity: create op failure x2", injected=2, recovered=2, leaked=leaked(w), duplicates=w.duplicates)
+    record(
+        "capacity: create op failure x2", injected=2, recovered=2, leaked=leaked(w), duplicates=w.duplicates
+    )
 
 
 async def test_operations_ending_in_failure_surface_then_recover(

@@ -1,0 +1,243 @@
+"""Bench: the operator at 1, 50 and 200 RemoteOllamas against the Exoscale simulator and the emulated cluster.
+
+The operator runs as its own process (`remote-ollama operator --standalone`), as in a cluster. Prints:
+  - reconcile time to Ready, apply -> phase Ready minus the simulated boot (median, p95);
+  - Exoscale API calls per resource per idle minute: counted over an idle window with the steady
+    recheck shortened to --steady seconds, then scaled to the real 300 s (target <= 2);
+  - operator RSS (target <= 150 MiB at 200);
+  - wake latency: wake-requested annotation -> the simulator's start-instance call (p50/p99, < 1 s).
+
+    python bench/operator.py [--sizes 1,50,200] [--idle-window 20] [--steady 10] [--wakes 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from kube.harness import KubeHarness  # noqa: E402
+from operator_world import KEY, SECRET, credentials_secret, free_port  # noqa: E402
+
+from remote_ollama import lifecycle  # noqa: E402
+from remote_ollama.sandbox.exoscale_api import SimulatorThread  # noqa: E402
+from remote_ollama.sandbox.exoscale_state import SimTimings  # noqa: E402
+
+TIMINGS = SimTimings(boot=0.2, stop=0.1, destroy=0.1, operation=0.02, cloud_init=0.1, pull=0.0, token=0.001)
+BOOT = TIMINGS.boot + TIMINGS.cloud_init + TIMINGS.pull
+ROL = "/apis/remoteollama.dev/v1alpha1/namespaces/default/remoteollamas"
+
+BOOT_SNIPPET = (
+    "import sys\n"
+    "from remote_ollama import lifecycle\n"
+    "lifecycle.POLL_STEADY = float(sys.argv.pop(1))\n"
+    "from remote_ollama.operator.context import OPERATOR\n"
+    "OPERATOR.cloud_options = {'poll_interval': 0.05, 'backoff_base': 0.05}\n"
+    "from remote_ollama.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
+
+
+def http(kube: KubeHarness, method: str, path: str, body: Any = None, ctype: str = "application/json") -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(kube.url + path, data=data, method=method)
+    req.add_header("Authorization", "Bearer kmock-test-token")
+    if data is not None:
+        req.add_header("Content-Type", ctype)
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def phases(kube: KubeHarness) -> dict[str, str]:
+    items = http(kube, "GET", ROL)["items"]
+    return {i["metadata"]["name"]: (i.get("status") or {}).get("phase", "") for i in items}
+
+
+def manifest(n: int) -> str:
+    docs = [
+        {
+            "apiVersion": "remoteollama.dev/v1alpha1",
+            "kind": "RemoteOllama",
+            "metadata": {"name": f"r{i:03d}", "namespace": "default"},
+            "spec": {"credentialsSecretRef": {"name": "exoscale"}, "models": ["granite3.1-dense:8b"]},
+        }
+        for i in range(n)
+    ]
+    return yaml.safe_dump_all(docs)
+
+
+def wait(predicate: Any, timeout: float, what: str, every: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError(f"{what} not within {timeout}s")
+
+
+def run_size(n: int, args: argparse.Namespace) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp, KubeHarness(Path(tmp)) as kube:
+        sim = SimulatorThread(keys={KEY: SECRET}, timings=TIMINGS, gpu_quota=-1, instance_quota=-1)
+        sim.start()
+        env = {
+            **kube.env(),
+            "EXOSCALE_API_ENDPOINT": sim.url,
+            "REMOTE_OLLAMA_METRICS_PORT": "0",
+        }
+        kube.kubectl("apply", "-f", str(ROOT / "crds" / "remoteollama.yaml"), check=True)
+        kube.kubectl("apply", "-f", "-", input=credentials_secret(), check=True)
+        log = (Path(tmp) / "operator.log").open("wb")
+        liveness = f"http://127.0.0.1:{free_port()}/healthz"
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                BOOT_SNIPPET,
+                str(args.steady),
+                "operator",
+                "--standalone",
+                "--liveness",
+                liveness,
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            return measure(n, args, kube, sim, proc)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            sim.stop()
+
+
+def measure(
+    n: int, args: argparse.Namespace, kube: KubeHarness, sim: SimulatorThread, proc: subprocess.Popen[bytes]
+) -> dict[str, float]:
+    applied = time.monotonic()
+    kube.kubectl("apply", "-f", "-", input=manifest(n), check=True, timeout=120)
+    ready_at: dict[str, float] = {}
+
+    def all_ready() -> bool:
+        now = time.monotonic()
+        for name, phase in phases(kube).items():
+            if phase == "Ready":
+                ready_at.setdefault(name, now)
+        return len(ready_at) == n
+
+    wait(all_ready, 60 + 1.0 * n, f"{n} resources Ready", every=0.1)
+    to_ready = [t - applied - BOOT for t in ready_at.values()]
+    rss_ready = rss_mib(proc.pid)
+
+    # idle: every resource Ready, no traffic; the steady recheck is --steady seconds here, 300 s for real
+    time.sleep(args.steady)  # let the first post-Ready rechecks settle before counting
+    before, began = sim.sim.call_count(), time.monotonic()
+    peak = rss_ready
+    while time.monotonic() - began < args.idle_window:
+        time.sleep(1.0)
+        peak = max(peak, rss_mib(proc.pid))
+    minutes = (time.monotonic() - began) / 60
+    raw = (sim.sim.call_count() - before) / n / minutes
+    scaled = raw * args.steady / lifecycle.POLL_STEADY
+
+    latencies = wake_latencies(n, args, kube, sim)
+    peak = max(peak, rss_mib(proc.pid))
+    return {
+        "n": n,
+        "ready_p50": statistics.median(to_ready),
+        "ready_p95": pct(to_ready, 0.95),
+        "calls_raw": raw,
+        "calls_per_min": scaled,
+        "rss_mib": peak,
+        "wake_p50": pct(latencies, 0.5),
+        "wake_p99": pct(latencies, 0.99),
+    }
+
+
+def stamp() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def annotate(kube: KubeHarness, name: str, key: str) -> None:
+    patch = {"metadata": {"annotations": {f"remoteollama.dev/{key}": stamp()}}}
+    http(kube, "PATCH", f"{ROL}/{name}", patch, "application/merge-patch+json")
+
+
+def wake_latencies(n: int, args: argparse.Namespace, kube: KubeHarness, sim: SimulatorThread) -> list[float]:
+    names = [f"r{i:03d}" for i in range(min(n, args.wakes))]
+    for name in names:
+        annotate(kube, name, "sleep-requested")
+    wait(lambda: all(phases(kube).get(x) == "Stopped" for x in names), 60, "sampled resources Stopped")
+    ids = {x: http(kube, "GET", f"{ROL}/{x}")["status"]["instance"]["id"] for x in names}
+    wait(lambda: all(sim.sim.state.instances[i].state == "stopped" for i in ids.values()), 30, "VMs stopped")
+    second = datetime.now(UTC).replace(microsecond=0)
+    wait(lambda: datetime.now(UTC).replace(microsecond=0) > second, 3, "a newer second", every=0.02)
+    out = []
+    for name in names:
+        seen = sim.sim.call_count()
+        began = time.monotonic()
+        annotate(kube, name, "wake-requested")
+
+        def started(iid: str = ids[name], seen: int = seen) -> bool:
+            return any(c.operation == "start-instance" and iid in c.path for c in list(sim.sim.calls)[seen:])
+
+        wait(started, 10, f"start call for {name}", every=0.005)
+        out.append(time.monotonic() - began)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="1,50,200")
+    parser.add_argument("--idle-window", type=float, default=20.0, help="seconds of idle counted")
+    parser.add_argument("--steady", type=float, default=10.0, help="steady recheck used while counting")
+    parser.add_argument("--wakes", type=int, default=20, help="wakes measured per size")
+    args = parser.parse_args()
+    print(f"simulated boot {BOOT:.2f}s (subtracted); steady recheck {args.steady:.0f}s scaled to 300s")
+    print(
+        f"{'N':>4} {'ready p50':>10} {'ready p95':>10} {'calls/res/min':>14} {'(raw)':>7} "
+        f"{'RSS MiB':>8} {'wake p50':>9} {'wake p99':>9}"
+    )
+    for n in (int(s) for s in args.sizes.split(",")):
+        r = run_size(n, args)
+        print(
+            f"{n:>4} {r['ready_p50']:>9.2f}s {r['ready_p95']:>9.2f}s {r['calls_per_min']:>14.3f} "
+            f"{r['calls_raw']:>7.2f} {r['rss_mib']:>8.1f} {r['wake_p50'] * 1000:>7.0f}ms "
+            f"{r['wake_p99'] * 1000:>7.0f}ms",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""Security promises: per-VM key and CA, random and rotated on re-create; the proxy trusts that CA
+only; the security group admits only allowedSourceCIDRs on 11435; no secret in logs or /status;
+the proxy never forwards a client's X-Ollama-Key; client keys are compared in constant time."""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import logging
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from cloud_world import KEY, SECRET, cloud_world, full_cycle, spec
+from proxy_world import API_KEY, MODELS, make_pki, world
+from summary import record
+
+from remote_ollama.proxy.app import make_proxy_app, start_proxy
+from remote_ollama.proxy.interfaces import ProxySettings, Upstream
+from remote_ollama.resource import API_KEY_HEADER, VM_PORT, VM_TLS_SERVER_NAME
+
+
+async def test_vm_key_and_ca_are_random_per_vm_and_rotated_on_recreate(tmp_path: Path) -> None:
+    seen: list[dict[str, str]] = []
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+        async with cloud_world(tmp_path / run) as w:
+            for _ in range(2):  # create, destroy, create again
+                await w.wake()
+                await w.ready()
+                creds = w.controller.files.load().credentials
+                assert creds is not None
+                seen.append(dict(creds))
+                w.controller.spec = spec(destroy_after=0.0)
+                w.controller.request_sleep()
+                await w.none_live()
+                w.controller.spec = spec()
+            assert w.state_file.stat().st_mode & 0o777 == 0o600
+    for field in ("api-key", "ca.crt", "tls.key"):
+        values = [c[field] for c in seen]
+        assert len(set(values)) == len(values) == 4, f"{field} repeated across VMs"
+    assert all(len(c["api-key"]) >= 32 for c in seen)
+    record("key/CA rotation (4 VMs)", note="4 distinct keys, CAs, TLS keys")
+
+
+async def test_the_proxy_trusts_the_vms_own_ca_only() -> None:
+    async with world() as w, aiohttp.ClientSession() as http:
+        other = make_pki()  # a VM (or impostor) whose certificate another CA issued
+        for ssl_ctx in (other.client_context(), None):
+            w.resolver.set_ready(Upstream(w.upstream_url, ssl_ctx, API_KEY, VM_TLS_SERVER_NAME))
+            before = dict(w.state.last_headers)
+            async with http.post(f"{w.url}/api/generate", json={"model": MODELS[0], "stream": False}) as r:
+                assert r.status == 502, await r.text()
+                assert "error" in await r.json()
+            assert w.state.last_headers == before, "the request reached a VM it should not trust"
+        w.resolver.set_ready(w.upstream)
+        async with http.post(f"{w.url}/api/generate", json={"model": MODELS[0], "stream": False}) as r:
+            assert r.status == 200
+
+
+async def test_security_group_admits_only_the_allowed_cidrs_on_the_vm_port(tmp_path: Path) -> None:
+    allowed = ("203.0.113.0/24", "2001:db8::/32")
+    async with cloud_world(tmp_path, the_spec=dataclasses.replace(spec(), allowed_source_cidrs=allowed)) as w:
+        await w.wake()
+        await w.ready()
+        (inst,) = w.live()
+        (sg,) = [g for g in w.sim.state.security_groups.values() if g.id in inst.security_group_ids]
+        assert inst.security_group_ids == [sg.id], "no other group (e.g. default) on the VM"
+        inbound = sorted(
+            (r.protocol, r.network, r.start_port, r.end_port)
+            for r in sg.rules
+            if r.flow_direction == "ingress"
+        )
+        assert inbound == sorted(("tcp", c, VM_PORT, VM_PORT) for c in allowed)
+
+        # Someone opens SSH by hand and the CIDRs change: the next create puts the group right.
+        sg.rules.append(
+            dataclasses.replace(sg.rules[0], id="manual", network="0.0.0.0/0", start_port=22, end_port=22)
+        )
+        w.controller.spec = dataclasses.replace(
+            spec(destroy_after=0.0), allowed_source_cidrs=("198.51.100.7/32",)
+        )
+        w.controller.request_sleep()
+        await w.none_live()
+        w.controller.spec = dataclasses.replace(spec(), allowed_source_cidrs=("198.51.100.7/32",))
+        await w.wake()
+        await w.ready()
+        inbound = [
+            (r.protocol, r.network, r.start_port, r.end_port)
+            for r in sg.rules
+            if r.flow_direction == "ingress"
+        ]
+        assert inbound == [("tcp", "198.51.100.7/32", VM_PORT, VM_PORT)]
+
+
+async def test_no_secret_in_logs_or_status_over_a_full_lifecycle(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secrets: set[str] = {SECRET}
+    outputs: list[str] = []
+    async with cloud_world(tmp_path) as w:
+        c = w.controller
+        runner, port = await start_proxy(
+            make_proxy_app(c, c, ProxySettings(status_extra=c.status)), "127.0.0.1", 0
+        )
+        try:
+            async with aiohttp.ClientSession() as http:
+                w.sim.fail_next(2, 503, operation="create-instance")  # error paths log too
+                body = {"model": MODELS[0], "prompt": "hi", "stream": False}
+                async with http.post(f"http://127.0.0.1:{port}/api/generate", json=body) as r:
+                    assert r.status == 200
+                for path in ("/status", "/metrics", "/healthz", "/readyz"):
+                    async with http.get(f"http://127.0.0.1:{port}{path}") as r:
+                        outputs.append(await r.text())
+                creds = c.files.load().credentials or {}
+                secrets |= {creds["api-key"], _pem_body(creds["tls.key"])}
+                await full_cycle(w)  # sleep, wake, destroy: every log line of the lifecycle
+                creds = c.files.load().credentials or {}
+                secrets |= {creds["api-key"], _pem_body(creds["tls.key"])}
+                async with http.get(f"http://127.0.0.1:{port}/status") as r:
+                    outputs.append(await r.text())
+        finally:
+            await runner.cleanup()
+        outputs.append(repr(c.status()))
+    logged = "\n".join(
+        [r.getMessage() for r in caplog.records] + [str(r.args) for r in caplog.records] + [caplog.text]
+    )
+    assert len(caplog.records) > 20
+    for secret in secrets:
+        assert secret not in logged, "a secret reached the logs"
+        for out in outputs:
+            assert secret not in out, "a secret reached /status or /metrics"
+    assert KEY not in "\n".join(outputs)
+    record(
+        "secret scan",
+        note=f"{len(secrets)} secrets vs {len(caplog.records)} log records, {len(outputs)} outputs",
+    )
+
+
+def _pem_body(pem: str) -> str:
+    lines = [line for line in pem.strip().splitlines() if not line.startswith("-----")]
+    return "".join(lines)[:40]
+
+
+@pytest.mark.parametrize("name", [API_KEY_HEADER, API_KEY_HEADER.lower(), API_KEY_HEADER.upper()])
+async def test_the_proxy_never_forwards_a_clients_vm_key(name: str) -> None:
+    async with world() as w, aiohttp.ClientSession() as http:
+        headers = {name: "client-forged-key", "Connection": f"keep-alive, {name}"}
+        async with http.get(f"{w.url}/api/tags", headers=headers) as r:
+            assert r.status == 200
+        seen = {k.lower(): v for k, v in w.state.last_headers["/api/tags"].items()}
+        assert seen[API_KEY_HEADER.lower()] == API_KEY, "the client's key is replaced by the VM's"
+        # Without a VM key to send, a client's key (even the right one) is dropped, not passed on.
+        w.resolver.set_ready(dataclasses.replace(w.upstream, api_key=None))
+        async with http.get(f"{w.url}/api/tags", headers={name: API_KEY}) as r:
+            assert r.status == 401, "the VM saw the client's X-Ollama-Key"
+
+
+async def test_client_keys_are_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    compared: list[tuple[Any, Any]] = []
+    real = hmac.compare_digest
+
+    def spy(a: Any, b: Any) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)  # the module the proxy calls it through
+    settings = ProxySettings(client_api_keys=frozenset({"right-key-0123456789"}))
+    async with world(settings) as w, aiohttp.ClientSession() as http:
+        async with http.get(f"{w.url}/api/tags", headers={"Authorization": "Bearer wrong"}) as r:
+            assert r.status == 401
+        good = {"Authorization": "Bearer right-key-0123456789"}
+        async with http.get(f"{w.url}/api/tags", headers=good) as r:
+            assert r.status == 200
+        seen = {k.lower() for k in w.state.last_headers.get("/api/tags", {})}
+        assert "authorization" not in seen, "the client's key is the proxy's, not the VM's"
+    assert len(compared) >= 2

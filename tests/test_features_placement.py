@@ -1,0 +1,50 @@
+"""End to end: no quota and no capacity where preferred -> the VM comes up on the next placement."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from kube.harness import KubeHarness
+from operator_world import credentials_secret, operator_world, remote_ollama, wait_until
+
+
+def test_quota_and_capacity_failures_move_to_the_next_placement(
+    kube: KubeHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with operator_world(kube, monkeypatch) as world:
+        world.sim.sim.exceed_quota("gpua5000")  # no A5000 anywhere (one simulator serves every zone)
+        world.sim.sim.fail_capacity(1, on=("create",))  # and the first create that passes quota has no room
+        world.apply(credentials_secret())
+        placements = [
+            {"zone": "de-fra-1"},
+            {"zone": "at-vie-2", "instanceType": "gpu3080ti.small"},
+            {"zone": "ch-gva-2", "instanceType": "gpu3080ti.small"},
+        ]
+        world.apply(remote_ollama(placements=placements))
+        obj = world.wait_phase("Ready", timeout=60)
+        status = obj["status"]
+        assert status["placement"]["zone"] == "ch-gva-2"
+        assert status["placement"]["instanceType"] == "gpu3080ti.small"
+        [vm] = world.instances()
+        assert vm.instance_type.name == "gpu3080ti.small"
+        conds = {c["type"]: c for c in status["conditions"]}
+        cap = conds["CapacityUnavailable"]
+        assert cap["status"] == "True" and cap["reason"] == "FellBack"
+        for tried in (
+            "at-vie-2/gpua5000.small (QuotaExceeded)",
+            "de-fra-1/gpua5000.small (QuotaExceeded)",
+            "at-vie-2/gpu3080ti.small (InsufficientCapacity)",
+        ):
+            assert tried in cap["message"], cap["message"]
+        assert "using ch-gva-2/gpu3080ti.small" in cap["message"]
+
+        def fallback_events() -> list[dict[str, Any]]:
+            out = kube.kubectl("get", "events", "-A", "-o", "json", check=True).stdout
+            return [e for e in json.loads(out)["items"] if e.get("reason") == "CapacityUnavailable"]
+
+        events = wait_until(lambda: len(fallback_events()) == 3 and fallback_events(), 10, "three events")
+        last = sorted(e["message"] for e in events)[-1]
+        assert "now trying ch-gva-2/gpu3080ti.small" in " ".join(e["message"] for e in events), last
+        assert all(e["type"] == "Warning" for e in events)
