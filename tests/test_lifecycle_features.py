@@ -83,7 +83,9 @@ def test_over_budget_refuses_a_wake_and_looks_again_at_reset() -> None:
     assert d.kinds == () and d.phase is Phase.STOPPED and d.reason == "BudgetExceeded"
     assert d.recheck_after == 300.0
     soon = BudgetVerdict(OVER.exceeded, 30.0)  # the cap resets in 30 s: look again then
-    assert step(inst("stopped"), down(), activity=Activity(wake_requested=T0), budget=soon).recheck_after == 30
+    assert (
+        step(inst("stopped"), down(), activity=Activity(wake_requested=T0), budget=soon).recheck_after == 30
+    )
 
 
 def test_within_budget_rechecks_when_the_cap_would_be_hit() -> None:
