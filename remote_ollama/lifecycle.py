@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from itertools import pairwise
 
 from .cost import BudgetVerdict
 from .resource import LABEL_SPEC_HASH, VM_PORT, Spec, format_duration
@@ -52,6 +53,8 @@ class Health:
 
     version: str
     models: tuple[str, ...]
+    # Models in memory (GET /api/ps); None when not known (not asked, or the VM did not say).
+    loaded: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,9 @@ class Memory:
     phase: Phase = Phase.PENDING
     wake_requested_at: datetime | None = None  # the wake currently being served (for timing)
     instance_running_at: datetime | None = None
+    ollama_at: datetime | None = None  # when Ollama first answered after the VM ran (wake timing)
+    models_at: datetime | None = None  # when every spec.models was first present (wake timing)
+    warm_up_at: datetime | None = None  # when the current warm-up (load of models[0]) was first asked
     ready_at: datetime | None = None  # when the VM last became Ready: idleness counts from here at the latest
     # True when no instance exists because we scaled to zero by destroying (not because of a fault).
     destroyed_for_idle: bool = False
@@ -99,6 +105,7 @@ class ActionKind(StrEnum):
     STOP_INSTANCE = "stop-instance"
     DELETE_INSTANCE = "delete-instance"
     PULL_MODELS = "pull-models"
+    WARM_UP = "warm-up"  # load models[0] into memory (an empty /api/generate) before declaring Ready
     PROBE = "probe"  # ask the VM's Ollama whether it answers and which models it has
 
 
@@ -120,13 +127,36 @@ class Condition:
 
 @dataclass(frozen=True)
 class WakeTiming:
+    """One wake's milestones: requested -> VM running -> Ollama answering -> models present -> Ready
+    (after the warm-up load). The first request served is only known to the proxy."""
+
     requested_at: datetime
     running_at: datetime | None
     ready_at: datetime
+    ollama_at: datetime | None = None
+    models_at: datetime | None = None
 
     @property
     def seconds(self) -> float:
         return (self.ready_at - self.requested_at).total_seconds()
+
+    def phases(self) -> dict[str, float]:
+        """Seconds of each phase whose two ends are known, keyed by the milestone it ends at
+        (`to_running`, `to_ollama`, `to_models`, `to_ready`), plus `total`."""
+        marks = (
+            ("requested", self.requested_at),
+            ("running", self.running_at),
+            ("ollama", self.ollama_at),
+            ("models", self.models_at),
+            ("ready", self.ready_at),
+        )
+        out = {
+            f"to_{name}": (at - prev).total_seconds()
+            for (_, prev), (name, at) in pairwise(marks)
+            if prev is not None and at is not None
+        }
+        out["total"] = self.seconds
+        return out
 
 
 @dataclass(frozen=True)
@@ -151,6 +181,9 @@ class Decision:
 POLL_TRANSITION = 5.0
 POLL_PROBE = 3.0
 POLL_STEADY = 300.0
+# A warm-up that has not loaded the model by then is given up: the VM is declared Ready anyway, so
+# held requests are served (they load the model themselves) rather than wait for a load that fails.
+WARM_UP_TIMEOUT = 300.0
 
 
 def endpoint_for(ip: str | None) -> str | None:
@@ -209,13 +242,52 @@ def desire(obs: Observation) -> Desire:
     return Desire(True, "Active", "in use", deadline)
 
 
+def warm_up_target(spec: Spec) -> str | None:
+    """The model a wake loads before Ready: models[0], unless warm-up is off or keepAlive is 0
+    (a load with keep_alive 0 unloads at once, so waiting for it would never end)."""
+    if not spec.warm_up or not spec.models or not any(c in "123456789" for c in spec.keep_alive):
+        return None
+    return spec.models[0]
+
+
+def _model_loaded(spec: Spec, health: Health | None, warming: bool, timed_out: bool) -> Condition:
+    target = spec.models[0] if spec.models else None
+    if target is None:
+        return Condition("ModelLoaded", False, "NoModels", "spec.models is empty")
+    if health is None or health.loaded is None:
+        return Condition("ModelLoaded", False, "Unknown", "")
+    if _has_model(health.loaded, target):
+        return Condition("ModelLoaded", True, "Loaded", f"{target} is in memory")
+    if warming:
+        return Condition("ModelLoaded", False, "Loading", f"loading {target} into memory (warm-up)")
+    if timed_out:
+        return Condition(
+            "ModelLoaded",
+            False,
+            "WarmUpTimedOut",
+            f"{target} did not load within {format_duration(WARM_UP_TIMEOUT)}; the first request loads it",
+        )
+    if warm_up_target(spec) is None:
+        return Condition("ModelLoaded", False, "WarmUpDisabled", f"{target} loads on the first request")
+    return Condition(
+        "ModelLoaded", False, "NotLoaded", f"{target} is not in memory; the next request loads it"
+    )
+
+
 def _conditions(
-    running: bool, health: Health | None, missing: tuple[str, ...], ready_msg: str
+    spec: Spec,
+    running: bool,
+    health: Health | None,
+    missing: tuple[str, ...],
+    ready_msg: str,
+    warming: bool = False,
+    timed_out: bool = False,
 ) -> tuple[Condition, ...]:
     ollama = running and health is not None
     models = ollama and not missing
+    ready = models and not warming
     return (
-        Condition("Ready", models, "Ready" if models else "NotReady", ready_msg),
+        Condition("Ready", ready, "Ready" if ready else "WarmingUp" if warming else "NotReady", ready_msg),
         Condition("InstanceRunning", running, "Running" if running else "NotRunning"),
         Condition(
             "OllamaReady",
@@ -229,7 +301,13 @@ def _conditions(
             "AllPresent" if models else ("Missing" if ollama else "Unknown"),
             f"missing: {', '.join(missing)}" if missing else "",
         ),
+        _model_loaded(spec, health if ollama else None, warming, timed_out),
     )
+
+
+def _without_milestones(mem: Memory) -> Memory:
+    """Per-wake milestones are cleared when a wake starts or the VM scales to zero."""
+    return replace(mem, instance_running_at=None, ollama_at=None, models_at=None, warm_up_at=None)
 
 
 def decide(obs: Observation) -> Decision:
@@ -253,12 +331,10 @@ def decide(obs: Observation) -> Decision:
     if want.running:
         if mem.scaled_down_at is not None:
             requested = obs.activity.wake_requested or now
-            new_mem = replace(
-                new_mem, scaled_down_at=None, wake_requested_at=requested, instance_running_at=None
-            )
+            new_mem = replace(_without_milestones(new_mem), scaled_down_at=None, wake_requested_at=requested)
             events.append(f"waking: {want.message}")
     elif mem.scaled_down_at is None:
-        new_mem = replace(new_mem, scaled_down_at=now, wake_requested_at=None, instance_running_at=None)
+        new_mem = replace(_without_milestones(new_mem), scaled_down_at=now, wake_requested_at=None)
         events.append(f"scaling to zero: {want.message}")
 
     def done(
@@ -268,6 +344,8 @@ def decide(obs: Observation) -> Decision:
         recheck: float,
         running: bool = False,
         missing: tuple[str, ...] = (),
+        warming: bool = False,
+        timed_out: bool = False,
     ) -> Decision:
         endpoint = endpoint_for(inst.public_ip) if inst and state not in GONE else None
         mem_out = replace(new_mem, phase=phase, instance_id=inst.id if inst and state not in GONE else None)
@@ -276,7 +354,9 @@ def decide(obs: Observation) -> Decision:
             phase=phase,
             reason=reason,
             message=message,
-            conditions=_conditions(running, health if running else None, missing, message),
+            conditions=_conditions(
+                spec, running, health if running else None, missing, message, warming, timed_out
+            ),
             memory=mem_out,
             endpoint=endpoint,
             recheck_after=max(min(recheck, horizon), 1.0),
@@ -333,6 +413,7 @@ def decide(obs: Observation) -> Decision:
         if new_mem.instance_running_at is None:
             new_mem = replace(new_mem, instance_running_at=now)
         if health is None:
+            new_mem = replace(new_mem, ollama_at=None, models_at=None)
             actions.append(Action(ActionKind.PROBE, inst.id))
             return done(
                 Phase.STARTING,
@@ -341,8 +422,11 @@ def decide(obs: Observation) -> Decision:
                 POLL_PROBE,
                 running=True,
             )
+        if new_mem.ollama_at is None:
+            new_mem = replace(new_mem, ollama_at=now)
         missing = tuple(m for m in spec.models if not _has_model(health.models, m))
         if missing:
+            new_mem = replace(new_mem, models_at=None)
             actions.append(Action(ActionKind.PULL_MODELS, inst.id, models=missing))
             return done(
                 Phase.STARTING,
@@ -352,15 +436,44 @@ def decide(obs: Observation) -> Decision:
                 running=True,
                 missing=missing,
             )
+        if new_mem.models_at is None:
+            new_mem = replace(new_mem, models_at=now)
+        target = warm_up_target(spec)
+        timed_out = False
+        if (
+            mem.phase != Phase.READY
+            and target is not None
+            and health.loaded is not None
+            and not _has_model(health.loaded, target)
+        ):
+            since = new_mem.warm_up_at or now
+            if (now - since).total_seconds() < WARM_UP_TIMEOUT:
+                new_mem = replace(new_mem, warm_up_at=since)
+                actions.append(Action(ActionKind.WARM_UP, inst.id, models=(target,)))
+                return done(
+                    Phase.STARTING,
+                    "WarmingUp",
+                    f"loading {target} into memory before declaring Ready",
+                    POLL_PROBE,
+                    running=True,
+                    warming=True,
+                )
+            timed_out = True
+            events.append(
+                f"warm-up of {target} did not finish in {format_duration(WARM_UP_TIMEOUT)}: Ready without it"
+            )
         if mem.phase != Phase.READY:
-            new_mem = replace(new_mem, ready_at=now)
+            new_mem = replace(new_mem, ready_at=now, warm_up_at=None)
             if spec.idle.stop_after is not None and want.reason not in ("InUse", "AlwaysOn"):
                 steady = min(steady, spec.idle.stop_after)  # idleness counts from readiness at the latest
             events.append("ready")
-            if new_mem.wake_requested_at is not None:
-                last_wake = WakeTiming(new_mem.wake_requested_at, new_mem.instance_running_at, now)
+            m = new_mem
+            if m.wake_requested_at is not None:
+                last_wake = WakeTiming(
+                    m.wake_requested_at, m.instance_running_at, now, m.ollama_at, m.models_at
+                )
                 new_mem = replace(new_mem, wake_requested_at=None)
-        return done(Phase.READY, "Ready", "serving", steady, running=True)
+        return done(Phase.READY, "Ready", "serving", steady, running=True, timed_out=timed_out)
 
     if state == "stopped":
         if want.running:

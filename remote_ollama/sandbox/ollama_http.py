@@ -90,6 +90,8 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise BadRequest(400, "missing request body")
     try:
         value = json.loads(raw)
+    except UnicodeDecodeError as exc:  # Go's decoder sees an invalid byte, as for any bad character
+        raise BadRequest(400, "invalid character looking for beginning of value") from exc
     except json.JSONDecodeError as exc:
         bad = raw.decode(errors="replace")[exc.pos : exc.pos + 1] if exc.pos < len(raw) else ""
         message = f"invalid character '{bad}' looking for beginning of value" if bad else "unexpected EOF"
