@@ -250,12 +250,11 @@ def warm_up_target(spec: Spec) -> str | None:
     return spec.models[0]
 
 
-def _model_loaded(spec: Spec, health: Health | None, warming: bool, timed_out: bool) -> Condition:
-    target = spec.models[0] if spec.models else None
-    if target is None:
-        return Condition("ModelLoaded", False, "NoModels", "spec.models is empty")
-    if health is None or health.loaded is None:
-        return Condition("ModelLoaded", False, "Unknown", "")
+def _model_loaded(spec: Spec, health: Health | None, warming: bool, timed_out: bool) -> Condition | None:
+    """ModelLoaded, present only while the VM's Ollama says what it has in memory (GET /api/ps)."""
+    if health is None or health.loaded is None or not spec.models:
+        return None
+    target = spec.models[0]
     if _has_model(health.loaded, target):
         return Condition("ModelLoaded", True, "Loaded", f"{target} is in memory")
     if warming:
@@ -286,6 +285,7 @@ def _conditions(
     ollama = running and health is not None
     models = ollama and not missing
     ready = models and not warming
+    loaded = _model_loaded(spec, health if ollama else None, warming, timed_out)
     return (
         Condition("Ready", ready, "Ready" if ready else "WarmingUp" if warming else "NotReady", ready_msg),
         Condition("InstanceRunning", running, "Running" if running else "NotRunning"),
@@ -301,8 +301,7 @@ def _conditions(
             "AllPresent" if models else ("Missing" if ollama else "Unknown"),
             f"missing: {', '.join(missing)}" if missing else "",
         ),
-        _model_loaded(spec, health if ollama else None, warming, timed_out),
-    )
+    ) + ((loaded,) if loaded else ())
 
 
 def _without_milestones(mem: Memory) -> Memory:

@@ -22,6 +22,7 @@ from .cloud.exoscale import AsyncExoscaleCloud
 from .cloud.pki import VMCredentials, client_ssl_context, generate_vm_credentials
 from .lifecycle import (
     GONE,
+    WARM_UP_TIMEOUT,
     Action,
     ActionKind,
     Decision,
@@ -87,12 +88,15 @@ class Reconciler:
     store: CredentialStore
     # A fixed VM API key (the seed's EXOSCALE_OLLAMA_KEY); random per VM when None.
     fixed_api_key: str | None = None
+    # Called when a background warm-up ends, so the shell looks again now instead of at its next poll.
+    notify: Callable[[], None] | None = None
     _pulls: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _warm_ups: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _ssl: tuple[str, ssl.SSLContext] | None = None
     _session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
-        for task in self._pulls.values():
+        for task in (*self._pulls.values(), *self._warm_ups.values()):
             task.cancel()
         if self._session is not None:
             await self._session.close()
@@ -151,7 +155,16 @@ class Reconciler:
             log.debug("probe of %s failed: %s", instance.id, type(exc).__name__)
             return None
         models = tuple(m.get("name") or m.get("model", "") for m in tags.get("models", []))
-        return Health(str(version.get("version", "")), models)
+        return Health(str(version.get("version", "")), models, await self._loaded(instance, creds))
+
+    async def _loaded(self, instance: ObservedInstance, creds: VMCredentials) -> tuple[str, ...] | None:
+        """Models in memory (GET /api/ps); None when the VM does not say (no warm-up then)."""
+        try:
+            ps = await self._vm_request(instance, creds, "GET", "/api/ps")
+            return tuple(m.get("name") or m.get("model", "") for m in ps.get("models", []))
+        except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError) as exc:
+            log.debug("GET /api/ps on %s failed: %s", instance.id, type(exc).__name__)
+            return None
 
     # -- acting ------------------------------------------------------------------------------------------
 
@@ -178,6 +191,8 @@ class Reconciler:
                 await self.cloud.delete_instance(_id(action), wait=False)
             elif action.kind is ActionKind.PULL_MODELS and instance is not None:
                 self._start_pulls(instance, action)
+            elif action.kind is ActionKind.WARM_UP and instance is not None:
+                self._start_warm_ups(instance, action, spec.keep_alive)
             # PROBE needs nothing here: the shell probes every running instance before deciding.
 
     async def ensure_access(self, spec: Spec) -> str:
@@ -224,6 +239,38 @@ class Reconciler:
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=PROBE_TIMEOUT),
             )
 
+    def _start_warm_ups(self, instance: ObservedInstance, action: Action, keep_alive: str) -> None:
+        for model in action.models:
+            task = self._warm_ups.get(model)
+            if task is None or task.done():
+                self._warm_ups[model] = asyncio.create_task(self._warm_up(instance, model, keep_alive))
+
+    async def _warm_up(self, instance: ObservedInstance, model: str, keep_alive: str) -> None:
+        """An empty generate loads the model and answers once it is in memory (Ollama's own way)."""
+        creds = await self.store.load()
+        if creds is None:
+            return
+        try:
+            await self._vm_request(
+                instance,
+                creds,
+                "POST",
+                "/api/generate",
+                json={
+                    "model": model,
+                    "prompt": "",
+                    "keep_alive": ollama_keep_alive(keep_alive),
+                    "stream": False,
+                },
+                timeout=aiohttp.ClientTimeout(total=WARM_UP_TIMEOUT, sock_connect=PROBE_TIMEOUT),
+            )
+            log.info("warm-up: %s is loaded on %s", model, instance.id)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            log.warning("warm-up of %s on %s failed: %s", model, instance.id, str(exc) or type(exc).__name__)
+        finally:
+            if self.notify is not None:
+                self.notify()
+
     async def destroy_all(self) -> None:
         """Deletion: every instance with our labels, then the security group. Idempotent."""
         for inst in await self.cloud.find_instances(
@@ -236,6 +283,15 @@ class Reconciler:
             if inst.state not in GONE:
                 await self.cloud.delete_instance(inst.id, wait=True)
         await self.cloud.delete_security_group(self.target.security_group)
+
+
+def ollama_keep_alive(text: str) -> str | float:
+    """Ollama reads a string keep_alive as a Go duration, which must carry a unit: "-1" and "0"
+    (allowed by the CRD) go as numbers of seconds."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _id(action: Action) -> str:

@@ -82,6 +82,7 @@ class LocalController:
             security_group=f"remote-ollama-{self.saved.owner_id}",
         )
         self.reconciler = Reconciler(cloud, target, FileCredentialStore(self), fixed_api_key=ollama_key)
+        self.reconciler.notify = self._kick_now  # a finished warm-up is looked at now
         self.activity = Activity(last_activity=self.saved.last_activity)
         self.decision: Decision | None = None
         self.instance_state: str | None = None
@@ -144,6 +145,9 @@ class LocalController:
 
     async def request_wake(self, at: datetime) -> None:
         self.activity = replace(self.activity, wake_requested=at)
+        self._kick.set()
+
+    def _kick_now(self) -> None:
         self._kick.set()
 
     def request_sleep(self) -> None:

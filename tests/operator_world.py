@@ -13,8 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +21,7 @@ import kopf
 import yaml
 from kopf.testing import KopfRunner
 from kube.harness import KubeHarness
+from waiting import wait_until
 
 from remote_ollama.resource import LABEL_OWNER
 from remote_ollama.sandbox.exoscale_api import SimulatorThread
@@ -30,17 +30,6 @@ from remote_ollama.sandbox.exoscale_state import SimTimings
 ROOT = Path(__file__).resolve().parents[1]
 KEY, SECRET = "EXOoperatortest", "operator-test-secret"
 T = TypeVar("T")
-
-
-def wait_until(predicate: Callable[[], T], timeout: float = 30.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def free_port() -> int:

@@ -10,7 +10,8 @@ from typing import Any
 import kopf.testing
 import pytest
 import requests
-from kube.harness import KubeHarness, wait_for
+from kube.harness import KubeHarness
+from waiting import wait_until as wait_for
 
 ROL = "/apis/remoteollama.dev/v1alpha1/namespaces/default/remoteollamas"
 TOY_OPERATOR = Path(__file__).parent / "kube" / "toy_operator.py"

@@ -168,6 +168,7 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
         return float(min(MAX_BACKOFF, base * 2.0 ** min(ctx.blocked_rounds, 6)))
     ctx.blocked_rounds = 0
     reconciler = ctx.reconciler(cloud)
+    reconciler.notify = ctx.kick.set  # a finished warm-up is looked at now, not at the next poll
     instance = await reconciler.observe_instance(memory)
     generation = body.metadata.get("generation")
     if instance is not None and ctx.access_generation != generation:

@@ -14,7 +14,8 @@ class OperatorMetrics:
         self.registry = registry or CollectorRegistry()
         self.wake_seconds = Histogram(
             "remote_ollama_wake_seconds",
-            "Wake duration by phase (requested->running, running->ready, total)",
+            "Wake duration by phase: to_running (requested -> VM running), to_ollama (-> Ollama answering),"
+            " to_models (-> every model present), to_ready (-> Ready, after the warm-up load), total",
             ["phase"],
             buckets=WAKE_BUCKETS,
             registry=self.registry,
@@ -27,9 +28,5 @@ class OperatorMetrics:
         )
 
     def observe_wake(self, wake: WakeTiming) -> None:
-        self.wake_seconds.labels("total").observe(wake.seconds)
-        if wake.running_at is not None:
-            self.wake_seconds.labels("to_running").observe(
-                (wake.running_at - wake.requested_at).total_seconds()
-            )
-            self.wake_seconds.labels("to_ready").observe((wake.ready_at - wake.running_at).total_seconds())
+        for phase, seconds in wake.phases().items():
+            self.wake_seconds.labels(phase).observe(seconds)

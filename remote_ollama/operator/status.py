@@ -55,6 +55,9 @@ LIFECYCLE_FIELDS = {
     "scaled_down_at": "scaledDownAt",
     "wake_requested_at": "wakeRequestedAt",
     "instance_running_at": "instanceRunningAt",
+    "ollama_at": "ollamaAt",
+    "models_at": "modelsAt",
+    "warm_up_at": "warmUpAt",
     "ready_at": "readyAt",
     "destroyed_for_idle": "destroyedForIdle",
 }
@@ -158,6 +161,8 @@ def status_patch(
         patch["lastWake"] = {
             "requestedAt": rfc3339(w.requested_at),
             "runningAt": rfc3339(w.running_at) if w.running_at else None,
+            "ollamaAt": rfc3339(w.ollama_at) if w.ollama_at else None,
+            "modelsAt": rfc3339(w.models_at) if w.models_at else None,
             "readyAt": rfc3339(w.ready_at),
             "seconds": round(w.seconds, 3),
         }

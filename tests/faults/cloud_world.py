@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from waiting import until
 
 from remote_ollama.cloud.exoscale import AsyncExoscaleCloud
 from remote_ollama.lifecycle import Phase
@@ -34,18 +34,6 @@ def spec(**idle: Any) -> Spec:
         models=(MODEL,),
         idle=IdlePolicy(**({"stop_after": 600.0, "destroy_after": None} | idle)),
     )
-
-
-async def until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Wait for a condition with a deadline (never sleep-and-hope)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 class LateAnswerSimulator(ExoscaleSimulator):

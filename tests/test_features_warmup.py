@@ -1,0 +1,106 @@
+"""End to end (standalone, in process): a wake loads spec.models[0] before Ready, so the first held
+request finds the model in memory. The Exoscale simulator, its simulated VM and Ollama are real;
+the client is the official `ollama` one, through the proxy."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import ollama
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "faults"))
+
+from cloud_world import MODEL, CloudWorld, cloud_world, spec  # noqa: E402
+
+from remote_ollama.lifecycle import Decision, Phase  # noqa: E402
+from remote_ollama.proxy.app import make_proxy_app, start_proxy  # noqa: E402
+from remote_ollama.proxy.interfaces import ProxySettings  # noqa: E402
+from remote_ollama.resource import Spec  # noqa: E402
+from remote_ollama.sandbox.ollama import OllamaState, ollama_state  # noqa: E402
+
+LOADED_NS = 10_000_000  # the simulated Ollama reports 0.5 ms for a loaded model, >= 50 ms for a load
+
+
+def vm_ollama(w: CloudWorld) -> OllamaState | None:
+    """The simulated Ollama of the controller's VM, once it serves."""
+    iid = w.controller.saved.memory.instance_id
+    vm = w.sim.vm(iid) if iid else None
+    runner = vm._runner if vm is not None else None
+    return ollama_state(runner.app) if runner is not None else None
+
+
+@dataclass
+class Round:
+    phase: Phase
+    reason: str
+    loaded: tuple[str, ...]  # what the VM's Ollama had in memory when the round ended
+    generate_body: dict[str, object] | None
+
+
+@dataclass
+class Recorder:
+    rounds: list[Round] = field(default_factory=list)
+
+    def ready_round(self) -> Round:
+        return next(r for r in self.rounds if r.phase is Phase.READY)
+
+
+@asynccontextmanager
+async def world(
+    tmp_path: Path, the_spec: Spec
+) -> AsyncIterator[tuple[CloudWorld, ollama.AsyncClient, Recorder]]:
+    async with cloud_world(tmp_path, the_spec=the_spec) as w:
+        c, rec = w.controller, Recorder()
+        original = c.step
+
+        async def step() -> Decision:
+            d = await original()
+            state = vm_ollama(w)
+            loaded = tuple(r.name for r, _ in state.running()) if state else ()
+            body = state.last_body.get("/api/generate") if state else None
+            rec.rounds.append(Round(d.phase, d.reason, loaded, body))
+            return d
+
+        c.step = step  # type: ignore[method-assign]
+        runner, port = await start_proxy(make_proxy_app(c, c, ProxySettings(hold_timeout=20)), "127.0.0.1", 0)
+        try:
+            yield w, ollama.AsyncClient(host=f"http://127.0.0.1:{port}"), rec
+        finally:
+            await runner.cleanup()
+
+
+async def test_wake_loads_the_model_before_ready_and_the_first_request_does_not_wait(tmp_path: Path) -> None:
+    async with world(tmp_path, spec()) as (w, client, rec):
+        answer = await client.generate(model=MODEL, prompt="hello")  # finds the VM down: held
+        assert answer.done and answer.response
+        # the first request's own reply says the model was already in memory
+        assert answer.load_duration is not None and answer.load_duration < LOADED_NS
+
+        reasons = [r.reason for r in rec.rounds]
+        assert "WarmingUp" in reasons and reasons.index("WarmingUp") < reasons.index("Ready")
+        ready = rec.ready_round()
+        assert MODEL in ready.loaded  # GET /api/ps listed it when Ready was declared
+        # the warm-up was an empty generate with the spec's keep_alive, not streamed
+        assert ready.generate_body == {"model": MODEL, "prompt": "", "keep_alive": "30m", "stream": False}
+        assert all(
+            MODEL not in r.loaded for r in rec.rounds[: rec.rounds.index(ready)] if r.phase is Phase.READY
+        )
+
+        state = vm_ollama(w)
+        assert state is not None and state.requests["/api/generate"] == 2  # one warm-up, one request
+        status = w.controller.status()
+        assert status["provisioning_status"] == "ready"
+        conds = {c.type: (c.status, c.reason) for c in w.controller.decision.conditions}  # type: ignore[union-attr]
+        assert conds["ModelLoaded"] == (True, "Loaded")
+
+
+async def test_without_warm_up_the_first_request_pays_the_load(tmp_path: Path) -> None:
+    async with world(tmp_path, replace(spec(), warm_up=False)) as (w, client, rec):
+        answer = await client.generate(model=MODEL, prompt="hello")
+        assert answer.load_duration is not None and answer.load_duration >= LOADED_NS
+        assert "WarmingUp" not in [r.reason for r in rec.rounds]
+        assert MODEL not in rec.ready_round().loaded
