@@ -95,6 +95,10 @@ class LocalController:
         # Upper bound on the wait between rounds (the sandbox uses 1 s so a person sees each step).
         self.poll_cap: float | None = None
         self.prices = _prices_from_env()
+        # A cloud error retrying cannot fix (quota, credentials): held requests fail after one round
+        # that still sees it, instead of waiting out the whole hold timeout.
+        self.permanent_error: str | None = None
+        self._rounds = 0
         self.budget_refusal: str | None = None  # set while spec.budget is exceeded: requests fail at once
 
     # -- persistence -----------------------------------------------------------------------------------
@@ -122,11 +126,14 @@ class LocalController:
 
     async def await_ready(self, deadline: float) -> Upstream:
         loop = asyncio.get_running_loop()
+        first_round = self._rounds
         async with self._changed:
             while True:
                 up = self._upstream()
                 if up is not None:
                     return up
+                if self.permanent_error and self._rounds > first_round:
+                    raise NotReady(str(self.state_phase()), self.permanent_error)
                 if self.budget_refusal:
                     raise NotReady(str(self.state_phase()), self.budget_refusal)
                 remaining = deadline - loop.time()
@@ -200,25 +207,26 @@ class LocalController:
                 if self.poll_cap is not None:
                     delay = min(delay, self.poll_cap)
                 self._failures = 0
+                self.permanent_error = None
             except CloudError as exc:
                 self._failures += 1
                 self.error = str(exc)
                 retryable = getattr(exc, "retryable", True)
+                self.permanent_error = None if retryable else self.error
                 delay = min(self._max_backoff, 2.0 ** min(self._failures, 6)) * (0.5 + random.random() / 2)
                 if not retryable:
                     delay = max(delay, self._max_backoff)
                 log.warning(
                     "cloud error (%s), retrying in %.0f s: %s", getattr(exc, "reason", "Error"), delay, exc
                 )
-                async with self._changed:
-                    self._changed.notify_all()
             except Exception as exc:  # a bug must not end the loop: held requests would wait in vain
                 self._failures += 1
                 self.error = f"internal error: {type(exc).__name__}: {exc}"
                 delay = self._max_backoff
                 log.exception("lifecycle round failed; retrying in %.0f s", delay)
-                async with self._changed:
-                    self._changed.notify_all()
+            self._rounds += 1
+            async with self._changed:
+                self._changed.notify_all()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), delay)
 

@@ -14,13 +14,13 @@ import ollama
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "faults"))
 
-from cloud_world import MODEL, CloudWorld, cloud_world, spec  # noqa: E402
+from cloud_world import MODEL, CloudWorld, cloud_world, spec
 
-from remote_ollama.lifecycle import Decision, Phase  # noqa: E402
-from remote_ollama.proxy.app import make_proxy_app, start_proxy  # noqa: E402
-from remote_ollama.proxy.interfaces import ProxySettings  # noqa: E402
-from remote_ollama.resource import Spec  # noqa: E402
-from remote_ollama.sandbox.ollama import OllamaState, ollama_state  # noqa: E402
+from remote_ollama.lifecycle import Decision, Phase
+from remote_ollama.proxy.app import make_proxy_app, start_proxy
+from remote_ollama.proxy.interfaces import ProxySettings
+from remote_ollama.resource import Spec
+from remote_ollama.sandbox.ollama import OllamaState, ollama_state
 
 LOADED_NS = 10_000_000  # the simulated Ollama reports 0.5 ms for a loaded model, >= 50 ms for a load
 
@@ -86,9 +86,6 @@ async def test_wake_loads_the_model_before_ready_and_the_first_request_does_not_
         assert MODEL in ready.loaded  # GET /api/ps listed it when Ready was declared
         # the warm-up was an empty generate with the spec's keep_alive, not streamed
         assert ready.generate_body == {"model": MODEL, "prompt": "", "keep_alive": "30m", "stream": False}
-        assert all(
-            MODEL not in r.loaded for r in rec.rounds[: rec.rounds.index(ready)] if r.phase is Phase.READY
-        )
 
         state = vm_ollama(w)
         assert state is not None and state.requests["/api/generate"] == 2  # one warm-up, one request
@@ -99,7 +96,7 @@ async def test_wake_loads_the_model_before_ready_and_the_first_request_does_not_
 
 
 async def test_without_warm_up_the_first_request_pays_the_load(tmp_path: Path) -> None:
-    async with world(tmp_path, replace(spec(), warm_up=False)) as (w, client, rec):
+    async with world(tmp_path, replace(spec(), warm_up=False)) as (_, client, rec):
         answer = await client.generate(model=MODEL, prompt="hello")
         assert answer.load_duration is not None and answer.load_duration >= LOADED_NS
         assert "WarmingUp" not in [r.reason for r in rec.rounds]

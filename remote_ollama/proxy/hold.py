@@ -41,6 +41,8 @@ class Hold:
         self.settings = settings
         self.metrics = metrics
         self.held = 0
+        # When the first request of the current wake began to wait (loop clock); None between wakes.
+        self.wake_started: float | None = None
 
     async def admit(self) -> Upstream:
         """The upstream, at once when ready, else after waiting for it (raises `HoldRejected`)."""
@@ -67,12 +69,23 @@ class Hold:
             )
         self.held += 1
         self.metrics.held.inc()
-        return asyncio.get_running_loop().time()
+        now = asyncio.get_running_loop().time()
+        if self.wake_started is None:
+            self.wake_started = now
+        return now
 
     def leave(self, started: float) -> None:
         self.held -= 1
         self.metrics.held.dec()
         self.metrics.hold_seconds.observe(asyncio.get_running_loop().time() - started)
+        if self.held == 0 and not self.resolver.state().ready:
+            self.wake_started = None  # every held request gave up: this wake served nobody
+
+    def first_byte(self) -> None:
+        """A held request's answer begins: the first one of a wake is the wake's "first request served"."""
+        if self.wake_started is not None:
+            self.metrics.wake_first_request.observe(asyncio.get_running_loop().time() - self.wake_started)
+            self.wake_started = None
 
     async def wait(self, started: float) -> Upstream:
         return await self._wait(started + self.settings.hold_timeout)

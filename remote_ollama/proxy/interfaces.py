@@ -90,4 +90,7 @@ class ProxySettings:
     status_extra: Callable[[], Mapping[str, Any]] = field(default=_no_extra)
     retry_after: int = 10
     connect_timeout: float = 10.0
-    pull_progress_interval: float = 5.0
+    pull_progress_interval: float = 5.0  # seconds between wake progress lines (pull, generate, chat)
+    # Streaming /api/generate and /api/chat get wake progress chunks while held, as /api/pull always
+    # does; per request with the header `X-Remote-Ollama-Progress: true` when this is off.
+    wake_progress: bool = False

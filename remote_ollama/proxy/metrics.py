@@ -86,6 +86,12 @@ class ProxyMetrics:
             buckets=_HOLD_BUCKETS,
             registry=r,
         )
+        self.wake_first_request = Histogram(
+            "remote_ollama_proxy_wake_first_request_seconds",
+            "Per wake: from the first request held to the first response byte of a held request",
+            buckets=_HOLD_BUCKETS,
+            registry=r,
+        )
         self.upstream_latency = Histogram(
             "remote_ollama_proxy_upstream_latency_seconds",
             "Time from forwarding to the upstream's response headers",
