@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 
@@ -16,7 +17,7 @@ from aiohttp import web
 
 from .cloud.exoscale import AsyncExoscaleCloud
 from .proxy.app import make_proxy_app
-from .proxy.interfaces import ProxySettings
+from .proxy.interfaces import ProxySettings, wake_progress_from_env
 from .settings import StandaloneConfig
 from .standalone import LocalController, make_cloud
 
@@ -41,6 +42,7 @@ async def serve_standalone(
         max_held_requests=config.spec.wake.max_held_requests,
         immediate_503=config.immediate_503,
         status_extra=controller.status,
+        wake_progress=wake_progress_from_env(os.environ),
     )
     app = make_proxy_app(controller, controller, settings)
     runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=drain_timeout, access_log=None)

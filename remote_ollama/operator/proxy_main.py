@@ -121,11 +121,37 @@ class ResourceFollower:
                 await asyncio.sleep(2)
 
 
+# Ready=False reasons that retrying cannot fix without a person (quota, credentials, a bad spec).
+PERMANENT_REASONS = frozenset(
+    {
+        "QuotaExceeded",
+        "NotAuthorized",
+        "InvalidCredentials",
+        "CredentialsInvalid",
+        "TemplateNotFound",
+        "InstanceTypeNotFound",
+        "InstanceTypeNotInZone",
+        "InvalidSpec",
+        "InvalidZone",
+    }
+)
+
+
 def refusal_from(status: JSON) -> str | None:
-    """Why the operator will not wake the VM now (BudgetExceeded), so requests need not wait."""
+    """Why the operator will not wake the VM now (budget, quota, credentials), so requests need not wait.
+
+    The request still writes its wake annotation, so the operator tries again and a fixed quota or
+    Secret lifts the refusal with the next status.
+    """
     for cond in status.get("conditions") or []:
         if cond.get("type") == "BudgetExceeded" and cond.get("status") == "True":
             return str(cond.get("message") or "budget exceeded")
+        if (
+            cond.get("type") in ("Ready", "CredentialsValid")
+            and cond.get("status") == "False"
+            and (cond.get("reason") in PERMANENT_REASONS)
+        ):
+            return str(cond.get("message") or cond.get("reason"))
     return None
 
 
@@ -140,6 +166,7 @@ def settings_from_env(env: dict[str, str], spec: dict[str, Any]) -> ProxySetting
         ),
         allowed_origins=tuple(o.strip() for o in env.get("OLLAMA_ORIGINS", "").split(",") if o.strip()),
         client_api_keys=keys,
+        wake_progress=wake_progress_from_env(env),
     )
 
 

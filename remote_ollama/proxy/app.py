@@ -11,6 +11,7 @@ import contextlib
 import hmac
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -25,7 +26,11 @@ from remote_ollama.proxy.upstream import Forwarder, UpstreamPool, UpstreamUnreac
 
 OWN_OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # never behind client auth
 _ORIGIN = web.RequestKey("cors_origin", str)
+_HELD = web.RequestKey("held", bool)  # this request waited for the VM (for the first-byte metric)
 _PULL_BODY_LIMIT = 1 << 20
+# Streaming generate/chat get wake progress chunks with this header (or ProxySettings.wake_progress).
+PROGRESS_HEADER = "X-Remote-Ollama-Progress"
+_PROGRESS_ROUTES = frozenset({"/api/generate", "/api/chat"})
 
 
 def json_error(status: int, message: str) -> web.Response:
@@ -48,6 +53,7 @@ class Proxy:
         self.pool = UpstreamPool(connect_timeout=settings.connect_timeout)
         # The VM's Ollama never sees a browser Origin, so CORS headers are the proxy's alone.
         self.forwarder = Forwarder(self.pool, self.metrics)
+        self.forwarder.request_drop = self.forwarder.request_drop | {PROGRESS_HEADER.lower()}
         if settings.client_api_keys:  # the client's key is the proxy's; the VM never sees it
             self.forwarder.request_drop = self.forwarder.request_drop | {"authorization"}
         self.cache = PollingCache()
@@ -88,6 +94,11 @@ class Proxy:
         given = key.strip().encode()
         return any(hmac.compare_digest(given, k) for k in self._keys)
 
+    async def note_first_byte(self, request: web.Request, response: web.StreamResponse) -> None:
+        """on_response_prepare: a held request's answer starts now (error statuses are not served)."""
+        if request.get(_HELD) and response.status < 500:
+            self.hold.first_byte()
+
     async def add_cors(self, request: web.Request, response: web.StreamResponse) -> None:
         """on_response_prepare: streamed answers get CORS headers before their headers go out."""
         origin = request.get(_ORIGIN)
@@ -105,15 +116,30 @@ class Proxy:
             return web.Response(status=404, text="404 page not found")  # no wake for stray paths
         self.reporter.begin()
         try:
-            if path == "/api/pull" and request.method == "POST" and not self.resolver.state().ready:
-                return await self._pull_while_waking(request)
-            try:
-                upstream = await self.hold.admit()
-            except HoldRejected as exc:
-                return not_ready_response(exc, self.settings.retry_after)
-            return await self._stream_or_502(request, upstream)
+            if request.method == "POST" and not self.resolver.state().ready and self._progress_for(request):
+                return await self._stream_while_waking(request, path)
+            return await self._admit_and_stream(request)
         finally:
             self.reporter.end()
+
+    def _progress_for(self, request: web.Request) -> bool:
+        """Pull always streams wake progress; generate and chat only when asked (strict clients)."""
+        if request.path == "/api/pull":
+            return True
+        if request.path not in _PROGRESS_ROUTES:
+            return False
+        asked = request.headers.get(PROGRESS_HEADER, "").strip().lower() in ("1", "true", "yes")
+        return self.settings.wake_progress or asked
+
+    async def _admit_and_stream(self, request: web.Request, body: bytes | None = None) -> web.StreamResponse:
+        held = not self.resolver.state().ready  # admit() holds exactly when this is true
+        try:
+            upstream = await self.hold.admit()
+        except HoldRejected as exc:
+            return not_ready_response(exc, self.settings.retry_after)
+        if held:
+            request[_HELD] = True
+        return await self._stream_or_502(request, upstream, body)
 
     async def _poll(self, request: web.Request, path: str) -> web.StreamResponse:
         state = self.resolver.state()
@@ -136,19 +162,21 @@ class Proxy:
             self.settings.retry_after,
         )
 
-    async def _pull_while_waking(self, request: web.Request) -> web.StreamResponse:
-        """`POST /api/pull` streams "waking" progress lines while the VM starts, then the real pull."""
-        body = await request.content.read(_PULL_BODY_LIMIT)
+    async def _stream_while_waking(self, request: web.Request, path: str) -> web.StreamResponse:
+        """Streaming pull (and, when asked, generate/chat) gets "waking" lines while the VM starts,
+        then the real stream in the same response. Non-streaming requests are only held."""
+        if path == "/api/pull":
+            body = await request.content.read(_PULL_BODY_LIMIT)
+        else:
+            body = await request.read()
         try:
-            streaming = json.loads(body or b"{}").get("stream", True) is not False
+            parsed = json.loads(body or b"{}")
+            streaming = parsed.get("stream", True) is not False
+            model = str(parsed.get("model") or "")
         except (ValueError, AttributeError):
-            streaming = False
+            streaming, model = False, ""
         if not streaming:
-            try:
-                upstream = await self.hold.admit()
-            except HoldRejected as exc:
-                return not_ready_response(exc, self.settings.retry_after)
-            return await self._stream_or_502(request, upstream, body)
+            return await self._admit_and_stream(request, body)
         try:
             started = self.hold.enter()
         except HoldRejected as exc:
@@ -159,7 +187,7 @@ class Proxy:
             await response.prepare(request)
             while True:
                 phase = self.resolver.state().phase
-                await response.write(progress_line({"status": f"waking remote instance ({phase})"}))
+                await response.write(waking_line(path, model, phase))
                 done, _ = await asyncio.wait({waiting}, timeout=self.settings.pull_progress_interval)
                 if done:
                     break
@@ -171,18 +199,21 @@ class Proxy:
         finally:
             waiting.cancel()
             self.hold.leave(started)
-        await self._continue_pull(request, response, upstream, body)
+        await self._continue_stream(request, response, upstream, body)
         return response
 
-    async def _continue_pull(
+    async def _continue_stream(
         self, request: web.Request, response: web.StreamResponse, upstream: Upstream, body: bytes
     ) -> None:
-        """The real pull's lines follow the waking lines; an error status becomes an error line."""
+        """The real lines follow the waking lines; an error status becomes an error line."""
+        route = route_class(request.path)
         try:
-            up, pooled, _ = await self.forwarder.open(request, upstream, "/api/pull", body=body)
+            up, pooled, _ = await self.forwarder.open(request, upstream, route, body=body)
         except UpstreamUnreachable as exc:
+            self.reporter.request_wake()
             await response.write(progress_line({"error": f"remote instance unreachable: {exc}"}))
             return
+        self.hold.first_byte()
         try:
             if up.status == 200:
                 sent, complete = await self.forwarder.pipe(request, up, response)
@@ -240,6 +271,25 @@ class Proxy:
         await self.pool.close()
 
 
+def waking_line(path: str, model: str, phase: str) -> bytes:
+    """One wake progress line. For generate and chat it is shaped as an empty, unfinished chunk of
+    that route (strict clients parse it as one), with the news under the extra key `remote_ollama`."""
+    status = f"waking remote instance ({phase})"
+    if path == "/api/pull":
+        return progress_line({"status": status})
+    chunk: dict[str, object] = {
+        "model": model,
+        "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    if path == "/api/chat":
+        chunk["message"] = {"role": "assistant", "content": ""}
+    else:
+        chunk["response"] = ""
+    chunk["done"] = False
+    chunk["remote_ollama"] = {"status": status, "phase": phase}
+    return progress_line(chunk)
+
+
 PROXY_KEY = web.AppKey("proxy", Proxy)
 
 
@@ -263,6 +313,7 @@ def make_proxy_app(
     app.router.add_get("/metrics", proxy.prometheus)
     app.router.add_route("*", "/{tail:.*}", proxy.forward)
     app.on_response_prepare.append(proxy.add_cors)
+    app.on_response_prepare.append(proxy.note_first_byte)
     app.cleanup_ctx.append(proxy.lifetime)
     return app
 

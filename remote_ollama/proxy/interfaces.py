@@ -70,6 +70,14 @@ class ActivitySink(Protocol):
         ...
 
 
+WAKE_PROGRESS_ENV = "REMOTE_OLLAMA_WAKE_PROGRESS"
+
+
+def wake_progress_from_env(env: Mapping[str, str]) -> bool:
+    """`ProxySettings.wake_progress` from $REMOTE_OLLAMA_WAKE_PROGRESS (1/true/yes/on)."""
+    return env.get(WAKE_PROGRESS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def _no_extra() -> Mapping[str, Any]:
     return {}
 
