@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from .cloud.exoscale import AsyncExoscaleCloud
+from .cloud.async_cloud import AsyncExoscaleCloud
 from .lifecycle import Memory, Phase
 from .proxy.app import make_proxy_app, start_proxy
 from .proxy.interfaces import NotReady, ProxySettings

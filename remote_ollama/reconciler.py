@@ -17,8 +17,8 @@ from typing import Any
 
 import aiohttp
 
+from .cloud.async_cloud import AsyncExoscaleCloud
 from .cloud.cloudinit import encode_user_data, render_user_data
-from .cloud.exoscale import AsyncExoscaleCloud
 from .cloud.pki import VMCredentials, client_ssl_context, generate_vm_credentials
 from .lifecycle import (
     GONE,

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from .cloud.exoscale import AsyncExoscaleCloud
+from .cloud.async_cloud import AsyncExoscaleCloud
 from .proxy.app import make_proxy_app
 from .proxy.interfaces import ProxySettings, wake_progress_from_env
 from .settings import StandaloneConfig

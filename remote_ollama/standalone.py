@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import cost
+from .cloud.async_cloud import AsyncExoscaleCloud
 from .cloud.errors import CloudError
-from .cloud.exoscale import AsyncExoscaleCloud
 from .cloud.pki import VMCredentials
 from .lifecycle import Activity, Decision, Memory, Observation, Phase, decide
 from .proxy.interfaces import NotReady, Upstream, UpstreamState

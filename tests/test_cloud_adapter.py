@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from remote_ollama.cloud.async_cloud import AsyncExoscaleCloud
 from remote_ollama.cloud.cloudinit import encode_user_data, render_user_data
 from remote_ollama.cloud.errors import (
     CapacityError,
@@ -27,7 +28,7 @@ from remote_ollama.cloud.errors import (
     QuotaError,
     TemplateNotFound,
 )
-from remote_ollama.cloud.exoscale import AsyncExoscaleCloud, ExoscaleCloud, owner_labels
+from remote_ollama.cloud.exoscale import ExoscaleCloud, owner_labels
 from remote_ollama.cloud.pki import VMCredentials, client_ssl_context, generate_vm_credentials
 from remote_ollama.lifecycle import ObservedInstance
 from remote_ollama.resource import API_KEY_HEADER, VM_PORT, VM_TLS_SERVER_NAME, security_group_name

@@ -24,7 +24,7 @@ import ollama
 import pytest
 
 from remote_ollama import AsyncRemoteOllama, RemoteOllama
-from remote_ollama.cloud.exoscale import AsyncExoscaleCloud
+from remote_ollama.cloud.async_cloud import AsyncExoscaleCloud
 from remote_ollama.embedded import VM_TLS_SERVER_NAME, InstanceNotReady
 from remote_ollama.resource import API_KEY_HEADER
 from remote_ollama.sandbox.exoscale_api import ExoscaleSimulator, SimTimings, SimulatorThread

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from remote_ollama.cloud.exoscale import AsyncExoscaleCloud
+from remote_ollama.cloud.async_cloud import AsyncExoscaleCloud
 from remote_ollama.lifecycle import Phase
 from remote_ollama.proxy.interfaces import NotReady
 from remote_ollama.resource import parse_spec

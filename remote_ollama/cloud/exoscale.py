@@ -7,7 +7,6 @@ does. Credentials live only in the client's auth object: never in messages or lo
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import ipaddress
@@ -513,90 +512,4 @@ class ExoscaleCloud:
             self._wait_state(
                 instance_id, lambda r: r is None or r.get("state") == "destroyed", rest, "deleted"
             )
-
-
-class AsyncExoscaleCloud:
-    """The same verbs for asyncio code: each call runs in a worker thread, never on the loop."""
-
-    def __init__(self, cloud: ExoscaleCloud):
-        self.sync = cloud
-        self.zone = cloud.zone
-
-    @classmethod
-    def connect(cls, api_key: str, api_secret: str, zone: str, **kwargs: Any) -> AsyncExoscaleCloud:
-        return cls(ExoscaleCloud(api_key, api_secret, zone, **kwargs))
-
-    async def check_credentials(self) -> None:
-        await asyncio.to_thread(self.sync.check_credentials)
-
-    async def resolve_instance_type(self, name: str) -> JSON:
-        return await asyncio.to_thread(self.sync.resolve_instance_type, name)
-
-    async def resolve_template(self, name: str) -> JSON:
-        return await asyncio.to_thread(self.sync.resolve_template, name)
-
-    async def check_gpu_quota(self, family: str, gpus: int = 1) -> None:
-        await asyncio.to_thread(self.sync.check_gpu_quota, family, gpus)
-
-    async def ensure_security_group(self, name: str, cidrs: Sequence[str], port: int = VM_PORT) -> str:
-        return await asyncio.to_thread(self.sync.ensure_security_group, name, cidrs, port)
-
-    async def delete_security_group(self, name: str, *, deadline: float = 120) -> None:
-        await asyncio.to_thread(self.sync.delete_security_group, name, deadline=deadline)
-
-    async def find_instances(self, labels: Mapping[str, str]) -> list[ObservedInstance]:
-        return await asyncio.to_thread(self.sync.find_instances, labels)
-
-    async def find_instance(self, owner_uid: str, cluster: str) -> ObservedInstance | None:
-        return await asyncio.to_thread(self.sync.find_instance, owner_uid, cluster)
-
-    async def get_instance(self, instance_id: str) -> ObservedInstance | None:
-        return await asyncio.to_thread(self.sync.get_instance, instance_id)
-
-    async def create_instance(
-        self,
-        name: str,
-        instance_type: str | Mapping[str, Any],
-        template: str | Mapping[str, Any],
-        disk_size: int,
-        user_data_b64: str,
-        security_group_id: str,
-        labels: Mapping[str, str],
-        wait: bool = True,
-        deadline: float = 600,
-        confirm: bool = False,
-    ) -> ObservedInstance:
-        return await asyncio.to_thread(
-            self.sync.create_instance,
-            name,
-            instance_type,
-            template,
-            disk_size,
-            user_data_b64,
-            security_group_id,
-            labels,
-            wait,
-            deadline,
-            confirm,
-        )
-
-    async def start_instance(
-        self, instance_id: str, wait: bool = True, deadline: float = 600, confirm: bool = False
-    ) -> ObservedInstance:
-        return await asyncio.to_thread(self.sync.start_instance, instance_id, wait, deadline, confirm)
-
-    async def stop_instance(
-        self, instance_id: str, wait: bool = True, deadline: float = 600
-    ) -> ObservedInstance:
-        return await asyncio.to_thread(self.sync.stop_instance, instance_id, wait, deadline)
-
-    async def delete_instance(self, instance_id: str, wait: bool = True, deadline: float = 600) -> None:
-        await asyncio.to_thread(self.sync.delete_instance, instance_id, wait, deadline)
-
-
-__all__ = [
-    "AsyncExoscaleCloud",
-    "CloudError",
-    "ExoscaleCloud",
-    "owner_labels",
-]
+__all__ = ["CloudError", "ExoscaleCloud", "owner_labels"]

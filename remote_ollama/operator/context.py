@@ -19,8 +19,8 @@ from typing import Any
 import kopf
 
 from .. import __version__
+from ..cloud.async_cloud import AsyncExoscaleCloud
 from ..cloud.errors import CloudError
-from ..cloud.exoscale import AsyncExoscaleCloud
 from ..cloud.pki import VMCredentials
 from ..lifecycle import GONE, WakeTiming
 from ..reconciler import CredentialStore, Reconciler, Target, instance_name

@@ -11,7 +11,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from ..cloud.exoscale import AsyncExoscaleCloud
+from ..cloud.async_cloud import AsyncExoscaleCloud
 from ..resource import IdlePolicy, Spec, WakePolicy, format_duration, parse_duration, parse_instance_type
 from ..serve import serve_standalone
 from ..settings import StandaloneConfig

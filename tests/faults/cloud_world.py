@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from waiting import until
 
-from remote_ollama.cloud.exoscale import AsyncExoscaleCloud
+from remote_ollama.cloud.async_cloud import AsyncExoscaleCloud
 from remote_ollama.lifecycle import Phase
 from remote_ollama.proxy.interfaces import Upstream
 from remote_ollama.resource import LABEL_OWNER, IdlePolicy, Spec, parse_instance_type
