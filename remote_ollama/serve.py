@@ -16,7 +16,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from .cloud.async_cloud import AsyncExoscaleCloud
-from .proxy.app import make_proxy_app
+from .operator.metrics import OperatorMetrics
+from .proxy.app import PROXY_KEY, make_proxy_app
 from .proxy.interfaces import ProxySettings, wake_progress_from_env
 from .settings import StandaloneConfig
 from .standalone import LocalController, make_cloud
@@ -45,6 +46,8 @@ async def serve_standalone(
         wake_progress=wake_progress_from_env(os.environ),
     )
     app = make_proxy_app(controller, controller, settings)
+    # the wake phase histograms (remote_ollama_wake_seconds) on the proxy's /metrics
+    controller.on_wake = OperatorMetrics(app[PROXY_KEY].metrics.registry).observe_wake
     runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=drain_timeout, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

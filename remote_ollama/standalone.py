@@ -20,7 +20,7 @@ from . import cost
 from .cloud.async_cloud import AsyncExoscaleCloud
 from .cloud.errors import CloudError
 from .cloud.pki import VMCredentials
-from .lifecycle import Activity, Decision, Memory, Observation, Phase, decide
+from .lifecycle import Activity, Decision, Memory, Observation, Phase, WakeTiming, decide
 from .proxy.interfaces import NotReady, Upstream, UpstreamState
 from .reconciler import CredentialStore, Reconciler, Target, instance_name
 from .resource import STANDALONE_CLUSTER, VM_TLS_SERVER_NAME, Spec, format_duration
@@ -100,6 +100,7 @@ class LocalController:
         self.permanent_error: str | None = None
         self._rounds = 0
         self.budget_refusal: str | None = None  # set while spec.budget is exceeded: requests fail at once
+        self.on_wake: Callable[[WakeTiming], None] | None = None  # e.g. the wake phase histograms
 
     # -- persistence -----------------------------------------------------------------------------------
 
@@ -185,6 +186,8 @@ class LocalController:
         await self.reconciler.execute(decision, self.spec, instance)
         if decision.last_wake is not None:
             log.info("woke in %.1f s", decision.last_wake.seconds)
+            if self.on_wake is not None:
+                self.on_wake(decision.last_wake)
         if self.decision is None or self.decision.phase != decision.phase:
             log.info("phase %s: %s", decision.phase, decision.message)
             if decision.phase is Phase.READY and self.spec.idle.stop_after:

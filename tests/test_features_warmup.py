@@ -16,9 +16,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "faults"))
 
 from cloud_world import MODEL, CloudWorld, cloud_world, spec
 
-from remote_ollama.lifecycle import Decision, Phase
-from remote_ollama.proxy.app import make_proxy_app, start_proxy
+from remote_ollama.lifecycle import Decision, Phase, WakeTiming
+from remote_ollama.proxy.app import PROXY_KEY, make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import ProxySettings
+from remote_ollama.proxy.metrics import ProxyMetrics
 from remote_ollama.resource import Spec
 from remote_ollama.sandbox.ollama import OllamaState, ollama_state
 
@@ -44,6 +45,8 @@ class Round:
 @dataclass
 class Recorder:
     rounds: list[Round] = field(default_factory=list)
+    wakes: list[WakeTiming] = field(default_factory=list)
+    proxy_metrics: ProxyMetrics | None = None
 
     def ready_round(self) -> Round:
         return next(r for r in self.rounds if r.phase is Phase.READY)
@@ -66,7 +69,10 @@ async def world(
             return d
 
         c.step = step  # type: ignore[method-assign]
-        runner, port = await start_proxy(make_proxy_app(c, c, ProxySettings(hold_timeout=20)), "127.0.0.1", 0)
+        c.on_wake = rec.wakes.append
+        app = make_proxy_app(c, c, ProxySettings(hold_timeout=20))
+        rec.proxy_metrics = app[PROXY_KEY].metrics
+        runner, port = await start_proxy(app, "127.0.0.1", 0)
         try:
             yield w, ollama.AsyncClient(host=f"http://127.0.0.1:{port}"), rec
         finally:
@@ -93,6 +99,17 @@ async def test_wake_loads_the_model_before_ready_and_the_first_request_does_not_
         assert status["provisioning_status"] == "ready"
         conds = {c.type: (c.status, c.reason) for c in w.controller.decision.conditions}  # type: ignore[union-attr]
         assert conds["ModelLoaded"] == (True, "Loaded")
+
+        # the wake's milestones, in order, and the proxy's time to the first byte of the held request
+        (wake,) = rec.wakes
+        marks = [wake.requested_at, wake.running_at, wake.ollama_at, wake.models_at, wake.ready_at]
+        assert None not in marks and marks == sorted(marks)  # type: ignore[type-var]
+        assert set(wake.phases()) == {"to_running", "to_ollama", "to_models", "to_ready", "total"}
+        assert rec.proxy_metrics is not None
+        sample = rec.proxy_metrics.registry.get_sample_value
+        first = sample("remote_ollama_proxy_wake_first_request_seconds_sum")
+        assert sample("remote_ollama_proxy_wake_first_request_seconds_count") == 1
+        assert first is not None and first >= wake.seconds * 0.5  # it waited for (most of) the wake
 
 
 async def test_without_warm_up_the_first_request_pays_the_load(tmp_path: Path) -> None:

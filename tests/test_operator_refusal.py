@@ -9,7 +9,10 @@ def cond(type_: str, status: str, reason: str, message: str = "") -> dict[str, s
 
 
 def test_permanent_reasons_refuse_with_their_message() -> None:
-    quota = {"phase": "Failed", "conditions": [cond("Ready", "False", "QuotaExceeded", "GPU quota exhausted")]}
+    quota = {
+        "phase": "Failed",
+        "conditions": [cond("Ready", "False", "QuotaExceeded", "GPU quota exhausted")],
+    }
     assert refusal_from(quota) == "GPU quota exhausted"
     creds = {"conditions": [cond("CredentialsValid", "False", "CredentialsInvalid", "Secret 'x' not found")]}
     assert refusal_from(creds) == "Secret 'x' not found"
@@ -19,7 +22,9 @@ def test_permanent_reasons_refuse_with_their_message() -> None:
 
 def test_transient_or_healthy_states_do_not_refuse() -> None:
     assert refusal_from({}) is None
-    assert refusal_from({"conditions": [cond("Ready", "False", "InsufficientCapacity", "no GPU now")]}) is None
+    assert (
+        refusal_from({"conditions": [cond("Ready", "False", "InsufficientCapacity", "no GPU now")]}) is None
+    )
     assert refusal_from({"conditions": [cond("Ready", "False", "NotReady", "starting")]}) is None
     assert refusal_from({"conditions": [cond("Ready", "True", "Ready")]}) is None
     assert refusal_from({"conditions": [cond("BudgetExceeded", "False", "WithinBudget")]}) is None

@@ -512,4 +512,6 @@ class ExoscaleCloud:
             self._wait_state(
                 instance_id, lambda r: r is None or r.get("state") == "destroyed", rest, "deleted"
             )
+
+
 __all__ = ["CloudError", "ExoscaleCloud", "owner_labels"]

@@ -46,6 +46,7 @@ log = logging.getLogger("remote_ollama.operator")
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
+
 ORPHAN_GRACE = 600.0  # seconds an unowned instance must stay unowned before it is deleted
 ORPHAN_EVERY = 600.0
 

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from ..cloud.pki import client_ssl_context
 from ..proxy.app import make_proxy_app
-from ..proxy.interfaces import ProxySettings, Upstream
+from ..proxy.interfaces import ProxySettings, Upstream, wake_progress_from_env
 from ..proxy.local import LocalResolver
 from ..resource import (
     ANN_LAST_ACTIVITY,

@@ -23,16 +23,25 @@ async def test_quota_error_fails_held_requests_fast_with_the_reason(tmp_path: Pa
             async with aiohttp.ClientSession() as http:
                 for _ in range(2):  # the first request finds the error, the second one already knows it
                     started = time.monotonic()
-                    async with http.post(f"http://127.0.0.1:{port}/api/generate",
-                                         json={"model": MODEL, "prompt": "x"}) as resp:
+                    async with http.post(
+                        f"http://127.0.0.1:{port}/api/generate", json={"model": MODEL, "prompt": "x"}
+                    ) as resp:
                         body = await resp.json()
                         waited = time.monotonic() - started
                     assert resp.status == 503 and resp.headers.get("Retry-After")
                     assert body["provisioning"] is True
                     assert "quota" in body["error"].lower() and "gpua5000" in body["error"], body
-                    assert waited < 10, f"held {waited:.1f}s for an error that cannot clear (hold timeout 30s)"
+                    assert waited < 10, (
+                        f"held {waited:.1f}s for an error that cannot clear (hold timeout 30s)"
+                    )
         finally:
             await runner.cleanup()
         assert w.live() == []
-    record("quota: held requests fail fast", injected=1, recovered=1, leaked=0, duplicates=w.duplicates,
-           note=f"503 with the reason after {waited:.2f}s, not 30s")
+    record(
+        "quota: held requests fail fast",
+        injected=1,
+        recovered=1,
+        leaked=0,
+        duplicates=w.duplicates,
+        note=f"503 with the reason after {waited:.2f}s, not 30s",
+    )

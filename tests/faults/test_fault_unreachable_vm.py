@@ -27,7 +27,9 @@ async def test_unreachable_vm_triggers_a_check_and_a_replacement(tmp_path: Path)
                 assert old is not None
                 c.poll_cap = 3600.0  # the loop would not look again by itself during this test
                 before = c.decision
-                await until(lambda: c.decision is not before, 2, "one more round, now followed by a long wait")
+                await until(
+                    lambda: c.decision is not before, 2, "one more round, now followed by a long wait"
+                )
                 w.sim.vanish(old)
                 async with http.post(url, json=body) as resp:
                     assert resp.status == 502
@@ -39,5 +41,11 @@ async def test_unreachable_vm_triggers_a_check_and_a_replacement(tmp_path: Path)
                 assert [i.id for i in w.live()] == new
         finally:
             await runner.cleanup()
-    record("VM unreachable between checks", injected=1, recovered=1, leaked=0, duplicates=w.duplicates,
-           note="502 triggers an immediate check")
+    record(
+        "VM unreachable between checks",
+        injected=1,
+        recovered=1,
+        leaked=0,
+        duplicates=w.duplicates,
+        note="502 triggers an immediate check",
+    )
