@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 from .cloud.errors import CloudError
 from .cloud.exoscale import ExoscaleCloud, owner_labels
+from .cost import PRICES_ENV, parse_prices
 from .lifecycle import GONE, ObservedInstance
 from .resource import LABEL_CLUSTER, LABEL_MANAGED_BY, LABEL_MANAGED_BY_VALUE, STANDALONE_CLUSTER
 from .settings import ConfigError, StandaloneConfig
@@ -28,14 +29,6 @@ from .state_file import StateFile
 
 OK, NOT_FOUND, BAD_CONFIG, CLOUD_ERROR, NOT_CONFIRMED = 0, 1, 2, 3, 4
 STANDALONE_STATE_FILE = "/var/lib/remote-ollama/state.json"
-
-# Hourly list prices (same figure in EUR/CHF/USD) from notes/exoscale.md; an estimate, not a bill.
-HOURLY_PRICE: dict[str, float] = {
-    "gpua5000.small": 1.340, "gpua5000.medium": 2.480, "gpua5000.large": 4.557,
-    "gpu3080ti.small": 0.924, "gpu3080ti.medium": 1.709, "gpu3080ti.large": 3.140,
-    "gpu3.small": 2.133, "gpu3.medium": 4.267, "gpu3.large": 8.533, "gpu3.huge": 17.067,
-    "gpu2.small": 1.375, "gpu2.medium": 2.014, "gpu2.large": 2.653, "gpu2.huge": 3.319,
-}  # fmt: skip
 
 
 class Failure(Exception):
@@ -161,7 +154,8 @@ class InstanceTool:
                 sg = {"id": ref["id"], "name": None, "rules": []}
             groups.append({"id": sg.get("id"), "name": sg.get("name"), "rules": sg.get("rules", [])})
         age = age_seconds(inst, self.now)
-        price = HOURLY_PRICE.get(inst.instance_type)
+        table = parse_prices(os.environ.get(PRICES_ENV))
+        price = table.per_hour.get(inst.instance_type)
         cost = round(price * age / 3600, 2) if price is not None and age is not None else None
         info: dict[str, Any] = {
             **summary(inst, self.now),
@@ -171,6 +165,7 @@ class InstanceTool:
             "labels": inst.labels,
             "security_groups": groups,
             "hourly_price": price,
+            "currency": table.currency,
             # An upper bound: the hourly price times the age, as if it had run all along.
             "estimated_cost_so_far": cost,
             "api": {k: v for k, v in raw.items() if k != "user-data"},

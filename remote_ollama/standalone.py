@@ -183,12 +183,18 @@ class LocalController:
         decision = decide(obs)
         for sentence in decision.events:
             log.info("%s", sentence)
+        previous, self.decision = self.decision, decision
+        if decision.phase is not Phase.READY:
+            # Taking the VM down (or not up yet): no request may be sent to it from now on,
+            # even while the stop/delete call is still under way.
+            async with self._changed:
+                self._changed.notify_all()
         await self.reconciler.execute(decision, self.spec, instance)
         if decision.last_wake is not None:
             log.info("woke in %.1f s", decision.last_wake.seconds)
             if self.on_wake is not None:
                 self.on_wake(decision.last_wake)
-        if self.decision is None or self.decision.phase != decision.phase:
+        if previous is None or previous.phase != decision.phase:
             log.info("phase %s: %s", decision.phase, decision.message)
             if decision.phase is Phase.READY and self.spec.idle.stop_after:
                 log.info(
@@ -196,7 +202,6 @@ class LocalController:
                 )
         self.saved.memory = decision.memory
         self.persist()
-        self.decision = decision
         self.error = None
         async with self._changed:
             self._changed.notify_all()

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import kopf
 
 from ..cloud.errors import CapacityError, CloudError, QuotaError
-from ..lifecycle import Condition, Decision, Observation, Phase, decide
+from ..lifecycle import ActionKind, Condition, Decision, Observation, Phase, decide
 from ..reconciler import Reconciler
 from ..resource import (
     ANN_SLEEP_REQUESTED,
@@ -186,6 +186,9 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
         kopf.info(body, reason=_reason(decision), message=sentence)
     if any(a.kind.value in ("start-instance", "create-instance") for a in decision.actions):
         ctx.wake_started = now
+    if any(a.kind in (ActionKind.STOP_INSTANCE, ActionKind.DELETE_INSTANCE) for a in decision.actions):
+        # Taking the VM down: the proxy must stop sending to it before the call, not after.
+        await publish(ctx, body, decision, instance, [credentials_condition(None)], now, spent, placing)
     try:
         await reconciler.execute(decision, spec, instance)
     except (CapacityError, QuotaError) as exc:

@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from cloud_world import KEY, SECRET, cloud_world, full_cycle, spec
+from cloud_world import KEY, SECRET, cloud_world, full_cycle, spec, until
 from proxy_world import API_KEY, MODELS, make_pki, world
 from summary import record
 
@@ -81,6 +81,9 @@ async def test_security_group_admits_only_the_allowed_cidrs_on_the_vm_port(tmp_p
         w.controller.spec = dataclasses.replace(
             spec(destroy_after=0.0), allowed_source_cidrs=("198.51.100.7/32",)
         )
+        # a round already under way decided with the old spec: let one finish before asking
+        before = w.controller.decision
+        await until(lambda: w.controller.decision is not before, 5, "a round with the new spec")
         w.controller.request_sleep()
         await w.none_live()
         w.controller.spec = dataclasses.replace(spec(), allowed_source_cidrs=("198.51.100.7/32",))
