@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .runloop import run
 
 
 def _serving(p: argparse.ArgumentParser, host: str = "0.0.0.0", port: int = 11434) -> None:
@@ -101,12 +101,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         from .serve import serve_standalone
 
-        asyncio.run(serve_standalone(config, args.host, args.port))
+        run(serve_standalone(config, args.host, args.port))
         return 0
     if args.command == "sandbox":
         from .sandbox.demo import run_sandbox
 
-        return asyncio.run(run_sandbox(args))
+        return run(run_sandbox(args))
     if args.command == "instance":
         from .instance_cli import run_instance
 
@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "proxy":
         from .operator.proxy_main import run_resource_proxy
 
-        return int(asyncio.run(run_resource_proxy(args.resource, args.host, args.port)))
+        return int(run(run_resource_proxy(args.resource, args.host, args.port)))
     if args.command in ("status", "wake", "sleep"):
         from .operator.control import control
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import zlib
 
 import kopf
 from prometheus_client import start_http_server
+
+from ..runloop import run
 
 
 def peering_priority(env: dict[str, str]) -> int:
@@ -26,7 +27,7 @@ def run_operator(args: argparse.Namespace) -> int:
     port = int(os.environ.get("REMOTE_OLLAMA_METRICS_PORT", "9090"))
     if port:
         start_http_server(port, registry=OPERATOR.metrics.registry)
-    asyncio.run(
+    run(
         kopf.operator(
             clusterwide=not args.namespace,
             namespaces=args.namespace or (),

@@ -11,22 +11,11 @@ import asyncio
 import os
 import ssl
 import sys
-from collections.abc import Coroutine
-from typing import Any
 
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import ProxySettings, Upstream
 from remote_ollama.proxy.local import LocalResolver, RecordingSink
-
-
-def run(main: Coroutine[Any, Any, None]) -> None:
-    """Run on uvloop when it is installed: it roughly halves the proxy's CPU per request."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
+from remote_ollama.runloop import run
 
 
 def main(argv: list[str] | None = None) -> None:
