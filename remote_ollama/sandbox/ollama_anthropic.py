@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from remote_ollama.sandbox.ollama_generate import Job, mark_loaded, plan_tokens, resolve_model
+from remote_ollama.sandbox.ollama_generate import Job, is_warm, mark_loaded, plan_tokens, resolve_model
 from remote_ollama.sandbox.ollama_http import (
     SSE,
     BadRequest,
@@ -51,7 +51,7 @@ async def messages(request: web.Request, state: OllamaState) -> web.StreamRespon
     prompt = _prompt(body)
     record = resolve_model(state, body.get("model"))
     job = Job(record, body["model"], prompt, body.get("stream") is True, limit, 300.0)
-    mark_loaded(state, job)
+    load = mark_loaded(state, job)
     tokens, reason = plan_tokens(state, job)
     ident = f"msg_{secrets.token_hex(12)}"
     usage = {"input_tokens": count_tokens(prompt), "output_tokens": 0}
@@ -69,7 +69,7 @@ async def messages(request: web.Request, state: OllamaState) -> web.StreamRespon
         response = stream_response(SSE)
         sent: list[str] = []
         try:
-            async for token in gen.tokens(tokens):
+            async for token in gen.tokens(tokens, cold=not is_warm(load)):
                 if job.stream and not sent:
                     await gen.write(response, _opening(message))
                 sent.append(token)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from dataclasses import dataclass
@@ -82,6 +83,9 @@ def plan_tokens(state: OllamaState, job: Job) -> tuple[list[str], str]:
     return tokens, "stop"
 
 
+WARM_LOAD = 0.001  # seconds: below this, the model was already loaded
+
+
 def mark_loaded(state: OllamaState, job: Job) -> float:
     """Load (or keep) the model; returns the simulated load duration in seconds."""
     was_loaded = job.record.name in {r.name for r, _ in state.running()}
@@ -89,7 +93,12 @@ def mark_loaded(state: OllamaState, job: Job) -> float:
         state.loaded.pop(job.record.name, None)
     else:
         state.loaded[job.record.name] = time.time() + min(job.keep_alive, 10 * 365 * 86400.0)
-    return 0.0005 if was_loaded else 0.05 + state.load_delay
+    return WARM_LOAD / 2 if was_loaded else 0.05 + state.load_delay
+
+
+def is_warm(load: float) -> bool:
+    """`mark_loaded` answers this tiny load duration for a model that was already in memory."""
+    return load < WARM_LOAD
 
 
 def stats(job: Job, started: float, eval_started: float, load: float, eval_count: int) -> dict[str, Any]:
@@ -140,6 +149,9 @@ async def generate(request: web.Request, state: OllamaState, *, chat: bool) -> w
         keep_alive=parse_keep_alive(body.get("keep_alive")),
     )
     if not prompt and not body.get("images"):
+        loaded = job.record.name in {r.name for r, _ in state.running()}
+        if not loaded and job.keep_alive != 0 and state.load_delay > 0:
+            await asyncio.sleep(state.load_delay)  # loading takes its time; /api/ps shows it after
         mark_loaded(state, job)
         return _load_only(job, chat)
     return await _run(request, state, job, chat, body)
@@ -180,7 +192,7 @@ async def _run(
         response = stream_response(NDJSON)
         sent: list[str] = []
         try:
-            async for token in gen.tokens(tokens):
+            async for token in gen.tokens(tokens, cold=not is_warm(load)):
                 sent.append(token)
                 if job.stream:
                     await gen.write(response, dumps(_chunk(job, chat, token)) + b"\n")

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from remote_ollama.sandbox.ollama_generate import Job, mark_loaded, plan_tokens, resolve_model
+from remote_ollama.sandbox.ollama_generate import Job, is_warm, mark_loaded, plan_tokens, resolve_model
 from remote_ollama.sandbox.ollama_http import (
     SSE,
     BadRequest,
@@ -89,7 +89,7 @@ async def _complete(
 ) -> web.StreamResponse:
     ident = f"{'chatcmpl' if chat else 'cmpl'}-{secrets.randbelow(1000)}"
     created = int(time.time())
-    mark_loaded(state, job)
+    load = mark_loaded(state, job)
     tokens, reason = plan_tokens(state, job)
     usage = {"prompt_tokens": count_tokens(job.prompt), "completion_tokens": 0, "total_tokens": 0}
     options = body.get("stream_options")
@@ -98,7 +98,7 @@ async def _complete(
         response = stream_response(SSE)
         sent: list[str] = []
         try:
-            async for token in gen.tokens(tokens):
+            async for token in gen.tokens(tokens, cold=not is_warm(load)):
                 sent.append(token)
                 if job.stream:
                     chunk = _envelope(job, chat, ident, created, True)

@@ -96,9 +96,13 @@ class Generation:
             handle.cancel()
             self._waiter = None
 
-    async def tokens(self, tokens: Sequence[str]) -> AsyncIterator[str]:
-        """Yield tokens at the simulated speed; raise `MidStreamFault` where a test asked for one."""
-        await self.sleep(self.state.load_delay)
+    async def tokens(self, tokens: Sequence[str], *, cold: bool = True) -> AsyncIterator[str]:
+        """Yield tokens at the simulated speed; raise `MidStreamFault` where a test asked for one.
+
+        A `cold` model (not loaded before this request) first takes `load_delay` to load, as Ollama.
+        """
+        if cold:
+            await self.sleep(self.state.load_delay)
         for index, token in enumerate(tokens):
             if self.fail_after is not None and index >= self.fail_after:
                 raise MidStreamFault(self.state.mid_stream_message)
