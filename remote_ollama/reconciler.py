@@ -11,7 +11,7 @@ import contextlib
 import logging
 import re
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -298,5 +298,3 @@ def _id(action: Action) -> str:
     assert action.instance_id, f"{action.kind} needs an instance id"
     return action.instance_id
 
-
-OnCredentials = Callable[[VMCredentials], Awaitable[None]]

@@ -92,7 +92,6 @@ class ResourceContext:
     access_generation: Any = None  # the generation whose allowedSourceCIDRs the security group has
     blocked_rounds: int = 0
     warned_annotations: set[str] = field(default_factory=set)
-    wake_started: Any = None
     _reconciler: Reconciler | None = None
     _cloud: AsyncExoscaleCloud | None = None
 

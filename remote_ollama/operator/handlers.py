@@ -19,7 +19,6 @@ import kopf
 
 from ..cloud.errors import CapacityError, CloudError, QuotaError
 from ..lifecycle import ActionKind, Condition, Decision, Observation, Phase, decide
-from ..reconciler import Reconciler
 from ..resource import (
     ANN_SLEEP_REQUESTED,
     ANN_WAKE_REQUESTED,
@@ -32,7 +31,7 @@ from ..resource import (
     parse_spec,
 )
 from . import children
-from .context import OPERATOR, ResourceContext, SecretStore
+from .context import OPERATOR, ResourceContext
 from .cost_round import cost_round
 from .fallback import fall_back, placing_for
 from .kubeapi import KubeError, path_for
@@ -184,8 +183,6 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
     )
     for sentence in decision.events:
         kopf.info(body, reason=_reason(decision), message=sentence)
-    if any(a.kind.value in ("start-instance", "create-instance") for a in decision.actions):
-        ctx.wake_started = now
     if any(a.kind in (ActionKind.STOP_INSTANCE, ActionKind.DELETE_INSTANCE) for a in decision.actions):
         # Taking the VM down: the proxy must stop sending to it before the call, not after.
         await publish(ctx, body, decision, instance, [credentials_condition(None)], now, spent, placing)
@@ -307,5 +304,3 @@ async def cleanup(body: kopf.Body, **_: Any) -> None:
         await OPERATOR.api.delete(kind_path)
     OPERATOR.forget(body.metadata.uid)
 
-
-__all__ = ["Reconciler", "SecretStore"]
