@@ -297,4 +297,3 @@ def ollama_keep_alive(text: str) -> str | float:
 def _id(action: Action) -> str:
     assert action.instance_id, f"{action.kind} needs an instance id"
     return action.instance_id
-

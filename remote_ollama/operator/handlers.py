@@ -303,4 +303,3 @@ async def cleanup(body: kopf.Body, **_: Any) -> None:
     ):
         await OPERATOR.api.delete(kind_path)
     OPERATOR.forget(body.metadata.uid)
-
