@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import ollama
 import pytest
 from kube.harness import KubeHarness
-from operator_world import credentials_secret, operator_world, remote_ollama, wait_until
-from test_chart import rbac_allows, render
+from operator_world import SECRET, credentials_secret, operator_world, remote_ollama, wait_until
+from test_chart import rbac_allows, render, rules_of
 
 from remote_ollama.operator import children
+
+# Grants this run does not exercise, and why they exist (everything else must be used here).
+JUSTIFIED_UNUSED = {
+    # held only so the operator may grant them to each proxy's Role (RBAC escalation rule)
+    ("remoteollama.dev", "remoteollamas", "get"),
+    # drift repair re-applies children by merge patch (tests/test_operator_drift.py)
+    ("apps", "deployments", "patch"),
+    ("", "services", "patch"),
+    ("", "secrets", "patch"),
+    ("", "serviceaccounts", "patch"),
+    ("rbac.authorization.k8s.io", "roles", "patch"),
+    ("rbac.authorization.k8s.io", "rolebindings", "patch"),
+    # peering between replicas; this run is --standalone (tests/test_operator_peering.py)
+    ("kopf.dev", "clusterkopfpeerings", "get"),
+    ("kopf.dev", "clusterkopfpeerings", "list"),
+    ("kopf.dev", "clusterkopfpeerings", "watch"),
+    ("kopf.dev", "clusterkopfpeerings", "patch"),
+}
 
 
 def test_apply_ready_serve_idle_wake_delete(kube: KubeHarness, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -36,6 +55,13 @@ def test_apply_ready_serve_idle_wake_delete(kube: KubeHarness, monkeypatch: pyte
         table = kube.kubectl("get", "rol").stdout
         header = table.splitlines()[0].split()
         assert header[:6] == ["NAME", "PHASE", "TYPE", "ZONE", "IP", "LAST-ACTIVITY"], table
+
+        # no secret value in Events, status or annotations (the Secret itself is where they belong)
+        vm_key = base64.b64decode(world.get("secret", "granite-remote-ollama")["data"]["api-key"]).decode()
+        visible = kube.kubectl("get", "events,rol", "-A", "-o", "json").stdout
+        assert '"kind": "Event"' in visible and '"kind": "RemoteOllama"' in visible, visible[:500]
+        for secret in (vm_key, SECRET):
+            assert secret not in visible
 
         url = world.start_proxy()
         client = ollama.Client(host=url)
@@ -74,6 +100,11 @@ def test_apply_ready_serve_idle_wake_delete(kube: KubeHarness, monkeypatch: pyte
         assert operator_calls, "the audit log saw no operator request"
         denied = sorted(c for c in operator_calls if not rbac_allows(objects, c[0], c[1], c[2], c[3]))
         assert denied == [], f"the operator did what its ClusterRole does not allow: {denied}"
+        used = {(g, r, v) for g, r, v, _ in operator_calls}
+        unused = {(g, r, v) for g, r, v, _ in rules_of(objects)} - used
+        assert unused <= JUSTIFIED_UNUSED, (
+            f"granted but never used in this run: {sorted(unused - JUSTIFIED_UNUSED)}"
+        )
         role = children.proxy_role(obj)
         proxy_calls = {
             (e.group, e.resource, e.verb, e.name) for e in audit if e.agent.startswith("remote-ollama-proxy/")
