@@ -58,8 +58,12 @@ def test_apply_ready_serve_idle_wake_delete(kube: KubeHarness, monkeypatch: pyte
 
         # no secret value in Events, status or annotations (the Secret itself is where they belong)
         vm_key = base64.b64decode(world.get("secret", "granite-remote-ollama")["data"]["api-key"]).decode()
-        visible = kube.kubectl("get", "events,rol", "-A", "-o", "json").stdout
-        assert '"kind": "Event"' in visible and '"kind": "RemoteOllama"' in visible, visible[:500]
+
+        def events_and_resource() -> str | None:
+            out = kube.kubectl("get", "events,rol", "-A", "-o", "json").stdout
+            return out if '"kind": "Event"' in out and '"kind": "RemoteOllama"' in out else None
+
+        visible = wait_until(events_and_resource, 15, "kopf's Events posted")  # kopf posts them in batches
         for secret in (vm_key, SECRET):
             assert secret not in visible
 
