@@ -3,12 +3,13 @@ condition and Event, backoff instead of a retry storm, never a crash."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from typing import Any
 
 from kube.harness import KubeHarness
-from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
+from operator_world import SECRET, CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
 
 
 def ready_condition(world: CloudWorld) -> dict[str, Any] | None:
@@ -71,3 +72,11 @@ def test_malformed_annotation_is_ignored_with_an_event(kube: KubeHarness) -> Non
         assert "remoteollama.dev/wake-requested" in event["message"]
         assert operator.alive()
         assert world.phase() == "Ready"
+        # no secret value in any Event, the status or the annotations
+        secret = world.get("secret", "granite-remote-ollama")
+        assert secret is not None
+        vm_key = base64.b64decode(secret["data"]["api-key"]).decode()
+        visible = kube.kubectl("get", "events,rol", "-A", "-o", "json").stdout
+        assert '"kind": "Event"' in visible and '"endpoint": "https://' in visible
+        for value in (vm_key, SECRET):
+            assert value not in visible

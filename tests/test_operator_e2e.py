@@ -56,14 +56,11 @@ def test_apply_ready_serve_idle_wake_delete(kube: KubeHarness, monkeypatch: pyte
         header = table.splitlines()[0].split()
         assert header[:6] == ["NAME", "PHASE", "TYPE", "ZONE", "IP", "LAST-ACTIVITY"], table
 
-        # no secret value in Events, status or annotations (the Secret itself is where they belong)
+        # no secret value in status or annotations (Events: tests/test_operator_bad_input.py, where
+        # the operator runs as its own process and posts them)
         vm_key = base64.b64decode(world.get("secret", "granite-remote-ollama")["data"]["api-key"]).decode()
-
-        def events_and_resource() -> str | None:
-            out = kube.kubectl("get", "events,rol", "-A", "-o", "json").stdout
-            return out if '"kind": "Event"' in out and '"kind": "RemoteOllama"' in out else None
-
-        visible = wait_until(events_and_resource, 15, "kopf's Events posted")  # kopf posts them in batches
+        visible = kube.kubectl("get", "rol", "-A", "-o", "json").stdout
+        assert '"endpoint": "https://' in visible  # the status is there, and was searched
         for secret in (vm_key, SECRET):
             assert secret not in visible
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime as dt
 import json
 import ssl
 import time
@@ -20,10 +19,6 @@ import exoscale.api.v2
 import pytest
 import requests
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from exoscale.api.exceptions import (
     ExoscaleAPIAuthException,
     ExoscaleAPIClientException,
@@ -33,6 +28,7 @@ from exoscale.api.exceptions import (
 from exoscale.api.v2 import Client
 from exoscale_auth import ExoscaleV2Auth
 
+from remote_ollama.cloud.pki import generate_vm_credentials
 from remote_ollama.resource import API_KEY_HEADER, VM_PORT, VM_TLS_SERVER_NAME
 from remote_ollama.sandbox.exoscale_api import ExoscaleSimulator, SimTimings, SimulatorThread
 
@@ -66,37 +62,8 @@ class TLSMaterial:
     """A throwaway CA and a server certificate for VM_TLS_SERVER_NAME, as the operator would make."""
 
     def __init__(self) -> None:
-        now = dt.datetime.now(dt.UTC)
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
-        ca = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .sign(ca_key, hashes.SHA256())
-        )
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, VM_TLS_SERVER_NAME)]))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(VM_TLS_SERVER_NAME)]), critical=False)
-            .sign(ca_key, hashes.SHA256())
-        )
-        self.ca_pem = ca.public_bytes(serialization.Encoding.PEM).decode()
-        self.cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
-        self.key_pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ).decode()
+        creds = generate_vm_credentials()
+        self.ca_pem, self.cert_pem, self.key_pem = creds.ca_pem, creds.cert_pem, creds.key_pem
 
     def client_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cadata=self.ca_pem)
