@@ -94,6 +94,7 @@ class LocalController:
         self._task: asyncio.Task[None] | None = None
         # Upper bound on the wait between rounds (the sandbox uses 1 s so a person sees each step).
         self.poll_cap: float | None = None
+        self._upstream_cache: tuple[str, dict[str, str] | None, Upstream] | None = None
         self.prices = _prices_from_env()
         # A cloud error retrying cannot fix (quota, credentials): held requests fail after one round
         # that still sees it, instead of waiting out the whole hold timeout.
@@ -120,10 +121,16 @@ class LocalController:
         d = self.decision
         if d is None or d.phase is not Phase.READY or not d.endpoint:
             return None
+        # Called several times per proxied request: rebuild only when the endpoint or credentials change.
+        cached = self._upstream_cache
+        if cached is not None and cached[0] == d.endpoint and cached[1] is self.saved.credentials:
+            return cached[2]
         creds = self.files.credentials(self.saved)
         if creds is None:
             return None
-        return Upstream(d.endpoint, self.reconciler.ssl_context(creds), creds.api_key, VM_TLS_SERVER_NAME)
+        up = Upstream(d.endpoint, self.reconciler.ssl_context(creds), creds.api_key, VM_TLS_SERVER_NAME)
+        self._upstream_cache = (d.endpoint, self.saved.credentials, up)
+        return up
 
     async def await_ready(self, deadline: float) -> Upstream:
         loop = asyncio.get_running_loop()

@@ -54,11 +54,15 @@ class ProxyProcess:
     url: str
     proc: asyncio.subprocess.Process
 
-    def rss_mib(self) -> float:
+    def status_kib(self, field: str) -> int:
+        """A memory figure of the process from /proc (VmRSS now, VmHWM peak), in KiB."""
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise AssertionError("no VmRSS")
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+        raise AssertionError(f"no {field}")
+
+    def rss_mib(self) -> float:
+        return self.status_kib("VmRSS") / 1024
 
     async def metric(self, http: aiohttp.ClientSession, name: str, **labels: str) -> float:
         """Sum of a Prometheus metric's samples whose labels include `labels`."""
