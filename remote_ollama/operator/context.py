@@ -104,7 +104,10 @@ class ResourceContext:
 
     async def cloud_for(self, spec: Spec) -> tuple[str | None, AsyncExoscaleCloud | None]:
         """The cloud client for this resource's credentials, or the reason there is none."""
-        path = path_for("v1", "secrets", self.namespace, spec.credentials_secret)
+        try:
+            path = path_for("v1", "secrets", self.namespace, spec.credentials_secret)
+        except ValueError:
+            return f"credentials Secret name {spec.credentials_secret!r} is not a valid name", None
         secret = await OPERATOR.api.get(path)
         if secret is None:
             return f"credentials Secret {spec.credentials_secret!r} not found in {self.namespace}", None

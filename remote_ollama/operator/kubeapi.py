@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
+from yarl import URL
 
 from .. import __version__
 
@@ -40,6 +41,17 @@ def _load_configuration() -> Any:
     return cfg
 
 
+def segment(value: str) -> str:
+    """One URL path segment, escaped completely: a name can never become another path.
+
+    `/` is escaped too, and the dot segments `.` and `..` (which clients and servers collapse) are
+    refused outright, so `../../team-b/secrets/x` stays a (non-existent) name in this namespace.
+    """
+    if value in ("", ".", ".."):
+        raise ValueError(f"not a name: {value!r}")
+    return quote(value, safe="")
+
+
 def path_for(
     api_version: str,
     plural: str,
@@ -50,12 +62,12 @@ def path_for(
     base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
     parts = [base]
     if namespace:
-        parts.append(f"namespaces/{quote(namespace)}")
+        parts.append(f"namespaces/{segment(namespace)}")
     parts.append(plural)
     if name:
-        parts.append(quote(name))
+        parts.append(segment(name))
     if subresource:
-        parts.append(subresource)
+        parts.append(segment(subresource))
     return "/".join(parts)
 
 
@@ -115,7 +127,8 @@ class KubeAPI:
         query: Mapping[str, str] | None = None,
         timeout: float = 30,
     ) -> JSON:
-        url = self.host + path + (f"?{urlencode(query)}" if query else "")
+        # encoded=True: the path is sent exactly as built (no re-quoting, no dot-segment collapsing)
+        url = URL(self.host + path + (f"?{urlencode(query)}" if query else ""), encoded=True)
         data = json.dumps(body) if body is not None else None
         headers = (
             {"Content-Type": content_type, "Accept": "application/json"}
@@ -172,7 +185,7 @@ class KubeAPI:
         except KubeError as exc:
             if exc.status != 409:
                 raise
-        return await self.merge_patch(f"{collection}/{quote(name)}", body)
+        return await self.merge_patch(f"{collection}/{segment(name)}", body)
 
     async def watch(
         self, path: str, *, query: Mapping[str, str] | None = None, timeout: float = 300
@@ -180,7 +193,7 @@ class KubeAPI:
         """Yield watch events ({type, object}) until the server closes the stream or `timeout` passes."""
         q = dict(query or {})
         q.update({"watch": "true", "timeoutSeconds": str(int(timeout))})
-        url = f"{self.host}{path}?{urlencode(q)}"
+        url = URL(f"{self.host}{path}?{urlencode(q)}", encoded=True)
         async with self._http().get(
             url, ssl=self._ssl, timeout=aiohttp.ClientTimeout(total=timeout + 5, sock_connect=10)
         ) as resp:

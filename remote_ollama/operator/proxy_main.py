@@ -63,7 +63,7 @@ class ResourceFollower:
     def __init__(self, api: KubeAPI, namespace: str, name: str, resolver: LocalResolver):
         self.api, self.namespace, self.name, self.resolver = api, namespace, name, resolver
         self.collection = path_for(f"{GROUP}/{VERSION}", PLURAL, namespace)
-        self.path = f"{self.collection}/{name}"
+        self.path = path_for(f"{GROUP}/{VERSION}", PLURAL, namespace, name)
         self._creds_key: tuple[str, str] | None = None
         self._upstream: Upstream | None = None
         self.body: JSON | None = None
