@@ -51,7 +51,19 @@ DEFAULT_DESTROY_AFTER = 86400.0
 DEFAULT_HOLD_TIMEOUT = 600.0
 DEFAULT_MAX_HELD = 256
 DEFAULT_ACTIVITY_INTERVAL = 15.0
+DEFAULT_MAX_HELD_BODY = 64 * 1024 * 1024
+MAX_HELD_BODY = 4 * 1024**3
 MIN_DISK, MAX_DISK = 10, 51200
+
+# Names that end up in an API URL path (Secret names): a DNS-1123 subdomain, as Kubernetes requires.
+DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_DNS1123_RE = re.compile(DNS1123_SUBDOMAIN)
+INSTANCE_TYPE_PATTERN = r"^[a-z0-9]+\.[a-z0-9]+(-[a-z0-9]+)*$"
+OLLAMA_IMAGE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:-]*(@sha256:[a-f0-9]{64})?$"
+OLLAMA_ENV_KEY_PATTERN = r"^OLLAMA_[A-Z0-9_]+$"
+# Values are written into the VM's systemd unit / shell by cloud-init: nothing that quotes or expands.
+OLLAMA_ENV_VALUE_PATTERN = "^[^\\n\\r\"'\\\\%$`]*$"
+MAX_OLLAMA_ENV = 64
 
 ZONES = ("at-vie-1", "at-vie-2", "bg-sof-1", "ch-dk-2", "ch-gva-2", "de-fra-1", "de-muc-1", "hr-zag-1")
 # The seed wrote GPU types without the "gpu" prefix (a5000.small); map those families.
@@ -148,6 +160,17 @@ def parse_instance_type(value: str) -> InstanceType:
     return InstanceType(FAMILY_ALIASES.get(family, family), size)
 
 
+def parse_known_instance_type(value: str) -> InstanceType:
+    """parse_instance_type, and the family and size must be ones Exoscale sells (a typo fails here,
+    not at the cloud)."""
+    itype = parse_instance_type(value)
+    if itype.family not in KNOWN_FAMILIES or itype.size not in KNOWN_SIZES:
+        raise ValueError(
+            f"not a known instance type (e.g. gpua5000.small, gpu3080ti.small, gpu2.medium): {value!r}"
+        )
+    return itype
+
+
 @dataclass(frozen=True)
 class IdlePolicy:
     """stop_after None: never stop for idleness. destroy_after 0: destroy instead of stop."""
@@ -160,6 +183,24 @@ class IdlePolicy:
 class WakePolicy:
     hold_timeout: float = DEFAULT_HOLD_TIMEOUT
     max_held_requests: int = DEFAULT_MAX_HELD
+    max_held_body_bytes: int = DEFAULT_MAX_HELD_BODY  # a held request's body kept in memory, at most
+    progress: bool = False  # waking-progress chunks on every held streaming generate/chat
+
+
+@dataclass(frozen=True)
+class NetworkPolicySettings:
+    """allow_from empty: only the resource's own namespace may reach the proxy."""
+
+    enabled: bool = True
+    allow_from: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class OllamaSettings:
+    """image None: the image this version pins (cloud/cloudinit.py)."""
+
+    image: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -205,6 +246,10 @@ class Spec:
     placements: tuple[Placement, ...] = ()
     keep_alive: str = "30m"  # how long Ollama keeps the warmed-up model loaded
     warm_up: bool = True  # load models[0] before declaring Ready
+    client_auth_secret: str = ""  # Secret whose data values are the accepted Bearer keys; "" = open
+    model_management: bool = False  # pull/push/create/copy/delete/blobs allowed through the proxy
+    network_policy: NetworkPolicySettings = field(default_factory=NetworkPolicySettings)
+    ollama: OllamaSettings = field(default_factory=OllamaSettings)
 
     def candidates(self) -> tuple[Placement, ...]:
         """Every placement in preference order: the spec's own zone and type first, no duplicates."""
@@ -243,10 +288,22 @@ class Spec:
                 )
                 if v is not None
             },
-            "wake": {"holdTimeout": self.wake.hold_timeout, "maxHeldRequests": self.wake.max_held_requests},
+            "wake": {
+                "holdTimeout": self.wake.hold_timeout,
+                "maxHeldRequests": self.wake.max_held_requests,
+                "maxHeldBodyBytes": self.wake.max_held_body_bytes,
+                "progress": self.wake.progress,
+            },
             "suspend": self.suspend,
             "allowedSourceCIDRs": list(self.allowed_source_cidrs),
+            "modelManagement": self.model_management,
+            "networkPolicy": {"enabled": self.network_policy.enabled}
+            | ({"allowFrom": list(self.network_policy.allow_from)} if self.network_policy.allow_from else {}),
+            "ollama": ({"image": self.ollama.image} if self.ollama.image else {})
+            | ({"env": dict(self.ollama.env)} if self.ollama.env else {}),
         }
+        if self.client_auth_secret:
+            out["clientAuth"] = {"secretRef": {"name": self.client_auth_secret}}
         if self.credentials_secret:
             out["credentialsSecretRef"] = {"name": self.credentials_secret}
         if self.budget.set:
@@ -285,6 +342,10 @@ _KNOWN_FIELDS = {
     "placements",
     "keepAlive",
     "warmUp",
+    "clientAuth",
+    "modelManagement",
+    "networkPolicy",
+    "ollama",
 }
 _KEEP_ALIVE_RE = re.compile(r"^-1$|^0$|^[0-9]+(\.[0-9]+)?(ms|s|m|h)$|^([0-9]+h)?([0-9]+m)?([0-9]+s)?$")
 
@@ -313,11 +374,12 @@ def parse_spec(raw: dict[str, Any] | None, *, require_credentials: bool = True) 
     cred = ""
     ref = raw.get("credentialsSecretRef")
     if isinstance(ref, dict) and isinstance(ref.get("name"), str) and ref["name"]:
-        cred = ref["name"]
+        cred = _secret_name(ref["name"], "spec.credentialsSecretRef.name", problems)
     elif ref is not None or require_credentials:
         problems.append(
             ("spec.credentialsSecretRef.name", "required: the Secret holding api-key and api-secret")
         )
+    client_secret = _parse_client_auth(raw.get("clientAuth"), problems)
 
     def zone(v: Any) -> str:
         if v not in ZONES:
@@ -366,7 +428,7 @@ def parse_spec(raw: dict[str, Any] | None, *, require_credentials: bool = True) 
             raise ValueError("must be > 0")
         return d
 
-    itype = take("instanceType", parse_instance_type, defaults.instance_type)
+    itype = take("instanceType", parse_known_instance_type, defaults.instance_type)
     idle = defaults.idle
     raw_idle = raw.get("idle")
     if raw_idle is not None:
@@ -399,9 +461,23 @@ def parse_spec(raw: dict[str, Any] | None, *, require_credentials: bool = True) 
         else:
             hold = defaults.wake.hold_timeout
             held = defaults.wake.max_held_requests
+            body = defaults.wake.max_held_body_bytes
+            progress = defaults.wake.progress
             for key in raw_wake:
-                if key not in ("holdTimeout", "maxHeldRequests"):
+                if key not in ("holdTimeout", "maxHeldRequests", "maxHeldBodyBytes", "progress"):
                     problems.append((f"spec.wake.{key}", "unknown field"))
+            mb = raw_wake.get("maxHeldBodyBytes", body)
+            if isinstance(mb, bool) or not isinstance(mb, int) or not 0 <= mb <= MAX_HELD_BODY:
+                problems.append(
+                    ("spec.wake.maxHeldBodyBytes", f"must be an integer 0..{MAX_HELD_BODY}: {mb!r}")
+                )
+            else:
+                body = mb
+            pr = raw_wake.get("progress", progress)
+            if not isinstance(pr, bool):
+                problems.append(("spec.wake.progress", f"must be true or false: {pr!r}"))
+            else:
+                progress = pr
             try:
                 if "holdTimeout" in raw_wake:
                     hold = parse_duration(raw_wake["holdTimeout"])
@@ -412,7 +488,7 @@ def parse_spec(raw: dict[str, Any] | None, *, require_credentials: bool = True) 
                 problems.append(("spec.wake.maxHeldRequests", f"must be an integer 0..100000: {mh!r}"))
             else:
                 held = mh
-            wake = WakePolicy(hold, held)
+            wake = WakePolicy(hold, held, body, progress)
     budget = _parse_budget(raw.get("budget"), problems)
     windows: list[Window] = []
     raw_schedule = raw.get("schedule")
@@ -460,6 +536,10 @@ def parse_spec(raw: dict[str, Any] | None, *, require_credentials: bool = True) 
         placements=tuple(placements),
         keep_alive=take("keepAlive", keep_alive, defaults.keep_alive),
         warm_up=take("warmUp", boolean, defaults.warm_up),
+        client_auth_secret=client_secret,
+        model_management=take("modelManagement", boolean, defaults.model_management),
+        network_policy=_parse_network_policy(raw.get("networkPolicy"), problems),
+        ollama=_parse_ollama(raw.get("ollama"), problems),
     )
     if problems:
         raise SpecError(problems)
@@ -498,5 +578,102 @@ def _parse_placement(raw: Any, default_type: InstanceType, zone_check: Any) -> P
     if "zone" not in raw:
         raise ValueError("zone is required")
     zone = zone_check(raw["zone"])
-    itype = parse_instance_type(raw["instanceType"]) if "instanceType" in raw else default_type
+    itype = parse_known_instance_type(raw["instanceType"]) if "instanceType" in raw else default_type
     return Placement(zone, itype)
+
+
+def _secret_name(value: Any, path: str, problems: list[tuple[str, str]]) -> str:
+    """A Secret name goes into an API URL: only a DNS-1123 subdomain passes."""
+    if not isinstance(value, str) or len(value) > 253 or not _DNS1123_RE.match(value):
+        problems.append((path, f"must be a DNS-1123 subdomain (lower case a-z, 0-9, '-', '.'): {value!r}"))
+        return ""
+    return value
+
+
+def _object(raw: Any, path: str, known: tuple[str, ...], problems: list[tuple[str, str]]) -> dict[str, Any]:
+    """`raw` as a dict (None -> {}), every unknown key reported."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        problems.append((path, "must be an object"))
+        return {}
+    for key in raw:
+        if key not in known:
+            problems.append((f"{path}.{key}", "unknown field"))
+    return raw
+
+
+def _parse_client_auth(raw: Any, problems: list[tuple[str, str]]) -> str:
+    if raw is None:
+        return ""
+    obj = _object(raw, "spec.clientAuth", ("secretRef",), problems)
+    ref = _object(obj.get("secretRef"), "spec.clientAuth.secretRef", ("name",), problems)
+    if not ref.get("name"):
+        problems.append(("spec.clientAuth.secretRef.name", "required: the Secret holding the client keys"))
+        return ""
+    return _secret_name(ref["name"], "spec.clientAuth.secretRef.name", problems)
+
+
+def _parse_network_policy(raw: Any, problems: list[tuple[str, str]]) -> NetworkPolicySettings:
+    obj = _object(raw, "spec.networkPolicy", ("enabled", "allowFrom"), problems)
+    enabled = obj.get("enabled", True)
+    if not isinstance(enabled, bool):
+        problems.append(("spec.networkPolicy.enabled", f"must be true or false: {enabled!r}"))
+        enabled = True
+    peers = obj.get("allowFrom") or []
+    if not isinstance(peers, list) or len(peers) > 64:
+        problems.append(
+            ("spec.networkPolicy.allowFrom", "must be a list of at most 64 NetworkPolicyPeer objects")
+        )
+        peers = []
+    for i, peer in enumerate(peers):
+        if not isinstance(peer, dict):
+            problems.append((f"spec.networkPolicy.allowFrom[{i}]", "must be a NetworkPolicyPeer object"))
+    return NetworkPolicySettings(enabled, tuple(p for p in peers if isinstance(p, dict)))
+
+
+_IMAGE_RE = re.compile(OLLAMA_IMAGE_PATTERN)
+_ENV_KEY_RE = re.compile(OLLAMA_ENV_KEY_PATTERN)
+_ENV_VALUE_RE = re.compile(OLLAMA_ENV_VALUE_PATTERN)
+
+
+def parse_ollama_image(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 512 or not _IMAGE_RE.match(value):
+        raise ValueError(f"must be an image reference such as ollama/ollama:0.11.4[@sha256:...]: {value!r}")
+    return value
+
+
+def check_ollama_env(env: dict[str, Any], path: str) -> list[tuple[str, str]]:
+    """Problems of an Ollama environment; each key's path is `path.KEY`."""
+    problems: list[tuple[str, str]] = []
+    if len(env) > MAX_OLLAMA_ENV:
+        problems.append((path, f"at most {MAX_OLLAMA_ENV} variables"))
+    for key, value in env.items():
+        if not isinstance(key, str) or not _ENV_KEY_RE.match(key):
+            problems.append((f"{path}.{key}", f"name must match {OLLAMA_ENV_KEY_PATTERN}"))
+        elif not isinstance(value, str) or len(value) > 1024 or not _ENV_VALUE_RE.match(value):
+            problems.append(
+                (
+                    f"{path}.{key}",
+                    "must be a string of at most 1024 characters without newline, quotes, "
+                    "backslash, backquote, % or $",
+                )
+            )
+    return problems
+
+
+def _parse_ollama(raw: Any, problems: list[tuple[str, str]]) -> OllamaSettings:
+    obj = _object(raw, "spec.ollama", ("image", "env"), problems)
+    image = None
+    if obj.get("image") is not None:
+        try:
+            image = parse_ollama_image(obj["image"])
+        except ValueError as exc:
+            problems.append(("spec.ollama.image", str(exc)))
+    env = obj.get("env") or {}
+    if not isinstance(env, dict):
+        problems.append(("spec.ollama.env", "must be a map of OLLAMA_* names to strings"))
+        env = {}
+    found = check_ollama_env(env, "spec.ollama.env")
+    problems += found
+    return OllamaSettings(image, () if found else tuple(sorted(env.items())))

@@ -11,18 +11,23 @@ from dataclasses import dataclass
 
 from .resource import (
     DEFAULT_INSTANCE_TYPE,
+    DEFAULT_MAX_HELD_BODY,
     DEFAULT_MODEL,
     DEFAULT_TEMPLATE,
     DEFAULT_ZONE,
     KNOWN_FAMILIES,
     KNOWN_SIZES,
+    MAX_HELD_BODY,
     ZONES,
     IdlePolicy,
     InstanceType,
+    OllamaSettings,
     Spec,
     WakePolicy,
+    check_ollama_env,
     parse_duration,
     parse_instance_type,
+    parse_ollama_image,
 )
 
 EXIT_POLICIES = ("keep", "stop", "destroy")
@@ -48,6 +53,7 @@ class StandaloneConfig:
     exit_timeout: float
     immediate_503: bool
     boot_timeout: float
+    client_keys: frozenset[str] = frozenset()  # REMOTE_OLLAMA_CLIENT_KEYS; empty: no client auth
 
     def __repr__(self) -> str:  # credentials never reach a log line
         return f"StandaloneConfig(zone={self.spec.zone!r}, type={self.spec.instance_type.name!r})"
@@ -122,6 +128,43 @@ class StandaloneConfig:
             problems.append(
                 "EXOSCALE_OLLAMA_KEY must be 16-512 characters from A-Z a-z 0-9 _ - . + / = (or unset for a random key)"
             )
+
+        def flag(name: str, default: bool) -> bool:
+            raw = get(name).lower()
+            if not raw:
+                return default
+            if raw not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                problems.append(f"{name}={raw!r} must be true or false (1/0, yes/no, on/off)")
+            return raw in ("1", "true", "yes", "on")
+
+        model_management = flag("REMOTE_OLLAMA_MODEL_MANAGEMENT", True)
+        progress = flag("REMOTE_OLLAMA_WAKE_PROGRESS", False)
+        raw_body = get("REMOTE_OLLAMA_MAX_BODY", str(DEFAULT_MAX_HELD_BODY))
+        max_body = DEFAULT_MAX_HELD_BODY
+        if not raw_body.isdigit() or int(raw_body) > MAX_HELD_BODY:
+            problems.append(
+                f"REMOTE_OLLAMA_MAX_BODY={raw_body!r} must be a number of bytes 0..{MAX_HELD_BODY}"
+            )
+        else:
+            max_body = int(raw_body)
+        image = None
+        if get("OLLAMA_IMAGE"):
+            try:
+                image = parse_ollama_image(get("OLLAMA_IMAGE"))
+            except ValueError as exc:
+                problems.append(f"OLLAMA_IMAGE: {exc}")
+        ollama_env: dict[str, str] = {}
+        for item in (i.strip() for i in get("OLLAMA_ENV").split(",")):
+            if item:
+                k, sep, v = item.partition("=")
+                if not sep:
+                    problems.append(f"OLLAMA_ENV: {item!r} must be NAME=value (comma-separated)")
+                ollama_env[k.strip()] = v.strip()
+        problems += [
+            f"OLLAMA_ENV: {path.removeprefix('OLLAMA_ENV.')} {msg}"
+            for path, msg in check_ollama_env(ollama_env, "OLLAMA_ENV")
+        ]
+        client_keys = frozenset(k.strip() for k in get("REMOTE_OLLAMA_CLIENT_KEYS").split(",") if k.strip())
         if problems:
             raise ConfigError(problems)
         spec = Spec(
@@ -131,7 +174,9 @@ class StandaloneConfig:
             disk_size=disk,
             models=models,
             idle=IdlePolicy(stop_after=idle, destroy_after=destroy),
-            wake=WakePolicy(hold_timeout=hold),
+            wake=WakePolicy(hold_timeout=hold, max_held_body_bytes=max_body, progress=progress),
+            model_management=model_management,
+            ollama=OllamaSettings(image, tuple(sorted(ollama_env.items()))),
         )
         return cls(
             api_key=key,
@@ -144,4 +189,5 @@ class StandaloneConfig:
             exit_timeout=exit_timeout,
             immediate_503=mode == "503",
             boot_timeout=boot_timeout,
+            client_keys=client_keys,
         )

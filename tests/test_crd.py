@@ -29,6 +29,8 @@ def walk(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, 
         yield from walk(sub, f"{path}.{key}" if path else key)
     if isinstance(node.get("items"), dict):
         yield from walk(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        yield from walk(node["additionalProperties"], f"{path}{{}}")
 
 
 def test_names_match_the_design() -> None:
@@ -72,18 +74,20 @@ def test_schema_is_structural() -> None:
                 assert set(branch) <= {"type", "minimum", "minLength", "pattern"}, path
         else:
             assert node.get("type") in {"object", "array", "string", "integer", "number", "boolean"}, path
-        if node.get("type") == "object" and path not in ("metadata", "status.kopf"):
+        opaque = node.get("x-kubernetes-preserve-unknown-fields") or "additionalProperties" in node
+        if node.get("type") == "object" and path != "metadata" and not opaque:
             assert node.get("properties"), f"{path}: objects list their fields"
     preserved = [
         path for path, node in walk(openapi_schema()) if node.get("x-kubernetes-preserve-unknown-fields")
     ]
-    assert preserved == ["status.kopf"]
+    # NetworkPolicyPeer objects are Kubernetes' own type, validated by the NetworkPolicy API on apply.
+    assert preserved == ["spec.networkPolicy.allowFrom[]", "status.kopf"]
 
 
 def test_enums_and_patterns_mirror_resource_py() -> None:
     props = openapi_schema()["properties"]["spec"]["properties"]
     assert props["zone"]["enum"] == list(resource.ZONES)
-    assert props["instanceType"]["pattern"] == r"^[a-z0-9]+\.[a-z0-9]+$"
+    assert props["instanceType"]["pattern"] == resource.INSTANCE_TYPE_PATTERN
     durations = [props["idle"]["properties"][k] for k in ("stopAfter", "destroyAfter")]
     durations += [props["wake"]["properties"]["holdTimeout"], props["activityInterval"]]
     for node in durations:
@@ -114,6 +118,24 @@ def test_enums_and_patterns_mirror_resource_py() -> None:
         },
         {"idle": {"stopAfter": 1800}, "activityInterval": "15s", "wake": {"maxHeldRequests": 100000}},
         {"idle": {}, "models": ["hf.co/org/model:Q4_K_M"]},
+        {
+            "instanceType": "gpu2.extra-large",
+            "placements": [{"zone": "de-fra-1", "instanceType": "gpua30.large"}],
+        },
+        {
+            "clientAuth": {"secretRef": {"name": "granite-client-keys"}},
+            "modelManagement": True,
+            "networkPolicy": {
+                "enabled": True,
+                "allowFrom": [{"podSelector": {}}, {"ipBlock": {"cidr": "10.0.0.0/8"}}],
+            },
+            "wake": {"maxHeldBodyBytes": 1024, "progress": True},
+            "ollama": {
+                "image": "ollama/ollama:0.11.4@sha256:" + "a" * 64,
+                "env": {"OLLAMA_NUM_PARALLEL": "4", "OLLAMA_FLASH_ATTENTION": "1"},
+            },
+        },
+        {"networkPolicy": {"enabled": False}, "ollama": {"image": "registry.example:5000/ollama:custom"}},
     ],
 )
 def test_valid_specs_pass_and_parse(spec: dict[str, Any]) -> None:
@@ -157,6 +179,18 @@ def test_valid_specs_pass_and_parse(spec: dict[str, Any]) -> None:
         ({"allowedSourceCIDRs": ["anywhere"]}, "spec.allowedSourceCIDRs[0]"),
         ({"activityInterval": "fast"}, "spec.activityInterval"),
         ({"gpu": "a5000"}, "spec.gpu"),
+        ({"credentialsSecretRef": {"name": "Exoscale_Creds"}}, "spec.credentialsSecretRef.name"),
+        ({"credentialsSecretRef": {"name": "../../secrets/x"}}, "spec.credentialsSecretRef.name"),
+        ({"clientAuth": {}}, "spec.clientAuth.secretRef"),
+        ({"clientAuth": {"secretRef": {"name": "a/b"}}}, "spec.clientAuth.secretRef.name"),
+        ({"modelManagement": "yes"}, "spec.modelManagement"),
+        ({"networkPolicy": {"enabled": "no"}}, "spec.networkPolicy.enabled"),
+        ({"networkPolicy": {"allowFrom": "everyone"}}, "spec.networkPolicy.allowFrom"),
+        ({"wake": {"maxHeldBodyBytes": -1}}, "spec.wake.maxHeldBodyBytes"),
+        ({"wake": {"progress": "on"}}, "spec.wake.progress"),
+        ({"ollama": {"image": "ollama/ollama; rm -rf /"}}, "spec.ollama.image"),
+        ({"ollama": {"env": {"OLLAMA_X": "a$(id)"}}}, "spec.ollama.env.OLLAMA_X"),
+        ({"ollama": {"env": {"OLLAMA_X": 4}}}, "spec.ollama.env.OLLAMA_X"),
     ],
 )
 def test_invalid_specs_fail_naming_the_field(spec: dict[str, Any], field: str) -> None:
@@ -231,3 +265,42 @@ def test_partial_objects_default_like_parse_spec(spec: dict[str, Any]) -> None:
 def test_descriptions_teach_durations() -> None:
     idle = openapi_schema()["properties"]["spec"]["properties"]["idle"]["properties"]
     assert re.search(r"30m", idle["stopAfter"]["description"])
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"credentialsSecretRef": {"name": "Exoscale_Creds"}}, "spec.credentialsSecretRef.name"),
+        ({"clientAuth": {}}, "spec.clientAuth.secretRef.name"),
+        ({"clientAuth": {"secretRef": {"name": "a/b"}}}, "spec.clientAuth.secretRef.name"),
+        ({"instanceType": "gpua9000.small"}, "spec.instanceType"),
+        ({"placements": [{"zone": "de-fra-1", "instanceType": "gpu.hugest"}]}, "spec.placements[0]"),
+        ({"networkPolicy": {"allowFrom": ["x"]}}, "spec.networkPolicy.allowFrom[0]"),
+        ({"wake": {"maxHeldBodyBytes": -1}}, "spec.wake.maxHeldBodyBytes"),
+        ({"ollama": {"image": "ollama/ollama; rm -rf /"}}, "spec.ollama.image"),
+        ({"ollama": {"env": {"HOME": "/"}}}, "spec.ollama.env.HOME"),
+        ({"ollama": {"env": {"OLLAMA_X": "a\nb"}}}, "spec.ollama.env.OLLAMA_X"),
+        ({"ollama": {"tag": "x"}}, "spec.ollama.tag"),
+    ],
+)
+def test_parser_rejects_what_the_operator_must_not_use(spec: dict[str, Any], field: str) -> None:
+    """The operator's own check (also for what a CRD cannot express, e.g. env names, known families)."""
+    raw = make()["spec"] | spec
+    with pytest.raises(resource.SpecError) as info:
+        resource.parse_spec(raw)
+    assert field in [path for path, _ in info.value.problems], info.value
+
+
+def test_new_fields_default_and_parse() -> None:
+    stored = apply_defaults(make())
+    parsed = resource.parse_spec(stored["spec"])
+    assert stored["spec"]["modelManagement"] is False and parsed.model_management is False
+    assert stored["spec"]["networkPolicy"] == {"enabled": True} and parsed.network_policy.enabled
+    assert stored["spec"]["wake"]["maxHeldBodyBytes"] == resource.DEFAULT_MAX_HELD_BODY == 64 * 1024 * 1024
+    assert parsed.wake.progress is False and parsed.ollama.image is None and parsed.client_auth_secret == ""
+    full = resource.parse_spec(
+        make(clientAuth={"secretRef": {"name": "keys"}}, ollama={"env": {"OLLAMA_NUM_PARALLEL": "4"}})["spec"]
+    )
+    assert full.client_auth_secret == "keys"
+    assert full.ollama.env == (("OLLAMA_NUM_PARALLEL", "4"),)
+    assert resource.parse_spec(full.to_dict() | {"credentialsSecretRef": {"name": "c"}}).ollama == full.ollama

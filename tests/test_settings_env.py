@@ -1,0 +1,54 @@
+"""Standalone settings from the environment: the new variables parse, and bad values are named."""
+
+from __future__ import annotations
+
+import pytest
+
+from remote_ollama.settings import ConfigError, StandaloneConfig
+
+BASE = {"EXOSCALE_API_KEY": "EXOkey", "EXOSCALE_API_SECRET": "secret"}
+
+
+def test_new_variables_parse() -> None:
+    cfg = StandaloneConfig.from_env(
+        BASE
+        | {
+            "REMOTE_OLLAMA_CLIENT_KEYS": "k1, k2",
+            "REMOTE_OLLAMA_MODEL_MANAGEMENT": "false",
+            "REMOTE_OLLAMA_MAX_BODY": "1024",
+            "REMOTE_OLLAMA_WAKE_PROGRESS": "1",
+            "OLLAMA_IMAGE": "ollama/ollama:0.11.4",
+            "OLLAMA_ENV": "OLLAMA_NUM_PARALLEL=4,OLLAMA_FLASH_ATTENTION=1",
+        }
+    )
+    assert cfg.client_keys == {"k1", "k2"}
+    assert cfg.spec.model_management is False
+    assert cfg.spec.wake.max_held_body_bytes == 1024 and cfg.spec.wake.progress is True
+    assert cfg.spec.ollama.image == "ollama/ollama:0.11.4"
+    assert dict(cfg.spec.ollama.env) == {"OLLAMA_NUM_PARALLEL": "4", "OLLAMA_FLASH_ATTENTION": "1"}
+
+
+def test_standalone_defaults_for_new_variables() -> None:
+    cfg = StandaloneConfig.from_env(BASE)
+    assert cfg.client_keys == frozenset()
+    assert cfg.spec.model_management is True  # standalone: the user owns the VM
+    assert cfg.spec.wake.max_held_body_bytes == 64 * 1024 * 1024 and cfg.spec.wake.progress is False
+    assert cfg.spec.ollama.image is None and cfg.spec.ollama.env == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("REMOTE_OLLAMA_MODEL_MANAGEMENT", "maybe"),
+        ("REMOTE_OLLAMA_MAX_BODY", "-1"),
+        ("REMOTE_OLLAMA_WAKE_PROGRESS", "sometimes"),
+        ("OLLAMA_IMAGE", "ollama/ollama; reboot"),
+        ("OLLAMA_ENV", "HOME=/root"),
+        ("OLLAMA_ENV", "OLLAMA_X=$(id)"),
+        ("OLLAMA_ENV", "OLLAMA_X"),
+    ],
+)
+def test_bad_values_are_named(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        StandaloneConfig.from_env(BASE | {name: value})
+    assert any(line.startswith(name) for line in info.value.problems), info.value.problems
