@@ -23,6 +23,7 @@ import openai
 import pytest
 from aiohttp import web
 
+from remote_ollama.ollama_release import DEFAULT_OLLAMA_VERSION
 from remote_ollama.sandbox.ollama import OllamaState, make_ollama_app, ollama_state
 
 CHAT = "llama3.2:1b"
@@ -73,7 +74,7 @@ async def test_root_answers_get_and_head(sim: Sim, http: aiohttp.ClientSession) 
     async with http.head(sim.url + "/") as resp:
         assert resp.status == 200
     async with http.get(sim.url + "/api/version") as resp:
-        assert await resp.json() == {"version": "0.33.0"}
+        assert await resp.json() == {"version": DEFAULT_OLLAMA_VERSION}  # the pinned image's
 
 
 async def test_unknown_path_and_wrong_method_look_like_gin(sim: Sim, http: aiohttp.ClientSession) -> None:

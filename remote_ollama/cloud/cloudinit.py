@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
 
+from ..ollama_release import DEFAULT_OLLAMA_IMAGE, env_problems
 from ..resource import PROXY_PORT, VM_PORT
 from .pki import VMCredentials
 
-OLLAMA_VERSION = "0.11.4"
-OLLAMA_IMAGE = f"ollama/ollama:{OLLAMA_VERSION}"
+OLLAMA_IMAGE = DEFAULT_OLLAMA_IMAGE  # spec.ollama.image / OLLAMA_IMAGE override it
 MAX_USER_DATA_B64 = 32768
 
 CONF_DIR = "/etc/remote-ollama"
@@ -90,7 +90,7 @@ Requires=docker.service
 [Service]
 ExecStartPre=-/usr/bin/docker rm -f ollama
 ExecStart=/usr/bin/docker run --rm --name ollama --gpus all -p 127.0.0.1:{port}:{port} \
--v /var/lib/ollama:/root/.ollama -e OLLAMA_KEEP_ALIVE=-1 {image}
+-v /var/lib/ollama:/root/.ollama -e OLLAMA_KEEP_ALIVE=-1 {env}{image}
 ExecStop=/usr/bin/docker stop ollama
 Restart=always
 RestartSec=5
@@ -190,8 +190,24 @@ def _file(path: str, content: str, permissions: str) -> dict[str, Any]:
     return {"path": path, "content": content, "owner": "root:root", "permissions": permissions}
 
 
-def render_user_data(creds: VMCredentials, models: Sequence[str], *, ollama_image: str = OLLAMA_IMAGE) -> str:
-    """The `#cloud-config` document for one resource's VM (see module docstring)."""
+def render_user_data(
+    creds: VMCredentials,
+    models: Sequence[str],
+    *,
+    ollama_image: str | None = None,
+    ollama_env: Mapping[str, str] | None = None,
+) -> str:
+    """The `#cloud-config` document for one resource's VM (see module docstring).
+
+    `ollama_env` (spec.ollama.env) goes to the Ollama container as quoted `-e` arguments of the
+    unit's ExecStart; `env_problems` refuses whatever could end the quotes or the line.
+    """
+    ollama_image = ollama_image or OLLAMA_IMAGE
+    env = dict(ollama_env or {})
+    problems = env_problems(env)
+    if problems:
+        raise UserDataError("invalid spec.ollama.env: " + "; ".join(problems))
+    env_args = "".join(f'"-e" "{name}={value}" ' for name, value in sorted(env.items()))
     if not _API_KEY_RE.match(creds.api_key):
         raise UserDataError(
             "VM API key must be 16-512 characters from A-Z a-z 0-9 _ - . + / = (it is matched by nginx)"
@@ -210,7 +226,11 @@ def render_user_data(creds: VMCredentials, models: Sequence[str], *, ollama_imag
             _file(API_KEY_PATH, creds.api_key + "\n", "0600"),
             _file(MODELS_PATH, "".join(f"{m}\n" for m in models), "0644"),
             _file(NGINX_SITE_PATH, NGINX_SITE, "0644"),
-            _file(OLLAMA_UNIT_PATH, OLLAMA_UNIT.format(port=PROXY_PORT, image=ollama_image), "0644"),
+            _file(
+                OLLAMA_UNIT_PATH,
+                OLLAMA_UNIT.format(port=PROXY_PORT, image=ollama_image, env=env_args),
+                "0644",
+            ),
             _file(MODELS_UNIT_PATH, MODELS_UNIT, "0644"),
             _file(PULL_PATH, PULL_SCRIPT, "0755"),
             _file(SETUP_PATH, SETUP_SCRIPT, "0755"),

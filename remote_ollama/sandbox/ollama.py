@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
+from remote_ollama.ollama_release import DEFAULT_OLLAMA_VERSION, serves
 from remote_ollama.sandbox import ollama_anthropic, ollama_generate, ollama_native, ollama_openai
 from remote_ollama.sandbox.ollama_http import (
     BadRequest,
@@ -163,14 +164,23 @@ _ROUTES: list[tuple[str, str, StateHandler]] = [
 
 
 def make_ollama_app(
-    models: list[str], *, token_delay: float = 0.02, pull_delay: float = 0.0, version: str = "0.33.0"
+    models: list[str],
+    *,
+    token_delay: float = 0.02,
+    pull_delay: float = 0.0,
+    version: str = DEFAULT_OLLAMA_VERSION,
 ) -> web.Application:
-    """An aiohttp app that behaves like `ollama serve` with `models` already pulled."""
+    """An aiohttp app that behaves like `ollama serve` `version` with `models` already pulled.
+
+    Routes `version` does not serve are absent (404, as Gin answers), per `ollama_release`.
+    """
     app = web.Application(client_max_size=CLIENT_MAX_SIZE, middlewares=[_cors, _errors, _observe])
     state = OllamaState(version=version, token_delay=token_delay, pull_delay=pull_delay)
     state.set_models(models)
     app[OLLAMA_STATE] = state
     for method, path, fn in _ROUTES:
+        if not serves(version, method, path):
+            continue
         if method == "GET":
             app.router.add_get(path, _bind(fn))  # GET routes also answer HEAD, as Ollama's do
         else:

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from remote_ollama.ollama_release import EMBEDDINGS_BASE64, at_least
 from remote_ollama.sandbox.ollama_generate import Job, is_warm, mark_loaded, plan_tokens, resolve_model
 from remote_ollama.sandbox.ollama_http import (
     SSE,
@@ -137,7 +138,9 @@ async def embeddings(request: web.Request, state: OllamaState) -> web.Response:
     record = resolve_model(state, body.get("model"))
     inputs = _embedding_inputs(body.get("input"))
     fmt = body.get("encoding_format") or "float"
-    if fmt not in ("float", "base64"):
+    if not at_least(state.version, EMBEDDINGS_BASE64):
+        fmt = "float"  # older Ollama ignores encoding_format and always sends float arrays
+    elif fmt not in ("float", "base64"):
         raise BadRequest(400, f"invalid encoding format: {fmt!r}")
     dims = body.get("dimensions")
     mark_loaded(state, Job(record, body["model"], "", False, None, 300.0))

@@ -16,6 +16,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import socket
 import ssl
 import tempfile
@@ -29,6 +30,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from remote_ollama.ollama_release import DEFAULT_OLLAMA_VERSION, version_of
 from remote_ollama.resource import API_KEY_HEADER, VM_PORT
 from remote_ollama.sandbox.exoscale_state import Instance, SimTimings
 
@@ -39,6 +41,8 @@ TLS_CERT_PATH = f"{CONFIG_DIR}/tls.crt"
 TLS_KEY_PATH = f"{CONFIG_DIR}/tls.key"
 API_KEY_PATH = f"{CONFIG_DIR}/api-key"
 MODELS_PATH = f"{CONFIG_DIR}/models"
+OLLAMA_UNIT_PATH = "/etc/systemd/system/remote-ollama-ollama.service"
+_IMAGE_RE = re.compile(r"^ExecStart=/usr/bin/docker run .* (\S+)\s*$", re.MULTILINE)
 
 # What the cloud-init nginx site answers (cloud/cloudinit.py: `return 401 '…'` under default_type).
 NGINX_401 = '{"error":"missing or wrong X-Ollama-Key"}\n'
@@ -54,6 +58,7 @@ class VMConfig:
     key_pem: bytes
     api_key: str
     models: tuple[str, ...]
+    ollama_version: str = DEFAULT_OLLAMA_VERSION  # of the image the Ollama unit runs
 
 
 def _decode_file(entry: dict[str, Any]) -> bytes:
@@ -100,7 +105,9 @@ def parse_user_data(user_data: str | None) -> VMConfig:
     if not api_key:
         raise UserDataError(f"{API_KEY_PATH} is empty")
     models = tuple(m.strip() for m in files[MODELS_PATH].decode().splitlines() if m.strip())
-    return VMConfig(files[TLS_CERT_PATH], files[TLS_KEY_PATH], api_key, models)
+    found = _IMAGE_RE.search(files.get(OLLAMA_UNIT_PATH, b"").decode(errors="replace"))
+    version = version_of(found[1]) if found else DEFAULT_OLLAMA_VERSION
+    return VMConfig(files[TLS_CERT_PATH], files[TLS_KEY_PATH], api_key, models, version)
 
 
 def server_ssl_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
@@ -164,12 +171,16 @@ def _fallback_ollama_app(models: list[str], *, token_delay: float, pull_delay: f
     return app
 
 
-def make_vm_ollama_app(models: list[str], *, token_delay: float, pull_delay: float) -> web.Application:
+def make_vm_ollama_app(
+    models: list[str], *, token_delay: float, pull_delay: float, version: str = DEFAULT_OLLAMA_VERSION
+) -> web.Application:
     try:
         from remote_ollama.sandbox.ollama import make_ollama_app
     except ImportError:
         return _fallback_ollama_app(models, token_delay=token_delay, pull_delay=pull_delay)
-    app: web.Application = make_ollama_app(models, token_delay=token_delay, pull_delay=pull_delay)
+    app: web.Application = make_ollama_app(
+        models, token_delay=token_delay, pull_delay=pull_delay, version=version
+    )
     return app
 
 
@@ -269,7 +280,10 @@ class SimulatedVM:
             log.warning("simulated VM %s: %s", self.instance_id, self.problem)
             return
         app = make_vm_ollama_app(
-            list(config.models), token_delay=self.timings.token, pull_delay=self.timings.pull
+            list(config.models),
+            token_delay=self.timings.token,
+            pull_delay=self.timings.pull,
+            version=config.ollama_version,
         )
         app.middlewares.insert(0, key_check(config.api_key))
         runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
