@@ -398,7 +398,7 @@ def decide(obs: Observation) -> Decision:
 
     if inst.labels.get(LABEL_SPEC_HASH, spec.instance_hash()) != spec.instance_hash():
         actions.append(Action(ActionKind.DELETE_INSTANCE, inst.id, reason="SpecChanged"))
-        events.append(f"spec changed (type, zone, template or disk): replacing instance {inst.id}")
+        events.append(f"spec changed (type, zone, template, disk or Ollama): replacing instance {inst.id}")
         new_mem = replace(new_mem, destroyed_for_idle=False, ready_at=None)
         return done(Phase.PROVISIONING, "SpecChanged", "replacing the VM for the new spec", POLL_TRANSITION)
 

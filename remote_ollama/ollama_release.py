@@ -63,8 +63,6 @@ ENV_NAME_RE = re.compile(r"^OLLAMA_[A-Z0-9_]+$")
 # escapes, expands (`%` is a systemd specifier, `$` an environment reference) or ends the line.
 ENV_VALUE_RE = re.compile("^[^\\x00-\\x1f\\x7f\"'\\\\%$`]{0,1024}$")
 MAX_ENV = 64
-# Settings the VM's own contract fixes (where Ollama listens, the model store).
-RESERVED_ENV = frozenset({"OLLAMA_HOST", "OLLAMA_MODELS"})
 
 
 def version_key(version: str) -> tuple[int, int, int] | None:
@@ -105,8 +103,6 @@ def env_problems(env: Mapping[str, str] | Iterable[tuple[str, str]]) -> list[str
     for name, value in items:
         if not isinstance(name, str) or not ENV_NAME_RE.match(name):
             problems.append(f"{name!r}: names must match OLLAMA_[A-Z0-9_]+")
-        elif name in RESERVED_ENV:
-            problems.append(f"{name}: set by remote-ollama itself (the VM contract)")
         if not isinstance(value, str) or not ENV_VALUE_RE.match(value):
             problems.append(
                 f"{name}: value must be at most 1024 characters without quotes, backslashes, %, $ or newlines"

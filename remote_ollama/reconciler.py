@@ -206,7 +206,11 @@ class Reconciler:
         """
         creds = generate_vm_credentials(self.fixed_api_key)
         await self.store.save(creds)
-        user_data = encode_user_data(render_user_data(creds, spec.models))
+        user_data = encode_user_data(
+            render_user_data(
+                creds, spec.models, ollama_image=spec.ollama.image, ollama_env=dict(spec.ollama.env)
+            )
+        )
         await self.cloud.create_instance(
             name=self.target.name,
             instance_type=spec.instance_type.name,

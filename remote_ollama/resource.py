@@ -269,7 +269,9 @@ class Spec:
 
     def instance_hash(self) -> str:
         """Short hash of the fields that can only change by creating a new VM."""
-        key = [self.zone, self.instance_type.name, self.template, self.disk_size]
+        key: list[Any] = [self.zone, self.instance_type.name, self.template, self.disk_size]
+        if self.ollama.image or self.ollama.env:  # the VM's Ollama is fixed in its user-data
+            key.append([self.ollama.image, list(self.ollama.env)])
         return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
