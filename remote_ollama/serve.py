@@ -13,11 +13,9 @@ import os
 import signal
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
-
 from .cloud.async_cloud import AsyncExoscaleCloud
 from .operator.metrics import OperatorMetrics
-from .proxy.app import PROXY_KEY, make_proxy_app
+from .proxy.app import PROXY_KEY, make_proxy_app, start_proxy
 from .proxy.interfaces import ProxySettings, wake_progress_from_env
 from .settings import StandaloneConfig
 from .standalone import LocalController, make_cloud
@@ -48,10 +46,7 @@ async def serve_standalone(
     app = make_proxy_app(controller, controller, settings)
     # the wake phase histograms (remote_ollama_wake_seconds) on the proxy's /metrics
     controller.on_wake = OperatorMetrics(app[PROXY_KEY].metrics.registry).observe_wake
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=drain_timeout, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
+    runner, _ = await start_proxy(app, host, port, shutdown_timeout=drain_timeout)
     controller.start()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -81,7 +81,7 @@ class ProxyProcess:
 
 
 @contextlib.asynccontextmanager
-async def proxy_process(upstream_url: str, tmp_path: Path) -> AsyncIterator[ProxyProcess]:
+async def proxy_process(upstream_url: str, tmp_path: Path, *args: str) -> AsyncIterator[ProxyProcess]:
     ca = tmp_path / "ca.pem"
     ca.write_bytes(pki().ca_pem)
     env = {**os.environ, "REMOTE_OLLAMA_UPSTREAM_KEY": API_KEY}
@@ -97,6 +97,7 @@ async def proxy_process(upstream_url: str, tmp_path: Path) -> AsyncIterator[Prox
         VM_TLS_SERVER_NAME,
         "--port",
         "0",
+        *args,
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

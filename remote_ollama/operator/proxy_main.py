@@ -16,10 +16,8 @@ import signal
 from datetime import datetime
 from typing import Any
 
-from aiohttp import web
-
 from ..cloud.pki import client_ssl_context
-from ..proxy.app import make_proxy_app
+from ..proxy.app import make_proxy_app, start_proxy
 from ..proxy.interfaces import ProxySettings, Upstream, wake_progress_from_env
 from ..proxy.local import LocalResolver
 from ..resource import (
@@ -197,9 +195,7 @@ async def run_resource_proxy(resource: str, host: str, port: int) -> int:
 
     settings = ProxySettings(**{**settings.__dict__, "status_extra": status_extra})
     app = make_proxy_app(resolver, AnnotationSink(api, follower.path), settings)
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=30, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    runner, _ = await start_proxy(app, host, port, shutdown_timeout=30)
     log.info("proxy for %s listening on %s:%d", resource, host, port)
     watcher = asyncio.create_task(follower.run())
     stop = asyncio.Event()

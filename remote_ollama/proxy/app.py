@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -18,23 +17,30 @@ from aiohttp.typedefs import Handler
 
 from remote_ollama.proxy.activity import ActivityReporter
 from remote_ollama.proxy.cors import OriginPolicy, is_preflight
+from remote_ollama.proxy.guard import (
+    MODEL_MANAGEMENT_REFUSAL,
+    OPEN_PATHS,
+    OWN_PATHS,
+    BodyTooLarge,
+    ClientKeys,
+    allowed_host,
+    is_loopback_address,
+    is_model_management,
+    json_error,
+    read_bounded,
+    too_large,
+)
 from remote_ollama.proxy.hold import Hold, HoldRejected, not_ready_response, progress_line
 from remote_ollama.proxy.interfaces import ActivitySink, ProxySettings, Upstream, UpstreamResolver
 from remote_ollama.proxy.metrics import ProxyMetrics, route_class
 from remote_ollama.proxy.polling import PollingCache, is_polling
 from remote_ollama.proxy.upstream import Forwarder, UpstreamPool, UpstreamUnreachable
 
-OWN_OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # never behind client auth
 _ORIGIN = web.RequestKey("cors_origin", str)
 _HELD = web.RequestKey("held", bool)  # this request waited for the VM (for the first-byte metric)
-_PULL_BODY_LIMIT = 1 << 20
 # Streaming generate/chat get wake progress chunks with this header (or ProxySettings.wake_progress).
 PROGRESS_HEADER = "X-Remote-Ollama-Progress"
 _PROGRESS_ROUTES = frozenset({"/api/generate", "/api/chat"})
-
-
-def json_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
 
 
 class Proxy:
@@ -54,11 +60,12 @@ class Proxy:
         # The VM's Ollama never sees a browser Origin, so CORS headers are the proxy's alone.
         self.forwarder = Forwarder(self.pool, self.metrics)
         self.forwarder.request_drop = self.forwarder.request_drop | {PROGRESS_HEADER.lower()}
-        if settings.client_api_keys:  # the client's key is the proxy's; the VM never sees it
-            self.forwarder.request_drop = self.forwarder.request_drop | {"authorization"}
         self.cache = PollingCache()
         self.origins = OriginPolicy(settings.allowed_origins)
-        self._keys = [k.encode() for k in settings.client_api_keys]
+        # Replaced whole when the key Secret changes (operator mode), so rotation needs no restart.
+        self.keys = ClientKeys(settings.client_api_keys, required=settings.client_auth_required)
+        # Refuse foreign Host headers (DNS rebinding) when listening on loopback; set by start_proxy.
+        self.guard_host = False
 
     # -- edge: origin, auth, metrics ---------------------------------------------------------------
     @web.middleware
@@ -76,6 +83,9 @@ class Proxy:
             self.metrics.requests.labels(route, code).inc()
 
     async def _checked(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        method, path = request.method, request.path
+        if self.guard_host and not allowed_host(request.headers.get("Host", "")):
+            return json_error(403, "Host not allowed: this endpoint listens on loopback only")
         origin = request.headers.get("Origin")
         if origin is not None:
             if not self.origins.allows(origin):
@@ -83,16 +93,22 @@ class Proxy:
             request[_ORIGIN] = origin
             if is_preflight(request):
                 return self.origins.preflight(origin)
-        if self._keys and request.path not in OWN_OPEN_PATHS and not self._authorized(request):
-            return json_error(401, "unauthorized")
+        read_only = method in ("GET", "HEAD")
+        if (
+            self.keys.enabled
+            and not (read_only and path in OPEN_PATHS)
+            and not self.keys.accepts(request.headers.get("Authorization", ""))
+        ):
+            return web.json_response(
+                {"error": "unauthorized: send the endpoint's key as Authorization: Bearer <key>"},
+                status=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if path in OWN_PATHS and not read_only:  # the proxy's own, never forwarded (nor activity)
+            return json_error(405, f"{method} {path} is not allowed (GET or HEAD)")
+        if not self.settings.model_management and is_model_management(method, path):
+            return json_error(403, MODEL_MANAGEMENT_REFUSAL)
         return await handler(request)
-
-    def _authorized(self, request: web.Request) -> bool:
-        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        given = key.strip().encode()
-        return any(hmac.compare_digest(given, k) for k in self._keys)
 
     async def note_first_byte(self, request: web.Request, response: web.StreamResponse) -> None:
         """on_response_prepare: a held request's answer starts now (error statuses are not served)."""
@@ -164,41 +180,48 @@ class Proxy:
 
     async def _stream_while_waking(self, request: web.Request, path: str) -> web.StreamResponse:
         """Streaming pull (and, when asked, generate/chat) gets "waking" lines while the VM starts,
-        then the real stream in the same response. Non-streaming requests are only held."""
-        if path == "/api/pull":
-            body = await request.content.read(_PULL_BODY_LIMIT)
-        else:
-            body = await request.read()
-        try:
-            parsed = json.loads(body or b"{}")
-            streaming = parsed.get("stream", True) is not False
-            model = str(parsed.get("model") or "")
-        except (ValueError, AttributeError):
-            streaming, model = False, ""
-        if not streaming:
-            return await self._admit_and_stream(request, body)
+        then the real stream in the same response. Non-streaming requests are only held.
+
+        The body must be read to know whether the client streams, so the hold's capacity is taken
+        first and at most `max_body` bytes are read: a held request costs bounded memory."""
         try:
             started = self.hold.enter()
         except HoldRejected as exc:
             return not_ready_response(exc, self.settings.retry_after)
-        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         waiting = asyncio.ensure_future(self.hold.wait(started))
+        response: web.StreamResponse | None = None
         try:
-            await response.prepare(request)
-            while True:
-                phase = self.resolver.state().phase
-                await response.write(waking_line(path, model, phase))
-                done, _ = await asyncio.wait({waiting}, timeout=self.settings.pull_progress_interval)
-                if done:
-                    break
             try:
-                upstream = waiting.result()
+                body = await read_bounded(request, self.settings.max_body)
+            except BodyTooLarge:
+                return too_large(self.settings.max_body)
+            try:
+                parsed = json.loads(body or b"{}")
+                streaming = parsed.get("stream", True) is not False
+                model = str(parsed.get("model") or "")
+            except (ValueError, AttributeError):
+                streaming, model = False, ""
+            if streaming:
+                response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+                await response.prepare(request)
+                while True:
+                    await response.write(waking_line(path, model, self.resolver.state().phase))
+                    done, _ = await asyncio.wait({waiting}, timeout=self.settings.pull_progress_interval)
+                    if done:
+                        break
+            try:
+                upstream = await waiting
             except HoldRejected as exc:
+                if response is None:
+                    return not_ready_response(exc, self.settings.retry_after)
                 await response.write(progress_line({"error": exc.message}))
                 return response
         finally:
             waiting.cancel()
             self.hold.leave(started)
+        if response is None:  # not streaming: only held
+            request[_HELD] = True
+            return await self._stream_or_502(request, upstream, body)
         await self._continue_stream(request, response, upstream, body)
         return response
 
@@ -318,9 +341,22 @@ def make_proxy_app(
     return app
 
 
-async def start_proxy(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Serve `app`; returns the runner (call `cleanup()`) and the bound port (useful with port 0)."""
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+async def start_proxy(
+    app: web.Application, host: str, port: int, *, shutdown_timeout: float = 60.0
+) -> tuple[web.AppRunner, int]:
+    """Serve `app`; returns the runner (call `cleanup()`) and the bound port (useful with port 0).
+
+    Headers must arrive within `header_timeout` (aiohttp's keep-alive timer also runs from the
+    connection's start); on loopback, foreign Host headers are refused (DNS rebinding)."""
+    proxy = app[PROXY_KEY]
+    proxy.guard_host = is_loopback_address(host)
+    runner = web.AppRunner(
+        app,
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=shutdown_timeout,
+        keepalive_timeout=proxy.settings.header_timeout,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -71,6 +71,7 @@ class ActivitySink(Protocol):
 
 
 WAKE_PROGRESS_ENV = "REMOTE_OLLAMA_WAKE_PROGRESS"
+DEFAULT_MAX_BODY = 64 << 20
 
 
 def wake_progress_from_env(env: Mapping[str, str]) -> bool:
@@ -91,8 +92,16 @@ class ProxySettings:
     activity_interval: float = DEFAULT_ACTIVITY_INTERVAL
     # Extra allowed CORS origins, as OLLAMA_ORIGINS (comma-separated there, `*` wildcards).
     allowed_origins: tuple[str, ...] = ()
-    # Bearer keys clients must present; empty means no auth, as Ollama.
+    # Bearer keys clients must present; empty means no auth, as Ollama (see also `client_auth_required`).
     client_api_keys: frozenset[str] = frozenset()
+    # Client auth is on even with no key yet (operator mode: the key Secret is named but unread).
+    client_auth_required: bool = False
+    # pull/push/create/copy/delete/blobs allowed (spec.modelManagement; standalone default true).
+    model_management: bool = True
+    # The most body bytes held in memory for one request while the VM wakes (larger: 413).
+    max_body: int = DEFAULT_MAX_BODY
+    # A connection must send its request headers within this (and idle keep-alives close after it).
+    header_timeout: float = 30.0
     # The seed's behaviour: answer 503 at once (after requesting a wake) instead of holding.
     immediate_503: bool = False
     status_extra: Callable[[], Mapping[str, Any]] = field(default=_no_extra)

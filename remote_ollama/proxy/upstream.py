@@ -30,8 +30,11 @@ HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
 )
 # Request headers the proxy owns: the upstream's Host, its key, identity encoding, its own
-# Origin checks (the VM's Ollama would refuse browser origins the proxy allows), Expect (answered here).
-_REQUEST_DROP = frozenset({"host", API_KEY_HEADER.lower(), "accept-encoding", "origin", "expect"})
+# Origin checks (the VM's Ollama would refuse browser origins the proxy allows), Expect (answered
+# here), and the client's credentials (a client key is the proxy's, never the VM's).
+_REQUEST_DROP = frozenset(
+    {"host", API_KEY_HEADER.lower(), "authorization", "accept-encoding", "origin", "expect"}
+)
 _SKIP_AUTO = frozenset({"Accept-Encoding", "User-Agent", "Accept", "Content-Type"})
 _TAIL = 4096
 

@@ -121,7 +121,7 @@ async def test_slow_loris_and_malformed_http_do_not_hurt_other_clients() -> None
         loris: list[asyncio.StreamWriter] = []
         for _ in range(100):
             _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"POST /api/generate HTTP/1.1\r\nHost: x\r\n")
+            writer.write(b"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             loris.append(writer)
 
         async def drip() -> None:
@@ -143,10 +143,10 @@ async def test_slow_loris_and_malformed_http_do_not_hurt_other_clients() -> None
                 b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(256)),  # TLS to a plain port
                 b"GET / HTTP/9.9\r\n\r\n",
                 b"NOT HTTP AT ALL\r\n\r\n",
-                b"GET /api/tags HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
-                b"POST /api/generate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-                b"GET /api/tags HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n",
-                b"GET /\x00\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"GET /api/tags HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -5\r\n\r\n",
+                b"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                b"GET /api/tags HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n",
+                b"GET /\x00\x01 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
             ]
             for payload in garbage:
                 answer = await _raw(port, payload)
@@ -197,7 +197,7 @@ async def test_a_client_that_never_reads_is_backpressured_and_memory_stays_bound
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(("127.0.0.1", port))
-        sock.sendall(b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        sock.sendall(b"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\n{}")
         # Never read. Wait until the upstream is throttled: nothing more gets through for 0.5 s.
         deadline = time.monotonic() + 20
         last, still_since = -1, time.monotonic()
