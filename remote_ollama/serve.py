@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from .cloud.async_cloud import AsyncExoscaleCloud
 from .operator.metrics import OperatorMetrics
 from .proxy.app import PROXY_KEY, make_proxy_app, start_proxy
+from .proxy.guard import is_loopback_address
 from .proxy.interfaces import ProxySettings, wake_progress_from_env
 from .settings import StandaloneConfig
 from .standalone import LocalController, make_cloud
@@ -42,7 +43,19 @@ async def serve_standalone(
         immediate_503=config.immediate_503,
         status_extra=controller.status,
         wake_progress=wake_progress_from_env(os.environ),
+        client_api_keys=config.client_keys,
+        model_management=config.spec.model_management,
+        max_body=config.spec.wake.max_held_body_bytes,
     )
+    if not config.client_keys and not is_loopback_address(host):
+        log.warning(
+            "WARNING: listening on %s with no client keys: anyone who can reach port %d can use "
+            "(and run up the bill of) the GPU VM. Set REMOTE_OLLAMA_CLIENT_KEYS, or listen on "
+            "127.0.0.1 (docker: publish 127.0.0.1:%d:11434).",
+            host,
+            port,
+            port,
+        )
     app = make_proxy_app(controller, controller, settings)
     # the wake phase histograms (remote_ollama_wake_seconds) on the proxy's /metrics
     controller.on_wake = OperatorMetrics(app[PROXY_KEY].metrics.registry).observe_wake

@@ -1,5 +1,8 @@
 """Black box: the official ollama (sync and async), openai and anthropic clients through the proxy,
-in front of the simulated Ollama over TLS with its API key, see what they would see from Ollama."""
+in front of the simulated Ollama over TLS with its API key, see what they would see from Ollama.
+
+The proxy requires a client key, given as each client's users give it: `OLLAMA_API_KEY` for
+ollama, `api_key` for openai, `api_key` (X-Api-Key) or `auth_token` for anthropic."""
 
 from __future__ import annotations
 
@@ -14,23 +17,40 @@ import openai
 import pytest
 from proxy_world import MODELS, ThreadedWorld, World, threaded_world
 
+from remote_ollama.proxy.interfaces import ProxySettings
+
 MODEL, EMBED = MODELS
+CLIENT_KEY = "compat-client-key-0123456789"
 
 
 @pytest.fixture(scope="module")
 def tw() -> Iterator[tuple[ThreadedWorld, World]]:
-    with threaded_world(token_delay=0.001) as pair:
+    with threaded_world(ProxySettings(client_api_keys=frozenset({CLIENT_KEY})), token_delay=0.001) as pair:
         yield pair
 
 
 @pytest.fixture
-def w(tw: tuple[ThreadedWorld, World]) -> World:
+def w(tw: tuple[ThreadedWorld, World], monkeypatch: pytest.MonkeyPatch) -> World:
+    monkeypatch.setenv("OLLAMA_API_KEY", CLIENT_KEY)  # what the ollama clients send as Bearer
     return tw[1]
 
 
 @pytest.fixture
 def client(w: World) -> ollama.Client:
     return ollama.Client(host=w.url)
+
+
+def test_without_the_key_every_client_gets_401(w: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OLLAMA_API_KEY")
+    with pytest.raises(ollama.ResponseError) as err:
+        ollama.Client(host=w.url).list()
+    assert err.value.status_code == 401
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{w.url}/v1", api_key="ollama").models.list()
+    with pytest.raises(anthropic.AuthenticationError):
+        anthropic.Anthropic(base_url=w.url, api_key="ollama").messages.create(
+            model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+        )
 
 
 def test_list_show_ps(client: ollama.Client) -> None:
@@ -79,7 +99,8 @@ def test_blob_upload_through_the_client(client: ollama.Client, tmp_path: Path, w
     # the same blob with a Content-Length body, as curl sends it
     other = b"other blob" * 1000
     other_digest = "sha256:" + hashlib.sha256(other).hexdigest()
-    r = httpx.post(f"{w.url}/api/blobs/{other_digest}", content=other)
+    auth = {"Authorization": f"Bearer {CLIENT_KEY}"}
+    r = httpx.post(f"{w.url}/api/blobs/{other_digest}", content=other, headers=auth)
     assert r.status_code == 201
 
 
@@ -105,7 +126,7 @@ async def test_async_client(w: World) -> None:
 
 
 def test_openai(w: World) -> None:
-    client = openai.OpenAI(base_url=f"{w.url}/v1", api_key="ollama")
+    client = openai.OpenAI(base_url=f"{w.url}/v1", api_key=CLIENT_KEY)
     assert {m.id for m in client.models.list().data} >= set(MODELS)
     assert client.models.retrieve(MODEL).id == MODEL
     messages = [{"role": "user", "content": "hello"}]
@@ -127,7 +148,7 @@ def test_openai(w: World) -> None:
 
 
 async def test_async_openai_streaming(w: World) -> None:
-    client = openai.AsyncOpenAI(base_url=f"{w.url}/v1", api_key="ollama")
+    client = openai.AsyncOpenAI(base_url=f"{w.url}/v1", api_key=CLIENT_KEY)
     stream = await client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=True
     )
@@ -135,8 +156,9 @@ async def test_async_openai_streaming(w: World) -> None:
     assert chunks[-1].choices[0].finish_reason == "stop"
 
 
-def test_anthropic_messages(w: World) -> None:
-    client = anthropic.Anthropic(base_url=w.url, api_key="ollama")
+@pytest.mark.parametrize("how", ["api_key", "auth_token"])
+def test_anthropic_messages(w: World, how: str) -> None:
+    client = anthropic.Anthropic(base_url=w.url, **{how: CLIENT_KEY})
     message = client.messages.create(
         model=MODEL, max_tokens=256, messages=[{"role": "user", "content": "hello"}]
     )

@@ -56,8 +56,13 @@ def proxy_name(body: JSON) -> str:
 
 
 def proxy_role(body: JSON) -> JSON:
-    """The proxy may read and annotate its own RemoteOllama and read its own Secret: nothing else."""
+    """The proxy may read and annotate its own RemoteOllama and read its own Secret and its client
+    keys Secret (spec.clientAuth), by name: nothing else."""
     name = body["metadata"]["name"]
+    secrets = [secret_name(name)]
+    client_keys = (((body.get("spec") or {}).get("clientAuth") or {}).get("secretRef") or {}).get("name")
+    if isinstance(client_keys, str) and client_keys and client_keys not in secrets:
+        secrets.append(client_keys)
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
@@ -74,7 +79,7 @@ def proxy_role(body: JSON) -> JSON:
             {
                 "apiGroups": [""],
                 "resources": ["secrets"],
-                "resourceNames": [secret_name(name)],
+                "resourceNames": secrets,
                 "verbs": ["get"],
             },
         ],

@@ -13,11 +13,12 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from ..cloud.pki import client_ssl_context
-from ..proxy.app import make_proxy_app, start_proxy
+from ..proxy.app import PROXY_KEY, make_proxy_app, start_proxy
 from ..proxy.interfaces import ProxySettings, Upstream, wake_progress_from_env
 from ..proxy.local import LocalResolver
 from ..resource import (
@@ -30,6 +31,7 @@ from ..resource import (
     parse_duration,
     secret_name,
 )
+from .access import AccessFollower, client_secret_name
 from .kubeapi import JSON, KubeAPI, KubeError, path_for
 
 log = logging.getLogger("remote_ollama.proxy")
@@ -58,8 +60,16 @@ class AnnotationSink:
 class ResourceFollower:
     """Keeps a `LocalResolver` in step with the resource's status and the VM's credentials."""
 
-    def __init__(self, api: KubeAPI, namespace: str, name: str, resolver: LocalResolver):
+    def __init__(
+        self,
+        api: KubeAPI,
+        namespace: str,
+        name: str,
+        resolver: LocalResolver,
+        on_spec: Callable[[JSON], None] | None = None,
+    ):
         self.api, self.namespace, self.name, self.resolver = api, namespace, name, resolver
+        self.on_spec = on_spec
         self.collection = path_for(f"{GROUP}/{VERSION}", PLURAL, namespace)
         self.path = path_for(f"{GROUP}/{VERSION}", PLURAL, namespace, name)
         self._creds_key: tuple[str, str] | None = None
@@ -83,12 +93,18 @@ class ResourceFollower:
 
     async def apply(self, body: JSON) -> None:
         self.body = body
+        if self.on_spec is not None:
+            self.on_spec(body.get("spec") or {})
         status = body.get("status") or {}
         phase = str(status.get("phase") or "Pending")
         endpoint = status.get("endpoint")
         refusal = refusal_from(status)
         if refusal is not None:
             self.resolver.set_refusing(phase, refusal)
+            return
+        if phase == "Ready" and endpoint and not str(endpoint).startswith("https://"):
+            # the VM credential (client certificate, key) never goes over plain HTTP
+            self.resolver.set_refusing(phase, f"refusing non-https endpoint {endpoint!r}")
             return
         if phase == "Ready" and endpoint:
             upstream = await self._upstream_for(str(endpoint))
@@ -155,7 +171,6 @@ def refusal_from(status: JSON) -> str | None:
 
 def settings_from_env(env: dict[str, str], spec: dict[str, Any]) -> ProxySettings:
     wake = spec.get("wake") or {}
-    keys = frozenset(k.strip() for k in env.get("REMOTE_OLLAMA_CLIENT_KEYS", "").split(",") if k.strip())
     return ProxySettings(
         hold_timeout=parse_duration(wake.get("holdTimeout", env.get("REMOTE_OLLAMA_HOLD_TIMEOUT", "600"))),
         max_held_requests=int(wake.get("maxHeldRequests", env.get("REMOTE_OLLAMA_MAX_HELD", "256"))),
@@ -163,7 +178,8 @@ def settings_from_env(env: dict[str, str], spec: dict[str, Any]) -> ProxySetting
             spec.get("activityInterval", env.get("REMOTE_OLLAMA_ACTIVITY_INTERVAL", "15"))
         ),
         allowed_origins=tuple(o.strip() for o in env.get("OLLAMA_ORIGINS", "").split(",") if o.strip()),
-        client_api_keys=keys,
+        client_auth_required=bool(client_secret_name(spec)),
+        model_management=spec.get("modelManagement") is True,
         wake_progress=wake_progress_from_env(env),
     )
 
@@ -177,7 +193,8 @@ async def run_resource_proxy(resource: str, host: str, port: int) -> int:
     resolver = LocalResolver(phase="Pending")
     follower = ResourceFollower(api, namespace, name, resolver)
     body = await api.get(follower.path)
-    settings = settings_from_env(dict(os.environ), (body or {}).get("spec") or {})
+    spec = (body or {}).get("spec") or {}
+    settings = settings_from_env(dict(os.environ), spec)
 
     def status_extra() -> dict[str, Any]:
         st = (follower.body or {}).get("status") or {}
@@ -195,9 +212,13 @@ async def run_resource_proxy(resource: str, host: str, port: int) -> int:
 
     settings = ProxySettings(**{**settings.__dict__, "status_extra": status_extra})
     app = make_proxy_app(resolver, AnnotationSink(api, follower.path), settings)
+    access = AccessFollower(api, namespace, app[PROXY_KEY])
+    access.apply_spec(spec)
+    follower.on_spec = access.apply_spec
     runner, _ = await start_proxy(app, host, port, shutdown_timeout=30)
     log.info("proxy for %s listening on %s:%d", resource, host, port)
     watcher = asyncio.create_task(follower.run())
+    key_reader = asyncio.create_task(access.run())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -207,6 +228,7 @@ async def run_resource_proxy(resource: str, host: str, port: int) -> int:
         await stop.wait()
     finally:
         watcher.cancel()
+        key_reader.cancel()
         await runner.cleanup()
         await api.close()
     return 0

@@ -13,8 +13,9 @@ import ssl
 import sys
 
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
-from remote_ollama.proxy.interfaces import DEFAULT_MAX_BODY, ProxySettings, Upstream
+from remote_ollama.proxy.interfaces import ProxySettings, Upstream
 from remote_ollama.proxy.local import LocalResolver, RecordingSink
+from remote_ollama.resource import DEFAULT_MAX_HELD_BODY
 from remote_ollama.runloop import run
 
 
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=11434)
     parser.add_argument("--down", action="store_true", help="the VM never comes up: requests are held")
-    parser.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY, help="bytes held per request")
+    parser.add_argument("--max-body", type=int, default=DEFAULT_MAX_HELD_BODY, help="bytes held per request")
     parser.add_argument("--header-timeout", type=float, default=30.0)
     args = parser.parse_args(argv)
     context = ssl.create_default_context(cafile=args.ca) if args.ca else None

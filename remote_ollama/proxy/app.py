@@ -97,7 +97,7 @@ class Proxy:
         if (
             self.keys.enabled
             and not (read_only and path in OPEN_PATHS)
-            and not self.keys.accepts(request.headers.get("Authorization", ""))
+            and not self.keys.accepts_request(request.headers)
         ):
             return web.json_response(
                 {"error": "unauthorized: send the endpoint's key as Authorization: Bearer <key>"},

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from aiohttp import web
 
@@ -49,6 +49,13 @@ class ClientKeys:
 
     def __len__(self) -> int:
         return len(self._keys)
+
+    def accepts_request(self, headers: Mapping[str, str]) -> bool:
+        """`Authorization: Bearer <key>` (ollama, openai, anthropic's auth_token) or `X-Api-Key: <key>`
+        (anthropic's api_key)."""
+        if "X-Api-Key" in headers:
+            return self.accepts(f"Bearer {headers['X-Api-Key']}")
+        return self.accepts(headers.get("Authorization", ""))
 
     def accepts(self, authorization: str) -> bool:
         scheme, _, key = authorization.partition(" ")

@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from remote_ollama.resource import DEFAULT_ACTIVITY_INTERVAL, DEFAULT_HOLD_TIMEOUT, DEFAULT_MAX_HELD
+from remote_ollama.resource import (
+    DEFAULT_ACTIVITY_INTERVAL,
+    DEFAULT_HOLD_TIMEOUT,
+    DEFAULT_MAX_HELD,
+    DEFAULT_MAX_HELD_BODY,
+)
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,6 @@ class ActivitySink(Protocol):
 
 
 WAKE_PROGRESS_ENV = "REMOTE_OLLAMA_WAKE_PROGRESS"
-DEFAULT_MAX_BODY = 64 << 20
 
 
 def wake_progress_from_env(env: Mapping[str, str]) -> bool:
@@ -99,7 +103,7 @@ class ProxySettings:
     # pull/push/create/copy/delete/blobs allowed (spec.modelManagement; standalone default true).
     model_management: bool = True
     # The most body bytes held in memory for one request while the VM wakes (larger: 413).
-    max_body: int = DEFAULT_MAX_BODY
+    max_body: int = DEFAULT_MAX_HELD_BODY
     # A connection must send its request headers within this (and idle keep-alives close after it).
     header_timeout: float = 30.0
     # The seed's behaviour: answer 503 at once (after requesting a wake) instead of holding.

@@ -33,7 +33,7 @@ HOP_BY_HOP = frozenset(
 # Origin checks (the VM's Ollama would refuse browser origins the proxy allows), Expect (answered
 # here), and the client's credentials (a client key is the proxy's, never the VM's).
 _REQUEST_DROP = frozenset(
-    {"host", API_KEY_HEADER.lower(), "authorization", "accept-encoding", "origin", "expect"}
+    {"host", API_KEY_HEADER.lower(), "authorization", "x-api-key", "accept-encoding", "origin", "expect"}
 )
 _SKIP_AUTO = frozenset({"Accept-Encoding", "User-Agent", "Accept", "Content-Type"})
 _TAIL = 4096
