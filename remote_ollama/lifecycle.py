@@ -203,9 +203,26 @@ class Desire:
     idle_deadline: datetime | None = None  # when the VM becomes idle, if nothing happens before
 
 
+# How far ahead of our clock an activity stamp may be and still count (as "now"): clock skew.
+ACTIVITY_SKEW = timedelta(seconds=60)
+
+
+def credible(act: Activity, now: datetime) -> Activity:
+    """Activity stamps from the future are no evidence of use: up to ACTIVITY_SKEW ahead they are
+    clamped to now; further ahead they are ignored (a forged far-future stamp would keep a VM up)."""
+
+    def clamp(stamp: datetime | None) -> datetime | None:
+        if stamp is None or stamp <= now:
+            return stamp
+        return now if stamp - now <= ACTIVITY_SKEW else None
+
+    return replace(act, last_activity=clamp(act.last_activity), wake_requested=clamp(act.wake_requested))
+
+
 def desire(obs: Observation) -> Desire:
     """Should a VM be running now, and until when? Idleness counts from the last use or readiness."""
-    spec, act, mem, now = obs.spec, obs.activity, obs.memory, obs.now
+    spec, mem, now = obs.spec, obs.memory, obs.now
+    act = credible(obs.activity, now)
     if obs.blocked_reason:
         return Desire(False, "Blocked", obs.blocked_reason)
     if obs.budget is not None and obs.budget.exceeded:
@@ -329,7 +346,7 @@ def decide(obs: Observation) -> Decision:
     # Bookkeeping of scale-down / wake, so a wake's phase times can be reported once it is Ready.
     if want.running:
         if mem.scaled_down_at is not None:
-            requested = obs.activity.wake_requested or now
+            requested = credible(obs.activity, now).wake_requested or now
             new_mem = replace(_without_milestones(new_mem), scaled_down_at=None, wake_requested_at=requested)
             events.append(f"waking: {want.message}")
     elif mem.scaled_down_at is None:

@@ -47,7 +47,7 @@ def interpolate(value: str, env: dict[str, str]) -> str:
 def test_service_port_command_and_state_volume() -> None:
     svc = service()
     assert svc["command"] == ["standalone"]
-    assert "11434:11434" in svc["ports"]
+    assert svc["ports"] == ["127.0.0.1:11434:11434"], "published on loopback only, as Ollama binds"
     (mount,) = svc["volumes"]
     volume, path = mount.split(":")[:2]
     assert volume in svc["_volumes"], "the state file lives on a named volume"
