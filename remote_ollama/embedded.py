@@ -36,7 +36,8 @@ from aiohttp import web
 
 from .cloud.async_cloud import AsyncExoscaleCloud
 from .lifecycle import Memory, Phase
-from .proxy.app import make_proxy_app, start_proxy
+from .ollama_release import DEFAULT_OLLAMA_IMAGE, version_of
+from .proxy.app import PROXY_KEY, make_proxy_app, start_proxy
 from .proxy.interfaces import NotReady, ProxySettings
 from .resource import VM_TLS_SERVER_NAME, Spec
 from .settings import ConfigError, StandaloneConfig
@@ -185,10 +186,12 @@ class AsyncRemoteOllama:
                     immediate_503=self.config.immediate_503,
                     status_extra=self.status,
                     activity_interval=min(spec.activity_interval, max(1.0, (self._idle_timeout or 60) / 4)),
+                    models=spec.models,
+                    ollama_version=version_of(spec.ollama.image or DEFAULT_OLLAMA_IMAGE),
                 )
-                self._runner, self._port = await start_proxy(
-                    make_proxy_app(controller, controller, settings), self._host, self._port
-                )
+                app = make_proxy_app(controller, controller, settings)
+                controller.reconciler.on_answer = app[PROXY_KEY].cache.learn
+                self._runner, self._port = await start_proxy(app, self._host, self._port)
                 self._controller = controller
                 self._resume()
         return self.url

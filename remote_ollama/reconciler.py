@@ -90,6 +90,10 @@ class Reconciler:
     fixed_api_key: str | None = None
     # Called when a background warm-up ends, so the shell looks again now instead of at its next poll.
     notify: Callable[[], None] | None = None
+    # What the VM last answered to /api/version and /api/tags ({"version", "models"}); the proxy
+    # answers polling routes with it while no VM runs (operator mode: through status.ollama).
+    answered: dict[str, Any] = field(default_factory=dict)
+    on_answer: Callable[[dict[str, Any]], None] | None = None
     _pulls: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _warm_ups: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _ssl: tuple[str, ssl.SSLContext] | None = None
@@ -155,6 +159,9 @@ class Reconciler:
             log.debug("probe of %s failed: %s", instance.id, type(exc).__name__)
             return None
         models = tuple(m.get("name") or m.get("model", "") for m in tags.get("models", []))
+        self.answered = {"version": str(version.get("version", "")), "models": list(tags.get("models", []))}
+        if self.on_answer is not None:
+            self.on_answer(self.answered)
         return Health(str(version.get("version", "")), models, await self._loaded(instance, creds))
 
     async def _loaded(self, instance: ObservedInstance, creds: VMCredentials) -> tuple[str, ...] | None:

@@ -14,6 +14,7 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from .cloud.async_cloud import AsyncExoscaleCloud
+from .ollama_release import DEFAULT_OLLAMA_IMAGE, version_of
 from .operator.metrics import OperatorMetrics
 from .proxy.app import PROXY_KEY, make_proxy_app, start_proxy
 from .proxy.guard import is_loopback_address
@@ -42,10 +43,12 @@ async def serve_standalone(
         max_held_requests=config.spec.wake.max_held_requests,
         immediate_503=config.immediate_503,
         status_extra=controller.status,
-        wake_progress=wake_progress_from_env(os.environ),
+        wake_progress=config.spec.wake.progress or wake_progress_from_env(os.environ),
         client_api_keys=config.client_keys,
         model_management=config.spec.model_management,
         max_body=config.spec.wake.max_held_body_bytes,
+        models=config.spec.models,
+        ollama_version=version_of(config.spec.ollama.image or DEFAULT_OLLAMA_IMAGE),
     )
     if not config.client_keys and not is_loopback_address(host):
         log.warning(
@@ -57,6 +60,7 @@ async def serve_standalone(
             port,
         )
     app = make_proxy_app(controller, controller, settings)
+    controller.reconciler.on_answer = app[PROXY_KEY].cache.learn  # real details once a VM answered
     # the wake phase histograms (remote_ollama_wake_seconds) on the proxy's /metrics
     controller.on_wake = OperatorMetrics(app[PROXY_KEY].metrics.registry).observe_wake
     runner, _ = await start_proxy(app, host, port, shutdown_timeout=drain_timeout)

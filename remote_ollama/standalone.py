@@ -112,7 +112,8 @@ class LocalController:
 
     def state(self) -> UpstreamState:
         phase = self.decision.phase if self.decision else self.state_phase()
-        return UpstreamState(phase=str(phase), ready=self._upstream() is not None)
+        exists = self.instance_state is not None or self.saved.memory.instance_id is not None
+        return UpstreamState(phase=str(phase), ready=self._upstream() is not None, instance=exists)
 
     def state_phase(self) -> Phase:
         return self.saved.memory.phase
@@ -146,8 +147,8 @@ class LocalController:
                     raise NotReady(str(self.state_phase()), self.budget_refusal)
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    phase = str(self.decision.phase if self.decision else self.state_phase())
-                    raise NotReady(phase, self.error or f"remote instance is {phase}")
+                    state = self.state()
+                    raise NotReady(state.phase, self.error or state.down_words())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), remaining)
 

@@ -60,7 +60,7 @@ def test_variables_are_the_designs_and_their_defaults_are_valid() -> None:
     assert names >= DESIGN_VARS
     readme = (ROOT / "README.md").read_text()
     for extra in names - DESIGN_VARS:
-        assert extra.startswith("REMOTE_OLLAMA_") and f"`{extra}`" in readme, extra
+        assert extra.startswith(("REMOTE_OLLAMA_", "OLLAMA_")) and f"`{extra}`" in readme, extra
     dotenv = {"EXOSCALE_API_KEY": "EXOkey", "EXOSCALE_API_SECRET": "secret"}
     resolved = {k: interpolate(str(v), dotenv) for k, v in env.items()}
     cfg = StandaloneConfig.from_env(resolved)
@@ -99,3 +99,21 @@ def test_docker_compose_accepts_it(tmp_path: Path) -> None:
         timeout=60,
     )
     assert res.returncode == 0, res.stderr
+
+
+def readme_table_variables() -> list[str]:
+    """The variables of the README's standalone table (the ones users are told to put in .env)."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| Variable | Meaning | Default |") :].split("\n\n", 1)[0]
+    return re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", table, re.MULTILINE)
+
+
+def test_every_variable_of_the_readme_table_reaches_the_container() -> None:
+    names = readme_table_variables()
+    assert "REMOTE_OLLAMA_DESTROY_AFTER" in names and len(names) >= 15
+    env_file = {name: f"value-of-{name}" for name in names}
+    container = {k: interpolate(str(v), env_file) for k, v in service()["environment"].items()}
+    dropped = [n for n in names if n != "REMOTE_OLLAMA_STATE_FILE" and container.get(n) != env_file[n]]
+    assert dropped == [], f"compose.yaml does not pass {dropped} from .env to the container"
+    # the state file is fixed to the named volume (the README says so)
+    assert container["REMOTE_OLLAMA_STATE_FILE"] == "/data/state.json"

@@ -130,6 +130,8 @@ def deployment(body: JSON, image: str, *, image_pull_policy: str = "IfNotPresent
         {"name": "REMOTE_OLLAMA_HOLD_TIMEOUT", "value": str(wake.get("holdTimeout", "10m"))},
         {"name": "REMOTE_OLLAMA_MAX_HELD", "value": str(wake.get("maxHeldRequests", 256))},
         {"name": "REMOTE_OLLAMA_ACTIVITY_INTERVAL", "value": str(spec.get("activityInterval", "15s"))},
+        # spec.wake.progress: set here so a change rolls the proxy (and drift repair keeps it)
+        {"name": "REMOTE_OLLAMA_WAKE_PROGRESS", "value": "1" if wake.get("progress") else "0"},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
     probe = {"httpGet": {"path": "/healthz", "port": "ollama"}, "periodSeconds": 10}

@@ -35,7 +35,14 @@ from .context import OPERATOR, ResourceContext
 from .cost_round import cost_round
 from .fallback import fall_back, placing_for
 from .kubeapi import KubeError, path_for
-from .status import activity_from, credentials_condition, malformed_annotations, memory_from, status_patch
+from .status import (
+    OllamaAnswers,
+    activity_from,
+    credentials_condition,
+    malformed_annotations,
+    memory_from,
+    status_patch,
+)
 
 log = logging.getLogger("remote_ollama.operator")
 
@@ -192,7 +199,8 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
         if not placing.base.placements:
             raise
         return await fall_back(ctx, body, placing, exc, reconciler, instance, decision, now)
-    await publish(ctx, body, decision, instance, [credentials_condition(None)], now, spent, placing)
+    answers = OllamaAnswers(reconciler.answered)
+    await publish(ctx, body, decision, instance, [credentials_condition(None)], now, spent, placing, answers)
     await OPERATOR.maybe_sweep_orphans(cloud, body)
     return float(decision.recheck_after)
 

@@ -18,12 +18,15 @@ from datetime import datetime
 from typing import Any
 
 from ..cloud.pki import client_ssl_context
+from ..ollama_release import DEFAULT_OLLAMA_IMAGE, version_of
 from ..proxy.app import PROXY_KEY, make_proxy_app, start_proxy
 from ..proxy.interfaces import ProxySettings, Upstream, wake_progress_from_env
 from ..proxy.local import LocalResolver
+from ..proxy.polling import PollingCache
 from ..resource import (
     ANN_LAST_ACTIVITY,
     ANN_WAKE_REQUESTED,
+    DEFAULT_MODEL,
     GROUP,
     PLURAL,
     VERSION,
@@ -67,9 +70,11 @@ class ResourceFollower:
         name: str,
         resolver: LocalResolver,
         on_spec: Callable[[JSON], None] | None = None,
+        cache: PollingCache | None = None,
     ):
         self.api, self.namespace, self.name, self.resolver = api, namespace, name, resolver
         self.on_spec = on_spec
+        self.cache = cache
         self.collection = path_for(f"{GROUP}/{VERSION}", PLURAL, namespace)
         self.path = path_for(f"{GROUP}/{VERSION}", PLURAL, namespace, name)
         self._creds_key: tuple[str, str] | None = None
@@ -96,6 +101,11 @@ class ResourceFollower:
         if self.on_spec is not None:
             self.on_spec(body.get("spec") or {})
         status = body.get("status") or {}
+        if self.cache is not None:
+            spec = body.get("spec") or {}
+            self.cache.configure(spec_models(spec), spec_ollama_version(spec))
+            if isinstance(status.get("ollama"), dict):
+                self.cache.learn(status["ollama"])
         phase = str(status.get("phase") or "Pending")
         endpoint = status.get("endpoint")
         refusal = refusal_from(status)
@@ -111,7 +121,8 @@ class ResourceFollower:
             if upstream is not None:
                 self.resolver.set_ready(upstream)
                 return
-        self.resolver.set_down(phase)
+        exists = bool((status.get("instance") or {}).get("id"))
+        self.resolver.set_down(phase, instance=exists)
 
     async def run(self) -> None:
         """Watch forever (re-listing after each stream ends or fails)."""
@@ -169,6 +180,34 @@ def refusal_from(status: JSON) -> str | None:
     return None
 
 
+def spec_models(spec: JSON) -> tuple[str, ...]:
+    models = spec.get("models")
+    return tuple(str(m) for m in models) if isinstance(models, list) else (DEFAULT_MODEL,)
+
+
+def spec_ollama_version(spec: JSON) -> str:
+    image = (spec.get("ollama") or {}).get("image")
+    return version_of(image if isinstance(image, str) and image else DEFAULT_OLLAMA_IMAGE)
+
+
+def provisioning_status(status: JSON) -> str:
+    """The seed's /status word for the resource's phase: idle, provisioning, ready or error."""
+    phase = status.get("phase")
+    if phase == "Failed" or refusal_from(status) is not None:
+        return "error"
+    if phase == "Ready":
+        return "ready"
+    return "provisioning" if phase in ("Provisioning", "Starting") else "idle"
+
+
+def idle_timeout(spec: JSON) -> int:
+    """Seconds without requests before the VM is stopped (spec.idle.stopAfter; 0: never)."""
+    try:
+        return int(parse_duration((spec.get("idle") or {}).get("stopAfter") or 0))
+    except ValueError:
+        return 0
+
+
 def settings_from_env(env: dict[str, str], spec: dict[str, Any]) -> ProxySettings:
     wake = spec.get("wake") or {}
     return ProxySettings(
@@ -180,7 +219,9 @@ def settings_from_env(env: dict[str, str], spec: dict[str, Any]) -> ProxySetting
         allowed_origins=tuple(o.strip() for o in env.get("OLLAMA_ORIGINS", "").split(",") if o.strip()),
         client_auth_required=bool(client_secret_name(spec)),
         model_management=spec.get("modelManagement") is True,
-        wake_progress=wake_progress_from_env(env),
+        wake_progress=bool(wake.get("progress", False)) or wake_progress_from_env(env),
+        models=spec_models(spec),
+        ollama_version=spec_ollama_version(spec),
     )
 
 
@@ -199,9 +240,13 @@ async def run_resource_proxy(resource: str, host: str, port: int) -> int:
     def status_extra() -> dict[str, Any]:
         st = (follower.body or {}).get("status") or {}
         spec = (follower.body or {}).get("spec") or {}
+        phase = str(st.get("phase") or "Pending")
         return {
             "service": "remote-ollama",
             "resource": resource,
+            "provisioning_status": provisioning_status(st),
+            "idle_timeout": idle_timeout(spec),
+            "phase": phase,
             "remote_url": st.get("endpoint"),
             "instance_status": (st.get("instance") or {}).get("state"),
             "zone": spec.get("zone"),
@@ -215,6 +260,7 @@ async def run_resource_proxy(resource: str, host: str, port: int) -> int:
     access = AccessFollower(api, namespace, app[PROXY_KEY])
     access.apply_spec(spec)
     follower.on_spec = access.apply_spec
+    follower.cache = app[PROXY_KEY].cache
     runner, _ = await start_proxy(app, host, port, shutdown_timeout=30)
     log.info("proxy for %s listening on %s:%d", resource, host, port)
     watcher = asyncio.create_task(follower.run())

@@ -167,3 +167,15 @@ def status_patch(
             "seconds": round(w.seconds, 3),
         }
     return patch
+
+
+class OllamaAnswers:
+    """status.ollama: what the VM last answered to /api/version and /api/tags, so that a proxy
+    started while no VM runs (a restart, a rollout) answers those routes as the VM did."""
+
+    def __init__(self, answered: JSON) -> None:
+        self.answered = answered
+
+    def add_to(self, patch: JSON, body: JSON, now: datetime) -> None:
+        if self.answered and (body.get("status") or {}).get("ollama") != self.answered:
+            patch["ollama"] = dict(self.answered)

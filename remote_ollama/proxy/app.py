@@ -60,7 +60,7 @@ class Proxy:
         # The VM's Ollama never sees a browser Origin, so CORS headers are the proxy's alone.
         self.forwarder = Forwarder(self.pool, self.metrics)
         self.forwarder.request_drop = self.forwarder.request_drop | {PROGRESS_HEADER.lower()}
-        self.cache = PollingCache()
+        self.cache = PollingCache(settings.models, settings.ollama_version)
         self.origins = OriginPolicy(settings.allowed_origins)
         # Replaced whole when the key Secret changes (operator mode), so rotation needs no restart.
         self.keys = ClientKeys(settings.client_api_keys, required=settings.client_auth_required)
@@ -158,25 +158,18 @@ class Proxy:
         return await self._stream_or_502(request, upstream, body)
 
     async def _poll(self, request: web.Request, path: str) -> web.StreamResponse:
-        state = self.resolver.state()
-        if state.ready:
+        if self.resolver.state().ready:
             try:
                 upstream = await self.hold.admit()
                 status, headers, body = await self.forwarder.read_whole(request, upstream, route_class(path))
             except (HoldRejected, UpstreamUnreachable):
-                pass  # fall back to what was last seen
+                pass  # answered below as while the VM is down
             else:
                 if status == 200 and request.method == "GET":
                     self.cache.remember(path, body, headers.get("Content-Type", "application/json"))
                 headers.popall("Content-Length", None)
                 return web.Response(status=status, headers=headers, body=body)
-        cached = self.cache.answer(path)
-        if cached is not None:
-            return cached
-        return not_ready_response(
-            HoldRejected(state.phase, f"remote instance is {state.phase.lower()} and not answered yet"),
-            self.settings.retry_after,
-        )
+        return self.cache.answer(path)
 
     async def _stream_while_waking(self, request: web.Request, path: str) -> web.StreamResponse:
         """Streaming pull (and, when asked, generate/chat) gets "waking" lines while the VM starts,

@@ -57,12 +57,12 @@ class Hold:
 
     def enter(self) -> float:
         """Start holding one request (wakes the VM); raises `HoldRejected` when it may not wait."""
-        phase = self.resolver.state().phase
+        state = self.resolver.state()
+        phase = state.phase
         self.reporter.request_wake()
         if self.settings.immediate_503:
-            raise HoldRejected(
-                phase, f"remote instance is {phase.lower()}; it is being started, retry shortly"
-            )
+            doing = "started" if state.instance else "created"
+            raise HoldRejected(phase, f"{state.down_words()}; it is being {doing}, retry shortly")
         if self.held >= self.settings.max_held_requests:
             raise HoldRejected(
                 phase, f"too many requests waiting for the remote instance ({self.held}); retry shortly"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from remote_ollama.ollama_release import DEFAULT_OLLAMA_VERSION
 from remote_ollama.resource import (
     DEFAULT_ACTIVITY_INTERVAL,
     DEFAULT_HOLD_TIMEOUT,
@@ -43,6 +44,11 @@ class UpstreamState:
 
     phase: str
     ready: bool
+    instance: bool = True  # a VM exists (running or not); False before the first is created
+
+    def down_words(self) -> str:
+        """How to name the VM's absence: "no instance yet" is not "stopped"."""
+        return "no remote instance yet" if not self.instance else f"remote instance is {self.phase.lower()}"
 
 
 class NotReady(Exception):
@@ -115,3 +121,7 @@ class ProxySettings:
     # Streaming /api/generate and /api/chat get wake progress chunks while held, as /api/pull always
     # does; per request with the header `X-Remote-Ollama-Progress: true` when this is off.
     wake_progress: bool = False
+    # What polling routes answer before any VM has (see polling.py): the spec's models and the
+    # version of the Ollama image the VM runs.
+    models: tuple[str, ...] = ()
+    ollama_version: str = DEFAULT_OLLAMA_VERSION

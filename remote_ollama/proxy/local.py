@@ -14,15 +14,16 @@ class LocalResolver:
     def __init__(self, upstream: Upstream | None = None, phase: str | None = None) -> None:
         self._upstream = upstream
         self._phase = phase or ("Ready" if upstream else "Stopped")
-        self._refusal: str | None = None  # why waiting is pointless (e.g. a budget cap): answer at once
+        self._refusal: str | None = None
+        self._instance = True  # why waiting is pointless (e.g. a budget cap): answer at once
         self._changed = asyncio.Event()
 
     def set_ready(self, upstream: Upstream) -> None:
         self._upstream, self._phase, self._refusal = upstream, "Ready", None
         self._wake_waiters()
 
-    def set_down(self, phase: str) -> None:
-        self._upstream, self._phase, self._refusal = None, phase, None
+    def set_down(self, phase: str, *, instance: bool = True) -> None:
+        self._upstream, self._phase, self._refusal, self._instance = None, phase, None, instance
         self._wake_waiters()
 
     def set_refusing(self, phase: str, message: str) -> None:
@@ -35,7 +36,8 @@ class LocalResolver:
         self._changed = asyncio.Event()
 
     def state(self) -> UpstreamState:
-        return UpstreamState(phase=self._phase, ready=self._upstream is not None)
+        up = self._upstream is not None
+        return UpstreamState(phase=self._phase, ready=up, instance=up or self._instance)
 
     async def await_ready(self, deadline: float) -> Upstream:
         loop = asyncio.get_running_loop()

@@ -1,0 +1,175 @@
+"""First contact: what a client sees before any VM answers, in every mode, without waking one.
+
+`ollama list`, `ollama ps` and `ollama -v` (GET /api/version) must work on a fresh install, and a
+chat UI that lists models on connect must be able to pick one and chat from a cold start.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import aiohttp
+import httpx
+import ollama
+import pytest
+from kube.harness import KubeHarness
+from operator_world import credentials_secret, operator_world, remote_ollama, wait_until
+from proxy_world import world
+from subprocess_world import Program, clean_env, free_port
+from test_standalone import KEY, SECRET, live_instances
+from test_standalone import sim as sim
+
+from remote_ollama.ollama_release import DEFAULT_OLLAMA_VERSION
+from remote_ollama.proxy.interfaces import ProxySettings
+from remote_ollama.proxy.polling import CACHED_HEADER
+from remote_ollama.sandbox.exoscale_api import SimulatorThread
+
+MODEL = "granite3.1-dense:8b"
+
+
+async def raw_get(url: str) -> tuple[int, dict[str, str], object]:
+    async with aiohttp.ClientSession() as http, http.get(url) as r:
+        return r.status, dict(r.headers), json.loads(await r.read())
+
+
+async def test_no_vm_yet_answers_the_spec_models_the_pinned_version_and_nothing_loaded() -> None:
+    settings = ProxySettings(models=("granite3.1-dense:8b", "nomic-embed-text"), ollama_version="0.35.1")
+    async with world(settings, ready=False) as w:
+        w.resolver.set_down("Stopped")
+        client = ollama.AsyncClient(host=w.url)
+        listed = await client.list()
+        assert [m.model for m in listed.models] == ["granite3.1-dense:8b", "nomic-embed-text:latest"]
+        assert (await client.ps()).models == []
+        status, headers, body = await raw_get(w.url + "/api/version")
+        assert (status, body, headers[CACHED_HEADER]) == (200, {"version": "0.35.1"}, "true")
+        status, headers, _ = await raw_get(w.url + "/api/tags")
+        assert headers[CACHED_HEADER] == "true"
+        async with aiohttp.ClientSession() as http, http.head(w.url + "/api/tags") as r:
+            assert r.status == 200
+        assert w.sink.wakes == [] and w.sink.touches == []
+
+        # once a VM answered: its real details; once it is down again, nothing is loaded
+        w.resolver.set_ready(w.upstream)
+        await client.generate(model=MODEL, prompt="", keep_alive="10m")  # loads it
+        assert [m.model for m in (await client.ps()).models] == [MODEL]
+        real = await client.list()
+        assert all(m.digest for m in real.models)
+        w.resolver.set_down("Stopped")
+        assert (await client.ps()).models == []  # never a stale "loaded" model
+        assert await client.list() == real
+        _, headers, body = await raw_get(w.url + "/api/version")
+        assert body == {"version": w.state.version} and headers[CACHED_HEADER] == "true"
+
+
+def test_sandbox_lists_models_without_waking_then_chats_from_cold(tmp_path: Path) -> None:
+    port = free_port()
+    prog = Program(
+        ["sandbox", "--port", str(port), "--idle", "1m", "--boot", "0.5"],
+        clean_env(),
+        tmp_path / "sandbox.log",
+        port=port,
+    )
+    try:
+        prog.wait_listening()
+        client = ollama.Client(host=prog.url, timeout=60)
+        # a chat UI connecting: list the models, ask what is loaded and the version
+        assert [m.model for m in client.list().models] == [MODEL]
+        assert client.ps().models == []
+        status, _, version = prog.request("GET", "/api/version", None, 10)
+        assert (status, version) == (200, {"version": DEFAULT_OLLAMA_VERSION})
+        assert prog.request("GET", "/status", None, 10)[2]["instance_status"] == "none"  # no wake
+        # ... then the user picks the listed model and chats: the VM is created, the answer streams
+        picked = client.list().models[0].model
+        assert picked is not None
+        chunks = list(client.chat(model=picked, messages=[{"role": "user", "content": "hi"}], stream=True))
+        assert chunks[-1].done and "".join(c.message.content or "" for c in chunks).strip()
+        assert all(m.digest for m in client.list().models)  # the VM's own answer now
+    finally:
+        prog.kill()
+
+
+def test_standalone_first_contact_creates_nothing(sim: SimulatorThread, tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        "EXOSCALE_API_KEY": KEY,
+        "EXOSCALE_API_SECRET": SECRET,
+        "EXOSCALE_API_ENDPOINT": sim.url,
+        "OLLAMA_MODEL": f"{MODEL},nomic-embed-text",
+        "OLLAMA_IMAGE": "ollama/ollama:0.14.2",
+        "REMOTE_OLLAMA_STATE_FILE": str(tmp_path / "state.json"),
+        "REMOTE_OLLAMA_FIRST_REQUEST": "503",
+    }
+    prog = Program(
+        ["standalone", "--host", "127.0.0.1", "--port", str(port)],
+        clean_env(env),
+        tmp_path / "s.log",
+        port=port,
+    )
+    try:
+        prog.wait_listening()
+        client = ollama.Client(host=prog.url, timeout=30)
+        assert [m.model for m in client.list().models] == [MODEL, "nomic-embed-text:latest"]
+        assert client.ps().models == []
+        assert prog.request("GET", "/api/version", None, 10)[2] == {"version": "0.14.2"}
+        assert live_instances(sim) == [] and sim.sim.state.security_groups == {}
+        # the first real request: the words say there is no VM yet, not that it is "stopped"
+        code, _, body = prog.request("POST", "/api/generate", {"model": MODEL, "prompt": "hi"}, 10)
+        assert code == 503 and body["error"] == "no remote instance yet; it is being created, retry shortly"
+    finally:
+        prog.kill()
+
+
+def test_operator_mode_first_contact_and_a_restarted_proxy_answers_as_the_vm_did(
+    kube: KubeHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with operator_world(kube, monkeypatch) as world:
+        world.apply(credentials_secret())
+        world.apply(remote_ollama(suspend=True, idle={"stopAfter": "10m"}))
+        world.wait_phase("Stopped")
+        url = world.start_proxy()
+        client = ollama.Client(host=url, timeout=30)
+        assert [m.model for m in client.list().models] == [MODEL]
+        assert client.ps().models == []
+        assert httpx.get(url + "/api/version").json() == {"version": DEFAULT_OLLAMA_VERSION}
+        assert world.instances() == []  # polling woke nothing
+        seed = httpx.get(url + "/status").json()  # the seed's fields, in operator mode too
+        assert (seed["provisioning_status"], seed["idle_timeout"]) == ("idle", 600)
+
+        world.apply(remote_ollama(suspend=False, idle={"stopAfter": "10m"}))
+        # the user picks the listed model and chats: the request wakes a new VM and is answered
+        picked = client.list().models[0].model
+        assert picked is not None
+        reply = client.chat(model=picked, messages=[{"role": "user", "content": "hi"}], stream=False)
+        assert reply.message.content
+        obj = world.wait_phase("Ready", timeout=40)
+        wait_until(
+            lambda: ((world.get("remoteollama", "granite") or {}).get("status") or {}).get("ollama"),
+            10,
+            "status.ollama",
+        )
+        seen = (world.get("remoteollama", "granite") or {})["status"]["ollama"]
+        assert seen["version"] == DEFAULT_OLLAMA_VERSION
+        assert [m["name"] for m in seen["models"]] == [MODEL] and seen["models"][0]["digest"]
+        assert obj["status"]["phase"] == "Ready"
+
+        world.apply(remote_ollama(suspend=True, idle={"stopAfter": "10m"}))
+        world.wait_phase("Stopped")
+        world.stop_procs()
+        url = world.start_proxy()  # a new proxy process: it never saw the VM itself
+        client = ollama.Client(host=url, timeout=30)
+        listed = client.list().models
+        assert [m.model for m in listed] == [MODEL] and listed[0].digest == seen["models"][0]["digest"]
+        assert client.ps().models == []
+
+
+async def test_wording_tells_no_instance_yet_from_stopped() -> None:
+    async with world(ProxySettings(immediate_503=True), ready=False) as w:
+        for exists, words in ((False, "no remote instance yet"), (True, "remote instance is stopped")):
+            w.resolver.set_down("Stopped", instance=exists)
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(w.url + "/api/generate", json={"model": MODEL}) as r,
+            ):
+                assert r.status == 503
+                assert (await r.json())["error"].startswith(words)
