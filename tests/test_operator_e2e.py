@@ -24,6 +24,7 @@ JUSTIFIED_UNUSED = {
     ("", "serviceaccounts", "patch"),
     ("rbac.authorization.k8s.io", "roles", "patch"),
     ("rbac.authorization.k8s.io", "rolebindings", "patch"),
+    ("networking.k8s.io", "networkpolicies", "patch"),
     # Events: kopf posts them from a logging handler, which pytest's log capture can starve in this
     # in-process run; tests/test_operator_bad_input.py sees them from the operator as a process
     ("", "events", "create"),

@@ -108,6 +108,26 @@ def vm_secret(body: JSON, data: dict[str, str]) -> JSON:
     }
 
 
+def network_policy(body: JSON) -> JSON | None:
+    """Ingress to the proxy pods on 11434 from the resource's own namespace (`podSelector: {}`),
+    plus spec.networkPolicy.allowFrom; None when spec.networkPolicy.enabled is false."""
+    name = body["metadata"]["name"]
+    settings = (body.get("spec") or {}).get("networkPolicy") or {}
+    if settings.get("enabled", True) is False:
+        return None
+    peers = [{"podSelector": {}}, *[p for p in settings.get("allowFrom") or [] if isinstance(p, dict)]]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(body, name),
+        "spec": {
+            "podSelector": {"matchLabels": {"app.kubernetes.io/instance": name, COMPONENT_LABEL: "proxy"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": peers, "ports": [{"port": PROXY_PORT, "protocol": "TCP"}]}],
+        },
+    }
+
+
 def service(body: JSON) -> JSON:
     name = body["metadata"]["name"]
     return {

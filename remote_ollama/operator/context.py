@@ -39,6 +39,7 @@ from ..resource import (
 from . import children
 from .kubeapi import KubeAPI, KubeError, path_for
 from .metrics import OperatorMetrics
+from .ownership import NameConflict, apply_owned, owned_by
 
 log = logging.getLogger("remote_ollama.operator")
 
@@ -66,6 +67,10 @@ class SecretStore(CredentialStore):
             secret = await self.api.get(self.path)
             if secret is None:
                 return None
+            if not owned_by(secret, self.body["metadata"]["uid"]):  # never trust another's keys
+                raise NameConflict(
+                    "Secret", self.body["metadata"]["namespace"], secret_name(self.body["metadata"]["name"])
+                )
             data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
             try:
                 self._cached = VMCredentials.from_secret_data(data)
@@ -75,7 +80,8 @@ class SecretStore(CredentialStore):
 
     async def save(self, creds: VMCredentials) -> None:
         collection = path_for("v1", "secrets", self.body["metadata"]["namespace"])
-        await self.api.apply(collection, children.vm_secret(self.body, creds.to_secret_data()))
+        body = children.vm_secret(self.body, creds.to_secret_data())
+        await apply_owned(self.api, collection, body, self.body["metadata"]["uid"])
         self._cached = creds
 
 

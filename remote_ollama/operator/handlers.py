@@ -34,7 +34,8 @@ from . import children
 from .context import OPERATOR, ResourceContext
 from .cost_round import cost_round
 from .fallback import fall_back, placing_for
-from .kubeapi import KubeError, path_for
+from .kubeapi import KubeError
+from .ownership import converge_children, remove_children
 from .status import (
     OllamaAnswers,
     activity_from,
@@ -261,16 +262,7 @@ async def ensure_children(ctx: ResourceContext, body: kopf.Body, *, spec_changed
     loop = asyncio.get_running_loop()
     if not spec_changed and loop.time() - ctx.children_at < children_interval():
         return
-    raw = dict(body)
-    ns = body.metadata.namespace
-    api = OPERATOR.api
-    await api.apply(path_for("v1", "serviceaccounts", ns), children.proxy_service_account(raw))
-    await api.apply(path_for("rbac.authorization.k8s.io/v1", "roles", ns), children.proxy_role(raw))
-    await api.apply(
-        path_for("rbac.authorization.k8s.io/v1", "rolebindings", ns), children.proxy_role_binding(raw)
-    )
-    await api.apply(path_for("apps/v1", "deployments", ns), children.deployment(raw, OPERATOR.proxy_image))
-    await api.apply(path_for("v1", "services", ns), children.service(raw))
+    await converge_children(OPERATOR.api, dict(body), OPERATOR.proxy_image)
     ctx.children_at = loop.time()
     ctx.children_generation = body.metadata.get("generation")
 
@@ -300,14 +292,5 @@ async def cleanup(body: kopf.Body, **_: Any) -> None:
                 kopf.warn(body, reason=exc.reason, message=f"deleting cloud objects: {exc.message}")
                 raise kopf.TemporaryError(exc.message, delay=15) from exc
             kopf.info(body, reason="Deleted", message="instance and security group deleted")
-    ns, name = body.metadata.namespace, body.metadata.name
-    for kind_path in (
-        path_for("apps/v1", "deployments", ns, name),
-        path_for("v1", "services", ns, name),
-        path_for("v1", "secrets", ns, f"{name}-remote-ollama"),
-        path_for("rbac.authorization.k8s.io/v1", "rolebindings", ns, f"{name}-proxy"),
-        path_for("rbac.authorization.k8s.io/v1", "roles", ns, f"{name}-proxy"),
-        path_for("v1", "serviceaccounts", ns, f"{name}-proxy"),
-    ):
-        await OPERATOR.api.delete(kind_path)
+    await remove_children(OPERATOR.api, raw)
     OPERATOR.forget(body.metadata.uid)
