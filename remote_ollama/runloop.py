@@ -9,7 +9,8 @@ connection to the VM) took 364 MiB of RSS on asyncio against 115 MiB on uvloop
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import contextlib
+from collections.abc import Awaitable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -21,3 +22,15 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     except ImportError:  # e.g. Windows: plain asyncio works, with more memory per TLS connection
         return asyncio.run(main)
     return uvloop.run(main)
+
+
+async def wait_at_most(awaitable: Awaitable[Any], timeout: float) -> None:
+    """Await `awaitable` for at most `timeout` seconds; a timeout is not an error.
+
+    Not `asyncio.wait_for`: on Python 3.11 it swallows a cancellation that arrives just as the
+    awaited event fires, so a loop waiting on a kick could never be stopped (AsyncRemoteOllama's
+    exit hung right after `start_idle_monitor()` kicked its loop).
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await awaitable

@@ -24,6 +24,7 @@ from .lifecycle import Activity, Decision, Memory, Observation, Phase, WakeTimin
 from .proxy.interfaces import NotReady, Upstream, UpstreamState
 from .reconciler import CredentialStore, Reconciler, Target, instance_name
 from .resource import STANDALONE_CLUSTER, VM_TLS_SERVER_NAME, Spec, format_duration
+from .runloop import wait_at_most
 from .settings import StandaloneConfig
 from .state_file import StandaloneState, StateFile
 
@@ -149,8 +150,7 @@ class LocalController:
                 if remaining <= 0:
                     state = self.state()
                     raise NotReady(state.phase, self.error or state.down_words())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), remaining)
+                await wait_at_most(self._changed.wait(), remaining)
 
     # -- ActivitySink ------------------------------------------------------------------------------------
 
@@ -243,8 +243,7 @@ class LocalController:
             self._rounds += 1
             async with self._changed:
                 self._changed.notify_all()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), delay)
+            await wait_at_most(self._kick.wait(), delay)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="remote-ollama-lifecycle")

@@ -232,3 +232,27 @@ def test_importing_the_package_stays_light() -> None:
     code = "import sys, remote_ollama; print(any(m in sys.modules for m in ('aiohttp', 'exoscale')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+async def test_leaving_async_with_right_after_start_idle_monitor_does_not_hang(tmp_path: Path) -> None:
+    """The monitor kicks a round while the block exits: the loop must still stop (issue 15: it hung)."""
+    async with ExoscaleSimulator(keys={KEY: SECRET}, timings=TIMINGS) as sim:
+        cloud = AsyncExoscaleCloud.connect(KEY, SECRET, "at-vie-2", endpoint=sim.url, poll_interval=0.05)
+        for attempt in range(3):
+            remote = AsyncRemoteOllama(
+                api_key=KEY,
+                api_secret=SECRET,
+                endpoint=sim.url,
+                model=[MODEL],
+                idle_timeout="10m",
+                state_file=str(tmp_path / "state.json"),
+                on_exit="keep",
+                cloud=cloud,
+            )
+            async with remote:
+                await remote.ensure_instance(timeout=30)  # Ready: the loop waits long for a kick
+                await remote.start_idle_monitor()  # ... and gets one
+                exiting = asyncio.get_running_loop().time()
+            assert asyncio.get_running_loop().time() - exiting < 5, f"exit took long ({attempt})"
+            assert not remote.started
+        assert sim.call_count("create-instance") == 1

@@ -6,6 +6,7 @@ import asyncio
 from datetime import datetime
 
 from remote_ollama.proxy.interfaces import NotReady, Upstream, UpstreamState
+from remote_ollama.runloop import wait_at_most
 
 
 class LocalResolver:
@@ -47,10 +48,7 @@ class LocalResolver:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise NotReady(self._phase, f"remote instance not ready in time ({self._phase})")
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                continue
+            await wait_at_most(self._changed.wait(), remaining)
         return self._upstream
 
 
