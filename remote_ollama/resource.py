@@ -25,6 +25,9 @@ FINALIZER = "remoteollama.dev/cleanup"
 ANN_LAST_ACTIVITY = "remoteollama.dev/last-activity"
 ANN_WAKE_REQUESTED = "remoteollama.dev/wake-requested"
 ANN_SLEEP_REQUESTED = "remoteollama.dev/sleep-requested"
+# Set (to "true") on a resource being deleted whose cloud objects cannot be deleted (credentials
+# revoked): the finalizer then lets go, with a Warning Event naming what may remain.
+ANN_ABANDON_CLOUD_OBJECTS = "remoteollama.dev/abandon-cloud-objects"
 
 LABEL_MANAGED_BY = "managed-by"
 LABEL_MANAGED_BY_VALUE = "remote-ollama"

@@ -17,9 +17,10 @@ from typing import Any, Protocol
 
 import kopf
 
-from ..cloud.errors import CapacityError, CloudError, QuotaError
+from ..cloud.errors import CapacityError, CloudError, CredentialsError, QuotaError
 from ..lifecycle import ActionKind, Condition, Decision, Observation, Phase, decide
 from ..resource import (
+    ANN_ABANDON_CLOUD_OBJECTS,
     ANN_SLEEP_REQUESTED,
     ANN_WAKE_REQUESTED,
     FINALIZER,
@@ -29,6 +30,7 @@ from ..resource import (
     VERSION,
     SpecError,
     parse_spec,
+    security_group_name,
 )
 from . import children
 from .context import OPERATOR, ResourceContext
@@ -267,6 +269,34 @@ async def ensure_children(ctx: ResourceContext, body: kopf.Body, *, spec_changed
     ctx.children_generation = body.metadata.get("generation")
 
 
+def nothing_created(body: dict[str, Any]) -> bool:
+    """No VM was ever recorded for this resource (its credentials never got that far)."""
+    status = body.get("status") or {}
+    lifecycle = status.get("lifecycle") or {}
+    return not status.get("instance") and not lifecycle.get("instance_id") and not status.get("endpoint")
+
+
+def _stuck_or_abandon(body: kopf.Body, ctx: ResourceContext, why: str, delay: float) -> None:
+    """Retry the cloud clean-up later, unless the user said to abandon what is there."""
+    if (body.metadata.annotations or {}).get(ANN_ABANDON_CLOUD_OBJECTS, "").lower() != "true":
+        raise kopf.TemporaryError(
+            f"{why} (retrying; to delete the resource anyway, leaving its cloud objects, annotate it "
+            f"{ANN_ABANDON_CLOUD_OBJECTS}=true)",
+            delay=delay,
+        )
+    status: dict[str, Any] = dict(body.status)
+    instance = (status.get("instance") or {}).get("id") or (status.get("lifecycle") or {}).get("instance_id")
+    zone = dict(body.spec).get("zone", "")
+    left = [f"instance {instance}" if instance else "an instance labelled remote-ollama-owner=" + ctx.uid]
+    left.append(f"security group {security_group_name(ctx.namespace, ctx.name)}")
+    kopf.warn(
+        body,
+        reason="CloudObjectsAbandoned",
+        message=f"{ANN_ABANDON_CLOUD_OBJECTS}: not deleted, may remain in zone {zone}: {', '.join(left)} "
+        f"({why}); delete them in the Exoscale console or with `remote-ollama instance destroy`",
+    )
+
+
 def children_interval() -> float:
     return float(os.environ.get("REMOTE_OLLAMA_CHILDREN_INTERVAL", CHILDREN_EVERY))
 
@@ -284,13 +314,22 @@ async def cleanup(body: kopf.Body, **_: Any) -> None:
         problem, cloud = await ctx.cloud_for(spec)
         if cloud is None:
             if ctx.had_instance(raw):
-                raise kopf.TemporaryError(f"cannot delete the VM: {problem}", delay=30)
+                _stuck_or_abandon(body, ctx, f"cannot delete the VM: {problem}", 30)
         else:
             try:
                 await ctx.reconciler(cloud).destroy_all()
             except CloudError as exc:
                 kopf.warn(body, reason=exc.reason, message=f"deleting cloud objects: {exc.message}")
-                raise kopf.TemporaryError(exc.message, delay=15) from exc
-            kopf.info(body, reason="Deleted", message="instance and security group deleted")
+                if isinstance(exc, CredentialsError) and nothing_created(raw):
+                    kopf.warn(
+                        body,
+                        reason="CloudObjectsUnknown",
+                        message="the cloud refuses these credentials and no VM was ever created with "
+                        "them: letting go",
+                    )
+                else:
+                    _stuck_or_abandon(body, ctx, exc.message, 15)
+            else:
+                kopf.info(body, reason="Deleted", message="instance and security group deleted")
     await remove_children(OPERATOR.api, raw)
     OPERATOR.forget(body.metadata.uid)

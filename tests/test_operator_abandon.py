@@ -1,0 +1,75 @@
+"""Deleting a resource whose credentials the cloud refuses: it must not hang forever on the finalizer.
+
+With nothing ever created it goes at once; with a VM out there it waits (deleting the VM is the
+finalizer's promise) until the user fixes the Secret or says to abandon the cloud objects with the
+documented annotation, and a Warning Event names what may remain.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import yaml
+from kube.harness import KubeHarness
+from operator_world import KEY, CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
+
+from remote_ollama.resource import ANN_ABANDON_CLOUD_OBJECTS
+
+
+def wrong_secret() -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "exoscale", "namespace": "default"},
+            "stringData": {"api-key": KEY, "api-secret": "not-the-secret"},
+        }
+    )
+
+
+def events(world: CloudWorld) -> list[dict[str, Any]]:
+    out = world.kube.kubectl("get", "events", "-n", "default", "-o", "json")
+    items: list[dict[str, Any]] = json.loads(out.stdout)["items"] if out.returncode == 0 else []
+    return items
+
+
+def refused(world: CloudWorld) -> bool:
+    obj = world.get("remoteollama", "granite") or {}
+    conds = (obj.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "False" and "redential" in c["reason"] for c in conds)
+
+
+def test_wrong_credentials_and_nothing_created_deletes_at_once(kube: KubeHarness) -> None:
+    with cloud_world(kube) as world:
+        world.apply(wrong_secret())
+        world.start_operator()
+        world.apply(remote_ollama())
+        wait_until(lambda: refused(world), 20, "Ready=False for the refused credentials")
+        kube.kubectl("delete", "rol", "granite", "--wait=false", check=True)
+        wait_until(lambda: world.get("remoteollama", "granite") is None, 20, "the resource gone")
+        assert world.instances() == []
+
+
+def test_a_vm_left_behind_waits_for_the_secret_or_the_abandon_annotation(kube: KubeHarness) -> None:
+    with cloud_world(kube) as world:
+        world.apply(credentials_secret())
+        world.start_operator()
+        world.apply(remote_ollama(idle={"stopAfter": "10m"}))
+        kube.kubectl("annotate", "rol", "granite", "remoteollama.dev/wake-requested=2099-01-01T00:00:00Z")
+        wait_until(lambda: world.instances(), 30, "a VM")
+        world.wait_phase("Ready", timeout=40)
+        (vm,) = world.instances()
+        world.apply(wrong_secret())  # credentials revoked
+        kube.kubectl("delete", "rol", "granite", "--wait=false", check=True)
+        time.sleep(3)  # the finalizer keeps it: deleting the VM is its promise
+        assert world.get("remoteollama", "granite") is not None
+        kube.kubectl("annotate", "rol", "granite", f"{ANN_ABANDON_CLOUD_OBJECTS}=true", check=True)
+        wait_until(lambda: world.get("remoteollama", "granite") is None, 40, "the resource gone")
+        assert [i.id for i in world.instances()] == [vm.id]  # abandoned, as asked
+        warned = wait_until(
+            lambda: [e for e in events(world) if e.get("reason") == "CloudObjectsAbandoned"], 20, "the Event"
+        )
+        assert warned[0]["type"] == "Warning" and vm.id in warned[0]["message"]
+        assert "remote-ollama-default-granite" in warned[0]["message"]
