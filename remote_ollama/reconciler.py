@@ -61,6 +61,11 @@ class Target:
     cluster: str
     name: str
     security_group: str
+    # the pre-issue-14 name; used only for a VM of ours that is attached to it (see ensure_access)
+    legacy_security_group: str | None = None
+    # mark the group with the owner uid and converge only a group carrying that mark (operator mode;
+    # standalone's group name holds its random owner id and predates the mark)
+    mark_group: bool = False
 
     def labels(self, spec: Spec) -> dict[str, str]:
         return {
@@ -180,14 +185,10 @@ class Reconciler:
         sg_id: str | None = None
         for action in decision.actions:
             if action.kind is ActionKind.ENSURE_SECURITY_GROUP:
-                sg_id = await self.cloud.ensure_security_group(
-                    self.target.security_group, spec.allowed_source_cidrs
-                )
+                sg_id = await self._ensure_own_group(spec)
             elif action.kind is ActionKind.CREATE_INSTANCE:
                 if sg_id is None:
-                    sg_id = await self.cloud.ensure_security_group(
-                        self.target.security_group, spec.allowed_source_cidrs
-                    )
+                    sg_id = await self._ensure_own_group(spec)
                 await self._create(spec, sg_id)
             elif action.kind is ActionKind.START_INSTANCE:
                 # with fallbacks, wait for the cloud's answer so a capacity failure moves to the next one
@@ -202,9 +203,26 @@ class Reconciler:
                 self._start_warm_ups(instance, action, spec.keep_alive)
             # PROBE needs nothing here: the shell probes every running instance before deciding.
 
-    async def ensure_access(self, spec: Spec) -> str:
-        """The security group's rules exactly as spec.allowedSourceCIDRs says (no-op when they match)."""
-        return await self.cloud.ensure_security_group(self.target.security_group, spec.allowed_source_cidrs)
+    async def _ensure_own_group(self, spec: Spec) -> str:
+        return await self.cloud.ensure_security_group(
+            self.target.security_group,
+            spec.allowed_source_cidrs,
+            owner=self.target.owner_uid if self.target.mark_group else None,
+        )
+
+    async def ensure_access(self, spec: Spec, instance: ObservedInstance | None = None) -> str:
+        """The security group's rules exactly as spec.allowedSourceCIDRs says (no-op when they match).
+
+        A VM created before groups were named by uid keeps its old-named group: that group is
+        attached to a VM labelled with our owner uid, which proves it is ours, so it is converged."""
+        legacy = self.target.legacy_security_group
+        if (
+            instance is not None
+            and legacy
+            and legacy in await self.cloud.instance_security_groups(instance.id)
+        ):
+            return await self.cloud.ensure_security_group(legacy, spec.allowed_source_cidrs)
+        return await self._ensure_own_group(spec)
 
     async def _create(self, spec: Spec, sg_id: str) -> None:
         """New VM, new credentials: saved first so a crash never leaves a VM with unknown keys.
@@ -283,7 +301,10 @@ class Reconciler:
                 self.notify()
 
     async def destroy_all(self) -> None:
-        """Deletion: every instance with our labels, then the security group. Idempotent."""
+        """Deletion: every instance with our labels, then the security group (and an old-named one
+        that one of those instances proved ours). Idempotent."""
+        legacy = self.target.legacy_security_group
+        legacy_ours = False
         for inst in await self.cloud.find_instances(
             {
                 LABEL_MANAGED_BY: LABEL_MANAGED_BY_VALUE,
@@ -292,8 +313,12 @@ class Reconciler:
             }
         ):
             if inst.state not in GONE:
+                if legacy and legacy in await self.cloud.instance_security_groups(inst.id):
+                    legacy_ours = True
                 await self.cloud.delete_instance(inst.id, wait=True)
         await self.cloud.delete_security_group(self.target.security_group)
+        if legacy and legacy_ours:
+            await self.cloud.delete_security_group(legacy)
 
 
 def ollama_keep_alive(text: str) -> str | float:

@@ -94,7 +94,14 @@ KNOWN_SIZES = frozenset(
 FAMILY_ALIASES = {"a5000": "gpua5000", "a30": "gpua30", "3080ti": "gpu3080ti", "rtx6000pro": "gpurtx6000pro"}
 
 
-def security_group_name(namespace: str, name: str) -> str:
+def security_group_name(cluster: str, owner_uid: str) -> str:
+    """Unique across namespaces, clusters and standalone users sharing one Exoscale organisation."""
+    return f"remote-ollama-{cluster}-{owner_uid}"
+
+
+def legacy_security_group_name(namespace: str, name: str) -> str:
+    """The name before issue 14 (`team-a/llm` and `team/a-llm` collided); still used by a VM that
+    was created with it, because that VM (labelled with the owner uid) proves the group is ours."""
     return f"remote-ollama-{namespace}-{name}"
 
 

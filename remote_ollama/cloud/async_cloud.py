@@ -36,8 +36,13 @@ class AsyncExoscaleCloud:
     async def check_gpu_quota(self, family: str, gpus: int = 1) -> None:
         await asyncio.to_thread(self.sync.check_gpu_quota, family, gpus)
 
-    async def ensure_security_group(self, name: str, cidrs: Sequence[str], port: int = VM_PORT) -> str:
-        return await asyncio.to_thread(self.sync.ensure_security_group, name, cidrs, port)
+    async def ensure_security_group(
+        self, name: str, cidrs: Sequence[str], port: int = VM_PORT, *, owner: str | None = None
+    ) -> str:
+        return await asyncio.to_thread(self.sync.ensure_security_group, name, cidrs, port, owner=owner)
+
+    async def instance_security_groups(self, instance_id: str) -> list[str]:
+        return await asyncio.to_thread(self.sync.instance_security_groups, instance_id)
 
     async def delete_security_group(self, name: str, *, deadline: float = 120) -> None:
         await asyncio.to_thread(self.sync.delete_security_group, name, deadline=deadline)

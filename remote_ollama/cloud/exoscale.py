@@ -192,16 +192,29 @@ class ExoscaleCloud:
         groups: list[JSON] = self._call("list_security_groups").get("security-groups", [])
         return next((g for g in groups if g.get("name") == name), None)
 
-    def ensure_security_group(self, name: str, cidrs: Sequence[str], port: int = VM_PORT) -> str:
-        """Find or create the group `name`; make its ingress rules exactly tcp `port` from each CIDR."""
+    def ensure_security_group(
+        self, name: str, cidrs: Sequence[str], port: int = VM_PORT, *, owner: str | None = None
+    ) -> str:
+        """Find or create the group `name`; make its ingress rules exactly tcp `port` from each CIDR.
+
+        With `owner`, the group is marked with it in its description (groups have no labels), and a
+        group of that name without the mark is someone else's: refused, never converged."""
         wanted = {str(ipaddress.ip_network(c, strict=False)) for c in cidrs}
+        mark = f"owner={owner}" if owner else ""
         group = self._find_security_group(name)
+        if group is not None and mark and mark not in str(group.get("description", "")).split():
+            raise CloudError(
+                f"security group {name} exists and is not this resource's (its description lacks {mark}); "
+                "nothing was changed",
+                reason="SecurityGroupConflict",
+                retryable=False,
+            )
         if group is None:
             try:
                 op = self._call(
                     "create_security_group",
                     name=name,
-                    description="remote-ollama: access to the GPU VM's TLS port",
+                    description=f"remote-ollama: access to the GPU VM's TLS port {mark}".strip(),
                     before_retry=lambda: self._find_security_group(name),
                 )
             except CloudError as exc:
@@ -262,6 +275,16 @@ class ExoscaleCloud:
             ) and (rule.get("start-port"), rule.get("end-port")) == (port, port):
                 return {"present": rule.get("id")}
         return None
+
+    def instance_security_groups(self, instance_id: str) -> list[str]:
+        """Names of the groups attached to an instance."""
+        raw: JSON = self._call("get_instance", id=instance_id)
+        names = []
+        for ref in raw.get("security-groups") or []:
+            name = ref.get("name") or self._call("get_security_group", id=ref["id"]).get("name")
+            if name:
+                names.append(str(name))
+        return names
 
     def delete_security_group(self, name: str, *, deadline: float = 120) -> None:
         """Delete the group if it exists (missing is fine); raises a retryable error while it is in use."""

@@ -33,6 +33,7 @@ from ..resource import (
     PLURAL,
     VERSION,
     Spec,
+    legacy_security_group_name,
     secret_name,
     security_group_name,
 )
@@ -132,7 +133,9 @@ class ResourceContext:
                 owner_uid=self.uid,
                 cluster=OPERATOR.cluster_id,
                 name=instance_name(self.namespace, self.name),
-                security_group=security_group_name(self.namespace, self.name),
+                security_group=security_group_name(OPERATOR.cluster_id, self.uid),
+                legacy_security_group=legacy_security_group_name(self.namespace, self.name),
+                mark_group=True,
             )
             self._reconciler = Reconciler(cloud, target, SecretStore(OPERATOR.api, self.body))
         return self._reconciler

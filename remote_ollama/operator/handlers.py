@@ -182,7 +182,7 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
     generation = body.metadata.get("generation")
     if instance is not None and ctx.access_generation != generation:
         # allowedSourceCIDRs may have changed: the rules follow without re-creating the VM
-        await reconciler.ensure_access(spec)
+        await reconciler.ensure_access(spec, instance)
         ctx.access_generation = generation
     health = await reconciler.probe(instance)
     spent = cost_round(raw, spec, instance, now)
