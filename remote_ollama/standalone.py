@@ -266,15 +266,19 @@ class LocalController:
         mem = self.saved.memory
         if policy == "keep":
             return
+        if policy == "destroy":
+            log.info("on exit: destroying the instance and its security group")
+            # by labels (a VM created in the round before SIGTERM has no id in memory yet); the
+            # security group can go only once the instance is gone: waits for it (bounded by stop())
+            await self.reconciler.destroy_all()
+            self.saved.memory = replace(mem, destroyed_for_idle=True, scaled_down_at=self.clock())
+            self.persist()
+            return
         # By id, else by labels: a VM created in the round before SIGTERM has no id in memory yet.
         instance = await self.reconciler.observe_instance(mem)
         if instance is None:
             return
-        if policy == "destroy":
-            await self.reconciler.cloud.delete_instance(instance.id, wait=False)
-            self.saved.memory = replace(mem, destroyed_for_idle=True, scaled_down_at=self.clock())
-            log.info("on exit: destroying instance %s", instance.id)
-        elif instance.state in ("running", "starting"):
+        if instance.state in ("running", "starting"):
             await self.reconciler.cloud.stop_instance(instance.id, wait=False)
             self.saved.memory = replace(mem, scaled_down_at=self.clock(), phase=Phase.STOPPING)
             log.info("on exit: stopping instance %s", instance.id)

@@ -143,6 +143,7 @@ def test_first_request_503_answers_at_once_and_on_exit_destroy_leaves_no_instanc
     finally:
         prog.kill()
     wait_until(lambda: not live_instances(sim), 10, "no instance left")
+    assert sim.sim.state.security_groups == {}, "destroy leaves no security group either"
 
 
 def test_a_cloud_error_shows_in_status(sim: SimulatorThread, tmp_path: Path) -> None:
