@@ -102,6 +102,7 @@ class LocalController:
         self.permanent_error: str | None = None
         self._rounds = 0
         self.budget_refusal: str | None = None  # set while spec.budget is exceeded: requests fail at once
+        self.budget_resets_at: datetime | None = None
         self.on_wake: Callable[[WakeTiming], None] | None = None  # e.g. the wake phase histograms
 
     # -- persistence -----------------------------------------------------------------------------------
@@ -143,9 +144,14 @@ class LocalController:
                 if up is not None:
                     return up
                 if self.permanent_error and self._rounds > first_round:
-                    raise NotReady(str(self.state_phase()), self.permanent_error)
+                    raise NotReady(str(self.state_phase()), self.permanent_error, refused=True)
                 if self.budget_refusal:
-                    raise NotReady(str(self.state_phase()), self.budget_refusal)
+                    raise NotReady(
+                        str(self.state_phase()),
+                        self.budget_refusal,
+                        refused=True,
+                        retry_at=self.budget_resets_at,
+                    )
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     state = self.state()
@@ -187,6 +193,7 @@ class LocalController:
         )
         self.saved.cost = cost.to_status(meter, self.prices)
         self.budget_refusal = verdict.exceeded
+        self.budget_resets_at = verdict.resets_at if verdict.exceeded else None
         obs = Observation(self.spec, instance, self.activity, mem, now, health, budget=verdict)
         decision = decide(obs)
         for sentence in decision.events:

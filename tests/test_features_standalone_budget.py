@@ -67,9 +67,11 @@ async def test_standalone_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
         loop = asyncio.get_running_loop()
         started = loop.time()
-        with pytest.raises(NotReady, match="budget exceeded"):
+        with pytest.raises(NotReady, match="budget exceeded") as refused:
             await ctl.await_ready(loop.time() + 30)
         assert loop.time() - started < 1
+        # a refusal, not provisioning: retrying makes sense at the monthly reset
+        assert refused.value.refused and refused.value.retry_at == datetime(2025, 7, 1, tzinfo=UTC)
 
         # the meter survives a restart (state file)
         again = LocalController(spec, cloud, str(tmp_path / "state.json"), clock=clock)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from .. import cost
@@ -47,6 +47,11 @@ class CostRound:
     def add_to(self, patch: dict[str, Any], body: dict[str, Any], now: datetime) -> None:
         """status.cost and the BudgetExceeded condition, into a status patch."""
         patch["cost"] = self.status()
+        resets = self.verdict.resets_at if self.verdict.exceeded else None
+        # the proxy's Retry-After for a refusal; None (merge patch) clears it
+        patch["cost"]["budgetResetsAt"] = (
+            resets.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if resets else None
+        )
         meta = body.get("metadata") or {}
         previous = (body.get("status") or {}).get("conditions")
         generation = int(meta.get("generation") or 1)

@@ -110,7 +110,7 @@ class ResourceFollower:
         endpoint = status.get("endpoint")
         refusal = refusal_from(status)
         if refusal is not None:
-            self.resolver.set_refusing(phase, refusal)
+            self.resolver.set_refusing(phase, refusal, budget_resets_at(status))
             return
         if phase == "Ready" and endpoint and not str(endpoint).startswith("https://"):
             # the VM credential (client certificate, key) never goes over plain HTTP
@@ -160,6 +160,16 @@ PERMANENT_REASONS = frozenset(
         "InvalidZone",
     }
 )
+
+
+def budget_resets_at(status: JSON) -> datetime | None:
+    """When a BudgetExceeded refusal ends (status.cost.budgetResetsAt); None when not refused for budget."""
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "BudgetExceeded" and cond.get("status") == "True":
+            raw = (status.get("cost") or {}).get("budgetResetsAt")
+            with contextlib.suppress(TypeError, ValueError):
+                return datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    return None
 
 
 def refusal_from(status: JSON) -> str | None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -16,16 +18,20 @@ from remote_ollama.proxy.interfaces import NotReady, ProxySettings, Upstream, Up
 from remote_ollama.proxy.metrics import ProxyMetrics
 
 
-class HoldRejected(Exception):
-    def __init__(self, phase: str, message: str) -> None:
-        super().__init__(message)
-        self.phase = phase
-        self.message = message
+class HoldRejected(NotReady):
+    """The request may not wait (or waited in vain); see `NotReady` for `refused` and `retry_at`."""
 
 
-def not_ready_response(exc: HoldRejected | NotReady, retry_after: int) -> web.Response:
-    body = {"error": exc.message, "provisioning": True, "status": exc.phase}
-    return web.json_response(body, status=503, headers={"Retry-After": str(retry_after)})
+def not_ready_response(exc: NotReady, retry_after: int) -> web.Response:
+    """The seed's 503. A refusal is no provisioning: Retry-After is the time to its end, or absent."""
+    body = {"error": exc.message, "provisioning": not exc.refused, "status": exc.phase}
+    headers = {"Retry-After": str(retry_after)}
+    if exc.refused:
+        headers = {}
+        if exc.retry_at is not None:
+            wait = (exc.retry_at - datetime.now(UTC)).total_seconds()
+            headers["Retry-After"] = str(max(1, math.ceil(wait)))
+    return web.json_response(body, status=503, headers=headers)
 
 
 class Hold:
@@ -96,7 +102,7 @@ class Hold:
             async with asyncio.timeout_at(deadline + 0.5):
                 upstream = await self.resolver.await_ready(deadline)
         except NotReady as exc:
-            raise HoldRejected(exc.phase, exc.message) from None
+            raise HoldRejected(exc.phase, exc.message, refused=exc.refused, retry_at=exc.retry_at) from None
         except TimeoutError:
             phase = self.resolver.state().phase
             raise HoldRejected(

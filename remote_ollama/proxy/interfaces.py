@@ -52,12 +52,21 @@ class UpstreamState:
 
 
 class NotReady(Exception):
-    """The upstream did not become ready before the deadline."""
+    """The upstream did not become ready before the deadline.
 
-    def __init__(self, phase: str, message: str) -> None:
+    `refused`: no wake is under way and none will be until something changes (a budget cap, bad
+    credentials): the client is not told "provisioning", and `retry_at` (a budget reset) is when
+    retrying makes sense, if anyone knows.
+    """
+
+    def __init__(
+        self, phase: str, message: str, *, refused: bool = False, retry_at: datetime | None = None
+    ) -> None:
         super().__init__(message)
         self.phase = phase
         self.message = message
+        self.refused = refused
+        self.retry_at = retry_at
 
 
 class UpstreamResolver(Protocol):
