@@ -14,6 +14,7 @@ from itertools import pairwise
 from .cost import BudgetVerdict
 from .resource import LABEL_SPEC_HASH, VM_PORT, Spec, format_duration
 from .schedule import active_window, next_edge
+from .vocabulary import ConditionType
 
 
 class Phase(StrEnum):
@@ -273,20 +274,27 @@ def _model_loaded(spec: Spec, health: Health | None, warming: bool, timed_out: b
         return None
     target = spec.models[0]
     if _has_model(health.loaded, target):
-        return Condition("ModelLoaded", True, "Loaded", f"{target} is in memory")
+        return Condition(ConditionType.MODEL_LOADED, True, "Loaded", f"{target} is in memory")
     if warming:
-        return Condition("ModelLoaded", False, "Loading", f"loading {target} into memory (warm-up)")
+        return Condition(
+            ConditionType.MODEL_LOADED, False, "Loading", f"loading {target} into memory (warm-up)"
+        )
     if timed_out:
         return Condition(
-            "ModelLoaded",
+            ConditionType.MODEL_LOADED,
             False,
             "WarmUpTimedOut",
             f"{target} did not load within {format_duration(WARM_UP_TIMEOUT)}; the first request loads it",
         )
     if warm_up_target(spec) is None:
-        return Condition("ModelLoaded", False, "WarmUpDisabled", f"{target} loads on the first request")
+        return Condition(
+            ConditionType.MODEL_LOADED, False, "WarmUpDisabled", f"{target} loads on the first request"
+        )
     return Condition(
-        "ModelLoaded", False, "NotLoaded", f"{target} is not in memory; the next request loads it"
+        ConditionType.MODEL_LOADED,
+        False,
+        "NotLoaded",
+        f"{target} is not in memory; the next request loads it",
     )
 
 
@@ -304,16 +312,21 @@ def _conditions(
     ready = models and not warming
     loaded = _model_loaded(spec, health if ollama else None, warming, timed_out)
     return (
-        Condition("Ready", ready, "Ready" if ready else "WarmingUp" if warming else "NotReady", ready_msg),
-        Condition("InstanceRunning", running, "Running" if running else "NotRunning"),
         Condition(
-            "OllamaReady",
+            ConditionType.READY,
+            ready,
+            "Ready" if ready else "WarmingUp" if warming else "NotReady",
+            ready_msg,
+        ),
+        Condition(ConditionType.INSTANCE_RUNNING, running, "Running" if running else "NotRunning"),
+        Condition(
+            ConditionType.OLLAMA_READY,
             ollama,
             "Answering" if ollama else "NotAnswering",
             f"Ollama {health.version}" if health else "",
         ),
         Condition(
-            "ModelsReady",
+            ConditionType.MODELS_READY,
             models,
             "AllPresent" if models else ("Missing" if ollama else "Unknown"),
             f"missing: {', '.join(missing)}" if missing else "",

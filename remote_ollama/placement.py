@@ -12,6 +12,7 @@ from typing import Any
 
 from .lifecycle import Condition
 from .resource import Spec
+from .vocabulary import ConditionType
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,12 @@ def condition(spec: Spec, state: PlacementState) -> Condition:
     if state.tried:
         where = spec.candidates()[state.index % len(spec.candidates())].name
         return Condition(
-            "CapacityUnavailable", True, "FellBack", f"tried {', '.join(state.tried)}; using {where}"
+            ConditionType.CAPACITY_UNAVAILABLE,
+            True,
+            "FellBack",
+            f"tried {', '.join(state.tried)}; using {where}",
         )
-    return Condition("CapacityUnavailable", False, "Available", "")
+    return Condition(ConditionType.CAPACITY_UNAVAILABLE, False, "Available", "")
 
 
 def to_status(spec: Spec, state: PlacementState) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from .resource import STANDALONE_CLUSTER, VM_TLS_SERVER_NAME, Spec, format_durat
 from .runloop import wait_at_most
 from .settings import StandaloneConfig
 from .state_file import StandaloneState, StateFile
+from .vocabulary import Reason
 
 log = logging.getLogger("remote_ollama")
 
@@ -99,8 +100,9 @@ class LocalController:
         self.prices = _prices_from_env()
         # A cloud error retrying cannot fix (quota, credentials): held requests fail after one round
         # that still sees it, instead of waiting out the whole hold timeout.
-        self.permanent_error: str | None = None
-        self._rounds = 0
+        self.permanent_error: CloudError | None = None
+        self._permanent_seen_at = 0.0  # loop time the round that saw it began
+        self._wake_asked_at = 0.0  # loop time of the last wake request
         self.budget_refusal: str | None = None  # set while spec.budget is exceeded: requests fail at once
         self.budget_resets_at: datetime | None = None
         self.on_wake: Callable[[WakeTiming], None] | None = None  # e.g. the wake phase histograms
@@ -137,20 +139,24 @@ class LocalController:
 
     async def await_ready(self, deadline: float) -> Upstream:
         loop = asyncio.get_running_loop()
-        first_round = self._rounds
         async with self._changed:
             while True:
                 up = self._upstream()
                 if up is not None:
                     return up
-                if self.permanent_error and self._rounds > first_round:
-                    raise NotReady(str(self.state_phase()), self.permanent_error, refused=True)
+                # A round that began after the last wake request saw a permanent reason: no wait can
+                # help (as the operator's proxy reads it from the status). A newer wake request gets a
+                # round of its own first: the quota may have been raised meanwhile.
+                if self.permanent_error and self._permanent_seen_at >= self._wake_asked_at:
+                    err = self.permanent_error
+                    raise NotReady(str(self.state_phase()), str(err), refused=True, reason=err.reason)
                 if self.budget_refusal:
                     raise NotReady(
                         str(self.state_phase()),
                         self.budget_refusal,
                         refused=True,
                         retry_at=self.budget_resets_at,
+                        reason=Reason.BUDGET_EXCEEDED,
                     )
                 remaining = deadline - loop.time()
                 if remaining <= 0:
@@ -167,6 +173,7 @@ class LocalController:
 
     async def request_wake(self, at: datetime) -> None:
         self.activity = replace(self.activity, wake_requested=at)
+        self._wake_asked_at = asyncio.get_running_loop().time()
         self._kick.set()
 
     def _kick_now(self) -> None:
@@ -225,6 +232,7 @@ class LocalController:
     async def run(self) -> None:
         while True:
             self._kick.clear()
+            began = asyncio.get_running_loop().time()
             try:
                 delay = (await self.step()).recheck_after
                 if self.poll_cap is not None:
@@ -234,20 +242,17 @@ class LocalController:
             except CloudError as exc:
                 self._failures += 1
                 self.error = str(exc)
-                retryable = getattr(exc, "retryable", True)
-                self.permanent_error = None if retryable else self.error
+                self.permanent_error = None if exc.retryable else exc
+                self._permanent_seen_at = began
                 delay = min(self._max_backoff, 2.0 ** min(self._failures, 6)) * (0.5 + random.random() / 2)
-                if not retryable:
+                if not exc.retryable:
                     delay = max(delay, self._max_backoff)
-                log.warning(
-                    "cloud error (%s), retrying in %.0f s: %s", getattr(exc, "reason", "Error"), delay, exc
-                )
+                log.warning("cloud error (%s), retrying in %.0f s: %s", exc.reason, delay, exc)
             except Exception as exc:  # a bug must not end the loop: held requests would wait in vain
                 self._failures += 1
                 self.error = f"internal error: {type(exc).__name__}: {exc}"
                 delay = self._max_backoff
                 log.exception("lifecycle round failed; retrying in %.0f s", delay)
-            self._rounds += 1
             async with self._changed:
                 self._changed.notify_all()
             await wait_at_most(self._kick.wait(), delay)

@@ -1,45 +1,42 @@
-"""Cloud errors the lifecycle shells act on: a short CamelCase `reason` for conditions, and `retryable`.
+"""Cloud errors the lifecycle shells act on: a `Reason` of the status vocabulary, and `retryable`.
 
-The operator maps `retryable` to a temporary error (try again later) and anything else to a
-permanent one that needs a human (wrong credentials, no quota, unknown template).
+`retryable` is `not reason.permanent`: the operator makes a retryable error a temporary one (try again
+later) and anything else a permanent one that needs a human (wrong credentials, no quota, unknown
+template), and the proxy refuses requests at once on the same reasons.
 """
 
 from __future__ import annotations
+
+from ..vocabulary import Reason
 
 
 class CloudError(Exception):
     """Base of every error the adapter raises; never carries credentials in its message."""
 
-    reason: str = "CloudError"
-    retryable: bool = False
+    reason: Reason = Reason.CLOUD_ERROR
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        reason: str | None = None,
-        retryable: bool | None = None,
-        status: int | None = None,
-    ):
+    def __init__(self, message: str, *, reason: Reason | None = None, status: int | None = None):
         super().__init__(message)
         self.message = message
         self.status = status
         if reason is not None:
             self.reason = reason
-        if retryable is not None:
-            self.retryable = retryable
+
+    @property
+    def retryable(self) -> bool:
+        return not self.reason.permanent
 
 
 class CredentialsError(CloudError):
     """The API key/secret pair was refused (403); retrying cannot help."""
 
-    reason = "InvalidCredentials"
+    reason = Reason.INVALID_CREDENTIALS
 
 
 class QuotaError(CloudError):
     """The organisation may not run (more of) this instance type in this zone."""
 
-    reason = "QuotaExceeded"
+    reason = Reason.QUOTA_EXCEEDED
 
     def __init__(
         self,
@@ -49,7 +46,7 @@ class QuotaError(CloudError):
         zone: str,
         limit: int | None = None,
         usage: int | None = None,
-        reason: str | None = None,
+        reason: Reason | None = None,
     ):
         super().__init__(message, reason=reason)
         self.family = family
@@ -61,43 +58,40 @@ class QuotaError(CloudError):
 class NotAuthorizedError(QuotaError):
     """The instance type exists but the organisation is not authorised to use it (`authorized: false`)."""
 
-    reason = "InstanceTypeNotAuthorized"
+    reason = Reason.INSTANCE_TYPE_NOT_AUTHORIZED
 
 
 class CapacityError(CloudError):
     """The zone has no free capacity for this type right now; later may work."""
 
-    reason = "InsufficientCapacity"
-    retryable = True
+    reason = Reason.INSUFFICIENT_CAPACITY
 
 
 class NotFoundError(CloudError):
-    reason = "NotFound"
+    reason = Reason.NOT_FOUND
 
 
 class TemplateNotFound(NotFoundError):
-    reason = "TemplateNotFound"
+    reason = Reason.TEMPLATE_NOT_FOUND
 
 
 class InstanceTypeNotFound(NotFoundError):
-    reason = "InstanceTypeNotFound"
+    reason = Reason.INSTANCE_TYPE_NOT_FOUND
 
 
 class CloudUnavailable(CloudError):
     """5xx, 429, timeouts or connection errors that outlasted every retry."""
 
-    reason = "CloudUnavailable"
-    retryable = True
+    reason = Reason.CLOUD_UNAVAILABLE
 
 
 class OperationTimeout(CloudError):
     """An operation was still pending at its deadline; the cloud may still finish it."""
 
-    reason = "OperationTimeout"
-    retryable = True
+    reason = Reason.OPERATION_TIMEOUT
 
 
 class OperationFailed(CloudError):
     """An asynchronous operation ended in `failure` or `timeout`."""
 
-    reason = "OperationFailed"
+    reason = Reason.OPERATION_FAILED

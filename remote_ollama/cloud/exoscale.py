@@ -26,6 +26,7 @@ from ..resource import (
     VM_PORT,
     parse_instance_type,
 )
+from ..vocabulary import Reason
 from .errors import (
     CloudError,
     InstanceTypeNotFound,
@@ -149,7 +150,7 @@ class ExoscaleCloud:
             where = ", ".join(sorted(zones)) or "no zone"
             raise InstanceTypeNotFound(
                 f"instance type {wanted.name} is not offered in {self.zone} (offered in: {where})",
-                reason="InstanceTypeNotInZone",
+                reason=Reason.INSTANCE_TYPE_NOT_IN_ZONE,
             )
         if itype.get("authorized") is False:
             raise NotAuthorizedError(
@@ -206,8 +207,7 @@ class ExoscaleCloud:
             raise CloudError(
                 f"security group {name} exists and is not this resource's (its description lacks {mark}); "
                 "nothing was changed",
-                reason="SecurityGroupConflict",
-                retryable=False,
+                reason=Reason.SECURITY_GROUP_CONFLICT,
             )
         if group is None:
             try:
@@ -227,7 +227,9 @@ class ExoscaleCloud:
             else:
                 found = op if op is not None else self._find_security_group(name)
                 if found is None:
-                    raise CloudError(f"security group {name} vanished while being created", retryable=True)
+                    raise CloudError(
+                        f"security group {name} vanished while being created", reason=Reason.CONFLICT
+                    )
                 sg_id = str(found["id"])
         else:
             sg_id = str(group["id"])
@@ -297,9 +299,7 @@ class ExoscaleCloud:
             return
         except CloudError as exc:
             if exc.status == 400 and "in use" in exc.message.lower():
-                raise CloudError(
-                    exc.message, reason="SecurityGroupInUse", retryable=True, status=400
-                ) from exc
+                raise CloudError(exc.message, reason=Reason.SECURITY_GROUP_IN_USE, status=400) from exc
             raise
         self._wait_operation(op, deadline)
         log.info("exoscale deleted security group %s (%s)", name, group["id"])

@@ -22,6 +22,7 @@ from exoscale.api.exceptions import (
 )
 from exoscale.api.v2 import Client
 
+from ..vocabulary import Reason
 from .errors import (
     CapacityError,
     CloudError,
@@ -93,7 +94,7 @@ def make_client(api_key: str, api_secret: str, zone: str, endpoint: str | None, 
         else:
             client = Client(api_key, api_secret, zone=zone)
     except TypeError as exc:  # the SDK's way of refusing an unknown zone
-        raise CloudError(str(exc), reason="InvalidZone") from exc
+        raise CloudError(str(exc), reason=Reason.INVALID_ZONE) from exc
     session = _TimeoutSession(timeout)
     session.auth = client.http_client.auth
     client.http_client = session
@@ -162,10 +163,8 @@ class ExoscaleTransport:
                     if status == 404:
                         raise NotFoundError(f"{operation}: {msg}", status=404) from exc
                     if status == 409:
-                        raise CloudError(
-                            f"{operation}: {msg}", reason="Conflict", retryable=True, status=409
-                        ) from exc
-                    raise CloudError(f"{operation}: {msg}", reason="BadRequest", status=status) from exc
+                        raise CloudError(f"{operation}: {msg}", reason=Reason.CONFLICT, status=409) from exc
+                    raise CloudError(f"{operation}: {msg}", reason=Reason.BAD_REQUEST, status=status) from exc
                 failure: Exception = exc
                 why = f"429 {msg}"
             except ExoscaleAPIServerException as exc:
@@ -206,4 +205,5 @@ class ExoscaleTransport:
         log.warning("exoscale %s", text)
         if _is_capacity(reason, message):
             raise CapacityError(text)
-        raise OperationFailed(text, retryable=reason in ("busy", "interrupted", "fault", "unknown"))
+        transient = reason in ("busy", "interrupted", "fault", "unknown")
+        raise OperationFailed(text, reason=Reason.OPERATION_INTERRUPTED if transient else None)

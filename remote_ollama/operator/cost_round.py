@@ -14,6 +14,7 @@ from typing import Any
 from .. import cost
 from ..lifecycle import Condition, ObservedInstance
 from ..resource import Spec
+from ..vocabulary import ConditionType
 from .status import conditions
 
 log = logging.getLogger("remote_ollama.operator")
@@ -60,8 +61,8 @@ class CostRound:
 
     def condition(self) -> Condition:
         if self.verdict.exceeded:
-            return Condition("BudgetExceeded", True, "OverBudget", self.verdict.exceeded)
-        return Condition("BudgetExceeded", False, "WithinBudget", "")
+            return Condition(ConditionType.BUDGET_EXCEEDED, True, "OverBudget", self.verdict.exceeded)
+        return Condition(ConditionType.BUDGET_EXCEEDED, False, "WithinBudget", "")
 
 
 def cost_round(

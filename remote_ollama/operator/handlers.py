@@ -32,6 +32,7 @@ from ..resource import (
     parse_spec,
     security_group_name,
 )
+from ..vocabulary import ConditionType, Reason
 from . import children
 from .context import OPERATOR, ResourceContext
 from .cost_round import cost_round
@@ -151,8 +152,15 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
     try:
         placing = placing_for(parse_spec(dict(body.spec)), raw)
     except SpecError as exc:
-        await ctx.patch_status({"phase": str(Phase.FAILED), "message": str(exc)})
-        kopf.warn(body, reason="InvalidSpec", message=str(exc))
+        # Ready=False with the vocabulary's reason: the proxy refuses requests at once on it.
+        await ctx.patch_status(
+            {
+                "phase": str(Phase.FAILED),
+                "message": str(exc),
+                "conditions": _ready_false(body, Reason.INVALID_SPEC, str(exc)),
+            }
+        )
+        kopf.warn(body, reason=Reason.INVALID_SPEC, message=str(exc))
         return MAX_BACKOFF
     spec = placing.spec  # zone and instance type of the current placement (spec.placements)
     for key in malformed_annotations(dict(body.metadata)):
@@ -237,24 +245,26 @@ async def publish(
         OPERATOR.metrics.observe_wake(decision.last_wake)
 
 
-async def report_error(ctx: ResourceContext, body: kopf.Body, exc: Exception, delay: float) -> None:
-    reason = getattr(exc, "reason", type(exc).__name__)
-    message = getattr(exc, "message", None) or str(exc)
-    kopf.warn(body, reason=str(reason), message=f"{message} (retrying in {delay:.0f}s)")
+def _ready_false(body: kopf.Body, reason: str, message: str) -> list[dict[str, Any]]:
+    """The resource's conditions with Ready replaced by False for `reason` (metav1.Condition shape)."""
     conds = body.status.get("conditions") or []
     ready = {
-        "type": "Ready",
+        "type": ConditionType.READY,
         "status": "False",
         "reason": str(reason),
         "message": message,
         "lastTransitionTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "observedGeneration": body.metadata.get("generation"),
     }
-    patch: dict[str, Any] = {
-        "conditions": [c for c in conds if c.get("type") != "Ready"] + [ready],
-        "message": message,
-    }
-    if isinstance(exc, QuotaError) or (isinstance(exc, CloudError) and not exc.retryable):
+    return [c for c in conds if c.get("type") != ConditionType.READY] + [ready]
+
+
+async def report_error(ctx: ResourceContext, body: kopf.Body, exc: Exception, delay: float) -> None:
+    reason = exc.reason if isinstance(exc, CloudError) else type(exc).__name__
+    message = getattr(exc, "message", None) or str(exc)
+    kopf.warn(body, reason=str(reason), message=f"{message} (retrying in {delay:.0f}s)")
+    patch: dict[str, Any] = {"conditions": _ready_false(body, reason, message), "message": message}
+    if isinstance(exc, CloudError) and not exc.retryable:
         patch["phase"] = str(Phase.FAILED)
     with contextlib.suppress(KubeError, OSError):
         await ctx.patch_status(patch)

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +35,7 @@ from ..resource import (
     parse_duration,
     secret_name,
 )
+from ..vocabulary import ConditionType, Reason
 from .access import AccessFollower, client_secret_name
 from .kubeapi import JSON, KubeAPI, KubeError, path_for
 
@@ -110,7 +112,7 @@ class ResourceFollower:
         endpoint = status.get("endpoint")
         refusal = refusal_from(status)
         if refusal is not None:
-            self.resolver.set_refusing(phase, refusal, budget_resets_at(status))
+            self.resolver.set_refusing(phase, refusal.message, budget_resets_at(status), refusal.reason)
             return
         if phase == "Ready" and endpoint and not str(endpoint).startswith("https://"):
             # the VM credential (client certificate, key) never goes over plain HTTP
@@ -146,22 +148,6 @@ class ResourceFollower:
                 await asyncio.sleep(2)
 
 
-# Ready=False reasons that retrying cannot fix without a person (quota, credentials, a bad spec).
-PERMANENT_REASONS = frozenset(
-    {
-        "QuotaExceeded",
-        "NotAuthorized",
-        "InvalidCredentials",
-        "CredentialsInvalid",
-        "TemplateNotFound",
-        "InstanceTypeNotFound",
-        "InstanceTypeNotInZone",
-        "InvalidSpec",
-        "InvalidZone",
-    }
-)
-
-
 def budget_resets_at(status: JSON) -> datetime | None:
     """When a BudgetExceeded refusal ends (status.cost.budgetResetsAt); None when not refused for budget."""
     for cond in status.get("conditions") or []:
@@ -172,21 +158,30 @@ def budget_resets_at(status: JSON) -> datetime | None:
     return None
 
 
-def refusal_from(status: JSON) -> str | None:
-    """Why the operator will not wake the VM now (budget, quota, credentials), so requests need not wait.
+@dataclass(frozen=True)
+class Refusal:
+    message: str
+    reason: Reason
+
+
+def refusal_from(status: JSON) -> Refusal | None:
+    """Why the operator will not wake the VM now (budget, or a permanent reason of the status
+    vocabulary: quota, an unauthorised type, credentials, a bad spec), so requests need not wait.
 
     The request still writes its wake annotation, so the operator tries again and a fixed quota or
     Secret lifts the refusal with the next status.
     """
     for cond in status.get("conditions") or []:
-        if cond.get("type") == "BudgetExceeded" and cond.get("status") == "True":
-            return str(cond.get("message") or "budget exceeded")
+        if cond.get("type") == ConditionType.BUDGET_EXCEEDED and cond.get("status") == "True":
+            return Refusal(str(cond.get("message") or "budget exceeded"), Reason.BUDGET_EXCEEDED)
+        reason = Reason.of(cond.get("reason"))
         if (
-            cond.get("type") in ("Ready", "CredentialsValid")
+            cond.get("type") in (ConditionType.READY, ConditionType.CREDENTIALS_VALID)
             and cond.get("status") == "False"
-            and (cond.get("reason") in PERMANENT_REASONS)
+            and reason is not None
+            and reason.permanent
         ):
-            return str(cond.get("message") or cond.get("reason"))
+            return Refusal(str(cond.get("message") or reason), reason)
     return None
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from ..lifecycle import Activity, Condition, Decision, Memory, ObservedInstance
 from ..resource import ANN_LAST_ACTIVITY, ANN_SLEEP_REQUESTED, ANN_WAKE_REQUESTED, PROXY_PORT
 from ..state_file import memory_from_json, memory_to_json
+from ..vocabulary import ConditionType, Reason
 
 JSON = dict[str, Any]
 
@@ -111,8 +112,8 @@ def conditions(
 
 def credentials_condition(problem: str | None) -> Condition:
     if problem:
-        return Condition("CredentialsValid", False, "CredentialsInvalid", problem)
-    return Condition("CredentialsValid", True, "Valid", "")
+        return Condition(ConditionType.CREDENTIALS_VALID, False, Reason.CREDENTIALS_INVALID, problem)
+    return Condition(ConditionType.CREDENTIALS_VALID, True, "Valid", "")
 
 
 def status_patch(
@@ -127,7 +128,9 @@ def status_patch(
     generation = int(meta.get("generation") or 1)
     blocking = next((c for c in extra if not c.status), None)
     conds = [
-        Condition("Ready", False, blocking.reason, blocking.message) if blocking and c.type == "Ready" else c
+        Condition(ConditionType.READY, False, blocking.reason, blocking.message)
+        if blocking and c.type == "Ready"
+        else c
         for c in decision.conditions
     ] + extra
     patch: JSON = {

@@ -24,7 +24,9 @@ class HoldRejected(NotReady):
 
 def not_ready_response(exc: NotReady, retry_after: int) -> web.Response:
     """The seed's 503. A refusal is no provisioning: Retry-After is the time to its end, or absent."""
-    body = {"error": exc.message, "provisioning": not exc.refused, "status": exc.phase}
+    body: dict[str, object] = {"error": exc.message, "provisioning": not exc.refused, "status": exc.phase}
+    if exc.reason:
+        body["reason"] = exc.reason
     headers = {"Retry-After": str(retry_after)}
     if exc.refused:
         headers = {}
@@ -102,7 +104,9 @@ class Hold:
             async with asyncio.timeout_at(deadline + 0.5):
                 upstream = await self.resolver.await_ready(deadline)
         except NotReady as exc:
-            raise HoldRejected(exc.phase, exc.message, refused=exc.refused, retry_at=exc.retry_at) from None
+            raise HoldRejected(
+                exc.phase, exc.message, refused=exc.refused, retry_at=exc.retry_at, reason=exc.reason
+            ) from None
         except TimeoutError:
             phase = self.resolver.state().phase
             raise HoldRejected(

@@ -60,12 +60,19 @@ class NotReady(Exception):
     """
 
     def __init__(
-        self, phase: str, message: str, *, refused: bool = False, retry_at: datetime | None = None
+        self,
+        phase: str,
+        message: str,
+        *,
+        refused: bool = False,
+        retry_at: datetime | None = None,
+        reason: str | None = None,
     ) -> None:
         super().__init__(message)
         self.phase = phase
         self.message = message
         self.refused = refused
+        self.reason = reason  # the status vocabulary's word (remote_ollama.vocabulary.Reason), if any
         self.retry_at = retry_at
 
 

@@ -17,7 +17,8 @@ class LocalResolver:
         self._phase = phase or ("Ready" if upstream else "Stopped")
         self._refusal: str | None = None
         self._instance = True
-        self._retry_at: datetime | None = None  # why waiting is pointless (e.g. a budget cap): answer at once
+        self._retry_at: datetime | None = None
+        self._reason: str | None = None  # why waiting is pointless (e.g. a budget cap): answer at once
         self._changed = asyncio.Event()
 
     def set_ready(self, upstream: Upstream) -> None:
@@ -28,11 +29,14 @@ class LocalResolver:
         self._upstream, self._phase, self._refusal, self._instance = None, phase, None, instance
         self._wake_waiters()
 
-    def set_refusing(self, phase: str, message: str, retry_at: datetime | None = None) -> None:
+    def set_refusing(
+        self, phase: str, message: str, retry_at: datetime | None = None, reason: str | None = None
+    ) -> None:
         """Down and not coming up soon: held and new requests fail at once with `message`
         (retrying makes sense at `retry_at`, when known)."""
         self._upstream, self._phase, self._refusal = None, phase, message
         self._retry_at = retry_at
+        self._reason = reason
         self._wake_waiters()
 
     def _wake_waiters(self) -> None:
@@ -47,7 +51,9 @@ class LocalResolver:
         loop = asyncio.get_running_loop()
         while self._upstream is None:
             if self._refusal is not None:
-                raise NotReady(self._phase, self._refusal, refused=True, retry_at=self._retry_at)
+                raise NotReady(
+                    self._phase, self._refusal, refused=True, retry_at=self._retry_at, reason=self._reason
+                )
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise NotReady(self._phase, f"remote instance not ready in time ({self._phase})")

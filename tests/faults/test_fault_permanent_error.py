@@ -28,8 +28,9 @@ async def test_quota_error_fails_held_requests_fast_with_the_reason(tmp_path: Pa
                     ) as resp:
                         body = await resp.json()
                         waited = time.monotonic() - started
-                    assert resp.status == 503 and resp.headers.get("Retry-After")
-                    assert body["provisioning"] is True
+                    # no retry can help until the quota is raised: no Retry-After, the reason says why
+                    assert resp.status == 503 and "Retry-After" not in resp.headers, body
+                    assert body["provisioning"] is False and body["reason"] == "QuotaExceeded", body
                     assert "quota" in body["error"].lower() and "gpua5000" in body["error"], body
                     assert waited < 10, (
                         f"held {waited:.1f}s for an error that cannot clear (hold timeout 30s)"

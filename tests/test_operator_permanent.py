@@ -1,0 +1,76 @@
+"""A RemoteOllama that can never come up for a permanent cause is answered at once, with the reason,
+by the operator's own proxy (started from the Deployment the operator created), as in standalone mode:
+no request waits out wake.holdTimeout for a wake that cannot happen, and no Retry-After invites a
+retry that cannot help."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+from kube.harness import KubeHarness
+from operator_world import OperatorWorld, credentials_secret, operator_world, remote_ollama, wait_until
+
+HOLD = "120s"
+
+
+def ready_reason(world: OperatorWorld) -> str | None:
+    obj = world.get("remoteollama", "granite") or {}
+    conds = {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
+    return (conds.get("Ready") or {}).get("reason")
+
+
+async def ask(url: str) -> tuple[int, dict[str, str], dict[str, Any], float]:
+    started = time.monotonic()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{url}/api/generate", json={"model": "granite3.1-dense:8b", "prompt": "hi"}) as resp,
+    ):
+        body = await resp.json()
+        return resp.status, dict(resp.headers), body, time.monotonic() - started
+
+
+def answered_at_once_with(url: str, reason: str) -> dict[str, Any]:
+    status, headers, body, waited = asyncio.run(ask(url))
+    assert status == 503, body
+    assert body.get("reason") == reason and body["provisioning"] is False, body
+    assert "Retry-After" not in headers, headers
+    assert waited < 10, f"held {waited:.1f}s for a cause that cannot clear (holdTimeout {HOLD})"
+    return body
+
+
+@pytest.mark.parametrize(
+    ("cause", "reason"),
+    [("not-authorized", "InstanceTypeNotAuthorized"), ("gpu-quota-0", "QuotaExceeded")],
+)
+def test_cloud_refusal_is_answered_at_once(
+    kube: KubeHarness, monkeypatch: pytest.MonkeyPatch, cause: str, reason: str
+) -> None:
+    with operator_world(kube, monkeypatch) as world:
+        if cause == "not-authorized":
+            world.sim.sim.set_authorized("gpua5000", False)
+        else:
+            world.sim.sim.exceed_quota("gpua5000")
+        world.apply(credentials_secret())
+        world.apply(remote_ollama(wake={"holdTimeout": HOLD}))
+        wait_until(lambda: ready_reason(world) == reason, 30, f"Ready=False {reason}")
+        url = world.start_proxy()
+        body = answered_at_once_with(url, reason)
+        assert "gpua5000" in body["error"], body
+        assert world.instances() == []
+
+
+def test_invalid_spec_is_answered_at_once(kube: KubeHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spec edited into one the CRD accepts but the operator cannot use (an unknown family)."""
+    with operator_world(kube, monkeypatch) as world:
+        world.apply(credentials_secret())
+        world.apply(remote_ollama(wake={"holdTimeout": HOLD}, idle={"stopAfter": "1h"}, suspend=True))
+        url = world.start_proxy()
+        world.apply(remote_ollama(wake={"holdTimeout": HOLD}, instanceType="gpua9000.small"))
+        wait_until(lambda: ready_reason(world) == "InvalidSpec", 30, "Ready=False InvalidSpec")
+        body = answered_at_once_with(url, "InvalidSpec")
+        assert "spec.instanceType" in body["error"], body
+        assert world.instances() == []
