@@ -52,7 +52,6 @@ class StandaloneConfig:
     on_exit: str
     exit_timeout: float
     immediate_503: bool
-    boot_timeout: float
     client_keys: frozenset[str] = frozenset()  # REMOTE_OLLAMA_CLIENT_KEYS; empty: no client auth
 
     def __repr__(self) -> str:  # credentials never reach a log line
@@ -110,7 +109,6 @@ class StandaloneConfig:
         destroy = duration("REMOTE_OLLAMA_DESTROY_AFTER", "0", allow_zero=True) if raw_destroy else None
         hold = duration("REMOTE_OLLAMA_HOLD_TIMEOUT", "600")
         exit_timeout = duration("REMOTE_OLLAMA_EXIT_TIMEOUT", "30")
-        boot_timeout = duration("REMOTE_OLLAMA_BOOT_TIMEOUT", "900")
         on_exit = get("REMOTE_OLLAMA_ON_EXIT", "stop")
         if on_exit not in EXIT_POLICIES:
             problems.append(f"REMOTE_OLLAMA_ON_EXIT={on_exit!r} must be one of {', '.join(EXIT_POLICIES)}")
@@ -188,6 +186,5 @@ class StandaloneConfig:
             on_exit=on_exit,
             exit_timeout=exit_timeout,
             immediate_503=mode == "503",
-            boot_timeout=boot_timeout,
             client_keys=client_keys,
         )

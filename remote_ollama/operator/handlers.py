@@ -261,6 +261,8 @@ def _ready_false(body: kopf.Body, reason: str, message: str) -> list[dict[str, A
 
 async def report_error(ctx: ResourceContext, body: kopf.Body, exc: Exception, delay: float) -> None:
     reason = exc.reason if isinstance(exc, CloudError) else type(exc).__name__
+    if isinstance(exc, CloudError):
+        OPERATOR.metrics.cloud_errors.labels(str(reason)).inc()
     message = getattr(exc, "message", None) or str(exc)
     kopf.warn(body, reason=str(reason), message=f"{message} (retrying in {delay:.0f}s)")
     patch: dict[str, Any] = {"conditions": _ready_false(body, reason, message), "message": message}

@@ -63,7 +63,6 @@ async def run_sandbox(args: argparse.Namespace) -> int:
         on_exit="destroy",
         exit_timeout=5.0,
         immediate_503=False,
-        boot_timeout=120.0,
     )
     cloud = AsyncExoscaleCloud.connect(
         SANDBOX_KEY, SANDBOX_SECRET, spec.zone, endpoint=api, poll_interval=0.2
