@@ -29,6 +29,7 @@ from .lifecycle import (
     Health,
     Memory,
     ObservedInstance,
+    Phase,
     endpoint_for,
 )
 from .resource import (
@@ -45,6 +46,11 @@ from .resource import (
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT = 5.0
+# While a VM comes up, its Ollama is asked this often (directly, not the cloud API), so the round
+# that declares it Ready runs within a second of it answering instead of at the next 5 s recheck.
+WATCH_INTERVAL = 0.25
+WATCH_ATTEMPT_TIMEOUT = 1.0
+WATCH_FOR = 1800.0
 
 
 def instance_name(*parts: str) -> str:
@@ -101,11 +107,16 @@ class Reconciler:
     on_answer: Callable[[dict[str, Any]], None] | None = None
     _pulls: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _warm_ups: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _watch: asyncio.Task[None] | None = None
     _ssl: tuple[str, ssl.SSLContext] | None = None
     _session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
-        for task in (*self._pulls.values(), *self._warm_ups.values()):
+        for task in (
+            *self._pulls.values(),
+            *self._warm_ups.values(),
+            *([self._watch] if self._watch else []),
+        ):
             task.cancel()
         if self._session is not None:
             await self._session.close()
@@ -189,7 +200,7 @@ class Reconciler:
             elif action.kind is ActionKind.CREATE_INSTANCE:
                 if sg_id is None:
                     sg_id = await self._ensure_own_group(spec)
-                await self._create(spec, sg_id)
+                instance = await self._create(spec, sg_id)  # watched below once it has an IP
             elif action.kind is ActionKind.START_INSTANCE:
                 # with fallbacks, wait for the cloud's answer so a capacity failure moves to the next one
                 await self.cloud.start_instance(_id(action), wait=False, confirm=bool(spec.placements))
@@ -202,6 +213,41 @@ class Reconciler:
             elif action.kind is ActionKind.WARM_UP and instance is not None:
                 self._start_warm_ups(instance, action, spec.keep_alive)
             # PROBE needs nothing here: the shell probes every running instance before deciding.
+        coming_up = (
+            decision.phase in (Phase.PROVISIONING, Phase.STARTING) and decision.memory.ollama_at is None
+        )
+        if coming_up and instance is not None and instance.public_ip:
+            self._watch_for_ollama(instance)
+        elif not coming_up and self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+
+    def _watch_for_ollama(self, instance: ObservedInstance) -> None:
+        """Ask the VM's Ollama every WATCH_INTERVAL until it answers, then `notify` the shell once.
+
+        One task at a time; the cloud API is not called (the shell's next round does that).
+        """
+        if self._watch is not None and not self._watch.done():
+            return
+        self._watch = asyncio.create_task(self._watch_ollama(instance))
+
+    async def _watch_ollama(self, instance: ObservedInstance) -> None:
+        creds = await self.store.load()
+        if creds is None:
+            return
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + WATCH_FOR
+        attempt = aiohttp.ClientTimeout(total=WATCH_ATTEMPT_TIMEOUT)
+        while loop.time() < give_up:
+            try:
+                await self._vm_request(instance, creds, "GET", "/api/version", timeout=attempt)
+            except (aiohttp.ClientError, TimeoutError, ValueError, OSError):
+                await asyncio.sleep(WATCH_INTERVAL)
+                continue
+            log.debug("instance %s: Ollama answers; looking now", instance.id)
+            if self.notify is not None:
+                self.notify()
+            return
 
     async def _ensure_own_group(self, spec: Spec) -> str:
         return await self.cloud.ensure_security_group(
@@ -224,7 +270,7 @@ class Reconciler:
             return await self.cloud.ensure_security_group(legacy, spec.allowed_source_cidrs)
         return await self._ensure_own_group(spec)
 
-    async def _create(self, spec: Spec, sg_id: str) -> None:
+    async def _create(self, spec: Spec, sg_id: str) -> ObservedInstance:
         """New VM, new credentials: saved first so a crash never leaves a VM with unknown keys.
 
         The adapter checks the GPU quota before creating, so no VM exists after a QuotaError.
@@ -236,7 +282,7 @@ class Reconciler:
                 creds, spec.models, ollama_image=spec.ollama.image, ollama_env=dict(spec.ollama.env)
             )
         )
-        await self.cloud.create_instance(
+        return await self.cloud.create_instance(
             name=self.target.name,
             instance_type=spec.instance_type.name,
             template=spec.template,
