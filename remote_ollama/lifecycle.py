@@ -84,6 +84,9 @@ class Memory:
     ready_at: datetime | None = None  # when the VM last became Ready: idleness counts from here at the latest
     # True when no instance exists because we scaled to zero by destroying (not because of a fault).
     destroyed_for_idle: bool = False
+    # The last round that refused a pending wake (budget, blocked): a wake's time counts from
+    # after it, not from a request that had to wait for the refusal to end.
+    wake_refused_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,13 @@ WARM_UP_TIMEOUT = 300.0
 
 def endpoint_for(ip: str | None) -> str | None:
     return f"https://{ip}:{VM_PORT}" if ip else None
+
+
+def _wake_pending(obs: Observation) -> bool:
+    """A wake was asked for after the last scale to zero (and so is waiting for a refusal to end)."""
+    asked = credible(obs.activity, obs.now).wake_requested
+    down = obs.memory.scaled_down_at
+    return asked is not None and (down is None or asked > down)
 
 
 def _latest(*stamps: datetime | None) -> datetime | None:
@@ -360,8 +370,17 @@ def decide(obs: Observation) -> Decision:
     if want.running:
         if mem.scaled_down_at is not None:
             requested = credible(obs.activity, now).wake_requested or now
-            new_mem = replace(_without_milestones(new_mem), scaled_down_at=None, wake_requested_at=requested)
+            if mem.wake_refused_at is not None and mem.wake_refused_at > requested:
+                requested = mem.wake_refused_at  # it could not start before the refusal ended
+            new_mem = replace(
+                _without_milestones(new_mem),
+                scaled_down_at=None,
+                wake_requested_at=requested,
+                wake_refused_at=None,
+            )
             events.append(f"waking: {want.message}")
+    elif want.reason in ("BudgetExceeded", "Blocked") and _wake_pending(obs):
+        new_mem = replace(new_mem, wake_refused_at=now)
     elif mem.scaled_down_at is None:
         new_mem = replace(_without_milestones(new_mem), scaled_down_at=now, wake_requested_at=None)
         events.append(f"scaling to zero: {want.message}")

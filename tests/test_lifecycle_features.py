@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from remote_ollama.cost import BudgetVerdict
 from remote_ollama.lifecycle import (
     ActionKind,
@@ -150,3 +152,17 @@ def test_sleep_request_inside_window_wins_only_when_made_in_this_window() -> Non
 def test_suspend_beats_window() -> None:
     spec = replace(SCHEDULED, suspend=True)
     assert step(inst("running", spec), ready(), spec=spec).kinds == (ActionKind.STOP_INSTANCE,)
+
+
+def test_a_refused_wake_does_not_count_the_refusal_in_the_wake_time() -> None:
+    """Asked at T0 while over budget; the budget resets 20 min later: the wake takes 2 min, not 22."""
+    asked = Activity(wake_requested=T0)
+    refused = step(inst("stopped"), down(), activity=asked, budget=OVER)
+    last_refusal = T0 + timedelta(minutes=20) - timedelta(seconds=1)
+    refused = step(inst("stopped"), refused.memory, activity=asked, budget=OVER, at=last_refusal)
+    woke = step(inst("stopped"), refused.memory, activity=asked, at=T0 + timedelta(minutes=20))
+    assert woke.kinds == (ActionKind.START_INSTANCE,)
+    d = step(inst("running"), woke.memory, activity=asked, at=T0 + timedelta(minutes=22))
+    assert d.phase is Phase.READY and d.last_wake is not None
+    assert d.last_wake.seconds == pytest.approx(121.0), d.last_wake  # from the last refusal on
+    assert d.memory.wake_refused_at is None

@@ -61,6 +61,7 @@ LIFECYCLE_FIELDS = {
     "warm_up_at": "warmUpAt",
     "ready_at": "readyAt",
     "destroyed_for_idle": "destroyedForIdle",
+    "wake_refused_at": "wakeRefusedAt",
 }
 
 
