@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..resource import (
@@ -17,9 +17,12 @@ from ..resource import (
     GROUP,
     PLURAL,
     VERSION,
+    SpecError,
     format_duration,
     parse_duration,
+    parse_spec,
 )
+from ..schedule import active_window
 from .kubeapi import KubeAPI, KubeError, path_for
 from .status import parse_time, rfc3339
 
@@ -46,11 +49,14 @@ def describe(obj: dict[str, Any], now: datetime) -> list[str]:
         f"  endpoint: {st.get('endpoint') or '-'}   instance: {(st.get('instance') or {}).get('id', '-')}"
     )
     stop_after = (spec.get("idle") or {}).get("stopAfter")
-    last = parse_time((meta.get("annotations") or {}).get("remoteollama.dev/last-activity")) or parse_time(
-        st.get("lastActivity")
-    )
-    if st.get("phase") == "Ready" and stop_after is not None:
-        ref = last or parse_time((st.get("lifecycle") or {}).get("readyAt"))
+    window = _keep_warm(spec, now)
+    if st.get("phase") == "Ready" and window is not None:
+        lines.append(
+            f"  idle:     kept warm by spec.schedule until {rfc3339(window[1])}; then scales to zero after "
+            f"{format_duration(parse_duration(stop_after)) if stop_after is not None else 'never'} without requests"
+        )
+    elif st.get("phase") == "Ready" and stop_after is not None:
+        ref = idle_since(meta, st)
         if ref is not None:
             left = parse_duration(stop_after) - (now - ref).total_seconds()
             lines.append(f"  idle:     scales to zero in {format_duration(max(0.0, left))} without requests")
@@ -67,6 +73,32 @@ def describe(obj: dict[str, Any], now: datetime) -> list[str]:
             f"  {c.get('type')}={c.get('status')} {c.get('reason', '')} {c.get('message', '')}".rstrip()
         )
     return lines
+
+
+def idle_since(meta: dict[str, Any], st: dict[str, Any]) -> datetime | None:
+    """Where the lifecycle counts idleness from: the latest use, wake request or readiness (a VM
+    just woken is not idle since a request made before it slept)."""
+    ann = meta.get("annotations") or {}
+    stamps = [
+        parse_time(ann.get("remoteollama.dev/last-activity")),
+        parse_time(st.get("lastActivity")),
+        parse_time(ann.get(ANN_WAKE_REQUESTED)),
+        parse_time((st.get("lifecycle") or {}).get("readyAt")),
+        parse_time(meta.get("creationTimestamp")),
+    ]
+    present = [s for s in stamps if s is not None and s <= datetime.now(UTC) + timedelta(seconds=60)]
+    return max(present) if present else None
+
+
+def _keep_warm(spec: dict[str, Any], now: datetime) -> tuple[datetime, datetime] | None:
+    """The keep-warm window (spec.schedule) `now` is in, if any."""
+    if not spec.get("schedule"):
+        return None
+    try:
+        parsed = parse_spec(spec, require_credentials=False)
+    except SpecError:
+        return None
+    return active_window(parsed.schedule, now)
 
 
 async def _control(command: str, name: str, namespace: str, output: str) -> int:
