@@ -415,6 +415,8 @@ def decide(obs: Observation) -> Decision:
     steady = POLL_STEADY
     if want.idle_deadline is not None:
         steady = min(steady, (want.idle_deadline - now).total_seconds())
+    elif want.reason == "InUse" and spec.idle.stop_after is not None:
+        steady = min(steady, spec.idle.stop_after)  # the requests end: idleness counts again
 
     if inst is None or state in GONE:
         if inst is None and mem.instance_id and not mem.destroyed_for_idle:

@@ -24,6 +24,8 @@ FINALIZER = "remoteollama.dev/cleanup"
 
 ANN_LAST_ACTIVITY = "remoteollama.dev/last-activity"
 ANN_WAKE_REQUESTED = "remoteollama.dev/wake-requested"
+# Requests the proxy has in flight, written with last-activity: the VM is never scaled to zero under one.
+ANN_IN_FLIGHT = "remoteollama.dev/in-flight"
 ANN_SLEEP_REQUESTED = "remoteollama.dev/sleep-requested"
 # Set (to "true") on a resource being deleted whose cloud objects cannot be deleted (credentials
 # revoked): the finalizer then lets go, with a Warning Event naming what may remain.

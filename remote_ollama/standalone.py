@@ -166,7 +166,10 @@ class LocalController:
 
     # -- ActivitySink ------------------------------------------------------------------------------------
 
-    async def touch(self, at: datetime) -> None:
+    async def touch(self, at: datetime, in_flight: int = 0) -> None:
+        if in_flight != self.activity.in_flight:
+            self._kick.set()  # the idle deadline moves: look again now
+        self.activity = replace(self.activity, in_flight=in_flight)
         if self.activity.last_activity is None or at > self.activity.last_activity:
             self.activity = replace(self.activity, last_activity=at)
             self.saved.last_activity = at

@@ -82,6 +82,7 @@ def test_the_proxy_may_write_its_activity_annotations(policy: PolicyEvaluator) -
     for new in (
         with_annotations(last_activity="2026-12-02T11:00:00.000Z"),
         with_annotations(wake_requested="2026-12-02T11:00:00.000Z"),
+        with_annotations(last_activity="2026-12-02T11:00:00.000Z", in_flight="2"),
         with_annotations(last_activity=None),
         copy.deepcopy(RESOURCE),
     ):

@@ -64,7 +64,7 @@ async def test_never_two_writes_in_flight() -> None:
     started: list[datetime] = []
 
     class SlowSink(RecordingSink):
-        async def touch(self, at: datetime) -> None:
+        async def touch(self, at: datetime, in_flight: int = 0) -> None:
             started.append(at)
             await release.wait()
 
@@ -103,11 +103,11 @@ async def test_a_failed_write_is_retried_on_the_next_tick() -> None:
     class FlakySink(RecordingSink):
         fail = True
 
-        async def touch(self, at: datetime) -> None:
+        async def touch(self, at: datetime, in_flight: int = 0) -> None:
             if self.fail:
                 self.fail = False
                 raise RuntimeError("apiserver unavailable")
-            await super().touch(at)
+            await super().touch(at, in_flight)
 
     sink = FlakySink()
     r = reporter(sink, clock)
@@ -118,3 +118,26 @@ async def test_a_failed_write_is_retried_on_the_next_tick() -> None:
     r.tick()
     await r.settle()
     assert sink.touches == [T0]
+
+
+async def test_the_first_request_in_flight_is_written_at_once_with_the_count() -> None:
+    """Debouncing never hides a request that begins: 0 -> 1 in flight is written at once, even right
+    after another write, and every write says how many are in flight (0 once they are done)."""
+    sink, clock = RecordingSink(), Clock()
+    r = reporter(sink, clock)
+    r.note()
+    await r.settle()
+    assert sink.touches == [T0] and sink.in_flight == 0
+    clock.t = 1.0  # well within the 15 s interval
+    r.begin()
+    await r.settle()
+    assert len(sink.touches) == 2 and sink.in_flight == 1
+    r.begin()  # a second one waits for the interval, as before
+    await r.settle()
+    assert len(sink.touches) == 2
+    r.end()
+    r.end()
+    clock.t = 17.0
+    r.tick()
+    await r.settle()
+    assert len(sink.touches) == 3 and sink.in_flight == 0

@@ -21,6 +21,7 @@ from ..cloud.errors import CapacityError, CloudError, CredentialsError, QuotaErr
 from ..lifecycle import ActionKind, Condition, Decision, Observation, Phase, decide
 from ..resource import (
     ANN_ABANDON_CLOUD_OBJECTS,
+    ANN_IN_FLIGHT,
     ANN_SLEEP_REQUESTED,
     ANN_WAKE_REQUESTED,
     FINALIZER,
@@ -84,7 +85,12 @@ async def kick_on_change(body: kopf.Body, type: str | None, **_: Any) -> None:
         return
     ctx = _ctx(body)
     ann = body.metadata.annotations
-    key = (ann.get(ANN_WAKE_REQUESTED), ann.get(ANN_SLEEP_REQUESTED), body.metadata.get("generation"))
+    key = (
+        ann.get(ANN_WAKE_REQUESTED),
+        ann.get(ANN_SLEEP_REQUESTED),
+        ann.get(ANN_IN_FLIGHT),  # requests ending: the idle deadline moves
+        body.metadata.get("generation"),
+    )
     if key != ctx.seen:
         ctx.seen = key
         ctx.kick.set()

@@ -25,6 +25,7 @@ from ..proxy.interfaces import ProxySettings, Upstream, wake_progress_from_env
 from ..proxy.local import LocalResolver
 from ..proxy.polling import PollingCache
 from ..resource import (
+    ANN_IN_FLIGHT,
     ANN_LAST_ACTIVITY,
     ANN_WAKE_REQUESTED,
     DEFAULT_MODEL,
@@ -48,18 +49,21 @@ class AnnotationSink:
     def __init__(self, api: KubeAPI, path: str):
         self.api, self.path = api, path
 
-    async def _annotate(self, key: str, at: datetime) -> None:
-        stamp = at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    async def _annotate(self, annotations: dict[str, str]) -> None:
         try:
-            await self.api.merge_patch(self.path, {"metadata": {"annotations": {key: stamp}}})
+            await self.api.merge_patch(self.path, {"metadata": {"annotations": annotations}})
         except (KubeError, OSError) as exc:
-            log.warning("could not write %s: %s", key, exc)
+            log.warning("could not write %s: %s", ", ".join(annotations), exc)
 
-    async def touch(self, at: datetime) -> None:
-        await self._annotate(ANN_LAST_ACTIVITY, at)
+    async def touch(self, at: datetime, in_flight: int = 0) -> None:
+        await self._annotate({ANN_LAST_ACTIVITY: _stamp(at), ANN_IN_FLIGHT: str(in_flight)})
 
     async def request_wake(self, at: datetime) -> None:
-        await self._annotate(ANN_WAKE_REQUESTED, at)
+        await self._annotate({ANN_WAKE_REQUESTED: _stamp(at)})
+
+
+def _stamp(at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 class ResourceFollower:
@@ -239,6 +243,9 @@ async def run_resource_proxy(resource: str, host: str, port: int) -> int:
     resolver = LocalResolver(phase="Pending")
     follower = ResourceFollower(api, namespace, name, resolver)
     body = await api.get(follower.path)
+    if ((body or {}).get("metadata", {}).get("annotations") or {}).get(ANN_IN_FLIGHT, "0") != "0":
+        # a previous proxy left requests counted that died with it: nothing is in flight here yet
+        await AnnotationSink(api, follower.path)._annotate({ANN_IN_FLIGHT: "0"})
     spec = (body or {}).get("spec") or {}
     settings = settings_from_env(dict(os.environ), spec)
 

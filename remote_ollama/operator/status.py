@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..lifecycle import Activity, Condition, Decision, Memory, ObservedInstance
-from ..resource import ANN_LAST_ACTIVITY, ANN_SLEEP_REQUESTED, ANN_WAKE_REQUESTED, PROXY_PORT
+from ..resource import ANN_IN_FLIGHT, ANN_LAST_ACTIVITY, ANN_SLEEP_REQUESTED, ANN_WAKE_REQUESTED, PROXY_PORT
 from ..state_file import memory_from_json, memory_to_json
 from ..vocabulary import ConditionType, Reason
 
@@ -40,13 +40,14 @@ def malformed_annotations(meta: JSON) -> list[str]:
     ]
 
 
-def activity_from(meta: JSON, in_flight: int = 0) -> Activity:
+def activity_from(meta: JSON) -> Activity:
     ann = meta.get("annotations") or {}
+    raw = str(ann.get(ANN_IN_FLIGHT) or "0")
     return Activity(
         last_activity=parse_time(ann.get(ANN_LAST_ACTIVITY)),
         wake_requested=parse_time(ann.get(ANN_WAKE_REQUESTED)),
         sleep_requested=parse_time(ann.get(ANN_SLEEP_REQUESTED)),
-        in_flight=in_flight,
+        in_flight=int(raw) if raw.isdigit() else 0,  # malformed: as if none (the heartbeat still counts)
     )
 
 

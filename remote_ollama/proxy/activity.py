@@ -42,11 +42,16 @@ class ActivityReporter:
         self._write: asyncio.Task[None] | None = None
         self._wake: asyncio.Task[None] | None = None
         self._last_wake: float | None = None
+        self._urgent = False  # write as soon as the write in progress (if any) is done
+        self._told_in_flight = 0  # the count in the last write
 
     # -- activity -----------------------------------------------------------------------------
     def begin(self) -> None:
-        """A real request started."""
+        """A real request started. When the lifecycle was last told none were in flight, this is
+        written at once (not debounced), so it never takes the VM away under a running request."""
         self.in_flight += 1
+        if self._told_in_flight == 0:
+            self._urgent = True
         self.note()
 
     def end(self) -> None:
@@ -68,10 +73,12 @@ class ActivityReporter:
         if self._pending is None or (self._write is not None and not self._write.done()):
             return
         now = self._monotonic()
-        if self._last_write is not None and now - self._last_write < self.interval:
+        if not self._urgent and self._last_write is not None and now - self._last_write < self.interval:
             return
-        at, self._pending, self._last_write = self._pending, None, now
-        self._write = asyncio.get_running_loop().create_task(self._guard(self._sink.touch(at), "touch"))
+        at, self._pending, self._last_write, self._urgent = self._pending, None, now, False
+        self._told_in_flight = self.in_flight
+        touch = self._sink.touch(at, self.in_flight)
+        self._write = asyncio.get_running_loop().create_task(self._guard(touch, "touch"))
 
     # -- wake ---------------------------------------------------------------------------------
     def request_wake(self) -> None:
@@ -93,9 +100,12 @@ class ActivityReporter:
     async def _guard(self, write: Awaitable[None], what: str) -> None:
         try:
             await write
+            if what == "touch" and self._urgent:  # the first request began while this was written
+                asyncio.get_running_loop().call_soon(self._maybe_write)
         except Exception as exc:  # a failed write must not break requests; the next tick retries
             log.warning("activity %s write failed: %s", what, exc)
             if what == "touch":
+                self._told_in_flight = 0  # unknown: the next request that begins is written at once
                 self._last_write = None
                 self._pending = self._pending or self._wallclock()
             else:

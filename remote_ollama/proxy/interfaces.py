@@ -88,8 +88,9 @@ class UpstreamResolver(Protocol):
 
 
 class ActivitySink(Protocol):
-    async def touch(self, at: datetime) -> None:
-        """Record real use at `at` (UTC); called debounced by `ActivityReporter`."""
+    async def touch(self, at: datetime, in_flight: int = 0) -> None:
+        """Record real use at `at` (UTC) and how many requests are in flight then; called debounced
+        by `ActivityReporter`, and at once when the first request begins (in flight 0 -> 1)."""
         ...
 
     async def request_wake(self, at: datetime) -> None:

@@ -66,11 +66,13 @@ class RecordingSink:
 
     def __init__(self) -> None:
         self.touches: list[datetime] = []
+        self.in_flight = 0  # as last reported
         self.wakes: list[datetime] = []
         self.woken = asyncio.Event()
 
-    async def touch(self, at: datetime) -> None:
+    async def touch(self, at: datetime, in_flight: int = 0) -> None:
         self.touches.append(at)
+        self.in_flight = in_flight
 
     async def request_wake(self, at: datetime) -> None:
         self.wakes.append(at)
