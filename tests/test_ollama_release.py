@@ -6,9 +6,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import shlex
 import struct
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import anthropic
@@ -27,6 +29,7 @@ from remote_ollama.cloud.pki import generate_vm_credentials
 from remote_ollama.ollama_release import (
     DEFAULT_OLLAMA_IMAGE,
     DEFAULT_OLLAMA_VERSION,
+    FIRST_VERSION,
     PROMISED_ROUTES,
     at_least,
     serves,
@@ -149,3 +152,13 @@ def test_choosing_the_image_or_settings_replaces_the_vm_but_a_new_default_does_n
         json.dumps([default.zone, default.instance_type.name, default.template, default.disk_size]).encode()
     ).hexdigest()[:16]
     assert default.instance_hash() == legacy
+
+
+def test_every_route_the_readme_names_exists_in_the_pinned_version() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    named = set(re.findall(r"(/(?:api|v1)/[a-z_/]+[a-z])", readme))
+    assert {"/v1/messages", "/api/tags", "/api/generate"} <= named
+    known = {path: method for method, path in FIRST_VERSION}
+    lacking = [p for p in named if p in known and not serves(DEFAULT_OLLAMA_VERSION, known[p], p)]
+    assert lacking == []
+    assert DEFAULT_OLLAMA_VERSION in readme and DEFAULT_OLLAMA_IMAGE.split("@")[1][:15] in readme
