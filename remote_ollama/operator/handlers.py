@@ -306,7 +306,7 @@ def _stuck_or_abandon(body: kopf.Body, ctx: ResourceContext, why: str, delay: fl
     instance = (status.get("instance") or {}).get("id") or (status.get("lifecycle") or {}).get("instance_id")
     zone = dict(body.spec).get("zone", "")
     left = [f"instance {instance}" if instance else "an instance labelled remote-ollama-owner=" + ctx.uid]
-    left.append(f"security group {security_group_name(ctx.namespace, ctx.name)}")
+    left.append(f"security group {security_group_name(OPERATOR.cluster_id, ctx.uid)}")
     kopf.warn(
         body,
         reason="CloudObjectsAbandoned",
