@@ -6,6 +6,7 @@ chat UI that lists models on connect must be able to pick one and chat from a co
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -173,3 +174,43 @@ async def test_wording_tells_no_instance_yet_from_stopped() -> None:
             ):
                 assert r.status == 503
                 assert (await r.json())["error"].startswith(words)
+
+
+def test_standalone_vm_runs_the_chosen_older_ollama_and_lacks_its_missing_routes(
+    sim: SimulatorThread,
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    env = {
+        "EXOSCALE_API_KEY": KEY,
+        "EXOSCALE_API_SECRET": SECRET,
+        "EXOSCALE_API_ENDPOINT": sim.url,
+        "OLLAMA_MODEL": MODEL,
+        "OLLAMA_IMAGE": "ollama/ollama:0.13.5",  # before /v1/messages (0.14.0)
+        "OLLAMA_ENV": "OLLAMA_NUM_PARALLEL=2",
+        "REMOTE_OLLAMA_STATE_FILE": str(tmp_path / "state.json"),
+    }
+    prog = Program(
+        ["standalone", "--host", "127.0.0.1", "--port", str(port)],
+        clean_env(env),
+        tmp_path / "s.log",
+        port=port,
+    )
+    try:
+        prog.wait_listening()
+        code, _, answer = prog.request(
+            "POST", "/api/generate", {"model": MODEL, "prompt": "hi", "stream": False}, 60
+        )
+        assert code == 200 and answer["done"]
+        code, headers, version = prog.request("GET", "/api/version", None, 10)
+        assert version == {"version": "0.13.5"} and CACHED_HEADER not in headers  # the VM's own answer
+        missing = httpx.post(
+            prog.url + "/v1/messages", json={"model": MODEL, "max_tokens": 5, "messages": []}
+        )
+        assert missing.status_code == 404  # Ollama 0.13.5 has no Anthropic route
+        (vm,) = live_instances(sim)
+        machine = sim.sim.vm(vm.id)
+        assert machine is not None and machine.serving and machine.user_data
+        assert '"-e" "OLLAMA_NUM_PARALLEL=2"' in base64.b64decode(machine.user_data).decode()  # OLLAMA_ENV
+    finally:
+        prog.kill()
