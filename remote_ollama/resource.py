@@ -14,6 +14,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .schedule import Window, parse_window
+from .spec_fields import (
+    DNS1123_SUBDOMAIN,
+    FIELD,
+    KEEP_ALIVE_PATTERN,
+    MODEL_PATTERN,
+    OLLAMA_ENV_KEY_PATTERN,
+    OLLAMA_ENV_VALUE_PATTERN,
+    OLLAMA_IMAGE_PATTERN,
+    ZONES,
+    default,
+)
 
 GROUP = "remoteollama.dev"
 VERSION = "v1alpha1"
@@ -46,31 +57,45 @@ PROXY_PORT = 11434
 VM_TLS_SERVER_NAME = "vm.remote-ollama.internal"
 API_KEY_HEADER = "X-Ollama-Key"
 
-DEFAULT_ZONE = "at-vie-2"
-DEFAULT_INSTANCE_TYPE = "gpua5000.small"
-DEFAULT_TEMPLATE = "Linux Ubuntu 22.04 LTS 64-bit"
-DEFAULT_DISK_SIZE = 100
-DEFAULT_MODEL = "granite3.1-dense:8b"
-DEFAULT_STOP_AFTER = 1800.0
-DEFAULT_DESTROY_AFTER = 86400.0
-DEFAULT_HOLD_TIMEOUT = 600.0
-DEFAULT_MAX_HELD = 256
-DEFAULT_ACTIVITY_INTERVAL = 15.0
-DEFAULT_MAX_HELD_BODY = 64 * 1024 * 1024
-MAX_HELD_BODY = 4 * 1024**3
-MIN_DISK, MAX_DISK = 10, 51200
+_DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
 
-# Names that end up in an API URL path (Secret names): a DNS-1123 subdomain, as Kubernetes requires.
-DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+def parse_duration(value: str | int | float) -> float:
+    """Seconds from `1800`, `1800s`, `30m`, `1h30m`, `0.5h`; raises ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        if value < 0 or value != value:
+            raise ValueError(f"duration must be >= 0: {value!r}")
+        return float(value)
+    text = str(value).strip()
+    if text.isdigit():
+        return float(text)
+    m = _DURATION_RE.match(text)
+    if not text or not m or not any(m.groups()):
+        raise ValueError(f"not a duration (use e.g. 1800, 1800s, 30m, 1h30m): {value!r}")
+    h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+    return h * 3600 + mi * 60 + s
+
+
+# Every default, pattern and bound comes from the settings model's table (spec_fields.py).
+DEFAULT_ZONE: str = default("zone")
+DEFAULT_INSTANCE_TYPE: str = default("instanceType")
+DEFAULT_TEMPLATE: str = default("template")
+DEFAULT_DISK_SIZE: int = default("diskSize")
+DEFAULT_MODEL: str = default("models")[0]
+DEFAULT_STOP_AFTER = parse_duration(default("idle")["stopAfter"])
+DEFAULT_DESTROY_AFTER = parse_duration(default("idle")["destroyAfter"])
+DEFAULT_HOLD_TIMEOUT = parse_duration(default("wake.holdTimeout"))
+DEFAULT_MAX_HELD: int = default("wake.maxHeldRequests")
+DEFAULT_ACTIVITY_INTERVAL = 15.0  # the CRD leaves it unset: the proxy's own default
+DEFAULT_MAX_HELD_BODY: int = default("wake.maxHeldBodyBytes")
+MAX_HELD_BODY = int(FIELD["wake.maxHeldBodyBytes"].maximum or 0)
+MAX_HELD = int(FIELD["wake.maxHeldRequests"].maximum or 0)
+MIN_DISK, MAX_DISK = int(FIELD["diskSize"].minimum or 0), int(FIELD["diskSize"].maximum or 0)
+MAX_OLLAMA_ENV = FIELD["ollama.env"].max_properties or 0
 _DNS1123_RE = re.compile(DNS1123_SUBDOMAIN)
-INSTANCE_TYPE_PATTERN = r"^[a-z0-9]+\.[a-z0-9]+(-[a-z0-9]+)*$"
-OLLAMA_IMAGE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:-]*(@sha256:[a-f0-9]{64})?$"
-OLLAMA_ENV_KEY_PATTERN = r"^OLLAMA_[A-Z0-9_]+$"
-# Values are written into the VM's systemd unit / shell by cloud-init: nothing that quotes or expands.
-OLLAMA_ENV_VALUE_PATTERN = "^[^\\n\\r\"'\\\\%$`]*$"
-MAX_OLLAMA_ENV = 64
 
-ZONES = ("at-vie-1", "at-vie-2", "bg-sof-1", "ch-dk-2", "ch-gva-2", "de-fra-1", "de-muc-1", "hr-zag-1")
 # The seed wrote GPU types without the "gpu" prefix (a5000.small); map those families.
 # Families and sizes Exoscale sells (notes/exoscale.md); used to reject typos before any cloud call.
 KNOWN_FAMILIES = frozenset(
@@ -117,28 +142,6 @@ class SpecError(ValueError):
     def __init__(self, problems: list[tuple[str, str]]):
         self.problems = problems
         super().__init__("; ".join(f"{path}: {msg}" for path, msg in problems))
-
-
-_DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
-DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?h)?([0-9]+(\.[0-9]+)?m)?([0-9]+(\.[0-9]+)?s)?$|^[0-9]+$"
-
-
-def parse_duration(value: str | int | float) -> float:
-    """Seconds from `1800`, `1800s`, `30m`, `1h30m`, `0.5h`; raises ValueError otherwise."""
-    if isinstance(value, bool):
-        raise ValueError(f"not a duration: {value!r}")
-    if isinstance(value, int | float):
-        if value < 0 or value != value:
-            raise ValueError(f"duration must be >= 0: {value!r}")
-        return float(value)
-    text = str(value).strip()
-    if text.isdigit():
-        return float(text)
-    m = _DURATION_RE.match(text)
-    if not text or not m or not any(m.groups()):
-        raise ValueError(f"not a duration (use e.g. 1800, 1800s, 30m, 1h30m): {value!r}")
-    h, mi, s = (float(g) if g else 0.0 for g in m.groups())
-    return h * 3600 + mi * 60 + s
 
 
 def format_duration(seconds: float) -> str:
@@ -338,7 +341,7 @@ class Spec:
         return out
 
 
-_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,199}$")
+_MODEL_RE = re.compile(MODEL_PATTERN)
 _KNOWN_FIELDS = {
     "credentialsSecretRef",
     "zone",
@@ -361,7 +364,16 @@ _KNOWN_FIELDS = {
     "networkPolicy",
     "ollama",
 }
-_KEEP_ALIVE_RE = re.compile(r"^-1$|^0$|^[0-9]+(\.[0-9]+)?(ms|s|m|h)$|^([0-9]+h)?([0-9]+m)?([0-9]+s)?$")
+_KEEP_ALIVE_RE = re.compile(KEEP_ALIVE_PATTERN)
+
+
+def spec_or_defaults(raw: dict[str, Any] | None) -> Spec:
+    """The spec for readers that must not fail (the proxy, the children): defaults where it is invalid
+    (the operator reports the problem as Ready=False InvalidSpec)."""
+    try:
+        return parse_spec(raw, require_credentials=False)
+    except SpecError:
+        return Spec()
 
 
 def parse_spec(raw: dict[str, Any] | None, *, require_credentials: bool = True) -> Spec:
@@ -498,8 +510,8 @@ def parse_spec(raw: dict[str, Any] | None, *, require_credentials: bool = True) 
             except (ValueError, TypeError) as exc:
                 problems.append(("spec.wake.holdTimeout", str(exc)))
             mh = raw_wake.get("maxHeldRequests", held)
-            if isinstance(mh, bool) or not isinstance(mh, int) or not 0 <= mh <= 100000:
-                problems.append(("spec.wake.maxHeldRequests", f"must be an integer 0..100000: {mh!r}"))
+            if isinstance(mh, bool) or not isinstance(mh, int) or not 0 <= mh <= MAX_HELD:
+                problems.append(("spec.wake.maxHeldRequests", f"must be an integer 0..{MAX_HELD}: {mh!r}"))
             else:
                 held = mh
             wake = WakePolicy(hold, held, body, progress)

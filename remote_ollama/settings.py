@@ -17,8 +17,9 @@ from .resource import (
     DEFAULT_ZONE,
     KNOWN_FAMILIES,
     KNOWN_SIZES,
+    MAX_DISK,
     MAX_HELD_BODY,
-    ZONES,
+    MIN_DISK,
     IdlePolicy,
     InstanceType,
     OllamaSettings,
@@ -29,6 +30,7 @@ from .resource import (
     parse_instance_type,
     parse_ollama_image,
 )
+from .spec_fields import MODEL_PATTERN, ZONES, env_default
 
 EXIT_POLICIES = ("keep", "stop", "destroy")
 # What nginx on the VM can match (cloud/cloudinit.py refuses any other key when rendering user-data).
@@ -84,11 +86,11 @@ class StandaloneConfig:
                 )
         except ValueError as exc:
             problems.append(f"EXOSCALE_INSTANCE_TYPE: {exc}")
-        disk = 50
-        raw_disk = get("EXOSCALE_DISK_SIZE", "50")
-        if not raw_disk.isdigit() or not 10 <= int(raw_disk) <= 51200:
+        disk: int = env_default("diskSize")
+        raw_disk = get("EXOSCALE_DISK_SIZE", str(disk))
+        if not raw_disk.isdigit() or not MIN_DISK <= int(raw_disk) <= MAX_DISK:
             problems.append(
-                f"EXOSCALE_DISK_SIZE={raw_disk!r} must be a whole number of GiB between 10 and 51200"
+                f"EXOSCALE_DISK_SIZE={raw_disk!r} must be a whole number of GiB between {MIN_DISK} and {MAX_DISK}"
             )
         else:
             disk = int(raw_disk)
@@ -104,15 +106,23 @@ class StandaloneConfig:
                 problems.append(f"{name}={raw!r} must be greater than 0")
             return value
 
-        idle = duration("EXOSCALE_IDLE_TIMEOUT", "1800")
+        # 0 means never stop for idleness (as /status reports it: idle_timeout 0 is always on)
+        idle = duration("EXOSCALE_IDLE_TIMEOUT", env_default("idle.stopAfter"), allow_zero=True)
         raw_destroy = get("REMOTE_OLLAMA_DESTROY_AFTER")
         destroy = duration("REMOTE_OLLAMA_DESTROY_AFTER", "0", allow_zero=True) if raw_destroy else None
-        hold = duration("REMOTE_OLLAMA_HOLD_TIMEOUT", "600")
+        if destroy is not None and idle == 0:
+            problems.append(
+                "REMOTE_OLLAMA_DESTROY_AFTER needs EXOSCALE_IDLE_TIMEOUT > 0 (0 never stops the VM)"
+            )
+        hold = duration("REMOTE_OLLAMA_HOLD_TIMEOUT", env_default("wake.holdTimeout"))
         exit_timeout = duration("REMOTE_OLLAMA_EXIT_TIMEOUT", "30")
         on_exit = get("REMOTE_OLLAMA_ON_EXIT", "stop")
         if on_exit not in EXIT_POLICIES:
             problems.append(f"REMOTE_OLLAMA_ON_EXIT={on_exit!r} must be one of {', '.join(EXIT_POLICIES)}")
         models = tuple(m.strip() for m in get("OLLAMA_MODEL", DEFAULT_MODEL).split(",") if m.strip())
+        bad_models = [m for m in models if not re.match(MODEL_PATTERN, m)]
+        if bad_models or not models:
+            problems.append(f"OLLAMA_MODEL={get('OLLAMA_MODEL')!r}: not Ollama model names: {bad_models!r}")
         endpoint = get("EXOSCALE_API_ENDPOINT") or None
         if endpoint and not endpoint.startswith(("http://", "https://")):
             problems.append(
@@ -171,7 +181,7 @@ class StandaloneConfig:
             template=get("EXOSCALE_TEMPLATE", DEFAULT_TEMPLATE),
             disk_size=disk,
             models=models,
-            idle=IdlePolicy(stop_after=idle, destroy_after=destroy),
+            idle=IdlePolicy(stop_after=idle or None, destroy_after=destroy),
             wake=WakePolicy(hold_timeout=hold, max_held_body_bytes=max_body, progress=progress),
             model_management=model_management,
             ollama=OllamaSettings(image, tuple(sorted(ollama_env.items()))),

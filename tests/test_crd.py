@@ -11,7 +11,7 @@ import pytest
 from crd_schema import InvalidResource, apply_defaults, load_crd, openapi_schema, validate_remoteollama
 from kube.schema import evaluate_cel
 
-from remote_ollama import resource
+from remote_ollama import resource, spec_fields
 
 
 def make(**spec: Any) -> dict[str, Any]:
@@ -87,13 +87,13 @@ def test_schema_is_structural() -> None:
 
 def test_enums_and_patterns_mirror_resource_py() -> None:
     props = openapi_schema()["properties"]["spec"]["properties"]
-    assert props["zone"]["enum"] == list(resource.ZONES)
-    assert props["instanceType"]["pattern"] == resource.INSTANCE_TYPE_PATTERN
+    assert props["zone"]["enum"] == list(spec_fields.ZONES)
+    assert props["instanceType"]["pattern"] == spec_fields.INSTANCE_TYPE_PATTERN
     durations = [props["idle"]["properties"][k] for k in ("stopAfter", "destroyAfter")]
     durations += [props["wake"]["properties"]["holdTimeout"], props["activityInterval"]]
     for node in durations:
         (string,) = [b for b in node["anyOf"] if b["type"] == "string"]
-        assert string["pattern"] == resource.DURATION_PATTERN
+        assert string["pattern"] == spec_fields.DURATION_PATTERN
     assert props["diskSize"]["minimum"] == resource.MIN_DISK
     assert props["diskSize"]["maximum"] == resource.MAX_DISK
     status_phase = openapi_schema()["properties"]["status"]["properties"]["phase"]["enum"]

@@ -52,3 +52,23 @@ def test_bad_values_are_named(name: str, value: str) -> None:
     with pytest.raises(ConfigError) as info:
         StandaloneConfig.from_env(BASE | {name: value})
     assert any(line.startswith(name) for line in info.value.problems), info.value.problems
+
+
+def test_idle_timeout_zero_means_never_stop() -> None:
+    cfg = StandaloneConfig.from_env(BASE | {"EXOSCALE_IDLE_TIMEOUT": "0"})
+    assert cfg.spec.idle.stop_after is None  # always on, as /status says with idle_timeout 0
+    with pytest.raises(ConfigError) as info:
+        StandaloneConfig.from_env(BASE | {"EXOSCALE_IDLE_TIMEOUT": "0", "REMOTE_OLLAMA_DESTROY_AFTER": "1h"})
+    assert any(p.startswith("REMOTE_OLLAMA_DESTROY_AFTER") for p in info.value.problems)
+
+
+def test_defaults_come_from_the_one_table() -> None:
+    """The documented standalone defaults (disk 50, idle 1800 s, hold 600 s) from spec_fields.py."""
+    cfg = StandaloneConfig.from_env(BASE)
+    assert cfg.spec.disk_size == 50 and cfg.spec.idle.stop_after == 1800 and cfg.spec.wake.hold_timeout == 600
+
+
+def test_a_bad_model_name_is_a_configuration_problem() -> None:
+    with pytest.raises(ConfigError) as info:
+        StandaloneConfig.from_env(BASE | {"OLLAMA_MODEL": "granite3.1-dense:8b,bad model"})
+    assert any(p.startswith("OLLAMA_MODEL") and "bad model" in p for p in info.value.problems)

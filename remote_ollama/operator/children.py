@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from ..resource import GROUP, KIND, PLURAL, PROXY_PORT, VERSION, secret_name
+from ..resource import GROUP, KIND, PLURAL, PROXY_PORT, VERSION, secret_name, spec_or_defaults
 
 JSON = dict[str, Any]
 COMPONENT_LABEL = "app.kubernetes.io/component"
@@ -145,13 +145,13 @@ def deployment(body: JSON, image: str, *, image_pull_policy: str = "IfNotPresent
     """The proxy: `remote-ollama proxy --resource NS/NAME`, non-root, read-only root filesystem."""
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     spec = body.get("spec") or {}
-    wake = spec.get("wake") or {}
+    parsed = spec_or_defaults(spec)  # the proxy reads the same values from the spec itself
+    # The hold settings are set here (in seconds) so that a change rolls the proxy, and drift repair keeps them.
     env = [
-        {"name": "REMOTE_OLLAMA_HOLD_TIMEOUT", "value": str(wake.get("holdTimeout", "10m"))},
-        {"name": "REMOTE_OLLAMA_MAX_HELD", "value": str(wake.get("maxHeldRequests", 256))},
-        {"name": "REMOTE_OLLAMA_ACTIVITY_INTERVAL", "value": str(spec.get("activityInterval", "15s"))},
-        # spec.wake.progress: set here so a change rolls the proxy (and drift repair keeps it)
-        {"name": "REMOTE_OLLAMA_WAKE_PROGRESS", "value": "1" if wake.get("progress") else "0"},
+        {"name": "REMOTE_OLLAMA_HOLD_TIMEOUT", "value": f"{parsed.wake.hold_timeout:g}"},
+        {"name": "REMOTE_OLLAMA_MAX_HELD", "value": str(parsed.wake.max_held_requests)},
+        {"name": "REMOTE_OLLAMA_ACTIVITY_INTERVAL", "value": f"{parsed.activity_interval:g}"},
+        {"name": "REMOTE_OLLAMA_WAKE_PROGRESS", "value": "1" if parsed.wake.progress else "0"},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
     probe = {"httpGet": {"path": "/healthz", "port": "ollama"}, "periodSeconds": 10}

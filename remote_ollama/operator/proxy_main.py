@@ -35,6 +35,7 @@ from ..resource import (
     VM_TLS_SERVER_NAME,
     parse_duration,
     secret_name,
+    spec_or_defaults,
 )
 from ..vocabulary import ConditionType, Reason
 from .access import AccessFollower, client_secret_name
@@ -218,18 +219,18 @@ def idle_timeout(spec: JSON) -> int:
 
 
 def settings_from_env(env: dict[str, str], spec: dict[str, Any]) -> ProxySettings:
-    wake = spec.get("wake") or {}
+    """The proxy's settings from the resource's spec, parsed by the one settings model (the same
+    defaults as the operator's), plus what only the proxy's environment says (CORS origins)."""
+    parsed = spec_or_defaults(spec)
     return ProxySettings(
-        hold_timeout=parse_duration(wake.get("holdTimeout", env.get("REMOTE_OLLAMA_HOLD_TIMEOUT", "600"))),
-        max_held_requests=int(wake.get("maxHeldRequests", env.get("REMOTE_OLLAMA_MAX_HELD", "256"))),
-        activity_interval=parse_duration(
-            spec.get("activityInterval", env.get("REMOTE_OLLAMA_ACTIVITY_INTERVAL", "15"))
-        ),
+        hold_timeout=parsed.wake.hold_timeout,
+        max_held_requests=parsed.wake.max_held_requests,
+        activity_interval=parsed.activity_interval,
         allowed_origins=tuple(o.strip() for o in env.get("OLLAMA_ORIGINS", "").split(",") if o.strip()),
         client_auth_required=bool(client_secret_name(spec)),
-        model_management=spec.get("modelManagement") is True,
-        wake_progress=bool(wake.get("progress", False)) or wake_progress_from_env(env),
-        models=spec_models(spec),
+        model_management=parsed.model_management,
+        wake_progress=parsed.wake.progress or wake_progress_from_env(env),
+        models=parsed.models,
         ollama_version=spec_ollama_version(spec),
     )
 
