@@ -47,10 +47,6 @@ __all__ = ["VM_TLS_SERVER_NAME", "AsyncRemoteOllama", "ConfigError", "InstanceNo
 
 T = TypeVar("T")
 
-# "Idle monitor off": an idle time no program outlives. The loop still runs (a request through
-# `url` wakes a stopped VM), it just never stops a running one for idleness.
-_NEVER = 100 * 365 * 86400.0
-
 _KWARG_ENV = {
     "api_key": "EXOSCALE_API_KEY",
     "api_secret": "EXOSCALE_API_SECRET",
@@ -180,6 +176,7 @@ class AsyncRemoteOllama:
                     ollama_key=self.config.ollama_key,
                 )
                 controller.poll_cap = self._poll_interval
+                controller.idle_monitor = self._monitor
                 settings = ProxySettings(
                     hold_timeout=spec.wake.hold_timeout,
                     max_held_requests=spec.wake.max_held_requests,
@@ -198,8 +195,7 @@ class AsyncRemoteOllama:
 
     def _spec(self) -> Spec:
         spec = self.config.spec
-        stop_after = self._idle_timeout if self._monitor else _NEVER
-        return replace(spec, idle=replace(spec.idle, stop_after=stop_after))
+        return replace(spec, idle=replace(spec.idle, stop_after=self._idle_timeout))
 
     def _resume(self) -> None:
         assert self._controller is not None
@@ -254,13 +250,14 @@ class AsyncRemoteOllama:
         if idle_timeout is not None:
             self._idle_timeout = float(idle_timeout)
         self._monitor = True
-        (await self._ctl()).spec = self._spec()
+        controller = await self._ctl()
+        controller.spec, controller.idle_monitor = self._spec(), True
         self._kick()
 
     async def stop_idle_monitor(self) -> None:
         """Never stop the VM for idleness (a stopped VM stays stopped until asked for)."""
         self._monitor = False
-        (await self._ctl()).spec = self._spec()
+        (await self._ctl()).idle_monitor = False
         self._kick()
 
     async def destroy(self, timeout: float = 600.0) -> None:

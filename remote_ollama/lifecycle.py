@@ -12,7 +12,7 @@ from enum import StrEnum
 from itertools import pairwise
 
 from .cost import BudgetVerdict
-from .resource import LABEL_SPEC_HASH, VM_PORT, Spec, format_duration
+from .resource import LABEL_SPEC_HASH, VM_PORT, IdleMode, Spec, format_duration
 from .schedule import active_window, next_edge
 from .vocabulary import ConditionType
 
@@ -100,6 +100,8 @@ class Observation:
     # instance exists with labels but its hash differs from the desired one
     blocked_reason: str | None = None  # e.g. credentials missing: do not run
     budget: BudgetVerdict | None = None  # from cost.budget_verdict(): over a cap means scale to zero
+    # False: the embedding program turned the idle monitor off (embedded.py): idleness is not looked at
+    idle_monitor: bool = True
 
 
 class ActionKind(StrEnum):
@@ -254,6 +256,10 @@ def desire(obs: Observation) -> Desire:
     if window is not None:
         closes = window[1].strftime("%Y-%m-%dT%H:%M:%SZ")
         return Desire(True, "KeepWarm", f"inside a keep-warm window (spec.schedule) until {closes}")
+    if not obs.idle_monitor:  # the embedding program turned idleness off: no stop, and no wake by itself
+        if mem.scaled_down_at is not None and (last_use is None or last_use <= mem.scaled_down_at):
+            return Desire(False, "Idle", "scaled to zero; waiting for a request to wake it")
+        return Desire(True, "MonitorOff", "the idle monitor is off")
     stop_after = spec.idle.stop_after
     if stop_after is None:
         return Desire(True, "AlwaysOn", "spec.idle.stopAfter is not set")
@@ -455,7 +461,7 @@ def decide(obs: Observation) -> Decision:
 
     if state == "running":
         if not want.running:
-            destroy_now = spec.idle.destroy_after == 0
+            destroy_now = spec.idle.mode is IdleMode.DESTROY_AFTER
             kind = ActionKind.DELETE_INSTANCE if destroy_now else ActionKind.STOP_INSTANCE
             actions.append(Action(kind, inst.id, reason=want.reason))
             new_mem = replace(new_mem, ready_at=None, destroyed_for_idle=destroy_now)
@@ -514,7 +520,7 @@ def decide(obs: Observation) -> Decision:
             )
         if mem.phase != Phase.READY:
             new_mem = replace(new_mem, ready_at=now, warm_up_at=None)
-            if spec.idle.stop_after is not None and want.reason not in ("InUse", "AlwaysOn"):
+            if spec.idle.stop_after is not None and want.reason not in ("InUse", "AlwaysOn", "MonitorOff"):
                 steady = min(steady, spec.idle.stop_after)  # idleness counts from readiness at the latest
             events.append("ready")
             m = new_mem

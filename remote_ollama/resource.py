@@ -11,6 +11,7 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
 from .schedule import Window, parse_window
@@ -186,12 +187,29 @@ def parse_known_instance_type(value: str) -> InstanceType:
     return itype
 
 
+class IdleMode(StrEnum):
+    """What idleness does to the VM (spec.idle; standalone EXOSCALE_IDLE_TIMEOUT, 0 = always on)."""
+
+    ALWAYS_ON = "AlwaysOn"  # no stopAfter: never scaled to zero for idleness
+    STOP_AFTER = "StopAfter"  # stopped after stopAfter idle, kept stopped
+    STOP_THEN_DESTROY = "StopThenDestroy"  # stopped after stopAfter, destroyed destroyAfter later
+    DESTROY_AFTER = "DestroyAfter"  # destroyAfter 0: destroyed (not stopped) after stopAfter idle
+
+
 @dataclass(frozen=True)
 class IdlePolicy:
-    """stop_after None: never stop for idleness. destroy_after 0: destroy instead of stop."""
+    """stop_after None: always on. destroy_after None: stop only; 0: destroy instead of stop."""
 
     stop_after: float | None = DEFAULT_STOP_AFTER
     destroy_after: float | None = DEFAULT_DESTROY_AFTER
+
+    @property
+    def mode(self) -> IdleMode:
+        if self.stop_after is None:
+            return IdleMode.ALWAYS_ON
+        if self.destroy_after is None:
+            return IdleMode.STOP_AFTER
+        return IdleMode.DESTROY_AFTER if self.destroy_after == 0 else IdleMode.STOP_THEN_DESTROY
 
 
 @dataclass(frozen=True)

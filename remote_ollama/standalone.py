@@ -103,6 +103,7 @@ class LocalController:
         self.permanent_error: CloudError | None = None
         self._permanent_seen_at = 0.0  # loop time the round that saw it began
         self._wake_asked_at = 0.0  # loop time of the last wake request
+        self.idle_monitor = True  # the embedded API can turn it off (its own state, not the spec's)
         self.budget_refusal: str | None = None  # set while spec.budget is exceeded: requests fail at once
         self.budget_resets_at: datetime | None = None
         self.on_wake: Callable[[WakeTiming], None] | None = None  # e.g. the wake phase histograms
@@ -204,7 +205,16 @@ class LocalController:
         self.saved.cost = cost.to_status(meter, self.prices)
         self.budget_refusal = verdict.exceeded
         self.budget_resets_at = verdict.resets_at if verdict.exceeded else None
-        obs = Observation(self.spec, instance, self.activity, mem, now, health, budget=verdict)
+        obs = Observation(
+            self.spec,
+            instance,
+            self.activity,
+            mem,
+            now,
+            health,
+            budget=verdict,
+            idle_monitor=self.idle_monitor,
+        )
         decision = decide(obs)
         for sentence in decision.events:
             log.info("%s", sentence)

@@ -342,3 +342,20 @@ def test_becoming_ready_rechecks_at_the_idle_deadline_not_the_steady_interval() 
     spec = replace(SPEC, idle=replace(SPEC.idle, stop_after=3.0))
     d = step(inst("running", spec), spec=spec, memory=Memory(created_at=T0, phase=Phase.STARTING))
     assert d.phase == Phase.READY and d.recheck_after == pytest.approx(3.0)
+
+
+def test_monitor_off_neither_stops_nor_wakes_by_itself() -> None:
+    """The embedded API's "idle monitor off" is its own state (not a 100-year stopAfter)."""
+
+    def off(instance: ObservedInstance, memory: Memory, activity: Activity) -> Decision:
+        obs = Observation(
+            SPEC, instance, activity, memory, T0 + timedelta(days=400), HEALTHY, idle_monitor=False
+        )
+        return decide(obs)
+
+    running = off(inst("running"), ready_mem(), Activity(last_activity=T0))
+    assert running.kinds == () and running.phase == Phase.READY and running.reason != "Idle"
+    stopped = off(inst("stopped"), down_mem(), Activity(last_activity=T0 - timedelta(minutes=1)))
+    assert A.START_INSTANCE not in stopped.kinds and stopped.phase == Phase.STOPPED
+    woken = off(inst("stopped"), down_mem(), Activity(wake_requested=T0 + timedelta(days=400)))
+    assert woken.kinds == (A.START_INSTANCE,)  # a request still wakes it

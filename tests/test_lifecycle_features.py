@@ -166,3 +166,12 @@ def test_a_refused_wake_does_not_count_the_refusal_in_the_wake_time() -> None:
     assert d.phase is Phase.READY and d.last_wake is not None
     assert d.last_wake.seconds == pytest.approx(121.0), d.last_wake  # from the last refusal on
     assert d.memory.wake_refused_at is None
+
+
+def test_idle_modes_are_explicit() -> None:
+    from remote_ollama.resource import IdleMode, IdlePolicy
+
+    assert IdlePolicy(None, None).mode is IdleMode.ALWAYS_ON
+    assert IdlePolicy(60, None).mode is IdleMode.STOP_AFTER
+    assert IdlePolicy(60, 3600).mode is IdleMode.STOP_THEN_DESTROY
+    assert IdlePolicy(60, 0).mode is IdleMode.DESTROY_AFTER
