@@ -187,7 +187,8 @@ class AsyncRemoteOllama:
                     ollama_version=version_of(spec.ollama.image or DEFAULT_OLLAMA_IMAGE),
                 )
                 app = make_proxy_app(controller, controller, settings)
-                controller.reconciler.on_answer = app[PROXY_KEY].cache.learn
+                app[PROXY_KEY].cache.learn(controller.saved.ollama or {})
+                controller.on_answer = app[PROXY_KEY].cache.learn
                 self._runner, self._port = await start_proxy(app, self._host, self._port)
                 self._controller = controller
                 self._resume()

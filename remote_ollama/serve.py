@@ -60,7 +60,9 @@ async def serve_standalone(
             port,
         )
     app = make_proxy_app(controller, controller, settings)
-    controller.reconciler.on_answer = app[PROXY_KEY].cache.learn  # real details once a VM answered
+    # real details once a VM answered; after a restart, what it answered before
+    app[PROXY_KEY].cache.learn(controller.saved.ollama or {})
+    controller.on_answer = app[PROXY_KEY].cache.learn
     # the wake phase histograms (remote_ollama_wake_seconds) on the proxy's /metrics
     controller.on_wake = OperatorMetrics(app[PROXY_KEY].metrics.registry).observe_wake
     runner, _ = await start_proxy(app, host, port, shutdown_timeout=drain_timeout)

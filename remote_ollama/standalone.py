@@ -107,8 +107,17 @@ class LocalController:
         self.budget_refusal: str | None = None  # set while spec.budget is exceeded: requests fail at once
         self.budget_resets_at: datetime | None = None
         self.on_wake: Callable[[WakeTiming], None] | None = None  # e.g. the wake phase histograms
+        # The VM's answers to /api/version and /api/tags, kept in the state file and passed on
+        # (to the proxy's polling cache) as they come.
+        self.on_answer: Callable[[dict[str, Any]], None] | None = None
+        self.reconciler.on_answer = self._answered
 
     # -- persistence -----------------------------------------------------------------------------------
+
+    def _answered(self, answered: dict[str, Any]) -> None:
+        self.saved.ollama = answered  # written with the round's state
+        if self.on_answer is not None:
+            self.on_answer(answered)
 
     def persist(self) -> None:
         self.files.save(self.saved)

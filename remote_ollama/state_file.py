@@ -56,6 +56,9 @@ class StandaloneState:
     memory: Memory = field(default_factory=Memory)
     last_activity: datetime | None = None
     cost: dict[str, Any] | None = None  # the cost meter, as cost.to_status() writes it
+    # What the VM last answered to /api/version and /api/tags ({"version", "models"}): a restarted
+    # process answers those routes as the VM did while it sleeps.
+    ollama: dict[str, Any] | None = None
 
 
 class StateFile:
@@ -72,6 +75,7 @@ class StateFile:
         state.memory = memory_from_json(data.get("memory") or {})
         state.last_activity = _dt(data.get("last_activity"))
         state.cost = data.get("cost") if isinstance(data.get("cost"), dict) else None
+        state.ollama = data.get("ollama") if isinstance(data.get("ollama"), dict) else None
         return state
 
     def save(self, state: StandaloneState) -> None:
@@ -81,6 +85,7 @@ class StateFile:
             "memory": memory_to_json(state.memory),
             "last_activity": state.last_activity.isoformat() if state.last_activity else None,
             "cost": state.cost,
+            "ollama": state.ollama,
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".state-", dir=self.path.parent)

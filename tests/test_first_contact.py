@@ -214,3 +214,45 @@ def test_standalone_vm_runs_the_chosen_older_ollama_and_lacks_its_missing_routes
         assert '"-e" "OLLAMA_NUM_PARALLEL=2"' in base64.b64decode(machine.user_data).decode()  # OLLAMA_ENV
     finally:
         prog.kill()
+
+
+def test_a_restarted_standalone_answers_as_the_vm_did_while_it_sleeps(
+    sim: SimulatorThread,
+    tmp_path: Path,
+) -> None:
+    env = {
+        "EXOSCALE_API_KEY": KEY,
+        "EXOSCALE_API_SECRET": SECRET,
+        "EXOSCALE_API_ENDPOINT": sim.url,
+        "OLLAMA_MODEL": MODEL,
+        "REMOTE_OLLAMA_STATE_FILE": str(tmp_path / "state.json"),
+        "REMOTE_OLLAMA_ON_EXIT": "stop",
+    }
+
+    def start() -> Program:
+        port = free_port()
+        args = ["standalone", "--host", "127.0.0.1", "--port", str(port)]
+        prog = Program(args, clean_env(env), tmp_path / f"s{port}.log", port=port)
+        prog.wait_listening()
+        return prog
+
+    first = start()
+    try:
+        code, _, _ = first.request(
+            "POST", "/api/generate", {"model": MODEL, "prompt": "hi", "stream": False}, 60
+        )
+        assert code == 200
+        seen = ollama.Client(host=first.url).list().models
+        assert seen[0].digest
+        assert first.terminate(timeout=25) == 0  # stops the VM
+    finally:
+        first.kill()
+    wait_until(lambda: [i.state for i in live_instances(sim)] == ["stopped"], 20, "the VM stopped")
+    second = start()
+    try:
+        client = ollama.Client(host=second.url, timeout=10)
+        assert client.list().models == seen  # the VM's own list, from the state file
+        assert client.ps().models == []
+        assert [i.state for i in live_instances(sim)] == ["stopped"]  # nothing woke it
+    finally:
+        second.kill()
