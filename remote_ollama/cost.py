@@ -222,3 +222,20 @@ def budget_verdict(
     if max_monthly_spend is not None and rate > 0:
         waits.append((max_monthly_spend - spend) / rate * 3600.0)
     return BudgetVerdict(None, min(waits) if waits else None)
+
+
+def account(
+    stored: Any,
+    state: str | None,
+    instance_type: str,
+    max_hours_per_day: float | None,
+    max_monthly_spend: float | None,
+    prices: PriceTable,
+    now: datetime,
+) -> tuple[CostMeter, BudgetVerdict]:
+    """The round's cost step (both shells): the meter from its stored form (status.cost or the state
+    file) credited up to `now` with what runs, and the budget's verdict before deciding.
+
+    `instance_type` is what the instance reports, else what the spec asks for."""
+    meter = observe(from_status(stored), now, billed_type(state, instance_type) if state else None)
+    return meter, budget_verdict(meter, max_hours_per_day, max_monthly_spend, prices, now)

@@ -1,7 +1,8 @@
-"""Carry out lifecycle decisions: observe the instance and the VM's Ollama, then act on Exoscale.
+"""The one round, shared by the operator and standalone mode: observe the instance and the VM's
+Ollama, meter the cost, decide (`lifecycle.decide`), then act on Exoscale (`look()` then `act()`).
 
-Shared by the operator and standalone mode (one lifecycle, two shells). The decisions themselves
-live in `lifecycle.py`; this module only does the I/O they ask for.
+The shells keep only what differs: where memory and the meter are kept, how status is published,
+and how they are woken. The decisions themselves live in `lifecycle.py`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import contextlib
 import logging
 import re
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import aiohttp
 
+from . import cost
 from .cloud.async_cloud import AsyncExoscaleCloud
 from .cloud.cloudinit import encode_user_data, render_user_data
 from .cloud.pki import VMCredentials, client_ssl_context, generate_vm_credentials
@@ -25,11 +28,14 @@ from .lifecycle import (
     WARM_UP_TIMEOUT,
     Action,
     ActionKind,
+    Activity,
     Decision,
     Health,
     Memory,
+    Observation,
     ObservedInstance,
     Phase,
+    decide,
     endpoint_for,
 )
 from .resource import (
@@ -51,6 +57,24 @@ PROBE_TIMEOUT = 5.0
 WATCH_INTERVAL = 0.25
 WATCH_ATTEMPT_TIMEOUT = 1.0
 WATCH_FOR = 1800.0
+
+
+@dataclass(frozen=True)
+class Look:
+    """What one round saw and decided, before acting."""
+
+    instance: ObservedInstance | None
+    health: Health | None
+    meter: cost.CostMeter
+    verdict: cost.BudgetVerdict
+    decision: Decision
+    now: datetime
+
+    @property
+    def takes_down(self) -> bool:
+        return any(
+            a.kind in (ActionKind.STOP_INSTANCE, ActionKind.DELETE_INSTANCE) for a in self.decision.actions
+        )
 
 
 def instance_name(*parts: str) -> str:
@@ -120,6 +144,46 @@ class Reconciler:
             task.cancel()
         if self._session is not None:
             await self._session.close()
+
+    # -- the round ---------------------------------------------------------------------------------------
+
+    async def look(
+        self,
+        spec: Spec,
+        memory: Memory,
+        activity: Activity,
+        stored_cost: Any,
+        prices: cost.PriceTable,
+        clock: Callable[[], datetime],
+        *,
+        idle_monitor: bool = True,
+    ) -> Look:
+        """Observe -> probe -> cost -> decide; nothing is changed on the cloud."""
+        instance = await self.observe_instance(memory)
+        health = await self.probe(instance)
+        now = clock()
+        meter, verdict = cost.account(
+            stored_cost,
+            instance.state if instance else None,
+            (instance.instance_type if instance else "") or spec.instance_type.name,
+            spec.budget.max_running_hours_per_day,
+            spec.budget.max_monthly_spend,
+            prices,
+            now,
+        )
+        observation = Observation(
+            spec, instance, activity, memory, now, health, budget=verdict, idle_monitor=idle_monitor
+        )
+        return Look(instance, health, meter, verdict, decide(observation), now)
+
+    async def act(
+        self, look: Look, spec: Spec, before_takedown: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """Carry out the decision; a scale-down is published first (`before_takedown`), so no request
+        is sent to a VM while it is being taken away."""
+        if before_takedown is not None and look.takes_down:
+            await before_takedown()
+        await self.execute(look.decision, spec, look.instance)
 
     # -- observing ---------------------------------------------------------------------------------------
 

@@ -10,17 +10,17 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from . import cost
+from .backoff import backoff
 from .cloud.async_cloud import AsyncExoscaleCloud
 from .cloud.errors import CloudError
 from .cloud.pki import VMCredentials
-from .lifecycle import Activity, Decision, Memory, Observation, Phase, WakeTiming, decide
+from .lifecycle import Activity, Decision, Memory, Phase, WakeTiming
 from .proxy.interfaces import NotReady, Upstream, UpstreamState
 from .reconciler import CredentialStore, Reconciler, Target, instance_name
 from .resource import STANDALONE_CLUSTER, VM_TLS_SERVER_NAME, Spec, format_duration
@@ -200,31 +200,20 @@ class LocalController:
 
     async def step(self) -> Decision:
         """Observe, decide, act: one reconcile round."""
-        mem = self.saved.memory
-        instance = await self.reconciler.observe_instance(mem)
-        health = await self.reconciler.probe(instance)
-        self.instance_state = instance.state if instance else None
-        now = self.clock()
-        running = cost.billed_type(instance.state, instance.instance_type) if instance else None
-        meter = cost.observe(cost.from_status(self.saved.cost), now, running)
-        budget = self.spec.budget
-        verdict = cost.budget_verdict(
-            meter, budget.max_running_hours_per_day, budget.max_monthly_spend, self.prices, now
-        )
-        self.saved.cost = cost.to_status(meter, self.prices)
-        self.budget_refusal = verdict.exceeded
-        self.budget_resets_at = verdict.resets_at if verdict.exceeded else None
-        obs = Observation(
+        look = await self.reconciler.look(
             self.spec,
-            instance,
+            self.saved.memory,
             self.activity,
-            mem,
-            now,
-            health,
-            budget=verdict,
+            self.saved.cost,
+            self.prices,
+            self.clock,
             idle_monitor=self.idle_monitor,
         )
-        decision = decide(obs)
+        instance, decision, verdict = look.instance, look.decision, look.verdict
+        self.instance_state = instance.state if instance else None
+        self.saved.cost = cost.to_status(look.meter, self.prices)
+        self.budget_refusal = verdict.exceeded
+        self.budget_resets_at = verdict.resets_at if verdict.exceeded else None
         for sentence in decision.events:
             log.info("%s", sentence)
         previous, self.decision = self.decision, decision
@@ -233,7 +222,7 @@ class LocalController:
             # even while the stop/delete call is still under way.
             async with self._changed:
                 self._changed.notify_all()
-        await self.reconciler.execute(decision, self.spec, instance)
+        await self.reconciler.act(look, self.spec)
         if decision.last_wake is not None:
             log.info("woke in %.1f s", decision.last_wake.seconds)
             if self.on_wake is not None:
@@ -266,7 +255,7 @@ class LocalController:
                 self.error = str(exc)
                 self.permanent_error = None if exc.retryable else exc
                 self._permanent_seen_at = began
-                delay = min(self._max_backoff, 2.0 ** min(self._failures, 6)) * (0.5 + random.random() / 2)
+                delay = backoff(self._failures, cap=self._max_backoff, jitter="half")
                 if not exc.retryable:
                     delay = max(delay, self._max_backoff)
                 log.warning("cloud error (%s), retrying in %.0f s: %s", exc.reason, delay, exc)

@@ -8,7 +8,6 @@ subclasses a person can act on, and waits on async operations with a deadline.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +21,7 @@ from exoscale.api.exceptions import (
 )
 from exoscale.api.v2 import Client
 
+from ..backoff import backoff
 from ..vocabulary import Reason
 from .errors import (
     CapacityError,
@@ -125,7 +125,7 @@ class ExoscaleTransport:
 
     def backoff(self, attempt: int, exc: Exception) -> float:
         """Full jitter: uniform(0, base * 2**attempt), capped; a server's Retry-After is a floor."""
-        delay = random.uniform(0, min(MAX_BACKOFF, self.backoff_base * 2**attempt))
+        delay = backoff(attempt, base=self.backoff_base, cap=MAX_BACKOFF, jitter="full")
         hint = _retry_after(exc)
         return min(MAX_BACKOFF, max(delay, hint)) if hint is not None else delay
 

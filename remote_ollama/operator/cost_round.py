@@ -1,6 +1,7 @@
 """The operator's side of cost and budget: meter from status.cost, observe, verdict, write back.
 
-Kept apart from the handlers so the reconcile loop only calls `cost_round()` and `CostRound.add_to()`.
+The round's cost step itself is `cost.account()` (both shells, in `Reconciler.look`); here the
+operator keeps its price table and writes the result into status (`CostRound.add_to()`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .. import cost
-from ..lifecycle import Condition, ObservedInstance
-from ..resource import Spec
+from ..lifecycle import Condition
 from ..vocabulary import ConditionType
 from .status import conditions
 
@@ -63,21 +63,3 @@ class CostRound:
         if self.verdict.exceeded:
             return Condition(ConditionType.BUDGET_EXCEEDED, True, "OverBudget", self.verdict.exceeded)
         return Condition(ConditionType.BUDGET_EXCEEDED, False, "WithinBudget", "")
-
-
-def cost_round(
-    body: dict[str, Any], spec: Spec, instance: ObservedInstance | None, now: datetime
-) -> CostRound:
-    """Credit the time since the last round and judge the budget (before deciding)."""
-    table = prices()
-    meter = cost.from_status((body.get("status") or {}).get("cost"))
-    running = (
-        cost.billed_type(instance.state, instance.instance_type or spec.instance_type.name)
-        if instance
-        else None
-    )
-    meter = cost.observe(meter, now, running)
-    verdict = cost.budget_verdict(
-        meter, spec.budget.max_running_hours_per_day, spec.budget.max_monthly_spend, table, now
-    )
-    return CostRound(meter, verdict, table)

@@ -17,8 +17,9 @@ from typing import Any, Protocol
 
 import kopf
 
+from ..backoff import backoff
 from ..cloud.errors import CapacityError, CloudError, CredentialsError, QuotaError
-from ..lifecycle import ActionKind, Condition, Decision, Observation, Phase, decide
+from ..lifecycle import Condition, Decision, Observation, Phase, decide
 from ..resource import (
     ANN_ABANDON_CLOUD_OBJECTS,
     ANN_IN_FLIGHT,
@@ -36,7 +37,7 @@ from ..resource import (
 from ..vocabulary import ConditionType, Reason
 from . import children
 from .context import OPERATOR, ResourceContext
-from .cost_round import cost_round
+from .cost_round import CostRound, prices
 from .fallback import fall_back, placing_for
 from .kubeapi import KubeError
 from .ownership import converge_children, remove_children
@@ -123,7 +124,7 @@ async def lifecycle(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> N
             failures = 0
         except (CloudError, KubeError, OSError) as exc:
             failures += 1
-            delay = min(MAX_BACKOFF, 2.0 ** min(failures, 8))
+            delay = backoff(failures, cap=MAX_BACKOFF)
             log.warning("%s/%s: %s: %s", body.metadata.namespace, body.metadata.name, type(exc).__name__, exc)
             await report_error(ctx, body, exc, delay)
         await pause(ctx, body, stopped, delay)
@@ -188,30 +189,35 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
         await publish(ctx, body, decision, None, [credentials_condition(problem)], now)
         ctx.blocked_rounds += 1
         base = float(os.environ.get("REMOTE_OLLAMA_CREDENTIALS_RETRY", CREDENTIALS_RETRY))
-        return float(min(MAX_BACKOFF, base * 2.0 ** min(ctx.blocked_rounds, 6)))
+        return backoff(min(ctx.blocked_rounds, 6), base=base, cap=MAX_BACKOFF)
     ctx.blocked_rounds = 0
     reconciler = ctx.reconciler(cloud)
     reconciler.notify = ctx.kick.set  # a finished warm-up is looked at now, not at the next poll
-    instance = await reconciler.observe_instance(memory)
+    table = prices()
+    look = await reconciler.look(
+        spec,
+        memory,
+        activity_from(dict(body.metadata)),
+        body.status.get("cost"),
+        table,
+        OPERATOR.clock,
+    )
+    instance, decision, now = look.instance, look.decision, look.now
+    spent = CostRound(look.meter, look.verdict, table)
     generation = body.metadata.get("generation")
     if instance is not None and ctx.access_generation != generation:
         # allowedSourceCIDRs may have changed: the rules follow without re-creating the VM
         await reconciler.ensure_access(spec, instance)
         ctx.access_generation = generation
-    health = await reconciler.probe(instance)
-    spent = cost_round(raw, spec, instance, now)
-    decision = decide(
-        Observation(
-            spec, instance, activity_from(dict(body.metadata)), memory, now, health, budget=spent.verdict
-        )
-    )
     for sentence in decision.events:
         kopf.info(body, reason=_reason(decision), message=sentence)
-    if any(a.kind in (ActionKind.STOP_INSTANCE, ActionKind.DELETE_INSTANCE) for a in decision.actions):
+
+    async def publish_takedown() -> None:
         # Taking the VM down: the proxy must stop sending to it before the call, not after.
         await publish(ctx, body, decision, instance, [credentials_condition(None)], now, spent, placing)
+
     try:
-        await reconciler.execute(decision, spec, instance)
+        await reconciler.act(look, spec, publish_takedown)
     except (CapacityError, QuotaError) as exc:
         if not placing.base.placements:
             raise

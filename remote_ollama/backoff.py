@@ -1,0 +1,23 @@
+"""The one backoff policy: exponential from `base`, capped, with optional jitter (pure).
+
+Used by the operator's round (failures, waiting for a credentials Secret), standalone's loop and the
+cloud adapter's retries, so "how long until we try again" is decided in one place.
+"""
+
+from __future__ import annotations
+
+import random
+
+
+def backoff(attempt: int, *, cap: float, base: float = 1.0, jitter: str = "none") -> float:
+    """Seconds to wait before try `attempt + 1`: base * 2**attempt, at most `cap`.
+
+    jitter "none": exactly that; "half": a random 50-100% of it (spreads rounds that fail together);
+    "full": a random 0-100% of it (AWS's full jitter, for many clients of one API).
+    """
+    delay = min(cap, base * 2.0 ** min(max(attempt, 0), 30))
+    if jitter == "half":
+        return delay * (0.5 + random.random() / 2)
+    if jitter == "full":
+        return random.uniform(0, delay)
+    return delay
