@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from remote_ollama import cost
-from remote_ollama.cost import CostMeter, PriceTable, budget_verdict, observe, parse_prices
+from remote_ollama.cost import DEFAULT_PER_HOUR, CostMeter, PriceTable, budget_verdict, observe, parse_prices
 
 PRICES = PriceTable("EUR", {"gpua5000.small": 1.34, "gpua30.medium": 2.2})
 T = "gpua5000.small"
@@ -81,7 +81,7 @@ def test_billed_type() -> None:
 
 
 def test_price_table_from_env() -> None:
-    assert parse_prices(None).hourly("gpua5000.small") == 1.34
+    assert parse_prices(None).hourly("gpua5000.small") == DEFAULT_PER_HOUR["gpua5000.small"]
     assert parse_prices("").currency == "EUR"
     table = parse_prices('{"currency": "CHF", "perHour": {"gpu2.small": 1.0}}')
     assert table.currency == "CHF" and table.hourly("gpu2.small") == 1.0

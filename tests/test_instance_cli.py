@@ -17,6 +17,7 @@ import pytest
 from subprocess_world import BIN, clean_env
 
 from remote_ollama.cloud.exoscale import ExoscaleCloud, owner_labels
+from remote_ollama.cost import DEFAULT_PER_HOUR
 from remote_ollama.resource import STANDALONE_CLUSTER
 from remote_ollama.sandbox.exoscale_api import SimTimings, SimulatorThread
 from remote_ollama.sandbox.exoscale_state import GONE_STATES
@@ -103,7 +104,7 @@ def test_describe_reports_everything(world: dict[str, str]) -> None:
     (group,) = info["security_groups"]
     assert group["name"] == f"remote-ollama-{OWNER}"
     assert any(r["start-port"] == 11435 and r["network"] == "0.0.0.0/0" for r in group["rules"])
-    assert info["hourly_price"] == 1.34
+    assert info["hourly_price"] == DEFAULT_PER_HOUR["gpua5000.small"]  # the one price table
     assert info["estimated_cost_so_far"] >= 0
     assert "user-data" not in info["api"]
 
