@@ -3,19 +3,22 @@
 #   docker build -t remote-ollama .
 #   docker run -p 11434:11434 -e EXOSCALE_API_KEY=... -e EXOSCALE_API_SECRET=... remote-ollama
 # Both stages use the same pinned base, so the venv built in the first runs unchanged in the second.
-ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
+# Pinned by digest: the multi-platform index of python:3.11.15-slim-bookworm as published in
+# docker-library/repo-info (repos/python/remote/3.11.15-slim-bookworm.md, commit 3effc3eac4f6).
+ARG PYTHON_IMAGE=python:3.11.15-slim-bookworm@sha256:d29f48a31a8b408ed19272ca1e7b10ebae13b240a27e862d3d4217c528e2e0c3
 
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY remote_ollama ./remote_ollama
-# Build the project's wheel, then install it with its dependencies (all published as wheels: no
-# compiler needed) into a self-contained venv that the final stage copies alone.
+# Build the project's wheel, then install it with its dependencies at the versions constraints.txt
+# locks (all published as wheels: no compiler needed) into a self-contained venv that the final
+# stage copies alone.
 RUN python -m venv /opt/venv \
  && python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
- && /opt/venv/bin/pip install --no-cache-dir /wheels/*.whl
+ && /opt/venv/bin/pip install --no-cache-dir -c constraints.txt /wheels/*.whl
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="remote-ollama" \

@@ -9,8 +9,9 @@
     # leaving the block applies on_exit ("stop" by default): keep, stop or destroy the VM
 
 This is standalone mode's engine (`LocalController`, `Reconciler`, the proxy) in your process, not
-a second implementation. The VM only accepts TLS with its own CA and an `X-Ollama-Key` header, so
-the object serves a plain-HTTP Ollama endpoint on 127.0.0.1 (an ephemeral port) that adds both:
+a second implementation. The VM only accepts mutual TLS with its own CA (plus `X-Ollama-Key` when
+EXOSCALE_OLLAMA_KEY is set), so the object serves a plain-HTTP Ollama endpoint on 127.0.0.1 (an
+ephemeral port) that adds them:
 `url` works with any Ollama client and wakes a stopped VM on the first request. `remote_url` (with
 `vm_ssl_context()`, `vm_api_key` and `VM_TLS_SERVER_NAME`) is for talking to the VM directly.
 
@@ -319,8 +320,9 @@ class AsyncRemoteOllama:
 
     @property
     def remote_url(self) -> str | None:
-        """The VM's own endpoint (`https://<ip>:11435`) while Ready; it needs `vm_ssl_context()` and
-        the `X-Ollama-Key: vm_api_key` header, and verifies as `VM_TLS_SERVER_NAME`."""
+        """The VM's own endpoint (`https://<ip>:11435`) while Ready; it needs `vm_ssl_context()` (which
+        presents the client certificate), `X-Ollama-Key: vm_api_key` when that is set, and verifies
+        as `VM_TLS_SERVER_NAME`."""
         d = self._controller.decision if self._controller else None
         return d.endpoint if d is not None and d.phase is Phase.READY else None
 

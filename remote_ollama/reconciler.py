@@ -22,7 +22,8 @@ import aiohttp
 from . import cost
 from .cloud.async_cloud import AsyncExoscaleCloud
 from .cloud.cloudinit import encode_user_data, render_user_data
-from .cloud.pki import VMCredentials, client_ssl_context, generate_vm_credentials
+from .cloud.errors import CloudError
+from .cloud.pki import VMCredentials, generate_vm_credentials
 from .lifecycle import (
     GONE,
     WARM_UP_TIMEOUT,
@@ -130,6 +131,7 @@ class Reconciler:
     answered: dict[str, Any] = field(default_factory=dict)
     on_answer: Callable[[dict[str, Any]], None] | None = None
     _pulls: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _scrubbed: set[str] = field(default_factory=set)  # instances whose user-data no longer has the key
     _warm_ups: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _watch: asyncio.Task[None] | None = None
     _ssl: tuple[str, ssl.SSLContext] | None = None
@@ -196,9 +198,10 @@ class Reconciler:
         return await self.cloud.find_instance(self.target.owner_uid, self.target.cluster)
 
     def ssl_context(self, creds: VMCredentials) -> ssl.SSLContext:
-        """One context per CA, so the proxy's pool (keyed by context) survives unchanged CAs."""
+        """One context per CA (trusting it, presenting the client certificate it issued), so the
+        proxy's pool (keyed by context) survives unchanged credentials."""
         if self._ssl is None or self._ssl[0] != creds.ca_pem:
-            self._ssl = (creds.ca_pem, client_ssl_context(creds.ca_pem))
+            self._ssl = (creds.ca_pem, creds.client_context())
         return self._ssl[1]
 
     def _http(self) -> aiohttp.ClientSession:
@@ -219,7 +222,7 @@ class Reconciler:
             url,
             ssl=self.ssl_context(creds),
             server_hostname=VM_TLS_SERVER_NAME,
-            headers={API_KEY_HEADER: creds.api_key},
+            headers={API_KEY_HEADER: creds.api_key} if creds.api_key else {},
             **kw,
         ) as resp:
             resp.raise_for_status()
@@ -277,6 +280,8 @@ class Reconciler:
             elif action.kind is ActionKind.WARM_UP and instance is not None:
                 self._start_warm_ups(instance, action, spec.keep_alive)
             # PROBE needs nothing here: the shell probes every running instance before deciding.
+        if decision.phase is Phase.READY and instance is not None and instance.id not in self._scrubbed:
+            await self._scrub_user_data(spec, instance)
         coming_up = (
             decision.phase in (Phase.PROVISIONING, Phase.STARTING) and decision.memory.ollama_at is None
         )
@@ -312,6 +317,28 @@ class Reconciler:
             if self.notify is not None:
                 self.notify()
             return
+
+    async def _scrub_user_data(self, spec: Spec, instance: ObservedInstance) -> None:
+        """Once Ready, cloud-init has written the server key to the VM's disk: the user-data (which
+        the API and the metadata server keep serving) is replaced by a copy without it. Once per
+        instance and process; a failure is retried at the next round."""
+        creds = await self.store.load()
+        if creds is None:
+            return
+        scrubbed = render_user_data(
+            creds,
+            spec.models,
+            ollama_image=spec.ollama.image,
+            ollama_env=dict(spec.ollama.env),
+            scrubbed=True,
+        )
+        try:
+            await self.cloud.update_user_data(instance.id, encode_user_data(scrubbed))
+        except CloudError as exc:
+            log.warning("could not remove the TLS key from %s's user-data: %s", instance.id, exc)
+            return
+        self._scrubbed.add(instance.id)
+        log.info("instance %s: user-data replaced by a copy without the TLS key", instance.id)
 
     async def _ensure_own_group(self, spec: Spec) -> str:
         return await self.cloud.ensure_security_group(

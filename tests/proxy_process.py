@@ -36,7 +36,7 @@ class Served:
 
 @contextlib.asynccontextmanager
 async def tls_upstream(app: web.Application, port: int = 0) -> AsyncIterator[Served]:
-    """`app` behind TLS with the test CA and the VM's key check, as the VM's nginx serves it."""
+    """`app` behind mutual TLS with the test CA and the VM's key check, as the VM's nginx serves it."""
     app.middlewares.insert(0, key_check(API_KEY))
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
     await runner.setup()
@@ -82,8 +82,7 @@ class ProxyProcess:
 
 @contextlib.asynccontextmanager
 async def proxy_process(upstream_url: str, tmp_path: Path, *args: str) -> AsyncIterator[ProxyProcess]:
-    ca = tmp_path / "ca.pem"
-    ca.write_bytes(pki().ca_pem)
+    ca, client_cert, client_key = pki().write_client_files(tmp_path)
     env = {**os.environ, "REMOTE_OLLAMA_UPSTREAM_KEY": API_KEY}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -95,6 +94,10 @@ async def proxy_process(upstream_url: str, tmp_path: Path, *args: str) -> AsyncI
         str(ca),
         "--server-name",
         VM_TLS_SERVER_NAME,
+        "--client-cert",
+        str(client_cert),
+        "--client-key",
+        str(client_key),
         "--port",
         "0",
         *args,

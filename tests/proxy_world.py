@@ -1,12 +1,12 @@
-"""Test world for the proxy: the simulated Ollama behind a TLS front with a test CA and an
-`X-Ollama-Key` check (as the VM's nginx), and the proxy in front of it with in-process interfaces."""
+"""Test world for the proxy: the simulated Ollama behind a TLS front with a test CA that requires
+the proxy's client certificate, plus the optional `X-Ollama-Key` check (as the VM's nginx with
+EXOSCALE_OLLAMA_KEY set), and the proxy in front of it with in-process interfaces."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import ssl
-import tempfile
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass
@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from remote_ollama.cloud.pki import generate_vm_credentials
+from remote_ollama.cloud.pki import VMCredentials, generate_vm_credentials, server_ssl_context
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import ProxySettings, Upstream
 from remote_ollama.proxy.local import LocalResolver, RecordingSink
@@ -30,27 +30,34 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class TestPKI:
-    ca_pem: bytes
-    cert_pem: bytes
-    key_pem: bytes
+    creds: VMCredentials
+
+    @property
+    def ca_pem(self) -> bytes:
+        return self.creds.ca_pem.encode()
 
     def client_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cadata=self.ca_pem.decode())
+        """The proxy's side: trusts the CA, presents the client certificate."""
+        return self.creds.client_context()
 
     def server_context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        with tempfile.TemporaryDirectory() as tmp:
-            cert, key = Path(tmp, "tls.crt"), Path(tmp, "tls.key")
-            cert.write_bytes(self.cert_pem)
-            key.write_bytes(self.key_pem)
-            ctx.load_cert_chain(cert, key)
-        return ctx
+        """The VM's nginx: TLS 1.3, a client certificate from the CA required."""
+        return server_ssl_context(self.creds.cert_pem, self.creds.key_pem, self.creds.ca_pem)
+
+    def write_client_files(self, folder: Path) -> tuple[Path, Path, Path]:
+        """(ca, client cert, client key) as files, for a proxy in its own process."""
+        paths = (folder / "ca.pem", folder / "client.crt", folder / "client.key")
+        for path, text in zip(
+            paths, (self.creds.ca_pem, self.creds.client_cert_pem, self.creds.client_key_pem), strict=True
+        ):
+            path.write_text(text)
+            path.chmod(0o600)
+        return paths
 
 
 def make_pki() -> TestPKI:
-    """A fresh CA and VM certificate, made by the product's own PKI code (as the operator does)."""
-    creds = generate_vm_credentials()
-    return TestPKI(creds.ca_pem.encode(), creds.cert_pem.encode(), creds.key_pem.encode())
+    """A fresh CA, VM certificate and client certificate, made by the product's own PKI code."""
+    return TestPKI(generate_vm_credentials())
 
 
 def key_check(api_key: str) -> Any:

@@ -76,7 +76,8 @@ def sim_thread() -> Iterator[SimulatorThread]:
 
 @pytest.fixture(scope="module")
 def creds() -> VMCredentials:
-    return generate_vm_credentials()
+    """With the seed's optional EXOSCALE_OLLAMA_KEY, so both checks of the VM are exercised."""
+    return generate_vm_credentials(api_key="vm-key-chosen-0123456789abcdef")
 
 
 def user_data(creds: VMCredentials) -> str:
@@ -98,14 +99,16 @@ async def provision(cloud: AsyncExoscaleCloud, creds: VMCredentials) -> Observed
     )
 
 
-async def ollama_get(ip: str, path: str, api_key: str | None, ca_pem: str) -> tuple[int, Any]:
+async def ollama_get(
+    ip: str, path: str, api_key: str | None, creds: VMCredentials, *, client_cert: bool = True
+) -> tuple[int, Any]:
     headers = {API_KEY_HEADER: api_key} if api_key else {}
     async with (
         aiohttp.ClientSession() as http,
         http.get(
             f"https://{ip}:{VM_PORT}{path}",
             headers=headers,
-            ssl=client_ssl_context(ca_pem),
+            ssl=creds.client_context() if client_cert else client_ssl_context(creds.ca_pem),
             server_hostname=VM_TLS_SERVER_NAME,
             timeout=aiohttp.ClientTimeout(total=5),
         ) as resp,
@@ -118,7 +121,7 @@ async def wait_reachable(ip: str, creds: VMCredentials, deadline: float = 10) ->
     end = time.monotonic() + deadline
     while True:
         try:
-            status, body = await ollama_get(ip, "/api/version", creds.api_key, creds.ca_pem)
+            status, body = await ollama_get(ip, "/api/version", creds.api_key, creds)
             if status == 200:
                 assert isinstance(body, dict)
                 return body
@@ -142,15 +145,17 @@ async def test_provision_stop_start_destroy(sim: ExoscaleSimulator, creds: VMCre
     assert inst.labels == owner_labels(OWNER, CLUSTER) and inst.created_at is not None
     version = await wait_reachable(inst.public_ip, creds)
     assert "version" in version
-    status, _ = await ollama_get(inst.public_ip, "/api/version", None, creds.ca_pem)
+    status, _ = await ollama_get(inst.public_ip, "/api/version", None, creds)
     assert status == 401
-    status, _ = await ollama_get(inst.public_ip, "/api/version", "wrong-key-0123456789", creds.ca_pem)
+    status, _ = await ollama_get(inst.public_ip, "/api/version", "wrong-key-0123456789", creds)
     assert status == 401
+    with pytest.raises(aiohttp.ClientError):  # the right key but no client certificate: no TLS session
+        await ollama_get(inst.public_ip, "/api/version", creds.api_key, creds, client_cert=False)
 
     stopped = await cloud.stop_instance(inst.id, deadline=10)
     assert stopped.id == inst.id and stopped.state == "stopped"
     with pytest.raises(aiohttp.ClientConnectionError):
-        await ollama_get(inst.public_ip, "/api/version", creds.api_key, creds.ca_pem)
+        await ollama_get(inst.public_ip, "/api/version", creds.api_key, creds)
     assert (await cloud.stop_instance(inst.id, deadline=10)).state == "stopped"  # idempotent
 
     started = await cloud.start_instance(inst.id, deadline=10)
@@ -435,6 +440,6 @@ def test_secrets_never_reach_the_logs(
     )
     cloud.delete_instance(inst.id, deadline=10)
     assert inst.id in caplog.text  # ids are logged...
-    for secret in (SECRET, creds.api_key, user_data(creds)[:40]):
+    for secret in (SECRET, str(creds.api_key), creds.client_key_pem, creds.key_pem, user_data(creds)[:40]):
         assert secret not in caplog.text  # ...secrets are not
     assert SECRET not in repr(cloud) and SECRET not in repr(cloud.client)

@@ -164,12 +164,12 @@ async def test_async_ensure_idle_wake_destroy(tmp_path: Path) -> None:
                 async with http.post(f"{url}/api/generate", json={"model": MODEL, "prompt": "hi"}) as r:
                     lines = [json.loads(line) async for line in r.content if line.strip()]
                 assert r.status == 200 and len(lines) > 1 and lines[-1]["done"]
-                assert remote.remote_url and remote.vm_api_key
+                # mutual TLS: vm_ssl_context() carries the client certificate; no key unless the user set one
+                assert remote.remote_url and remote.vm_api_key is None
                 async with http.get(
                     f"{remote.remote_url}/api/tags",
                     ssl=remote.vm_ssl_context(),
                     server_hostname=VM_TLS_SERVER_NAME,
-                    headers={API_KEY_HEADER: remote.vm_api_key},
                 ) as r:
                     assert r.status == 200
                     assert MODEL in [m["name"] for m in (await r.json())["models"]]

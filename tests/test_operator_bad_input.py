@@ -75,7 +75,8 @@ def test_malformed_annotation_is_ignored_with_an_event(kube: KubeHarness) -> Non
         # no secret value in any Event, the status or the annotations
         secret = world.get("secret", "granite-remote-ollama")
         assert secret is not None
-        vm_key = base64.b64decode(secret["data"]["api-key"]).decode()
+        # the proxy's client key (mutual TLS; no bearer secret exists): a line of its PEM body
+        vm_key = base64.b64decode(secret["data"]["client.key"]).decode().splitlines()[1]
         visible = kube.kubectl("get", "events,rol", "-A", "-o", "json").stdout
         assert '"kind": "Event"' in visible and '"endpoint": "https://' in visible
         for value in (vm_key, SECRET):

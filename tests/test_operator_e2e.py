@@ -62,7 +62,12 @@ def test_apply_ready_serve_idle_wake_delete(kube: KubeHarness, monkeypatch: pyte
 
         # no secret value in status or annotations (Events: tests/test_operator_bad_input.py, where
         # the operator runs as its own process and posts them)
-        vm_key = base64.b64decode(world.get("secret", "granite-remote-ollama")["data"]["api-key"]).decode()
+        # the proxy's client key (mutual TLS; no bearer secret exists): a line of its PEM body
+        vm_key = (
+            base64.b64decode(world.get("secret", "granite-remote-ollama")["data"]["client.key"])
+            .decode()
+            .splitlines()[1]
+        )
         visible = kube.kubectl("get", "rol", "-A", "-o", "json").stdout
         assert '"endpoint": "https://' in visible  # the status is there, and was searched
         for secret in (vm_key, SECRET):

@@ -7,7 +7,6 @@ import base64
 import json
 import shutil
 import ssl
-import string
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from remote_ollama.cloud import cloudinit
 from remote_ollama.cloud.cloudinit import (
@@ -61,47 +61,66 @@ def test_server_certificate_names_the_fixed_vm_name_and_is_signed_by_the_resourc
     assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
 
 
-def test_api_key_is_random_url_safe_and_long_unless_given() -> None:
-    keys = {generate_vm_credentials().api_key for _ in range(3)}
-    assert len(keys) == 3
-    for key in keys:
-        assert len(key) >= 43  # 32 random bytes, base64url
-        assert set(key) <= set(string.ascii_letters + string.digits + "-_")
+def test_client_certificate_is_for_client_auth_and_signed_by_the_resource_ca(creds: VMCredentials) -> None:
+    ca = x509.load_pem_x509_certificate(creds.ca_pem.encode())
+    cert = x509.load_pem_x509_certificate(creds.client_cert_pem.encode())
+    cert.verify_directly_issued_by(ca)
+    usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+
+
+def test_no_api_key_unless_given() -> None:
+    """Mutual TLS needs no bearer secret; the seed's EXOSCALE_OLLAMA_KEY is kept when a user sets it."""
+    assert generate_vm_credentials().api_key is None
     assert generate_vm_credentials(api_key="chosen-by-the-user-0123").api_key == "chosen-by-the-user-0123"
+    first, second = generate_vm_credentials(), generate_vm_credentials()
+    assert first.ca_pem != second.ca_pem and first.client_key_pem != second.client_key_pem
 
 
 def test_secret_data_round_trip_and_repr_hides_keys(creds: VMCredentials) -> None:
     data = creds.to_secret_data()
-    assert set(data) == {"api-key", "ca.crt", "tls.crt", "tls.key"}
+    assert set(data) == {"ca.crt", "tls.crt", "tls.key", "client.crt", "client.key"}
     assert VMCredentials.from_secret_data(data) == creds
-    assert creds.api_key not in repr(creds) and "PRIVATE KEY" not in repr(creds)
+    assert "PRIVATE KEY" not in repr(creds)
     with pytest.raises(KeyError, match=r"tls\.key"):
         VMCredentials.from_secret_data({k: v for k, v in data.items() if k != "tls.key"})
+    with pytest.raises(KeyError, match=r"client\.key"):
+        VMCredentials.from_secret_data({k: v for k, v in data.items() if k != "client.key"})
+    keyed = generate_vm_credentials(api_key="chosen-by-the-user-0123")
+    assert VMCredentials.from_secret_data(keyed.to_secret_data()) == keyed
+    # a Secret of a VM made before mutual TLS (API key, no client certificate) still reads
+    old = {"ca.crt": creds.ca_pem, "tls.crt": creds.cert_pem, "tls.key": creds.key_pem, "api-key": "k" * 43}
+    legacy = VMCredentials.from_secret_data(old)
+    assert legacy.api_key == "k" * 43 and legacy.client_cert_pem == ""
 
 
 def test_client_context_trusts_only_the_resource_ca(creds: VMCredentials) -> None:
     ctx = client_ssl_context(creds.ca_pem)
     assert ctx.check_hostname is True
     assert ctx.verify_mode == ssl.CERT_REQUIRED
-    assert ctx.minimum_version >= ssl.TLSVersion.TLSv1_2
+    assert ctx.minimum_version == ssl.TLSVersion.TLSv1_3
     assert len(ctx.get_ca_certs()) == 1  # no system roots
 
 
-async def _handshake(server_creds: VMCredentials, client_ca: str, server_hostname: str) -> bytes:
+async def _handshake(
+    server_creds: VMCredentials,
+    client_ca: str,
+    server_hostname: str,
+    client: VMCredentials | None = None,
+) -> bytes:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"hello")
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(
-        serve, "127.0.0.1", 0, ssl=server_ssl_context(server_creds.cert_pem, server_creds.key_pem)
-    )
+    server_ctx = server_ssl_context(server_creds.cert_pem, server_creds.key_pem, server_creds.ca_pem)
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_ctx)
     port = server.sockets[0].getsockname()[1]
+    client = client or server_creds
+    client_ctx = client_ssl_context(client_ca, client.client_cert_pem, client.client_key_pem)
     try:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(
-                "127.0.0.1", port, ssl=client_ssl_context(client_ca), server_hostname=server_hostname
-            ),
+            asyncio.open_connection("127.0.0.1", port, ssl=client_ctx, server_hostname=server_hostname),
             5,
         )
         data = await reader.read()
@@ -114,6 +133,16 @@ async def _handshake(server_creds: VMCredentials, client_ca: str, server_hostnam
 
 async def test_proxy_reaches_vm_by_ip_verifying_the_fixed_name(creds: VMCredentials) -> None:
     assert await _handshake(creds, creds.ca_pem, VM_TLS_SERVER_NAME) == b"hello"
+
+
+async def test_the_vm_refuses_a_client_without_a_certificate_of_its_ca(creds: VMCredentials) -> None:
+    other = generate_vm_credentials()
+    for client in (other, VMCredentials(creds.ca_pem, creds.cert_pem, creds.key_pem)):  # wrong CA; none
+        try:  # TLS 1.3: the server's refusal may arrive as an alert after the client's handshake
+            data = await _handshake(creds, creds.ca_pem, VM_TLS_SERVER_NAME, client)
+        except (ssl.SSLError, ConnectionError, asyncio.IncompleteReadError):
+            data = b""
+        assert data != b"hello", "the VM answered a client it cannot verify"
 
 
 async def test_another_resources_ca_or_another_name_is_refused(creds: VMCredentials) -> None:
@@ -171,34 +200,102 @@ def test_schema_check_catches_a_broken_document(tmp_path: Path) -> None:
 
 
 def test_write_files_carry_the_vm_contract(creds: VMCredentials) -> None:
-    files = _files(render_user_data(creds, ["granite3.1-dense:8b", "qwen2.5:0.5b"]))
+    text = render_user_data(creds, ["granite3.1-dense:8b", "qwen2.5:0.5b"])
+    files = _files(text)
+    assert files["/etc/remote-ollama/ca.crt"]["content"] == creds.ca_pem
     assert files["/etc/remote-ollama/tls.crt"]["content"] == creds.cert_pem
     assert files["/etc/remote-ollama/tls.key"]["content"] == creds.key_pem
     assert files["/etc/remote-ollama/tls.key"]["permissions"] == "0600"
-    assert files["/etc/remote-ollama/api-key"]["content"].strip() == creds.api_key
-    assert files["/etc/remote-ollama/api-key"]["permissions"] == "0600"
     assert files["/etc/remote-ollama/models"]["content"].splitlines() == [
         "granite3.1-dense:8b",
         "qwen2.5:0.5b",
     ]
-    assert "ca.crt" not in "".join(files)  # the VM never needs the CA's key or cert
+    # only the CA certificate and the server's own certificate and key: no bearer secret, nothing
+    # of the client's, one private key
+    assert "/etc/remote-ollama/api-key" not in files
+    assert creds.client_key_pem not in text and creds.client_cert_pem not in text
+    assert text.count("PRIVATE KEY-----\n") == 2  # BEGIN and END of the server key
 
 
-def test_nginx_terminates_tls_checks_the_key_and_streams_unbuffered(creds: VMCredentials) -> None:
+def test_scrubbed_user_data_is_the_same_without_the_private_key(creds: VMCredentials) -> None:
+    full = _files(render_user_data(creds, ["granite3.1-dense:8b"]))
+    text = render_user_data(creds, ["granite3.1-dense:8b"], scrubbed=True)
+    assert "PRIVATE KEY" not in text
+    assert {p: f for p, f in full.items() if p != cloudinit.TLS_KEY_PATH} == _files(text)
+
+
+def test_a_users_ollama_key_is_an_extra_exact_check(creds: VMCredentials) -> None:
+    keyed = generate_vm_credentials(api_key="Chosen-By-The-User-0123")
+    files = _files(render_user_data(keyed, ["granite3.1-dense:8b"]))
+    check = files[cloudinit.API_KEY_CHECK_PATH]
+    assert check["permissions"] == "0600"
+    # `!=` compares case-sensitively (a map, as before, matched any case)
+    assert 'if ($http_x_ollama_key != "Chosen-By-The-User-0123")' in check["content"]
+    assert f"include {cloudinit.API_KEY_CHECK_PATH};" in files[cloudinit.NGINX_SITE_PATH]["content"]
+    assert "ssl_verify_client      on;" in files[cloudinit.NGINX_SITE_PATH]["content"]
+
+
+def test_nginx_requires_the_client_certificate_and_streams_unbuffered(creds: VMCredentials) -> None:
     text = render_user_data(creds, ["granite3.1-dense:8b"])
     nginx = _files(text)[cloudinit.NGINX_SITE_PATH]["content"]
     assert "listen 11435 ssl;" in nginx
-    assert "ssl_certificate     /etc/remote-ollama/tls.crt;" in nginx
-    assert "ssl_certificate_key /etc/remote-ollama/tls.key;" in nginx
+    assert "ssl_certificate        /etc/remote-ollama/tls.crt;" in nginx
+    assert "ssl_certificate_key    /etc/remote-ollama/tls.key;" in nginx
+    assert "ssl_client_certificate /etc/remote-ollama/ca.crt;" in nginx
+    assert "ssl_verify_client      on;" in nginx
+    assert "ssl_protocols          TLSv1.3;" in nginx and "TLSv1.2" not in nginx
+    assert "server_tokens off;" in nginx
     assert "proxy_buffering off;" in nginx
     assert "proxy_request_buffering off;" in nginx
     assert "client_max_body_size 0;" in nginx
     assert "proxy_read_timeout 3600s;" in nginx
-    assert "map $http_x_ollama_key" in nginx and "return 401" in nginx
-    assert 'proxy_set_header X-Ollama-Key "";' in nginx  # the key never reaches Ollama
+    assert "x_ollama_key" not in nginx and "include" not in nginx  # no key check without a key
+    assert 'proxy_set_header X-Ollama-Key "";' in nginx  # no client header reaches Ollama
+    assert 'proxy_set_header Authorization "";' in nginx
     assert "proxy_pass http://127.0.0.1:11434;" in nginx
-    setup = _files(text)[cloudinit.SETUP_PATH]["content"]
-    assert "/etc/remote-ollama/api-key" in setup and "remote-ollama-key.map" in setup
+
+
+def test_setup_script_echoes_no_secret_and_containers_cannot_reach_the_metadata_server(
+    creds: VMCredentials,
+) -> None:
+    files = _files(render_user_data(generate_vm_credentials(api_key="chosen-by-the-user-0123"), ["m:1"]))
+    setup = files[cloudinit.SETUP_PATH]["content"]
+    assert "set -x" not in setup and "set -eux" not in setup and "umask 077" in setup
+    assert "chosen-by-the-user-0123" not in setup and "api-key" not in setup
+    unit = files[cloudinit.OLLAMA_UNIT_PATH]["content"]
+    assert "iptables -I DOCKER-USER -d 169.254.169.254/32 -j REJECT" in unit
+    assert unit.index("DOCKER-USER") < unit.index("ExecStart=/usr/bin/docker run")
+
+
+@pytest.mark.skipif(
+    shutil.which("nginx") is None, reason="nginx is not installed (apt-get install nginx-light)"
+)
+@pytest.mark.parametrize("api_key", [None, "chosen-by-the-user-0123"])
+def test_rendered_nginx_config_passes_nginx_t(tmp_path: Path, api_key: str | None) -> None:
+    creds = generate_vm_credentials(api_key=api_key)
+    files = _files(render_user_data(creds, ["granite3.1-dense:8b"]))
+    root = tmp_path / "root"
+    for path, entry in files.items():
+        if path.startswith(cloudinit.CONF_DIR):
+            target = root / path.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(entry["content"])
+    site = files[cloudinit.NGINX_SITE_PATH]["content"].replace(
+        cloudinit.CONF_DIR, str(root / cloudinit.CONF_DIR.lstrip("/"))
+    )
+    (root / "etc/remote-ollama/nginx.conf").write_text(site)
+    include = root / "etc/remote-ollama/api-key.conf"
+    main = tmp_path / "nginx.conf"
+    main.write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+        f"http {{ access_log off; client_body_temp_path {tmp_path}; proxy_temp_path {tmp_path};"
+        f" include {root}/etc/remote-ollama/nginx.conf; }}\n"
+    )
+    out = subprocess.run(
+        ["nginx", "-t", "-c", str(main), "-p", str(tmp_path)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert include.exists() is (api_key is not None)
 
 
 def test_gpu_stack_and_pinned_ollama_on_loopback(creds: VMCredentials) -> None:
@@ -262,6 +359,6 @@ def test_model_names_that_could_inject_are_refused(creds: VMCredentials, model: 
     "key", ['quote"key-0123456789', "short", "space key 0123456789", "$var-0123456789abc"]
 )
 def test_api_keys_nginx_cannot_match_literally_are_refused(creds: VMCredentials, key: str) -> None:
-    bad = VMCredentials(creds.ca_pem, creds.cert_pem, creds.key_pem, key)
+    bad = VMCredentials(creds.ca_pem, creds.cert_pem, creds.key_pem, api_key=key)
     with pytest.raises(UserDataError, match="API key"):
         render_user_data(bad, ["granite3.1-dense:8b"])

@@ -355,8 +355,12 @@ async def test_vm_streams_generate_as_ndjson(
     assert all(line["model"] == MODELS[0] for line in lines)
 
 
-async def test_user_data_from_the_cloud_init_renderer_sets_up_the_vm(client: Client) -> None:
-    """The contract with cloud/cloudinit.py: its files are exactly what the VM reads."""
+async def test_user_data_from_the_cloud_init_renderer_sets_up_the_vm(
+    sim: ExoscaleSimulator, client: Client
+) -> None:
+    """The contract with cloud/cloudinit.py: its files are exactly what the VM reads; the VM
+    requires the client certificate of its CA (mutual TLS); a user-data replaced after the first
+    boot (update-instance, as the operator scrubs the key) is recorded and changes nothing on the VM."""
     from remote_ollama.cloud.cloudinit import encode_user_data, render_user_data
     from remote_ollama.cloud.pki import client_ssl_context, generate_vm_credentials
 
@@ -365,13 +369,12 @@ async def test_user_data_from_the_cloud_init_renderer_sets_up_the_vm(client: Cli
     await instance_state(client, instance_id, "running")
     ip = (await sdk(client.get_instance, id=instance_id))["public-ip"]
 
-    async def tags() -> tuple[int, bytes]:
+    async def tags(ctx: ssl.SSLContext | None = None) -> tuple[int, bytes]:
         async with (
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session,
             session.get(
                 f"https://{ip}:{VM_PORT}/api/tags",
-                headers={API_KEY_HEADER: creds.api_key},
-                ssl=client_ssl_context(creds.ca_pem),
+                ssl=ctx or creds.client_context(),
                 server_hostname=VM_TLS_SERVER_NAME,
             ) as resp,
         ):
@@ -385,6 +388,22 @@ async def test_user_data_from_the_cloud_init_renderer_sets_up_the_vm(client: Cli
 
     await until(up, "VM serving")
     assert b"qwen2.5:0.5b" in (await tags())[1]
+    for no_cert in (client_ssl_context(creds.ca_pem), generate_vm_credentials().client_context()):
+        with pytest.raises(aiohttp.ClientError):
+            await tags(no_cert)
+
+    scrubbed = encode_user_data(render_user_data(creds, ["qwen2.5:0.5b"], scrubbed=True))
+    await sdk(client.update_instance, id=instance_id, user_data=scrubbed)
+    inst = sim.state.instances[instance_id]
+    assert inst.user_data == scrubbed and len(inst.replaced_user_data) == 1
+    assert b"PRIVATE KEY" not in base64.b64decode(
+        (await sdk(client.get_instance, id=instance_id))["user-data"]
+    )
+    await sdk(client.stop_instance, id=instance_id)
+    await instance_state(client, instance_id, "stopped")
+    await sdk(client.start_instance, id=instance_id)
+    await instance_state(client, instance_id, "running")
+    await until(up, "VM serving again from the files of its first boot")
 
 
 async def test_vm_without_usable_user_data_runs_but_serves_nothing(

@@ -41,6 +41,9 @@ class AsyncExoscaleCloud:
     ) -> str:
         return await asyncio.to_thread(self.sync.ensure_security_group, name, cidrs, port, owner=owner)
 
+    async def update_user_data(self, instance_id: str, user_data_b64: str) -> None:
+        await asyncio.to_thread(self.sync.update_user_data, instance_id, user_data_b64)
+
     async def instance_security_groups(self, instance_id: str) -> list[str]:
         return await asyncio.to_thread(self.sync.instance_security_groups, instance_id)
 

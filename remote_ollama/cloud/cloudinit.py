@@ -1,10 +1,14 @@
 """Render the `#cloud-config` user-data that turns a stock Ubuntu VM into the VM of DESIGN.md section 5.
 
 The VM runs a pinned Ollama container on 127.0.0.1:11434 with the GPU, and nginx on 0.0.0.0:11435
-terminating TLS with the per-resource certificate and rejecting requests without the right
-`X-Ollama-Key`. Everything specific to one resource lives under /etc/remote-ollama (the simulated
-VM reads exactly those files); the scripts are generic. This module only ever sees the VM's own
-credentials, never the Exoscale ones.
+terminating TLS 1.3 with the per-resource server certificate and requiring a client certificate
+issued by the per-resource CA (the proxy's): mutual TLS, no bearer secret. The user-data carries
+only the CA certificate and the server's own certificate and key (under /etc/remote-ollama, which
+the simulated VM reads too); once the VM is Ready the operator replaces it with `scrubbed=True`'s
+copy, without the key. Containers cannot reach the metadata server (a DOCKER-USER rule), the setup
+script echoes nothing, and nginx shows no version. The seed's optional EXOSCALE_OLLAMA_KEY, when a
+user sets one, is checked in addition (exact, case-sensitive), documented as weaker: it sits in
+user-data. This module only ever sees the VM's own credentials, never the Exoscale ones.
 """
 
 from __future__ import annotations
@@ -24,9 +28,12 @@ OLLAMA_IMAGE = DEFAULT_OLLAMA_IMAGE  # spec.ollama.image / OLLAMA_IMAGE override
 MAX_USER_DATA_B64 = 32768
 
 CONF_DIR = "/etc/remote-ollama"
+CA_PATH = f"{CONF_DIR}/ca.crt"
 TLS_CERT_PATH = f"{CONF_DIR}/tls.crt"
 TLS_KEY_PATH = f"{CONF_DIR}/tls.key"
 API_KEY_PATH = f"{CONF_DIR}/api-key"
+API_KEY_CHECK_PATH = f"{CONF_DIR}/api-key.conf"  # nginx include, 0600 (the nginx master reads it as root)
+METADATA_SERVER = "169.254.169.254"
 MODELS_PATH = f"{CONF_DIR}/models"
 NGINX_SITE_PATH = f"{CONF_DIR}/nginx.conf"
 SETUP_PATH = "/usr/local/sbin/remote-ollama-setup"
@@ -44,19 +51,18 @@ class UserDataError(ValueError):
 
 
 NGINX_SITE = f"""\
-# remote-ollama: TLS + API key in front of Ollama (unbuffered, so streams flow token by token)
-map $http_x_ollama_key $remote_ollama_authorized {{
-    default 0;
-    include /etc/nginx/remote-ollama-key.map;
-}}
-
+# remote-ollama: mutual TLS in front of Ollama (unbuffered, so streams flow token by token)
 server {{
     listen {VM_PORT} ssl;
     server_name _;
+    server_tokens off;
 
-    ssl_certificate     {TLS_CERT_PATH};
-    ssl_certificate_key {TLS_KEY_PATH};
-    ssl_protocols       TLSv1.2 TLSv1.3;
+    ssl_certificate        {TLS_CERT_PATH};
+    ssl_certificate_key    {TLS_KEY_PATH};
+    ssl_protocols          TLSv1.3;
+    ssl_client_certificate {CA_PATH};
+    ssl_verify_client      on;
+    ssl_verify_depth       1;
 
     client_max_body_size 0;
     proxy_buffering off;
@@ -69,17 +75,18 @@ server {{
     send_timeout 3600s;
 
     location / {{
-        if ($remote_ollama_authorized = 0) {{
-            return 401 '{{"error":"missing or wrong X-Ollama-Key"}}\\n';
-        }}
-        proxy_pass http://127.0.0.1:{PROXY_PORT};
+{{key_check}}        proxy_pass http://127.0.0.1:{PROXY_PORT};
         proxy_http_version 1.1;
         proxy_set_header Connection "";
         proxy_set_header Host 127.0.0.1:{PROXY_PORT};
         proxy_set_header X-Ollama-Key "";
+        proxy_set_header Authorization "";
     }}
 }}
 """
+# Only with EXOSCALE_OLLAMA_KEY: nginx's `!=` compares exactly (a map would ignore case).
+KEY_CHECK_INCLUDE = f"        include {API_KEY_CHECK_PATH};\n"
+KEY_CHECK = """if ($http_x_ollama_key != "{key}") {{ return 401 '{{"error":"missing or wrong X-Ollama-Key"}}\\n'; }}\n"""
 
 OLLAMA_UNIT = """\
 [Unit]
@@ -88,6 +95,9 @@ After=docker.service
 Requires=docker.service
 
 [Service]
+# containers must not reach the metadata server (it serves the user-data, keys included)
+ExecStartPre=/bin/sh -c 'iptables -C DOCKER-USER -d {metadata}/32 -j REJECT 2>/dev/null \
+|| iptables -I DOCKER-USER -d {metadata}/32 -j REJECT'
 ExecStartPre=-/usr/bin/docker rm -f ollama
 ExecStart=/usr/bin/docker run --rm --name ollama --gpus all -p 127.0.0.1:{port}:{port} \
 -v /var/lib/ollama:/root/.ollama -e OLLAMA_KEEP_ALIVE=-1 {env}{image}
@@ -131,15 +141,13 @@ done < {MODELS_PATH}
 
 SETUP_SCRIPT = f"""\
 #!/bin/sh
-# First boot: GPU driver, NVIDIA container toolkit, nginx key check, then the Ollama services.
-set -eux
+# First boot: nginx (mutual TLS), GPU driver, NVIDIA container toolkit, then the Ollama services.
+# No xtrace: nothing this script reads may end up in its log.
+set -eu
+umask 077
 exec >>/var/log/remote-ollama-setup.log 2>&1
-chmod 0600 {TLS_KEY_PATH} {API_KEY_PATH}
+chmod 0600 {TLS_KEY_PATH}
 
-# nginx: accept exactly the key in {API_KEY_PATH}
-printf '"%s" 1;\\n' "$(tr -d '\\r\\n' < {API_KEY_PATH})" > /etc/nginx/remote-ollama-key.map
-chmod 0640 /etc/nginx/remote-ollama-key.map
-chgrp www-data /etc/nginx/remote-ollama-key.map || true
 rm -f /etc/nginx/sites-enabled/default
 ln -sf {NGINX_SITE_PATH} /etc/nginx/conf.d/remote-ollama.conf
 nginx -t
@@ -196,11 +204,15 @@ def render_user_data(
     *,
     ollama_image: str | None = None,
     ollama_env: Mapping[str, str] | None = None,
+    scrubbed: bool = False,
 ) -> str:
     """The `#cloud-config` document for one resource's VM (see module docstring).
 
-    `ollama_env` (spec.ollama.env) goes to the Ollama container as quoted `-e` arguments of the
-    unit's ExecStart; `env_problems` refuses whatever could end the quotes or the line.
+    `scrubbed`: the same document without the server's private key, to replace the user-data once
+    the VM is Ready (cloud-init has written the files; the API and metadata server keep serving
+    whatever user-data the instance has). `ollama_env` (spec.ollama.env) goes to the Ollama
+    container as quoted `-e` arguments of the unit's ExecStart; `env_problems` refuses whatever
+    could end the quotes or the line.
     """
     ollama_image = ollama_image or OLLAMA_IMAGE
     env = dict(ollama_env or {})
@@ -208,7 +220,7 @@ def render_user_data(
     if problems:
         raise UserDataError("invalid spec.ollama.env: " + "; ".join(problems))
     env_args = "".join(f'"-e" "{name}={value}" ' for name, value in sorted(env.items()))
-    if not _API_KEY_RE.match(creds.api_key):
+    if creds.api_key is not None and not _API_KEY_RE.match(creds.api_key):
         raise UserDataError(
             "VM API key must be 16-512 characters from A-Z a-z 0-9 _ - . + / = (it is matched by nginx)"
         )
@@ -217,24 +229,28 @@ def render_user_data(
         raise UserDataError(f"invalid model names: {bad!r}" if bad else "at least one model is required")
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$", ollama_image):
         raise UserDataError(f"invalid image reference: {ollama_image!r}")
+    site = NGINX_SITE.replace("{key_check}", KEY_CHECK_INCLUDE if creds.api_key else "")
+    files = [
+        _file(CA_PATH, creds.ca_pem, "0644"),
+        _file(TLS_CERT_PATH, creds.cert_pem, "0644"),
+        *([] if scrubbed else [_file(TLS_KEY_PATH, creds.key_pem, "0600")]),
+    ]
+    if creds.api_key:  # the seed's EXOSCALE_OLLAMA_KEY: an extra, weaker check (it is in user-data)
+        files.append(_file(API_KEY_PATH, creds.api_key + "\n", "0600"))
+        files.append(_file(API_KEY_CHECK_PATH, KEY_CHECK.format(key=creds.api_key), "0600"))
+    unit = OLLAMA_UNIT.format(port=PROXY_PORT, image=ollama_image, env=env_args, metadata=METADATA_SERVER)
+    files += [
+        _file(MODELS_PATH, "".join(f"{m}\n" for m in models), "0644"),
+        _file(NGINX_SITE_PATH, site, "0644"),
+        _file(OLLAMA_UNIT_PATH, unit, "0644"),
+        _file(MODELS_UNIT_PATH, MODELS_UNIT, "0644"),
+        _file(PULL_PATH, PULL_SCRIPT, "0755"),
+        _file(SETUP_PATH, SETUP_SCRIPT, "0755"),
+    ]
     doc: dict[str, Any] = {
         "package_update": True,
         "packages": ["docker.io", "nginx", "curl", "gnupg", "ca-certificates", "ubuntu-drivers-common"],
-        "write_files": [
-            _file(TLS_CERT_PATH, creds.cert_pem, "0644"),
-            _file(TLS_KEY_PATH, creds.key_pem, "0600"),
-            _file(API_KEY_PATH, creds.api_key + "\n", "0600"),
-            _file(MODELS_PATH, "".join(f"{m}\n" for m in models), "0644"),
-            _file(NGINX_SITE_PATH, NGINX_SITE, "0644"),
-            _file(
-                OLLAMA_UNIT_PATH,
-                OLLAMA_UNIT.format(port=PROXY_PORT, image=ollama_image, env=env_args),
-                "0644",
-            ),
-            _file(MODELS_UNIT_PATH, MODELS_UNIT, "0644"),
-            _file(PULL_PATH, PULL_SCRIPT, "0755"),
-            _file(SETUP_PATH, SETUP_SCRIPT, "0755"),
-        ],
+        "write_files": files,
         "runcmd": [[SETUP_PATH]],
     }
     body = yaml.dump(doc, Dumper=_LiteralDumper, sort_keys=False, default_flow_style=False, width=1000)

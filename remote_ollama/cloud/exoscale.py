@@ -397,6 +397,12 @@ class ExoscaleCloud:
         )
         return result
 
+    def update_user_data(self, instance_id: str, user_data_b64: str, deadline: float = 60) -> None:
+        """Replace an instance's user-data (update-instance); the running VM is not affected."""
+        op = self._call("update_instance", id=instance_id, user_data=user_data_b64)
+        if isinstance(op, dict) and "state" in op:
+            self._wait_operation(op, deadline)
+
     def _already_created(self, name: str, labels: Mapping[str, str]) -> JSON | None:
         """After an ambiguous failure the create may have happened: adopt it rather than make a twin."""
         query = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))

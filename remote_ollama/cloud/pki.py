@@ -1,8 +1,13 @@
-"""Per-resource CA, VM server certificate and API key, and the TLS context that trusts only that CA.
+"""Per-resource CA, the VM's server certificate, the proxy's client certificate, and the TLS
+contexts of that mutual TLS link (DESIGN.md section 5).
 
 The VM's public IP is unknown before it is created, so its certificate names a fixed DNS name
-(`resource.VM_TLS_SERVER_NAME`); the proxy dials the IP and verifies against that name via SNI.
-A CA per resource means a key leaked from one VM is useless against any other.
+(`resource.VM_TLS_SERVER_NAME`); the proxy dials the IP and verifies against that name via SNI,
+and presents its client certificate, which the VM's nginx requires (`ssl_verify_client on`).
+Everything is generated anew for every VM, so credentials rotate when a VM is re-created, and a CA
+per resource means a key leaked from one VM is useless against any other. The CA's private key is
+used once, here, and kept nowhere. The optional API key (the seed's EXOSCALE_OLLAMA_KEY) is only an
+extra header check on top, weaker because it sits in user-data.
 """
 
 from __future__ import annotations
@@ -31,38 +36,58 @@ KEY_API_KEY = "api-key"
 KEY_CA = "ca.crt"
 KEY_CERT = "tls.crt"
 KEY_KEY = "tls.key"
+KEY_CLIENT_CERT = "client.crt"
+KEY_CLIENT_KEY = "client.key"
+CLIENT_COMMON_NAME = "remote-ollama proxy"
 
 
 @dataclass(frozen=True)
 class VMCredentials:
-    """Everything the VM and the proxy share: the CA, the VM's cert and key, and the API key."""
+    """The CA, the VM's server cert and key, the proxy's client cert and key, and the optional API key.
+
+    `client_cert_pem` is empty only for credentials of a VM made before mutual TLS (its nginx checks
+    the API key instead); such a VM keeps working until it is re-created."""
 
     ca_pem: str
     cert_pem: str
     key_pem: str
-    api_key: str
+    client_cert_pem: str = ""
+    client_key_pem: str = ""
+    api_key: str | None = None
 
     def to_secret_data(self) -> dict[str, str]:
         """String data for the per-resource Secret (keys as DESIGN.md names them)."""
-        return {
-            KEY_API_KEY: self.api_key,
-            KEY_CA: self.ca_pem,
-            KEY_CERT: self.cert_pem,
-            KEY_KEY: self.key_pem,
-        }
+        data = {KEY_CA: self.ca_pem, KEY_CERT: self.cert_pem, KEY_KEY: self.key_pem}
+        if self.client_cert_pem:
+            data[KEY_CLIENT_CERT], data[KEY_CLIENT_KEY] = self.client_cert_pem, self.client_key_pem
+        if self.api_key:
+            data[KEY_API_KEY] = self.api_key
+        return data
 
     @classmethod
     def from_secret_data(cls, data: dict[str, str]) -> VMCredentials:
         """Inverse of `to_secret_data` (already base64-decoded values); KeyError names a missing key."""
-        missing = [k for k in (KEY_API_KEY, KEY_CA, KEY_CERT, KEY_KEY) if not data.get(k)]
+        required = [KEY_CA, KEY_CERT, KEY_KEY]
+        required += [KEY_CLIENT_CERT, KEY_CLIENT_KEY] if data.get(KEY_CLIENT_CERT) else [KEY_API_KEY]
+        missing = [k for k in required if not data.get(k)]
         if missing:
             raise KeyError(f"per-resource secret lacks {', '.join(missing)}")
         return cls(
-            ca_pem=data[KEY_CA], cert_pem=data[KEY_CERT], key_pem=data[KEY_KEY], api_key=data[KEY_API_KEY]
+            ca_pem=data[KEY_CA],
+            cert_pem=data[KEY_CERT],
+            key_pem=data[KEY_KEY],
+            client_cert_pem=data.get(KEY_CLIENT_CERT, ""),
+            client_key_pem=data.get(KEY_CLIENT_KEY, ""),
+            api_key=data.get(KEY_API_KEY) or None,
         )
 
+    def client_context(self) -> ssl.SSLContext:
+        """What the proxy (and the operator's probes) dial the VM with: trusts only the CA and
+        presents the client certificate."""
+        return client_ssl_context(self.ca_pem, self.client_cert_pem, self.client_key_pem)
+
     def __repr__(self) -> str:  # never print keys by accident
-        return "VMCredentials(ca_pem=..., cert_pem=..., key_pem=***, api_key=***)"
+        return "VMCredentials(ca_pem=..., cert_pem=..., key_pem=***, client_key_pem=***, api_key=***)"
 
 
 def new_api_key() -> str:
@@ -85,8 +110,22 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> str:
     ).decode()
 
 
+_LEAF_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=True,
+    key_cert_sign=False,
+    crl_sign=False,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
 def generate_vm_credentials(api_key: str | None = None, *, now: dt.datetime | None = None) -> VMCredentials:
-    """A fresh CA, a server certificate for VM_TLS_SERVER_NAME signed by it, and an API key."""
+    """A fresh CA, a server certificate for VM_TLS_SERVER_NAME and a client certificate for the
+    proxy, both signed by it; `api_key` (EXOSCALE_OLLAMA_KEY) only when the user chose one."""
     now = now or dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("remote-ollama per-resource CA")
@@ -147,28 +186,34 @@ def generate_vm_credentials(api_key: str | None = None, *, now: dt.datetime | No
         )
         .sign(ca_key, hashes.SHA256())
     )
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client_cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(CLIENT_COMMON_NAME))
+        .issuer_name(ca_name)
+        .public_key(client_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + SERVER_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_LEAF_USAGE, critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     return VMCredentials(
         ca_pem=ca_cert.public_bytes(serialization.Encoding.PEM).decode(),
         cert_pem=server_cert.public_bytes(serialization.Encoding.PEM).decode(),
         key_pem=_pem_key(server_key),
-        api_key=api_key if api_key is not None else new_api_key(),
+        client_cert_pem=client_cert.public_bytes(serialization.Encoding.PEM).decode(),
+        client_key_pem=_pem_key(client_key),
+        api_key=api_key or None,
     )
 
 
-def client_ssl_context(ca_pem: str) -> ssl.SSLContext:
-    """Client context trusting only `ca_pem` (no system roots); connect with server_hostname=VM_TLS_SERVER_NAME."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname and CERT_REQUIRED by default
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.check_hostname = True
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.load_verify_locations(cadata=ca_pem)
-    return ctx
-
-
-def server_ssl_context(cert_pem: str, key_pem: str) -> ssl.SSLContext:
-    """Server side of the same scheme (the simulated VM uses it; nginx does this on a real one)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+def _load_chain(ctx: ssl.SSLContext, cert_pem: str, key_pem: str) -> None:
     # load_cert_chain only reads files; keep the key file private and short-lived.
     fd, path = tempfile.mkstemp(suffix=".pem")
     try:
@@ -178,4 +223,28 @@ def server_ssl_context(cert_pem: str, key_pem: str) -> ssl.SSLContext:
         ctx.load_cert_chain(path)
     finally:
         os.unlink(path)
+
+
+def client_ssl_context(ca_pem: str, client_cert_pem: str = "", client_key_pem: str = "") -> ssl.SSLContext:
+    """Client context trusting only `ca_pem` (no system roots), TLS 1.3, presenting the client
+    certificate when given; connect with server_hostname=VM_TLS_SERVER_NAME."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname and CERT_REQUIRED by default
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cadata=ca_pem)
+    if client_cert_pem:
+        _load_chain(ctx, client_cert_pem, client_key_pem)
+    return ctx
+
+
+def server_ssl_context(cert_pem: str, key_pem: str, client_ca_pem: str = "") -> ssl.SSLContext:
+    """Server side of the same scheme (the simulated VM uses it; nginx does this on a real one):
+    TLS 1.3 only; with `client_ca_pem`, a client certificate issued by that CA is required."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    _load_chain(ctx, cert_pem, key_pem)
+    if client_ca_pem:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cadata=client_ca_pem)
     return ctx

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..cloud.pki import client_ssl_context
+from ..cloud.pki import VMCredentials
 from ..ollama_release import DEFAULT_OLLAMA_IMAGE, version_of
 from ..proxy.app import PROXY_KEY, make_proxy_app, start_proxy
 from ..proxy.interfaces import ProxySettings, Upstream, wake_progress_from_env
@@ -84,23 +84,25 @@ class ResourceFollower:
         self.cache = cache
         self.collection = path_for(f"{GROUP}/{VERSION}", PLURAL, namespace)
         self.path = path_for(f"{GROUP}/{VERSION}", PLURAL, namespace, name)
-        self._creds_key: tuple[str, str] | None = None
+        self._creds_key: tuple[str, VMCredentials] | None = None
         self._upstream: Upstream | None = None
         self.body: JSON | None = None
 
     async def _upstream_for(self, endpoint: str) -> Upstream | None:
+        """The VM's endpoint with the per-resource Secret's CA and client certificate (mutual TLS),
+        plus the optional API key; rebuilt only when the endpoint or the Secret changes."""
         secret = await self.api.get(path_for("v1", "secrets", self.namespace, secret_name(self.name)))
         if secret is None:
             return None
         data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
-        if "ca.crt" not in data or "api-key" not in data:
+        try:
+            creds = VMCredentials.from_secret_data(data)
+        except KeyError:
             return None
-        key = (endpoint, data["ca.crt"] + data["api-key"])
+        key = (endpoint, creds)
         if self._upstream is None or self._creds_key != key:
             self._creds_key = key
-            self._upstream = Upstream(
-                endpoint, client_ssl_context(data["ca.crt"]), data["api-key"], VM_TLS_SERVER_NAME
-            )
+            self._upstream = Upstream(endpoint, creds.client_context(), creds.api_key, VM_TLS_SERVER_NAME)
         return self._upstream
 
     async def apply(self, body: JSON) -> None:

@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--upstream", required=True, help="e.g. https://127.0.10.5:11435")
     parser.add_argument("--ca", help="PEM file of the CA to trust for the upstream")
     parser.add_argument("--server-name", help="name the upstream certificate is issued for")
+    parser.add_argument("--client-cert", help="PEM file of the client certificate to present (mutual TLS)")
+    parser.add_argument("--client-key", help="PEM file of that certificate's key")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=11434)
     parser.add_argument("--down", action="store_true", help="the VM never comes up: requests are held")
@@ -31,6 +33,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--header-timeout", type=float, default=30.0)
     args = parser.parse_args(argv)
     context = ssl.create_default_context(cafile=args.ca) if args.ca else None
+    if context is not None and args.client_cert:
+        context.load_cert_chain(args.client_cert, args.client_key)
     upstream = Upstream(
         args.upstream, context, os.environ.get("REMOTE_OLLAMA_UPSTREAM_KEY"), args.server_name
     )

@@ -321,6 +321,18 @@ def get_instance(ctx: ApiContext, path: dict[str, str], query: Query, body: Any)
     return ctx.state.get_instance(path["id"]).to_api()
 
 
+@handles("update-instance")
+def update_instance(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
+    data = _body(body)
+    name = data.get("name")
+    if name is not None and (not isinstance(name, str) or not _HOSTNAME_RE.match(name)):
+        raise ApiError(400, f"name: {name!r} is not a valid hostname")
+    labels = _labels(data["labels"]) if "labels" in data else None
+    return ctx.state.update_instance(
+        path["id"], name=name, user_data=_user_data(data.get("user-data")), labels=labels
+    ).to_api()
+
+
 @handles("start-instance")
 def start_instance(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
     return ctx.state.start_instance(path["id"]).to_api()

@@ -94,6 +94,8 @@ class Instance:
     state: str
     created_at: str
     user_data: str | None = None
+    # every user-data an update-instance replaced (oldest first): tests see what was scrubbed
+    replaced_user_data: list[str] = field(default_factory=list, repr=False)
     labels: dict[str, str] = field(default_factory=dict)
     security_group_ids: list[str] = field(default_factory=list)
     public_ip: str | None = None
@@ -337,6 +339,24 @@ class CloudState:
             inst.timer = None
 
         self._after(inst, self.timings.stop, stopped)
+        op = self.new_operation(inst.id, "instance")
+        self.finish_later(op)
+        return op
+
+    def update_instance(
+        self, instance_id: str, *, name: str | None, user_data: str | None, labels: dict[str, str] | None
+    ) -> Operation:
+        """update-instance: a new user-data is kept for the next first boot only (cloud-init runs
+        once per instance; the running VM keeps the files it wrote)."""
+        inst = self.get_instance(instance_id)
+        if name is not None:
+            inst.name = name
+        if user_data is not None:
+            if inst.user_data is not None:
+                inst.replaced_user_data.append(inst.user_data)
+            inst.user_data = user_data
+        if labels is not None:
+            inst.labels = labels
         op = self.new_operation(inst.id, "instance")
         self.finish_later(op)
         return op

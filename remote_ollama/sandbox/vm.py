@@ -1,9 +1,12 @@
 """Simulated GPU VMs: what a real instance exposes once cloud-init has run (DESIGN.md section 5).
 
 Each running instance gets its own loopback address (its public IP) and, on port 11435, an
-nginx-like TLS front that checks `X-Ollama-Key` and passes to a simulated Ollama. Everything is
-taken from the instance's user-data, so a broken user-data gives a VM that answers nothing,
-exactly as a real one would.
+nginx-like front: TLS 1.3 requiring a client certificate issued by the CA found in the user-data
+(mutual TLS), plus the optional `X-Ollama-Key` check when the user-data sets a key, passing to a
+simulated Ollama. Everything is taken from the instance's user-data at its first boot, as
+cloud-init does: the files stay on the VM's disk, so a user-data replaced later (the operator
+scrubs the private key once the VM is Ready) changes nothing until the instance is re-created. A
+broken user-data gives a VM that answers nothing, exactly as a real one would.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from remote_ollama.sandbox.exoscale_state import Instance, SimTimings
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = "/etc/remote-ollama"
+CA_PATH = f"{CONFIG_DIR}/ca.crt"
 TLS_CERT_PATH = f"{CONFIG_DIR}/tls.crt"
 TLS_KEY_PATH = f"{CONFIG_DIR}/tls.key"
 API_KEY_PATH = f"{CONFIG_DIR}/api-key"
@@ -56,9 +60,11 @@ class UserDataError(ValueError):
 class VMConfig:
     cert_pem: bytes
     key_pem: bytes
-    api_key: str
+    api_key: str | None  # the optional extra header check
     models: tuple[str, ...]
     ollama_version: str = DEFAULT_OLLAMA_VERSION  # of the image the Ollama unit runs
+    # clients must present a certificate issued by this CA (None: a VM of the pre-mutual-TLS contract)
+    client_ca_pem: bytes | None = None
 
 
 def _decode_file(entry: dict[str, Any]) -> bytes:
@@ -98,21 +104,28 @@ def parse_user_data(user_data: str | None) -> VMConfig:
                 files[entry["path"]] = _decode_file(entry)
             except (binascii.Error, ValueError, OSError) as exc:
                 raise UserDataError(f"write_files {entry['path']}: cannot decode: {exc}") from exc
-    missing = [p for p in (TLS_CERT_PATH, TLS_KEY_PATH, API_KEY_PATH, MODELS_PATH) if p not in files]
+    # the CA (mutual TLS), or, from a VM of the older contract, the API key alone
+    auth = CA_PATH if CA_PATH in files or API_KEY_PATH not in files else API_KEY_PATH
+    missing = [p for p in (TLS_CERT_PATH, TLS_KEY_PATH, auth, MODELS_PATH) if p not in files]
     if missing:
         raise UserDataError(f"write_files lacks {', '.join(missing)}")
-    api_key = files[API_KEY_PATH].decode().strip()
-    if not api_key:
+    api_key = files[API_KEY_PATH].decode().strip() if API_KEY_PATH in files else None
+    if api_key == "":
         raise UserDataError(f"{API_KEY_PATH} is empty")
     models = tuple(m.strip() for m in files[MODELS_PATH].decode().splitlines() if m.strip())
     found = _IMAGE_RE.search(files.get(OLLAMA_UNIT_PATH, b"").decode(errors="replace"))
     version = version_of(found[1]) if found else DEFAULT_OLLAMA_VERSION
-    return VMConfig(files[TLS_CERT_PATH], files[TLS_KEY_PATH], api_key, models, version)
+    return VMConfig(files[TLS_CERT_PATH], files[TLS_KEY_PATH], api_key, models, version, files.get(CA_PATH))
 
 
-def server_ssl_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
-    """load_cert_chain only reads files: write them to a private temp dir for the call."""
+def server_ssl_context(cert_pem: bytes, key_pem: bytes, client_ca_pem: bytes | None = None) -> ssl.SSLContext:
+    """nginx's `ssl_protocols TLSv1.3; ssl_verify_client on;` (load_cert_chain only reads files:
+    they go to a private temp dir for the call)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    if client_ca_pem is not None:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cadata=client_ca_pem.decode())
     with tempfile.TemporaryDirectory(prefix="sim-vm-") as tmp:
         cert, key = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
         for path, data in ((cert, cert_pem), (key, key_pem)):
@@ -246,12 +259,22 @@ class LoopbackPool:
 class SimulatedVM:
     """The machine behind one instance: boots from its user-data, serves TLS on ip:port."""
 
-    def __init__(self, instance_id: str, ip: str, user_data: str | None, *, port: int, timings: SimTimings):
+    def __init__(
+        self,
+        instance_id: str,
+        ip: str,
+        user_data: str | None,
+        *,
+        port: int,
+        timings: SimTimings,
+        disk: VMConfig | None = None,
+    ):
         self.instance_id = instance_id
         self.ip = ip
         self.port = port
         self.timings = timings
         self.user_data = user_data
+        self.disk = disk  # what cloud-init wrote at the first boot (None: this is the first boot)
         self.problem: str | None = None
         self._runner: web.AppRunner | None = None
 
@@ -265,7 +288,8 @@ class SimulatedVM:
 
     async def boot(self) -> None:
         try:
-            config = parse_user_data(self.user_data)
+            config = self.disk or parse_user_data(self.user_data)
+            self.disk = config
         except UserDataError as exc:
             self.problem = str(exc)
             log.warning(
@@ -274,7 +298,7 @@ class SimulatedVM:
             return
         await asyncio.sleep(self.timings.cloud_init)
         try:
-            ctx = server_ssl_context(config.cert_pem, config.key_pem)
+            ctx = server_ssl_context(config.cert_pem, config.key_pem, config.client_ca_pem)
         except (ssl.SSLError, ValueError) as exc:
             self.problem = f"nginx cannot load the TLS certificate or key: {exc}"
             log.warning("simulated VM %s: %s", self.instance_id, self.problem)
@@ -285,7 +309,8 @@ class SimulatedVM:
             pull_delay=self.timings.pull,
             version=config.ollama_version,
         )
-        app.middlewares.insert(0, key_check(config.api_key))
+        if config.api_key is not None:
+            app.middlewares.insert(0, key_check(config.api_key))
         runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
         self._runner = runner  # set first: a shutdown racing this boot still cleans it up
         await runner.setup()
@@ -321,6 +346,7 @@ class VMFleet:
         self.pool = LoopbackPool(port)
         self.port = port
         self.vms: dict[str, SimulatedVM] = {}
+        self.disks: dict[str, VMConfig] = {}  # per instance: the files its first boot wrote
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._booting: dict[str, asyncio.Task[None]] = {}
@@ -348,7 +374,12 @@ class VMFleet:
             log.warning("instance %s has no public IP: its VM is unreachable", instance.id)
             return
         vm = SimulatedVM(
-            instance.id, instance.public_ip, instance.user_data, port=self.port, timings=self.timings
+            instance.id,
+            instance.public_ip,
+            instance.user_data,
+            port=self.port,
+            timings=self.timings,
+            disk=self.disks.get(instance.id),
         )
 
         async def boot() -> None:
@@ -357,6 +388,8 @@ class VMFleet:
                 await old.shutdown()
             self.vms[instance.id] = vm
             await vm.boot()
+            if vm.disk is not None:
+                self.disks[instance.id] = vm.disk
 
         self._booting[instance.id] = self._serialised(instance.id, boot)
 

@@ -3,11 +3,12 @@ when short, surfaced in /status then recovered when long; never a leaked or dupl
 
 from __future__ import annotations
 
+import base64
 import logging
 from pathlib import Path
 
 import pytest
-from cloud_world import ENGINE_OPERATIONS, cloud_world, full_cycle
+from cloud_world import ENGINE_OPERATIONS, cloud_world, full_cycle, until
 from summary import record
 
 from remote_ollama.sandbox.exoscale_state import FailRule
@@ -19,7 +20,11 @@ async def test_the_faulted_operations_are_exactly_those_a_full_cycle_uses(tmp_pa
     async with cloud_world(tmp_path, retries=RETRIES) as w:
         await full_cycle(w)
         used = {c.operation for c in w.sim.calls}
-    assert used == set(ENGINE_OPERATIONS), "a new call is not covered by the fault suite"
+    # update-instance (the user-data scrub after Ready) has its own test below: its failure must not
+    # surface as an error, the VM serves on
+    assert used == set(ENGINE_OPERATIONS) | {"update-instance"}, (
+        "a new call is not covered by the fault suite"
+    )
     assert (w.duplicates, len(w.live())) == (0, 0)
     assert len(w.seen_ids) == 1, "stop/start must reuse the one instance"
     record(
@@ -52,3 +57,19 @@ async def test_5xx_burst(
     assert len(w.live()) == 0
     assert len(w.seen_ids) == 1
     record(f"5xx x{n} {operation}", injected=n, recovered=n, leaked=len(w.live()), duplicates=w.duplicates)
+
+
+async def test_a_failing_user_data_scrub_is_retried_and_never_stops_the_service(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    async with cloud_world(tmp_path, retries=RETRIES) as w:
+        w.sim.fail_next(RETRIES + 2, 503, operation="update-instance")
+        await w.wake()
+        await w.ready()
+        assert "error" not in w.controller.status()
+        (inst,) = w.live()
+        await until(lambda: bool(inst.replaced_user_data), 15, "the scrub, once the API answers again")
+        assert any("could not remove the TLS key" in r.getMessage() for r in caplog.records)
+        assert b"PRIVATE KEY" not in base64.b64decode(inst.user_data or "")
+    record("5xx on update-instance", injected=RETRIES + 2, recovered=RETRIES + 2, note="scrub retried")

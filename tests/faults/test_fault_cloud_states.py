@@ -141,7 +141,7 @@ async def test_instance_deleted_out_of_band_is_noticed_at_the_next_check_and_rec
         c = w.controller
         old = c.saved.memory.instance_id
         assert old is not None
-        old_key = c.saved.credentials and c.saved.credentials["api-key"]
+        old_key = c.saved.credentials and c.saved.credentials["client.key"]
         interval = min(c.decision.recheck_after if c.decision else 1.0, c.poll_cap or 1.0)
         vanished_at = time.monotonic()
         w.sim.vanish(old)
@@ -159,7 +159,7 @@ async def test_instance_deleted_out_of_band_is_noticed_at_the_next_check_and_rec
         assert new not in (None, old)
         assert up.url.startswith("https://")
         assert any("creating instance" in r.getMessage() for r in caplog.records)
-        assert c.saved.credentials and c.saved.credentials["api-key"] != old_key, "rotated on re-create"
+        assert c.saved.credentials and c.saved.credentials["client.key"] != old_key, "rotated on re-create"
         assert [i.id for i in w.live()] == [new]
     assert w.duplicates == 0
     record(

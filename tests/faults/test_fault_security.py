@@ -1,4 +1,4 @@
-"""Security promises: per-VM key and CA, random and rotated on re-create; the proxy trusts that CA
+"""Security promises: per-VM CA and client/server keys (mutual TLS), random and rotated on re-create; the proxy trusts that CA
 only; the security group admits only allowedSourceCIDRs on 11435; no secret in logs or /status;
 the proxy never forwards a client's X-Ollama-Key; client keys are compared in constant time."""
 
@@ -37,11 +37,11 @@ async def test_vm_key_and_ca_are_random_per_vm_and_rotated_on_recreate(tmp_path:
                 await w.none_live()
                 w.controller.spec = spec()
             assert w.state_file.stat().st_mode & 0o777 == 0o600
-    for field in ("api-key", "ca.crt", "tls.key"):
+    for field in ("ca.crt", "tls.key", "client.crt", "client.key"):
         values = [c[field] for c in seen]
         assert len(set(values)) == len(values) == 4, f"{field} repeated across VMs"
-    assert all(len(c["api-key"]) >= 32 for c in seen)
-    record("key/CA rotation (4 VMs)", note="4 distinct keys, CAs, TLS keys")
+    assert all("api-key" not in c for c in seen), "a bearer secret without EXOSCALE_OLLAMA_KEY"
+    record("key/CA rotation (4 VMs)", note="4 distinct CAs, server and client keys")
 
 
 async def test_the_proxy_trusts_the_vms_own_ca_only() -> None:
@@ -118,10 +118,10 @@ async def test_no_secret_in_logs_or_status_over_a_full_lifecycle(
                     async with http.get(f"http://127.0.0.1:{port}{path}") as r:
                         outputs.append(await r.text())
                 creds = c.files.load().credentials or {}
-                secrets |= {creds["api-key"], _pem_body(creds["tls.key"])}
+                secrets |= {_pem_body(creds["tls.key"]), _pem_body(creds["client.key"])}
                 await full_cycle(w)  # sleep, wake, destroy: every log line of the lifecycle
                 creds = c.files.load().credentials or {}
-                secrets |= {creds["api-key"], _pem_body(creds["tls.key"])}
+                secrets |= {_pem_body(creds["tls.key"]), _pem_body(creds["client.key"])}
                 async with http.get(f"http://127.0.0.1:{port}/status") as r:
                     outputs.append(await r.text())
         finally:
