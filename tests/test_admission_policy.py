@@ -4,6 +4,7 @@ annotations: the shipped ValidatingAdmissionPolicy's CEL, evaluated with cel-pyt
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -78,10 +79,19 @@ def with_annotations(**ann: str | None) -> dict[str, Any]:
     return new
 
 
+def test_the_policy_allows_exactly_the_annotations_the_proxy_writes() -> None:
+    from remote_ollama.resource import ANN_IN_FLIGHT, ANN_LAST_ACTIVITY, ANN_WAKE_REQUESTED
+
+    (variable,) = [v for v in policies()[0]["spec"]["variables"] if v["name"] == "allowed"]
+    allowed = set(re.findall(r"'([^']+)'", variable["expression"]))
+    assert allowed == {ANN_LAST_ACTIVITY, ANN_WAKE_REQUESTED, ANN_IN_FLIGHT}
+
+
 def test_the_proxy_may_write_its_activity_annotations(policy: PolicyEvaluator) -> None:
     for new in (
         with_annotations(last_activity="2026-12-02T11:00:00.000Z"),
         with_annotations(wake_requested="2026-12-02T11:00:00.000Z"),
+        with_annotations(in_flight="3"),
         with_annotations(last_activity="2026-12-02T11:00:00.000Z", in_flight="2"),
         with_annotations(last_activity=None),
         copy.deepcopy(RESOURCE),
