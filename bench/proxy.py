@@ -1,8 +1,10 @@
-"""Bench: the proxy's cost, against a direct connection and nginx (`proxy_buffering off`) as anchor.
+"""Bench: the proxy's cost, against a direct connection, the floor of its own library (a minimal
+aiohttp pass-through on the same event loop, nothing else) and nginx (`proxy_buffering off`).
 
-All three reach the same simulated Ollama (its own process, plain HTTP on loopback, so only the
-hop itself is measured). Prints added time-to-first-byte p50/p99, streamed tokens/s at 1, 16 and
-64 concurrent streams, and CPU seconds per 1000 requests of each hop, then the ratios.
+All reach the same simulated Ollama (its own process, plain HTTP on loopback, so only the hop itself
+is measured). Prints added time-to-first-byte p50/p99, streamed tokens/s at 1, 16 and 64 concurrent
+streams, and CPU seconds per 1000 requests of each hop, then the ratios; the goal is the proxy's
+added TTFB at most 1.15x the floor's and at most 1 ms p50, with >= 0.95 of direct throughput at 64.
 
     python bench/proxy.py [--token-delay 0.01] [--tokens 200] [--requests 1000]
 """
@@ -43,6 +45,41 @@ def serve_upstream(port: int, token_delay: float, tokens: int) -> None:
     app = make_ollama_app([MODEL], token_delay=token_delay)
     ollama_state(app).reply_length = tokens
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def serve_floor(port: int, upstream_port: int) -> None:
+    """The floor: aiohttp's least pass-through (one session, stream the body back), on uvloop as the
+    product, so the proxy's own work is what the difference measures."""
+    from aiohttp import web
+
+    from remote_ollama.runloop import run
+
+    upstream = f"http://127.0.0.1:{upstream_port}"
+    hop = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+
+    async def pass_through(request: web.Request) -> web.StreamResponse:
+        session: aiohttp.ClientSession = request.app["session"]
+        body = await request.read()
+        async with session.request(request.method, upstream + request.rel_url.path_qs, data=body) as up:
+            response = web.StreamResponse(
+                status=up.status, headers={k: v for k, v in up.headers.items() if k.lower() not in hop}
+            )
+            await response.prepare(request)
+            async for chunk in up.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+
+    async def main() -> None:
+        app = web.Application()
+        app["session"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        app.router.add_route("*", "/{tail:.*}", pass_through)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await asyncio.Event().wait()
+
+    run(main())
 
 
 async def wait_listening(url: str, timeout: float = 20) -> None:
@@ -170,12 +207,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-floor", type=int, nargs=2, help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
 async def main(args: argparse.Namespace) -> None:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    up_port, proxy_port, nginx_port = free_port(), free_port(), free_port()
+    up_port, proxy_port, nginx_port, floor_port = free_port(), free_port(), free_port(), free_port()
     me = [sys.executable, __file__, "--token-delay", str(args.token_delay), "--tokens", str(args.tokens)]
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -195,18 +233,26 @@ async def main(args: argparse.Namespace) -> None:
                 stdout=subprocess.DEVNULL,
             )
             procs.append(proxy)
+            floor = subprocess.Popen([*me, "--serve-floor", str(floor_port), str(up_port)])
+            procs.append(floor)
             ng = subprocess.Popen(
                 [nginx, "-c", str(nginx_conf(Path(tmp), nginx_port, up_port)), "-e", f"{tmp}/e.log"]
             )
             procs.append(ng)
             urls = {
                 "direct": up_url,
+                "floor": f"http://127.0.0.1:{floor_port}",
                 "proxy": f"http://127.0.0.1:{proxy_port}",
                 "nginx": f"http://127.0.0.1:{nginx_port}",
             }
             for url in urls.values():
                 await wait_listening(url)
-            pids = {"direct": [], "proxy": [proxy.pid], "nginx": [ng.pid, *children_of(ng.pid)]}
+            pids = {
+                "direct": [],
+                "floor": [floor.pid],
+                "proxy": [proxy.pid],
+                "nginx": [ng.pid, *children_of(ng.pid)],
+            }
             figures = {name: await measure(url, pids[name], args) for name, url in urls.items()}
         finally:
             for p in procs:
@@ -230,21 +276,27 @@ def report(f: dict[str, Figures], args: argparse.Namespace) -> None:
             f" {(x.ttfb_p50 - d.ttfb_p50) * 1e3:9.3f}ms {(x.ttfb_p99 - d.ttfb_p99) * 1e3:9.3f}ms"
             f" {x.tokens_per_s[1]:9.0f} {x.tokens_per_s[16]:9.0f} {x.tokens_per_s[64]:9.0f} {cpu}"
         )
-    p, n = f["proxy"], f["nginx"]
-    added_p, added_n = p.ttfb_p50 - d.ttfb_p50, n.ttfb_p50 - d.ttfb_p50
+    p, n, fl = f["proxy"], f["nginx"], f["floor"]
+    added_p, added_n, added_f = (x.ttfb_p50 - d.ttfb_p50 for x in (p, n, fl))
     print(
-        f"proxy added TTFB p50: {added_p * 1e3:.3f} ms (target <= 1 ms); nginx: {added_n * 1e3:.3f} ms;"
-        f" ratio proxy/nginx {added_p / added_n if added_n > 0 else float('inf'):.2f}"
+        f"proxy added TTFB p50: {added_p * 1e3:.3f} ms (target <= 1 ms); aiohttp floor: {added_f * 1e3:.3f} ms;"
+        f" nginx: {added_n * 1e3:.3f} ms"
+    )
+    print(
+        f"proxy / aiohttp floor: added TTFB p50 {added_p / added_f if added_f > 0 else float('inf'):.2f}x"
+        f" (target <= 1.15x), TTFB p50 {p.ttfb_p50 / fl.ttfb_p50:.2f}x;"
+        f" proxy/nginx added {added_p / added_n if added_n > 0 else float('inf'):.2f}x"
     )
     for streams in (1, 16, 64):
         print(
             f"throughput at {streams:2} streams: proxy {p.tokens_per_s[streams] / d.tokens_per_s[streams]:.1%}"
-            f" of direct, nginx {n.tokens_per_s[streams] / d.tokens_per_s[streams]:.1%}"
+            f" of direct, floor {fl.tokens_per_s[streams] / d.tokens_per_s[streams]:.1%},"
+            f" nginx {n.tokens_per_s[streams] / d.tokens_per_s[streams]:.1%}"
         )
-    if p.cpu_per_1000 and n.cpu_per_1000:
+    if p.cpu_per_1000 and n.cpu_per_1000 and fl.cpu_per_1000:
         print(
-            f"CPU per 1000 requests: proxy {p.cpu_per_1000:.3f} s, nginx {n.cpu_per_1000:.3f} s,"
-            f" ratio {p.cpu_per_1000 / n.cpu_per_1000:.1f}x"
+            f"CPU per 1000 requests: proxy {p.cpu_per_1000:.3f} s, floor {fl.cpu_per_1000:.3f} s,"
+            f" nginx {n.cpu_per_1000:.3f} s; proxy/floor {p.cpu_per_1000 / fl.cpu_per_1000:.2f}x"
         )
 
 
@@ -252,5 +304,7 @@ if __name__ == "__main__":
     options = parse_args()
     if options.serve_upstream:
         serve_upstream(options.serve_upstream, options.token_delay, options.tokens)
+    elif options.serve_floor:
+        serve_floor(*options.serve_floor)
     else:
         asyncio.run(main(options))

@@ -127,7 +127,8 @@ class LocalController:
     def state(self) -> UpstreamState:
         phase = self.decision.phase if self.decision else self.state_phase()
         exists = self.instance_state is not None or self.saved.memory.instance_id is not None
-        return UpstreamState(phase=str(phase), ready=self._upstream() is not None, instance=exists)
+        up = self._upstream()
+        return UpstreamState(phase=str(phase), ready=up is not None, instance=exists, upstream=up)
 
     def state_phase(self) -> Phase:
         return self.saved.memory.phase

@@ -128,11 +128,15 @@ class Proxy:
         path = request.path
         if is_polling(request.method, path):
             return await self._poll(request, path)
-        if not self.resolver.state().ready and not path.startswith(("/api/", "/v1/")):
+        state = self.resolver.state()  # the one question to the resolver on the hot path
+        if state.upstream is None and not path.startswith(("/api/", "/v1/")):
             return web.Response(status=404, text="404 page not found")  # no wake for stray paths
         self.reporter.begin()
         try:
-            if request.method == "POST" and not self.resolver.state().ready and self._progress_for(request):
+            if state.upstream is not None:  # ready: straight through, nothing held
+                self.reporter.instance_ready()
+                return await self._stream_or_502(request, state.upstream, None)
+            if request.method == "POST" and self._progress_for(request):
                 return await self._stream_while_waking(request, path)
             return await self._admit_and_stream(request)
         finally:

@@ -45,6 +45,8 @@ class UpstreamState:
     phase: str
     ready: bool
     instance: bool = True  # a VM exists (running or not); False before the first is created
+    # The upstream when ready: a request on the hot path needs no second question to the resolver.
+    upstream: Upstream | None = None
 
     def down_words(self) -> str:
         """How to name the VM's absence: "no instance yet" is not "stopped"."""

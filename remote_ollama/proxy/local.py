@@ -45,7 +45,9 @@ class LocalResolver:
 
     def state(self) -> UpstreamState:
         up = self._upstream is not None
-        return UpstreamState(phase=self._phase, ready=up, instance=up or self._instance)
+        return UpstreamState(
+            phase=self._phase, ready=up, instance=up or self._instance, upstream=self._upstream
+        )
 
     async def await_ready(self, deadline: float) -> Upstream:
         loop = asyncio.get_running_loop()
