@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from proxy_world import MODELS, world
+from waiting import until
 
 from remote_ollama.proxy.app import PROXY_KEY
 from remote_ollama.proxy.interfaces import ProxySettings
@@ -191,3 +192,22 @@ async def test_on_loopback_foreign_hosts_are_refused(host: str, allowed: bool) -
         status_line = await asyncio.wait_for(reader.readline(), 10)
         writer.close()
         assert (status_line.split()[1] == b"200") is allowed, status_line
+
+
+async def test_held_bodies_together_are_bounded_too(http: aiohttp.ClientSession) -> None:
+    """Each held body may be up to max_body, all of them together at most twice that: a third
+    large request waiting for the VM gets 503 (retry), and memory is given back when they end."""
+    limit = 1 << 20
+    async with world(ProxySettings(max_body=limit, hold_timeout=30), ready=False) as w:
+        progress = {"X-Remote-Ollama-Progress": "true"}
+        body = b'{"model": "m", "prompt": "' + b"x" * (limit - 100) + b'"}'
+        proxy = w.proxy[PROXY_KEY]
+        first = [await http.post(f"{w.url}/api/generate", data=body, headers=progress) for _ in range(2)]
+        assert [r.status for r in first] == [200, 200]  # streaming waking lines, bodies held
+        assert proxy.held_bodies.in_memory == 2 * len(body)
+        async with http.post(f"{w.url}/api/generate", data=body, headers=progress) as r:
+            assert r.status == 503 and "retry" in (await r.json())["error"]
+        assert proxy.held_bodies.in_memory == 2 * len(body)
+        for r in first:
+            r.close()
+        await until(lambda: proxy.held_bodies.in_memory == 0, 10, "held bodies released")

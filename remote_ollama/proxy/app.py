@@ -23,11 +23,12 @@ from remote_ollama.proxy.guard import (
     OWN_PATHS,
     BodyTooLarge,
     ClientKeys,
+    HeldBodies,
+    HeldBytesExhausted,
     allowed_host,
     is_loopback_address,
     is_model_management,
     json_error,
-    read_bounded,
     too_large,
 )
 from remote_ollama.proxy.hold import Hold, HoldRejected, not_ready_response, progress_line
@@ -66,6 +67,7 @@ class Proxy:
         self.keys = ClientKeys(settings.client_api_keys, required=settings.client_auth_required)
         # Refuse foreign Host headers (DNS rebinding) when listening on loopback; set by start_proxy.
         self.guard_host = False
+        self.held_bodies = HeldBodies()
 
     # -- edge: origin, auth, metrics ---------------------------------------------------------------
     @web.middleware
@@ -181,6 +183,13 @@ class Proxy:
 
         The body must be read to know whether the client streams, so the hold's capacity is taken
         first and at most `max_body` bytes are read: a held request costs bounded memory."""
+        held = [0]  # body bytes counted in the shared budget, released when the request ends
+        try:
+            return await self._hold_with_body(request, path, held)
+        finally:
+            self.held_bodies.release(held[0])
+
+    async def _hold_with_body(self, request: web.Request, path: str, held: list[int]) -> web.StreamResponse:
         try:
             started = self.hold.enter()
         except HoldRejected as exc:
@@ -189,9 +198,16 @@ class Proxy:
         response: web.StreamResponse | None = None
         try:
             try:
-                body = await read_bounded(request, self.settings.max_body)
+                body = await self.held_bodies.read(request, self.settings.max_body)
             except BodyTooLarge:
                 return too_large(self.settings.max_body)
+            except HeldBytesExhausted:
+                phase = self.resolver.state().phase
+                busy = HoldRejected(
+                    phase, "too many large requests waiting for the remote instance; retry shortly"
+                )
+                return not_ready_response(busy, self.settings.retry_after)
+            held[0] = len(body)
             try:
                 parsed = json.loads(body or b"{}")
                 streaming = parsed.get("stream", True) is not False

@@ -110,21 +110,43 @@ class BodyTooLarge(Exception):
     pass
 
 
-async def read_bounded(request: web.BaseRequest, limit: int) -> bytes:
-    """The whole body, but never more than `limit` bytes of it in memory (`BodyTooLarge` past that).
+class HeldBytesExhausted(Exception):
+    """All held requests together already keep as many body bytes in memory as allowed."""
 
-    A declared Content-Length over the limit is refused before a byte is read.
-    """
-    if request.content_length is not None and request.content_length > limit:
-        raise BodyTooLarge()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
+
+class HeldBodies:
+    """Bytes of request bodies held in memory, all requests together: each body is bounded by
+    `max_body`, and their sum by `total` (twice the per-request bound: one full body always fits),
+    so many large held bodies cannot exhaust the process either."""
+
+    def __init__(self) -> None:
+        self.in_memory = 0
+
+    async def read(self, request: web.BaseRequest, limit: int) -> bytes:
+        """The whole body, never more than `limit` bytes of it (`BodyTooLarge`), nor more than the
+        shared budget allows (`HeldBytesExhausted`). A declared Content-Length over the limit is
+        refused before a byte is read. Call `release(len(body))` when the body is no longer held."""
+        if request.content_length is not None and request.content_length > limit:
             raise BodyTooLarge()
-        chunks.append(chunk)
-    return b"".join(chunks)
+        total = 2 * limit
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in request.content.iter_any():
+                size += len(chunk)
+                self.in_memory += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge()
+                if self.in_memory > total:
+                    raise HeldBytesExhausted()
+                chunks.append(chunk)
+        except BaseException:
+            self.in_memory -= size
+            raise
+        return b"".join(chunks)
+
+    def release(self, size: int) -> None:
+        self.in_memory -= size
 
 
 def too_large(limit: int) -> web.Response:
