@@ -36,19 +36,29 @@ def _where(collection: str, body: JSON) -> tuple[str, str, str]:
     return str(body.get("kind", "object")), str(meta.get("namespace", "")), str(meta["name"])
 
 
-async def check_free(api: KubeAPI, children: list[tuple[str, JSON]], uid: str) -> None:
+async def check_free(api: KubeAPI, children: list[tuple[str, JSON]], uid: str) -> list[JSON | None]:
     """Raise `NameConflict` for the first child whose name is taken by an object not ours, before
-    anything is created (so a conflict leaves no half-made set behind)."""
+    anything is created (so a conflict leaves no half-made set behind); else what exists of each."""
+    found: list[JSON | None] = []
     for collection, body in children:
         existing = await api.get(f"{collection}/{segment(body['metadata']['name'])}")
         if existing is not None and not owned_by(existing, uid):
             raise NameConflict(*_where(collection, body))
+        found.append(existing)
+    return found
 
 
-async def apply_owned(api: KubeAPI, collection: str, body: JSON, uid: str) -> JSON:
-    """Create, or merge-patch (drift repair) only an object whose ownerReferences carry `uid`."""
+_UNKNOWN: JSON = {}
+
+
+async def apply_owned(
+    api: KubeAPI, collection: str, body: JSON, uid: str, existing: JSON | None = _UNKNOWN
+) -> JSON:
+    """Create, or merge-patch (drift repair) only an object whose ownerReferences carry `uid`
+    (`existing`: what a GET just returned, if the caller has it)."""
     path = f"{collection}/{segment(body['metadata']['name'])}"
-    existing = await api.get(path)
+    if existing is _UNKNOWN:
+        existing = await api.get(path)
     if existing is None:
         try:
             return await api.create(collection, body)
@@ -96,9 +106,9 @@ async def converge_children(api: KubeAPI, raw: JSON, image: str) -> None:
     """Create or repair every child (all names checked first); drop our NetworkPolicy when disabled."""
     uid = raw["metadata"]["uid"]
     wanted = _children(raw, image)
-    await check_free(api, wanted, uid)
-    for collection, body in wanted:
-        await apply_owned(api, collection, body, uid)
+    found = await check_free(api, wanted, uid)
+    for (collection, body), existing in zip(wanted, found, strict=True):
+        await apply_owned(api, collection, body, uid, existing)
     if children.network_policy(raw) is None:
         ns, name = raw["metadata"]["namespace"], raw["metadata"]["name"]
         await delete_owned(api, path_for(NETWORKING, "networkpolicies", ns, name), uid)
