@@ -143,19 +143,27 @@ class Figures:
     cpu_per_1000: float | None
 
 
-async def ttfb(url: str, n: int) -> list[float]:
-    """Sequential requests on a kept-alive connection: time to the first body byte."""
-    samples = []
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as http:
-        body = {"model": MODEL}  # a route with no simulated delay: only the hop is measured
+async def ttfb(urls: dict[str, str], n: int) -> dict[str, list[float]]:
+    """Sequential requests on a kept-alive connection per hop: time to the first body byte.
+
+    The hops take turns, request by request, so a noisy neighbour on the machine slows them alike
+    and the ratios between them stay meaningful."""
+    samples: dict[str, list[float]] = {name: [] for name in urls}
+    sessions = {name: aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) for name in urls}
+    body = {"model": MODEL}  # a route with no simulated delay: only the hop is measured
+    try:
         for i in range(n + 20):
-            start = time.perf_counter()
-            async with http.post(f"{url}/api/show", json=body) as r:
-                await r.content.readany()
-                first = time.perf_counter() - start
-                await r.read()
-            if i >= 20:  # warm-up
-                samples.append(first)
+            for name, url in urls.items():
+                start = time.perf_counter()
+                async with sessions[name].post(f"{url}/api/show", json=body) as r:
+                    await r.content.readany()
+                    first = time.perf_counter() - start
+                    await r.read()
+                if i >= 20:  # warm-up
+                    samples[name].append(first)
+    finally:
+        for session in sessions.values():
+            await session.close()
     return samples
 
 
@@ -188,8 +196,8 @@ async def requests_cpu(url: str, pids: list[int], n: int) -> float:
         return (cpu_seconds(pids) - before) * 1000 / n
 
 
-async def measure(url: str, pids: list[int], args: argparse.Namespace) -> Figures:
-    samples = sorted(await ttfb(url, args.samples))
+async def measure(url: str, pids: list[int], args: argparse.Namespace, samples: list[float]) -> Figures:
+    samples = sorted(samples)
     tps = {n: await tokens_per_second(url, n) for n in (1, 16, 64)}
     cpu = await requests_cpu(url, pids, args.requests) if pids else None
     return Figures(statistics.median(samples), samples[int(len(samples) * 0.99) - 1], tps, cpu)
@@ -253,7 +261,10 @@ async def main(args: argparse.Namespace) -> None:
                 "proxy": [proxy.pid],
                 "nginx": [ng.pid, *children_of(ng.pid)],
             }
-            figures = {name: await measure(url, pids[name], args) for name, url in urls.items()}
+            first_bytes = await ttfb(urls, args.samples)
+            figures = {
+                name: await measure(url, pids[name], args, first_bytes[name]) for name, url in urls.items()
+            }
         finally:
             for p in procs:
                 p.terminate()

@@ -82,7 +82,7 @@ class Proxy:
             code = str(exc.status)
             raise
         finally:
-            self.metrics.requests.labels(route, code).inc()
+            self.metrics.answered(route, code)
 
     async def _checked(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         method, path = request.method, request.path

@@ -6,6 +6,7 @@ Each refusal is Ollama-shaped (`{"error": ...}`) so clients show the reason.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import socket
@@ -91,6 +92,7 @@ def _host_of(header: str) -> str:
     return header
 
 
+@functools.lru_cache(maxsize=256)  # one client sends the same Host on every request (hot path)
 def allowed_host(header: str) -> bool:
     """As Ollama's allowedHostsMiddleware when it listens on loopback: a page on evil.example whose
     name now resolves to 127.0.0.1 (DNS rebinding) sends `Host: evil.example` and is refused."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -102,11 +103,26 @@ class ProxyMetrics:
         self.bytes = Counter(
             "remote_ollama_proxy_bytes", "Body bytes passed through", ["direction"], registry=r
         )
+        self._answered: dict[tuple[str, str], Any] = {}
+        self._latency: dict[str, Any] = {}
         self.bytes_in = self.bytes.labels("in")
         self.bytes_out = self.bytes.labels("out")
         self.tokens = Counter(
             "remote_ollama_proxy_tokens", "Tokens reported by final chunks", ["kind"], registry=r
         )
+
+    def answered(self, route: str, code: str) -> None:
+        """Count one answer; the labelled child is looked up once per (route, code), not per request."""
+        child = self._answered.get((route, code))
+        if child is None:
+            child = self._answered[(route, code)] = self.requests.labels(route, code)
+        child.inc()
+
+    def upstream_took(self, route: str, seconds: float) -> None:
+        child = self._latency.get(route)
+        if child is None:
+            child = self._latency[route] = self.upstream_latency.labels(route)
+        child.observe(seconds)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -10,6 +10,7 @@ connect timeout. If the client goes away the handler is cancelled (the runner se
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -37,16 +38,19 @@ _REQUEST_DROP = frozenset(
 )
 _SKIP_AUTO = frozenset({"Accept-Encoding", "User-Agent", "Accept", "Content-Type"})
 _TAIL = 4096
+_SMALL_BODY = 256 * 1024  # request bodies up to this size (with a Content-Length) are read, then sent
 
 
 def end_to_end(
     headers: Mapping[str, str] | CIMultiDictProxy[str], drop: Iterable[str] = ()
 ) -> CIMultiDict[str]:
-    """Headers without hop-by-hop ones (fixed list, Proxy-*, those listed in Connection) and `drop`."""
+    """Headers without hop-by-hop ones (fixed list, Proxy-*, those listed in Connection) and `drop`
+    (a frozenset is taken as already lower case: the forwarder's, built once, on the hot path)."""
     getall = headers.getall if isinstance(headers, CIMultiDictProxy) else None
     connection = getall("Connection", []) if getall else [headers.get("Connection", "")]
-    listed = {token.strip().lower() for value in connection for token in value.split(",")}
-    skip = HOP_BY_HOP | listed | {d.lower() for d in drop}
+    listed = {token.strip().lower() for value in connection for token in value.split(",") if token}
+    dropped = drop if isinstance(drop, frozenset) else {d.lower() for d in drop}
+    skip = HOP_BY_HOP | listed | dropped
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in headers.items():
         lname = name.lower()
@@ -56,9 +60,13 @@ def end_to_end(
     return out
 
 
+@functools.lru_cache(maxsize=64)  # the same few upstream URLs on every request (hot path)
+def _origin(url: str) -> str:
+    return str(URL(url).origin())
+
+
 def pool_key(upstream: Upstream) -> tuple[str, int, str | None]:
-    origin = str(URL(upstream.url).origin())
-    return origin, id(upstream.ssl), upstream.server_hostname
+    return _origin(upstream.url), id(upstream.ssl), upstream.server_hostname
 
 
 @dataclass
@@ -146,7 +154,14 @@ class Forwarder:
         if body is not None:
             data, counted[0] = body, len(body)
         elif request.body_exists:
-            data = self._body(request, counted)
+            length = request.content_length
+            if length is not None and length <= _SMALL_BODY:
+                # a prompt, not an upload: sent whole with its length (no chunked encoding, no
+                # generator), as cheap as the library's floor on the hot path
+                data = await request.read()
+                counted[0] = len(data)
+            else:
+                data = self._body(request, counted)
         url = URL(upstream.url.rstrip("/") + request.raw_path, encoded=True)
         pooled = self.pool.acquire(upstream)
         started = asyncio.get_running_loop().time()
@@ -169,7 +184,7 @@ class Forwarder:
         except BaseException:
             self.pool.release(pooled)
             raise
-        self.metrics.upstream_latency.labels(route).observe(asyncio.get_running_loop().time() - started)
+        self.metrics.upstream_took(route, asyncio.get_running_loop().time() - started)
         return response, pooled, counted
 
     def response_headers(self, upstream_response: aiohttp.ClientResponse) -> CIMultiDict[str]:
