@@ -1,4 +1,4 @@
-"""Fixtures for the emulated Kubernetes cluster (tests/kube)."""
+"""Fixtures: the real control plane (tests/cluster) and the emulated cluster (tests/kube)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cluster.fixtures import control_plane, k8s, kube, operator_release  # noqa: F401  (fixtures)
 from kube.harness import KubeHarness
 from kubernetes.config import kube_config
 
 
 @pytest.fixture
-def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KubeHarness]:
+def kmock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KubeHarness]:
     """A fresh emulated cluster (namespaces default, kube-system); kubectl, kopf and clients point at it."""
     with KubeHarness(tmp_path) as harness:
         monkeypatch.setenv("KUBECONFIG", str(harness.kubeconfig))
@@ -21,7 +22,7 @@ def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KubeHarnes
 
 
 @pytest.fixture
-def kube_crd(kube: KubeHarness) -> KubeHarness:
-    """The cluster with the RemoteOllama CRD registered."""
-    kube.apply_crd()
-    return kube
+def kmock_crd(kmock: KubeHarness) -> KubeHarness:
+    """The emulated cluster with the RemoteOllama CRD registered."""
+    kmock.apply_crd()
+    return kmock

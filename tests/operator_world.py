@@ -1,13 +1,17 @@
-"""The operator's test world: emulated cluster + Exoscale simulator + kopf + the proxy as a process.
+"""The operator's test world: a real kube-apiserver + Exoscale simulator + kopf + the proxy as a process.
 
-The proxy is started from the Deployment the operator created (its args and env), so a broken
-Deployment fails the test; only the listening port is replaced by a free one.
+The operator (in-process or as `remote-ollama operator`) authenticates with the Helm release's
+ServiceAccount token, so its ClusterRole is enforced: a missing grant is a real 403, and the world
+fails the test if the operator's log shows one. The proxy is started from the Deployment the
+operator created (its args, env and ServiceAccount's token), so a broken Deployment or Role fails
+the test; only the listening port is replaced by a free one. Each test has its own namespace.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import shutil
 import signal
 import socket
@@ -19,8 +23,9 @@ from typing import Any, TypeVar
 
 import kopf
 import yaml
+from cluster.fixtures import KubeNamespace
 from kopf.testing import KopfRunner
-from kube.harness import KubeHarness
+from kubernetes.config import kube_config
 from waiting import wait_until
 
 from remote_ollama.resource import LABEL_OWNER
@@ -38,22 +43,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def credentials_secret(name: str = "exoscale", namespace: str = "default") -> str:
+def _meta(name: str, namespace: str | None) -> dict[str, str]:
+    """Without a namespace, kubectl puts the object in the test's namespace (its context's)."""
+    return {"name": name, **({"namespace": namespace} if namespace else {})}
+
+
+def credentials_secret(name: str = "exoscale", namespace: str | None = None) -> str:
     return yaml.safe_dump(
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": name, "namespace": namespace},
+            "metadata": _meta(name, namespace),
             "stringData": {"api-key": KEY, "api-secret": SECRET},
         }
     )
 
 
-def remote_ollama(name: str = "granite", namespace: str = "default", **spec: Any) -> str:
+def remote_ollama(name: str = "granite", namespace: str | None = None, **spec: Any) -> str:
     body = {
         "apiVersion": "remoteollama.dev/v1alpha1",
         "kind": "RemoteOllama",
-        "metadata": {"name": name, "namespace": namespace},
+        "metadata": _meta(name, namespace),
         "spec": {
             "credentialsSecretRef": {"name": "exoscale"},
             "models": ["granite3.1-dense:8b"],
@@ -65,8 +75,29 @@ def remote_ollama(name: str = "granite", namespace: str = "default", **spec: Any
     return yaml.safe_dump(body)
 
 
+FORBIDDEN = ("403", "Forbidden", "forbidden")
+
+
+def assert_no_forbidden(log: str, who: str) -> None:
+    """Every request the operator makes must be allowed by the chart's ClusterRole."""
+    lines = [line for line in log.splitlines() if any(word in line for word in FORBIDDEN)]
+    assert not lines, f"{who} was refused by the API server (RBAC):\n" + "\n".join(lines[:10])
+
+
+class LogCollector(logging.Handler):
+    """Keeps the in-process operator's log lines (kopf and ours) for the 403 check."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            self.lines.append(f"{record.name} {record.levelname} {record.getMessage()}")
+
+
 class OperatorWorld:
-    def __init__(self, kube: KubeHarness, sim: SimulatorThread):
+    def __init__(self, kube: KubeNamespace, sim: SimulatorThread):
         self.kube, self.sim = kube, sim
         self.procs: list[subprocess.Popen[str]] = []
 
@@ -74,8 +105,12 @@ class OperatorWorld:
     def apply(self, manifest: str) -> None:
         self.kube.kubectl("apply", "-f", "-", input=manifest, check=True)
 
-    def get(self, kind: str, name: str, namespace: str = "default") -> dict[str, Any] | None:
-        out = self.kube.kubectl("get", kind, name, "-n", namespace, "-o", "json")
+    @property
+    def namespace(self) -> str:
+        return self.kube.namespace
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        out = self.kube.kubectl("get", kind, name, "-n", namespace or self.namespace, "-o", "json")
         return json.loads(out.stdout) if out.returncode == 0 else None
 
     def phase(self, name: str = "granite") -> str | None:
@@ -97,9 +132,11 @@ class OperatorWorld:
         return list(self.sim.sim.state.security_groups.values())
 
     # -- the proxy, as the Deployment says ---------------------------------------------------------------
-    def start_proxy(self, name: str = "granite", namespace: str = "default") -> str:
+    def start_proxy(self, name: str = "granite", namespace: str | None = None) -> str:
+        """The proxy as its Deployment says, authenticated with its ServiceAccount's token."""
         dep = wait_until(lambda: self.get("deployment", name, namespace), 20, "proxy Deployment")
-        container = dep["spec"]["template"]["spec"]["containers"][0]
+        pod = dep["spec"]["template"]["spec"]
+        container = pod["containers"][0]
         args = list(container.get("args") or [])
         port = free_port()
         if "--port" in args:
@@ -107,7 +144,7 @@ class OperatorWorld:
         else:
             args += ["--port", str(port)]
         args += ["--host", "127.0.0.1"]
-        env = dict(self.kube.env())
+        env = self.kube.env(self.kube.kubeconfig_for(pod["serviceAccountName"], namespace))
         for item in container.get("env") or []:
             if "value" in item:
                 env[item["name"]] = item["value"]
@@ -144,7 +181,7 @@ class OperatorWorld:
 
 @contextlib.contextmanager
 def operator_world(
-    kube: KubeHarness,
+    kube: KubeNamespace,
     monkeypatch: Any,
     timings: SimTimings | None = None,
     extra_env: dict[str, str] | None = None,
@@ -159,7 +196,10 @@ def operator_world(
     monkeypatch.setenv("REMOTE_OLLAMA_METRICS_PORT", "0")
     for k, v in (extra_env or {}).items():
         monkeypatch.setenv(k, v)
-    kube.kubectl("apply", "-f", str(ROOT / "crds" / "remoteollama.yaml"), check=True)
+    # the operator is the Helm release's ServiceAccount (kopf logs in from $KUBECONFIG)
+    operator_kubeconfig = str(kube.release.kubeconfig)
+    monkeypatch.setenv("KUBECONFIG", operator_kubeconfig)
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", operator_kubeconfig)
     from remote_ollama.operator import handlers  # noqa: F401  registers the handlers
     from remote_ollama.operator.context import OPERATOR
 
@@ -169,15 +209,19 @@ def operator_world(
     runner = KopfRunner(
         ["run", "-A", "--standalone", "-m", "remote_ollama.operator.handlers"], settings=settings, timeout=60
     )
+    collector = LogCollector()
+    logging.getLogger().addHandler(collector)
     try:
         with runner:
             yield world
             world.stop_procs()
     finally:
+        logging.getLogger().removeHandler(collector)
         world.stop_procs()
         sim.stop()
     if runner.exception is not None and not isinstance(runner.exception, SystemExit):
         raise runner.exception
+    assert_no_forbidden("\n".join(collector.lines), "the operator")
 
 
 # -- the operator as a process (kill tests, peering, bench) ---------------------------------------------
@@ -238,7 +282,7 @@ class OperatorProcess:
 class CloudWorld(OperatorWorld):
     """Cluster + simulator; operators are processes the test starts, kills and restarts."""
 
-    def __init__(self, kube: KubeHarness, sim: SimulatorThread, env: dict[str, str]):
+    def __init__(self, kube: KubeNamespace, sim: SimulatorThread, env: dict[str, str]):
         super().__init__(kube, sim)
         self.env = env
         self.operators: list[OperatorProcess] = []
@@ -254,7 +298,7 @@ class CloudWorld(OperatorWorld):
     def logs(self) -> str:
         return "\n".join(f"--- {op.log_path.name}\n{op.log()[-6000:]}" for op in self.operators)
 
-    def uid(self, name: str = "granite", namespace: str = "default") -> str:
+    def uid(self, name: str = "granite", namespace: str | None = None) -> str:
         obj = wait_until(lambda: self.get("remoteollama", name, namespace), 10, f"{name} exists")
         return str(obj["metadata"]["uid"])
 
@@ -265,7 +309,7 @@ class CloudWorld(OperatorWorld):
         return self.sim.sim.call_count(operation)
 
     def cluster_id(self) -> str:
-        ns = self.get("namespace", "kube-system", "default")
+        ns = self.get("namespace", "kube-system")
         assert ns is not None
         return str(ns["metadata"]["uid"])
 
@@ -277,7 +321,7 @@ class CloudWorld(OperatorWorld):
 
 @contextlib.contextmanager
 def cloud_world(
-    kube: KubeHarness, timings: SimTimings | None = None, env: dict[str, str] | None = None
+    kube: KubeNamespace, timings: SimTimings | None = None, env: dict[str, str] | None = None
 ) -> Iterator[CloudWorld]:
     """Like `operator_world` but without an in-process operator: call `world.start_operator()`."""
     sim = SimulatorThread(
@@ -287,13 +331,12 @@ def cloud_world(
     )
     sim.start()
     full_env = {
-        **kube.env(),
+        **kube.env(kube.release.kubeconfig),
         "EXOSCALE_API_ENDPOINT": sim.url,
         "REMOTE_OLLAMA_METRICS_PORT": "0",
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
-    kube.kubectl("apply", "-f", str(ROOT / "crds" / "remoteollama.yaml"), check=True)
     world = CloudWorld(kube, sim, full_env)
     try:
         yield world
@@ -303,3 +346,5 @@ def cloud_world(
     finally:
         world.stop_all()
         sim.stop()
+    for op in world.operators:
+        assert_no_forbidden(op.log(), op.log_path.name)

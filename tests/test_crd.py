@@ -60,18 +60,19 @@ def test_names_match_the_design() -> None:
 
 
 def test_every_field_has_a_description() -> None:
+    # the API server forbids anything but name/generateName rules under `metadata`
     missing = [path for path, node in walk(openapi_schema()) if not node.get("description")]
-    assert missing == []
+    assert missing == ["metadata"]
 
 
 def test_schema_is_structural() -> None:
-    """Every node has a type, except int-or-string ones (whose anyOf branches carry the types)."""
+    """Every node has a type, except int-or-string ones: their anyOf lists the bare branch types (the
+    only anyOf with `type` a real kube-apiserver accepts) and the bounds sit beside it, each applying
+    to its own type. (The real server's verdict: tests/test_cluster.py installs this CRD.)"""
     for path, node in walk(openapi_schema()):
         if node.get("x-kubernetes-int-or-string"):
             assert "type" not in node, path
-            assert {b["type"] for b in node["anyOf"]} == {"integer", "string"}, path
-            for branch in node["anyOf"]:
-                assert set(branch) <= {"type", "minimum", "minLength", "pattern"}, path
+            assert node["anyOf"] == [{"type": "integer"}, {"type": "string"}], path
         else:
             assert node.get("type") in {"object", "array", "string", "integer", "number", "boolean"}, path
         opaque = node.get("x-kubernetes-preserve-unknown-fields") or "additionalProperties" in node
@@ -92,8 +93,7 @@ def test_enums_and_patterns_mirror_resource_py() -> None:
     durations = [props["idle"]["properties"][k] for k in ("stopAfter", "destroyAfter")]
     durations += [props["wake"]["properties"]["holdTimeout"], props["activityInterval"]]
     for node in durations:
-        (string,) = [b for b in node["anyOf"] if b["type"] == "string"]
-        assert string["pattern"] == spec_fields.DURATION_PATTERN
+        assert node["pattern"] == spec_fields.DURATION_PATTERN
     assert props["diskSize"]["minimum"] == resource.MIN_DISK
     assert props["diskSize"]["maximum"] == resource.MAX_DISK
     status_phase = openapi_schema()["properties"]["status"]["properties"]["phase"]["enum"]

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from kube.harness import KubeHarness
+from cluster.fixtures import KubeNamespace
 from operator_world import OperatorWorld, credentials_secret, operator_world, remote_ollama, wait_until
 
 from remote_ollama.operator.context import OPERATOR
@@ -53,7 +53,9 @@ def advance_and_wait(world: OperatorWorld, clock: FakeClock, to: datetime, check
     wait_until(lambda: check(cost(world)), 20, what)
 
 
-def test_cost_over_a_month_turn_and_daily_budget(kube: KubeHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cost_over_a_month_turn_and_daily_budget(
+    kube: KubeNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     clock = FakeClock(datetime(2025, 1, 31, 20, 0, tzinfo=UTC))
     monkeypatch.setattr(OPERATOR, "clock", clock)
     env = {"REMOTE_OLLAMA_PRICES": json.dumps(PRICES)}

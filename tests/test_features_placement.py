@@ -6,12 +6,12 @@ import json
 from typing import Any
 
 import pytest
-from kube.harness import KubeHarness
+from cluster.fixtures import KubeNamespace
 from operator_world import credentials_secret, operator_world, remote_ollama, wait_until
 
 
 def test_quota_and_capacity_failures_move_to_the_next_placement(
-    kube: KubeHarness, monkeypatch: pytest.MonkeyPatch
+    kube: KubeNamespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with operator_world(kube, monkeypatch) as world:
         world.sim.sim.exceed_quota("gpua5000")  # no A5000 anywhere (one simulator serves every zone)
@@ -41,7 +41,7 @@ def test_quota_and_capacity_failures_move_to_the_next_placement(
         assert "using ch-gva-2/gpu3080ti.small" in cap["message"]
 
         def fallback_events() -> list[dict[str, Any]]:
-            out = kube.kubectl("get", "events", "-A", "-o", "json", check=True).stdout
+            out = kube.kubectl("get", "events", "-o", "json", check=True).stdout
             return [e for e in json.loads(out)["items"] if e.get("reason") == "CapacityUnavailable"]
 
         events = wait_until(lambda: len(fallback_events()) == 3 and fallback_events(), 10, "three events")

@@ -11,7 +11,7 @@ from itertools import count
 from zoneinfo import ZoneInfo
 
 import pytest
-from kube.harness import KubeHarness
+from cluster.fixtures import KubeNamespace
 from operator_world import OperatorWorld, credentials_secret, operator_world, remote_ollama, wait_until
 
 from remote_ollama.operator.context import OPERATOR
@@ -47,7 +47,7 @@ def states(world: OperatorWorld) -> list[str]:
     return [i.state for i in world.instances()]
 
 
-def test_window_pre_wakes_and_keeps_warm(kube: KubeHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_window_pre_wakes_and_keeps_warm(kube: KubeNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
     monday = next_monday_0600()  # 07:00 in Zurich (winter) or 08:00 (summer)
     clock = FakeClock(monday)
     monkeypatch.setattr(OPERATOR, "clock", clock)
@@ -93,6 +93,6 @@ def observed_at(world: OperatorWorld) -> datetime | None:
     return datetime.fromisoformat(raw) if raw else None
 
 
-def events(kube: KubeHarness) -> list[dict[str, str]]:
-    out = kube.kubectl("get", "events", "-A", "-o", "json", check=True).stdout
+def events(kube: KubeNamespace) -> list[dict[str, str]]:
+    out = kube.kubectl("get", "events", "-o", "json", check=True).stdout
     return list(json.loads(out)["items"])

@@ -8,7 +8,7 @@ import json
 import time
 from typing import Any
 
-from kube.harness import KubeHarness
+from cluster.fixtures import KubeNamespace
 from operator_world import SECRET, CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
 
 
@@ -19,11 +19,11 @@ def ready_condition(world: CloudWorld) -> dict[str, Any] | None:
 
 
 def events(world: CloudWorld) -> list[dict[str, Any]]:
-    out = world.kube.kubectl("get", "events", "-n", "default", "-o", "json")
+    out = world.kube.kubectl("get", "events", "-n", world.namespace, "-o", "json")
     return list(json.loads(out.stdout).get("items", [])) if out.returncode == 0 else []
 
 
-def test_unknown_template_is_ready_false_with_the_reason_and_backs_off(kube: KubeHarness) -> None:
+def test_unknown_template_is_ready_false_with_the_reason_and_backs_off(kube: KubeNamespace) -> None:
     with cloud_world(kube) as world:
         operator = world.start_operator()
         world.apply(credentials_secret())
@@ -49,7 +49,7 @@ def test_unknown_template_is_ready_false_with_the_reason_and_backs_off(kube: Kub
         assert operator.alive()
 
 
-def test_malformed_annotation_is_ignored_with_an_event(kube: KubeHarness) -> None:
+def test_malformed_annotation_is_ignored_with_an_event(kube: KubeNamespace) -> None:
     with cloud_world(kube) as world:
         operator = world.start_operator()
         world.apply(credentials_secret())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from kube.harness import KubeHarness
+from cluster.fixtures import KubeNamespace
 from operator_world import KEY, CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
 
 
@@ -20,7 +20,7 @@ def blocked_with(world: CloudWorld, words: str) -> bool:
     return bool(cond and cond["status"] == "False" and words in cond["message"])
 
 
-def test_missing_secret_or_key_blocks_without_cloud_calls_then_recovers(kube: KubeHarness) -> None:
+def test_missing_secret_or_key_blocks_without_cloud_calls_then_recovers(kube: KubeNamespace) -> None:
     with cloud_world(kube, env={"REMOTE_OLLAMA_CREDENTIALS_RETRY": "0.5"}) as world:
         world.start_operator()
         world.apply(remote_ollama())
@@ -38,7 +38,7 @@ def test_missing_secret_or_key_blocks_without_cloud_calls_then_recovers(kube: Ku
         partial = {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "exoscale", "namespace": "default"},
+            "metadata": {"name": "exoscale", "namespace": world.namespace},
             "stringData": {"api-key": KEY},
         }
         world.apply(yaml.safe_dump(partial))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kube.harness import KubeHarness
+from cluster.fixtures import KubeNamespace
 from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
 
 
@@ -20,7 +20,7 @@ def start(world: CloudWorld) -> None:
     world.wait_phase("Ready")
 
 
-def test_deleted_children_are_recreated_at_once(kube: KubeHarness) -> None:
+def test_deleted_children_are_recreated_at_once(kube: KubeNamespace) -> None:
     """With the periodic repair at its default (5 minutes), a deletion is still repaired in seconds."""
     with cloud_world(kube) as world:
         start(world)
@@ -35,7 +35,7 @@ def test_deleted_children_are_recreated_at_once(kube: KubeHarness) -> None:
         assert world.phase() == "Ready"
 
 
-def test_edited_children_are_reset_by_the_periodic_repair(kube: KubeHarness) -> None:
+def test_edited_children_are_reset_by_the_periodic_repair(kube: KubeNamespace) -> None:
     with cloud_world(kube, env={"REMOTE_OLLAMA_CHILDREN_INTERVAL": "1"}) as world:
         start(world)
         kube.kubectl(

@@ -10,7 +10,7 @@ import json
 import time
 import uuid
 
-from kube.harness import KubeHarness
+from cluster.fixtures import KubeNamespace
 from operator_world import KEY, SECRET, CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
 
 from remote_ollama.cloud.exoscale import ExoscaleCloud
@@ -46,7 +46,7 @@ def touched(world: CloudWorld, instance_id: str) -> list[str]:
     return [c.operation for c in list(world.sim.sim.calls) if instance_id in c.path and c.operation in verbs]
 
 
-def test_orphans_of_this_cluster_only_are_deleted_after_the_grace(kube: KubeHarness) -> None:
+def test_orphans_of_this_cluster_only_are_deleted_after_the_grace(kube: KubeNamespace) -> None:
     env = {"REMOTE_OLLAMA_ORPHAN_GRACE": str(GRACE), "REMOTE_OLLAMA_ORPHAN_INTERVAL": "0.5"}
     with cloud_world(kube, env=env) as world:
         world.sim.sim.set_quota("gpua5000", 10)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from kube.harness import KubeHarness
+from cluster.fixtures import KubeNamespace
 from operator_world import ROOT, CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
 
 
@@ -15,7 +15,7 @@ def peers(world: CloudWorld) -> dict[str, object]:
     return dict(json.loads(out.stdout).get("status") or {})
 
 
-def test_only_the_highest_priority_replica_acts(kube: KubeHarness) -> None:
+def test_only_the_highest_priority_replica_acts(kube: KubeNamespace) -> None:
     with cloud_world(kube) as world:
         kube.kubectl("apply", "-f", str(ROOT / "manifests" / "02-crd-kopf-peering.yaml"), check=True)
         kube.kubectl("apply", "-f", str(ROOT / "manifests" / "05-kopf-peering.yaml"), check=True)

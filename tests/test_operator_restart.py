@@ -5,7 +5,7 @@ The operator runs as `remote-ollama operator --standalone` in a subprocess, as i
 
 from __future__ import annotations
 
-from kube.harness import KubeHarness
+from cluster.fixtures import KubeNamespace
 from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
 
 from remote_ollama.sandbox.exoscale_state import SimTimings
@@ -21,7 +21,7 @@ def nothing_left(world: CloudWorld, uid: str) -> bool:
     )
 
 
-def test_killed_right_after_create_restarts_and_adopts(kube: KubeHarness) -> None:
+def test_killed_right_after_create_restarts_and_adopts(kube: KubeNamespace) -> None:
     with cloud_world(kube, SLOW_BOOT) as world:
         world.apply(credentials_secret())
         # the adapter reads the new instance back after creating it: hold that answer so the
@@ -42,7 +42,7 @@ def test_killed_right_after_create_restarts_and_adopts(kube: KubeHarness) -> Non
         assert [i.id for i in world.owned(uid)] == [obj["status"]["instance"]["id"]]
 
 
-def test_deleted_while_provisioning_leaves_nothing(kube: KubeHarness) -> None:
+def test_deleted_while_provisioning_leaves_nothing(kube: KubeNamespace) -> None:
     with cloud_world(kube, SLOW_BOOT) as world:
         world.apply(credentials_secret())
         world.start_operator()
@@ -55,7 +55,7 @@ def test_deleted_while_provisioning_leaves_nothing(kube: KubeHarness) -> None:
         assert world.calls("create-instance") == 1
 
 
-def test_deleted_while_the_create_call_is_in_flight_leaves_nothing(kube: KubeHarness) -> None:
+def test_deleted_while_the_create_call_is_in_flight_leaves_nothing(kube: KubeNamespace) -> None:
     """The create answers late (the finalizer may already have looked): the instance must not survive."""
     env = {"REMOTE_OLLAMA_ORPHAN_GRACE": "0", "REMOTE_OLLAMA_ORPHAN_INTERVAL": "1"}
     with cloud_world(kube, SLOW_BOOT, env) as world:
@@ -71,7 +71,7 @@ def test_deleted_while_the_create_call_is_in_flight_leaves_nothing(kube: KubeHar
         assert world.calls("create-instance") == 1
 
 
-def test_killed_while_provisioning_then_deleted_cleans_up_on_restart(kube: KubeHarness) -> None:
+def test_killed_while_provisioning_then_deleted_cleans_up_on_restart(kube: KubeNamespace) -> None:
     with cloud_world(kube, SLOW_BOOT) as world:
         world.apply(credentials_secret())
         first = world.start_operator()

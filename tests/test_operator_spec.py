@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kube.harness import KubeHarness
-from operator_world import ROOT, CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
+from cluster.fixtures import KubeNamespace
+from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
 
 
 def patch_spec(world: CloudWorld, spec: str) -> None:
@@ -24,7 +24,7 @@ def ready_on(world: CloudWorld, instance_id: str) -> dict[str, Any] | None:
     return obj if ok else None
 
 
-def test_disk_size_replaces_the_vm_and_cidrs_change_in_place(kube: KubeHarness) -> None:
+def test_disk_size_replaces_the_vm_and_cidrs_change_in_place(kube: KubeNamespace) -> None:
     with cloud_world(kube) as world:
         world.apply(credentials_secret())
         world.start_operator()
@@ -52,8 +52,7 @@ def test_disk_size_replaces_the_vm_and_cidrs_change_in_place(kube: KubeHarness) 
         assert ingress(world) == ["10.0.0.0/8", "192.0.2.0/24"]
 
 
-def test_invalid_specs_are_refused_by_kubectl_naming_the_field(kube: KubeHarness) -> None:
-    kube.kubectl("apply", "-f", str(ROOT / "crds" / "remoteollama.yaml"), check=True)
+def test_invalid_specs_are_refused_by_kubectl_naming_the_field(kube: KubeNamespace) -> None:
     cases = {
         "spec.diskSize": {"diskSize": 5},
         "spec.instanceType": {"instanceType": "not a type"},

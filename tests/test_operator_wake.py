@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kube.harness import KubeHarness
+from cluster.fixtures import KubeNamespace
 from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
 
 from remote_ollama.operator.status import parse_time
@@ -40,19 +40,19 @@ def instance_state(world: CloudWorld) -> list[str]:
     return [i.state for i in world.instances()]
 
 
-def test_sleep_wake_suspend_and_the_cli(kube: KubeHarness) -> None:
+def test_sleep_wake_suspend_and_the_cli(kube: KubeNamespace) -> None:
     with cloud_world(kube) as world:
         world.apply(credentials_secret())
         world.start_operator()
         world.apply(remote_ollama(idle={"stopAfter": "10m"}))
         world.wait_phase("Ready")
 
-        text = run(world, str(BIN / "remote-ollama"), "status", "granite", "-n", "default")
-        assert "default/granite: Ready" in text
+        text = run(world, str(BIN / "remote-ollama"), "status", "granite", "-n", world.namespace)
+        assert f"{world.namespace}/granite: Ready" in text
         assert "endpoint: https://127." in text
         assert "scales to zero in 9m" in text or "scales to zero in 10m" in text, text
 
-        text = run(world, "kubectl", "remoteollama", "sleep", "granite", "-n", "default")
+        text = run(world, "kubectl", "remoteollama", "sleep", "granite", "-n", world.namespace)
         assert "sleep requested" in text
         obj = world.wait_phase("Stopped")
         wait_until(lambda: instance_state(world) == ["stopped"], 10, "instance stopped")
@@ -85,7 +85,7 @@ def test_sleep_wake_suspend_and_the_cli(kube: KubeHarness) -> None:
         obj = world.wait_phase("Stopped")
         wait_until(lambda: instance_state(world) == ["stopped"], 10, "instance stopped")
         later_second(obj)
-        text = run(world, str(BIN / "remote-ollama"), "wake", "granite", "-n", "default")
+        text = run(world, str(BIN / "remote-ollama"), "wake", "granite", "-n", world.namespace)
         assert "wake requested" in text
         world.wait_phase("Ready")
 
