@@ -14,7 +14,7 @@ import aiohttp
 import httpx
 import ollama
 import pytest
-from kube.harness import KubeHarness
+from cluster.fixtures import KubeNamespace
 from operator_world import credentials_secret, operator_world, remote_ollama, wait_until
 from proxy_world import world
 from subprocess_world import Program, clean_env, free_port
@@ -122,7 +122,7 @@ def test_standalone_first_contact_creates_nothing(sim: SimulatorThread, tmp_path
 
 
 def test_operator_mode_first_contact_and_a_restarted_proxy_answers_as_the_vm_did(
-    kube: KubeHarness, monkeypatch: pytest.MonkeyPatch
+    kube: KubeNamespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with operator_world(kube, monkeypatch) as world:
         world.apply(credentials_secret())

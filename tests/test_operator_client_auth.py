@@ -12,7 +12,7 @@ import ollama
 import openai
 import pytest
 import yaml
-from kube.harness import KubeHarness
+from cluster.fixtures import KubeNamespace
 from operator_world import credentials_secret, operator_world, remote_ollama, wait_until
 
 from remote_ollama.operator.access import KEY_REFRESH_SECONDS
@@ -22,7 +22,7 @@ OLD, NEW = "team-a-key-0123456789abcdef", "team-a-key-rotated-9876543210"
 
 def keys_secret(**keys: str) -> str:
     """`data`, not `stringData`: `kubectl apply` then removes a key left out (rotation)."""
-    meta = {"name": "granite-clients", "namespace": "default"}
+    meta = {"name": "granite-clients"}  # the test's namespace (kubectl's context)
     data = {k: base64.b64encode(v.encode()).decode() for k, v in keys.items()}
     return yaml.safe_dump({"apiVersion": "v1", "kind": "Secret", "metadata": meta, "data": data})
 
@@ -39,7 +39,7 @@ def status_of(url: str, path: str, key: str | None = None, method: str = "GET", 
 
 
 def test_client_keys_model_management_and_rotation(
-    kube: KubeHarness, monkeypatch: pytest.MonkeyPatch
+    kube: KubeNamespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with operator_world(kube, monkeypatch) as world:
         world.apply(credentials_secret())
