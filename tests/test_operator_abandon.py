@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 import yaml
-from kube.harness import KubeHarness
+from cluster.fixtures import KubeNamespace
 from operator_world import KEY, CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
 
 from remote_ollama.resource import ANN_ABANDON_CLOUD_OBJECTS
@@ -23,14 +23,14 @@ def wrong_secret() -> str:
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "exoscale", "namespace": "default"},
+            "metadata": {"name": "exoscale"},  # the test's namespace (kubectl's context)
             "stringData": {"api-key": KEY, "api-secret": "not-the-secret"},
         }
     )
 
 
 def events(world: CloudWorld) -> list[dict[str, Any]]:
-    out = world.kube.kubectl("get", "events", "-n", "default", "-o", "json")
+    out = world.kube.kubectl("get", "events", "-n", world.namespace, "-o", "json")
     items: list[dict[str, Any]] = json.loads(out.stdout)["items"] if out.returncode == 0 else []
     return items
 
@@ -41,7 +41,7 @@ def refused(world: CloudWorld) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "False" and "redential" in c["reason"] for c in conds)
 
 
-def test_wrong_credentials_and_nothing_created_deletes_at_once(kube: KubeHarness) -> None:
+def test_wrong_credentials_and_nothing_created_deletes_at_once(kube: KubeNamespace) -> None:
     with cloud_world(kube) as world:
         world.apply(wrong_secret())
         world.start_operator()
@@ -52,7 +52,7 @@ def test_wrong_credentials_and_nothing_created_deletes_at_once(kube: KubeHarness
         assert world.instances() == []
 
 
-def test_a_vm_left_behind_waits_for_the_secret_or_the_abandon_annotation(kube: KubeHarness) -> None:
+def test_a_vm_left_behind_waits_for_the_secret_or_the_abandon_annotation(kube: KubeNamespace) -> None:
     with cloud_world(kube) as world:
         world.apply(credentials_secret())
         world.start_operator()

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 import yaml
-from kube.harness import KubeHarness
+from cluster.fixtures import KubeNamespace
 from operator_world import credentials_secret, operator_world, remote_ollama, wait_until
 
 FOREIGN_SERVICE = {
     "apiVersion": "v1",
     "kind": "Service",
-    "metadata": {"name": "granite", "namespace": "default", "labels": {"team": "b"}},
+    "metadata": {"name": "granite", "labels": {"team": "b"}},  # the test's namespace
     "spec": {"selector": {"app": "their-ollama"}, "ports": [{"port": 80, "targetPort": 8080}]},
 }
 
@@ -25,7 +25,7 @@ def ready_condition(obj: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def test_a_taken_name_is_reported_and_left_untouched(
-    kube: KubeHarness, monkeypatch: pytest.MonkeyPatch
+    kube: KubeNamespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with operator_world(kube, monkeypatch) as world:
         world.apply(yaml.safe_dump(FOREIGN_SERVICE))
@@ -41,7 +41,7 @@ def test_a_taken_name_is_reported_and_left_untouched(
             30,
             "Ready=False NameConflict",
         )
-        assert cond["status"] == "False" and "Service default/granite" in cond["message"]
+        assert cond["status"] == "False" and f"Service {kube.namespace}/granite" in cond["message"]
         after = world.get("service", "granite")
         assert after is not None
         assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
@@ -54,7 +54,7 @@ def test_a_taken_name_is_reported_and_left_untouched(
             events = json.loads(kube.kubectl("get", "events", "-o", "json").stdout)["items"]
             return [e for e in events if e.get("reason") == "NameConflict" and e.get("type") == "Warning"]
 
-        assert "Service default/granite" in wait_until(warned, 20, "Warning Event")[0]["message"]
+        assert f"Service {kube.namespace}/granite" in wait_until(warned, 20, "Warning Event")[0]["message"]
 
         kube.kubectl("delete", "rol", "granite", "--wait=false", check=True)
         wait_until(lambda: world.get("remoteollama", "granite") is None, 30, "resource gone")
@@ -63,7 +63,7 @@ def test_a_taken_name_is_reported_and_left_untouched(
 
 
 def test_network_policy_admits_the_own_namespace_and_follows_the_spec(
-    kube: KubeHarness, monkeypatch: pytest.MonkeyPatch
+    kube: KubeNamespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with operator_world(kube, monkeypatch) as world:
         world.apply(credentials_secret())
