@@ -31,7 +31,7 @@ class PolicyEvaluator:
             "namespace": meta["namespace"],
             "name": meta["name"],
             "operation": "UPDATE",
-            "subResource": sub_resource,
+            **({"subResource": sub_resource} if sub_resource else {}),  # the API server omits it when empty
         }
         activation: dict[str, Any] = {
             "request": celpy.json_to_cel(request),
