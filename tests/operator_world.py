@@ -102,7 +102,8 @@ class LogCollector(logging.Handler):
 class OperatorWorld:
     def __init__(self, kube: KubeNamespace, sim: SimulatorThread):
         self.kube, self.sim = kube, sim
-        self.procs: list[subprocess.Popen[str]] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.proxy_logs: list[Path] = []
 
     # -- cluster helpers -------------------------------------------------------------------------------
     def apply(self, manifest: str) -> None:
@@ -156,21 +157,25 @@ class OperatorWorld:
         command = container.get("command") or [
             shutil.which("remote-ollama") or str(Path(sys.executable).parent / "remote-ollama")
         ]
-        proc = subprocess.Popen(
-            [*command, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
+        log_path = self.kube.workdir / f"proxy-{len(self.procs)}.log"
+        self.proxy_logs.append(log_path)
+        with log_path.open("ab") as out:  # a file, not a pipe nobody reads (a full pipe blocks it)
+            proc = subprocess.Popen([*command, *args], env=env, stdout=out, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         url = f"http://127.0.0.1:{port}"
 
         def healthy() -> bool:
             if proc.poll() is not None:
-                raise AssertionError(f"proxy exited: {proc.stdout.read() if proc.stdout else ''}")
+                raise AssertionError(f"proxy exited: {log_path.read_text(errors='replace')}")
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return True
             return False
 
         wait_until(healthy, 20, "proxy listening")
         return url
+
+    def proxy_log(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')}" for p in self.proxy_logs)
 
     def stop_procs(self) -> None:
         for proc in self.procs:
@@ -218,6 +223,9 @@ def operator_world(
         with runner:
             yield world
             world.stop_procs()
+    except BaseException:
+        print(world.proxy_log())
+        raise
     finally:
         logging.getLogger().removeHandler(collector)
         world.stop_procs()
@@ -225,6 +233,7 @@ def operator_world(
     if runner.exception is not None and not isinstance(runner.exception, SystemExit):
         raise runner.exception
     assert_no_forbidden("\n".join(collector.lines), "the operator")
+    assert_no_forbidden(world.proxy_log(), "the proxy")
 
 
 # -- the operator as a process (kill tests, peering, bench) ---------------------------------------------
@@ -345,9 +354,11 @@ def cloud_world(
         yield world
     except BaseException:
         print(world.logs())
+        print(world.proxy_log())
         raise
     finally:
         world.stop_all()
         sim.stop()
     for op in world.operators:
         assert_no_forbidden(op.log(), op.log_path.name)
+    assert_no_forbidden(world.proxy_log(), "the proxy")
