@@ -9,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from kube.harness import KubeHarness
+from cluster.fixtures import KubeNamespace
 from operator_world import credentials_secret, operator_world, remote_ollama, wait_until
 
 from remote_ollama.sandbox.exoscale_state import SimTimings
@@ -18,12 +18,14 @@ STOP_AFTER, INTERVAL = 1.0, 3.0
 SLOW = SimTimings(boot=0.3, stop=0.3, destroy=0.3, operation=0.05, cloud_init=0.2, pull=0.1, token=0.7)
 
 
-def test_a_long_generation_is_never_cut(kube: KubeHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_long_generation_is_never_cut(kube: KubeNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
     with operator_world(kube, monkeypatch, timings=SLOW) as world:
         world.apply(credentials_secret())
         world.apply(remote_ollama(idle={"stopAfter": "1s"}, activityInterval="3s", warmUp=False))
-        world.wait_phase("Ready", timeout=40)
+        # the proxy first (its ServiceAccount token is minted by the API server): the request must
+        # begin within stopAfter of Ready, or the VM is rightly stopped before it arrives
         url = world.start_proxy()
+        world.wait_phase("Ready", timeout=40)
         with (
             httpx.Client(timeout=60) as http,
             http.stream(

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from kube.harness import KubeHarness
+from cluster.fixtures import KubeNamespace
 from operator_world import OperatorWorld, credentials_secret, operator_world, remote_ollama, wait_until
 
 HOLD = "120s"
@@ -47,7 +47,7 @@ def answered_at_once_with(url: str, reason: str) -> dict[str, Any]:
     [("not-authorized", "InstanceTypeNotAuthorized"), ("gpu-quota-0", "QuotaExceeded")],
 )
 def test_cloud_refusal_is_answered_at_once(
-    kube: KubeHarness, monkeypatch: pytest.MonkeyPatch, cause: str, reason: str
+    kube: KubeNamespace, monkeypatch: pytest.MonkeyPatch, cause: str, reason: str
 ) -> None:
     with operator_world(kube, monkeypatch) as world:
         if cause == "not-authorized":
@@ -69,7 +69,7 @@ def test_cloud_refusal_is_answered_at_once(
         assert counted is not None and counted >= 1
 
 
-def test_invalid_spec_is_answered_at_once(kube: KubeHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_invalid_spec_is_answered_at_once(kube: KubeNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
     """A spec edited into one the CRD accepts but the operator cannot use (an unknown family)."""
     with operator_world(kube, monkeypatch) as world:
         world.apply(credentials_secret())

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from kube.harness import KubeHarness
+from cluster.fixtures import KubeNamespace
 from operator_world import credentials_secret, operator_world, remote_ollama, wait_until
 
 from remote_ollama.cloud.async_cloud import AsyncExoscaleCloud
@@ -51,7 +51,7 @@ async def test_standalone_is_ready_within_a_second_of_ollama_answering(tmp_path:
 
 
 def test_operator_is_ready_within_a_second_of_ollama_answering(
-    kube: KubeHarness, monkeypatch: pytest.MonkeyPatch
+    kube: KubeNamespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with operator_world(kube, monkeypatch, timings=SLOW_CLOUD_INIT) as world:
         sim: SimulatorThread = world.sim
