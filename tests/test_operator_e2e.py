@@ -106,6 +106,9 @@ def test_apply_ready_serve_idle_wake_delete(kube: KubeNamespace, monkeypatch: py
         obj = world.wait_phase("Ready", timeout=10)
         assert obj["status"]["lastWake"]["seconds"] > 0
 
+        # the proxy goes first: once deletion begins the operator removes its Role, and a last
+        # activity write would be refused by design (403), hiding a real refusal among them
+        world.stop_procs()
         kube.kubectl("delete", "rol", "granite", "--wait=false", check=True)
         wait_until(lambda: world.get("remoteollama", "granite") is None, 30, "resource gone")
         assert world.instances() == []
@@ -120,7 +123,7 @@ def test_apply_ready_serve_idle_wake_delete(kube: KubeNamespace, monkeypatch: py
         operator_user = f"system:serviceaccount:{release.namespace}:{release.serviceaccount}"
         proxy_user = f"system:serviceaccount:{kube.namespace}:{obj['metadata']['name']}-proxy"
         refused = [
-            (e["user"]["username"], e["verb"], e["requestURI"])
+            (e["requestReceivedTimestamp"], e["user"]["username"], e["verb"], e["requestURI"])
             for e in audit
             if e["user"]["username"] in (operator_user, proxy_user) and e["responseStatus"]["code"] == 403
         ]
