@@ -8,7 +8,7 @@ import base64
 import ollama
 import pytest
 import yaml
-from kube.harness import KubeHarness
+from cluster.fixtures import KubeNamespace
 from operator_world import credentials_secret, operator_world, remote_ollama, wait_until
 
 
@@ -18,7 +18,7 @@ def files(user_data: str) -> dict[str, str]:
 
 
 def test_user_data_holds_no_bearer_secret_and_no_private_key_after_ready(
-    kube: KubeHarness, monkeypatch: pytest.MonkeyPatch
+    kube: KubeNamespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with operator_world(kube, monkeypatch) as world:
         world.apply(credentials_secret())
