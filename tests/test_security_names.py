@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
+from crd_schema import validate_remoteollama
 
 from remote_ollama.operator.context import OPERATOR, ResourceContext
 from remote_ollama.operator.kubeapi import KubeAPI, path_for, segment
-from remote_ollama.resource import Spec
+from remote_ollama.resource import Spec, SpecError, parse_spec
 
 TRAVERSAL = "../../team-b/secrets/exoscale-credentials"
 TEAM_B_SECRET = "/api/v1/namespaces/team-b/secrets/exoscale-credentials"
@@ -96,3 +97,16 @@ async def test_credentials_status_does_not_tell_whether_a_secret_exists_elsewher
             assert cloud is None and problem is not None and "not a valid" in problem
     finally:
         OPERATOR._api = None
+
+
+@pytest.mark.parametrize("field", ["credentialsSecretRef", "clientAuth"])
+def test_the_crd_and_the_parser_refuse_a_traversing_name(field: str) -> None:
+    ref = {"name": TRAVERSAL}
+    spec = {"credentialsSecretRef": {"name": "exoscale"}}
+    spec[field] = ref if field == "credentialsSecretRef" else {"secretRef": ref}
+    with pytest.raises(SpecError):
+        parse_spec(spec)
+    body = {"apiVersion": "remoteollama.dev/v1alpha1", "kind": "RemoteOllama", "spec": spec}
+    body["metadata"] = {"name": "llm", "namespace": "team-a"}
+    with pytest.raises(Exception, match="does not match"):
+        validate_remoteollama(body)
