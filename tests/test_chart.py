@@ -241,7 +241,6 @@ def test_default_install_is_the_operator_and_nothing_else(
 ) -> None:
     objects, _ = default_install
     assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == [
-        ("ClusterKopfPeering", "remote-ollama"),
         ("ClusterRole", "remote-ollama"),
         ("ClusterRoleBinding", "remote-ollama"),
         ("Deployment", "remote-ollama"),
@@ -426,7 +425,7 @@ EXPECTED_GRANTS = {
     ("rbac.authorization.k8s.io", "rolebindings"): {"get", "create", "patch", "delete"},
     ("", "events"): {"create"},
     ("", "namespaces"): {"get"},
-    ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
+    ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch", "create"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
 }
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from cluster.control_plane import ControlPlane
 from crd_schema import validate_remoteollama
 from test_chart import STANDARD_LABELS, render, validate_k8s
 
@@ -60,7 +61,6 @@ def test_every_applied_file_holds_only_valid_kubernetes_objects() -> None:
 
 def test_install_is_the_operator_and_nothing_else() -> None:
     assert sorted(key(o) for o in install_objects()) == [
-        ("ClusterKopfPeering", "remote-ollama"),
         ("ClusterRole", "remote-ollama"),
         ("ClusterRoleBinding", "remote-ollama"),
         ("CustomResourceDefinition", "clusterkopfpeerings.kopf.dev"),
@@ -193,3 +193,23 @@ def test_examples_cover_the_three_idle_policies() -> None:
 
     destroy = validate_remoteollama(example("destroy-on-idle.yaml"))["spec"]["idle"]
     assert parse_duration(destroy["stopAfter"]) > 0 and parse_duration(destroy["destroyAfter"]) == 0
+
+
+def test_kubectl_apply_f_installs_on_a_fresh_cluster_in_one_pass(control_plane: ControlPlane) -> None:
+    """The README's `kubectl apply -f manifests/`, once, on an empty real API server: every object is
+    accepted in file order (a CRD before its objects, the namespace before its contents), and the
+    examples are RemoteOllamas that server then accepts too."""
+    with control_plane.fresh_apiserver("manifests") as kubeconfig:
+        out = control_plane.kubectl("apply", "-f", str(MANIFESTS), kubeconfig=kubeconfig)
+        assert out.returncode == 0, out.stderr
+        applied = {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
+        assert len(applied) == len(install_objects()), out.stdout
+        for kind, name in (("deployment", "remote-ollama"), ("serviceaccount", "remote-ollama")):
+            got = control_plane.kubectl("get", kind, name, "-n", "remote-ollama", kubeconfig=kubeconfig)
+            assert got.returncode == 0, got.stderr
+        control_plane.kubectl("create", "namespace", "ai", kubeconfig=kubeconfig)
+        for path in sorted(EXAMPLES.glob("*.yaml")):
+            dry = control_plane.kubectl(
+                "apply", "--dry-run=server", "-n", "ai", "-f", str(path), kubeconfig=kubeconfig
+            )
+            assert dry.returncode == 0, f"{path.name}: {dry.stderr}"

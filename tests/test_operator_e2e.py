@@ -33,6 +33,7 @@ JUSTIFIED_UNUSED = {
     ("kopf.dev", "clusterkopfpeerings", "list"),
     ("kopf.dev", "clusterkopfpeerings", "watch"),
     ("kopf.dev", "clusterkopfpeerings", "patch"),
+    ("kopf.dev", "clusterkopfpeerings", "create"),
 }
 
 

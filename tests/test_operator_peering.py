@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from cluster.fixtures import KubeNamespace
-from operator_world import ROOT, CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
+from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
 
 
 def peers(world: CloudWorld) -> dict[str, object]:
@@ -17,13 +17,14 @@ def peers(world: CloudWorld) -> dict[str, object]:
 
 def test_only_the_highest_priority_replica_acts(kube: KubeNamespace) -> None:
     with cloud_world(kube) as world:
-        kube.kubectl("apply", "-f", str(ROOT / "manifests" / "02-crd-kopf-peering.yaml"), check=True)
-        kube.kubectl("apply", "-f", str(ROOT / "manifests" / "05-kopf-peering.yaml"), check=True)
+        # the peering CRD came with the chart; the object itself is created by the first replica
+        kube.kubectl("delete", "clusterkopfpeering", "remote-ollama", "--ignore-not-found", check=True)
         low = world.start_operator(standalone=False, REMOTE_OLLAMA_PRIORITY="10")
         high = world.start_operator(standalone=False, REMOTE_OLLAMA_PRIORITY="20")
         wait_until(lambda: len(peers(world)) == 2, 20, "both replicas registered in the peering")
         priorities = sorted(int(p["priority"]) for p in peers(world).values())  # type: ignore[index]
         assert priorities == [10, 20]
+        assert "created the ClusterKopfPeering remote-ollama" in low.log() + high.log()
         wait_until(lambda: "Pausing operations" in low.log(), 20, "the low-priority replica pauses")
 
         world.apply(credentials_secret())

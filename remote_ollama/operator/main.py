@@ -10,6 +10,8 @@ import kopf
 from prometheus_client import start_http_server
 
 from ..runloop import run
+from .kubeapi import KubeAPI
+from .peering import PEERING, ensure_peering
 
 
 def peering_priority(env: dict[str, str]) -> int:
@@ -27,14 +29,22 @@ def run_operator(args: argparse.Namespace) -> int:
     port = int(os.environ.get("REMOTE_OLLAMA_METRICS_PORT", "9090"))
     if port:
         start_http_server(port, registry=OPERATOR.metrics.registry)
-    run(
-        kopf.operator(
-            clusterwide=not args.namespace,
-            namespaces=args.namespace or (),
-            liveness_endpoint=args.liveness,
-            standalone=args.standalone,
-            peering_name="remote-ollama",
-            priority=peering_priority(dict(os.environ)),
-        )
-    )
+    run(_operate(args))
     return 0
+
+
+async def _operate(args: argparse.Namespace) -> None:
+    if not args.standalone:
+        api = KubeAPI.from_environment()
+        try:
+            await ensure_peering(api, PEERING)
+        finally:
+            await api.close()
+    await kopf.operator(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace or (),
+        liveness_endpoint=args.liveness,
+        standalone=args.standalone,
+        peering_name=PEERING,
+        priority=peering_priority(dict(os.environ)),
+    )
