@@ -6,12 +6,16 @@ the actions it returns, so there is one lifecycle with two shells.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from itertools import pairwise
+from typing import Any
 
 from .cost import BudgetVerdict
+from .observed import GONE as GONE
+from .observed import TRANSITIONAL as TRANSITIONAL
+from .observed import ObservedInstance as ObservedInstance
 from .resource import LABEL_SPEC_HASH, VM_PORT, IdleMode, Spec, format_duration
 from .schedule import active_window, next_edge
 from .vocabulary import ConditionType
@@ -26,26 +30,6 @@ class Phase(StrEnum):
     STOPPED = "Stopped"
     DELETING = "Deleting"
     FAILED = "Failed"
-
-
-# Exoscale instance states, grouped by what the lifecycle does with them.
-TRANSITIONAL = {"starting", "stopping", "migrating"}
-GONE = {"destroying", "destroyed", "expunging"}
-
-
-@dataclass(frozen=True)
-class ObservedInstance:
-    """What the cloud says about our instance (adapter output, lifecycle input)."""
-
-    id: str
-    state: str
-    public_ip: str | None = None
-    zone: str = ""
-    instance_type: str = ""
-    template_id: str = ""
-    disk_size: int = 0
-    labels: dict[str, str] = field(default_factory=dict)
-    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -558,3 +542,36 @@ def _has_model(present: tuple[str, ...], wanted: str) -> bool:
     """Ollama reports `name:tag`; a spec may omit `:latest`."""
     full = wanted if ":" in wanted.rsplit("/", 1)[-1] else f"{wanted}:latest"
     return wanted in present or full in present
+
+
+# -- Memory as JSON (the state file, status.lifecycle) ----------------------------------------------
+
+
+def _json_time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+
+
+def memory_to_json(mem: Memory) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in asdict(mem).items():
+        out[key] = (
+            value.isoformat() if isinstance(value, datetime) else str(value) if key == "phase" else value
+        )
+    return out
+
+
+def memory_from_json(data: dict[str, Any]) -> Memory:
+    kw: dict[str, Any] = {}
+    for f in fields(Memory):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if f.name == "phase":
+            kw[f.name] = Phase(value) if value in Phase._value2member_map_ else Phase.PENDING
+        elif f.name in ("instance_id",):
+            kw[f.name] = value or None
+        elif f.name == "destroyed_for_idle":
+            kw[f.name] = bool(value)
+        else:
+            kw[f.name] = _json_time(value)
+    return Memory(**kw)

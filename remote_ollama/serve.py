@@ -14,8 +14,8 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from .cloud.async_cloud import AsyncExoscaleCloud
+from .metrics import LifecycleMetrics
 from .ollama_release import DEFAULT_OLLAMA_IMAGE, version_of
-from .operator.metrics import OperatorMetrics
 from .proxy.app import PROXY_KEY, make_proxy_app, start_proxy
 from .proxy.guard import is_loopback_address
 from .proxy.interfaces import ProxySettings, wake_progress_from_env
@@ -64,7 +64,7 @@ async def serve_standalone(
     app[PROXY_KEY].cache.learn(controller.saved.ollama or {})
     controller.on_answer = app[PROXY_KEY].cache.learn
     # the wake phase histograms (remote_ollama_wake_seconds) on the proxy's /metrics
-    controller.on_wake = OperatorMetrics(app[PROXY_KEY].metrics.registry).observe_wake
+    controller.on_wake = LifecycleMetrics(app[PROXY_KEY].metrics.registry).observe_wake
     runner, _ = await start_proxy(app, host, port, shutdown_timeout=drain_timeout)
     controller.start()
     stop = stop or asyncio.Event()

@@ -10,43 +10,13 @@ import json
 import os
 import secrets
 import tempfile
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .cloud.pki import VMCredentials
-from .lifecycle import Memory, Phase
-
-
-def _dt(value: Any) -> datetime | None:
-    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
-
-
-def memory_to_json(mem: Memory) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in asdict(mem).items():
-        out[key] = (
-            value.isoformat() if isinstance(value, datetime) else str(value) if key == "phase" else value
-        )
-    return out
-
-
-def memory_from_json(data: dict[str, Any]) -> Memory:
-    kw: dict[str, Any] = {}
-    for f in fields(Memory):
-        if f.name not in data:
-            continue
-        value = data[f.name]
-        if f.name == "phase":
-            kw[f.name] = Phase(value) if value in Phase._value2member_map_ else Phase.PENDING
-        elif f.name in ("instance_id",):
-            kw[f.name] = value or None
-        elif f.name == "destroyed_for_idle":
-            kw[f.name] = bool(value)
-        else:
-            kw[f.name] = _dt(value)
-    return Memory(**kw)
+from .lifecycle import Memory, memory_from_json, memory_to_json
 
 
 @dataclass
@@ -73,7 +43,8 @@ class StateFile:
         state = StandaloneState(owner_id=str(data.get("owner_id") or StandaloneState().owner_id))
         state.credentials = data.get("credentials") or None
         state.memory = memory_from_json(data.get("memory") or {})
-        state.last_activity = _dt(data.get("last_activity"))
+        raw = data.get("last_activity")
+        state.last_activity = datetime.fromisoformat(raw) if isinstance(raw, str) and raw else None
         state.cost = data.get("cost") if isinstance(data.get("cost"), dict) else None
         state.ollama = data.get("ollama") if isinstance(data.get("ollama"), dict) else None
         return state

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from crd_schema import validate_remoteollama
 
 from remote_ollama.lifecycle import Decision, Memory, Phase, WakeTiming
-from remote_ollama.operator.metrics import OperatorMetrics
+from remote_ollama.metrics import LifecycleMetrics
 from remote_ollama.operator.status import lifecycle_json, memory_from, status_patch
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -88,7 +88,7 @@ def test_wake_milestones_in_progress_survive_an_operator_restart() -> None:
 
 
 def test_operator_histograms_per_phase() -> None:
-    metrics = OperatorMetrics()
+    metrics = LifecycleMetrics()
     metrics.observe_wake(WAKE)
     sample = metrics.registry.get_sample_value
     expected = {"to_running": 40.0, "to_ollama": 15.0, "to_models": 5.0, "to_ready": 35.0, "total": 95.0}
@@ -98,7 +98,7 @@ def test_operator_histograms_per_phase() -> None:
 
 
 def test_a_wake_with_unknown_milestones_reports_only_whole_phases() -> None:
-    metrics = OperatorMetrics()
+    metrics = LifecycleMetrics()
     metrics.observe_wake(replace(WAKE, ollama_at=None))
     sample = metrics.registry.get_sample_value
     assert sample("remote_ollama_wake_seconds_count", {"phase": "to_ollama"}) is None

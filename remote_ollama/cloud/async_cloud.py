@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..lifecycle import ObservedInstance
+from ..observed import ObservedInstance
 from ..resource import VM_PORT
 from .exoscale import ExoscaleCloud
 from .transport import JSON

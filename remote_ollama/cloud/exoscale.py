@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from ..lifecycle import GONE, ObservedInstance
+from ..observed import GONE, ObservedInstance
 from ..resource import (
     LABEL_CLUSTER,
     LABEL_MANAGED_BY,

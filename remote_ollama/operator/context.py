@@ -23,6 +23,7 @@ from ..cloud.async_cloud import AsyncExoscaleCloud
 from ..cloud.errors import CloudError
 from ..cloud.pki import VMCredentials
 from ..lifecycle import GONE, WakeTiming
+from ..metrics import LifecycleMetrics
 from ..reconciler import CredentialStore, Reconciler, Target, instance_name
 from ..resource import (
     GROUP,
@@ -39,7 +40,6 @@ from ..resource import (
 )
 from . import children
 from .kubeapi import KubeAPI, KubeError, path_for
-from .metrics import OperatorMetrics
 from .ownership import NameConflict, apply_owned, owned_by
 
 log = logging.getLogger("remote_ollama.operator")
@@ -157,7 +157,7 @@ class Operator:
         # every account and zone seen, with a resource to report on: swept even when no round runs
         self._sweep_targets: dict[tuple[str, str], tuple[AsyncExoscaleCloud, kopf.Body]] = {}
         self._sweeper: asyncio.Task[None] | None = None
-        self.metrics = OperatorMetrics()
+        self.metrics = LifecycleMetrics()
         # what "now" is for the lifecycle and cost (tests replace it to simulate days and months)
         self.clock: Callable[[], datetime] = _utcnow
         self.cloud_options: dict[str, Any] = {}

@@ -8,9 +8,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from ..lifecycle import Activity, Condition, Decision, Memory, ObservedInstance
+from ..lifecycle import (
+    Activity,
+    Condition,
+    Decision,
+    Memory,
+    ObservedInstance,
+    memory_from_json,
+    memory_to_json,
+)
 from ..resource import ANN_IN_FLIGHT, ANN_LAST_ACTIVITY, ANN_SLEEP_REQUESTED, ANN_WAKE_REQUESTED, PROXY_PORT
-from ..state_file import memory_from_json, memory_to_json
 from ..vocabulary import ConditionType, Reason
 
 JSON = dict[str, Any]

@@ -1,15 +1,16 @@
-"""Operator metrics: wake phase histograms and reconcile outcomes, in Prometheus format."""
+"""Lifecycle metrics of both shells: wake phase histograms and cloud errors, in Prometheus format
+(the operator serves them on its metrics port, standalone on the proxy's /metrics)."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from ..lifecycle import WakeTiming
+from .lifecycle import WakeTiming
 
 WAKE_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200)
 
 
-class OperatorMetrics:
+class LifecycleMetrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
         self.wake_seconds = Histogram(
