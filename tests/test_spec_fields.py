@@ -39,10 +39,10 @@ def crd_nodes(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[
 def described(node: dict[str, Any]) -> dict[str, Any]:
     """What the table says about a node, read from the CRD."""
     if node.get("x-kubernetes-int-or-string"):
-        (number,) = [b for b in node["anyOf"] if b["type"] == "integer"]
-        (text,) = [b for b in node["anyOf"] if b["type"] == "string"]
-        assert text == {"type": "string", "minLength": 1, "pattern": DURATION_PATTERN}
-        out = {"type": "duration", "minimum": number.get("minimum")}
+        # structural int-or-string: branch types only, each bound on the node applies to its own type
+        assert sorted(b["type"] for b in node["anyOf"]) == ["integer", "string"]
+        assert (node.get("minLength"), node.get("pattern")) == (1, DURATION_PATTERN)
+        out = {"type": "duration", "minimum": node.get("minimum")}
         if "default" in node:
             out["default"] = node["default"]
         return out
