@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from cluster.fixtures import KubeNamespace
@@ -54,3 +55,33 @@ def test_edited_children_are_reset_by_the_periodic_repair(kube: KubeNamespace) -
             )
 
         wait_until(repaired, 10, "Service port and Deployment replicas reset")
+
+
+CHILD_KINDS = "deployment,service,serviceaccount,role,rolebinding,secret,networkpolicy"
+
+
+def owned_by(world: CloudWorld, uid: str) -> list[str]:
+    out = world.kube.kubectl("get", CHILD_KINDS, "-o", "json", check=True)
+    return [
+        f"{o['kind']}/{o['metadata']['name']}"
+        for o in json.loads(out.stdout)["items"]
+        if any(ref["uid"] == uid for ref in o["metadata"].get("ownerReferences") or [])
+    ]
+
+
+def test_children_are_deleted_by_the_garbage_collector_through_their_owner_references(
+    kube: KubeNamespace,
+) -> None:
+    """With no operator running and the finalizer dropped, only kube-controller-manager's garbage
+    collector can remove the children: it does so only if their ownerReferences are right."""
+    with cloud_world(kube) as world:
+        operator = world.start_operator()
+        world.apply(credentials_secret())
+        world.apply(remote_ollama(suspend=True))
+        uid = world.uid()
+        children = wait_until(lambda: len(owned_by(world, uid)) >= 6 and owned_by(world, uid), 30, "children")
+        assert {c.split("/")[0] for c in children} >= {"Deployment", "Service", "ServiceAccount", "Role"}
+        operator.stop()
+        kube.kubectl("patch", "rol", "granite", "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+        kube.kubectl("delete", "rol", "granite", "--wait=false", check=True)
+        wait_until(lambda: owned_by(world, uid) == [], 60, f"the garbage collector to delete {children}")

@@ -86,3 +86,23 @@ def test_killed_while_provisioning_then_deleted_cleans_up_on_restart(kube: KubeN
         wait_until(lambda: world.get("remoteollama", "granite") is None, 30, "resource gone")
         wait_until(lambda: nothing_left(world, uid), 10, "no instance, security group or secret")
         assert world.calls("create-instance") == 1
+
+
+def test_watches_survive_a_kube_apiserver_restart(kube: KubeNamespace) -> None:
+    """kube-apiserver stops and starts again (same port, same etcd) under a running operator: the
+    operator's watches reconnect, and changes made afterwards reach it, without it restarting."""
+    with cloud_world(kube) as world:
+        world.apply(credentials_secret())
+        operator = world.start_operator()
+        world.apply(remote_ollama(idle={"stopAfter": "10m"}))
+        world.wait_phase("Ready", timeout=40)
+
+        kube.plane.restart_apiserver()
+        world.apiserver_restarted = True
+
+        kube.kubectl("patch", "rol", "granite", "--type=merge", "-p", '{"spec":{"suspend":true}}', check=True)
+        world.wait_phase("Stopped", timeout=60)
+        world.apply(remote_ollama("second", idle={"stopAfter": "10m"}))
+        world.wait_phase("Ready", name="second", timeout=60)
+        assert operator.alive() and world.operators == [operator]
+        assert world.calls("create-instance") == 2
