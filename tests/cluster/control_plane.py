@@ -10,6 +10,7 @@ what the operator and the proxy really did.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -37,8 +38,13 @@ AUDIT_POLICY = {
 }
 
 
+@functools.cache
 def build_binaries() -> Path:
-    """The directory holding kube-apiserver, kube-controller-manager, etcd and helm (built if missing)."""
+    """The directory holding kube-apiserver, kube-controller-manager, etcd and helm (built if missing).
+
+    Called once at the end of collection (tests/conftest.py), outside any test's timeout: a cold build
+    takes minutes, and no test runs beside it.
+    """
     override = os.environ.get("REMOTE_OLLAMA_KUBE_BIN")
     if override:
         return Path(override)
