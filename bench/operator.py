@@ -1,4 +1,5 @@
-"""Bench: the operator at 1, 50 and 200 RemoteOllamas against the Exoscale simulator and the emulated cluster.
+"""Bench: the operator at 1, 50 and 200 RemoteOllamas against the Exoscale simulator and a real
+kube-apiserver (tests/cluster: built once per machine, started fresh per size).
 
 The operator runs as its own process (`remote-ollama operator --standalone`), as in a cluster. Prints:
   - reconcile time to Ready, apply -> phase Ready minus the simulated boot (median, p95);
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -32,7 +34,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from kube.harness import KubeHarness  # noqa: E402
+from cluster.control_plane import ControlPlane, build_binaries  # noqa: E402
 from operator_world import KEY, SECRET, credentials_secret, free_port  # noqa: E402
 
 from remote_ollama import lifecycle  # noqa: E402
@@ -60,14 +62,21 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
 
 
-def http(kube: KubeHarness, method: str, path: str, body: Any = None, ctype: str = "application/json") -> Any:
+def http(
+    kube: ControlPlane, method: str, path: str, body: Any = None, ctype: str = "application/json"
+) -> Any:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(kube.url + path, data=data, method=method)
-    req.add_header("Authorization", "Bearer kmock-test-token")
     if data is not None:
         req.add_header("Content-Type", ctype)
-    with urllib.request.urlopen(req, timeout=30) as resp:
+    with urllib.request.urlopen(req, timeout=30, context=kube.admin_ssl_context()) as resp:
         return json.loads(resp.read())
+
+
+def kubectl(kube: ControlPlane, *args: str, input: str | None = None, timeout: float = 60) -> None:
+    out = kube.kubectl(*args, input=input, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {out.stderr}")
 
 
 def rss_mib(pid: int) -> float:
@@ -77,7 +86,7 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def phases(kube: KubeHarness) -> dict[str, str]:
+def phases(kube: ControlPlane) -> dict[str, str]:
     items = http(kube, "GET", ROL)["items"]
     return {i["metadata"]["name"]: (i.get("status") or {}).get("phase", "") for i in items}
 
@@ -106,16 +115,21 @@ def wait(predicate: Any, timeout: float, what: str, every: float = 0.2) -> Any:
 
 
 def run_size(n: int, args: argparse.Namespace) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp, KubeHarness(Path(tmp)) as kube:
+    with tempfile.TemporaryDirectory() as tmp:
+        kube = ControlPlane(Path(tmp), build_binaries()).start()
         sim = SimulatorThread(keys={KEY: SECRET}, timings=TIMINGS, gpu_quota=-1, instance_quota=-1)
         sim.start()
         env = {
-            **kube.env(),
+            **os.environ,
+            "KUBECONFIG": str(kube.kubeconfig),
             "EXOSCALE_API_ENDPOINT": sim.url,
             "REMOTE_OLLAMA_METRICS_PORT": "0",
         }
-        kube.kubectl("apply", "-f", str(ROOT / "crds" / "remoteollama.yaml"), check=True)
-        kube.kubectl("apply", "-f", "-", input=credentials_secret(), check=True)
+        kubectl(kube, "apply", "-f", str(ROOT / "crds" / "remoteollama.yaml"))
+        established = '{.status.conditions[?(@.type=="Established")].status}'
+        crd = ("get", "crd", "remoteollamas.remoteollama.dev", "-o", f"jsonpath={established}")
+        wait(lambda: kube.kubectl(*crd).stdout == "True", 30, "the CRD established")
+        kubectl(kube, "apply", "-n", "default", "-f", "-", input=credentials_secret())
         log = (Path(tmp) / "operator.log").open("wb")
         liveness = f"http://127.0.0.1:{free_port()}/healthz"
         proc = subprocess.Popen(
@@ -142,13 +156,14 @@ def run_size(n: int, args: argparse.Namespace) -> dict[str, float]:
             except subprocess.TimeoutExpired:
                 proc.kill()
             sim.stop()
+            kube.stop()
 
 
 def measure(
-    n: int, args: argparse.Namespace, kube: KubeHarness, sim: SimulatorThread, proc: subprocess.Popen[bytes]
+    n: int, args: argparse.Namespace, kube: ControlPlane, sim: SimulatorThread, proc: subprocess.Popen[bytes]
 ) -> dict[str, float]:
     applied = time.monotonic()
-    kube.kubectl("apply", "-f", "-", input=manifest(n), check=True, timeout=120)
+    kubectl(kube, "apply", "-f", "-", input=manifest(n), timeout=120)
     ready_at: dict[str, float] = {}
 
     def all_ready() -> bool:
@@ -193,13 +208,13 @@ def stamp() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def annotate(kube: KubeHarness, name: str, key: str) -> None:
+def annotate(kube: ControlPlane, name: str, key: str) -> None:
     patch = {"metadata": {"annotations": {f"remoteollama.dev/{key}": stamp()}}}
     http(kube, "PATCH", f"{ROL}/{name}", patch, "application/merge-patch+json")
 
 
 def wake_latencies(
-    n: int, args: argparse.Namespace, kube: KubeHarness, sim: SimulatorThread
+    n: int, args: argparse.Namespace, kube: ControlPlane, sim: SimulatorThread
 ) -> tuple[list[float], list[float]]:
     """--wakes wakes, cycling over up to --wakes resources, each run alone: sleep, then wake-requested.
 

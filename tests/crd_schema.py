@@ -10,8 +10,8 @@ import functools
 from pathlib import Path
 from typing import Any
 
+import structural
 import yaml
-from kube import schema as structural
 
 CRD_PATH = Path(__file__).resolve().parent.parent / "crds" / "remoteollama.yaml"
 

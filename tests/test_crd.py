@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from crd_schema import InvalidResource, apply_defaults, load_crd, openapi_schema, validate_remoteollama
-from kube.schema import evaluate_cel
 
 from remote_ollama import resource, spec_fields
 
@@ -221,15 +220,6 @@ def test_status_is_validated_too() -> None:
         validate_remoteollama(obj)
     paths = {path for path, _ in info.value.problems}
     assert {"status.phase", "status.conditions[0].status", "status.conditions[0].reason"} <= paths
-
-
-def test_cel_rule_destroy_after_requires_stop_after() -> None:
-    idle = openapi_schema()["properties"]["spec"]["properties"]["idle"]
-    (rule,) = idle["x-kubernetes-validations"]
-    assert evaluate_cel(rule["rule"], {"stopAfter": "30m", "destroyAfter": "24h"})
-    assert evaluate_cel(rule["rule"], {"stopAfter": "30m"})
-    assert evaluate_cel(rule["rule"], {})
-    assert not evaluate_cel(rule["rule"], {"destroyAfter": "24h"})
 
 
 def test_defaults_agree_with_resource_py() -> None:

@@ -1,7 +1,7 @@
 """End to end: status.cost over a simulated month turn, the Est-Cost column, and a daily budget cap.
 
 The operator's clock is replaced by one the test moves (hours pass in an instant); every other
-part is real: emulated cluster, kopf, the Exoscale simulator and the proxy process.
+part is real: a real kube-apiserver, kopf, the Exoscale simulator and the proxy process.
 """
 
 from __future__ import annotations

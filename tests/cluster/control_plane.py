@@ -202,9 +202,14 @@ class ControlPlane:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.etcd_port}/health", timeout=2) as resp:
             return bool(json.loads(resp.read()).get("health") == "true")
 
-    def wait_ready(self, url: str, deadline: float, daemon: Daemon) -> None:
+    def admin_ssl_context(self) -> ssl.SSLContext:
+        """TLS for raw HTTP requests as the admin (trusts the cluster CA, presents the admin cert)."""
         ctx = ssl.create_default_context(cafile=str(self.pki.ca_cert))
         ctx.load_cert_chain(str(self.pki.admin_cert), str(self.pki.admin_key))
+        return ctx
+
+    def wait_ready(self, url: str, deadline: float, daemon: Daemon) -> None:
+        ctx = self.admin_ssl_context()
 
         def ready() -> bool:
             try:

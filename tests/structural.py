@@ -1,7 +1,8 @@
-"""What a real API server does with a CRD's openAPIV3Schema: defaulting, pruning, validation.
+"""What a real API server does with a CRD's openAPIV3Schema: defaulting, pruning, validation, offline.
 
-Shared by the emulator (so invalid custom resources are rejected as a cluster would) and by
-`tests/crd_schema.py` (so examples, chart values and test fixtures can be checked offline).
+The one piece of the retired Kubernetes emulator kept: `tests/crd_schema.py` uses it to check
+examples, chart values and the many bad-input cases in milliseconds without a server; that it
+agrees with the real kube-apiserver is itself tested (tests/test_crd_server.py).
 CEL rules (`x-kubernetes-validations`) are evaluated by a tiny interpreter that understands the
 subset our CRDs use (`has()`, `!`, `&&`, `||`, comparisons, `size()`); any other rule is an error,
 so a rule can never be silently skipped.
@@ -69,7 +70,7 @@ def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
 
 
 def default_in_place(schema: dict[str, Any], value: Any) -> None:
-    """`apply_defaults` without the copy (the emulator defaults what it is about to store)."""
+    """`apply_defaults` without the copy."""
     _default_into(schema, value)
 
 
