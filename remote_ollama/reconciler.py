@@ -8,7 +8,6 @@ and how they are woken. The decisions themselves live in `lifecycle.py`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import ssl
@@ -23,10 +22,9 @@ from . import cost
 from .cloud.async_cloud import AsyncExoscaleCloud
 from .cloud.cloudinit import encode_user_data, render_user_data
 from .cloud.errors import CloudError
-from .cloud.pki import VMCredentials, generate_vm_credentials
+from .cloud.pki import generate_vm_credentials
 from .lifecycle import (
     GONE,
-    WARM_UP_TIMEOUT,
     Action,
     ActionKind,
     Activity,
@@ -37,27 +35,20 @@ from .lifecycle import (
     ObservedInstance,
     Phase,
     decide,
-    endpoint_for,
 )
 from .resource import (
-    API_KEY_HEADER,
     LABEL_CLUSTER,
     LABEL_MANAGED_BY,
     LABEL_MANAGED_BY_VALUE,
     LABEL_OWNER,
     LABEL_SPEC_HASH,
-    VM_TLS_SERVER_NAME,
     Spec,
 )
+from .vm_ollama import CredentialStore as CredentialStore
+from .vm_ollama import VMOllama
+from .vm_ollama import ollama_keep_alive as ollama_keep_alive
 
 log = logging.getLogger(__name__)
-
-PROBE_TIMEOUT = 5.0
-# While a VM comes up, its Ollama is asked this often (directly, not the cloud API), so the round
-# that declares it Ready runs within a second of it answering instead of at the next 5 s recheck.
-WATCH_INTERVAL = 0.25
-WATCH_ATTEMPT_TIMEOUT = 1.0
-WATCH_FOR = 1800.0
 
 
 @dataclass(frozen=True)
@@ -107,18 +98,8 @@ class Target:
         }
 
 
-class CredentialStore:
-    """Where the per-VM CA, certificate and API key live (a Secret, or the standalone state file)."""
-
-    async def load(self) -> VMCredentials | None:
-        raise NotImplementedError
-
-    async def save(self, creds: VMCredentials) -> None:
-        raise NotImplementedError
-
-
 @dataclass
-class Reconciler:
+class Reconciler(VMOllama):
     cloud: AsyncExoscaleCloud
     target: Target
     store: CredentialStore
@@ -197,65 +178,6 @@ class Reconciler:
                 return found
         return await self.cloud.find_instance(self.target.owner_uid, self.target.cluster)
 
-    def ssl_context(self, creds: VMCredentials) -> ssl.SSLContext:
-        """One context per CA (trusting it, presenting the client certificate it issued), so the
-        proxy's pool (keyed by context) survives unchanged credentials."""
-        if self._ssl is None or self._ssl[0] != creds.ca_pem:
-            self._ssl = (creds.ca_pem, creds.client_context())
-        return self._ssl[1]
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            # no keep-alive: probes are minutes apart, and hundreds of idle TLS connections cost memory
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT),
-                connector=aiohttp.TCPConnector(force_close=True),
-            )
-        return self._session
-
-    async def _vm_request(
-        self, instance: ObservedInstance, creds: VMCredentials, method: str, path: str, **kw: Any
-    ) -> Any:
-        url = f"{endpoint_for(instance.public_ip)}{path}"
-        async with self._http().request(
-            method,
-            url,
-            ssl=self.ssl_context(creds),
-            server_hostname=VM_TLS_SERVER_NAME,
-            headers={API_KEY_HEADER: creds.api_key} if creds.api_key else {},
-            **kw,
-        ) as resp:
-            resp.raise_for_status()
-            return await resp.json(content_type=None)
-
-    async def probe(self, instance: ObservedInstance | None) -> Health | None:
-        """Ask the VM's Ollama (through its TLS front, with the key) for its version and models."""
-        if instance is None or instance.state != "running" or not instance.public_ip:
-            return None
-        creds = await self.store.load()
-        if creds is None:
-            return None
-        try:
-            version = await self._vm_request(instance, creds, "GET", "/api/version")
-            tags = await self._vm_request(instance, creds, "GET", "/api/tags")
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            log.debug("probe of %s failed: %s", instance.id, type(exc).__name__)
-            return None
-        models = tuple(m.get("name") or m.get("model", "") for m in tags.get("models", []))
-        self.answered = {"version": str(version.get("version", "")), "models": list(tags.get("models", []))}
-        if self.on_answer is not None:
-            self.on_answer(self.answered)
-        return Health(str(version.get("version", "")), models, await self._loaded(instance, creds))
-
-    async def _loaded(self, instance: ObservedInstance, creds: VMCredentials) -> tuple[str, ...] | None:
-        """Models in memory (GET /api/ps); None when the VM does not say (no warm-up then)."""
-        try:
-            ps = await self._vm_request(instance, creds, "GET", "/api/ps")
-            return tuple(m.get("name") or m.get("model", "") for m in ps.get("models", []))
-        except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError) as exc:
-            log.debug("GET /api/ps on %s failed: %s", instance.id, type(exc).__name__)
-            return None
-
     # -- acting ------------------------------------------------------------------------------------------
 
     async def execute(self, decision: Decision, spec: Spec, instance: ObservedInstance | None) -> None:
@@ -290,33 +212,6 @@ class Reconciler:
         elif not coming_up and self._watch is not None:
             self._watch.cancel()
             self._watch = None
-
-    def _watch_for_ollama(self, instance: ObservedInstance) -> None:
-        """Ask the VM's Ollama every WATCH_INTERVAL until it answers, then `notify` the shell once.
-
-        One task at a time; the cloud API is not called (the shell's next round does that).
-        """
-        if self._watch is not None and not self._watch.done():
-            return
-        self._watch = asyncio.create_task(self._watch_ollama(instance))
-
-    async def _watch_ollama(self, instance: ObservedInstance) -> None:
-        creds = await self.store.load()
-        if creds is None:
-            return
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + WATCH_FOR
-        attempt = aiohttp.ClientTimeout(total=WATCH_ATTEMPT_TIMEOUT)
-        while loop.time() < give_up:
-            try:
-                await self._vm_request(instance, creds, "GET", "/api/version", timeout=attempt)
-            except (aiohttp.ClientError, TimeoutError, ValueError, OSError):
-                await asyncio.sleep(WATCH_INTERVAL)
-                continue
-            log.debug("instance %s: Ollama answers; looking now", instance.id)
-            if self.notify is not None:
-                self.notify()
-            return
 
     async def _scrub_user_data(self, spec: Spec, instance: ObservedInstance) -> None:
         """Once Ready, cloud-init has written the server key to the VM's disk: the user-data (which
@@ -385,58 +280,6 @@ class Reconciler:
             confirm=bool(spec.placements),
         )
 
-    def _start_pulls(self, instance: ObservedInstance, action: Action) -> None:
-        for model in action.models:
-            task = self._pulls.get(model)
-            if task is None or task.done():
-                self._pulls[model] = asyncio.create_task(self._pull(instance, model))
-
-    async def _pull(self, instance: ObservedInstance, model: str) -> None:
-        creds = await self.store.load()
-        if creds is None:
-            return
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
-            await self._vm_request(
-                instance,
-                creds,
-                "POST",
-                "/api/pull",
-                json={"model": model, "stream": False},
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=PROBE_TIMEOUT),
-            )
-
-    def _start_warm_ups(self, instance: ObservedInstance, action: Action, keep_alive: str) -> None:
-        for model in action.models:
-            task = self._warm_ups.get(model)
-            if task is None or task.done():
-                self._warm_ups[model] = asyncio.create_task(self._warm_up(instance, model, keep_alive))
-
-    async def _warm_up(self, instance: ObservedInstance, model: str, keep_alive: str) -> None:
-        """An empty generate loads the model and answers once it is in memory (Ollama's own way)."""
-        creds = await self.store.load()
-        if creds is None:
-            return
-        try:
-            await self._vm_request(
-                instance,
-                creds,
-                "POST",
-                "/api/generate",
-                json={
-                    "model": model,
-                    "prompt": "",
-                    "keep_alive": ollama_keep_alive(keep_alive),
-                    "stream": False,
-                },
-                timeout=aiohttp.ClientTimeout(total=WARM_UP_TIMEOUT, sock_connect=PROBE_TIMEOUT),
-            )
-            log.info("warm-up: %s is loaded on %s", model, instance.id)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            log.warning("warm-up of %s on %s failed: %s", model, instance.id, str(exc) or type(exc).__name__)
-        finally:
-            if self.notify is not None:
-                self.notify()
-
     async def destroy_all(self) -> None:
         """Deletion: every instance with our labels, then the security group (and an old-named one
         that one of those instances proved ours). Idempotent."""
@@ -456,15 +299,6 @@ class Reconciler:
         await self.cloud.delete_security_group(self.target.security_group)
         if legacy and legacy_ours:
             await self.cloud.delete_security_group(legacy)
-
-
-def ollama_keep_alive(text: str) -> str | float:
-    """Ollama reads a string keep_alive as a Go duration, which must carry a unit: "-1" and "0"
-    (allowed by the CRD) go as numbers of seconds."""
-    try:
-        return float(text)
-    except ValueError:
-        return text
 
 
 def _id(action: Action) -> str:
