@@ -117,8 +117,16 @@ def wait(predicate: Any, timeout: float, what: str, every: float = 0.2) -> Any:
 def run_size(n: int, args: argparse.Namespace) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         kube = ControlPlane(Path(tmp), build_binaries()).start()
-        sim = SimulatorThread(keys={KEY: SECRET}, timings=TIMINGS, gpu_quota=-1, instance_quota=-1)
-        sim.start()
+        try:
+            return run_on(n, args, kube, Path(tmp))
+        finally:
+            kube.stop()
+
+
+def run_on(n: int, args: argparse.Namespace, kube: ControlPlane, tmp: Path) -> dict[str, float]:
+    sim = SimulatorThread(keys={KEY: SECRET}, timings=TIMINGS, gpu_quota=-1, instance_quota=-1)
+    sim.start()
+    try:
         env = {
             **os.environ,
             "KUBECONFIG": str(kube.kubeconfig),
@@ -130,23 +138,12 @@ def run_size(n: int, args: argparse.Namespace) -> dict[str, float]:
         crd = ("get", "crd", "remoteollamas.remoteollama.dev", "-o", f"jsonpath={established}")
         wait(lambda: kube.kubectl(*crd).stdout == "True", 30, "the CRD established")
         kubectl(kube, "apply", "-n", "default", "-f", "-", input=credentials_secret())
-        log = (Path(tmp) / "operator.log").open("wb")
         liveness = f"http://127.0.0.1:{free_port()}/healthz"
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                BOOT_SNIPPET,
-                str(args.steady),
-                "operator",
-                "--standalone",
-                "--liveness",
-                liveness,
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        command = [sys.executable, "-c", BOOT_SNIPPET, str(args.steady), "operator", "--standalone"]
+        with (tmp / "operator.log").open("wb") as log:
+            proc = subprocess.Popen(
+                [*command, "--liveness", liveness], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
         try:
             return measure(n, args, kube, sim, proc)
         finally:
@@ -155,8 +152,8 @@ def run_size(n: int, args: argparse.Namespace) -> dict[str, float]:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-            sim.stop()
-            kube.stop()
+    finally:
+        sim.stop()
 
 
 def measure(

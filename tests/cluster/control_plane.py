@@ -10,6 +10,7 @@ what the operator and the proxy really did.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import json
 import os
@@ -64,6 +65,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the test process dies, even by SIGKILL (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class Daemon:
     """One control-plane process with its output in a log file."""
 
@@ -74,7 +81,11 @@ class Daemon:
     def start(self) -> None:
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(
-                self.args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                self.args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
 
     def check(self) -> None:
@@ -150,7 +161,13 @@ class ControlPlane:
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     def start(self, timeout: float = 120.0) -> ControlPlane:
-        deadline = time.monotonic() + timeout
+        try:
+            return self._start(time.monotonic() + timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, deadline: float) -> ControlPlane:
         self.etcd.start()
         self._wait(lambda: self._etcd_healthy(), deadline, "etcd /health", self.etcd)
         self.apiserver.start()
