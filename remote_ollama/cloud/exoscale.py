@@ -1,19 +1,19 @@
 """The Exoscale adapter: domain verbs over the real python-exoscale v2 client.
 
-Timeouts, retries and error mapping live in `transport`; this module says what to do (find,
-create, start, stop, delete, security group, quota) and waits until it is done. Every method blocks; `AsyncExoscaleCloud` runs them in threads so an event loop never
-does. Credentials live only in the client's auth object: never in messages or logs.
+Timeouts, retries and error mapping live in `transport`; the zone's catalogue and GPU quota in
+`catalogue`, security groups in `security_groups` (mixins); this module says what to do with
+instances (find, create, start, stop, delete) and waits until it is done. Every method blocks;
+`AsyncExoscaleCloud` runs them in threads so an event loop never does. Credentials live only in
+the client's auth object: never in messages or logs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import ipaddress
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -23,25 +23,13 @@ from ..resource import (
     LABEL_MANAGED_BY,
     LABEL_MANAGED_BY_VALUE,
     LABEL_OWNER,
-    VM_PORT,
-    parse_instance_type,
 )
-from ..vocabulary import Reason
-from .errors import (
-    CloudError,
-    InstanceTypeNotFound,
-    NotAuthorizedError,
-    NotFoundError,
-    OperationFailed,
-    OperationTimeout,
-    QuotaError,
-    TemplateNotFound,
-)
+from .catalogue import CatalogueMixin
+from .errors import CloudError, NotFoundError, OperationFailed, OperationTimeout, QuotaError
+from .security_groups import RULE_DESCRIPTION, SecurityGroupsMixin
 from .transport import JSON, ExoscaleTransport, make_client
 
 log = logging.getLogger(__name__)
-
-RULE_DESCRIPTION = "remote-ollama: VM TLS port"
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -58,7 +46,7 @@ def owner_labels(owner_uid: str, cluster: str) -> dict[str, str]:
     return {LABEL_MANAGED_BY: LABEL_MANAGED_BY_VALUE, LABEL_OWNER: owner_uid, LABEL_CLUSTER: cluster}
 
 
-class ExoscaleCloud:
+class ExoscaleCloud(CatalogueMixin, SecurityGroupsMixin):
     """One zone of one Exoscale organisation, spoken to in the product's verbs (blocking)."""
 
     def __init__(
@@ -117,192 +105,6 @@ class ExoscaleCloud:
                     f"instance {instance_id} not {what} after {deadline:.0f}s (state {state})"
                 )
             self._sleep(self.poll_interval)
-
-    # catalogue --------------------------------------------------------------------------------------
-    def _instance_types(self) -> list[JSON]:
-        types: list[JSON] = self._call("list_instance_types").get("instance-types", [])
-        with self._lock:
-            for t in types:
-                if t.get("family") and t.get("size"):
-                    self._type_names[t["id"]] = f"{t['family']}.{t['size']}"
-        return types
-
-    def check_credentials(self) -> None:
-        """Raise CredentialsError unless the key pair is accepted (an authenticated, read-only call)."""
-        self._instance_types()
-
-    def resolve_instance_type(self, name: str) -> JSON:
-        """The zone's instance type for `family.size`; raises when it is unknown, absent or unauthorised."""
-        try:
-            wanted = parse_instance_type(name)
-        except ValueError as exc:
-            raise InstanceTypeNotFound(str(exc)) from exc
-        match = [
-            t
-            for t in self._instance_types()
-            if (t.get("family"), t.get("size")) == (wanted.family, wanted.size)
-        ]
-        if not match:
-            raise InstanceTypeNotFound(f"instance type {wanted.name} does not exist (zone {self.zone})")
-        itype = match[0]
-        zones = itype.get("zones")
-        if zones is not None and self.zone not in zones:
-            where = ", ".join(sorted(zones)) or "no zone"
-            raise InstanceTypeNotFound(
-                f"instance type {wanted.name} is not offered in {self.zone} (offered in: {where})",
-                reason=Reason.INSTANCE_TYPE_NOT_IN_ZONE,
-            )
-        if itype.get("authorized") is False:
-            raise NotAuthorizedError(
-                f"instance type {wanted.name} is not authorized for this organization in {self.zone}: "
-                "request access (GPU quota) in the Exoscale portal",
-                family=wanted.family,
-                zone=self.zone,
-            )
-        return itype
-
-    def resolve_template(self, name: str) -> JSON:
-        """The newest public template named exactly `name` that is available in the zone."""
-        templates: list[JSON] = self._call("list_templates", visibility="public").get("templates", [])
-        match = [t for t in templates if t.get("name") == name]
-        match = [t for t in match if t.get("zones") is None or self.zone in t["zones"]] or match
-        if not match:
-            raise TemplateNotFound(f"template {name!r} not found among public templates in {self.zone}")
-        return max(match, key=lambda t: (str(t.get("created-at") or ""), str(t.get("build") or "")))
-
-    def check_gpu_quota(self, family: str, gpus: int = 1) -> None:
-        """Raise QuotaError unless `gpus` more GPUs of `family` fit in the organisation's quota."""
-        try:
-            quota: JSON = self._call("get_quota", entity=family)
-        except NotFoundError:
-            log.info("exoscale has no quota entry for %s; not checking", family)
-            return
-        limit, usage = int(quota.get("limit", -1)), int(quota.get("usage", 0))
-        if limit >= 0 and usage + gpus > limit:
-            raise QuotaError(
-                f"GPU quota exhausted for family {family} in {self.zone}: limit {limit}, in use {usage}, "
-                f"needed {gpus} more — request a quota increase in the Exoscale portal",
-                family=family,
-                zone=self.zone,
-                limit=limit,
-                usage=usage,
-            )
-
-    # security groups ------------------------------------------------------------------------------
-    def _find_security_group(self, name: str) -> JSON | None:
-        groups: list[JSON] = self._call("list_security_groups").get("security-groups", [])
-        return next((g for g in groups if g.get("name") == name), None)
-
-    def ensure_security_group(
-        self, name: str, cidrs: Sequence[str], port: int = VM_PORT, *, owner: str | None = None
-    ) -> str:
-        """Find or create the group `name`; make its ingress rules exactly tcp `port` from each CIDR.
-
-        With `owner`, the group is marked with it in its description (groups have no labels), and a
-        group of that name without the mark is someone else's: refused, never converged."""
-        wanted = {str(ipaddress.ip_network(c, strict=False)) for c in cidrs}
-        mark = f"owner={owner}" if owner else ""
-        group = self._find_security_group(name)
-        if group is not None and mark and mark not in str(group.get("description", "")).split():
-            raise CloudError(
-                f"security group {name} exists and is not this resource's (its description lacks {mark}); "
-                "nothing was changed",
-                reason=Reason.SECURITY_GROUP_CONFLICT,
-            )
-        if group is None:
-            try:
-                op = self._call(
-                    "create_security_group",
-                    name=name,
-                    description=f"remote-ollama: access to the GPU VM's TLS port {mark}".strip(),
-                    before_retry=lambda: self._find_security_group(name),
-                )
-            except CloudError as exc:
-                if exc.status != 409:
-                    raise
-                op = None  # created concurrently (or by a retried request): use it
-            if op is not None and "state" in op:
-                sg_id = str(self._wait_operation(op, 60)["reference"]["id"])
-                log.info("exoscale created security group %s (%s)", name, sg_id)
-            else:
-                found = op if op is not None else self._find_security_group(name)
-                if found is None:
-                    raise CloudError(
-                        f"security group {name} vanished while being created", reason=Reason.CONFLICT
-                    )
-                sg_id = str(found["id"])
-        else:
-            sg_id = str(group["id"])
-        full: JSON = self._call("get_security_group", id=sg_id)
-        have: dict[str, str] = {}
-        for rule in full.get("rules", []):
-            exact = (
-                rule.get("flow-direction") == "ingress"
-                and rule.get("protocol") == "tcp"
-                and rule.get("start-port") == port
-                and rule.get("end-port") == port
-                and rule.get("network") in wanted
-                and rule.get("network") not in have
-            )
-            if exact:
-                have[rule["network"]] = rule["id"]
-            elif rule.get("flow-direction") == "ingress":
-                op = self._call("delete_rule_from_security_group", id=sg_id, rule_id=rule["id"])
-                self._wait_operation(op, 60)
-                log.info("exoscale removed rule %s from security group %s", rule["id"], sg_id)
-        for network in sorted(wanted - set(have)):
-            op = self._call(
-                "add_rule_to_security_group",
-                # an answer lost after the rule was added must not add a twin rule on retry
-                before_retry=functools.partial(self._rule_present, sg_id, network, port),
-                id=sg_id,
-                flow_direction="ingress",
-                protocol="tcp",
-                network=network,
-                start_port=port,
-                end_port=port,
-                description=RULE_DESCRIPTION,
-            )
-            if "present" not in op:
-                self._wait_operation(op, 60)
-            log.info("exoscale allowed %s on tcp/%d in security group %s", network, port, sg_id)
-        return sg_id
-
-    def _rule_present(self, sg_id: str, network: str, port: int) -> JSON | None:
-        for rule in self._call("get_security_group", id=sg_id).get("rules", []):
-            if (rule.get("flow-direction"), rule.get("protocol"), rule.get("network")) == (
-                "ingress",
-                "tcp",
-                network,
-            ) and (rule.get("start-port"), rule.get("end-port")) == (port, port):
-                return {"present": rule.get("id")}
-        return None
-
-    def instance_security_groups(self, instance_id: str) -> list[str]:
-        """Names of the groups attached to an instance."""
-        raw: JSON = self._call("get_instance", id=instance_id)
-        names = []
-        for ref in raw.get("security-groups") or []:
-            name = ref.get("name") or self._call("get_security_group", id=ref["id"]).get("name")
-            if name:
-                names.append(str(name))
-        return names
-
-    def delete_security_group(self, name: str, *, deadline: float = 120) -> None:
-        """Delete the group if it exists (missing is fine); raises a retryable error while it is in use."""
-        group = self._find_security_group(name)
-        if group is None:
-            return
-        try:
-            op = self._call("delete_security_group", id=group["id"])
-        except NotFoundError:
-            return
-        except CloudError as exc:
-            if exc.status == 400 and "in use" in exc.message.lower():
-                raise CloudError(exc.message, reason=Reason.SECURITY_GROUP_IN_USE, status=400) from exc
-            raise
-        self._wait_operation(op, deadline)
-        log.info("exoscale deleted security group %s (%s)", name, group["id"])
 
     # instances ------------------------------------------------------------------------------------
     def _observe(self, raw: JSON) -> ObservedInstance:
@@ -543,4 +345,4 @@ class ExoscaleCloud:
             )
 
 
-__all__ = ["CloudError", "ExoscaleCloud", "owner_labels"]
+__all__ = ["RULE_DESCRIPTION", "CloudError", "ExoscaleCloud", "owner_labels"]
