@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import dataclasses
 import logging
 from typing import Any
 
 from ..proxy.app import Proxy
 from ..resource import DEFAULT_MAX_HELD_BODY
+from ..runloop import wait_at_most
 from .kubeapi import KubeAPI, KubeError, path_for
 
 log = logging.getLogger("remote_ollama.proxy")
@@ -84,5 +84,4 @@ class AccessFollower:
         while True:
             self._kick.clear()
             await self.refresh()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self.interval)
+            await wait_at_most(self._kick.wait(), self.interval)  # not wait_for: see runloop
