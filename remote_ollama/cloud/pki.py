@@ -123,6 +123,41 @@ _LEAF_USAGE = x509.KeyUsage(
 )
 
 
+def _leaf(
+    common_name: str,
+    usage: x509.ObjectIdentifier,
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_name: x509.Name,
+    now: dt.datetime,
+    *,
+    dns_name: str | None = None,
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A fresh key and a certificate for it signed by the CA: the VM's server side or the proxy's
+    client side (`usage`), never a CA itself."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + SERVER_VALIDITY)
+    )
+    if dns_name:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False)
+    cert = (
+        builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_LEAF_USAGE, critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return key, cert
+
+
 def generate_vm_credentials(api_key: str | None = None, *, now: dt.datetime | None = None) -> VMCredentials:
     """A fresh CA, a server certificate for VM_TLS_SERVER_NAME and a client certificate for the
     proxy, both signed by it; `api_key` (EXOSCALE_OLLAMA_KEY) only when the user chose one."""
@@ -155,54 +190,10 @@ def generate_vm_credentials(api_key: str | None = None, *, now: dt.datetime | No
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    server_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(VM_TLS_SERVER_NAME))
-        .issuer_name(ca_name)
-        .public_key(server_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + SERVER_VALIDITY)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(VM_TLS_SERVER_NAME)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=True,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
+    server_key, server_cert = _leaf(
+        VM_TLS_SERVER_NAME, ExtendedKeyUsageOID.SERVER_AUTH, ca_key, ca_name, now, dns_name=VM_TLS_SERVER_NAME
     )
-    client_key = ec.generate_private_key(ec.SECP256R1())
-    client_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(CLIENT_COMMON_NAME))
-        .issuer_name(ca_name)
-        .public_key(client_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + SERVER_VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_LEAF_USAGE, critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    client_key, client_cert = _leaf(CLIENT_COMMON_NAME, ExtendedKeyUsageOID.CLIENT_AUTH, ca_key, ca_name, now)
     return VMCredentials(
         ca_pem=ca_cert.public_bytes(serialization.Encoding.PEM).decode(),
         cert_pem=server_cert.public_bytes(serialization.Encoding.PEM).decode(),
