@@ -8,6 +8,7 @@ parser follow.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -76,6 +77,8 @@ def generate(prog: Program, timeout: float = 60) -> tuple[int, dict[str, str], A
 def test_sigkill_mid_provision_then_restart_adopts_the_one_instance(
     sim: SimulatorThread, tmp_path: Path
 ) -> None:
+    # A boot long enough that the kill lands while the VM starts, even on a loaded machine.
+    sim.sim.state.timings = dataclasses.replace(sim.sim.state.timings, boot=6.0)
     port = free_port()
     first = standalone(sim, tmp_path, port)
     try:
