@@ -79,7 +79,7 @@ class Observation:
     # instance exists with labels but its hash differs from the desired one
     blocked_reason: str | None = None  # e.g. credentials missing: do not run
     budget: BudgetVerdict | None = None  # from cost.budget_verdict(): over a cap means scale to zero
-    # False: the embedding program turned the idle monitor off (embedded.py): idleness is not looked at
+    # False: the embedding program turned the idle monitor off (embedded/): idleness is not looked at
     idle_monitor: bool = True
 
 

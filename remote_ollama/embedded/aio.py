@@ -1,22 +1,4 @@
-"""Embed remote-ollama in a Python program: a GPU VM on Exoscale that exists only while it is used.
-
-    from remote_ollama import RemoteOllama
-
-    with RemoteOllama.from_env() as remote:          # EXOSCALE_API_KEY, EXOSCALE_API_SECRET, ...
-        url = remote.ensure_instance(timeout=900)     # creates or starts the VM, waits until Ready
-        ollama.Client(host=url).generate(model="granite3.1-dense:8b", prompt="hi")
-        remote.start_idle_monitor()                   # stop the VM after idle_timeout without use
-    # leaving the block applies on_exit ("stop" by default): keep, stop or destroy the VM
-
-This is standalone mode's engine (`LocalController`, `Reconciler`, the proxy) in your process, not
-a second implementation. The VM only accepts mutual TLS with its own CA (plus `X-Ollama-Key` when
-EXOSCALE_OLLAMA_KEY is set), so the object serves a plain-HTTP Ollama endpoint on 127.0.0.1 (an
-ephemeral port) that adds them:
-`url` works with any Ollama client and wakes a stopped VM on the first request. `remote_url` (with
-`vm_ssl_context()`, `vm_api_key` and `VM_TLS_SERVER_NAME`) is for talking to the VM directly.
-
-`AsyncRemoteOllama` is the asyncio API; `RemoteOllama` runs one in a background event loop thread.
-"""
+"""`AsyncRemoteOllama`: standalone mode's engine (`LocalController`, the proxy) in the caller's event loop."""
 
 from __future__ import annotations
 
@@ -24,53 +6,22 @@ import asyncio
 import contextlib
 import os
 import ssl
-import threading
-from collections.abc import Coroutine, Mapping
-from concurrent.futures import Future
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 
-from .cloud.async_cloud import AsyncExoscaleCloud
-from .lifecycle import Memory, Phase
-from .ollama_release import DEFAULT_OLLAMA_IMAGE, version_of
-from .proxy.app import PROXY_KEY, make_proxy_app, start_proxy
-from .proxy.interfaces import NotReady, ProxySettings
-from .resource import VM_TLS_SERVER_NAME, Spec
-from .settings import ConfigError, StandaloneConfig
-from .standalone import LocalController, make_cloud
-
-__all__ = ["VM_TLS_SERVER_NAME", "AsyncRemoteOllama", "ConfigError", "InstanceNotReady", "RemoteOllama"]
-
-T = TypeVar("T")
-
-_KWARG_ENV = {
-    "api_key": "EXOSCALE_API_KEY",
-    "api_secret": "EXOSCALE_API_SECRET",
-    "zone": "EXOSCALE_ZONE",
-    "instance_type": "EXOSCALE_INSTANCE_TYPE",
-    "template": "EXOSCALE_TEMPLATE",
-    "disk_size": "EXOSCALE_DISK_SIZE",
-    "idle_timeout": "EXOSCALE_IDLE_TIMEOUT",
-    "model": "OLLAMA_MODEL",
-    "ollama_key": "EXOSCALE_OLLAMA_KEY",
-    "endpoint": "EXOSCALE_API_ENDPOINT",
-    "state_file": "REMOTE_OLLAMA_STATE_FILE",
-    "on_exit": "REMOTE_OLLAMA_ON_EXIT",
-    "exit_timeout": "REMOTE_OLLAMA_EXIT_TIMEOUT",
-    "hold_timeout": "REMOTE_OLLAMA_HOLD_TIMEOUT",
-    "destroy_after": "REMOTE_OLLAMA_DESTROY_AFTER",
-}
-
-
-def default_state_file() -> Path:
-    """Where an embedded instance remembers its VM unless told otherwise: $XDG_STATE_HOME or ~/.local/state."""
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "remote-ollama" / "state.json"
+from ..cloud.async_cloud import AsyncExoscaleCloud
+from ..lifecycle import Memory, Phase
+from ..ollama_release import DEFAULT_OLLAMA_IMAGE, version_of
+from ..proxy.app import PROXY_KEY, make_proxy_app, start_proxy
+from ..proxy.interfaces import NotReady, ProxySettings
+from ..resource import Spec
+from ..settings import StandaloneConfig
+from ..standalone import LocalController, make_cloud
+from .config import KWARG_ENV, config_from
 
 
 class InstanceNotReady(TimeoutError):
@@ -82,25 +33,8 @@ class InstanceNotReady(TimeoutError):
         self.error = error
 
 
-def config_from(env: Mapping[str, str], overrides: Mapping[str, Any]) -> StandaloneConfig:
-    """The standalone config for `env` with keyword `overrides` (names as `RemoteOllama` takes them)."""
-    merged = dict(env)
-    unknown = sorted(set(overrides) - set(_KWARG_ENV))
-    if unknown:
-        raise TypeError(f"unexpected keyword argument(s): {', '.join(unknown)}")
-    for name, value in overrides.items():
-        if value is None:
-            continue
-        if name == "model" and not isinstance(value, str):
-            value = ",".join(value)
-        merged[_KWARG_ENV[name]] = str(value)
-    if not merged.get("REMOTE_OLLAMA_STATE_FILE"):
-        merged["REMOTE_OLLAMA_STATE_FILE"] = str(default_state_file())
-    return StandaloneConfig.from_env(merged)
-
-
 class AsyncRemoteOllama:
-    """One Exoscale GPU VM running Ollama, for asyncio programs (see the module docstring).
+    """One Exoscale GPU VM running Ollama, for asyncio programs (see `remote_ollama.embedded`).
 
     Construct with keyword arguments (the seed's settings; anything left out is read from nothing
     and takes its default), with `from_env()`, or with `from_config()`. Nothing touches the cloud
@@ -145,7 +79,7 @@ class AsyncRemoteOllama:
     def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> AsyncRemoteOllama:
         """Read the seed's variables (EXOSCALE_API_KEY, ..., EXOSCALE_OLLAMA_KEY) from `env` (default
         os.environ); keyword settings override them, other keywords are as for the constructor."""
-        settings = {k: kwargs.pop(k) for k in list(kwargs) if k in _KWARG_ENV}
+        settings = {k: kwargs.pop(k) for k in list(kwargs) if k in KWARG_ENV}
         return cls(config=config_from(os.environ if env is None else env, settings), **kwargs)
 
     @classmethod
@@ -363,125 +297,3 @@ class AsyncRemoteOllama:
         out["instance_id"] = self.instance_id
         out["url"] = self.url if self._runner is not None else None
         return out
-
-
-class RemoteOllama:
-    """The synchronous API: the same methods as `AsyncRemoteOllama`, run on a background event loop.
-
-    Use it as a context manager, or call `shutdown()` when done (it applies on_exit). Methods are
-    safe to call from any thread. See `AsyncRemoteOllama` for the settings.
-    """
-
-    def __init__(self, **kwargs: Any):
-        self._init(AsyncRemoteOllama(**kwargs))
-
-    def _init(self, inner: AsyncRemoteOllama) -> None:
-        self.aio = inner  # the async object, should you need it on its loop
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> RemoteOllama:
-        """As `AsyncRemoteOllama.from_env`: the seed's variables, overridden by keywords."""
-        obj = cls.__new__(cls)
-        obj._init(AsyncRemoteOllama.from_env(env, **kwargs))
-        return obj
-
-    @classmethod
-    def from_config(cls, config: StandaloneConfig, **kwargs: Any) -> RemoteOllama:
-        obj = cls.__new__(cls)
-        obj._init(AsyncRemoteOllama.from_config(config, **kwargs))
-        return obj
-
-    def __repr__(self) -> str:
-        return repr(self.aio).replace("AsyncRemoteOllama", "RemoteOllama")
-
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        with self._lock:
-            if self._loop is None:
-                self._loop = asyncio.new_event_loop()
-                self._thread = threading.Thread(
-                    target=self._loop.run_forever, name="remote-ollama-loop", daemon=True
-                )
-                self._thread.start()
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        return future.result()
-
-    def start(self) -> str:
-        """Start the local endpoint and the lifecycle loop; returns `url`."""
-        return self._run(self.aio.start())
-
-    def ensure_instance(self, timeout: float = 900.0) -> str:
-        """Create or start the VM, wait until Ready (at most `timeout` s, else InstanceNotReady); `url`."""
-        return self._run(self.aio.ensure_instance(timeout))
-
-    def record_activity(self) -> None:
-        """Note use now (requests through `url` count by themselves)."""
-        self._run(self.aio.record_activity())
-
-    def start_idle_monitor(self, idle_timeout: float | None = None) -> None:
-        """Stop the VM after `idle_timeout` s (default: configured) without activity."""
-        self._run(self.aio.start_idle_monitor(idle_timeout))
-
-    def stop_idle_monitor(self) -> None:
-        """Never stop the VM for idleness."""
-        self._run(self.aio.stop_idle_monitor())
-
-    def destroy(self, timeout: float = 600.0) -> None:
-        """Delete the VM and its security group now; a later ensure_instance() makes a new VM."""
-        self._run(self.aio.destroy(timeout))
-
-    def status(self) -> dict[str, Any]:
-        """The seed's /status fields plus url, instance_id, idle_monitor (no cloud call)."""
-        if self._loop is None:
-            return self.aio.status()
-
-        async def read() -> dict[str, Any]:
-            return self.aio.status()
-
-        return self._run(read())
-
-    def shutdown(self, policy: str | None = None) -> None:
-        """Close the endpoint, leave the VM as `policy` (default on_exit) says, stop the loop thread."""
-        if self._loop is None:
-            return
-        try:
-            self._run(self.aio.shutdown(policy))
-        finally:
-            loop, thread = self._loop, self._thread
-            loop.call_soon_threadsafe(loop.stop)
-            if thread is not None:
-                thread.join(timeout=10)
-            loop.close()
-            self._loop = self._thread = None
-
-    @property
-    def url(self) -> str:
-        """The local plain-HTTP Ollama endpoint (starts it if needed)."""
-        return self.aio.url if self.aio.started else self.start()
-
-    @property
-    def remote_url(self) -> str | None:
-        """The VM's TLS endpoint while Ready (needs vm_ssl_context() and vm_api_key)."""
-        return self.aio.remote_url
-
-    @property
-    def instance_id(self) -> str | None:
-        return self.aio.instance_id
-
-    @property
-    def vm_api_key(self) -> str | None:
-        return self.aio.vm_api_key
-
-    def vm_ssl_context(self) -> ssl.SSLContext | None:
-        return self.aio.vm_ssl_context()
-
-    def __enter__(self) -> RemoteOllama:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.shutdown()

@@ -1,0 +1,51 @@
+"""The embedded API's settings: its keywords are the seed's environment variables, parsed by `settings.py`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..settings import StandaloneConfig
+
+KWARG_ENV = {
+    "api_key": "EXOSCALE_API_KEY",
+    "api_secret": "EXOSCALE_API_SECRET",
+    "zone": "EXOSCALE_ZONE",
+    "instance_type": "EXOSCALE_INSTANCE_TYPE",
+    "template": "EXOSCALE_TEMPLATE",
+    "disk_size": "EXOSCALE_DISK_SIZE",
+    "idle_timeout": "EXOSCALE_IDLE_TIMEOUT",
+    "model": "OLLAMA_MODEL",
+    "ollama_key": "EXOSCALE_OLLAMA_KEY",
+    "endpoint": "EXOSCALE_API_ENDPOINT",
+    "state_file": "REMOTE_OLLAMA_STATE_FILE",
+    "on_exit": "REMOTE_OLLAMA_ON_EXIT",
+    "exit_timeout": "REMOTE_OLLAMA_EXIT_TIMEOUT",
+    "hold_timeout": "REMOTE_OLLAMA_HOLD_TIMEOUT",
+    "destroy_after": "REMOTE_OLLAMA_DESTROY_AFTER",
+}
+
+
+def default_state_file() -> Path:
+    """Where an embedded instance remembers its VM unless told otherwise: $XDG_STATE_HOME or ~/.local/state."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "remote-ollama" / "state.json"
+
+
+def config_from(env: Mapping[str, str], overrides: Mapping[str, Any]) -> StandaloneConfig:
+    """The standalone config for `env` with keyword `overrides` (names as `RemoteOllama` takes them)."""
+    merged = dict(env)
+    unknown = sorted(set(overrides) - set(KWARG_ENV))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s): {', '.join(unknown)}")
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        if name == "model" and not isinstance(value, str):
+            value = ",".join(value)
+        merged[KWARG_ENV[name]] = str(value)
+    if not merged.get("REMOTE_OLLAMA_STATE_FILE"):
+        merged["REMOTE_OLLAMA_STATE_FILE"] = str(default_state_file())
+    return StandaloneConfig.from_env(merged)
