@@ -13,8 +13,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "remote_ollama"
 IO_LIBRARIES = ("aiohttp", "kopf", "exoscale", "kubernetes", "requests", "prometheus_client", "yaml")
 PURE = (
-    "resource", "spec_fields", "spec_sections", "lifecycle", "lifecycle_types", "observed", "vocabulary", "cost",
-    "schedule", "backoff", "placement",
+    "resource", "spec_fields", "spec_sections", "spec_model", "spec_parse", "lifecycle", "lifecycle_types",
+    "observed", "vocabulary", "cost", "schedule", "backoff", "placement",
 )  # fmt: skip
 STANDALONE_SHELL = ("standalone", "state_file", "serve", "embedded", "settings", "instance_cli")
 
