@@ -140,8 +140,9 @@ def test_first_request_503_answers_at_once_and_on_exit_destroy_leaves_no_instanc
         status = prog.wait_status(lambda s: s["provisioning_status"] != "idle", 5, "the wake to begin")
         assert status["provisioning_status"] in ("provisioning", "ready")
         # SIGTERM as soon as the VM exists, before the loop has even looked at it again.
-        wait_until(lambda: sim.sim.call_count("create-instance") == 1, 20, "the create call")
-        assert len(live_instances(sim)) == 1
+        # the call is counted when it arrives, the instance exists once the simulator has answered it
+        wait_until(lambda: len(live_instances(sim)) == 1, 20, "the created instance")
+        assert sim.sim.call_count("create-instance") == 1
         assert prog.terminate(timeout=25) == 0
     finally:
         prog.kill()
