@@ -76,12 +76,14 @@ def at_least(version: str, first: str) -> bool:
     return have is None or need is None or have >= need
 
 
-def version_of(image: str) -> str:
+def version_of(image: str | None) -> str:
     """The Ollama version an image reference names: `ollama/ollama:0.35.1-rocm@sha256:…` -> 0.35.1.
 
-    A tag that is no version (`latest`, a digest only) gives the default pin's version: the best
-    guess until the VM itself answers.
+    No image (spec.ollama.image unset: the VM runs the pinned one), or a tag that is no version
+    (`latest`, a digest only), gives the default pin's version: the best guess until the VM answers.
     """
+    if not image:
+        return DEFAULT_OLLAMA_VERSION
     name = image.split("@", 1)[0]
     tail = name.rsplit("/", 1)[-1]
     tag = tail.split(":", 1)[1] if ":" in tail else ""

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from .cloud.async_cloud import AsyncExoscaleCloud
 from .metrics import LifecycleMetrics
-from .ollama_release import DEFAULT_OLLAMA_IMAGE, version_of
+from .ollama_release import version_of
 from .proxy.app import PROXY_KEY, make_proxy_app, start_proxy
 from .proxy.guard import is_loopback_address
 from .proxy.interfaces import ProxySettings, wake_progress_from_env
@@ -48,7 +48,7 @@ async def serve_standalone(
         model_management=config.spec.model_management,
         max_body=config.spec.wake.max_held_body_bytes,
         models=config.spec.models,
-        ollama_version=version_of(config.spec.ollama.image or DEFAULT_OLLAMA_IMAGE),
+        ollama_version=version_of(config.spec.ollama.image),
     )
     if not config.client_keys and not is_loopback_address(host):
         log.warning(

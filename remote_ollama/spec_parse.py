@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from .schedule import Window, parse_window
-from .spec_fields import KEEP_ALIVE_PATTERN, MODEL_PATTERN, ZONES
+from .spec_fields import FIELDS, KEEP_ALIVE_PATTERN, MODEL_PATTERN, ZONES
 from .spec_model import Spec, SpecError
 from .spec_sections import (
     MAX_DISK,
@@ -29,28 +29,8 @@ from .spec_sections import (
 )
 
 _MODEL_RE = re.compile(MODEL_PATTERN)
-_KNOWN_FIELDS = {
-    "credentialsSecretRef",
-    "zone",
-    "instanceType",
-    "template",
-    "diskSize",
-    "models",
-    "idle",
-    "wake",
-    "suspend",
-    "allowedSourceCIDRs",
-    "activityInterval",
-    "budget",
-    "schedule",
-    "placements",
-    "keepAlive",
-    "warmUp",
-    "clientAuth",
-    "modelManagement",
-    "networkPolicy",
-    "ollama",
-}
+# The spec's top-level fields, from the one table (spec_fields.py), not restated here.
+_KNOWN_FIELDS = frozenset(f.path for f in FIELDS if not re.search(r"[.\[{]", f.path))
 _KEEP_ALIVE_RE = re.compile(KEEP_ALIVE_PATTERN)
 
 

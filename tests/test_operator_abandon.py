@@ -8,7 +8,6 @@ documented annotation, and a Warning Event names what may remain.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import yaml
@@ -63,7 +62,13 @@ def test_a_vm_left_behind_waits_for_the_secret_or_the_abandon_annotation(kube: K
         (vm,) = world.instances()
         world.apply(wrong_secret())  # credentials revoked
         kube.kubectl("delete", "rol", "granite", "--wait=false", check=True)
-        time.sleep(3)  # the finalizer keeps it: deleting the VM is its promise
+        # the delete was tried and refused by the cloud; the finalizer keeps the resource: deleting
+        # the VM is its promise
+        wait_until(
+            lambda: [e for e in events(world) if "deleting cloud objects" in e.get("message", "")],
+            30,
+            "the refused clean-up's Event",
+        )
         assert world.get("remoteollama", "granite") is not None
         kube.kubectl("annotate", "rol", "granite", f"{ANN_ABANDON_CLOUD_OBJECTS}=true", check=True)
         wait_until(lambda: world.get("remoteollama", "granite") is None, 40, "the resource gone")

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from ..cloud.async_cloud import AsyncExoscaleCloud
 from ..lifecycle import Memory, Phase
-from ..ollama_release import DEFAULT_OLLAMA_IMAGE, version_of
+from ..ollama_release import version_of
 from ..proxy.app import PROXY_KEY, make_proxy_app, start_proxy
 from ..proxy.interfaces import NotReady, ProxySettings
 from ..resource import Spec
@@ -119,7 +119,7 @@ class AsyncRemoteOllama:
                     status_extra=self.status,
                     activity_interval=min(spec.activity_interval, max(1.0, (self._idle_timeout or 60) / 4)),
                     models=spec.models,
-                    ollama_version=version_of(spec.ollama.image or DEFAULT_OLLAMA_IMAGE),
+                    ollama_version=version_of(spec.ollama.image),
                 )
                 app = make_proxy_app(controller, controller, settings)
                 app[PROXY_KEY].cache.learn(controller.saved.ollama or {})

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from ..cloud.pki import VMCredentials
-from ..ollama_release import DEFAULT_OLLAMA_IMAGE, version_of
+from ..ollama_release import version_of
 from ..proxy.app import PROXY_KEY, make_proxy_app, start_proxy
 from ..proxy.interfaces import ProxySettings, Upstream, wake_progress_from_env
 from ..proxy.local import LocalResolver
@@ -28,12 +28,10 @@ from ..resource import (
     ANN_IN_FLIGHT,
     ANN_LAST_ACTIVITY,
     ANN_WAKE_REQUESTED,
-    DEFAULT_MODEL,
     GROUP,
     PLURAL,
     VERSION,
     VM_TLS_SERVER_NAME,
-    parse_duration,
     secret_name,
     spec_or_defaults,
 )
@@ -87,6 +85,7 @@ class ResourceFollower:
         self._creds_key: tuple[str, VMCredentials] | None = None
         self._upstream: Upstream | None = None
         self.body: JSON | None = None
+        self.spec = spec_or_defaults(None)  # the body's spec, parsed by the one settings model
 
     async def _upstream_for(self, endpoint: str) -> Upstream | None:
         """The VM's endpoint with the per-resource Secret's CA and client certificate (mutual TLS),
@@ -110,9 +109,9 @@ class ResourceFollower:
         if self.on_spec is not None:
             self.on_spec(body.get("spec") or {})
         status = body.get("status") or {}
+        self.spec = spec_or_defaults(body.get("spec") or {})
         if self.cache is not None:
-            spec = body.get("spec") or {}
-            self.cache.configure(spec_models(spec), spec_ollama_version(spec))
+            self.cache.configure(self.spec.models, version_of(self.spec.ollama.image))
             if isinstance(status.get("ollama"), dict):
                 self.cache.learn(status["ollama"])
         phase = str(status.get("phase") or "Pending")
@@ -192,16 +191,6 @@ def refusal_from(status: JSON) -> Refusal | None:
     return None
 
 
-def spec_models(spec: JSON) -> tuple[str, ...]:
-    models = spec.get("models")
-    return tuple(str(m) for m in models) if isinstance(models, list) else (DEFAULT_MODEL,)
-
-
-def spec_ollama_version(spec: JSON) -> str:
-    image = (spec.get("ollama") or {}).get("image")
-    return version_of(image if isinstance(image, str) and image else DEFAULT_OLLAMA_IMAGE)
-
-
 def provisioning_status(status: JSON) -> str:
     """The seed's /status word for the resource's phase: idle, provisioning, ready or error."""
     phase = status.get("phase")
@@ -210,14 +199,6 @@ def provisioning_status(status: JSON) -> str:
     if phase == "Ready":
         return "ready"
     return "provisioning" if phase in ("Provisioning", "Starting") else "idle"
-
-
-def idle_timeout(spec: JSON) -> int:
-    """Seconds without requests before the VM is stopped (spec.idle.stopAfter; 0: never)."""
-    try:
-        return int(parse_duration((spec.get("idle") or {}).get("stopAfter") or 0))
-    except ValueError:
-        return 0
 
 
 def settings_from_env(env: dict[str, str], spec: dict[str, Any]) -> ProxySettings:
@@ -233,7 +214,7 @@ def settings_from_env(env: dict[str, str], spec: dict[str, Any]) -> ProxySetting
         model_management=parsed.model_management,
         wake_progress=parsed.wake.progress or wake_progress_from_env(env),
         models=parsed.models,
-        ollama_version=spec_ollama_version(spec),
+        ollama_version=version_of(parsed.ollama.image),
     )
 
 
@@ -250,23 +231,24 @@ async def run_resource_proxy(resource: str, host: str, port: int) -> int:
         # a previous proxy left requests counted that died with it: nothing is in flight here yet
         await AnnotationSink(api, follower.path)._annotate({ANN_IN_FLIGHT: "0"})
     spec = (body or {}).get("spec") or {}
+    follower.spec = spec_or_defaults(spec)
     settings = settings_from_env(dict(os.environ), spec)
 
     def status_extra() -> dict[str, Any]:
         st = (follower.body or {}).get("status") or {}
-        spec = (follower.body or {}).get("spec") or {}
+        spec = follower.spec
         phase = str(st.get("phase") or "Pending")
         return {
             "service": "remote-ollama",
             "resource": resource,
             "provisioning_status": provisioning_status(st),
-            "idle_timeout": idle_timeout(spec),
+            "idle_timeout": int(spec.idle.stop_after or 0),  # seconds; 0: never stopped for idleness
             "phase": phase,
             "remote_url": st.get("endpoint"),
             "instance_status": (st.get("instance") or {}).get("state"),
-            "zone": spec.get("zone"),
-            "instance_type": spec.get("instanceType"),
-            "ollama_model": ",".join(spec.get("models") or []),
+            "zone": spec.zone,
+            "instance_type": spec.instance_type.name,
+            "ollama_model": ",".join(spec.models),
             "last_activity": st.get("lastActivity"),
         }
 

@@ -103,8 +103,8 @@ class ProxyMetrics:
         self.bytes = Counter(
             "remote_ollama_proxy_bytes", "Body bytes passed through", ["direction"], registry=r
         )
-        self._answered: dict[tuple[str, str], Any] = {}
-        self._latency: dict[str, Any] = {}
+        self._answered: dict[tuple[str, ...], Any] = {}
+        self._latency: dict[tuple[str, ...], Any] = {}
         self.bytes_in = self.bytes.labels("in")
         self.bytes_out = self.bytes.labels("out")
         self.tokens = Counter(
@@ -112,17 +112,19 @@ class ProxyMetrics:
         )
 
     def answered(self, route: str, code: str) -> None:
-        """Count one answer; the labelled child is looked up once per (route, code), not per request."""
-        child = self._answered.get((route, code))
-        if child is None:
-            child = self._answered[(route, code)] = self.requests.labels(route, code)
-        child.inc()
+        """Count one answer."""
+        self._child(self._answered, self.requests, route, code).inc()
 
     def upstream_took(self, route: str, seconds: float) -> None:
-        child = self._latency.get(route)
+        self._child(self._latency, self.upstream_latency, route).observe(seconds)
+
+    @staticmethod
+    def _child(children: dict[tuple[str, ...], Any], metric: Any, *labels: str) -> Any:
+        """The labelled child, looked up once per label set, not per request (hot path)."""
+        child = children.get(labels)
         if child is None:
-            child = self._latency[route] = self.upstream_latency.labels(route)
-        child.observe(seconds)
+            child = children[labels] = metric.labels(*labels)
+        return child
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

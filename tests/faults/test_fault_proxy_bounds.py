@@ -36,7 +36,11 @@ async def test_1000_idle_connections_and_unfinished_headers(tmp_path: Path) -> N
             if i % 2:  # half idle, half with headers that never finish
                 writer.write(b"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
             writers.append(writer)
-        await asyncio.sleep(0.5)
+        fds = Path(f"/proc/{proxy.proc.pid}/fd")
+        accepted = time.monotonic() + 10
+        while len(list(fds.iterdir())) <= 1000:  # every connection accepted before memory is read
+            assert time.monotonic() < accepted, "the proxy did not accept 1000 connections"
+            await asyncio.sleep(0.05)
         peak = proxy.rss_mib()
         async with http.get(f"{proxy.url}/healthz") as r:
             assert r.status == 200, "others are served meanwhile"
