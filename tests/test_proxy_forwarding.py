@@ -122,6 +122,22 @@ async def test_origins_as_ollama(w: World, http: aiohttp.ClientSession) -> None:
         assert r.headers["Access-Control-Allow-Origin"] == "app://obsidian.md"
 
 
+async def test_preflight_lets_a_browser_post_json(w: World, http: aiohttp.ClientSession) -> None:
+    """What a browser needs before it POSTs JSON cross-origin: the method and the header allowed."""
+    preflight = {
+        "Origin": "http://localhost:5173",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
+    async with http.options(f"{w.url}/api/chat", headers=preflight) as r:
+        assert r.status == 204
+        assert r.headers["Access-Control-Allow-Origin"] == "http://localhost:5173"
+        methods = [m.strip() for m in r.headers.get("Access-Control-Allow-Methods", "").split(",")]
+        allowed = [h.strip().lower() for h in r.headers.get("Access-Control-Allow-Headers", "").split(",")]
+        assert "POST" in methods and "content-type" in allowed
+        assert int(r.headers.get("Access-Control-Max-Age", "0")) > 0
+
+
 async def test_configured_origins_are_allowed(http: aiohttp.ClientSession) -> None:
     async with (
         world(ProxySettings(allowed_origins=("https://*.corp.example",))) as w,

@@ -131,8 +131,11 @@ class Proxy:
             self.hold.first_byte()
 
     def add_cors(self, request: web.Request, response: web.StreamResponse) -> None:
-        """Streamed answers get CORS headers before their headers go out; the upstream's never pass."""
+        """Streamed answers get CORS headers before their headers go out; the upstream's never pass.
+        An allowed preflight is the proxy's own answer, complete already (methods, headers, max age)."""
         origin = request.get(_ORIGIN)
+        if origin is not None and is_preflight(request):
+            return
         for name in [n for n in response.headers if n[:15].lower() == "access-control-"]:
             del response.headers[name]
         if origin is not None:
