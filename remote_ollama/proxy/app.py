@@ -34,6 +34,7 @@ from remote_ollama.proxy.guard import (
 from remote_ollama.proxy.hold import Hold, HoldRejected, not_ready_response, progress_line
 from remote_ollama.proxy.interfaces import ActivitySink, ProxySettings, Upstream, UpstreamResolver
 from remote_ollama.proxy.metrics import ProxyMetrics, route_class
+from remote_ollama.proxy.nginx_pages import is_nginx_page
 from remote_ollama.proxy.polling import PollingCache, is_polling
 from remote_ollama.proxy.upstream import Forwarder, UpstreamPool, UpstreamUnreachable
 
@@ -272,6 +273,8 @@ class Proxy:
                 self.metrics.bytes_out.inc(sent)
                 if not complete:
                     return
+            elif is_nginx_page(up.status, up.content_type):
+                message = (await self.forwarder.nginx_refusal(up)).message
             else:
                 answer = await up.read()
                 try:

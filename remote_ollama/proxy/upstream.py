@@ -22,6 +22,7 @@ from yarl import URL
 
 from remote_ollama.proxy.interfaces import Upstream
 from remote_ollama.proxy.metrics import ProxyMetrics
+from remote_ollama.proxy.nginx_pages import PAGE_CAP, NginxRefusal, is_nginx_page, translate
 from remote_ollama.resource import API_KEY_HEADER
 
 log = logging.getLogger(__name__)
@@ -201,6 +202,11 @@ class Forwarder:
         up, pooled, counted = await self.open(request, upstream, route, body)
         sent = 0
         try:
+            if is_nginx_page(up.status, up.content_type):
+                refusal = await self.nginx_refusal(up)
+                return web.Response(
+                    status=refusal.status, body=refusal.body(), content_type="application/json"
+                )
             response = web.StreamResponse(
                 status=up.status, reason=up.reason, headers=self.response_headers(up)
             )
@@ -214,6 +220,16 @@ class Forwarder:
             self.pool.release(pooled)
             self.metrics.bytes_in.inc(counted[0])
             self.metrics.bytes_out.inc(sent)
+
+    async def nginx_refusal(self, up: aiohttp.ClientResponse) -> NginxRefusal:
+        """nginx's HTML error page (never Ollama's) as an Ollama-shaped error naming the cause."""
+        try:
+            page = await up.content.read(PAGE_CAP)
+        except aiohttp.ClientError:
+            page = b""
+        refusal = translate(up.status, page)
+        log.warning("the VM's nginx answered %d text/html: %s: %s", up.status, refusal.cause, refusal.message)
+        return refusal
 
     async def pipe(
         self, request: web.BaseRequest, up: aiohttp.ClientResponse, response: web.StreamResponse
@@ -249,6 +265,9 @@ class Forwarder:
         """Forward a small request (the polling routes) and read the whole answer."""
         up, pooled, counted = await self.open(request, upstream, route)
         try:
+            if is_nginx_page(up.status, up.content_type):
+                refusal = await self.nginx_refusal(up)
+                return refusal.status, CIMultiDict({"Content-Type": "application/json"}), refusal.body()
             body = await up.read()
         except aiohttp.ClientError as exc:
             raise UpstreamUnreachable(str(exc)) from exc

@@ -101,13 +101,15 @@ class ExoscaleSimulator:
         quota_error_status: int = 403,
         vms: bool = True,
         vm_port: int = VM_PORT,
+        machines: InstanceHooks | None = None,
     ):
         self.keys = dict(keys or {"EXOtest": "secret"})
         self.zone = zone
         self.timings = timings or SimTimings()
         self.catalog = Catalog()
-        self.fleet: VMFleet | None = VMFleet(self.timings, port=vm_port) if vms else None
-        hooks: InstanceHooks = self.fleet if self.fleet is not None else NoMachines()
+        # `machines`: other machines behind the instances (the tests' real nginx and Ollama)
+        self.fleet: VMFleet | None = VMFleet(self.timings, port=vm_port) if vms and not machines else None
+        hooks: InstanceHooks = machines or self.fleet or NoMachines()
         self.state = CloudState(self.timings, hooks, gpu_quota=gpu_quota, instance_quota=instance_quota)
         self.quota_error_status = quota_error_status
         self.calls: list[Call] = []

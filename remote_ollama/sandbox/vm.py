@@ -120,11 +120,14 @@ def parse_user_data(user_data: str | None) -> VMConfig:
 
 def server_ssl_context(cert_pem: bytes, key_pem: bytes, client_ca_pem: bytes | None = None) -> ssl.SSLContext:
     """nginx's `ssl_protocols TLSv1.3; ssl_verify_client on;` (load_cert_chain only reads files:
-    they go to a private temp dir for the call)."""
+    they go to a private temp dir for the call). nginx asks for a certificate and verifies one that
+    is sent, but a client sending none still gets its TLS session, then an HTTP 400 page
+    (`client_cert_check`). A certificate of another CA fails the handshake here, where nginx also
+    answers 400: Python cannot accept a certificate it failed to verify (the real-nginx tests cover it)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     if client_ca_pem is not None:
-        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.verify_mode = ssl.CERT_OPTIONAL
         ctx.load_verify_locations(cadata=client_ca_pem.decode())
     with tempfile.TemporaryDirectory(prefix="sim-vm-") as tmp:
         cert, key = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
@@ -215,6 +218,28 @@ def key_check(api_key: str) -> Callable[..., Awaitable[web.StreamResponse]]:
         return await handler(request)
 
     return middleware
+
+
+def nginx_page(status: int, title: str, line: str) -> web.Response:
+    """An nginx error page as nginx-light 1.22 sends it (495/496 go out as 400)."""
+    page = (
+        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+        f"<center><h1>{status} Bad Request</h1></center>\r\n<center>{line}</center>\r\n"
+        "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+    )
+    return web.Response(status=status, text=page, content_type="text/html", headers={"Server": "nginx"})
+
+
+@web.middleware
+async def client_cert_check(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """nginx's `ssl_verify_client on` for a client that sent no certificate, before anything else."""
+    if not request.transport or not request.transport.get_extra_info("peercert"):
+        return nginx_page(
+            400, "400 No required SSL certificate was sent", "No required SSL certificate was sent"
+        )
+    return await handler(request)
 
 
 # -- addresses -----------------------------------------------------------------------------------
@@ -311,6 +336,8 @@ class SimulatedVM:
         )
         if config.api_key is not None:
             app.middlewares.insert(0, key_check(config.api_key))
+        if config.client_ca_pem is not None:
+            app.middlewares.insert(0, client_cert_check)
         runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
         self._runner = runner  # set first: a shutdown racing this boot still cleans it up
         await runner.setup()
