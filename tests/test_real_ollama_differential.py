@@ -1,0 +1,173 @@
+"""Differential: the same requests sent straight to the real Ollama 0.17.4 and through the proxy in
+front of it, for every route the README names, streaming and not, and the error cases. Status,
+content type, framing, JSON keys per chunk and every value but times, ids and generated text must be
+equal (tests/ollama_real/compare.py). Then the official clients through the proxy on the real Ollama.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import anthropic
+import ollama
+import openai
+import pytest
+from aiohttp import web
+from ollama_real.compare import Answer, cors_differences, fetch
+from ollama_real.server import TINY, VERSION, RealOllama
+
+from remote_ollama.proxy.app import make_proxy_app, start_proxy
+from remote_ollama.proxy.interfaces import ProxySettings, Upstream
+from remote_ollama.proxy.local import LocalResolver, RecordingSink
+
+# Deterministic generation (seed, temperature 0), short: both sides produce the same tokens.
+OPTS = {"seed": 7, "temperature": 0, "num_predict": 4}
+MSGS = [{"role": "user", "content": "hello world"}]
+
+# (name, method, path, JSON body or raw bytes, extra headers)
+CASES: list[tuple[str, str, str, Any, dict[str, str]]] = [
+    ("root", "GET", "/", None, {}),
+    ("head-root", "HEAD", "/", None, {}),
+    ("version", "GET", "/api/version", None, {}),
+    ("tags", "GET", "/api/tags", None, {}),
+    ("ps", "GET", "/api/ps", None, {}),
+    ("show", "POST", "/api/show", {"model": TINY}, {}),
+    ("generate-stream", "POST", "/api/generate", {"model": TINY, "prompt": "hello", "options": OPTS}, {}),
+    ("generate", "POST", "/api/generate", {"model": TINY, "prompt": "hello", "stream": False, "options": OPTS}, {}),
+    ("chat-stream", "POST", "/api/chat", {"model": TINY, "messages": MSGS, "options": OPTS}, {}),
+    ("chat", "POST", "/api/chat", {"model": TINY, "messages": MSGS, "stream": False, "options": OPTS}, {}),
+    ("embed", "POST", "/api/embed", {"model": TINY, "input": ["hello", "world"]}, {}),
+    ("embeddings", "POST", "/api/embeddings", {"model": TINY, "prompt": "hello"}, {}),
+    ("v1-models", "GET", "/v1/models", None, {}),
+    ("v1-model", "GET", f"/v1/models/{TINY}", None, {}),
+    ("v1-chat", "POST", "/v1/chat/completions", {"model": TINY, "messages": MSGS, "seed": 7, "temperature": 0, "max_tokens": 4}, {}),
+    ("v1-chat-stream", "POST", "/v1/chat/completions", {"model": TINY, "messages": MSGS, "seed": 7, "temperature": 0, "max_tokens": 4, "stream": True}, {}),
+    ("v1-completions", "POST", "/v1/completions", {"model": TINY, "prompt": "hello", "seed": 7, "temperature": 0, "max_tokens": 4}, {}),
+    ("v1-embeddings", "POST", "/v1/embeddings", {"model": TINY, "input": "hello"}, {}),
+    ("v1-messages", "POST", "/v1/messages", {"model": TINY, "max_tokens": 4, "messages": MSGS, "temperature": 0}, {}),
+    ("v1-messages-stream", "POST", "/v1/messages", {"model": TINY, "max_tokens": 4, "messages": MSGS, "temperature": 0, "stream": True}, {}),
+    ("v1-responses", "POST", "/v1/responses", {"model": TINY, "input": "hello", "max_output_tokens": 4, "temperature": 0}, {}),
+    ("v1-responses-stream", "POST", "/v1/responses", {"model": TINY, "input": "hello", "max_output_tokens": 4, "temperature": 0, "stream": True}, {}),
+    # errors
+    ("unknown-model", "POST", "/api/generate", {"model": "nope:1b", "prompt": "x"}, {}),
+    ("unknown-model-chat", "POST", "/api/chat", {"model": "nope:1b", "messages": MSGS, "stream": False}, {}),
+    ("unknown-model-v1", "POST", "/v1/chat/completions", {"model": "nope:1b", "messages": MSGS}, {}),
+    ("unknown-model-show", "POST", "/api/show", {"model": "nope:1b"}, {}),
+    ("bad-json", "POST", "/api/generate", b'{"model":', {}),
+    ("bad-json-chat", "POST", "/api/chat", b"not json", {}),
+    ("bad-json-v1", "POST", "/v1/chat/completions", b'{"model":', {}),
+    ("wrong-method", "GET", "/api/generate", None, {}),
+    ("wrong-method-chat", "PUT", "/api/chat", None, {}),
+    ("unknown-route", "GET", "/api/nope", None, {}),
+    ("unknown-route-post", "POST", "/v1/nope", {"model": TINY}, {}),
+    ("no-model", "POST", "/api/generate", {"prompt": "x"}, {}),
+    ("cors-preflight", "OPTIONS", "/api/chat", None,
+     {"Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST",
+      "Access-Control-Request-Headers": "content-type"}),
+    ("cors-simple", "GET", "/api/version", None, {"Origin": "http://localhost:5173"}),
+    ("cors-refused", "GET", "/api/version", None, {"Origin": "https://evil.example"}),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def proxied(real_ollama: RealOllama) -> Iterator[str]:
+    """The proxy (model management on, no client keys) in front of the real Ollama, on its own loop."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    runner: list[web.AppRunner] = []
+
+    async def start() -> str:
+        upstream = Upstream(real_ollama.url)
+        app = make_proxy_app(LocalResolver(upstream), RecordingSink(), ProxySettings(model_management=True))
+        r, port = await start_proxy(app, "127.0.0.1", 0)
+        runner.append(r)
+        return f"http://127.0.0.1:{port}"
+
+    url = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
+    try:
+        yield url
+    finally:
+        asyncio.run_coroutine_threadsafe(runner[0].cleanup(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=90)) as s:
+        yield s
+
+
+@pytest.mark.parametrize(("name", "method", "path", "body", "headers"), CASES, ids=[c[0] for c in CASES])
+async def test_the_proxy_answers_what_the_real_ollama_answers(
+    real_ollama: RealOllama,
+    proxied: str,
+    http: aiohttp.ClientSession,
+    name: str,
+    method: str,
+    path: str,
+    body: Any,
+    headers: dict[str, str],
+) -> None:
+    raw = body if isinstance(body, bytes) else None
+    json_body = None if raw is not None else body
+    direct = await fetch(http, method, real_ollama.url + path, json_body, raw=raw, headers=headers)
+    through = await fetch(http, method, proxied + path, json_body, raw=raw, headers=headers)
+    assert through == direct, f"{name}: direct {direct.brief()}, proxied {through.brief()}"
+    assert cors_differences(direct, through) == []
+    _sanity(name, direct)
+
+
+def _sanity(name: str, answer: Answer) -> None:
+    """The comparison compared something: each case got the kind of answer it is about."""
+    if name.startswith(("unknown-model", "bad-json", "no-model")):
+        assert answer.status >= 400 and answer.framing == "json" and set(answer.chunks[0]) == {"error"}
+    elif name.endswith("-stream"):
+        assert answer.status == 200 and answer.framing in ("ndjson", "sse") and len(answer.chunks) > 1
+    elif name == "version":
+        assert answer.chunks == ({"version": VERSION},)
+
+
+# -- the official clients, through the proxy, on the real Ollama ----------------------------------------
+
+
+def test_the_ollama_client(proxied: str) -> None:
+    client = ollama.Client(host=proxied)
+    assert client.show(TINY).modelfile
+    assert [m.model for m in client.list().models] == [TINY]
+    reply = client.chat(model=TINY, messages=MSGS, options=OPTS)
+    assert reply.message.role == "assistant" and reply.done
+    chunks = list(client.generate(model=TINY, prompt="hello", stream=True, options=OPTS))
+    assert chunks[-1].done and chunks[-1].eval_count
+    assert len(client.embed(model=TINY, input="hello").embeddings[0]) == 64
+    with pytest.raises(ollama.ResponseError) as err:
+        client.chat(model="nope:1b", messages=MSGS)
+    assert err.value.status_code == 404 and "not found" in err.value.error
+
+
+def test_the_openai_client(proxied: str) -> None:
+    client = openai.OpenAI(base_url=f"{proxied}/v1", api_key="unused")
+    assert TINY in [m.id for m in client.models.list()]
+    done = client.chat.completions.create(model=TINY, messages=MSGS, max_tokens=4, seed=7, temperature=0)  # type: ignore[arg-type]
+    assert done.choices[0].message.role == "assistant" and done.usage is not None
+    stream = client.chat.completions.create(model=TINY, messages=MSGS, max_tokens=4, stream=True)  # type: ignore[arg-type]
+    assert [c.choices[0].finish_reason for c in stream if c.choices][-1] is not None
+    assert len(client.embeddings.create(model=TINY, input="hello").data[0].embedding) == 64
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="nope:1b", messages=MSGS)  # type: ignore[arg-type]
+
+
+def test_the_anthropic_client(proxied: str) -> None:
+    client = anthropic.Anthropic(base_url=proxied, api_key="unused")
+    msg = client.messages.create(model=TINY, max_tokens=4, messages=MSGS)  # type: ignore[arg-type]
+    assert msg.role == "assistant" and msg.usage.output_tokens >= 1
+    with client.messages.stream(model=TINY, max_tokens=4, messages=MSGS) as stream:  # type: ignore[arg-type]
+        final = stream.get_final_message()
+    assert final.stop_reason in ("max_tokens", "end_turn")
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.create(model="nope:1b", max_tokens=4, messages=MSGS)  # type: ignore[arg-type]
