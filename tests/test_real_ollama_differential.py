@@ -65,6 +65,10 @@ CASES: list[tuple[str, str, str, Any, dict[str, str]]] = [
     ("unknown-route", "GET", "/api/nope", None, {}),
     ("unknown-route-post", "POST", "/v1/nope", {"model": TINY}, {}),
     ("no-model", "POST", "/api/generate", {"prompt": "x"}, {}),
+    ("no-model-chat", "POST", "/api/chat", {"messages": MSGS}, {}),
+    ("no-model-show", "POST", "/api/show", {}, {}),
+    ("no-model-v1", "POST", "/v1/chat/completions", {"messages": MSGS}, {}),
+    ("no-model-messages", "POST", "/v1/messages", {"max_tokens": 4, "messages": MSGS}, {}),
     ("cors-preflight", "OPTIONS", "/api/chat", None,
      {"Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST",
       "Access-Control-Request-Headers": "content-type"}),
@@ -126,7 +130,7 @@ async def test_the_proxy_answers_what_the_real_ollama_answers(
 def _sanity(name: str, answer: Answer) -> None:
     """The comparison compared something: each case got the kind of answer it is about."""
     if name.startswith(("unknown-model", "bad-json", "no-model")):
-        assert answer.status >= 400 and answer.framing == "json" and set(answer.chunks[0]) == {"error"}
+        assert answer.status >= 400 and answer.framing == "json" and "error" in answer.chunks[0]
     elif name.endswith("-stream"):
         assert answer.status == 200 and answer.framing in ("ndjson", "sse") and len(answer.chunks) > 1
     elif name == "version":

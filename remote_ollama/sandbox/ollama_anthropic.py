@@ -61,9 +61,7 @@ async def messages(request: web.Request, state: OllamaState) -> web.StreamRespon
         "role": "assistant",
         "model": job.requested_name,
         "content": [],
-        "stop_reason": None,
-        "stop_sequence": None,
-        "usage": usage,
+        "usage": usage,  # stop_reason and stop_sequence: omitted while empty (0.17.4's omitempty)
     }
     async with state.generation(request, record.name, streaming=job.stream) as gen:
         response = stream_response(SSE)
@@ -89,24 +87,22 @@ async def messages(request: web.Request, state: OllamaState) -> web.StreamRespon
             return json_response(message)
         if not sent:
             await gen.write(response, _opening(message))
-        await gen.write(response, _closing(reason, len(sent)))
+        await gen.write(response, _closing(reason, usage["input_tokens"], len(sent)))
         return response
 
 
 def _opening(message: dict[str, Any]) -> bytes:
     block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
-    return (
-        sse_event({"type": "message_start", "message": message}, "message_start")
-        + sse_event(block, "content_block_start")
-        + sse_event({"type": "ping"}, "ping")
-    )
+    return sse_event({"type": "message_start", "message": message}, "message_start") + sse_event(
+        block, "content_block_start"
+    )  # no ping event (Ollama 0.17.4 sends none)
 
 
-def _closing(reason: str, output_tokens: int) -> bytes:
+def _closing(reason: str, input_tokens: int, output_tokens: int) -> bytes:
     delta = {
         "type": "message_delta",
-        "delta": {"stop_reason": _STOP[reason], "stop_sequence": None},
-        "usage": {"output_tokens": output_tokens},
+        "delta": {"stop_reason": _STOP[reason]},
+        "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
     }
     return (
         sse_event({"type": "content_block_stop", "index": 0}, "content_block_stop")

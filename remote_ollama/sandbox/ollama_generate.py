@@ -136,6 +136,8 @@ def _chat_prompt(messages: Any) -> str:
 
 async def generate(request: web.Request, state: OllamaState, *, chat: bool) -> web.StreamResponse:
     body = await read_json(request)
+    if not chat and not body.get("model"):
+        raise model_not_found("")  # Ollama 0.17.4's /api/generate: 404, not chat's "model is required"
     record = resolve_model(state, body.get("model"))
     if record.embedding_only:
         raise BadRequest(400, f'"{body["model"]}" does not support {"chat" if chat else "generate"}')

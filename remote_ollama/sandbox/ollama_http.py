@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from typing import Any
 
 from aiohttp import web
@@ -76,7 +77,13 @@ def openai_error(status: int, message: str) -> web.Response:
 
 
 def anthropic_error_body(status: int, message: str) -> dict[str, Any]:
-    return {"type": "error", "error": {"type": _ANTHROPIC_TYPES.get(status, "api_error"), "message": message}}
+    """As Ollama 0.17.4's anthropic.NewError: with a fresh `request_id`."""
+    kind = _ANTHROPIC_TYPES.get(status, "api_error")
+    return {
+        "type": "error",
+        "error": {"type": kind, "message": message},
+        "request_id": f"req_{secrets.token_hex(12)}",
+    }
 
 
 def anthropic_error(status: int, message: str) -> web.Response:

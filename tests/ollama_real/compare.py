@@ -17,7 +17,7 @@ VOLATILE = frozenset(
         "created_at", "created", "modified_at", "expires_at", "id", "system_fingerprint",
         "total_duration", "load_duration", "prompt_eval_duration", "eval_duration",
         "response", "content", "text", "thinking", "output_text", "size_vram", "context",
-        "item_id", "response_id", "sequence_number", "call_id",
+        "item_id", "response_id", "sequence_number", "call_id", "request_id",
     }
 )  # fmt: skip
 _CORS = ("access-control-allow-origin", "access-control-allow-methods", "access-control-allow-headers",
