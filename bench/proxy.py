@@ -7,6 +7,12 @@ streams, and CPU seconds per 1000 requests of each hop, then the ratios; the goa
 added TTFB at most 1.15x the floor's and at most 1 ms p50, with >= 0.95 of direct throughput at 64.
 
     python bench/proxy.py [--token-delay 0.01] [--tokens 200] [--requests 1000]
+
+With `--real-ollama` the upstream is the real Ollama 0.17.4 (tests/ollama_real, built once per
+machine) serving the tiny random-weight model, and the figure is the added time to the first token
+of a streamed /api/generate (one token per request) through each hop.
+
+    python bench/proxy.py --real-ollama [--samples 200]
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ from pathlib import Path
 import aiohttp
 
 MODEL = "granite3.1-dense:8b"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the real Ollama's recipe
+from ollama_real.server import TINY, VERSION, RealOllama, build_ollama  # noqa: E402
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -125,6 +134,7 @@ http {{
       proxy_pass http://ollama;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      proxy_set_header Host 127.0.0.1:{upstream};  # the real Ollama refuses other Hosts (as the VM's nginx sets it)
       proxy_buffering off;
       proxy_request_buffering off;
       proxy_read_timeout 1h;
@@ -143,19 +153,27 @@ class Figures:
     cpu_per_1000: float | None
 
 
-async def ttfb(urls: dict[str, str], n: int) -> dict[str, list[float]]:
+def probe(real: bool) -> tuple[str, dict[str, object]]:
+    """The request whose first byte is timed: the real Ollama's first token, or (simulated) a
+    route with no simulated delay, so only the hop is measured."""
+    if real:
+        return "/api/generate", {"model": TINY, "prompt": "hello", "options": {"num_predict": 1, "seed": 1}}
+    return "/api/show", {"model": MODEL}
+
+
+async def ttfb(urls: dict[str, str], n: int, real: bool = False) -> dict[str, list[float]]:
     """Sequential requests on a kept-alive connection per hop: time to the first body byte.
 
     The hops take turns, request by request, so a noisy neighbour on the machine slows them alike
     and the ratios between them stay meaningful."""
     samples: dict[str, list[float]] = {name: [] for name in urls}
     sessions = {name: aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) for name in urls}
-    body = {"model": MODEL}  # a route with no simulated delay: only the hop is measured
+    path, body = probe(real)
     try:
         for i in range(n + 20):
             for name, url in urls.items():
                 start = time.perf_counter()
-                async with sessions[name].post(f"{url}/api/show", json=body) as r:
+                async with sessions[name].post(f"{url}{path}", json=body) as r:
                     await r.content.readany()
                     first = time.perf_counter() - start
                     await r.read()
@@ -214,6 +232,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tokens", type=int, default=200)
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument(
+        "--real-ollama", action="store_true", help="the real Ollama and the tiny model upstream"
+    )
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve-floor", type=int, nargs=2, help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -224,9 +245,14 @@ async def main(args: argparse.Namespace) -> None:
     up_port, proxy_port, nginx_port, floor_port = free_port(), free_port(), free_port(), free_port()
     me = [sys.executable, __file__, "--token-delay", str(args.token_delay), "--tokens", str(args.tokens)]
     procs: list[subprocess.Popen[bytes]] = []
+    real: RealOllama | None = None
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            procs.append(subprocess.Popen([*me, "--serve-upstream", str(up_port)]))
+            if args.real_ollama:
+                real = RealOllama(Path(tmp) / "ollama", build_ollama(), up_port)
+                real.start()
+            else:
+                procs.append(subprocess.Popen([*me, "--serve-upstream", str(up_port)]))
             up_url = f"http://127.0.0.1:{up_port}"
             proxy = subprocess.Popen(
                 [
@@ -261,7 +287,10 @@ async def main(args: argparse.Namespace) -> None:
                 "proxy": [proxy.pid],
                 "nginx": [ng.pid, *children_of(ng.pid)],
             }
-            first_bytes = await ttfb(urls, args.samples)
+            first_bytes = await ttfb(urls, args.samples, real is not None)
+            if real is not None:
+                report_real({name: sorted(samples) for name, samples in first_bytes.items()}, args)
+                return
             figures = {
                 name: await measure(url, pids[name], args, first_bytes[name]) for name, url in urls.items()
             }
@@ -270,7 +299,24 @@ async def main(args: argparse.Namespace) -> None:
                 p.terminate()
             for p in procs:
                 p.wait(10)
+            if real is not None:
+                real.stop()
     report(figures, args)
+
+
+def report_real(samples: dict[str, list[float]], args: argparse.Namespace) -> None:
+    def pct(name: str, q: float) -> float:
+        return samples[name][max(0, int(len(samples[name]) * q) - 1)]
+
+    print(
+        f"upstream: real Ollama {VERSION}, tiny model; time to the first token, {args.samples} requests per hop"
+    )
+    print(f"{'':8} {'TTFT p50':>10} {'TTFT p99':>10} {'added p50':>10} {'added p99':>10}")
+    for name in samples:
+        p50, p99 = statistics.median(samples[name]), pct(name, 0.99)
+        added50 = p50 - statistics.median(samples["direct"])
+        added99 = p99 - pct("direct", 0.99)
+        print(f"{name:8} {p50 * 1e3:9.3f}ms {p99 * 1e3:9.3f}ms {added50 * 1e3:9.3f}ms {added99 * 1e3:9.3f}ms")
 
 
 def report(f: dict[str, Figures], args: argparse.Namespace) -> None:
