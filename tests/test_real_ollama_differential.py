@@ -7,8 +7,10 @@ equal (tests/ollama_real/compare.py). Then the official clients through the prox
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,7 +20,8 @@ import openai
 import pytest
 from aiohttp import web
 from ollama_real.compare import Answer, cors_differences, fetch
-from ollama_real.server import TINY, VERSION, RealOllama
+from ollama_real.server import TINY, VERSION, RealOllama, create_request
+from ollama_real.tiny_model import write_tiny_gguf
 
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import ProxySettings, Upstream
@@ -175,3 +178,28 @@ def test_the_anthropic_client(proxied: str) -> None:
     assert final.stop_reason in ("max_tokens", "end_turn")
     with pytest.raises(anthropic.NotFoundError):
         client.messages.create(model="nope:1b", max_tokens=4, messages=MSGS)  # type: ignore[arg-type]
+
+
+# -- model management through the proxy ------------------------------------------------------------
+
+
+async def test_a_model_is_created_through_the_proxy_s_blob_upload_and_create(
+    real_ollama: RealOllama, proxied: str, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """The path `ollama create` takes (HEAD, then POST /api/blobs/<digest>, then /api/create), proxied."""
+    gguf = write_tiny_gguf(tmp_path / "other.gguf", seed=1).read_bytes()
+    digest = "sha256:" + hashlib.sha256(gguf).hexdigest()
+    async with http.head(f"{proxied}/api/blobs/{digest}") as r:
+        assert r.status == 404
+    async with http.post(f"{proxied}/api/blobs/{digest}", data=gguf) as r:
+        assert r.status == 201, await r.text()
+    async with http.head(f"{proxied}/api/blobs/{digest}") as r:
+        assert r.status == 200
+    async with http.post(f"{proxied}/api/create", json=create_request("proxied", digest)) as r:
+        assert (r.status, await r.json()) == (200, {"status": "success"})
+    async with http.get(f"{real_ollama.url}/api/tags") as r:
+        assert "proxied:latest" in [m["name"] for m in (await r.json())["models"]]
+    async with http.delete(f"{proxied}/api/delete", json={"model": "proxied"}) as r:
+        assert r.status == 200
+    async with http.get(f"{real_ollama.url}/api/tags") as r:
+        assert "proxied:latest" not in [m["name"] for m in (await r.json())["models"]]
