@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cluster.control_plane import build_binaries
 from cluster.fixtures import control_plane, k8s, kube, operator_release  # noqa: F401  (fixtures)
+from exoscale_openapi import check_exchange
 from ollama_real.fixtures import real_ollama  # noqa: F401  (fixtures)
 from ollama_real.server import build_ollama
+
+from remote_ollama.sandbox.exoscale_api import EXCHANGE_OBSERVERS
 
 # fixture a test needs → the build it waits for (its script and what it builds)
 _BUILDS: tuple[tuple[str, str, Callable[[], Path]], ...] = (
@@ -31,3 +35,23 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             if reporter is not None:
                 reporter.write_line(f"{what} (cached per machine; minutes when cold)")
             build()
+
+
+@pytest.fixture(autouse=True)
+def exoscale_traffic_as_described() -> Iterator[None]:
+    """Every request the product sends to the Exoscale simulator and every answer it gives, in every
+    test, is held to the API's own description (python-exoscale's openapi.json): an invented field,
+    an unknown enum value or a user-data over 32 KiB fails the test that caused it."""
+    problems: list[str] = []
+
+    def observe(operation: str, body: Any, status: int, answer: Any) -> None:
+        problems.extend(check_exchange(operation, body, status, answer))
+
+    EXCHANGE_OBSERVERS.append(observe)
+    try:
+        yield
+    finally:
+        EXCHANGE_OBSERVERS.remove(observe)
+    assert not problems, "Exoscale traffic the API's description forbids:\n" + "\n".join(
+        sorted(set(problems))[:20]
+    )

@@ -44,6 +44,9 @@ T = TypeVar("T")
 BASE_PATH = "/v2"
 MAX_CALLS = 20000
 UNSIGNED_OPERATIONS = {"list-zones"}  # the SDK sends it without credentials
+# Called with (operationId, request body, status, answer) for each answered call: the tests hold
+# the simulator's traffic to the API's own description with it (tests/exoscale_openapi.py).
+EXCHANGE_OBSERVERS: list[Callable[[str, Any, int, Any], None]] = []
 
 
 class Call(NamedTuple):
@@ -214,9 +217,12 @@ class ExoscaleSimulator:
             return _error(400, "request body is not valid JSON")
         ctx = ApiContext(self.state, self.catalog, self.zone, self.url, self.quota_error_status)
         try:
-            return web.json_response(handler(ctx, params, _multi(request), payload))
+            answer = handler(ctx, params, _multi(request), payload)
         except ApiError as exc:
             return _error(exc.status, exc.message)
+        for observe in EXCHANGE_OBSERVERS:
+            observe(op_id, payload, 200, answer)
+        return web.json_response(answer)
 
     # -- fault injection -----------------------------------------------------------------------
     def fail_next(
