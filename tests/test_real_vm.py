@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from ollama_real.real_vm import RealVMFleet, nginx_binary
+from ollama_real.real_vm import RealVMFleet
 from ollama_real.server import TINY, VERSION, RealOllama
 from subprocess_world import Program, clean_env, free_port
 
@@ -29,8 +29,6 @@ from remote_ollama.sandbox.exoscale_api import SimTimings, SimulatorThread
 from remote_ollama.sandbox.exoscale_catalog import InstanceTypeEntry
 from remote_ollama.sandbox.exoscale_state import Instance
 from remote_ollama.sandbox.vm import SimulatedVM
-
-pytestmark = pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (.ci/run installs it)")
 
 KEY, SECRET = "EXOrealvmtest", "real-vm-test-secret"
 NO_CERT = "400 No required SSL certificate was sent"
@@ -147,6 +145,31 @@ async def test_a_refused_client_certificate_reaches_the_user_as_an_ollama_error(
                 assert (r.status, r.content_type) == (502, "application/json")
     assert set(answer) == {"error"} and "client certificate" in answer["error"] and "<" not in answer["error"]
     assert any("client certificate refused" in rec.getMessage() for rec in caplog.records)
+
+
+async def test_nginx_without_its_ollama_reaches_the_user_as_an_ollama_error(
+    creds: VMCredentials, proxy_to: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A booted VM whose Ollama is not up yet (or crashed): nginx's 502 page becomes a JSON 502."""
+    fleet = RealVMFleet(tmp_path, free_port(), port=free_port())  # nothing listens on Ollama's port
+    ip = fleet.allocate_ip()
+    fleet.booted(_instance(creds, ip))
+    url = f"https://{ip}:{fleet.port}"
+    try:
+        status, kind, page = await _get(url, creds.client_context(), {API_KEY_HEADER: creds.api_key or ""})
+        assert (status, kind) == (502, "text/html") and "<title>502 Bad Gateway</title>" in page
+        proxy = await proxy_to(url, creds)
+        with caplog.at_level(logging.WARNING):
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(f"{proxy}/api/generate", json={"model": TINY}) as r,
+            ):
+                assert (r.status, r.content_type) == (502, "application/json")
+                answer = await r.json()
+        assert set(answer) == {"error"} and "Ollama is not answering" in answer["error"]
+        assert any("Ollama behind nginx is down" in rec.getMessage() for rec in caplog.records)
+    finally:
+        fleet.close()
 
 
 # -- standalone end to end on the real VM ----------------------------------------------------------

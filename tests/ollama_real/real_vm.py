@@ -104,7 +104,7 @@ class RealVM:
 
     def start(self) -> None:
         binary = nginx_binary()
-        assert binary, "nginx is needed for the real VM (apt-get install nginx-light)"
+        assert binary, "nginx is needed for the real VM (apt-get install nginx-light; .ci/run does)"
         with (self.dir / "nginx.out").open("ab") as out:
             self.proc = subprocess.Popen(
                 [binary, "-c", str(self.dir / "nginx-main.conf"), "-p", str(self.dir)],
