@@ -31,7 +31,7 @@ from waiting import wait_until
 
 from remote_ollama.resource import LABEL_OWNER
 from remote_ollama.sandbox.exoscale_api import SimulatorThread
-from remote_ollama.sandbox.exoscale_state import SimTimings
+from remote_ollama.sandbox.exoscale_state import InstanceHooks, SimTimings
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY, SECRET = "EXOoperatortest", "operator-test-secret"
@@ -199,11 +199,14 @@ def operator_world(
     monkeypatch: Any,
     timings: SimTimings | None = None,
     extra_env: dict[str, str] | None = None,
+    machines: InstanceHooks | None = None,
 ) -> Iterator[OperatorWorld]:
+    """`machines`: what runs behind the simulated instances (default: the simulated VMs)."""
     sim = SimulatorThread(
         keys={KEY: SECRET},
         timings=timings
         or SimTimings(boot=0.3, stop=0.3, destroy=0.3, operation=0.05, cloud_init=0.2, pull=0.1, token=0.005),
+        machines=machines,
     )
     sim.start()
     monkeypatch.setenv("EXOSCALE_API_ENDPOINT", sim.url)
