@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -203,3 +205,29 @@ async def test_a_model_is_created_through_the_proxy_s_blob_upload_and_create(
         assert r.status == 200
     async with http.get(f"{real_ollama.url}/api/tags") as r:
         assert "proxied:latest" not in [m["name"] for m in (await r.json())["models"]]
+
+
+def _handled_generates(real_ollama: RealOllama) -> int:
+    """Requests to /api/generate whose handler returned (Gin logs each when it returns)."""
+    return real_ollama.daemon.log_path.read_text(errors="replace").count('POST     "/api/generate"')
+
+
+@pytest.mark.parametrize("through_proxy", [False, True], ids=["direct", "proxied"])
+async def test_a_client_leaving_mid_stream_ends_the_real_generation(
+    real_ollama: RealOllama, proxied: str, through_proxy: bool
+) -> None:
+    """A generation of ~30000 tokens (a minute and more here) ends at once when its client goes:
+    through the proxy, Ollama's client is the proxy, which must drop the upstream request too."""
+    before = _handled_generates(real_ollama)
+    base = proxied if through_proxy else real_ollama.url
+    body = {"model": TINY, "prompt": "hello", "options": {"num_predict": 30000, "num_ctx": 32768}}
+    async with aiohttp.ClientSession() as http:
+        r = await http.post(f"{base}/api/generate", json=body)
+        assert r.status == 200
+        assert json.loads(await r.content.readline())["done"] is False
+        assert _handled_generates(real_ollama) == before, "the generation is running"
+        r.close()  # the client goes away mid-stream
+    deadline = time.monotonic() + 20
+    while _handled_generates(real_ollama) == before:
+        assert time.monotonic() < deadline, "the real Ollama kept generating for a client that left"
+        await asyncio.sleep(0.05)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from gguf import GGUFWriter, TokenType
 
-_EMBED, _BLOCKS, _FFN, _HEADS, _CONTEXT = 64, 2, 128, 4, 2048
+_EMBED, _BLOCKS, _FFN, _HEADS, _CONTEXT = 64, 2, 128, 4, 32768
 _WORDS = ("the", "a", "is", "of", "and", "to", "in", "it", "you", "hello", "world", "model", "tiny")
 
 # What tests send as the Modelfile next to the GGUF (a raw prompt template; a small context).
@@ -65,7 +65,11 @@ def write_tiny_gguf(path: Path, seed: int = 0) -> Path:
     vocab = len(tokens)
     weights("token_embd.weight", vocab, _EMBED)
     ones("output_norm.weight")
-    weights("output.weight", vocab, _EMBED)
+    # Output logits spread wide and </s>'s pinned at 0: outside the top 40 it is never sampled, so a
+    # generation runs as long as num_predict and num_ctx let it (a test can leave a stream mid-way).
+    output = rng.standard_normal((vocab, _EMBED)).astype(np.float32)
+    output[2] = 0.0
+    writer.add_tensor("output.weight", output)
     for b in range(_BLOCKS):
         ones(f"blk.{b}.attn_norm.weight")
         for part in ("q", "k", "v", "output"):
