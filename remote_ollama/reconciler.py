@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import secrets
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from .lifecycle import (
 )
 from .resource import (
     LABEL_CLUSTER,
+    LABEL_CREATION,
     LABEL_MANAGED_BY,
     LABEL_MANAGED_BY_VALUE,
     LABEL_OWNER,
@@ -45,8 +47,10 @@ from .resource import (
     Spec,
 )
 from .vm_ollama import CredentialStore as CredentialStore
+from .vm_ollama import InstanceRecord as InstanceRecord
 from .vm_ollama import VMOllama
 from .vm_ollama import ollama_keep_alive as ollama_keep_alive
+from .vocabulary import EventReason
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +115,9 @@ class Reconciler(VMOllama):
     # answers polling routes with it while no VM runs (operator mode: through status.ollama).
     answered: dict[str, Any] = field(default_factory=dict)
     on_answer: Callable[[dict[str, Any]], None] | None = None
+    # Posts a Warning Event (reason, message) about an instance not trusted (operator mode).
+    warn: Callable[[str, str], None] | None = None
+    _warned: set[tuple[EventReason, str]] = field(default_factory=set)
     _pulls: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _scrubbed: set[str] = field(default_factory=set)  # instances whose user-data no longer has the key
     _warm_ups: dict[str, asyncio.Task[None]] = field(default_factory=dict)
@@ -171,12 +178,100 @@ class Reconciler(VMOllama):
     # -- observing ---------------------------------------------------------------------------------------
 
     async def observe_instance(self, memory: Memory) -> ObservedInstance | None:
-        """The instance by remembered id (one API call), else by our labels (adoption after a restart)."""
-        if memory.instance_id:
-            found = await self.cloud.get_instance(memory.instance_id)
-            if found is not None and found.state not in GONE:
-                return found
-        return await self.cloud.find_instance(self.target.owner_uid, self.target.cluster)
+        """Only an instance made for this owner: the one whose id the store records (status is a
+        mirror that tenants can write), carrying our owner and cluster labels. Nothing is adopted by
+        labels alone: anyone in the organisation who may list instances can copy them."""
+        record = await self.store.record()
+        if record is None:  # no credentials: nothing was ever created, whatever status says
+            found = None
+            await self._warn_unrecorded(memory.instance_id)
+        elif record.instance_id is not None:
+            found = await self._ours(record.instance_id)
+        elif record.creation_token is not None:
+            found = await self._created_with(record.creation_token)
+        else:  # credentials from a version that kept no record: its remembered id, if labelled ours
+            found = await self._ours(memory.instance_id) if memory.instance_id else None
+            if found is not None:
+                await self.store.keep(InstanceRecord(found.id))
+        if memory.instance_id and memory.instance_id != (
+            found.id if found else record and record.instance_id
+        ):
+            self._warn(
+                EventReason.FOREIGN_INSTANCE_IGNORED,
+                memory.instance_id,
+                f"status names instance {memory.instance_id}, which was not created for this resource: "
+                "ignored (it is neither stopped, started, changed nor deleted)",
+            )
+        return found
+
+    async def _ours(self, instance_id: str) -> ObservedInstance | None:
+        """The live instance with this id if it carries our owner and cluster labels."""
+        found = await self.cloud.get_instance(instance_id)
+        if found is None or found.state in GONE:
+            return None
+        if not self._labelled_ours(found):
+            self._warn(
+                EventReason.FOREIGN_INSTANCE_IGNORED,
+                instance_id,
+                f"instance {instance_id} does not carry this resource's owner and cluster labels: "
+                "ignored (it is neither stopped, started, changed nor deleted)",
+            )
+            return None
+        return found
+
+    async def _created_with(self, token: str) -> ObservedInstance | None:
+        """After a crash between the create call and recording its id: the oldest live instance with
+        our labels and this create's token (a copy of the token can only be younger), recorded now."""
+        live = [
+            i
+            for i in await self.cloud.find_instances({**self._owner_labels(), LABEL_CREATION: token})
+            if i.state not in GONE and i.created_at is not None
+        ]
+        if not live:
+            return None
+        first = min((i.created_at for i in live if i.created_at is not None), default=None)
+        oldest = [i for i in live if i.created_at == first]
+        if len(oldest) != 1:  # created in the same second (the API's resolution): which is ours is unknown
+            for inst in oldest:
+                self._warn(
+                    EventReason.UNRECORDED_INSTANCE_IGNORED,
+                    inst.id,
+                    f"instance {inst.id} carries this resource's last creation token, as does another "
+                    "made in the same second: neither is adopted nor touched",
+                )
+            return None
+        await self.store.keep(InstanceRecord(oldest[0].id, token))
+        return await self._ours(oldest[0].id)
+
+    async def _warn_unrecorded(self, named: str | None) -> None:
+        """A status id or labelled instances without any record of a create: each warned about once."""
+        for inst in await self.cloud.find_instances(self._owner_labels()):
+            if inst.state not in GONE:
+                self._warn(
+                    EventReason.UNRECORDED_INSTANCE_IGNORED,
+                    inst.id,
+                    f"instance {inst.id} carries this resource's labels but was not recorded as created "
+                    "for it (labels can be copied): not adopted and not touched",
+                )
+
+    def _owner_labels(self) -> dict[str, str]:
+        return {
+            LABEL_MANAGED_BY: LABEL_MANAGED_BY_VALUE,
+            LABEL_OWNER: self.target.owner_uid,
+            LABEL_CLUSTER: self.target.cluster,
+        }
+
+    def _labelled_ours(self, instance: ObservedInstance) -> bool:
+        return all(instance.labels.get(k) == v for k, v in self._owner_labels().items())
+
+    def _warn(self, reason: EventReason, instance_id: str, message: str) -> None:
+        """Once per reason and instance per process: a Warning Event (operator) or log line."""
+        if (reason, instance_id) in self._warned:
+            return
+        self._warned.add((reason, instance_id))
+        log.warning("%s: %s", reason, message)
+        if self.warn is not None:
+            self.warn(str(reason), message)
 
     # -- acting ------------------------------------------------------------------------------------------
 
@@ -262,36 +357,33 @@ class Reconciler(VMOllama):
         The adapter checks the GPU quota before creating, so no VM exists after a QuotaError.
         """
         creds = generate_vm_credentials(self.fixed_api_key)
-        await self.store.save(creds)
+        token = secrets.token_hex(8)
+        await self.store.save(creds, InstanceRecord(creation_token=token))
         user_data = encode_user_data(
             render_user_data(
                 creds, spec.models, ollama_image=spec.ollama.image, ollama_env=dict(spec.ollama.env)
             )
         )
-        return await self.cloud.create_instance(
+        created = await self.cloud.create_instance(
             name=self.target.name,
             instance_type=spec.instance_type.name,
             template=spec.template,
             disk_size=spec.disk_size,
             user_data_b64=user_data,
             security_group_id=sg_id,
-            labels=self.target.labels(spec),
+            labels={**self.target.labels(spec), LABEL_CREATION: token},
             wait=False,
             confirm=bool(spec.placements),
         )
+        await self.store.keep(InstanceRecord(created.id, token))
+        return created
 
     async def destroy_all(self) -> None:
         """Deletion: every instance with our labels, then the security group (and an old-named one
         that one of those instances proved ours). Idempotent."""
         legacy = self.target.legacy_security_group
         legacy_ours = False
-        for inst in await self.cloud.find_instances(
-            {
-                LABEL_MANAGED_BY: LABEL_MANAGED_BY_VALUE,
-                LABEL_OWNER: self.target.owner_uid,
-                LABEL_CLUSTER: self.target.cluster,
-            }
-        ):
+        for inst in await self.cloud.find_instances(self._owner_labels()):
             if inst.state not in GONE:
                 if legacy and legacy in await self.cloud.instance_security_groups(inst.id):
                     legacy_ours = True

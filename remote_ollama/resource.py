@@ -134,6 +134,9 @@ LABEL_OWNER = "remote-ollama-owner"
 LABEL_CLUSTER = "remote-ollama-cluster"
 # Hash of the fields whose change needs a new VM; lets an adopter tell a stale VM from a current one.
 LABEL_SPEC_HASH = "remote-ollama-spec"
+# A random token per create, recorded before the call: finds our instance after a crash before its
+# id was recorded (a look-alike can copy it only from our instance, so it is always younger).
+LABEL_CREATION = "remote-ollama-creation"
 STANDALONE_CLUSTER = "standalone"
 
 VM_PORT = 11435

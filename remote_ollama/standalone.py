@@ -27,6 +27,7 @@ from .resource import STANDALONE_CLUSTER, VM_TLS_SERVER_NAME, Spec, format_durat
 from .runloop import wait_at_most
 from .settings import StandaloneConfig
 from .state_file import StandaloneState, StateFile
+from .vm_ollama import RECORD_KEYS, InstanceRecord
 from .vocabulary import Reason
 
 log = logging.getLogger("remote_ollama")
@@ -45,8 +46,17 @@ class FileCredentialStore(CredentialStore):
     async def load(self) -> VMCredentials | None:
         return self._c.files.credentials(self._c.saved)
 
-    async def save(self, creds: VMCredentials) -> None:
-        self._c.saved.credentials = creds.to_secret_data()
+    async def save(self, creds: VMCredentials, record: InstanceRecord) -> None:
+        self._c.saved.credentials = {**creds.to_secret_data(), **record.to_data()}
+        self._c.persist()
+
+    async def record(self) -> InstanceRecord | None:
+        data = self._c.saved.credentials
+        return InstanceRecord.from_data(data) if data else None
+
+    async def keep(self, record: InstanceRecord) -> None:
+        data = {k: v for k, v in (self._c.saved.credentials or {}).items() if k not in RECORD_KEYS}
+        self._c.saved.credentials = {**data, **record.to_data()}
         self._c.persist()
 
 

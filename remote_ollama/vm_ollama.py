@@ -10,6 +10,7 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -28,13 +29,51 @@ WATCH_ATTEMPT_TIMEOUT = 1.0
 WATCH_FOR = 1800.0
 
 
+@dataclass(frozen=True)
+class InstanceRecord:
+    """Which instance this store's owner created, kept beside its credentials where tenants cannot
+    point it elsewhere (status is only a mirror). The creation token, a random label written before
+    the create call, finds the instance after a crash between the create and recording its id:
+    nobody else can know it before our instance shows it."""
+
+    instance_id: str | None = None
+    creation_token: str | None = None
+
+    def to_data(self) -> dict[str, str]:
+        out = {RECORD_INSTANCE_ID: self.instance_id or "", RECORD_CREATION_TOKEN: self.creation_token or ""}
+        return {k: v for k, v in out.items() if v}
+
+    @classmethod
+    def from_data(cls, data: dict[str, str] | None) -> InstanceRecord:
+        data = data or {}
+        return cls(data.get(RECORD_INSTANCE_ID) or None, data.get(RECORD_CREATION_TOKEN) or None)
+
+    @property
+    def empty(self) -> bool:
+        return self.instance_id is None and self.creation_token is None
+
+
+RECORD_INSTANCE_ID = "instance-id"
+RECORD_CREATION_TOKEN = "creation-token"
+RECORD_KEYS = (RECORD_INSTANCE_ID, RECORD_CREATION_TOKEN)
+
+
 class CredentialStore:
-    """Where the per-VM CA, certificate and API key live (a Secret, or the standalone state file)."""
+    """Where the per-VM CA, certificate and API key live (a Secret, or the standalone state file),
+    and the record of the instance they were made for."""
 
     async def load(self) -> VMCredentials | None:
         raise NotImplementedError
 
-    async def save(self, creds: VMCredentials) -> None:
+    async def save(self, creds: VMCredentials, record: InstanceRecord) -> None:
+        raise NotImplementedError
+
+    async def record(self) -> InstanceRecord | None:
+        """The record; None when the store holds no credentials (nothing was ever created)."""
+        raise NotImplementedError
+
+    async def keep(self, record: InstanceRecord) -> None:
+        """Replace the record, keeping the credentials."""
         raise NotImplementedError
 
 

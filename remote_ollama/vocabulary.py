@@ -64,6 +64,17 @@ class Reason(StrEnum):
             return None
 
 
+class EventReason(StrEnum):
+    """Warning Events for what the operator refused to trust (no condition carries these)."""
+
+    # status (or a Secret edited by hand) names an instance not recorded as made for this resource,
+    # or one without its owner and cluster labels: it is neither stopped, started, changed nor deleted
+    FOREIGN_INSTANCE_IGNORED = "ForeignInstanceIgnored"
+    # an instance carries this resource's labels but its id was never recorded (labels can be copied
+    # by anyone in the organisation): it is not adopted, a new VM is made when one is needed
+    UNRECORDED_INSTANCE_IGNORED = "UnrecordedInstanceIgnored"
+
+
 PERMANENT = frozenset(
     {
         Reason.INVALID_SPEC,

@@ -15,7 +15,7 @@ from remote_ollama.cloud.cloudinit import encode_user_data, render_user_data
 from remote_ollama.cloud.errors import CloudError
 from remote_ollama.cloud.exoscale import owner_labels
 from remote_ollama.cloud.pki import VMCredentials, generate_vm_credentials
-from remote_ollama.reconciler import CredentialStore, Reconciler, Target
+from remote_ollama.reconciler import CredentialStore, InstanceRecord, Reconciler, Target
 from remote_ollama.resource import Spec, legacy_security_group_name, security_group_name
 from remote_ollama.sandbox.exoscale_api import ExoscaleSimulator, SimTimings
 
@@ -28,7 +28,13 @@ class NoStore(CredentialStore):
     async def load(self) -> VMCredentials | None:
         return None
 
-    async def save(self, creds: VMCredentials) -> None:
+    async def save(self, creds: VMCredentials, record: InstanceRecord) -> None:
+        pass
+
+    async def record(self) -> InstanceRecord | None:
+        return None
+
+    async def keep(self, record: InstanceRecord) -> None:
         pass
 
 

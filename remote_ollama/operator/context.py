@@ -21,7 +21,7 @@ import kopf
 from .. import __version__
 from ..cloud.async_cloud import AsyncExoscaleCloud
 from ..cloud.errors import CloudError
-from ..cloud.pki import VMCredentials
+from ..cloud.pki import KEY_CA, VMCredentials
 from ..lifecycle import GONE, WakeTiming
 from ..metrics import LifecycleMetrics
 from ..reconciler import CredentialStore, Reconciler, Target, instance_name
@@ -38,6 +38,7 @@ from ..resource import (
     secret_name,
     security_group_name,
 )
+from ..vm_ollama import RECORD_KEYS, InstanceRecord
 from . import children
 from .kubeapi import KubeAPI, KubeError, path_for
 from .ownership import NameConflict, apply_owned, owned_by
@@ -54,16 +55,17 @@ ORPHAN_EVERY = 600.0
 
 
 class SecretStore(CredentialStore):
-    """The per-resource Secret `<name>-remote-ollama`, owned by the resource."""
+    """The per-resource Secret `<name>-remote-ollama`, owned by the resource: the VM's credentials
+    and the record of the instance the operator created for it."""
 
     def __init__(self, api: KubeAPI, body: dict[str, Any]):
         self.api = api
         self.body = body
         meta = body["metadata"]
         self.path = path_for("v1", "secrets", meta["namespace"], secret_name(meta["name"]))
-        self._cached: VMCredentials | None = None
+        self._cached: dict[str, str] | None = None
 
-    async def load(self) -> VMCredentials | None:
+    async def _data(self) -> dict[str, str] | None:
         if self._cached is None:
             secret = await self.api.get(self.path)
             if secret is None:
@@ -72,18 +74,35 @@ class SecretStore(CredentialStore):
                 raise NameConflict(
                     "Secret", self.body["metadata"]["namespace"], secret_name(self.body["metadata"]["name"])
                 )
-            data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
-            try:
-                self._cached = VMCredentials.from_secret_data(data)
-            except KeyError:
-                return None
+            self._cached = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
         return self._cached
 
-    async def save(self, creds: VMCredentials) -> None:
+    async def load(self) -> VMCredentials | None:
+        data = await self._data()
+        try:
+            return VMCredentials.from_secret_data(data) if data else None
+        except KeyError:
+            return None
+
+    async def record(self) -> InstanceRecord | None:
+        data = await self._data()
+        return InstanceRecord.from_data(data) if data and data.get(KEY_CA) else None
+
+    async def save(self, creds: VMCredentials, record: InstanceRecord) -> None:
+        await self._write({**creds.to_secret_data(), **record.to_data()})
+
+    async def keep(self, record: InstanceRecord) -> None:
+        data = {k: v for k, v in (await self._data() or {}).items() if k not in RECORD_KEYS}
+        await self._write({**data, **record.to_data()})
+
+    async def _write(self, data: dict[str, str]) -> None:
         collection = path_for("v1", "secrets", self.body["metadata"]["namespace"])
-        body = children.vm_secret(self.body, creds.to_secret_data())
-        await apply_owned(self.api, collection, body, self.body["metadata"]["uid"])
-        self._cached = creds
+        body = children.vm_secret(self.body, data)
+        existing = await self.api.get(self.path)
+        # a merge patch keeps keys it does not name: those we no longer write are removed by name
+        body["data"].update({k: None for k in (existing or {}).get("data") or {} if k not in data})
+        await apply_owned(self.api, collection, body, self.body["metadata"]["uid"], existing)
+        self._cached = data
 
 
 @dataclass

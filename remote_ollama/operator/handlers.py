@@ -193,6 +193,7 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
     ctx.blocked_rounds = 0
     reconciler = ctx.reconciler(cloud)
     reconciler.notify = ctx.kick.set  # a finished warm-up is looked at now, not at the next poll
+    reconciler.warn = lambda reason, message: kopf.warn(body, reason=reason, message=message)
     table = prices()
     look = await reconciler.look(
         spec,
