@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
+from .bounded import TooLarge, capped_lines, hang_up, read_capped
 from .cloud.pki import VMCredentials
 from .lifecycle import WARM_UP_TIMEOUT, Action, Health, ObservedInstance, endpoint_for
 from .resource import API_KEY_HEADER, VM_TLS_SERVER_NAME
@@ -27,6 +29,11 @@ PROBE_TIMEOUT = 5.0
 WATCH_INTERVAL = 0.25
 WATCH_ATTEMPT_TIMEOUT = 1.0
 WATCH_FOR = 1800.0
+# The most the operator reads of one VM reply (or one line of pull progress): /api/tags of a VM with
+# hundreds of models is tens of KiB; the VM runs an image the tenant chose, and the operator is shared.
+MAX_VM_REPLY = 1 << 20
+# A pull still going after this is abandoned (it is asked again by a later round while models lack).
+PULL_DEADLINE = 4 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -106,9 +113,10 @@ class VMOllama:
             )
         return self._session
 
-    async def _vm_request(
+    @contextlib.asynccontextmanager
+    async def _vm_response(
         self, instance: ObservedInstance, creds: VMCredentials, method: str, path: str, **kw: Any
-    ) -> Any:
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
         url = f"{endpoint_for(instance.public_ip)}{path}"
         async with self._http().request(
             method,
@@ -119,7 +127,20 @@ class VMOllama:
             **kw,
         ) as resp:
             resp.raise_for_status()
-            return await resp.json(content_type=None)
+            try:
+                yield resp
+            except TooLarge:
+                hang_up(resp)
+                raise
+
+    async def _vm_request(
+        self, instance: ObservedInstance, creds: VMCredentials, method: str, path: str, **kw: Any
+    ) -> Any:
+        """The VM's JSON reply, read up to MAX_VM_REPLY (the VM runs the tenant's image: a bigger
+        reply is refused with TooLarge, a ValueError, instead of being held in the shared operator)."""
+        async with self._vm_response(instance, creds, method, path, **kw) as resp:
+            what = f"{method} {path} on instance {instance.id}"
+            return json.loads(await read_capped(resp.content, MAX_VM_REPLY, what))
 
     async def probe(self, instance: ObservedInstance | None) -> Health | None:
         """Ask the VM's Ollama (through its TLS front, with the key) for its version and models."""
@@ -131,21 +152,28 @@ class VMOllama:
         try:
             version = await self._vm_request(instance, creds, "GET", "/api/version")
             tags = await self._vm_request(instance, creds, "GET", "/api/tags")
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            models = tuple(str(m.get("name") or m.get("model", "")) for m in tags.get("models", []))
+            answered: dict[str, Any] = {
+                "version": str(version.get("version", "")),
+                "models": list(tags.get("models", [])),
+            }
+        except TooLarge as exc:
+            log.warning("probe of %s refused: %s", instance.id, exc)
+            return None
+        except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError, TypeError) as exc:
             log.debug("probe of %s failed: %s", instance.id, type(exc).__name__)
             return None
-        models = tuple(m.get("name") or m.get("model", "") for m in tags.get("models", []))
-        self.answered = {"version": str(version.get("version", "")), "models": list(tags.get("models", []))}
+        self.answered = answered
         if self.on_answer is not None:
             self.on_answer(self.answered)
-        return Health(str(version.get("version", "")), models, await self._loaded(instance, creds))
+        return Health(answered["version"], models, await self._loaded(instance, creds))
 
     async def _loaded(self, instance: ObservedInstance, creds: VMCredentials) -> tuple[str, ...] | None:
         """Models in memory (GET /api/ps); None when the VM does not say (no warm-up then)."""
         try:
             ps = await self._vm_request(instance, creds, "GET", "/api/ps")
-            return tuple(m.get("name") or m.get("model", "") for m in ps.get("models", []))
-        except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError) as exc:
+            return tuple(str(m.get("name") or m.get("model", "")) for m in ps.get("models", []))
+        except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError, TypeError) as exc:
             log.debug("GET /api/ps on %s failed: %s", instance.id, type(exc).__name__)
             return None
 
@@ -186,15 +214,27 @@ class VMOllama:
         creds = await self.store.load()
         if creds is None:
             return
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
-            await self._vm_request(
+        what = f"POST /api/pull {model} on instance {instance.id}"
+        try:
+            async with self._vm_response(
                 instance,
                 creds,
                 "POST",
                 "/api/pull",
-                json={"model": model, "stream": False},
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=PROBE_TIMEOUT),
+                json={"model": model, "stream": True},
+                timeout=aiohttp.ClientTimeout(total=PULL_DEADLINE, sock_connect=PROBE_TIMEOUT),
+            ) as resp:
+                # progress line by line, each capped, only the last kept; the round sees the result
+                async for _line in capped_lines(resp.content, MAX_VM_REPLY, what):
+                    pass
+        except TooLarge as exc:
+            log.warning("pull refused: %s", exc)
+        except TimeoutError:
+            log.warning(
+                "%s: not done after %.0f s; abandoned (the next round asks again)", what, PULL_DEADLINE
             )
+        except (aiohttp.ClientError, ValueError) as exc:
+            log.debug("%s failed: %s", what, type(exc).__name__)
 
     def _start_warm_ups(self, instance: ObservedInstance, action: Action, keep_alive: str) -> None:
         for model in action.models:
