@@ -31,12 +31,19 @@ from remote_ollama.proxy.guard import (
     json_error,
     too_large,
 )
+from remote_ollama.proxy.held_body import held_fields
 from remote_ollama.proxy.hold import Hold, HoldRejected, not_ready_response, progress_line
 from remote_ollama.proxy.interfaces import ActivitySink, ProxySettings, Upstream, UpstreamResolver
 from remote_ollama.proxy.metrics import ProxyMetrics, route_class
 from remote_ollama.proxy.nginx_pages import is_nginx_page
 from remote_ollama.proxy.polling import PollingCache, is_polling
-from remote_ollama.proxy.upstream import Forwarder, UpstreamPool, UpstreamUnreachable
+from remote_ollama.proxy.upstream import (
+    BodyBudgetSpent,
+    BodyReadTimeout,
+    Forwarder,
+    UpstreamPool,
+    UpstreamUnreachable,
+)
 
 _ORIGIN = web.RequestKey("cors_origin", str)
 _HELD = web.RequestKey("held", bool)  # this request waited for the VM (for the first-byte metric)
@@ -69,6 +76,8 @@ class Proxy:
         # Refuse foreign Host headers (DNS rebinding) when listening on loopback; set by start_proxy.
         self.guard_host = False
         self.held_bodies = HeldBodies()
+        # small bodies read whole while the VM is up count in the same budget as held ones
+        self.forwarder.bodies, self.forwarder.max_body = self.held_bodies, settings.max_body
 
     # -- edge: origin, auth, metrics ---------------------------------------------------------------
     def at_edge(self, handler: Handler) -> Handler:
@@ -225,12 +234,7 @@ class Proxy:
                 )
                 return not_ready_response(busy, self.settings.retry_after)
             held[0] = len(body)
-            try:
-                parsed = json.loads(body or b"{}")
-                streaming = parsed.get("stream", True) is not False
-                model = str(parsed.get("model") or "")
-            except (ValueError, AttributeError):
-                streaming, model = False, ""
+            streaming, model = held_fields(body)
             if streaming:
                 response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
                 await response.prepare(request)
@@ -292,6 +296,12 @@ class Proxy:
     ) -> web.StreamResponse:
         try:
             return await self.forwarder.stream(request, upstream, route_class(request.path), body=body)
+        except BodyReadTimeout as exc:
+            return json_error(408, str(exc))
+        except BodyBudgetSpent as exc:
+            refusal = json_error(503, str(exc))
+            refusal.headers["Retry-After"] = str(self.settings.retry_after)
+            return refusal
         except UpstreamUnreachable as exc:
             # The lifecycle thinks the VM is up but it does not answer (deleted out of band, crashed):
             # a wake request makes the operator / controller look now instead of at its next check.

@@ -147,6 +147,14 @@ class HeldBodies:
             raise
         return b"".join(chunks)
 
+    def reserve(self, size: int, limit: int) -> bool:
+        """Count `size` bytes of a body about to be read whole outside the hold (a small prompt
+        while the VM is up) in the same budget; False when it does not fit (then it is streamed)."""
+        if self.in_memory + size > 2 * limit:
+            return False
+        self.in_memory += size
+        return True
+
     def release(self, size: int) -> None:
         self.in_memory -= size
 

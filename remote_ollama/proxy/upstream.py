@@ -20,6 +20,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from remote_ollama.proxy.guard import HeldBodies
 from remote_ollama.proxy.interfaces import Upstream
 from remote_ollama.proxy.metrics import ProxyMetrics
 from remote_ollama.proxy.nginx_pages import PAGE_CAP, NginxRefusal, is_nginx_page, translate
@@ -40,6 +41,16 @@ _REQUEST_DROP = frozenset(
 _SKIP_AUTO = frozenset({"Accept-Encoding", "User-Agent", "Accept", "Content-Type"})
 _TAIL = 4096
 _SMALL_BODY = 256 * 1024  # request bodies up to this size (with a Content-Length) are read, then sent
+# A small body read whole must arrive within this (a slow sender otherwise holds its bytes forever).
+BODY_READ_TIMEOUT = 30.0
+
+
+class BodyReadTimeout(Exception):
+    """The client did not send its (small) body in time: 408."""
+
+
+class BodyBudgetSpent(Exception):
+    """Request bodies in memory already fill the budget: 503 with Retry-After."""
 
 
 def end_to_end(
@@ -134,12 +145,31 @@ class Forwarder:
     metrics: ProxyMetrics
     request_drop: frozenset[str] = _REQUEST_DROP
     response_drop: frozenset[str] = frozenset()
+    # the held-body budget small bodies read whole are counted in (None: not counted)
+    bodies: HeldBodies | None = None
+    max_body: int = 0
 
     def _request_headers(self, request: web.BaseRequest, upstream: Upstream) -> CIMultiDict[str]:
         headers = end_to_end(request.headers, self.request_drop)
         if upstream.api_key:
             headers[API_KEY_HEADER] = upstream.api_key
         return headers
+
+    async def _read_small(self, request: web.BaseRequest, length: int) -> bytes:
+        """A small body read whole, counted in the held-body budget (`BodyBudgetSpent` when it is
+        spent: streaming it instead would cost an upstream connection each, more than the body)
+        and within BODY_READ_TIMEOUT (`BodyReadTimeout`)."""
+        if self.bodies is None:
+            return await request.read()
+        if not self.bodies.reserve(length, self.max_body):
+            raise BodyBudgetSpent("too many request bodies in flight; retry shortly")
+        try:
+            async with asyncio.timeout(BODY_READ_TIMEOUT):
+                return await request.read()
+        except TimeoutError:
+            raise BodyReadTimeout(f"request body not received within {BODY_READ_TIMEOUT:g}s") from None
+        finally:
+            self.bodies.release(length)
 
     async def _body(self, request: web.BaseRequest, counted: list[int]) -> AsyncIterator[bytes]:
         async for chunk in request.content.iter_any():
@@ -159,7 +189,7 @@ class Forwarder:
             if length is not None and length <= _SMALL_BODY:
                 # a prompt, not an upload: sent whole with its length (no chunked encoding, no
                 # generator), as cheap as the library's floor on the hot path
-                data = await request.read()
+                data = await self._read_small(request, length)
                 counted[0] = len(data)
             else:
                 data = self._body(request, counted)
