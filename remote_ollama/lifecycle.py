@@ -76,10 +76,27 @@ def credible(act: Activity, now: datetime) -> Activity:
     return replace(act, last_activity=clamp(act.last_activity), wake_requested=clamp(act.wake_requested))
 
 
+# An in-flight count is re-stamped (last-activity) every activityInterval while requests run; one
+# whose stamp is older than stopAfter plus this margin was left by a proxy that died (or forged).
+IN_FLIGHT_MARGIN = timedelta(minutes=2)
+
+
+def in_flight_expiry(act: Activity, spec: Spec) -> datetime | None:
+    """When the in-flight count stops counting (None: it counts as long as it is there)."""
+    if act.in_flight <= 0 or spec.idle.stop_after is None or act.last_activity is None:
+        return None
+    margin = max(IN_FLIGHT_MARGIN, timedelta(seconds=3 * spec.activity_interval))
+    return act.last_activity + timedelta(seconds=spec.idle.stop_after) + margin
+
+
 def desire(obs: Observation) -> Desire:
     """Should a VM be running now, and until when? Idleness counts from the last use or readiness."""
     spec, mem, now = obs.spec, obs.memory, obs.now
     act = credible(obs.activity, now)
+    expires = in_flight_expiry(act, spec)
+    if act.in_flight > 0 and spec.idle.stop_after is not None and (expires is None or expires <= now):
+        act = replace(act, in_flight=0)  # stale: no heartbeat within stopAfter plus the margin
+        expires = None
     if obs.blocked_reason:
         return Desire(False, "Blocked", obs.blocked_reason)
     if obs.budget is not None and obs.budget.exceeded:
@@ -96,7 +113,7 @@ def desire(obs: Observation) -> Desire:
     ):
         return Desire(False, "SleepRequested", "scale to zero requested by annotation")
     if act.in_flight > 0:
-        return Desire(True, "InUse", f"{act.in_flight} request(s) in flight")
+        return Desire(True, "InUse", f"{act.in_flight} request(s) in flight", idle_deadline=expires)
     if window is not None:
         closes = window[1].strftime("%Y-%m-%dT%H:%M:%SZ")
         return Desire(True, "KeepWarm", f"inside a keep-warm window (spec.schedule) until {closes}")

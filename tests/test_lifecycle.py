@@ -127,8 +127,20 @@ def test_idle_exactly_at_the_boundary_stops() -> None:
 
 
 def test_in_flight_request_keeps_vm_running_past_idle() -> None:
-    d = step(inst("running"), minutes=120, activity=Activity(last_activity=T0, in_flight=1))
+    """The proxy re-stamps last-activity while the request runs (every activityInterval)."""
+    beat = Activity(last_activity=T0 + timedelta(minutes=119), in_flight=1)
+    d = step(inst("running"), minutes=120, activity=beat)
     assert d.kinds == () and d.phase == Phase.READY
+
+
+def test_an_in_flight_count_without_a_heartbeat_keeps_nothing_up() -> None:
+    """A proxy that died (or an edited annotation) leaves in-flight > 0: it counts for stopAfter
+    plus a margin after its last stamp, then the VM scales to zero as if idle."""
+    stale = Activity(last_activity=T0, in_flight=5)
+    assert step(inst("running"), minutes=31.9, activity=stale).kinds == ()  # 30m + 2m margin
+    d = step(inst("running"), minutes=32.1, activity=stale)
+    assert d.kinds == (A.STOP_INSTANCE,) and d.reason == "Idle"
+    assert step(inst("running"), minutes=500, activity=Activity(in_flight=1)).kinds == (A.STOP_INSTANCE,)
 
 
 def test_polling_does_not_count_idleness_from_creation_while_booting() -> None:
@@ -309,7 +321,7 @@ EVENTS = {
     "sleep": dict(activity=Activity(sleep_requested=T0 + timedelta(seconds=1)), minutes=1),
     "wake": dict(memory=down_mem(), activity=Activity(wake_requested=T0 + timedelta(minutes=1)), minutes=1),
     "blocked": dict(blocked="no credentials"),
-    "in-flight": dict(activity=Activity(last_activity=T0, in_flight=3), minutes=500),
+    "in-flight": dict(activity=Activity(last_activity=T0 + timedelta(minutes=499), in_flight=3), minutes=500),
 }
 
 

@@ -211,3 +211,17 @@ async def test_held_bodies_together_are_bounded_too(http: aiohttp.ClientSession)
         for r in first:
             r.close()
         await until(lambda: proxy.held_bodies.in_memory == 0, 10, "held bodies released")
+
+
+@pytest.mark.parametrize("header", [b"Authorization: Bearer \xff\xfe", b"X-Api-Key: \xc3\x28\xff"])
+async def test_a_key_that_is_not_utf8_is_401_not_500(header: bytes) -> None:
+    async with world(ProxySettings(client_api_keys=frozenset({KEY}))) as w:
+        host, port = w.url.removeprefix("http://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            b"GET /api/tags HTTP/1.1\r\nHost: 127.0.0.1\r\n" + header + b"\r\nConnection: close\r\n\r\n"
+        )
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+        assert b'"error"' in answer

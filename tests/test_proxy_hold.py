@@ -136,3 +136,17 @@ async def test_a_held_request_counts_as_activity(http: aiohttp.ClientSession) ->
         w.resolver.set_ready(w.upstream)
         async with await task as r:
             assert r.status == 200
+
+
+async def test_a_get_never_wakes_the_vm(http: aiohttp.ClientSession) -> None:
+    """Any web page can make a browser GET the proxy (an <img src=http://127.0.0.1:11434/...>):
+    reads are answered at once while the VM sleeps, and never start it."""
+    async with world() as w:
+        w.resolver.set_down("Stopped")
+        for path in ("/v1/models", "/api/generate", "/api/show?name=x", "/v1/models/granite"):
+            async with http.get(f"{w.url}{path}") as r:
+                assert r.status == 503, path
+                assert "does not wake it" in (await r.json())["error"]
+        async with http.head(f"{w.url}/api/generate") as r:
+            assert r.status == 503
+        assert w.sink.wakes == []

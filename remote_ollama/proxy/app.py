@@ -159,6 +159,9 @@ class Proxy:
         state = self.resolver.state()  # the one question to the resolver on the hot path
         if state.upstream is None and not path.startswith(("/api/", "/v1/")):
             return web.Response(status=404, text="404 page not found")  # no wake for stray paths
+        if state.upstream is None and request.method in ("GET", "HEAD"):
+            # a read never starts a GPU VM: any web page can make a browser send one (an <img>)
+            return json_error(503, f"{state.down_words()}; a {request.method} request does not wake it")
         self.reporter.begin()
         try:
             if state.upstream is not None:  # ready: straight through, nothing held

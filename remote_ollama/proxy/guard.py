@@ -62,7 +62,10 @@ class ClientKeys:
         scheme, _, key = authorization.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             return False
-        given = key.strip().encode()
+        try:  # header bytes that are not UTF-8 arrive as surrogates: the bytes as sent, or no key
+            given = key.strip().encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return False
         # every key compared, in constant time each: the answer's timing says nothing about which
         return sum(hmac.compare_digest(given, k) for k in self._keys) > 0
 
