@@ -103,9 +103,9 @@ def env_problems(env: Mapping[str, str] | Iterable[tuple[str, str]]) -> list[str
     if len(items) > MAX_ENV:
         problems.append(f"at most {MAX_ENV} settings")
     for name, value in items:
-        if not isinstance(name, str) or not ENV_NAME_RE.match(name):
+        if not isinstance(name, str) or not ENV_NAME_RE.fullmatch(name):
             problems.append(f"{name!r}: names must match OLLAMA_[A-Z0-9_]+")
-        if not isinstance(value, str) or not ENV_VALUE_RE.match(value):
+        if not isinstance(value, str) or not ENV_VALUE_RE.fullmatch(value):
             problems.append(
                 f"{name}: value must be at most 1024 characters without quotes, backslashes, %, $ or newlines"
             )

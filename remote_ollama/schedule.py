@@ -56,7 +56,7 @@ class Window:
 
 
 def _clock(value: Any, what: str) -> time | None:
-    if not isinstance(value, str) or not _TIME_RE.match(value):
+    if not isinstance(value, str) or not _TIME_RE.fullmatch(value):
         raise ValueError(f"{what} must be HH:MM (00:00..24:00): {value!r}")
     if value == "24:00":
         return None

@@ -120,7 +120,7 @@ class StandaloneConfig:
         if on_exit not in EXIT_POLICIES:
             problems.append(f"REMOTE_OLLAMA_ON_EXIT={on_exit!r} must be one of {', '.join(EXIT_POLICIES)}")
         models = tuple(m.strip() for m in get("OLLAMA_MODEL", DEFAULT_MODEL).split(",") if m.strip())
-        bad_models = [m for m in models if not re.match(MODEL_PATTERN, m)]
+        bad_models = [m for m in models if not re.fullmatch(MODEL_PATTERN, m)]
         if bad_models or not models:
             problems.append(f"OLLAMA_MODEL={get('OLLAMA_MODEL')!r}: not Ollama model names: {bad_models!r}")
         endpoint = get("EXOSCALE_API_ENDPOINT") or None
@@ -132,7 +132,7 @@ class StandaloneConfig:
         if mode not in ("hold", "503"):
             problems.append(f"REMOTE_OLLAMA_FIRST_REQUEST={mode!r} must be hold or 503")
         ollama_key = get("EXOSCALE_OLLAMA_KEY") or None
-        if ollama_key is not None and not VM_KEY_RE.match(ollama_key):
+        if ollama_key is not None and not VM_KEY_RE.fullmatch(ollama_key):
             problems.append(
                 "EXOSCALE_OLLAMA_KEY must be 16-512 characters from A-Z a-z 0-9 _ - . + / = (or unset for a random key)"
             )

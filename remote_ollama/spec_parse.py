@@ -66,7 +66,7 @@ def _text(v: Any) -> str:
 def _models(v: Any) -> tuple[str, ...]:
     if not isinstance(v, list) or not v:
         raise TypeError("must be a non-empty list of model names")
-    bad = [m for m in v if not isinstance(m, str) or not _MODEL_RE.match(m)]
+    bad = [m for m in v if not isinstance(m, str) or not _MODEL_RE.fullmatch(m)]
     if bad:
         raise ValueError(f"invalid model name(s): {bad!r}")
     return tuple(v)
@@ -99,7 +99,7 @@ def _positive_duration(v: Any) -> float:
 
 def _keep_alive(v: Any) -> str:
     text_value = str(v).strip()
-    if isinstance(v, bool) or not _KEEP_ALIVE_RE.match(text_value) or not text_value:
+    if isinstance(v, bool) or not _KEEP_ALIVE_RE.fullmatch(text_value) or not text_value:
         raise ValueError(f"must be an Ollama keep_alive duration such as 30m, 1h or -1: {v!r}")
     return text_value
 

@@ -33,7 +33,7 @@ def parse_duration(value: str | int | float) -> float:
     text = str(value).strip()
     if text.isdigit():
         return float(text)
-    m = _DURATION_RE.match(text)
+    m = _DURATION_RE.fullmatch(text)
     if not text or not m or not any(m.groups()):
         raise ValueError(f"not a duration (use e.g. 1800, 1800s, 30m, 1h30m): {value!r}")
     h, mi, s = (float(g) if g else 0.0 for g in m.groups())
@@ -107,7 +107,7 @@ _TYPE_RE = re.compile(r"^([a-z0-9]+)\.([a-z0-9]+(?:-[a-z0-9]+)*)$")
 
 def parse_instance_type(value: str) -> InstanceType:
     """`gpua5000.small` -> (gpua5000, small); the seed's `a5000.small` is an alias."""
-    m = _TYPE_RE.match(value.strip().lower()) if isinstance(value, str) else None
+    m = _TYPE_RE.fullmatch(value.strip().lower()) if isinstance(value, str) else None
     if not m:
         raise ValueError(f"instance type must be <family>.<size>, e.g. gpua5000.small: {value!r}")
     family, size = m.groups()
@@ -236,7 +236,7 @@ def _parse_placement(raw: Any, default_type: InstanceType, zone_check: Any) -> P
 
 def _secret_name(value: Any, path: str, problems: list[tuple[str, str]]) -> str:
     """A Secret name goes into an API URL: only a DNS-1123 subdomain passes."""
-    if not isinstance(value, str) or len(value) > 253 or not _DNS1123_RE.match(value):
+    if not isinstance(value, str) or len(value) > 253 or not _DNS1123_RE.fullmatch(value):
         problems.append((path, f"must be a DNS-1123 subdomain (lower case a-z, 0-9, '-', '.'): {value!r}"))
         return ""
     return value
@@ -290,7 +290,7 @@ _ENV_VALUE_RE = re.compile(OLLAMA_ENV_VALUE_PATTERN)
 
 
 def parse_ollama_image(value: Any) -> str:
-    if not isinstance(value, str) or len(value) > 512 or not _IMAGE_RE.match(value):
+    if not isinstance(value, str) or len(value) > 512 or not _IMAGE_RE.fullmatch(value):
         raise ValueError(f"must be an image reference such as ollama/ollama:0.11.4[@sha256:...]: {value!r}")
     return value
 
@@ -301,9 +301,9 @@ def check_ollama_env(env: dict[str, Any], path: str) -> list[tuple[str, str]]:
     if len(env) > MAX_OLLAMA_ENV:
         problems.append((path, f"at most {MAX_OLLAMA_ENV} variables"))
     for key, value in env.items():
-        if not isinstance(key, str) or not _ENV_KEY_RE.match(key):
+        if not isinstance(key, str) or not _ENV_KEY_RE.fullmatch(key):
             problems.append((f"{path}.{key}", f"name must match {OLLAMA_ENV_KEY_PATTERN}"))
-        elif not isinstance(value, str) or len(value) > 1024 or not _ENV_VALUE_RE.match(value):
+        elif not isinstance(value, str) or len(value) > 1024 or not _ENV_VALUE_RE.fullmatch(value):
             problems.append(
                 (
                     f"{path}.{key}",

@@ -220,14 +220,14 @@ def render_user_data(
     if problems:
         raise UserDataError("invalid spec.ollama.env: " + "; ".join(problems))
     env_args = "".join(f'"-e" "{name}={value}" ' for name, value in sorted(env.items()))
-    if creds.api_key is not None and not _API_KEY_RE.match(creds.api_key):
+    if creds.api_key is not None and not _API_KEY_RE.fullmatch(creds.api_key):
         raise UserDataError(
             "VM API key must be 16-512 characters from A-Z a-z 0-9 _ - . + / = (it is matched by nginx)"
         )
-    bad = [m for m in models if not _MODEL_RE.match(m)]
+    bad = [m for m in models if not _MODEL_RE.fullmatch(m)]
     if bad or not models:
         raise UserDataError(f"invalid model names: {bad!r}" if bad else "at least one model is required")
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$", ollama_image):
+    if not re.fullmatch(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$", ollama_image):
         raise UserDataError(f"invalid image reference: {ollama_image!r}")
     site = NGINX_SITE.replace("{key_check}", KEY_CHECK_INCLUDE if creds.api_key else "")
     files = [
