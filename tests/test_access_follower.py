@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from remote_ollama.operator.access import AccessFollower
+from remote_ollama.operator.control import control
 from remote_ollama.proxy.guard import ClientKeys
 from remote_ollama.proxy.interfaces import ProxySettings
 
@@ -28,3 +29,22 @@ async def test_cancelled_as_the_secret_name_changes_the_follower_stops() -> None
         task.cancel()
         done, _ = await asyncio.wait([task], timeout=5)
         assert done == {task} and task.cancelled(), f"the follower ran on after cancel ({attempt})"
+
+
+async def test_a_dot_name_fails_closed_without_a_crash() -> None:
+    """`clientAuth.secretRef.name: ..` names no Secret: every client is refused, the follower lives."""
+    proxy = SimpleNamespace(settings=ProxySettings(), keys=ClientKeys(["old"]))
+    follower = AccessFollower(SecretReader(), "ns", proxy, interval=3600)  # type: ignore[arg-type]
+    for name in ("..", "."):
+        follower.apply_spec({"clientAuth": {"secretRef": {"name": name}}})
+        await follower.refresh()
+        assert (
+            proxy.keys.enabled
+            and not proxy.keys.accepts("Bearer old")
+            and not proxy.keys.accepts("Bearer key")
+        )
+
+
+def test_the_cli_refuses_a_dot_name(capsys: Any) -> None:
+    assert control("status", "..", "ns", "text") == 2
+    assert "not a name" in capsys.readouterr().err

@@ -72,6 +72,10 @@ class AccessFollower:
             return
         try:
             secret = await self.api.get(path_for("v1", "secrets", self.namespace, self.secret))
+        except ValueError:  # "." or "..": no Secret can have that name
+            log.warning("client keys Secret name %r is not a name: every request is refused", self.secret)
+            self.proxy.keys.replace([])
+            return
         except (KubeError, OSError, TimeoutError) as exc:
             log.warning("reading client keys Secret %s: %s (keeping the keys read last)", self.secret, exc)
             return

@@ -102,8 +102,12 @@ def _keep_warm(spec: dict[str, Any], now: datetime) -> tuple[datetime, datetime]
 
 
 async def _control(command: str, name: str, namespace: str, output: str) -> int:
+    try:
+        path = path_for(f"{GROUP}/{VERSION}", PLURAL, namespace, name)
+    except ValueError as exc:  # "." or "..": refused before anything is asked
+        print(f"remote-ollama {command}: {exc}", file=sys.stderr)
+        return 2
     api = KubeAPI.from_environment("cli")
-    path = path_for(f"{GROUP}/{VERSION}", PLURAL, namespace, name)
     try:
         if command in ("wake", "sleep"):
             key = ANN_WAKE_REQUESTED if command == "wake" else ANN_SLEEP_REQUESTED
