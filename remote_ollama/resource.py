@@ -159,4 +159,10 @@ def legacy_security_group_name(namespace: str, name: str) -> str:
 
 
 def secret_name(name: str) -> str:
+    """The proxy's Secret: the CA and the client certificate and key (what the proxy uses)."""
     return f"{name}-remote-ollama"
+
+
+def vm_secret_name(name: str) -> str:
+    """The operator's own Secret: the VM's server key too, and the record of its instance."""
+    return f"{name}-remote-ollama-vm"

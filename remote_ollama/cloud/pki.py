@@ -64,18 +64,23 @@ class VMCredentials:
             data[KEY_API_KEY] = self.api_key
         return data
 
+    def proxy_data(self) -> dict[str, str]:
+        """What the proxy uses (the proxy's Secret): no server certificate or key."""
+        return {k: v for k, v in self.to_secret_data().items() if k not in (KEY_CERT, KEY_KEY)}
+
     @classmethod
-    def from_secret_data(cls, data: dict[str, str]) -> VMCredentials:
-        """Inverse of `to_secret_data` (already base64-decoded values); KeyError names a missing key."""
-        required = [KEY_CA, KEY_CERT, KEY_KEY]
+    def from_secret_data(cls, data: dict[str, str], *, proxy: bool = False) -> VMCredentials:
+        """Inverse of `to_secret_data` (already base64-decoded values); KeyError names a missing key.
+        `proxy`: from `proxy_data` (the server certificate and key are then empty)."""
+        required = [KEY_CA] if proxy else [KEY_CA, KEY_CERT, KEY_KEY]
         required += [KEY_CLIENT_CERT, KEY_CLIENT_KEY] if data.get(KEY_CLIENT_CERT) else [KEY_API_KEY]
         missing = [k for k in required if not data.get(k)]
         if missing:
             raise KeyError(f"per-resource secret lacks {', '.join(missing)}")
         return cls(
             ca_pem=data[KEY_CA],
-            cert_pem=data[KEY_CERT],
-            key_pem=data[KEY_KEY],
+            cert_pem=data.get(KEY_CERT, ""),
+            key_pem=data.get(KEY_KEY, ""),
             client_cert_pem=data.get(KEY_CLIENT_CERT, ""),
             client_key_pem=data.get(KEY_CLIENT_KEY, ""),
             api_key=data.get(KEY_API_KEY) or None,

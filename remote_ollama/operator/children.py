@@ -98,12 +98,13 @@ def proxy_role_binding(body: JSON) -> JSON:
     }
 
 
-def vm_secret(body: JSON, data: dict[str, str]) -> JSON:
+def vm_secret(body: JSON, data: dict[str, str], name: str) -> JSON:
+    """One of the resource's two Secrets (`secret_name`: the proxy's; `vm_secret_name`: the operator's)."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
-        "metadata": _meta(body, secret_name(body["metadata"]["name"])),
+        "metadata": _meta(body, name),
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
     }
 

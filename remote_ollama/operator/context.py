@@ -21,7 +21,7 @@ import kopf
 from .. import __version__
 from ..cloud.async_cloud import AsyncExoscaleCloud
 from ..cloud.errors import CloudError
-from ..cloud.pki import KEY_CA, VMCredentials
+from ..cloud.pki import KEY_CA, KEY_KEY, VMCredentials
 from ..lifecycle import GONE, WakeTiming
 from ..metrics import LifecycleMetrics
 from ..reconciler import CredentialStore, Reconciler, Target, instance_name
@@ -37,6 +37,7 @@ from ..resource import (
     legacy_security_group_name,
     secret_name,
     security_group_name,
+    vm_secret_name,
 )
 from ..vm_ollama import RECORD_KEYS, InstanceRecord
 from . import children
@@ -55,26 +56,34 @@ ORPHAN_EVERY = 600.0
 
 
 class SecretStore(CredentialStore):
-    """The per-resource Secret `<name>-remote-ollama`, owned by the resource: the VM's credentials
-    and the record of the instance the operator created for it."""
+    """The resource's two Secrets, owned by it: `<name>-remote-ollama-vm`, the operator's (every VM
+    credential, the server key too, and the record of its instance), and `<name>-remote-ollama`,
+    the proxy's (the CA, the client certificate and key, the API key: what the proxy uses). A Secret
+    from before the split (everything in `<name>-remote-ollama`) is read until the next write."""
 
     def __init__(self, api: KubeAPI, body: dict[str, Any]):
         self.api = api
         self.body = body
         meta = body["metadata"]
-        self.path = path_for("v1", "secrets", meta["namespace"], secret_name(meta["name"]))
+        self.namespace, self.uid = meta["namespace"], meta["uid"]
+        self.own, self.proxy = vm_secret_name(meta["name"]), secret_name(meta["name"])
         self._cached: dict[str, str] | None = None
+
+    async def _read(self, name: str) -> dict[str, str] | None:
+        secret = await self.api.get(path_for("v1", "secrets", self.namespace, name))
+        if secret is None:
+            return None
+        if not owned_by(secret, self.uid):  # never trust another's keys
+            raise NameConflict("Secret", self.namespace, name)
+        return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
     async def _data(self) -> dict[str, str] | None:
         if self._cached is None:
-            secret = await self.api.get(self.path)
-            if secret is None:
-                return None
-            if not owned_by(secret, self.body["metadata"]["uid"]):  # never trust another's keys
-                raise NameConflict(
-                    "Secret", self.body["metadata"]["namespace"], secret_name(self.body["metadata"]["name"])
-                )
-            self._cached = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+            data = await self._read(self.own)
+            if data is None:  # before the split, the proxy's Secret held everything
+                legacy = await self._read(self.proxy)
+                data = legacy if legacy and legacy.get(KEY_KEY) else None
+            self._cached = data
         return self._cached
 
     async def load(self) -> VMCredentials | None:
@@ -96,13 +105,17 @@ class SecretStore(CredentialStore):
         await self._write({**data, **record.to_data()})
 
     async def _write(self, data: dict[str, str]) -> None:
-        collection = path_for("v1", "secrets", self.body["metadata"]["namespace"])
-        body = children.vm_secret(self.body, data)
-        existing = await self.api.get(self.path)
+        await self._apply(self.own, data)
+        await self._apply(self.proxy, VMCredentials.from_secret_data(data).proxy_data())
+        self._cached = data
+
+    async def _apply(self, name: str, data: dict[str, str]) -> None:
+        collection = path_for("v1", "secrets", self.namespace)
+        body = children.vm_secret(self.body, data, name)
+        existing = await self.api.get(path_for("v1", "secrets", self.namespace, name))
         # a merge patch keeps keys it does not name: those we no longer write are removed by name
         body["data"].update({k: None for k in (existing or {}).get("data") or {} if k not in data})
-        await apply_owned(self.api, collection, body, self.body["metadata"]["uid"], existing)
-        self._cached = data
+        await apply_owned(self.api, collection, body, self.uid, existing)
 
 
 @dataclass

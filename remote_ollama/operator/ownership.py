@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..resource import secret_name
+from ..resource import secret_name, vm_secret_name
 from . import children
 from .kubeapi import JSON, KubeAPI, KubeError, path_for, segment
 
@@ -124,6 +124,7 @@ async def remove_children(api: KubeAPI, raw: JSON) -> None:
         path_for("v1", "services", ns, name),
         path_for(NETWORKING, "networkpolicies", ns, name),
         path_for("v1", "secrets", ns, secret_name(name)),
+        path_for("v1", "secrets", ns, vm_secret_name(name)),
         path_for(rbac, "rolebindings", ns, f"{name}-proxy"),
         path_for(rbac, "roles", ns, f"{name}-proxy"),
         path_for("v1", "serviceaccounts", ns, f"{name}-proxy"),

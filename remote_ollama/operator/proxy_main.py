@@ -95,7 +95,7 @@ class ResourceFollower:
             return None
         data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
         try:
-            creds = VMCredentials.from_secret_data(data)
+            creds = VMCredentials.from_secret_data(data, proxy=True)
         except KeyError:
             return None
         key = (endpoint, creds)

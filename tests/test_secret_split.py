@@ -1,0 +1,78 @@
+"""The proxy's Secret holds only what the proxy uses (issue 18): the VM's server key and the record
+of its instance live in the operator's own Secret, which the proxy's Role does not name."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from remote_ollama.cloud.pki import VMCredentials, generate_vm_credentials
+from remote_ollama.operator import children
+from remote_ollama.operator.context import SecretStore
+from remote_ollama.vm_ollama import InstanceRecord
+
+BODY = {
+    "apiVersion": "remoteollama.dev/v1alpha1",
+    "kind": "RemoteOllama",
+    "metadata": {"name": "granite", "namespace": "ai", "uid": "u-1"},
+    "spec": {},
+}
+PROXY, OWN = (
+    "/api/v1/namespaces/ai/secrets/granite-remote-ollama",
+    "/api/v1/namespaces/ai/secrets/granite-remote-ollama-vm",
+)
+
+
+class FakeAPI:
+    """Secrets by path; merge patches as the API server applies them (null removes a key)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, dict[str, Any]] = {}
+
+    async def get(self, path: str) -> dict[str, Any] | None:
+        return self.objects.get(path)
+
+    async def create(self, collection: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.objects[f"{collection}/{body['metadata']['name']}"] = body
+        return body
+
+    async def merge_patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
+        obj = self.objects[path]
+        data = {**obj.get("data", {}), **patch.get("data", {})}
+        obj["data"] = {k: v for k, v in data.items() if v is not None}
+        return obj
+
+
+def decoded(obj: dict[str, Any]) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode() for k, v in obj["data"].items()}
+
+
+async def test_the_proxys_secret_has_no_server_key() -> None:
+    api = FakeAPI()
+    creds = generate_vm_credentials()
+    store = SecretStore(api, BODY)  # type: ignore[arg-type]
+    await store.save(creds, InstanceRecord(creation_token="t"))
+    await store.keep(InstanceRecord("i-1", "t"))
+    proxy, own = decoded(api.objects[PROXY]), decoded(api.objects[OWN])
+    assert set(proxy) == {"ca.crt", "client.crt", "client.key"}
+    assert "PRIVATE KEY" not in proxy["ca.crt"] and creds.key_pem not in proxy.values()
+    assert own["tls.key"] == creds.key_pem and own["instance-id"] == "i-1"
+    assert VMCredentials.from_secret_data(proxy, proxy=True).client_context() is not None
+    role = children.proxy_role(BODY)
+    assert [r["resourceNames"] for r in role["rules"] if r["resources"] == ["secrets"]] == [
+        ["granite-remote-ollama"]
+    ]
+    fresh = SecretStore(api, BODY)  # type: ignore[arg-type]
+    assert await fresh.load() == creds and (await fresh.record()) == InstanceRecord("i-1", "t")
+
+
+async def test_a_secret_from_before_the_split_is_read_then_split() -> None:
+    api = FakeAPI()
+    creds = generate_vm_credentials()
+    legacy = children.vm_secret(BODY, creds.to_secret_data(), "granite-remote-ollama")
+    api.objects[PROXY] = legacy
+    store = SecretStore(api, BODY)  # type: ignore[arg-type]
+    assert await store.load() == creds and await store.record() == InstanceRecord()
+    await store.keep(InstanceRecord("i-9"))
+    assert "tls.key" not in decoded(api.objects[PROXY]) and "tls.crt" not in decoded(api.objects[PROXY])
+    assert decoded(api.objects[OWN])["tls.key"] == creds.key_pem
