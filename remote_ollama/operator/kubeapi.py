@@ -7,9 +7,12 @@ requests go through one aiohttp session, so neither the operator nor the proxy b
 from __future__ import annotations
 
 import json
+import logging
 import os
 import ssl
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -17,6 +20,8 @@ import aiohttp
 from yarl import URL
 
 from .. import __version__
+
+log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 
@@ -29,8 +34,15 @@ class KubeError(Exception):
         self.message = message
 
 
-def _load_configuration() -> Any:
-    from kubernetes import client, config  # type: ignore[import-untyped]
+# A ServiceAccount token file is re-read this often, as client-go does: the kubelet rotates the
+# projected token (by default hourly, valid 1 h + grace), so one read at start expires.
+TOKEN_REREAD = 60.0
+
+
+def _load_configuration() -> tuple[Any, str | None]:
+    """The client configuration, and the token file to re-read (in a pod: the projected token)."""
+    from kubernetes import client, config
+    from kubernetes.config import incluster_config
 
     cfg = client.Configuration()
     try:
@@ -38,7 +50,28 @@ def _load_configuration() -> Any:
     except config.ConfigException:
         # explicit: the client reads $KUBECONFIG only once, at import
         config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None, client_configuration=cfg)
-    return cfg
+        return cfg, None
+    return cfg, str(incluster_config.SERVICE_TOKEN_FILENAME)
+
+
+class TokenFile:
+    """`Authorization: Bearer <the file's content>`, re-read when the last read is TOKEN_REREAD old;
+    a failed read keeps the token read last (client-go does the same)."""
+
+    def __init__(self, path: str, token: str = "", clock: Callable[[], float] = time.monotonic):
+        self.path, self.clock = path, clock
+        self.token, self.read_at = token, -float("inf") if not token else clock()
+
+    def header(self) -> dict[str, str]:
+        if self.clock() - self.read_at >= TOKEN_REREAD:
+            try:
+                self.token = Path(self.path).read_text().strip() or self.token
+            except OSError as exc:
+                log.warning(
+                    "re-reading the ServiceAccount token %s: %s (keeping the last one)", self.path, exc
+                )
+            self.read_at = self.clock()
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
 
 def segment(value: str) -> str:
@@ -74,16 +107,26 @@ def path_for(
 class KubeAPI:
     """One session to the API server for the life of the process."""
 
-    def __init__(self, host: str, headers: Mapping[str, str], ssl_context: ssl.SSLContext | bool):
+    def __init__(
+        self,
+        host: str,
+        headers: Mapping[str, str],
+        ssl_context: ssl.SSLContext | bool,
+        token: TokenFile | None = None,
+    ):
         self.host = host.rstrip("/")
         self._headers = {"User-Agent": f"remote-ollama/{__version__}", **headers}
         self._ssl = ssl_context
+        self._token = token  # when set, its Authorization replaces the one in `headers`
         self._session: aiohttp.ClientSession | None = None
+
+    def _auth(self) -> dict[str, str]:
+        return self._token.header() if self._token is not None else {}
 
     @classmethod
     def from_environment(cls, component: str = "operator") -> KubeAPI:
         """`component` names the caller in the User-Agent (audit logs tell operator from proxy)."""
-        cfg = _load_configuration()
+        cfg, token_file = _load_configuration()
         headers: dict[str, str] = {"User-Agent": f"remote-ollama-{component}/{__version__}"}
         token = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
         if token:
@@ -91,6 +134,11 @@ class KubeAPI:
             headers["Authorization"] = (
                 f"{prefix} {token}".strip() if not token.startswith("Bearer") else token
             )
+        refresh = (
+            TokenFile(token_file, headers.pop("Authorization", "").removeprefix("Bearer "))
+            if token_file
+            else None
+        )
         if cfg.host.startswith("https"):
             ctx = (
                 ssl.create_default_context(cafile=cfg.ssl_ca_cert)
@@ -102,8 +150,8 @@ class KubeAPI:
             if not cfg.verify_ssl:
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
-            return cls(cfg.host, headers, ctx)
-        return cls(cfg.host, headers, False)
+            return cls(cfg.host, headers, ctx, refresh)
+        return cls(cfg.host, headers, False, refresh)
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -134,7 +182,7 @@ class KubeAPI:
             {"Content-Type": content_type, "Accept": "application/json"}
             if data
             else {"Accept": "application/json"}
-        )
+        ) | self._auth()
         async with self._http().request(
             method,
             url,
@@ -195,7 +243,10 @@ class KubeAPI:
         q.update({"watch": "true", "timeoutSeconds": str(int(timeout))})
         url = URL(f"{self.host}{path}?{urlencode(q)}", encoded=True)
         async with self._http().get(
-            url, ssl=self._ssl, timeout=aiohttp.ClientTimeout(total=timeout + 5, sock_connect=10)
+            url,
+            headers=self._auth(),
+            ssl=self._ssl,
+            timeout=aiohttp.ClientTimeout(total=timeout + 5, sock_connect=10),
         ) as resp:
             if resp.status >= 400:
                 raise KubeError(resp.status, resp.reason or "", await resp.text())
