@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+from aiohttp import web
 from proxy_process import ProxyProcess, proxy_process, tls_upstream
 from proxy_world import MODELS
 
@@ -94,3 +95,34 @@ def test_held_fields_read_only_what_they_need() -> None:
     assert held_fields(b'{"model": "m", "messages": [{"role": "user"}], "stream": false}') == (False, "m")
     assert held_fields(b"[1, 2]") == (False, "") and held_fields(b"not json") == (False, "")
     assert held_fields(b"") == (True, "")
+
+
+async def test_a_huge_polling_answer_from_the_vm_is_not_read_whole(tmp_path: Path) -> None:
+    """The VM runs the tenant's image: a 64 MiB /api/tags is cut at 1 MiB and the client gets the
+    last list the proxy saw (Ollama-shaped) instead."""
+    chunk = b'{"name":"x"},' * (MiB // 4 // 13)
+
+    async def tags(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        await resp.write(b'{"models":[')
+        for _ in range(256):  # 64 MiB
+            if request.transport is None or request.transport.is_closing():
+                break
+            await resp.write(chunk)
+            await asyncio.sleep(0.005)
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/api/tags", tags)
+    async with (
+        tls_upstream(app) as up,
+        proxy_process(up.url, tmp_path) as proxy,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http,
+    ):
+        base = proxy.status_kib("VmRSS") / 1024
+        async with http.get(f"{proxy.url}/api/tags") as r:
+            answer = await r.json()
+        peak = proxy.status_kib("VmHWM") / 1024
+    assert "models" in answer and len(answer["models"]) < 1000, str(answer)[:200]
+    assert peak - base < 48, f"proxy RSS {base:.0f} -> peak {peak:.0f} MiB for a 64 MiB /api/tags"

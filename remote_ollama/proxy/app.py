@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from remote_ollama.bounded import TooLarge, read_capped
 from remote_ollama.proxy.activity import ActivityReporter
 from remote_ollama.proxy.cors import OriginPolicy, is_preflight
 from remote_ollama.proxy.guard import (
@@ -38,6 +39,7 @@ from remote_ollama.proxy.metrics import ProxyMetrics, route_class
 from remote_ollama.proxy.nginx_pages import is_nginx_page
 from remote_ollama.proxy.polling import PollingCache, is_polling
 from remote_ollama.proxy.upstream import (
+    MAX_WHOLE_REPLY,
     BodyBudgetSpent,
     BodyReadTimeout,
     Forwarder,
@@ -283,7 +285,10 @@ class Proxy:
             elif is_nginx_page(up.status, up.content_type):
                 message = (await self.forwarder.nginx_refusal(up)).message
             else:
-                answer = await up.read()
+                try:
+                    answer = await read_capped(up.content, MAX_WHOLE_REPLY, "the error's body")
+                except TooLarge:
+                    answer = b""
                 try:
                     message = str(json.loads(answer)["error"])
                 except (ValueError, KeyError, TypeError):

@@ -20,6 +20,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from remote_ollama.bounded import TooLarge, read_capped
 from remote_ollama.proxy.guard import HeldBodies
 from remote_ollama.proxy.interfaces import Upstream
 from remote_ollama.proxy.metrics import ProxyMetrics
@@ -41,6 +42,9 @@ _REQUEST_DROP = frozenset(
 _SKIP_AUTO = frozenset({"Accept-Encoding", "User-Agent", "Accept", "Content-Type"})
 _TAIL = 4096
 _SMALL_BODY = 256 * 1024  # request bodies up to this size (with a Content-Length) are read, then sent
+# The most of a VM answer read whole (polling routes, an error's body): a list of hundreds of models
+# is tens of KiB; past it the proxy answers from what it last saw.
+MAX_WHOLE_REPLY = 1 << 20
 # A small body read whole must arrive within this (a slow sender otherwise holds its bytes forever).
 BODY_READ_TIMEOUT = 30.0
 
@@ -298,8 +302,8 @@ class Forwarder:
             if is_nginx_page(up.status, up.content_type):
                 refusal = await self.nginx_refusal(up)
                 return refusal.status, CIMultiDict({"Content-Type": "application/json"}), refusal.body()
-            body = await up.read()
-        except aiohttp.ClientError as exc:
+            body = await read_capped(up.content, MAX_WHOLE_REPLY, f"{request.method} {request.path}")
+        except (aiohttp.ClientError, TooLarge) as exc:
             raise UpstreamUnreachable(str(exc)) from exc
         finally:
             up.close()
