@@ -184,7 +184,7 @@ class Reconciler(VMOllama):
         record = await self.store.record()
         if record is None:  # no credentials: nothing was ever created, whatever status says
             found = None
-            await self._warn_unrecorded(memory.instance_id)
+            await self._warn_unrecorded()
         elif record.instance_id is not None:
             found = await self._ours(record.instance_id)
         elif record.creation_token is not None:
@@ -193,6 +193,8 @@ class Reconciler(VMOllama):
             found = await self._ours(memory.instance_id) if memory.instance_id else None
             if found is not None:
                 await self.store.keep(InstanceRecord(found.id))
+            else:
+                await self._warn_unrecorded()
         if memory.instance_id and memory.instance_id != (
             found.id if found else record and record.instance_id
         ):
@@ -229,7 +231,7 @@ class Reconciler(VMOllama):
         ]
         if not live:
             return None
-        first = min((i.created_at for i in live if i.created_at is not None), default=None)
+        first = min(i.created_at for i in live if i.created_at is not None)
         oldest = [i for i in live if i.created_at == first]
         if len(oldest) != 1:  # created in the same second (the API's resolution): which is ours is unknown
             for inst in oldest:
@@ -243,8 +245,8 @@ class Reconciler(VMOllama):
         await self.store.keep(InstanceRecord(oldest[0].id, token))
         return await self._ours(oldest[0].id)
 
-    async def _warn_unrecorded(self, named: str | None) -> None:
-        """A status id or labelled instances without any record of a create: each warned about once."""
+    async def _warn_unrecorded(self) -> None:
+        """Instances with our labels but no record of their create: each warned about once."""
         for inst in await self.cloud.find_instances(self._owner_labels()):
             if inst.state not in GONE:
                 self._warn(

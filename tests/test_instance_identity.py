@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from remote_ollama.cloud.async_cloud import AsyncExoscaleCloud
-from remote_ollama.cloud.pki import VMCredentials
+from remote_ollama.cloud.pki import VMCredentials, generate_vm_credentials
 from remote_ollama.cost import PriceTable
 from remote_ollama.lifecycle import Activity, Memory, ObservedInstance, Phase
 from remote_ollama.reconciler import CredentialStore, InstanceRecord, Reconciler, Target
@@ -230,3 +230,28 @@ async def test_a_copy_made_in_the_same_second_makes_neither_adopted(world: Any) 
     assert look.instance is None or look.instance.id not in (ours.id, look_alike.id)
     assert touched(sim, look_alike.id) == [] and touched(sim, ours.id) == []
     assert {ours.id, look_alike.id} <= {m.split()[1] for r, m in warnings if r == "UnrecordedInstanceIgnored"}
+
+
+async def test_a_vm_from_before_records_is_kept_if_labelled_ours_and_then_recorded(world: Any) -> None:
+    """Credentials made by a version that kept no record: the remembered id is trusted only for an
+    instance with our labels, and recorded from then on."""
+    sim, cloud = world
+    ours = await their_instance(cloud, their_labels(OURS))
+    foreign = await their_instance(cloud, their_labels())
+    rec, _ = reconciler(cloud)
+    store = rec.store
+    assert isinstance(store, MemoryStore)
+    store.data = generate_vm_credentials().to_secret_data()  # no instance-id, no creation-token
+    now = datetime.now(UTC)
+
+    look = await one_round(rec, status_memory(ours.id), Activity(last_activity=now))
+    assert look.instance is not None and look.instance.id == ours.id
+    assert InstanceRecord.from_data(store.data).instance_id == ours.id
+
+    fresh, warnings = reconciler(cloud)  # another version's status, now patched to name theirs
+    fresh.store = MemoryStore()
+    fresh.store.data = generate_vm_credentials().to_secret_data()
+    look = await one_round(fresh, status_memory(foreign.id), Activity(last_activity=now))
+    assert look.instance is None or look.instance.id != foreign.id
+    assert touched(sim, foreign.id) == []
+    assert any(r == EventReason.FOREIGN_INSTANCE_IGNORED and foreign.id in m for r, m in warnings)
