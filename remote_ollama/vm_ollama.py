@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import ssl
 from collections.abc import Callable
@@ -26,6 +27,8 @@ PROBE_TIMEOUT = 5.0
 WATCH_INTERVAL = 0.25
 WATCH_ATTEMPT_TIMEOUT = 1.0
 WATCH_FOR = 1800.0
+# A model's /api/show answer is kept (state file, status.ollama.show) only up to this size.
+MAX_DESCRIPTION = 256 * 1024
 
 
 class CredentialStore:
@@ -96,10 +99,34 @@ class VMOllama:
             log.debug("probe of %s failed: %s", instance.id, type(exc).__name__)
             return None
         models = tuple(m.get("name") or m.get("model", "") for m in tags.get("models", []))
-        self.answered = {"version": str(version.get("version", "")), "models": list(tags.get("models", []))}
+        listed = [m for m in tags.get("models", []) if isinstance(m, dict)]
+        shows = await self._descriptions(instance, creds, listed)
+        self.answered = {"version": str(version.get("version", "")), "models": listed, "show": shows}
         if self.on_answer is not None:
             self.on_answer(self.answered)
         return Health(str(version.get("version", "")), models, await self._loaded(instance, creds))
+
+    async def _descriptions(
+        self, instance: ObservedInstance, creds: VMCredentials, listed: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The VM's `/api/show` answer per listed model, kept with the list so the proxy describes a
+        model without waking the VM; asked again only when a model's digest changes."""
+        before = self.answered.get("show") or {}
+        digests = {m.get("name"): m.get("digest") for m in self.answered.get("models") or []}
+        shows: dict[str, Any] = {}
+        for entry in listed:
+            name = str(entry.get("name") or entry.get("model") or "")
+            if name in before and digests.get(name) == entry.get("digest"):
+                shows[name] = before[name]
+                continue
+            try:
+                shown = await self._vm_request(instance, creds, "POST", "/api/show", json={"model": name})
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                log.debug("POST /api/show %s on %s failed: %s", name, instance.id, type(exc).__name__)
+                continue
+            if isinstance(shown, dict) and len(json.dumps(shown)) <= MAX_DESCRIPTION:
+                shows[name] = shown
+        return shows
 
     async def _loaded(self, instance: ObservedInstance, creds: VMCredentials) -> tuple[str, ...] | None:
         """Models in memory (GET /api/ps); None when the VM does not say (no warm-up then)."""

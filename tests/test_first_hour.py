@@ -1,0 +1,149 @@
+"""The first hour, second pass (issue 21): what needs no VM is answered without one, at once.
+
+A chat UI connecting (Open WebUI: version, tags, ps, show per model, /v1/models), a request for a
+model the VM does not have, a body that is not JSON: none wakes the VM, none is activity.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import ollama
+import openai
+from proxy_world import world
+from subprocess_world import Program, clean_env, free_port
+
+from remote_ollama.proxy.interfaces import ProxySettings
+from remote_ollama.proxy.polling import CACHED_HEADER
+
+MODEL = "granite3.1-dense:8b"
+
+
+async def call(
+    http: aiohttp.ClientSession, method: str, url: str, body: bytes | None = None
+) -> tuple[int, dict[str, str], Any]:
+    async with http.request(method, url, data=body) as r:
+        raw = await r.read()
+        return r.status, dict(r.headers), json.loads(raw) if raw.startswith((b"{", b"[")) else raw.decode()
+
+
+async def connect_sequence(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    """What Open WebUI asks on connect: version, tags, ps, show for each listed model, /v1/models."""
+    seen: dict[str, Any] = {}
+    for path in ("/api/version", "/api/tags", "/api/ps", "/v1/models"):
+        status, headers, body = await call(http, "GET", url + path)
+        assert status == 200, (path, body)
+        assert headers.get(CACHED_HEADER) == "true", path
+        seen[path] = body
+    names = [m["name"] for m in seen["/api/tags"]["models"]] or [m["id"] for m in seen["/v1/models"]["data"]]
+    for name in names:
+        status, headers, body = await call(
+            http, "POST", url + "/api/show", json.dumps({"model": name}).encode()
+        )
+        assert status == 200 and headers.get(CACHED_HEADER) == "true", (name, body)
+        seen[f"show {name}"] = body
+    return seen
+
+
+async def test_connect_sequence_before_any_vm_wakes_nothing_and_tells_the_truth() -> None:
+    settings = ProxySettings(models=(MODEL, "nomic-embed-text"), ollama_version="0.35.1")
+    async with world(settings, ready=False) as w, aiohttp.ClientSession() as http:
+        w.resolver.set_down("Stopped", instance=False)
+        seen = await connect_sequence(http, w.url)
+        # no digest is known before the VM answered: nothing listed (ollama list needs digest[:12])
+        assert seen["/api/tags"] == {"models": []}
+        assert seen["/v1/models"] == {
+            "object": "list",
+            "data": [
+                {"id": MODEL, "object": "model", "owned_by": "library"},
+                {"id": "nomic-embed-text:latest", "object": "model", "owned_by": "library"},
+            ],
+        }
+        status, _, one = await call(http, "GET", w.url + f"/v1/models/{MODEL}")
+        assert (status, one["id"]) == (200, MODEL)
+        status, _, body = await call(http, "POST", w.url + "/api/show", b'{"model":"granite3.1-dense:8b"}')
+        assert status == 200 and body["remote_ollama"]["status"].startswith("not described yet")
+        # a body that is not JSON: Ollama's own 400, at once
+        status, _, body = await call(http, "POST", w.url + "/api/generate", b'{"model":')
+        assert (status, body) == (400, {"error": "unexpected EOF"})
+        status, _, body = await call(http, "POST", w.url + "/v1/chat/completions", b"{")
+        assert status == 400 and body["error"]["message"] == "unexpected EOF"
+        assert w.sink.wakes == [] and w.sink.touches == []
+
+
+async def test_once_the_vm_listed_its_models_an_unknown_model_is_404_at_once() -> None:
+    async with world(ProxySettings(models=(MODEL,)), ready=False) as w, aiohttp.ClientSession() as http:
+        w.resolver.set_ready(w.upstream)
+        real = await ollama.AsyncClient(host=w.url).list()  # the VM's own list, remembered
+        w.resolver.set_down("Stopped")
+        before = (list(w.sink.wakes), list(w.sink.touches))
+        started = time.monotonic()
+        status, _, body = await call(
+            http, "POST", w.url + "/api/generate", b'{"model":"nope:1b","prompt":"hi"}'
+        )
+        assert (status, body) == (404, {"error": "model 'nope:1b' not found"})
+        status, _, body = await call(http, "POST", w.url + "/api/show", b'{"model":"nope:1b"}')
+        assert (status, body) == (404, {"error": "model 'nope:1b' not found"})
+        client = openai.AsyncOpenAI(base_url=w.url + "/v1", api_key="unused", max_retries=0)
+        try:
+            await client.chat.completions.create(
+                model="nope:1b", messages=[{"role": "user", "content": "hi"}]
+            )
+        except openai.NotFoundError as exc:
+            assert "model 'nope:1b' not found" in str(exc)
+        else:
+            raise AssertionError("no 404")
+        listed = await client.models.list()
+        vm = {m.model: m for m in real.models}
+        assert [m.id for m in listed.data] == list(vm)
+        assert all(m.created and m.created > 0 for m in listed.data)  # the VM's modified_at
+        try:
+            await client.models.retrieve("nope:1b")
+        except openai.NotFoundError:
+            pass
+        else:
+            raise AssertionError("no 404")
+        assert time.monotonic() - started < 5
+        assert (w.sink.wakes, w.sink.touches) == before  # neither a wake nor activity
+
+
+def test_sandbox_connect_sequence_after_a_wake_describes_models_without_waking(tmp_path: Path) -> None:
+    """Through the real CLI: the VM's /api/show answers are kept and served while it is stopped."""
+    port = free_port()
+    prog = Program(
+        ["sandbox", "--port", str(port), "--idle", "3s", "--boot", "0.5", "--token-delay", "0.001"],
+        clean_env(),
+        tmp_path / "sandbox.log",
+        port=port,
+    )
+    try:
+        prog.wait_listening()
+        client = ollama.Client(host=prog.url, timeout=60)
+        assert client.list().models == []  # nothing known to list yet, and `ollama list` cannot crash
+        assert [m.id for m in openai.OpenAI(base_url=prog.url + "/v1", api_key="x").models.list().data] == [
+            MODEL
+        ]
+        assert prog.request("GET", "/status", None, 10)[2]["instance_status"] == "none"
+        shown = client.show(MODEL)  # not described yet, and no wake
+        assert shown.details is None or not shown.details.family
+        assert prog.request("GET", "/status", None, 10)[2]["instance_status"] == "none"
+
+        assert client.generate(model=MODEL, prompt="hi").response  # wakes the VM
+        live = client.show(MODEL)
+        assert live.details is not None and live.details.family
+        listed = client.list().models
+        assert [m.model for m in listed] == [MODEL] and listed[0].digest and listed[0].size
+        prog.wait_status(lambda s: s.get("instance_status") == "stopped", 60, "the VM stopped for idleness")
+
+        code, _, body = prog.request("POST", "/api/show", {"model": MODEL}, 10)
+        assert code == 200 and body["details"] == live.details.model_dump(exclude_none=True)
+        code, _, body = prog.request("POST", "/api/generate", {"model": "nope:1b"}, 10)
+        assert (code, body) == (404, {"error": "model 'nope:1b' not found"})
+        assert [m.digest for m in client.list().models] == [listed[0].digest]
+        assert prog.request("GET", "/status", None, 10)[2]["instance_status"] == "stopped"
+    finally:
+        prog.kill()
