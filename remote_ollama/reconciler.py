@@ -280,11 +280,12 @@ class Reconciler(VMOllama):
             confirm=bool(spec.placements),
         )
 
-    async def destroy_all(self) -> None:
+    async def destroy_all(self) -> list[str]:
         """Deletion: every instance with our labels, then the security group (and an old-named one
-        that one of those instances proved ours). Idempotent."""
+        that one of those instances proved ours). Idempotent; returns the instances deleted."""
         legacy = self.target.legacy_security_group
         legacy_ours = False
+        deleted: list[str] = []
         for inst in await self.cloud.find_instances(
             {
                 LABEL_MANAGED_BY: LABEL_MANAGED_BY_VALUE,
@@ -296,9 +297,11 @@ class Reconciler(VMOllama):
                 if legacy and legacy in await self.cloud.instance_security_groups(inst.id):
                     legacy_ours = True
                 await self.cloud.delete_instance(inst.id, wait=True)
+                deleted.append(inst.id)
         await self.cloud.delete_security_group(self.target.security_group)
         if legacy and legacy_ours:
             await self.cloud.delete_security_group(legacy)
+        return deleted
 
 
 def _id(action: Action) -> str:

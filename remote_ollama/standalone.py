@@ -120,7 +120,10 @@ class LocalController:
             self.on_answer(answered)
 
     def persist(self) -> None:
-        self.files.save(self.saved)
+        """Write the state file, once there is something to keep: a run that never reached the
+        cloud (bad port, no request) leaves no file behind."""
+        if self.files.path.exists() or self.saved.worth_keeping():
+            self.files.save(self.saved)
 
     # -- UpstreamResolver --------------------------------------------------------------------------------
 
@@ -281,8 +284,10 @@ class LocalController:
         try:
             await asyncio.wait_for(self._leave(policy), timeout)
         except (TimeoutError, CloudError) as exc:
+            known = self.saved.memory.instance_id
+            what = f"instance {known}" if known else "any instance (none is known to exist)"
             log.warning(
-                "on exit: could not %s the instance (%s); it is left as it is", policy, type(exc).__name__
+                "on exit: could not %s %s (%s); it is left as it is", policy, what, type(exc).__name__
             )
         await self.reconciler.close()
 
@@ -291,21 +296,27 @@ class LocalController:
         if policy == "keep":
             return
         if policy == "destroy":
-            log.info("on exit: destroying the instance and its security group")
             # by labels (a VM created in the round before SIGTERM has no id in memory yet); the
             # security group can go only once the instance is gone: waits for it (bounded by stop())
-            await self.reconciler.destroy_all()
+            deleted = await self.reconciler.destroy_all()
+            if deleted:
+                log.info("on exit: destroyed instance %s and its security group", ", ".join(deleted))
+            else:
+                log.info("on exit: no instance to destroy")
             self.saved.memory = replace(mem, destroyed_for_idle=True, scaled_down_at=self.clock())
             self.persist()
             return
         # By id, else by labels: a VM created in the round before SIGTERM has no id in memory yet.
         instance = await self.reconciler.observe_instance(mem)
         if instance is None:
+            log.info("on exit: no instance to stop")
             return
         if instance.state in ("running", "starting"):
             await self.reconciler.cloud.stop_instance(instance.id, wait=False)
             self.saved.memory = replace(mem, scaled_down_at=self.clock(), phase=Phase.STOPPING)
             log.info("on exit: stopping instance %s", instance.id)
+        else:
+            log.info("on exit: instance %s is already %s", instance.id, instance.state)
         self.persist()
 
     # -- /status -----------------------------------------------------------------------------------------

@@ -30,6 +30,11 @@ class StandaloneState:
     # process answers those routes as the VM did while it sleeps.
     ollama: dict[str, Any] | None = None
 
+    def worth_keeping(self) -> bool:
+        """Anything a restart needs: VM credentials, an instance, what the VM answered, its cost."""
+        metered = bool(self.cost and (self.cost.get("secondsByType") or self.cost.get("runningType")))
+        return bool(self.credentials or self.memory.instance_id or self.ollama or metered)
+
 
 class StateFile:
     def __init__(self, path: str | os.PathLike[str]):

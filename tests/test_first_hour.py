@@ -7,7 +7,11 @@ model the VM does not have, a body that is not JSON: none wakes the VM, none is 
 from __future__ import annotations
 
 import json
+import re
+import socket
+import subprocess
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +19,14 @@ import aiohttp
 import ollama
 import openai
 from proxy_world import world
-from subprocess_world import Program, clean_env, free_port
+from subprocess_world import BIN, Program, clean_env, free_port
 
 from remote_ollama.proxy.interfaces import ProxySettings
 from remote_ollama.proxy.polling import CACHED_HEADER
+from remote_ollama.settings import VARIABLES
 
 MODEL = "granite3.1-dense:8b"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 async def call(
@@ -147,3 +153,103 @@ def test_sandbox_connect_sequence_after_a_wake_describes_models_without_waking(t
         assert prog.request("GET", "/status", None, 10)[2]["instance_status"] == "stopped"
     finally:
         prog.kill()
+
+
+def run_cli(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([BIN, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_port_in_use_is_one_line_exit_2_and_creates_nothing(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        state = tmp_path / "state" / "state.json"
+        env = clean_env(
+            {
+                "EXOSCALE_API_KEY": "EXO0123456789abcdef",
+                "EXOSCALE_API_SECRET": "secret",
+                "EXOSCALE_API_ENDPOINT": "http://127.0.0.1:9/v2",  # never called
+                "REMOTE_OLLAMA_STATE_FILE": str(state),
+            }
+        )
+        for command in (["sandbox"], ["standalone"]):
+            started = time.monotonic()
+            out = run_cli([*command, "--port", str(port)], env)
+            assert out.returncode == 2, out
+            lines = (out.stdout + out.stderr).strip().splitlines()
+            assert len(lines) == 1, lines
+            assert f"port {port} on 127.0.0.1 is already in use" in lines[0]
+            assert "--port" in lines[0] and "Ollama already running" in lines[0]
+            assert time.monotonic() - started < 20
+        assert not state.parent.exists()
+
+
+def test_no_kubeconfig_is_one_line_saying_how_the_cluster_is_found(tmp_path: Path) -> None:
+    env = clean_env({"KUBECONFIG": str(tmp_path / "missing"), "HOME": str(tmp_path)})
+    for binary in ("remote-ollama", "kubectl-remoteollama"):
+        out = subprocess.run(
+            [str(Path(BIN).with_name(binary)), "status", "granite", "-n", "ai"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 2, out
+        (line,) = out.stderr.strip().splitlines()
+        assert "no Kubernetes cluster" in line and "kubeconfig" in line and "KUBECONFIG" in line, line
+        assert "Traceback" not in out.stderr
+
+
+def test_kubectl_plugin_help_is_its_own() -> None:
+    out = subprocess.run(
+        [str(Path(BIN).with_name("kubectl-remoteollama")), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0
+    assert out.stdout.startswith("usage: kubectl remoteollama")
+    assert "standalone" not in out.stdout and "sandbox" not in out.stdout
+    assert all(command in out.stdout for command in ("status", "wake", "sleep"))
+
+
+def test_python_version_is_stated() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["project"]["requires-python"] == ">=3.11"
+    assert "Python 3.11 or newer" in (ROOT / "README.md").read_text()
+
+
+def test_standalone_help_lists_the_readme_variables_and_the_first_command_is_pinned() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = re.findall(r"^\| `([A-Z_]+)` \|", readme, flags=re.M)
+    assert table and table == [name for name, _ in VARIABLES]
+    out = run_cli(["standalone", "--help"], clean_env())
+    assert all(name in out.stdout for name in table)
+    assert "default 127.0.0.1" in out.stdout  # loopback outside the image
+    first = next(line for line in readme.splitlines() if "remote-ollama sandbox" in line)
+    assert "-c constraints.txt" in first
+
+
+def test_standalone_listens_on_loopback_by_default_and_leaves_no_state_file(tmp_path: Path) -> None:
+    port = free_port()
+    state = tmp_path / "xdg" / "remote-ollama" / "state.json"
+    env = clean_env(
+        {
+            "EXOSCALE_API_KEY": "EXO0123456789abcdef",
+            "EXOSCALE_API_SECRET": "secret",
+            "EXOSCALE_API_ENDPOINT": "http://127.0.0.1:9/v2",  # unreachable: nothing can be created
+            "XDG_STATE_HOME": str(tmp_path / "xdg"),
+        }
+    )
+    prog = Program(["standalone", "--port", str(port)], env, tmp_path / "s.log", port=port)
+    try:
+        prog.wait_listening()
+        assert f"listening on http://127.0.0.1:{port}" in prog.output()
+        assert "WARNING" not in prog.output()
+        assert prog.terminate(60) == 0
+    finally:
+        prog.kill()
+    out = prog.output()
+    assert not state.exists() and not state.parent.exists(), out
+    assert "could not stop any instance (none is known to exist)" in out or "no instance to stop" in out, out

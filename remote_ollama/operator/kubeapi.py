@@ -29,6 +29,10 @@ class KubeError(Exception):
         self.message = message
 
 
+class NoCluster(Exception):
+    """Neither a pod's service account nor a usable kubeconfig: said in one line, no traceback."""
+
+
 def _load_configuration() -> Any:
     from kubernetes import client, config  # type: ignore[import-untyped]
 
@@ -37,7 +41,15 @@ def _load_configuration() -> Any:
         config.load_incluster_config(client_configuration=cfg)
     except config.ConfigException:
         # explicit: the client reads $KUBECONFIG only once, at import
-        config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None, client_configuration=cfg)
+        where = os.environ.get("KUBECONFIG") or None
+        try:
+            config.load_kube_config(config_file=where, client_configuration=cfg)
+        except (config.ConfigException, OSError) as exc:
+            raise NoCluster(
+                "no Kubernetes cluster: the cluster is found through the pod's service account when "
+                f"run in a pod, else the kubeconfig ({where or '~/.kube/config'}; set KUBECONFIG to "
+                f"choose another), and that is not usable: {str(exc).strip() or type(exc).__name__}"
+            ) from None
     return cfg
 
 
