@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import cost
@@ -100,8 +100,11 @@ class LocalController:
         self.prices = _prices_from_env()
         # A cloud error retrying cannot fix (quota, credentials): held requests fail after one round
         # that still sees it, instead of waiting out the whole hold timeout.
+        # ... and so does an unreachable cloud API (after the transport's own retries): held requests
+        # get a 503 naming the host within one round, not after the whole hold.
         self.permanent_error: CloudError | None = None
         self._permanent_seen_at = 0.0  # loop time the round that saw it began
+        self._retry_at: datetime | None = None  # when the loop tries again after that error
         self._wake_asked_at = 0.0  # loop time of the last wake request
         self.idle_monitor = True  # the embedded API can turn it off (its own state, not the spec's)
         self.budget_refusal: str | None = None  # set while spec.budget is exceeded: requests fail at once
@@ -163,7 +166,10 @@ class LocalController:
                 # round of its own first: the quota may have been raised meanwhile.
                 if self.permanent_error and self._permanent_seen_at >= self._wake_asked_at:
                     err = self.permanent_error
-                    raise NotReady(str(self.state_phase()), str(err), refused=True, reason=err.reason)
+                    retry_at = self._retry_at if err.retryable else None
+                    raise NotReady(
+                        str(self.state_phase()), str(err), refused=True, reason=err.reason, retry_at=retry_at
+                    )
                 if self.budget_refusal:
                     raise NotReady(
                         str(self.state_phase()),
@@ -257,11 +263,13 @@ class LocalController:
             except CloudError as exc:
                 self._failures += 1
                 self.error = str(exc)
-                self.permanent_error = None if exc.retryable else exc
+                unreachable = exc.reason is Reason.CLOUD_UNAVAILABLE
+                self.permanent_error = exc if unreachable or not exc.retryable else None
                 self._permanent_seen_at = began
                 delay = backoff(self._failures, cap=self._max_backoff, jitter="half")
                 if not exc.retryable:
                     delay = max(delay, self._max_backoff)
+                self._retry_at = self.clock() + timedelta(seconds=delay)
                 log.warning("cloud error (%s), retrying in %.0f s: %s", exc.reason, delay, exc)
             except Exception as exc:  # a bug must not end the loop: held requests would wait in vain
                 self._failures += 1

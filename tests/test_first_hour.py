@@ -253,3 +253,54 @@ def test_standalone_listens_on_loopback_by_default_and_leaves_no_state_file(tmp_
     out = prog.output()
     assert not state.exists() and not state.parent.exists(), out
     assert "could not stop any instance (none is known to exist)" in out or "no instance to stop" in out, out
+
+
+def test_unreachable_exoscale_api_answers_held_requests_503_naming_the_host(tmp_path: Path) -> None:
+    port, dead = free_port(), free_port()  # nothing listens on `dead`
+    env = clean_env(
+        {
+            "EXOSCALE_API_KEY": "EXO0123456789abcdef",
+            "EXOSCALE_API_SECRET": "secret",
+            "EXOSCALE_API_ENDPOINT": f"http://127.0.0.1:{dead}/v2",
+            "REMOTE_OLLAMA_STATE_FILE": str(tmp_path / "state.json"),
+        }
+    )
+    prog = Program(["standalone", "--port", str(port)], env, tmp_path / "s.log", port=port)
+    try:
+        prog.wait_listening()
+        started = time.monotonic()
+        code, headers, body = prog.request("POST", "/api/generate", {"model": MODEL, "prompt": "hi"}, 60)
+        assert time.monotonic() - started < 30
+        assert code == 503, body
+        assert f"127.0.0.1:{dead}" in body["error"] and "unavailable" in body["error"], body
+        assert body["reason"] == "CloudUnavailable"
+        assert int(headers["Retry-After"]) >= 1
+        assert f"reaching 127.0.0.1:{dead}" in prog.output()
+    finally:
+        prog.kill()
+
+
+def test_sandbox_banner_exports_drive_the_instance_cli(tmp_path: Path) -> None:
+    port = free_port()
+    prog = Program(
+        ["sandbox", "--port", str(port), "--boot", "0.5"], clean_env(), tmp_path / "sb.log", port=port
+    )
+    try:
+        prog.wait_listening()
+        (export,) = [
+            line.strip() for line in prog.output().splitlines() if line.strip().startswith("export ")
+        ]
+        assert ollama.Client(host=prog.url, timeout=60).generate(model=MODEL, prompt="hi").response
+        running = prog.wait_status(lambda s: s.get("instance_status") == "running", 30, "running")
+        assert running["instance_status"] == "running"
+        out = subprocess.run(
+            ["bash", "-c", f"{export} && {BIN} instance status"],
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out
+        assert "running" in out.stdout and "gpua5000.small" in out.stdout, out.stdout
+    finally:
+        prog.kill()
