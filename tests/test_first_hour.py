@@ -251,6 +251,7 @@ def test_standalone_listens_on_loopback_by_default_and_leaves_no_state_file(tmp_
     finally:
         prog.kill()
     out = prog.output()
+    assert "REMOTE_OLLAMA_HOST=0.0.0.0" in (ROOT / "Dockerfile").read_text()  # the image: all addresses
     assert not state.exists() and not state.parent.exists(), out
     assert "could not stop any instance (none is known to exist)" in out or "no instance to stop" in out, out
 
