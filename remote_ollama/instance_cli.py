@@ -192,11 +192,15 @@ class InstanceTool:
 
     def act(self, verb: str, wanted: str | None, wait: bool, timeout: float) -> None:
         inst = self.one(wanted)
+        note = ""
         if verb == "start":
             after = self.cloud.start_instance(inst.id, wait=wait, deadline=timeout)
         else:
+            if Path(self.sel.source).is_file():  # a server on this state file must not undo it
+                StateFile(self.sel.source).request_sleep(self.now)
+                note = "; a server running on this state file keeps it stopped until the next request"
             after = self.cloud.stop_instance(inst.id, wait=wait, deadline=timeout)
-        self.emit(summary(after, self.now), f"instance {after.id} is {after.state}")
+        self.emit(summary(after, self.now), f"instance {after.id} is {after.state}{note}")
 
     def destroy(self, wanted: str | None, yes: bool, wait: bool, timeout: float, stdin: TextIO) -> None:
         inst = self.one(wanted)

@@ -210,6 +210,14 @@ class LocalController:
 
     async def step(self) -> Decision:
         """Observe, decide, act: one reconcile round."""
+        asked = self.files.take_sleep_request()
+        if asked is not None:
+            log.info(
+                "sleep requested (remote-ollama instance stop): the instance stays stopped until a request"
+            )
+            # The CLI has stopped the VM already, so nothing is in flight on it any more; the end of
+            # a request that was (reported later, debounced) must not undo the sleep either.
+            self.activity = replace(self.activity, sleep_requested=max(asked, self.clock()), in_flight=0)
         look = await self.reconciler.look(
             self.spec,
             self.saved.memory,

@@ -81,6 +81,30 @@ class StateFile:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    @property
+    def sleep_request_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".sleep-requested")
+
+    def request_sleep(self, at: datetime) -> None:
+        """Ask a server running on this state file to scale to zero (as the operator's sleep
+        annotation): `remote-ollama instance stop` leaves this beside the state file, and the
+        server takes it at its next round instead of starting the stopped VM again."""
+        self.sleep_request_path.write_text(at.isoformat())
+        self.sleep_request_path.chmod(0o600)
+
+    def take_sleep_request(self) -> datetime | None:
+        """The pending sleep request, removed as it is read (None: none)."""
+        try:
+            with self.sleep_request_path.open() as fh:
+                raw = fh.read(64)
+            self.sleep_request_path.unlink()
+        except FileNotFoundError:
+            return None
+        try:
+            return datetime.fromisoformat(raw.strip())
+        except ValueError:
+            return None
+
     def credentials(self, state: StandaloneState) -> VMCredentials | None:
         return VMCredentials.from_secret_data(state.credentials) if state.credentials else None
 

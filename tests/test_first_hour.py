@@ -305,3 +305,43 @@ def test_sandbox_banner_exports_drive_the_instance_cli(tmp_path: Path) -> None:
         assert "running" in out.stdout and "gpua5000.small" in out.stdout, out.stdout
     finally:
         prog.kill()
+
+
+def test_instance_stop_with_a_server_running_is_honoured_not_undone(tmp_path: Path) -> None:
+    port = free_port()
+    state = tmp_path / "state.json"
+    prog = Program(
+        ["sandbox", "--port", str(port), "--boot", "0.5", "--idle", "10m", "--state-file", str(state)],
+        clean_env(),
+        tmp_path / "sb.log",
+        port=port,
+    )
+    try:
+        prog.wait_listening()
+        (export,) = [
+            line.strip() for line in prog.output().splitlines() if line.strip().startswith("export ")
+        ]
+        assert ollama.Client(host=prog.url, timeout=60).generate(model=MODEL, prompt="hi").response
+        prog.wait_status(lambda s: s.get("provisioning_status") == "ready", 30, "ready")
+        out = subprocess.run(
+            ["bash", "-c", f"{export} && {BIN} instance stop"],
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out
+        assert "is stopped; a server running on this state file keeps it stopped" in out.stdout, out.stdout
+        # the server takes the request in a round and decides to stay down, instead of starting it again
+        # (without it, the server's next round starts the VM again: phase Starting, never Stopped)
+        prog.wait_status(
+            lambda s: (s.get("phase"), s.get("instance_status")) == ("Stopped", "stopped"),
+            30,
+            "the server saw the sleep request",
+        )
+        assert "sleep requested (remote-ollama instance stop)" in prog.output()
+        assert "phase Starting" not in prog.output().split("sleep requested")[-1]
+        # the next request wakes it as usual
+        assert ollama.Client(host=prog.url, timeout=60).generate(model=MODEL, prompt="again").response
+    finally:
+        prog.kill()
