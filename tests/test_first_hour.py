@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import ollama
 import openai
+import yaml
 from proxy_world import world
 from subprocess_world import BIN, Program, clean_env, free_port
 
@@ -345,3 +346,38 @@ def test_instance_stop_with_a_server_running_is_honoured_not_undone(tmp_path: Pa
         assert ollama.Client(host=prog.url, timeout=60).generate(model=MODEL, prompt="again").response
     finally:
         prog.kill()
+
+
+def test_the_kubernetes_install_as_written_builds_the_image_and_creates_the_namespace_first() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## In a Kubernetes cluster") :]
+    block = section[section.index("```bash") : section.index("```", section.index("```bash") + 3)]
+    lines = [line.strip() for line in block.splitlines()]
+    build = next(i for i, line in enumerate(lines) if line.startswith("docker build -t "))
+    push = next(i for i, line in enumerate(lines) if line.startswith("docker push "))
+    install = next(i for i, line in enumerate(lines) if line.startswith("helm install "))
+    namespace = lines.index("kubectl create namespace ai")
+    secret = next(
+        i for i, line in enumerate(lines) if line.startswith("kubectl create secret") and "-n ai" in line
+    )
+    assert build < push < install < namespace < secret
+    image = lines[build].split()[3]
+    repository, tag = image.rsplit(":", 1)
+    assert f"--set image.repository={repository} --set image.tag={tag}" in block
+    # the standalone image is built before `docker run` uses it
+    standalone = readme[readme.index("## Standalone") :]
+    assert standalone.index("docker build -t remote-ollama .") < standalone.index("docker run")
+
+
+def test_a_release_workflow_builds_both_architectures_and_pushes_image_and_chart_on_a_tag() -> None:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
+    assert workflow[True]["push"]["tags"] == ["v*"]  # YAML 1.1 reads the key `on` as True
+    steps = workflow["jobs"]["release"]["steps"]
+    build = next(s for s in steps if str(s.get("uses", "")).startswith("docker/build-push-action"))
+    assert build["with"]["platforms"] == "linux/amd64,linux/arm64" and build["with"]["push"] is True
+    script = "\n".join(str(s.get("run", "")) for s in steps)
+    assert "helm package charts/remote-ollama" in script and 'helm push "dist/' in script
+    assert workflow["env"]["CHARTS"].startswith("oci://ghcr.io/")
+    # the packaged chart's default image is the one pushed: the sed matches the values file's line
+    values = (ROOT / "charts" / "remote-ollama" / "values.yaml").read_text()
+    assert '\n  repository: ""\n' in values and 's|^  repository: \\"\\"|' in script
