@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import ollama
 import openai
+import pytest
 import yaml
 from proxy_world import world
 from subprocess_world import BIN, Program, clean_env, free_port
@@ -94,6 +95,8 @@ async def test_once_the_vm_listed_its_models_an_unknown_model_is_404_at_once() -
         )
         assert (status, body) == (404, {"error": "model 'nope:1b' not found"})
         status, _, body = await call(http, "POST", w.url + "/api/show", b'{"model":"nope:1b"}')
+        assert (status, body) == (404, {"error": "model 'nope:1b' not found"})
+        status, _, body = await call(http, "POST", w.url + "/api/show", b'{"name":"nope:1b"}')  # Go CLI's key
         assert (status, body) == (404, {"error": "model 'nope:1b' not found"})
         client = openai.AsyncOpenAI(base_url=w.url + "/v1", api_key="unused", max_retries=0)
         try:
@@ -381,3 +384,46 @@ def test_a_release_workflow_builds_both_architectures_and_pushes_image_and_chart
     # the packaged chart's default image is the one pushed: the sed matches the values file's line
     values = (ROOT / "charts" / "remote-ollama" / "values.yaml").read_text()
     assert '\n  repository: ""\n' in values and 's|^  repository: \\"\\"|' in script
+
+
+def real_ollama_cli() -> Path | None:
+    """The Go `ollama` CLI of the real-Ollama test world (built into ~/.cache/remote-ollama)."""
+    found = sorted((Path.home() / ".cache" / "remote-ollama").glob("ollama-v*/ollama"))
+    return found[-1] if found else None
+
+
+def test_the_real_ollama_cli_on_first_contact_and_after_a_wake(tmp_path: Path) -> None:
+    cli = real_ollama_cli()
+    if cli is None:
+        pytest.skip("the Go ollama CLI is built by the real-Ollama test world (~/.cache/remote-ollama)")
+    port = free_port()
+    prog = Program(
+        ["sandbox", "--port", str(port), "--idle", "3s", "--boot", "0.5", "--token-delay", "0.001"],
+        clean_env(),
+        tmp_path / "sandbox.log",
+        port=port,
+    )
+    env = clean_env({"OLLAMA_HOST": prog.url, "HOME": str(tmp_path)})
+
+    def ollama_cli(*args: str) -> str:
+        out = subprocess.run([str(cli), *args], env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and "panic" not in out.stderr, (args, out)
+        return out.stdout
+
+    try:
+        prog.wait_listening()
+        assert "0.35.1" in ollama_cli("-v")
+        assert ollama_cli("list").split() == ["NAME", "ID", "SIZE", "MODIFIED"]  # nothing known: no crash
+        ollama_cli("ps")
+        ollama_cli("show", MODEL)
+        assert prog.status()["instance_status"] == "none"  # none of these woke it
+        assert ollama_cli("run", MODEL, "hi").strip()  # wakes the VM
+        row = ollama_cli("list").splitlines()[1].split()
+        assert row[0] == MODEL and len(row[1]) == 12
+        prog.wait_status(lambda s: s.get("instance_status") == "stopped", 60, "the VM stopped for idleness")
+        assert "architecture" in ollama_cli("show", MODEL)  # the VM's description, kept
+        assert ollama_cli("list").splitlines()[1].split()[:2] == row[:2]
+        ollama_cli("ps")
+        assert prog.status()["instance_status"] == "stopped"
+    finally:
+        prog.kill()

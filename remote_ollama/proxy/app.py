@@ -35,7 +35,7 @@ from remote_ollama.proxy.hold import Hold, HoldRejected, not_ready_response, pro
 from remote_ollama.proxy.interfaces import ActivitySink, ProxySettings, Upstream, UpstreamResolver
 from remote_ollama.proxy.metrics import ProxyMetrics, route_class
 from remote_ollama.proxy.nginx_pages import is_nginx_page
-from remote_ollama.proxy.offline import is_json_route, refusal
+from remote_ollama.proxy.offline import is_json_route, refusal, requested_model
 from remote_ollama.proxy.polling import PollingCache, is_polling
 from remote_ollama.proxy.upstream import Forwarder, UpstreamPool, UpstreamUnreachable
 
@@ -195,7 +195,7 @@ class Proxy:
         if refused is not None:
             return refused, body
         if path == "/api/show":
-            return self.cache.show(str((json.loads(body) or {}).get("model") or "")), body
+            return self.cache.show(requested_model(json.loads(body))), body
         return None, body
 
     def _busy(self) -> web.Response:

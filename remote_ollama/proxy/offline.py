@@ -68,6 +68,15 @@ def decode(body: bytes) -> tuple[dict[str, Any] | None, str | None]:
     return value, None
 
 
+def requested_model(parsed: dict[str, Any]) -> str:
+    """The model a body names: `model`, else the older `name` (Ollama's CLI still sends it to show)."""
+    for key in ("model", "name"):
+        value = parsed.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    return ""
+
+
 def error_for(path: str, status: int, message: str) -> web.Response:
     """Ollama's error for `path`: native, or the OpenAI/Anthropic envelope of its `/v1` routes."""
     body: dict[str, Any]
@@ -93,8 +102,7 @@ def refusal(path: str, body: bytes, known: Collection[str] | None) -> web.Respon
     parsed, problem = decode(body)
     if parsed is None:
         return error_for(path, 400, problem or "invalid request")
-    model = parsed.get("model")
-    named = isinstance(model, str) and bool(model.strip())
-    if known is not None and path in MODEL_ROUTES and named and full_name(str(model)) not in known:
-        return model_not_found(path, str(model))
+    model = requested_model(parsed)
+    if known is not None and path in MODEL_ROUTES and model and full_name(model) not in known:
+        return model_not_found(path, model)
     return None
