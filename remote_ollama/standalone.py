@@ -31,6 +31,10 @@ from .vocabulary import Reason
 
 log = logging.getLogger("remote_ollama")
 
+# How long the cloud API may stay unreachable before held requests are answered 503 (a burst
+# that the next round outlives is ridden through; a real outage is said within ~30 s).
+UNREACHABLE_GRACE = 15.0
+
 Clock = Callable[[], datetime]
 
 
@@ -100,10 +104,11 @@ class LocalController:
         self.prices = _prices_from_env()
         # A cloud error retrying cannot fix (quota, credentials): held requests fail after one round
         # that still sees it, instead of waiting out the whole hold timeout.
-        # ... and so does an unreachable cloud API (after the transport's own retries): held requests
-        # get a 503 naming the host within one round, not after the whole hold.
+        # ... and so does a cloud API unreachable for UNREACHABLE_GRACE (a burst of failures that one
+        # more round outlives is ridden through): held requests get a 503 naming the host.
         self.permanent_error: CloudError | None = None
         self._permanent_seen_at = 0.0  # loop time the round that saw it began
+        self._unreachable_since: float | None = None  # loop time the current outage's first round began
         self._retry_at: datetime | None = None  # when the loop tries again after that error
         self._wake_asked_at = 0.0  # loop time of the last wake request
         self.idle_monitor = True  # the embedded API can turn it off (its own state, not the spec's)
@@ -164,8 +169,12 @@ class LocalController:
                 # A round that began after the last wake request saw a permanent reason: no wait can
                 # help (as the operator's proxy reads it from the status). A newer wake request gets a
                 # round of its own first: the quota may have been raised meanwhile.
-                if self.permanent_error and self._permanent_seen_at >= self._wake_asked_at:
-                    err = self.permanent_error
+                # So does an unreachable cloud API, once it has been so for UNREACHABLE_GRACE.
+                since = self._unreachable_since
+                outage = 0.0 if since is None else loop.time() - since
+                err = self.permanent_error
+                fresh = self._permanent_seen_at >= self._wake_asked_at
+                if err is not None and fresh and (not err.retryable or outage >= UNREACHABLE_GRACE):
                     retry_at = self._retry_at if err.retryable else None
                     raise NotReady(
                         str(self.state_phase()), str(err), refused=True, reason=err.reason, retry_at=retry_at
@@ -182,6 +191,8 @@ class LocalController:
                 if remaining <= 0:
                     state = self.state()
                     raise NotReady(state.phase, self.error or state.down_words())
+                if since is not None and outage < UNREACHABLE_GRACE:
+                    remaining = min(remaining, UNREACHABLE_GRACE - outage)  # look again at the grace's end
                 await wait_at_most(self._changed.wait(), remaining)
 
     # -- ActivitySink ------------------------------------------------------------------------------------
@@ -268,12 +279,17 @@ class LocalController:
                     delay = min(delay, self.poll_cap)
                 self._failures = 0
                 self.permanent_error = None
+                self._unreachable_since = None
             except CloudError as exc:
                 self._failures += 1
                 self.error = str(exc)
                 unreachable = exc.reason is Reason.CLOUD_UNAVAILABLE
                 self.permanent_error = exc if unreachable or not exc.retryable else None
                 self._permanent_seen_at = began
+                if not unreachable:
+                    self._unreachable_since = None
+                elif self._unreachable_since is None:
+                    self._unreachable_since = began
                 delay = backoff(self._failures, cap=self._max_backoff, jitter="half")
                 if not exc.retryable:
                     delay = max(delay, self._max_backoff)
