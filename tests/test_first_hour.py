@@ -20,6 +20,7 @@ import ollama
 import openai
 import pytest
 import yaml
+from ollama_real.server import build_ollama
 from proxy_world import world
 from subprocess_world import BIN, Program, clean_env, free_port
 
@@ -386,16 +387,14 @@ def test_a_release_workflow_builds_both_architectures_and_pushes_image_and_chart
     assert '\n  repository: ""\n' in values and 's|^  repository: \\"\\"|' in script
 
 
-def real_ollama_cli() -> Path | None:
-    """The Go `ollama` CLI of the real-Ollama test world (built into ~/.cache/remote-ollama)."""
-    found = sorted((Path.home() / ".cache" / "remote-ollama").glob("ollama-v*/ollama"))
-    return found[-1] if found else None
+@pytest.fixture(scope="session")
+def real_ollama_cli() -> Path:
+    """The Go `ollama` CLI 0.17.4 of the real-Ollama test world (built before the tests run)."""
+    return build_ollama()
 
 
-def test_the_real_ollama_cli_on_first_contact_and_after_a_wake(tmp_path: Path) -> None:
-    cli = real_ollama_cli()
-    if cli is None:
-        pytest.skip("the Go ollama CLI is built by the real-Ollama test world (~/.cache/remote-ollama)")
+def test_the_real_ollama_cli_on_first_contact_and_after_a_wake(real_ollama_cli: Path, tmp_path: Path) -> None:
+    cli = real_ollama_cli
     port = free_port()
     prog = Program(
         ["sandbox", "--port", str(port), "--idle", "3s", "--boot", "0.5", "--token-delay", "0.001"],
