@@ -27,7 +27,8 @@ LABEL org.opencontainers.image.title="remote-ollama" \
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    REMOTE_OLLAMA_STATE_FILE=/data/state.json
+    REMOTE_OLLAMA_STATE_FILE=/data/state.json \
+    REMOTE_OLLAMA_HOST=0.0.0.0
 # A fixed non-root uid/gid (10001): Kubernetes' runAsUser in the chart matches it.
 RUN groupadd --system --gid 10001 remote-ollama \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \

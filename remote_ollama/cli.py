@@ -7,9 +7,11 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from . import __version__
 from .runloop import run
+from .settings import HOST_ENV, standalone_variables
 
 
 def _serving(p: argparse.ArgumentParser, host: str = "0.0.0.0", port: int = 11434) -> None:
@@ -36,9 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     _serving(p)
 
     p = sub.add_parser(
-        "standalone", help="proxy + lifecycle in one process, configured by EXOSCALE_* env vars"
+        "standalone",
+        help="proxy + lifecycle in one process, configured by EXOSCALE_* env vars",
+        description="Proxy + lifecycle in one process, configured by environment variables.",
+        epilog=standalone_variables(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _serving(p)
+    # loopback outside a container, as Ollama listens; the image sets REMOTE_OLLAMA_HOST=0.0.0.0
+    _serving(p, host=os.environ.get(HOST_ENV) or "127.0.0.1")
 
     p = sub.add_parser("sandbox", help="the whole lifecycle on this machine against a simulated Exoscale")
     _serving(p, host="127.0.0.1")
@@ -65,15 +72,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-wait", action="store_true", help="start/stop/destroy: return once requested")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for start/stop/destroy")
 
+    _control_commands(sub, " (a RemoteOllama, through your kubeconfig)")
+    return parser
+
+
+def _control_commands(sub: Any, suffix: str = "") -> None:
     for name, text in (
         ("status", "show phase, endpoint, idle countdown and last wake"),
         ("wake", "start the VM now"),
         ("sleep", "scale the VM to zero now"),
     ):
-        p = sub.add_parser(name, help=f"{text} (a RemoteOllama, through your kubeconfig)")
+        p = sub.add_parser(name, help=f"{text}{suffix}")
         p.add_argument("name", help="RemoteOllama name")
         p.add_argument("-n", "--namespace", default=None, help="namespace (default: kubeconfig's)")
         p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+
+
+def build_plugin_parser() -> argparse.ArgumentParser:
+    """`kubectl remoteollama`: only the commands on a RemoteOllama, with kubectl's name for itself."""
+    parser = argparse.ArgumentParser(
+        prog="kubectl remoteollama",
+        description="Look at, wake or put to sleep a RemoteOllama through your kubeconfig "
+        "($KUBECONFIG, else ~/.kube/config).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _control_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     return parser
 
 
@@ -87,9 +110,19 @@ def _logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    args = (parser or build_parser()).parse_args(argv)
     _logging(args.verbose)
+    from .operator.kubeapi import NoCluster
+
+    try:
+        return _command(args)
+    except NoCluster as exc:
+        print(f"remote-ollama {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.command == "standalone":
         from .settings import ConfigError, StandaloneConfig
 
@@ -99,14 +132,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             for line in exc.problems:
                 print(f"remote-ollama: {line}", file=sys.stderr)
             return 2
-        from .serve import serve_standalone
+        from .serve import PortInUse, check_port_free, serve_standalone
 
-        run(serve_standalone(config, args.host, args.port))
+        try:
+            check_port_free(args.host, args.port)
+            run(serve_standalone(config, args.host, args.port))
+        except PortInUse as exc:
+            print(f"remote-ollama: {exc}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "sandbox":
         from .sandbox.demo import run_sandbox
+        from .serve import PortInUse, check_port_free
 
-        return run(run_sandbox(args))
+        try:
+            check_port_free(args.host, args.port)
+            return run(run_sandbox(args))
+        except PortInUse as exc:
+            print(f"remote-ollama sandbox: {exc}", file=sys.stderr)
+            return 2
     if args.command == "instance":
         from .instance_cli import run_instance
 
@@ -128,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def kubectl_plugin() -> int:
     """`kubectl remoteollama status|wake|sleep NAME`: kubectl runs this binary with the rest of the line."""
-    return main(sys.argv[1:])
+    return main(sys.argv[1:], build_plugin_parser())
 
 
 if __name__ == "__main__":

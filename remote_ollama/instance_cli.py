@@ -24,11 +24,11 @@ from .cloud.exoscale import ExoscaleCloud, owner_labels
 from .cost import PRICES_ENV, parse_prices
 from .lifecycle import GONE, ObservedInstance
 from .resource import LABEL_CLUSTER, LABEL_MANAGED_BY, LABEL_MANAGED_BY_VALUE, STANDALONE_CLUSTER
-from .settings import ConfigError, StandaloneConfig
+from .settings import ConfigError, StandaloneConfig, default_state_file
 from .state_file import StateFile
 
 OK, NOT_FOUND, BAD_CONFIG, CLOUD_ERROR, NOT_CONFIRMED = 0, 1, 2, 3, 4
-STANDALONE_STATE_FILE = "/var/lib/remote-ollama/state.json"
+LEGACY_STATE_FILE = "/var/lib/remote-ollama/state.json"
 
 
 class Failure(Exception):
@@ -49,9 +49,8 @@ class Selection:
 def select(env: Mapping[str, str]) -> Selection:
     paths = [env.get("REMOTE_OLLAMA_STATE_FILE", "").strip()] if env.get("REMOTE_OLLAMA_STATE_FILE") else []
     if not paths:
-        from .embedded import default_state_file
-
-        paths = [STANDALONE_STATE_FILE, str(default_state_file())]
+        # the old default first: a VM created by an earlier version is still found
+        paths = [LEGACY_STATE_FILE, str(default_state_file(env))]
     for path in paths:
         if Path(path).is_file():
             try:
@@ -193,11 +192,15 @@ class InstanceTool:
 
     def act(self, verb: str, wanted: str | None, wait: bool, timeout: float) -> None:
         inst = self.one(wanted)
+        note = ""
         if verb == "start":
             after = self.cloud.start_instance(inst.id, wait=wait, deadline=timeout)
         else:
+            if Path(self.sel.source).is_file():  # a server on this state file must not undo it
+                StateFile(self.sel.source).request_sleep(self.now)
+                note = "; a server running on this state file keeps it stopped until the next request"
             after = self.cloud.stop_instance(inst.id, wait=wait, deadline=timeout)
-        self.emit(summary(after, self.now), f"instance {after.id} is {after.state}")
+        self.emit(summary(after, self.now), f"instance {after.id} is {after.state}{note}")
 
     def destroy(self, wanted: str | None, yes: bool, wait: bool, timeout: float, stdin: TextIO) -> None:
         inst = self.one(wanted)

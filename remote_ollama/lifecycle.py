@@ -111,7 +111,11 @@ def desire(obs: Observation) -> Desire:
         and (last_use is None or act.sleep_requested >= last_use)
         and (window is None or act.sleep_requested >= window[0])
     ):
-        return Desire(False, "SleepRequested", "scale to zero requested by annotation")
+        return Desire(
+            False,
+            "SleepRequested",
+            "scale to zero requested (sleep annotation, or remote-ollama instance stop)",
+        )
     if act.in_flight > 0:
         return Desire(True, "InUse", f"{act.in_flight} request(s) in flight", idle_deadline=expires)
     if window is not None:

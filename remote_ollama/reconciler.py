@@ -380,19 +380,22 @@ class Reconciler(VMOllama):
         await self.store.keep(InstanceRecord(created.id, token))
         return created
 
-    async def destroy_all(self) -> None:
+    async def destroy_all(self) -> list[str]:
         """Deletion: every instance with our labels, then the security group (and an old-named one
-        that one of those instances proved ours). Idempotent."""
+        that one of those instances proved ours). Idempotent; returns the instances deleted."""
         legacy = self.target.legacy_security_group
         legacy_ours = False
+        deleted: list[str] = []
         for inst in await self.cloud.find_instances(self._owner_labels()):
             if inst.state not in GONE:
                 if legacy and legacy in await self.cloud.instance_security_groups(inst.id):
                     legacy_ours = True
                 await self.cloud.delete_instance(inst.id, wait=True)
+                deleted.append(inst.id)
         await self.cloud.delete_security_group(self.target.security_group)
         if legacy and legacy_ours:
             await self.cloud.delete_security_group(legacy)
+        return deleted
 
 
 def _id(action: Action) -> str:

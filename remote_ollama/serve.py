@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 
 from .cloud.async_cloud import AsyncExoscaleCloud
@@ -19,10 +21,37 @@ from .ollama_release import version_of
 from .proxy.app import PROXY_KEY, make_proxy_app, start_proxy
 from .proxy.guard import is_loopback_address
 from .proxy.interfaces import ProxySettings, wake_progress_from_env
-from .settings import StandaloneConfig
+from .settings import HOST_ENV, StandaloneConfig
 from .standalone import LocalController, make_cloud
 
 log = logging.getLogger("remote_ollama")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise `PortInUse` now when `host:port` is taken, before anything else starts or is created
+    (the real bind still reports a port taken in between)."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return  # the real bind says what is wrong with the address
+    for family, kind, proto, _, address in infos[:1]:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise PortInUse(host, port) from None
+
+
+class PortInUse(Exception):
+    """The port to listen on is taken: said in one line, before anything is created."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(
+            f"port {port} on {host} is already in use (is an Ollama already running there? "
+            f"`ollama serve` listens on 11434); choose another with --port, e.g. --port {port + 1}"
+        )
 
 
 async def serve_standalone(
@@ -51,13 +80,19 @@ async def serve_standalone(
         ollama_version=version_of(config.spec.ollama.image),
     )
     if not config.client_keys and not is_loopback_address(host):
+        # in the image the address comes from REMOTE_OLLAMA_HOST: the fix is where the port is published
+        in_image = os.environ.get(HOST_ENV) == host
+        fix = (
+            f"publish the port on loopback only (docker run -p 127.0.0.1:{port}:{port})"
+            if in_image
+            else "leave out --host (the default is 127.0.0.1)"
+        )
         log.warning(
             "WARNING: listening on %s with no client keys: anyone who can reach port %d can use "
-            "(and run up the bill of) the GPU VM. Set REMOTE_OLLAMA_CLIENT_KEYS, or listen on "
-            "127.0.0.1 (docker: publish 127.0.0.1:%d:11434).",
+            "(and run up the bill of) the GPU VM. Set REMOTE_OLLAMA_CLIENT_KEYS, or %s.",
             host,
             port,
-            port,
+            fix,
         )
     app = make_proxy_app(controller, controller, settings)
     # real details once a VM answered; after a restart, what it answered before
@@ -65,7 +100,12 @@ async def serve_standalone(
     controller.on_answer = app[PROXY_KEY].cache.learn
     # the wake phase histograms (remote_ollama_wake_seconds) on the proxy's /metrics
     controller.on_wake = LifecycleMetrics(app[PROXY_KEY].metrics.registry).observe_wake
-    runner, _ = await start_proxy(app, host, port, shutdown_timeout=drain_timeout)
+    try:
+        runner, _ = await start_proxy(app, host, port, shutdown_timeout=drain_timeout)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(host, port) from None
+        raise
     controller.start()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -5,9 +5,11 @@ Checked completely before any cloud call, so a mistyped variable costs one clear
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from .resource import (
     DEFAULT_INSTANCE_TYPE,
@@ -33,6 +35,52 @@ from .resource import (
 from .spec_fields import MODEL_PATTERN, ZONES, env_default
 
 EXIT_POLICIES = ("keep", "stop", "destroy")
+# The address `standalone` listens on when --host is not given (the image sets 0.0.0.0).
+HOST_ENV = "REMOTE_OLLAMA_HOST"
+# Every variable standalone mode reads, with its meaning: `standalone --help` prints them, and a
+# test holds them equal to the README's table.
+VARIABLES: tuple[tuple[str, str], ...] = (
+    ("EXOSCALE_API_KEY", "Exoscale API key (required)"),
+    ("EXOSCALE_API_SECRET", "Exoscale API secret (required)"),
+    ("EXOSCALE_ZONE", "zone, e.g. at-vie-2, ch-gva-2, de-fra-1 (default at-vie-2)"),
+    ("EXOSCALE_INSTANCE_TYPE", "<family>.<size> (default gpua5000.small)"),
+    ("EXOSCALE_TEMPLATE", "OS template name"),
+    ("EXOSCALE_DISK_SIZE", "root disk, GiB (default 50)"),
+    ("EXOSCALE_IDLE_TIMEOUT", "stop the VM after this long without requests (1800, 30m; 0: never)"),
+    ("OLLAMA_MODEL", "model(s) pulled at boot, comma-separated"),
+    ("EXOSCALE_OLLAMA_KEY", "optional extra key the VM's nginx checks (X-Ollama-Key)"),
+    ("EXOSCALE_API_ENDPOINT", "API base URL override (private endpoints, the simulator)"),
+    ("REMOTE_OLLAMA_STATE_FILE", "where the instance id, VM key and CA are kept"),
+    ("REMOTE_OLLAMA_HOST", "address to listen on without --host (default 127.0.0.1; image 0.0.0.0)"),
+    ("REMOTE_OLLAMA_DESTROY_AFTER", "destroy a VM stopped this long (0: destroy instead of stopping)"),
+    ("REMOTE_OLLAMA_HOLD_TIMEOUT", "how long a request waits for the VM to wake (default 600)"),
+    ("REMOTE_OLLAMA_FIRST_REQUEST", "hold (wait for the VM) or 503 (answer at once)"),
+    ("REMOTE_OLLAMA_ON_EXIT", "on SIGTERM: keep, stop or destroy the VM (default stop)"),
+    ("REMOTE_OLLAMA_EXIT_TIMEOUT", "bound on the cloud call made at exit (default 30)"),
+    ("REMOTE_OLLAMA_CLIENT_KEYS", "comma-separated keys clients must send as Authorization: Bearer"),
+    ("REMOTE_OLLAMA_MODEL_MANAGEMENT", "false refuses pull, push, create, copy, delete and blobs"),
+    ("REMOTE_OLLAMA_MAX_BODY", "most bytes of one request body held while the VM wakes"),
+    ("REMOTE_OLLAMA_WAKE_PROGRESS", "1: held streaming generate/chat get wake progress chunks"),
+    ("OLLAMA_IMAGE", "the VM's Ollama image (changing it replaces the VM)"),
+    ("OLLAMA_ENV", "Ollama server settings for the VM, NAME=value comma-separated"),
+)
+
+
+def default_state_file(env: Mapping[str, str] | None = None) -> Path:
+    """The state file unless REMOTE_OLLAMA_STATE_FILE says otherwise: the XDG state directory
+    ($XDG_STATE_HOME, else ~/.local/state); the image sets /data/state.json."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "remote-ollama" / "state.json"
+
+
+def standalone_variables() -> str:
+    """The variables as `standalone --help` lists them (the README's table has the details)."""
+    width = max(len(name) for name, _ in VARIABLES)
+    lines = [f"  {name:<{width}}  {meaning}" for name, meaning in VARIABLES]
+    return "environment variables (README: Standalone):\n" + "\n".join(lines)
+
+
 # What nginx on the VM can match (cloud/cloudinit.py refuses any other key when rendering user-data).
 VM_KEY_RE = re.compile(r"^[A-Za-z0-9_\-.+/=]{16,512}$")
 
@@ -191,7 +239,7 @@ class StandaloneConfig:
             api_secret=secret,
             spec=spec,
             endpoint=endpoint,
-            state_file=get("REMOTE_OLLAMA_STATE_FILE", "/var/lib/remote-ollama/state.json"),
+            state_file=get("REMOTE_OLLAMA_STATE_FILE", str(default_state_file(env))),
             ollama_key=ollama_key,
             on_exit=on_exit,
             exit_timeout=exit_timeout,

@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import cost
@@ -31,6 +31,10 @@ from .vm_ollama import RECORD_KEYS, InstanceRecord
 from .vocabulary import Reason
 
 log = logging.getLogger("remote_ollama")
+
+# How long the cloud API may stay unreachable before held requests are answered 503 (a burst
+# that the next round outlives is ridden through; a real outage is said within ~30 s).
+UNREACHABLE_GRACE = 15.0
 
 Clock = Callable[[], datetime]
 
@@ -110,8 +114,12 @@ class LocalController:
         self.prices = _prices_from_env()
         # A cloud error retrying cannot fix (quota, credentials): held requests fail after one round
         # that still sees it, instead of waiting out the whole hold timeout.
+        # ... and so does a cloud API unreachable for UNREACHABLE_GRACE (a burst of failures that one
+        # more round outlives is ridden through): held requests get a 503 naming the host.
         self.permanent_error: CloudError | None = None
         self._permanent_seen_at = 0.0  # loop time the round that saw it began
+        self._unreachable_since: float | None = None  # loop time the current outage's first round began
+        self._retry_at: datetime | None = None  # when the loop tries again after that error
         self._wake_asked_at = 0.0  # loop time of the last wake request
         self.idle_monitor = True  # the embedded API can turn it off (its own state, not the spec's)
         self.budget_refusal: str | None = None  # set while spec.budget is exceeded: requests fail at once
@@ -130,7 +138,10 @@ class LocalController:
             self.on_answer(answered)
 
     def persist(self) -> None:
-        self.files.save(self.saved)
+        """Write the state file, once there is something to keep: a run that never reached the
+        cloud (bad port, no request) leaves no file behind."""
+        if self.files.path.exists() or self.saved.worth_keeping():
+            self.files.save(self.saved)
 
     # -- UpstreamResolver --------------------------------------------------------------------------------
 
@@ -168,9 +179,16 @@ class LocalController:
                 # A round that began after the last wake request saw a permanent reason: no wait can
                 # help (as the operator's proxy reads it from the status). A newer wake request gets a
                 # round of its own first: the quota may have been raised meanwhile.
-                if self.permanent_error and self._permanent_seen_at >= self._wake_asked_at:
-                    err = self.permanent_error
-                    raise NotReady(str(self.state_phase()), str(err), refused=True, reason=err.reason)
+                # So does an unreachable cloud API, once it has been so for UNREACHABLE_GRACE.
+                since = self._unreachable_since
+                outage = 0.0 if since is None else loop.time() - since
+                err = self.permanent_error
+                fresh = self._permanent_seen_at >= self._wake_asked_at
+                if err is not None and fresh and (not err.retryable or outage >= UNREACHABLE_GRACE):
+                    retry_at = self._retry_at if err.retryable else None
+                    raise NotReady(
+                        str(self.state_phase()), str(err), refused=True, reason=err.reason, retry_at=retry_at
+                    )
                 if self.budget_refusal:
                     raise NotReady(
                         str(self.state_phase()),
@@ -183,6 +201,8 @@ class LocalController:
                 if remaining <= 0:
                     state = self.state()
                     raise NotReady(state.phase, self.error or state.down_words())
+                if since is not None and outage < UNREACHABLE_GRACE:
+                    remaining = min(remaining, UNREACHABLE_GRACE - outage)  # look again at the grace's end
                 await wait_at_most(self._changed.wait(), remaining)
 
     # -- ActivitySink ------------------------------------------------------------------------------------
@@ -211,6 +231,14 @@ class LocalController:
 
     async def step(self) -> Decision:
         """Observe, decide, act: one reconcile round."""
+        asked = self.files.take_sleep_request()
+        if asked is not None:
+            log.info(
+                "sleep requested (remote-ollama instance stop): the instance stays stopped until a request"
+            )
+            # The CLI has stopped the VM already, so nothing is in flight on it any more; the end of
+            # a request that was (reported later, debounced) must not undo the sleep either.
+            self.activity = replace(self.activity, sleep_requested=max(asked, self.clock()), in_flight=0)
         look = await self.reconciler.look(
             self.spec,
             self.saved.memory,
@@ -261,14 +289,21 @@ class LocalController:
                     delay = min(delay, self.poll_cap)
                 self._failures = 0
                 self.permanent_error = None
+                self._unreachable_since = None
             except CloudError as exc:
                 self._failures += 1
                 self.error = str(exc)
-                self.permanent_error = None if exc.retryable else exc
+                unreachable = exc.reason is Reason.CLOUD_UNAVAILABLE
+                self.permanent_error = exc if unreachable or not exc.retryable else None
                 self._permanent_seen_at = began
+                if not unreachable:
+                    self._unreachable_since = None
+                elif self._unreachable_since is None:
+                    self._unreachable_since = began
                 delay = backoff(self._failures, cap=self._max_backoff, jitter="half")
                 if not exc.retryable:
                     delay = max(delay, self._max_backoff)
+                self._retry_at = self.clock() + timedelta(seconds=delay)
                 log.warning("cloud error (%s), retrying in %.0f s: %s", exc.reason, delay, exc)
             except Exception as exc:  # a bug must not end the loop: held requests would wait in vain
                 self._failures += 1
@@ -291,8 +326,10 @@ class LocalController:
         try:
             await asyncio.wait_for(self._leave(policy), timeout)
         except (TimeoutError, CloudError) as exc:
+            known = self.saved.memory.instance_id
+            what = f"instance {known}" if known else "any instance (none is known to exist)"
             log.warning(
-                "on exit: could not %s the instance (%s); it is left as it is", policy, type(exc).__name__
+                "on exit: could not %s %s (%s); it is left as it is", policy, what, type(exc).__name__
             )
         await self.reconciler.close()
 
@@ -301,21 +338,27 @@ class LocalController:
         if policy == "keep":
             return
         if policy == "destroy":
-            log.info("on exit: destroying the instance and its security group")
             # by labels (a VM created in the round before SIGTERM has no id in memory yet); the
             # security group can go only once the instance is gone: waits for it (bounded by stop())
-            await self.reconciler.destroy_all()
+            deleted = await self.reconciler.destroy_all()
+            if deleted:
+                log.info("on exit: destroyed instance %s and its security group", ", ".join(deleted))
+            else:
+                log.info("on exit: no instance to destroy")
             self.saved.memory = replace(mem, destroyed_for_idle=True, scaled_down_at=self.clock())
             self.persist()
             return
         # By id, else by labels: a VM created in the round before SIGTERM has no id in memory yet.
         instance = await self.reconciler.observe_instance(mem)
         if instance is None:
+            log.info("on exit: no instance to stop")
             return
         if instance.state in ("running", "starting"):
             await self.reconciler.cloud.stop_instance(instance.id, wait=False)
             self.saved.memory = replace(mem, scaled_down_at=self.clock(), phase=Phase.STOPPING)
             log.info("on exit: stopping instance %s", instance.id)
+        else:
+            log.info("on exit: instance %s is already %s", instance.id, instance.state)
         self.persist()
 
     # -- /status -----------------------------------------------------------------------------------------

@@ -30,6 +30,11 @@ class StandaloneState:
     # process answers those routes as the VM did while it sleeps.
     ollama: dict[str, Any] | None = None
 
+    def worth_keeping(self) -> bool:
+        """Anything a restart needs: VM credentials, an instance, what the VM answered, its cost."""
+        metered = bool(self.cost and (self.cost.get("secondsByType") or self.cost.get("runningType")))
+        return bool(self.credentials or self.memory.instance_id or self.ollama or metered)
+
 
 class StateFile:
     def __init__(self, path: str | os.PathLike[str]):
@@ -75,6 +80,30 @@ class StateFile:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    @property
+    def sleep_request_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".sleep-requested")
+
+    def request_sleep(self, at: datetime) -> None:
+        """Ask a server running on this state file to scale to zero (as the operator's sleep
+        annotation): `remote-ollama instance stop` leaves this beside the state file, and the
+        server takes it at its next round instead of starting the stopped VM again."""
+        self.sleep_request_path.write_text(at.isoformat())
+        self.sleep_request_path.chmod(0o600)
+
+    def take_sleep_request(self) -> datetime | None:
+        """The pending sleep request, removed as it is read (None: none)."""
+        try:
+            with self.sleep_request_path.open() as fh:
+                raw = fh.read(64)
+            self.sleep_request_path.unlink()
+        except FileNotFoundError:
+            return None
+        try:
+            return datetime.fromisoformat(raw.strip())
+        except ValueError:
+            return None
 
     def credentials(self, state: StandaloneState) -> VMCredentials | None:
         return VMCredentials.from_secret_data(state.credentials) if state.credentials else None

@@ -63,6 +63,9 @@ class InstanceRecord:
 RECORD_INSTANCE_ID = "instance-id"
 RECORD_CREATION_TOKEN = "creation-token"
 RECORD_KEYS = (RECORD_INSTANCE_ID, RECORD_CREATION_TOKEN)
+# The models' /api/show answers are kept (state file, status.ollama.show) up to this size in all:
+# the status object must stay far below etcd's 1.5 MiB, whatever a VM sends.
+MAX_DESCRIPTIONS = 256 * 1024
 
 
 class CredentialStore:
@@ -155,7 +158,7 @@ class VMOllama:
             models = tuple(str(m.get("name") or m.get("model", "")) for m in tags.get("models", []))
             answered: dict[str, Any] = {
                 "version": str(version.get("version", "")),
-                "models": list(tags.get("models", [])),
+                "models": [m for m in tags.get("models", []) if isinstance(m, dict)],
             }
         except TooLarge as exc:
             log.warning("probe of %s refused: %s", instance.id, exc)
@@ -163,10 +166,35 @@ class VMOllama:
         except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError, TypeError) as exc:
             log.debug("probe of %s failed: %s", instance.id, type(exc).__name__)
             return None
-        self.answered = answered
+        shows = await self._descriptions(instance, creds, answered["models"])
+        self.answered = {**answered, "show": shows}
         if self.on_answer is not None:
             self.on_answer(self.answered)
         return Health(answered["version"], models, await self._loaded(instance, creds))
+
+    async def _descriptions(
+        self, instance: ObservedInstance, creds: VMCredentials, listed: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The VM's `/api/show` answer per listed model, kept with the list so the proxy describes a
+        model without waking the VM; asked again only when a model's digest changes."""
+        before = self.answered.get("show") or {}
+        digests = {m.get("name"): m.get("digest") for m in self.answered.get("models") or []}
+        shows: dict[str, Any] = {}
+        room = MAX_DESCRIPTIONS
+        for entry in listed:
+            name = str(entry.get("name") or entry.get("model") or "")
+            if name in before and digests.get(name) == entry.get("digest"):
+                shown = before[name]
+            else:
+                try:
+                    shown = await self._vm_request(instance, creds, "POST", "/api/show", json={"model": name})
+                except (aiohttp.ClientError, TimeoutError, ValueError) as exc:  # TooLarge is a ValueError
+                    log.debug("POST /api/show %s on %s failed: %s", name, instance.id, type(exc).__name__)
+                    continue
+            size = len(json.dumps(shown))
+            if isinstance(shown, dict) and size <= room:
+                shows[name], room = shown, room - size
+        return shows
 
     async def _loaded(self, instance: ObservedInstance, creds: VMCredentials) -> tuple[str, ...] | None:
         """Models in memory (GET /api/ps); None when the VM does not say (no warm-up then)."""

@@ -20,6 +20,7 @@ from remote_ollama.sandbox.exoscale_api import EXCHANGE_OBSERVERS
 _BUILDS: tuple[tuple[str, str, Callable[[], Path]], ...] = (
     ("control_plane", "control plane: tests/cluster/build.sh", build_binaries),
     ("real_ollama", "real Ollama: tests/ollama_real/build.sh", build_ollama),
+    ("real_ollama_cli", "real Ollama: tests/ollama_real/build.sh", build_ollama),
 )
 
 

@@ -38,10 +38,12 @@ STANDARD_LABELS = (
 # Kinds not in Kubernetes' own schema: checked here by their CRD (ours) or by shape (others').
 CUSTOM_KINDS = {"RemoteOllama", "ClusterKopfPeering", "ServiceMonitor", "PodMonitor"}
 
+# The image a user built and pushed (README); the chart has no default it could pull.
+REPOSITORY = "ghcr.io/remote-ollama/remote-ollama"
 # Every optional feature on, as a user enabling everything would write it.
 ALL_FEATURES: dict[str, Any] = {
     "replicaCount": 2,
-    "image": {"tag": "0.1.0-rc1"},
+    "image": {"repository": REPOSITORY, "tag": "0.1.0-rc1"},
     "proxyImage": "registry.example.com/remote-ollama-proxy:0.1.0",
     "imagePullSecrets": [{"name": "regcred"}],
     "serviceAccount": {"annotations": {"example.com/owner": "platform"}},
@@ -99,7 +101,8 @@ ALL_FEATURES: dict[str, Any] = {
 
 
 def render(values: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], str]:
-    """(objects, NOTES.txt) of an install of the chart with `values`."""
+    """(objects, NOTES.txt) of an install of the chart with `values` (and the image's repository)."""
+    values = {"image": {"repository": REPOSITORY}, **(values or {})}
     with helm.Chart.load(CHART) as chart:
         rendered = chart.render(values=values, name=RELEASE, namespace=NAMESPACE, is_install=True)
     notes = ""
@@ -182,6 +185,7 @@ def full_install() -> tuple[list[dict[str, Any]], str]:
 
 @pytest.mark.parametrize("values", [None, ALL_FEATURES], ids=["defaults", "all-features"])
 def test_helm_lint_strict_is_clean(values: dict[str, Any] | None) -> None:
+    values = values or {"image": {"repository": REPOSITORY}}
     report = helm.lint(CHART, values, strict=True, namespace=NAMESPACE, kube_version=f"v{KUBE_VERSION}.0")
     assert report["errors"] == [] and report["messages"] == [], json.dumps(report, indent=1)
 
@@ -517,3 +521,10 @@ def test_schema_accepts_every_documented_feature() -> None:
     with helm.Chart.load(CHART) as chart:
         chart.validate_schema(chart.merge_values(ALL_FEATURES))
         chart.validate_schema(chart.values)
+
+
+def test_an_image_left_unset_fails_the_install_early_saying_what_to_do() -> None:
+    with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmError) as excinfo:
+        chart.render(values={}, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    message = str(excinfo.value)
+    assert "image.repository is not set" in message and "--set image.repository=" in message

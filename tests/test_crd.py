@@ -81,8 +81,14 @@ def test_schema_is_structural() -> None:
         path for path, node in walk(openapi_schema()) if node.get("x-kubernetes-preserve-unknown-fields")
     ]
     # NetworkPolicyPeer objects are Kubernetes' own type, validated by the NetworkPolicy API on apply;
-    # status.ollama.models[] is Ollama's own /api/tags entry, kept whole whatever the VM's version adds.
-    assert preserved == ["spec.networkPolicy.allowFrom[]", "status.ollama.models[]", "status.kopf"]
+    # status.ollama.models[] is Ollama's own /api/tags entry and status.ollama.show{} its /api/show
+    # answer, kept whole whatever the VM's version adds.
+    assert preserved == [
+        "spec.networkPolicy.allowFrom[]",
+        "status.ollama.models[]",
+        "status.ollama.show{}",
+        "status.kopf",
+    ]
 
 
 def test_enums_and_patterns_mirror_resource_py() -> None:

@@ -8,6 +8,7 @@ instance and no security group.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import pydoc
 import socket
@@ -97,7 +98,7 @@ def test_sync_ensure_idle_wake_destroy(sim_thread: SimulatorThread, tmp_path: Pa
         "REMOTE_OLLAMA_STATE_FILE": str(tmp_path / "state.json"),
     }
     cloud = AsyncExoscaleCloud.connect(KEY, SECRET, "at-vie-2", endpoint=sim_thread.url, poll_interval=0.05)
-    remote = RemoteOllama.from_env(env, cloud=cloud, poll_interval=0.2)
+    remote = RemoteOllama.from_env(env, cloud=cloud, poll_interval=0.2, idle_monitor=False)
     assert remote.status()["provisioning_status"] == "idle"
     with remote:
         assert remote.status()["idle_monitor"] is False
@@ -158,6 +159,7 @@ async def test_async_ensure_idle_wake_destroy(tmp_path: Path) -> None:
             on_exit="destroy",
             cloud=cloud,
             poll_interval=0.2,
+            idle_monitor=False,
         ) as remote:
             url = await remote.ensure_instance(timeout=30)
             async with aiohttp.ClientSession() as http:
@@ -168,7 +170,7 @@ async def test_async_ensure_idle_wake_destroy(tmp_path: Path) -> None:
                 assert remote.remote_url and remote.vm_api_key is None
                 async with http.get(
                     f"{remote.remote_url}/api/tags",
-                    ssl=remote.vm_ssl_context(),
+                    ssl=await remote.vm_ssl_context(),
                     server_hostname=VM_TLS_SERVER_NAME,
                 ) as r:
                     assert r.status == 200
@@ -204,7 +206,7 @@ async def test_ensure_times_out_with_the_reason(tmp_path: Path) -> None:
                 await remote.ensure_instance(timeout=2)
             assert isinstance(err.value, TimeoutError)
             assert "quota" in (err.value.error or "").lower()
-            assert remote.status()["provisioning_status"] == "error"
+            assert (await remote.status())["provisioning_status"] == "error"
         finally:
             await remote.shutdown()
         assert not live(sim)
@@ -256,3 +258,32 @@ async def test_leaving_async_with_right_after_start_idle_monitor_does_not_hang(t
             assert asyncio.get_running_loop().time() - exiting < 5, f"exit took long ({attempt})"
             assert not remote.started
         assert sim.call_count("create-instance") == 1
+
+
+def test_async_api_is_the_same_methods_awaited() -> None:
+    """Every method that does I/O or may wait is a coroutine; the sync class has the same names."""
+    plain = {"from_env", "from_config"}
+    for name, member in inspect.getmembers(AsyncRemoteOllama, inspect.isfunction):
+        if name.startswith("_") or name in plain:
+            continue
+        assert inspect.iscoroutinefunction(member), f"AsyncRemoteOllama.{name} is not a coroutine"
+        assert callable(getattr(RemoteOllama, name)), name
+    assert inspect.iscoroutinefunction(AsyncRemoteOllama.status)
+    assert inspect.iscoroutinefunction(AsyncRemoteOllama.vm_ssl_context)
+
+
+async def test_the_idle_monitor_starts_with_the_context_manager_unless_disabled(tmp_path: Path) -> None:
+    async with ExoscaleSimulator(keys={KEY: SECRET}, timings=TIMINGS) as sim:
+        for choice, expected in ((None, True), (False, False)):
+            cloud = AsyncExoscaleCloud.connect(KEY, SECRET, "at-vie-2", endpoint=sim.url, poll_interval=0.05)
+            kwargs = {} if choice is None else {"idle_monitor": choice}
+            async with AsyncRemoteOllama(
+                api_key=KEY,
+                api_secret=SECRET,
+                endpoint=sim.url,
+                state_file=str(tmp_path / "state.json"),
+                on_exit="keep",
+                cloud=cloud,
+                **kwargs,
+            ) as remote:
+                assert (await remote.status())["idle_monitor"] is expected

@@ -39,8 +39,11 @@ async def test_no_vm_yet_answers_the_spec_models_the_pinned_version_and_nothing_
     async with world(settings, ready=False) as w:
         w.resolver.set_down("Stopped")
         client = ollama.AsyncClient(host=w.url)
-        listed = await client.list()
-        assert [m.model for m in listed.models] == ["granite3.1-dense:8b", "nomic-embed-text:latest"]
+        # no digest before the VM answered, so nothing listed (`ollama list` prints digest[:12]);
+        # the OpenAI-style list names the spec's models
+        assert (await client.list()).models == []
+        _, _, openai_list = await raw_get(w.url + "/v1/models")
+        assert [m["id"] for m in openai_list["data"]] == ["granite3.1-dense:8b", "nomic-embed-text:latest"]
         assert (await client.ps()).models == []
         status, headers, body = await raw_get(w.url + "/api/version")
         assert (status, body, headers[CACHED_HEADER]) == (200, {"version": "0.35.1"}, "true")
@@ -75,14 +78,14 @@ def test_sandbox_lists_models_without_waking_then_chats_from_cold(tmp_path: Path
         prog.wait_listening()
         client = ollama.Client(host=prog.url, timeout=60)
         # a chat UI connecting: list the models, ask what is loaded and the version
-        assert [m.model for m in client.list().models] == [MODEL]
+        assert client.list().models == []
+        assert [m["id"] for m in prog.request("GET", "/v1/models", None, 10)[2]["data"]] == [MODEL]
         assert client.ps().models == []
         status, _, version = prog.request("GET", "/api/version", None, 10)
         assert (status, version) == (200, {"version": DEFAULT_OLLAMA_VERSION})
         assert prog.request("GET", "/status", None, 10)[2]["instance_status"] == "none"  # no wake
         # ... then the user picks the listed model and chats: the VM is created, the answer streams
-        picked = client.list().models[0].model
-        assert picked is not None
+        picked = prog.request("GET", "/v1/models", None, 10)[2]["data"][0]["id"]
         chunks = list(client.chat(model=picked, messages=[{"role": "user", "content": "hi"}], stream=True))
         assert chunks[-1].done and "".join(c.message.content or "" for c in chunks).strip()
         assert all(m.digest for m in client.list().models)  # the VM's own answer now
@@ -110,7 +113,9 @@ def test_standalone_first_contact_creates_nothing(sim: SimulatorThread, tmp_path
     try:
         prog.wait_listening()
         client = ollama.Client(host=prog.url, timeout=30)
-        assert [m.model for m in client.list().models] == [MODEL, "nomic-embed-text:latest"]
+        assert client.list().models == []
+        listed = prog.request("GET", "/v1/models", None, 10)[2]["data"]
+        assert [m["id"] for m in listed] == [MODEL, "nomic-embed-text:latest"]
         assert client.ps().models == []
         assert prog.request("GET", "/api/version", None, 10)[2] == {"version": "0.14.2"}
         assert live_instances(sim) == [] and sim.sim.state.security_groups == {}
@@ -130,7 +135,8 @@ def test_operator_mode_first_contact_and_a_restarted_proxy_answers_as_the_vm_did
         world.wait_phase("Stopped")
         url = world.start_proxy()
         client = ollama.Client(host=url, timeout=30)
-        assert [m.model for m in client.list().models] == [MODEL]
+        assert client.list().models == []
+        assert [m["id"] for m in httpx.get(url + "/v1/models").json()["data"]] == [MODEL]
         assert client.ps().models == []
         assert httpx.get(url + "/api/version").json() == {"version": DEFAULT_OLLAMA_VERSION}
         assert world.instances() == []  # polling woke nothing
@@ -139,8 +145,7 @@ def test_operator_mode_first_contact_and_a_restarted_proxy_answers_as_the_vm_did
 
         world.apply(remote_ollama(suspend=False, idle={"stopAfter": "10m"}))
         # the user picks the listed model and chats: the request wakes a new VM and is answered
-        picked = client.list().models[0].model
-        assert picked is not None
+        picked = httpx.get(url + "/v1/models").json()["data"][0]["id"]
         reply = client.chat(model=picked, messages=[{"role": "user", "content": "hi"}], stream=False)
         assert reply.message.content
         obj = world.wait_phase("Ready", timeout=40)

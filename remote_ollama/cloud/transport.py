@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from exoscale.api.exceptions import (
@@ -79,6 +80,13 @@ def _retry_after(exc: Exception) -> float | None:
         return float(value) if value else None
     except ValueError:
         return None
+
+
+def _host(exc: requests.RequestException, zone: str) -> str:
+    """The API host a request failed to reach (the log and the 503 name it)."""
+    url = getattr(exc.request, "url", None) if exc.request is not None else None
+    host = urlsplit(str(url)).netloc if url else ""
+    return host or f"api-{zone}.exoscale.com"
 
 
 def _is_capacity(reason: str, message: str) -> bool:
@@ -170,7 +178,7 @@ class ExoscaleTransport:
             except ExoscaleAPIServerException as exc:
                 failure, why = exc, f"{_status(exc)} {_api_message(exc)}"
             except (requests.ConnectionError, requests.Timeout) as exc:
-                failure, why = exc, type(exc).__name__
+                failure, why = exc, f"{type(exc).__name__} reaching {_host(exc, self.zone)}"
             if attempt >= self.retries:
                 raise CloudUnavailable(
                     f"Exoscale API unavailable for {operation} after {attempt + 1} attempts: {why}"

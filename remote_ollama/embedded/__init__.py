@@ -22,9 +22,9 @@ thread (`sync.py`); `config.py` turns keywords and environment variables into th
 from __future__ import annotations
 
 from ..resource import VM_TLS_SERVER_NAME
-from ..settings import ConfigError
+from ..settings import ConfigError, default_state_file
 from .aio import AsyncRemoteOllama, InstanceNotReady
-from .config import config_from, default_state_file
+from .config import config_from
 from .sync import RemoteOllama
 
 __all__ = [

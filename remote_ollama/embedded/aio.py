@@ -45,7 +45,8 @@ class AsyncRemoteOllama:
     "30m"), model (a name or a list), ollama_key (the VM's API key; random per VM when None),
     endpoint (API URL override), state_file (default `default_state_file()`), on_exit ("stop",
     "keep" or "destroy"), exit_timeout, hold_timeout, destroy_after. Invalid values raise
-    `ConfigError` listing every problem. Extra: `idle_monitor` (start the idle monitor at once),
+    `ConfigError` listing every problem. Extra: `idle_monitor` (default: on from `async with`, off
+    after a bare `start()` until `start_idle_monitor()`; True/False: from the start / never),
     `host`/`port` of the local endpoint (127.0.0.1, ephemeral), `poll_interval` (upper bound on the
     wait between lifecycle rounds), `cloud` (a ready `AsyncExoscaleCloud`, e.g. for tests).
     """
@@ -54,7 +55,7 @@ class AsyncRemoteOllama:
         self,
         *,
         config: StandaloneConfig | None = None,
-        idle_monitor: bool = False,
+        idle_monitor: bool | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         poll_interval: float | None = None,
@@ -65,7 +66,9 @@ class AsyncRemoteOllama:
             raise TypeError("pass either config= or settings keywords, not both")
         self.config = config or config_from({}, settings)
         self._idle_timeout = self.config.spec.idle.stop_after
-        self._monitor = idle_monitor
+        # None: on from `async with` / `with` on, off after a bare start() until start_idle_monitor()
+        self._monitor_choice = idle_monitor
+        self._monitor = bool(idle_monitor)
         self._host, self._port = host, port
         self._poll_interval = poll_interval
         self._cloud = cloud
@@ -116,7 +119,7 @@ class AsyncRemoteOllama:
                     hold_timeout=spec.wake.hold_timeout,
                     max_held_requests=spec.wake.max_held_requests,
                     immediate_503=self.config.immediate_503,
-                    status_extra=self.status,
+                    status_extra=self._status_fields,
                     activity_interval=min(spec.activity_interval, max(1.0, (self._idle_timeout or 60) / 4)),
                     models=spec.models,
                     ollama_version=version_of(spec.ollama.image),
@@ -233,7 +236,12 @@ class AsyncRemoteOllama:
             await self._controller.stop(policy or self.config.on_exit, self.config.exit_timeout)
 
     async def __aenter__(self) -> AsyncRemoteOllama:
+        """Starts, and starts the idle monitor unless `idle_monitor=False` was given."""
+        if self._monitor_choice is None:
+            self._monitor = True
         await self.start()
+        if self._monitor and self._controller is not None and not self._controller.idle_monitor:
+            await self.start_idle_monitor()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -270,15 +278,18 @@ class AsyncRemoteOllama:
         creds = self._controller.files.credentials(self._controller.saved) if self._controller else None
         return creds.api_key if creds else None
 
-    def vm_ssl_context(self) -> ssl.SSLContext | None:
+    async def vm_ssl_context(self) -> ssl.SSLContext | None:
         """A client TLS context trusting only this VM's CA (None before a VM was created)."""
         c = self._controller
         creds = c.files.credentials(c.saved) if c else None
         return c.reconciler.ssl_context(creds) if c and creds else None
 
-    def status(self) -> dict[str, Any]:
+    async def status(self) -> dict[str, Any]:
         """The seed's /status fields (as `GET <url>/status` shows), plus `url`, `instance_id`,
         `idle_monitor`; `idle_timeout` is the monitor's setting even while it is off."""
+        return self._status_fields()
+
+    def _status_fields(self) -> dict[str, Any]:
         if self._controller is None:
             spec = self.config.spec
             out: dict[str, Any] = {

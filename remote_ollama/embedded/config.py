@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from ..settings import StandaloneConfig
+from ..settings import StandaloneConfig, default_state_file
 
 KWARG_ENV = {
     "api_key": "EXOSCALE_API_KEY",
@@ -28,12 +26,6 @@ KWARG_ENV = {
 }
 
 
-def default_state_file() -> Path:
-    """Where an embedded instance remembers its VM unless told otherwise: $XDG_STATE_HOME or ~/.local/state."""
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "remote-ollama" / "state.json"
-
-
 def config_from(env: Mapping[str, str], overrides: Mapping[str, Any]) -> StandaloneConfig:
     """The standalone config for `env` with keyword `overrides` (names as `RemoteOllama` takes them)."""
     merged = dict(env)
@@ -47,5 +39,5 @@ def config_from(env: Mapping[str, str], overrides: Mapping[str, Any]) -> Standal
             value = ",".join(value)
         merged[KWARG_ENV[name]] = str(value)
     if not merged.get("REMOTE_OLLAMA_STATE_FILE"):
-        merged["REMOTE_OLLAMA_STATE_FILE"] = str(default_state_file())
+        merged["REMOTE_OLLAMA_STATE_FILE"] = str(default_state_file(env))
     return StandaloneConfig.from_env(merged)

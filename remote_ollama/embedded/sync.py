@@ -85,13 +85,7 @@ class RemoteOllama:
 
     def status(self) -> dict[str, Any]:
         """The seed's /status fields plus url, instance_id, idle_monitor (no cloud call)."""
-        if self._loop is None:
-            return self.aio.status()
-
-        async def read() -> dict[str, Any]:
-            return self.aio.status()
-
-        return self._run(read())
+        return self._run(self.aio.status())
 
     def shutdown(self, policy: str | None = None) -> None:
         """Close the endpoint, leave the VM as `policy` (default on_exit) says, stop the loop thread."""
@@ -126,10 +120,11 @@ class RemoteOllama:
         return self.aio.vm_api_key
 
     def vm_ssl_context(self) -> ssl.SSLContext | None:
-        return self.aio.vm_ssl_context()
+        return self._run(self.aio.vm_ssl_context())
 
     def __enter__(self) -> RemoteOllama:
-        self.start()
+        """Starts, and starts the idle monitor unless `idle_monitor=False` was given."""
+        self._run(self.aio.__aenter__())
         return self
 
     def __exit__(

@@ -39,6 +39,10 @@ class KubeError(Exception):
 TOKEN_REREAD = 60.0
 
 
+class NoCluster(Exception):
+    """Neither a pod's service account nor a usable kubeconfig: said in one line, no traceback."""
+
+
 def _load_configuration() -> tuple[Any, str | None]:
     """The client configuration, and the token file to re-read (in a pod: the projected token)."""
     from kubernetes import client, config
@@ -49,7 +53,15 @@ def _load_configuration() -> tuple[Any, str | None]:
         config.load_incluster_config(client_configuration=cfg)
     except config.ConfigException:
         # explicit: the client reads $KUBECONFIG only once, at import
-        config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None, client_configuration=cfg)
+        where = os.environ.get("KUBECONFIG") or None
+        try:
+            config.load_kube_config(config_file=where, client_configuration=cfg)
+        except (config.ConfigException, OSError) as exc:
+            raise NoCluster(
+                "no Kubernetes cluster: the cluster is found through the pod's service account when "
+                f"run in a pod, else the kubeconfig ({where or '~/.kube/config'}; set KUBECONFIG to "
+                f"choose another), and that is not usable: {str(exc).strip() or type(exc).__name__}"
+            ) from None
         return cfg, None
     return cfg, str(incluster_config.SERVICE_TOKEN_FILENAME)
 

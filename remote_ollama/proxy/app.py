@@ -37,6 +37,7 @@ from remote_ollama.proxy.hold import Hold, HoldRejected, not_ready_response, pro
 from remote_ollama.proxy.interfaces import ActivitySink, ProxySettings, Upstream, UpstreamResolver
 from remote_ollama.proxy.metrics import ProxyMetrics, route_class
 from remote_ollama.proxy.nginx_pages import is_nginx_page
+from remote_ollama.proxy.offline import is_json_route, refusal, requested_model
 from remote_ollama.proxy.polling import PollingCache, is_polling
 from remote_ollama.proxy.upstream import (
     MAX_WHOLE_REPLY,
@@ -161,19 +162,60 @@ class Proxy:
         state = self.resolver.state()  # the one question to the resolver on the hot path
         if state.upstream is None and not path.startswith(("/api/", "/v1/")):
             return web.Response(status=404, text="404 page not found")  # no wake for stray paths
+        if state.upstream is not None and path == "/api/show":  # a description is not use
+            return await self._stream_or_502(request, state.upstream, None)
         if state.upstream is None and request.method in ("GET", "HEAD"):
             # a read never starts a GPU VM: any web page can make a browser send one (an <img>)
             return json_error(503, f"{state.down_words()}; a {request.method} request does not wake it")
+        body: bytes | None = None
+        try:
+            if state.upstream is None and is_json_route(request.method, path):
+                early, body = await self._answer_offline(request, path)
+                if early is not None:
+                    return early  # the VM could only refuse it (or describe from memory): no wake
+            return await self._forward_as_use(request, path, state.upstream, body)
+        finally:
+            self.held_bodies.release(len(body or b""))
+
+    async def _forward_as_use(
+        self, request: web.Request, path: str, upstream: Upstream | None, body: bytes | None
+    ) -> web.StreamResponse:
         self.reporter.begin()
         try:
-            if state.upstream is not None:  # ready: straight through, nothing held
+            if upstream is not None:  # ready: straight through, nothing held
                 self.reporter.instance_ready()
-                return await self._stream_or_502(request, state.upstream, None)
+                return await self._stream_or_502(request, upstream, None)
             if request.method == "POST" and self._progress_for(request):
-                return await self._stream_while_waking(request, path)
-            return await self._admit_and_stream(request)
+                return await self._stream_while_waking(request, path, body)
+            return await self._admit_and_stream(request, body)
         finally:
             self.reporter.end()
+
+    async def _answer_offline(
+        self, request: web.Request, path: str
+    ) -> tuple[web.StreamResponse | None, bytes | None]:
+        """Read the body of a request that finds the VM down and answer it here when the VM could
+        only refuse it (not JSON, a model it does not have) or when the proxy remembers the answer
+        (`/api/show`). The body is read within the held-body bounds; a full hold reads nothing."""
+        if self.hold.held >= self.settings.max_held_requests and not self.settings.immediate_503:
+            return None, None  # refused by the hold below, without reading a byte
+        try:
+            body = await self.held_bodies.read(request, self.settings.max_body)
+        except BodyTooLarge:
+            return too_large(self.settings.max_body), None
+        except HeldBytesExhausted:
+            return self._busy(), None
+        refused = refusal(path, body, self.cache.known_models())
+        if refused is not None:
+            return refused, body
+        if path == "/api/show":
+            return self.cache.show(requested_model(json.loads(body))), body
+        return None, body
+
+    def _busy(self) -> web.Response:
+        phase = self.resolver.state().phase
+        busy = HoldRejected(phase, "too many large requests waiting for the remote instance; retry shortly")
+        return not_ready_response(busy, self.settings.retry_after)
 
     def _progress_for(self, request: web.Request) -> bool:
         """Pull always streams wake progress; generate and chat only when asked (strict clients)."""
@@ -208,7 +250,9 @@ class Proxy:
                 return web.Response(status=status, headers=headers, body=body)
         return self.cache.answer(path)
 
-    async def _stream_while_waking(self, request: web.Request, path: str) -> web.StreamResponse:
+    async def _stream_while_waking(
+        self, request: web.Request, path: str, body: bytes | None = None
+    ) -> web.StreamResponse:
         """Streaming pull (and, when asked, generate/chat) gets "waking" lines while the VM starts,
         then the real stream in the same response. Non-streaming requests are only held.
 
@@ -216,11 +260,13 @@ class Proxy:
         first and at most `max_body` bytes are read: a held request costs bounded memory."""
         held = [0]  # body bytes counted in the shared budget, released when the request ends
         try:
-            return await self._hold_with_body(request, path, held)
+            return await self._hold_with_body(request, path, held, body)
         finally:
             self.held_bodies.release(held[0])
 
-    async def _hold_with_body(self, request: web.Request, path: str, held: list[int]) -> web.StreamResponse:
+    async def _hold_with_body(
+        self, request: web.Request, path: str, held: list[int], read: bytes | None
+    ) -> web.StreamResponse:
         try:
             started = self.hold.enter()
         except HoldRejected as exc:
@@ -228,17 +274,16 @@ class Proxy:
         waiting = asyncio.ensure_future(self.hold.wait(started))
         response: web.StreamResponse | None = None
         try:
-            try:
-                body = await self.held_bodies.read(request, self.settings.max_body)
-            except BodyTooLarge:
-                return too_large(self.settings.max_body)
-            except HeldBytesExhausted:
-                phase = self.resolver.state().phase
-                busy = HoldRejected(
-                    phase, "too many large requests waiting for the remote instance; retry shortly"
-                )
-                return not_ready_response(busy, self.settings.retry_after)
-            held[0] = len(body)
+            if read is not None:
+                body = read  # read (and counted) by the caller
+            else:
+                try:
+                    body = await self.held_bodies.read(request, self.settings.max_body)
+                except BodyTooLarge:
+                    return too_large(self.settings.max_body)
+                except HeldBytesExhausted:
+                    return self._busy()
+                held[0] = len(body)
             streaming, model = held_fields(body)
             if streaming:
                 response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})

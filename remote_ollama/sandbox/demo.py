@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import tempfile
 from pathlib import Path
 
@@ -80,6 +81,9 @@ async def run_sandbox(args: argparse.Namespace) -> int:
                     f'  try: curl {url}/api/generate -d \'{{"model":"{args.model}","prompt":"hi"}}\'',
                     f"  the VM starts on the first request and stops after {format_duration(idle)} without one;",
                     f"  watch it here, or: curl {url}/status",
+                    "  the instance CLI and the embedded API (RemoteOllama.from_env()) reach it with:",
+                    f"    export EXOSCALE_API_KEY={SANDBOX_KEY} EXOSCALE_API_SECRET={SANDBOX_SECRET} "
+                    f"EXOSCALE_API_ENDPOINT={api} REMOTE_OLLAMA_STATE_FILE={shlex.quote(state_file)}",
                 ]
             ),
             flush=True,

@@ -74,7 +74,17 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
 
 @pytest.fixture(scope="session")
 def operator_release(control_plane: ControlPlane) -> OperatorRelease:
-    out = helm(control_plane, "install", RELEASE, str(CHART), "-n", NAMESPACE, "--create-namespace")
+    out = helm(
+        control_plane,
+        "install",
+        RELEASE,
+        str(CHART),
+        "-n",
+        NAMESPACE,
+        "--create-namespace",
+        "--set",
+        "image.repository=ghcr.io/remote-ollama/remote-ollama",  # the README's: the image you pushed
+    )
     assert out.returncode == 0, f"helm install failed:\n{out.stderr}"
     token = control_plane.token(SERVICE_ACCOUNT, NAMESPACE)
     path = control_plane.write_kubeconfig(control_plane.workdir / "operator.kubeconfig", token=token)

@@ -54,10 +54,11 @@ app.kubernetes.io/component: operator
 
 {{/* The operator image reference: repository plus digest, else tag, else appVersion. */}}
 {{- define "remote-ollama.image" -}}
+{{- $repository := required "image.repository is not set: build and push the image, then install with --set image.repository=<registry>/remote-ollama,image.tag=<tag> (README: In a Kubernetes cluster), or install the released chart from oci://ghcr.io/remote-ollama/charts/remote-ollama" .Values.image.repository }}
 {{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 {{- end }}
 
