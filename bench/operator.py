@@ -37,9 +37,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 from cluster.control_plane import ControlPlane, build_binaries  # noqa: E402
 from operator_world import KEY, SECRET, credentials_secret, free_port  # noqa: E402
 
-from remote_ollama import lifecycle  # noqa: E402
-from remote_ollama.sandbox.exoscale_api import SimulatorThread  # noqa: E402
-from remote_ollama.sandbox.exoscale_state import SimTimings  # noqa: E402
+from remote_ollama.core import lifecycle  # noqa: E402
+from remote_ollama.sandbox.exoscale.api import SimulatorThread  # noqa: E402
+from remote_ollama.sandbox.exoscale.state import SimTimings  # noqa: E402
 
 TIMINGS = SimTimings(boot=0.2, stop=0.1, destroy=0.1, operation=0.02, cloud_init=0.1, pull=0.0, token=0.001)
 BOOT = TIMINGS.boot + TIMINGS.cloud_init + TIMINGS.pull
@@ -48,9 +48,9 @@ ROL = "/apis/remoteollama.dev/v1alpha1/namespaces/default/remoteollamas"
 
 BOOT_SNIPPET = (
     "import sys\n"
-    "from remote_ollama import lifecycle\n"
+    "from remote_ollama.core import lifecycle\n"
     "lifecycle.POLL_STEADY = float(sys.argv.pop(1))\n"
-    "from remote_ollama.operator.context import OPERATOR\n"
+    "from remote_ollama.kube.operator.context import OPERATOR\n"
     "OPERATOR.cloud_options = {'poll_interval': 0.05, 'backoff_base': 0.05}\n"
     "from remote_ollama.cli import main\n"
     "sys.exit(main(sys.argv[1:]))\n"

@@ -49,7 +49,7 @@ def serve_upstream(port: int, token_delay: float, tokens: int) -> None:
     """The simulated Ollama, in this (sub)process."""
     from aiohttp import web
 
-    from remote_ollama.sandbox.ollama import make_ollama_app, ollama_state
+    from remote_ollama.sandbox.ollama.server import make_ollama_app, ollama_state
 
     app = make_ollama_app([MODEL], token_delay=token_delay)
     ollama_state(app).reply_length = tokens
@@ -61,7 +61,7 @@ def serve_floor(port: int, upstream_port: int) -> None:
     product, so the proxy's own work is what the difference measures."""
     from aiohttp import web
 
-    from remote_ollama.runloop import run
+    from remote_ollama.proxy.runloop import run
 
     upstream = f"http://127.0.0.1:{upstream_port}"
     hop = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}

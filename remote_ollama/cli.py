@@ -9,9 +9,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from remote_ollama.local.settings import HOST_ENV, standalone_variables
+from remote_ollama.proxy.runloop import run
+
 from . import __version__
-from .runloop import run
-from .settings import HOST_ENV, standalone_variables
 
 
 def _serving(p: argparse.ArgumentParser, host: str = "0.0.0.0", port: int = 11434) -> None:
@@ -113,7 +114,7 @@ def _logging(verbose: bool) -> None:
 def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     args = (parser or build_parser()).parse_args(argv)
     _logging(args.verbose)
-    from .operator.kubeapi import NoCluster
+    from remote_ollama.kube.api import NoCluster
 
     try:
         return _command(args)
@@ -124,7 +125,7 @@ def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | No
 
 def _command(args: argparse.Namespace) -> int:
     if args.command == "standalone":
-        from .settings import ConfigError, StandaloneConfig
+        from remote_ollama.local.settings import ConfigError, StandaloneConfig
 
         try:
             config = StandaloneConfig.from_env(os.environ)
@@ -132,7 +133,7 @@ def _command(args: argparse.Namespace) -> int:
             for line in exc.problems:
                 print(f"remote-ollama: {line}", file=sys.stderr)
             return 2
-        from .serve import PortInUse, check_port_free, serve_standalone
+        from remote_ollama.local.serve import PortInUse, check_port_free, serve_standalone
 
         try:
             check_port_free(args.host, args.port)
@@ -142,8 +143,9 @@ def _command(args: argparse.Namespace) -> int:
             return 2
         return 0
     if args.command == "sandbox":
+        from remote_ollama.local.serve import PortInUse, check_port_free
+
         from .sandbox.demo import run_sandbox
-        from .serve import PortInUse, check_port_free
 
         try:
             check_port_free(args.host, args.port)
@@ -152,19 +154,19 @@ def _command(args: argparse.Namespace) -> int:
             print(f"remote-ollama sandbox: {exc}", file=sys.stderr)
             return 2
     if args.command == "instance":
-        from .instance_cli import run_instance
+        from remote_ollama.local.instance_cli import run_instance
 
         return run_instance(args)
     if args.command == "operator":
-        from .operator.main import run_operator
+        from remote_ollama.kube.operator.main import run_operator
 
         return int(run_operator(args))
     if args.command == "proxy":
-        from .operator.proxy_main import run_resource_proxy
+        from remote_ollama.kube.proxy_main import run_resource_proxy
 
         return int(run(run_resource_proxy(args.resource, args.host, args.port)))
     if args.command in ("status", "wake", "sleep"):
-        from .operator.control import control
+        from remote_ollama.kube.control import control
 
         return int(control(args.command, args.name, args.namespace, args.output))
     return 2

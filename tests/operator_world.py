@@ -29,9 +29,9 @@ from kopf.testing import KopfRunner
 from kubernetes.config import kube_config
 from waiting import wait_until
 
-from remote_ollama.resource import LABEL_OWNER
-from remote_ollama.sandbox.exoscale_api import SimulatorThread
-from remote_ollama.sandbox.exoscale_state import InstanceHooks, SimTimings
+from remote_ollama.sandbox.exoscale.api import SimulatorThread
+from remote_ollama.sandbox.exoscale.state import InstanceHooks, SimTimings
+from remote_ollama.spec.names import LABEL_OWNER
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY, SECRET = "EXOoperatortest", "operator-test-secret"
@@ -217,14 +217,16 @@ def operator_world(
     operator_kubeconfig = str(kube.release.kubeconfig)
     monkeypatch.setenv("KUBECONFIG", operator_kubeconfig)
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", operator_kubeconfig)
-    from remote_ollama.operator import handlers  # noqa: F401  registers the handlers
-    from remote_ollama.operator.context import OPERATOR
+    from remote_ollama.kube.operator import handlers  # noqa: F401  registers the handlers
+    from remote_ollama.kube.operator.context import OPERATOR
 
     OPERATOR.cloud_options = {"poll_interval": 0.05, "backoff_base": 0.05}
     world = OperatorWorld(kube, sim)
     settings = kopf.OperatorSettings()
     runner = KopfRunner(
-        ["run", "-A", "--standalone", "-m", "remote_ollama.operator.handlers"], settings=settings, timeout=60
+        ["run", "-A", "--standalone", "-m", "remote_ollama.kube.operator.handlers"],
+        settings=settings,
+        timeout=60,
     )
     collector = LogCollector()
     logging.getLogger().addHandler(collector)
@@ -249,7 +251,7 @@ def operator_world(
 # `remote-ollama operator` with the cloud adapter's polling shortened for the simulator's fast clock.
 OPERATOR_BOOT = (
     "import sys\n"
-    "from remote_ollama.operator.context import OPERATOR\n"
+    "from remote_ollama.kube.operator.context import OPERATOR\n"
     "OPERATOR.cloud_options = {'poll_interval': 0.05, 'backoff_base': 0.05}\n"
     "from remote_ollama.cli import main\n"
     "sys.exit(main(sys.argv[1:]))\n"

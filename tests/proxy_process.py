@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 from proxy_world import API_KEY, key_check, pki
 
-from remote_ollama.resource import VM_TLS_SERVER_NAME
+from remote_ollama.spec.names import VM_TLS_SERVER_NAME
 
 
 @dataclass

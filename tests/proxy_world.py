@@ -16,12 +16,13 @@ from typing import Any, TypeVar
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from remote_ollama.cloud.pki import VMCredentials, generate_vm_credentials, server_ssl_context
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import ProxySettings, Upstream
 from remote_ollama.proxy.local import LocalResolver, RecordingSink
-from remote_ollama.resource import API_KEY_HEADER, VM_TLS_SERVER_NAME
-from remote_ollama.sandbox.ollama import OllamaState, make_ollama_app, ollama_state
+from remote_ollama.sandbox.ollama.server import make_ollama_app, ollama_state
+from remote_ollama.sandbox.ollama.state import OllamaState
+from remote_ollama.spec.names import API_KEY_HEADER, VM_TLS_SERVER_NAME
+from remote_ollama.vm.pki import VMCredentials, generate_vm_credentials, server_ssl_context
 
 API_KEY = "test-vm-key-0123456789"
 MODELS = ["granite3.1-dense:8b", "nomic-embed-text:latest"]

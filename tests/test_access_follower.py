@@ -6,8 +6,8 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-from remote_ollama.operator.access import AccessFollower
-from remote_ollama.operator.control import control
+from remote_ollama.kube.access import AccessFollower
+from remote_ollama.kube.control import control
 from remote_ollama.proxy.guard import ClientKeys
 from remote_ollama.proxy.interfaces import ProxySettings
 

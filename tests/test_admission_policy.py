@@ -80,7 +80,7 @@ def with_annotations(**ann: str | None) -> dict[str, Any]:
 
 
 def test_the_policy_allows_exactly_the_annotations_the_proxy_writes() -> None:
-    from remote_ollama.resource import ANN_IN_FLIGHT, ANN_LAST_ACTIVITY, ANN_WAKE_REQUESTED
+    from remote_ollama.spec.names import ANN_IN_FLIGHT, ANN_LAST_ACTIVITY, ANN_WAKE_REQUESTED
 
     (variable,) = [v for v in policies()[0]["spec"]["variables"] if v["name"] == "allowed"]
     allowed = set(re.findall(r"'([^']+)'", variable["expression"]))

@@ -11,7 +11,7 @@ import yaml
 from cluster.fixtures import KubeNamespace
 from waiting import wait_until
 
-from remote_ollama.operator import children
+from remote_ollama.kube.operator import children
 
 
 def apply(kube: KubeNamespace, obj: dict[str, Any]) -> None:

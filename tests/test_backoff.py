@@ -1,6 +1,6 @@
 """The one backoff policy: doubling from the base, capped, jitter within its bounds."""
 
-from remote_ollama.backoff import backoff
+from remote_ollama.core.backoff import backoff
 
 
 def test_doubles_then_caps() -> None:

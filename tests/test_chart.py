@@ -21,8 +21,8 @@ import pytest
 import yaml
 from crd_schema import validate_remoteollama
 
-from remote_ollama import cost
-from remote_ollama.operator import children
+from remote_ollama.core import cost
+from remote_ollama.kube.operator import children
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "remote-ollama"
@@ -296,7 +296,7 @@ def test_prices_reach_the_operator_as_json(default_install: tuple[list[dict[str,
     (container,) = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     prices = json.loads(env["REMOTE_OLLAMA_PRICES"])
-    # the chart's default is the product's one price table (remote_ollama/cost.py), not a copy of it
+    # the chart's default is the product's one price table (remote_ollama/core/cost.py), not a copy of it
     assert prices == {"currency": cost.DEFAULT_CURRENCY, "perHour": cost.DEFAULT_PER_HOUR}
 
 

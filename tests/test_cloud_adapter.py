@@ -16,8 +16,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from remote_ollama.cloud.async_cloud import AsyncExoscaleCloud
-from remote_ollama.cloud.cloudinit import encode_user_data, render_user_data
 from remote_ollama.cloud.errors import (
     CapacityError,
     CloudError,
@@ -28,11 +26,14 @@ from remote_ollama.cloud.errors import (
     QuotaError,
     TemplateNotFound,
 )
-from remote_ollama.cloud.exoscale import ExoscaleCloud, owner_labels
-from remote_ollama.cloud.pki import VMCredentials, client_ssl_context, generate_vm_credentials
-from remote_ollama.lifecycle import ObservedInstance
-from remote_ollama.resource import API_KEY_HEADER, VM_PORT, VM_TLS_SERVER_NAME, security_group_name
-from remote_ollama.sandbox.exoscale_api import ExoscaleSimulator, SimTimings, SimulatorThread
+from remote_ollama.cloud.exoscale.adapter import ExoscaleCloud, owner_labels
+from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
+from remote_ollama.core.observed import ObservedInstance
+from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator, SimulatorThread
+from remote_ollama.sandbox.exoscale.state import SimTimings
+from remote_ollama.spec.names import API_KEY_HEADER, VM_PORT, VM_TLS_SERVER_NAME, security_group_name
+from remote_ollama.vm.cloudinit import encode_user_data, render_user_data
+from remote_ollama.vm.pki import VMCredentials, client_ssl_context, generate_vm_credentials
 
 KEY, SECRET = "EXOkey0123456789abcdef", "exoscale-secret-that-must-never-leak"
 ZONE = "at-vie-2"

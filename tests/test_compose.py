@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from remote_ollama.settings import StandaloneConfig
+from remote_ollama.local.settings import StandaloneConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DESIGN_VARS = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from remote_ollama.operator.control import describe
-from remote_ollama.operator.status import rfc3339
+from remote_ollama.kube.control import describe
+from remote_ollama.kube.operator.status import rfc3339
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # a Monday, 13:00 in Zurich
 

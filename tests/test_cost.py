@@ -7,8 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from remote_ollama import cost
-from remote_ollama.cost import DEFAULT_PER_HOUR, CostMeter, PriceTable, budget_verdict, observe, parse_prices
+from remote_ollama.core import cost
+from remote_ollama.core.cost import (
+    DEFAULT_PER_HOUR,
+    CostMeter,
+    PriceTable,
+    budget_verdict,
+    observe,
+    parse_prices,
+)
 
 PRICES = PriceTable("EUR", {"gpua5000.small": 1.34, "gpua30.medium": 2.2})
 T = "gpua5000.small"

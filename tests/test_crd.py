@@ -10,7 +10,25 @@ from typing import Any
 import pytest
 from crd_schema import InvalidResource, apply_defaults, load_crd, openapi_schema, validate_remoteollama
 
-from remote_ollama import resource, spec_fields
+from remote_ollama.spec import fields as spec_fields
+from remote_ollama.spec import names as resource
+from remote_ollama.spec.model import SpecError
+from remote_ollama.spec.parse import parse_spec
+from remote_ollama.spec.sections import (
+    DEFAULT_ACTIVITY_INTERVAL,
+    DEFAULT_DESTROY_AFTER,
+    DEFAULT_DISK_SIZE,
+    DEFAULT_HOLD_TIMEOUT,
+    DEFAULT_INSTANCE_TYPE,
+    DEFAULT_MAX_HELD,
+    DEFAULT_MAX_HELD_BODY,
+    DEFAULT_MODEL,
+    DEFAULT_STOP_AFTER,
+    DEFAULT_TEMPLATE,
+    DEFAULT_ZONE,
+    MAX_DISK,
+    MIN_DISK,
+)
 
 
 def make(**spec: Any) -> dict[str, Any]:
@@ -91,7 +109,7 @@ def test_schema_is_structural() -> None:
     ]
 
 
-def test_enums_and_patterns_mirror_resource_py() -> None:
+def test_enums_and_patterns_mirror_the_spec() -> None:
     props = openapi_schema()["properties"]["spec"]["properties"]
     assert props["zone"]["enum"] == list(spec_fields.ZONES)
     assert props["instanceType"]["pattern"] == spec_fields.INSTANCE_TYPE_PATTERN
@@ -99,10 +117,10 @@ def test_enums_and_patterns_mirror_resource_py() -> None:
     durations += [props["wake"]["properties"]["holdTimeout"], props["activityInterval"]]
     for node in durations:
         assert node["pattern"] == spec_fields.DURATION_PATTERN
-    assert props["diskSize"]["minimum"] == resource.MIN_DISK
-    assert props["diskSize"]["maximum"] == resource.MAX_DISK
+    assert props["diskSize"]["minimum"] == MIN_DISK
+    assert props["diskSize"]["maximum"] == MAX_DISK
     status_phase = openapi_schema()["properties"]["status"]["properties"]["phase"]["enum"]
-    from remote_ollama.lifecycle import Phase
+    from remote_ollama.core.types import Phase
 
     assert status_phase == [p.value for p in Phase]
 
@@ -146,7 +164,7 @@ def test_enums_and_patterns_mirror_resource_py() -> None:
 )
 def test_valid_specs_pass_and_parse(spec: dict[str, Any]) -> None:
     stored = validate_remoteollama(make(**spec))
-    resource.parse_spec(stored["spec"])  # what the server stores, the operator understands
+    parse_spec(stored["spec"])  # what the server stores, the operator understands
 
 
 # Every one is rejected by the offline check below and by the real kube-apiserver (naming the field).
@@ -228,26 +246,24 @@ def test_status_is_validated_too() -> None:
     assert {"status.phase", "status.conditions[0].status", "status.conditions[0].reason"} <= paths
 
 
-def test_defaults_agree_with_resource_py() -> None:
+def test_defaults_agree_with_the_spec() -> None:
     stored = apply_defaults(make())
     spec = stored["spec"]
-    assert spec["zone"] == resource.DEFAULT_ZONE
-    assert spec["instanceType"] == resource.DEFAULT_INSTANCE_TYPE
-    assert spec["template"] == resource.DEFAULT_TEMPLATE
-    assert spec["diskSize"] == resource.DEFAULT_DISK_SIZE
-    assert spec["models"] == [resource.DEFAULT_MODEL]
+    assert spec["zone"] == DEFAULT_ZONE
+    assert spec["instanceType"] == DEFAULT_INSTANCE_TYPE
+    assert spec["template"] == DEFAULT_TEMPLATE
+    assert spec["diskSize"] == DEFAULT_DISK_SIZE
+    assert spec["models"] == [DEFAULT_MODEL]
     assert spec["suspend"] is False
     assert spec["allowedSourceCIDRs"] == ["0.0.0.0/0"]
-    assert resource.parse_spec(spec) == resource.parse_spec(
-        {"credentialsSecretRef": {"name": "exoscale-credentials"}}
-    )
-    parsed = resource.parse_spec(spec)
-    assert parsed.idle.stop_after == resource.DEFAULT_STOP_AFTER
-    assert parsed.idle.destroy_after == resource.DEFAULT_DESTROY_AFTER
-    assert parsed.wake.hold_timeout == resource.DEFAULT_HOLD_TIMEOUT
-    assert parsed.wake.max_held_requests == resource.DEFAULT_MAX_HELD
+    assert parse_spec(spec) == parse_spec({"credentialsSecretRef": {"name": "exoscale-credentials"}})
+    parsed = parse_spec(spec)
+    assert parsed.idle.stop_after == DEFAULT_STOP_AFTER
+    assert parsed.idle.destroy_after == DEFAULT_DESTROY_AFTER
+    assert parsed.wake.hold_timeout == DEFAULT_HOLD_TIMEOUT
+    assert parsed.wake.max_held_requests == DEFAULT_MAX_HELD
     assert "activityInterval" not in spec  # left to the proxy's own default
-    assert parsed.activity_interval == resource.DEFAULT_ACTIVITY_INTERVAL
+    assert parsed.activity_interval == DEFAULT_ACTIVITY_INTERVAL
 
 
 @pytest.mark.parametrize(
@@ -257,7 +273,7 @@ def test_defaults_agree_with_resource_py() -> None:
 def test_partial_objects_default_like_parse_spec(spec: dict[str, Any]) -> None:
     """Defaults inside a given object match what parse_spec assumes for that object."""
     stored = apply_defaults(make(**copy.deepcopy(spec)))
-    assert resource.parse_spec(stored["spec"]) == resource.parse_spec(make(**spec)["spec"])
+    assert parse_spec(stored["spec"]) == parse_spec(make(**spec)["spec"])
 
 
 def test_descriptions_teach_durations() -> None:
@@ -284,21 +300,21 @@ def test_descriptions_teach_durations() -> None:
 def test_parser_rejects_what_the_operator_must_not_use(spec: dict[str, Any], field: str) -> None:
     """The operator's own check (also for what a CRD cannot express, e.g. env names, known families)."""
     raw = make()["spec"] | spec
-    with pytest.raises(resource.SpecError) as info:
-        resource.parse_spec(raw)
+    with pytest.raises(SpecError) as info:
+        parse_spec(raw)
     assert field in [path for path, _ in info.value.problems], info.value
 
 
 def test_new_fields_default_and_parse() -> None:
     stored = apply_defaults(make())
-    parsed = resource.parse_spec(stored["spec"])
+    parsed = parse_spec(stored["spec"])
     assert stored["spec"]["modelManagement"] is False and parsed.model_management is False
     assert stored["spec"]["networkPolicy"] == {"enabled": True} and parsed.network_policy.enabled
-    assert stored["spec"]["wake"]["maxHeldBodyBytes"] == resource.DEFAULT_MAX_HELD_BODY == 64 * 1024 * 1024
+    assert stored["spec"]["wake"]["maxHeldBodyBytes"] == DEFAULT_MAX_HELD_BODY == 64 * 1024 * 1024
     assert parsed.wake.progress is False and parsed.ollama.image is None and parsed.client_auth_secret == ""
-    full = resource.parse_spec(
+    full = parse_spec(
         make(clientAuth={"secretRef": {"name": "keys"}}, ollama={"env": {"OLLAMA_NUM_PARALLEL": "4"}})["spec"]
     )
     assert full.client_auth_secret == "keys"
     assert full.ollama.env == (("OLLAMA_NUM_PARALLEL", "4"),)
-    assert resource.parse_spec(full.to_dict() | {"credentialsSecretRef": {"name": "c"}}).ollama == full.ollama
+    assert parse_spec(full.to_dict() | {"credentialsSecretRef": {"name": "c"}}).ollama == full.ollama

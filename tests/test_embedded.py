@@ -25,12 +25,12 @@ import ollama
 import pytest
 
 from remote_ollama import AsyncRemoteOllama, RemoteOllama
-from remote_ollama.cloud.async_cloud import AsyncExoscaleCloud
+from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.embedded import VM_TLS_SERVER_NAME, InstanceNotReady
-from remote_ollama.resource import API_KEY_HEADER
-from remote_ollama.sandbox.exoscale_api import ExoscaleSimulator, SimTimings, SimulatorThread
-from remote_ollama.sandbox.exoscale_state import GONE_STATES
-from remote_ollama.settings import ConfigError
+from remote_ollama.local.settings import ConfigError
+from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator, SimulatorThread
+from remote_ollama.sandbox.exoscale.state import GONE_STATES, SimTimings
+from remote_ollama.spec.names import API_KEY_HEADER
 
 KEY, SECRET = "EXOembeddedtest", "embedded-test-secret"
 MODEL = "granite3.1-dense:8b"

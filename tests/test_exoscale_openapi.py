@@ -7,8 +7,8 @@ from typing import Any
 
 from exoscale_openapi import check_exchange
 
-from remote_ollama.sandbox.exoscale_catalog import Catalog
-from remote_ollama.sandbox.exoscale_state import Instance
+from remote_ollama.sandbox.exoscale.catalog import Catalog
+from remote_ollama.sandbox.exoscale.state import Instance
 
 
 def _instance_answer(**changes: Any) -> dict[str, Any]:

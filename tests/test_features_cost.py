@@ -16,7 +16,7 @@ import pytest
 from cluster.fixtures import KubeNamespace
 from operator_world import OperatorWorld, credentials_secret, operator_world, remote_ollama, wait_until
 
-from remote_ollama.operator.context import OPERATOR
+from remote_ollama.kube.operator.context import OPERATOR
 
 PRICES = {"currency": "CHF", "perHour": {"gpua5000.small": 1.5}}
 

@@ -14,7 +14,7 @@ import pytest
 from cluster.fixtures import KubeNamespace
 from operator_world import OperatorWorld, credentials_secret, operator_world, remote_ollama, wait_until
 
-from remote_ollama.operator.context import OPERATOR
+from remote_ollama.kube.operator.context import OPERATOR
 
 KICKS = count(1)
 

@@ -21,10 +21,10 @@ from subprocess_world import Program, clean_env, free_port
 from test_standalone import KEY, SECRET, live_instances
 from test_standalone import sim as sim
 
-from remote_ollama.ollama_release import DEFAULT_OLLAMA_VERSION
 from remote_ollama.proxy.interfaces import ProxySettings
 from remote_ollama.proxy.polling import CACHED_HEADER
-from remote_ollama.sandbox.exoscale_api import SimulatorThread
+from remote_ollama.sandbox.exoscale.api import SimulatorThread
+from remote_ollama.vm.ollama_release import DEFAULT_OLLAMA_VERSION
 
 MODEL = "granite3.1-dense:8b"
 

@@ -24,9 +24,9 @@ from ollama_real.server import build_ollama
 from proxy_world import world
 from subprocess_world import BIN, Program, clean_env, free_port
 
+from remote_ollama.local.settings import VARIABLES
 from remote_ollama.proxy.interfaces import ProxySettings
 from remote_ollama.proxy.polling import CACHED_HEADER
-from remote_ollama.settings import VARIABLES
 
 MODEL = "granite3.1-dense:8b"
 ROOT = Path(__file__).resolve().parents[1]

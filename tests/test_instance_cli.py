@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from subprocess_world import BIN, clean_env
 
-from remote_ollama.cloud.exoscale import ExoscaleCloud, owner_labels
-from remote_ollama.cost import DEFAULT_PER_HOUR
-from remote_ollama.resource import STANDALONE_CLUSTER
-from remote_ollama.sandbox.exoscale_api import SimTimings, SimulatorThread
-from remote_ollama.sandbox.exoscale_state import GONE_STATES
-from remote_ollama.state_file import StandaloneState, StateFile
+from remote_ollama.cloud.exoscale.adapter import ExoscaleCloud, owner_labels
+from remote_ollama.core.cost import DEFAULT_PER_HOUR
+from remote_ollama.local.state_file import StandaloneState, StateFile
+from remote_ollama.sandbox.exoscale.api import SimulatorThread
+from remote_ollama.sandbox.exoscale.state import GONE_STATES, SimTimings
+from remote_ollama.spec.names import STANDALONE_CLUSTER
 
 KEY, SECRET = "EXOinstanceclitest", "instance-cli-secret"
 OWNER = "standalone-0123abcd"

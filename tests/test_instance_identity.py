@@ -15,24 +15,26 @@ from typing import Any
 
 import pytest
 
-from remote_ollama.cloud.async_cloud import AsyncExoscaleCloud
-from remote_ollama.cloud.pki import VMCredentials, generate_vm_credentials
-from remote_ollama.cost import PriceTable
-from remote_ollama.lifecycle import Activity, Memory, ObservedInstance, Phase
-from remote_ollama.reconciler import CredentialStore, InstanceRecord, Reconciler, Target
-from remote_ollama.resource import (
+from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
+from remote_ollama.core.cost import PriceTable
+from remote_ollama.core.observed import ObservedInstance
+from remote_ollama.core.types import Activity, Memory, Phase
+from remote_ollama.engine.reconciler import Reconciler, Target
+from remote_ollama.engine.vm_client import RECORD_KEYS, CredentialStore, InstanceRecord
+from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
+from remote_ollama.sandbox.exoscale.state import SimTimings
+from remote_ollama.spec.model import Spec
+from remote_ollama.spec.names import (
     LABEL_CLUSTER,
     LABEL_CREATION,
     LABEL_MANAGED_BY,
     LABEL_MANAGED_BY_VALUE,
     LABEL_OWNER,
-    Spec,
-    parse_spec,
     security_group_name,
 )
-from remote_ollama.sandbox.exoscale_api import ExoscaleSimulator, SimTimings
-from remote_ollama.vm_ollama import RECORD_KEYS
-from remote_ollama.vocabulary import EventReason
+from remote_ollama.spec.parse import parse_spec
+from remote_ollama.spec.vocabulary import EventReason
+from remote_ollama.vm.pki import VMCredentials, generate_vm_credentials
 
 KEY, SECRET, ZONE = "EXOidentitytest0123", "identity-test-secret", "at-vie-2"
 CLUSTER = "0f5e2d9c-1111-4222-8333-444455556666"

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from kubernetes import client
 
-from remote_ollama.operator import kubeapi
+from remote_ollama.kube import api as kubeapi
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
-"""The import rules of README "Development -> Layout", checked on the source: the pure core imports
-no I/O library, the proxy knows neither the operator nor the cloud, the cloud adapter knows no
-shell, the two shells do not import each other, and only the CLI reaches the sandbox."""
+"""The import rules of README "Development -> Layout", checked on the source as folder rules: a
+module is guarded by the folder it sits in, so a new module needs no new line here. The spec and
+the pure core import no I/O library; each folder imports only the folders its row allows (the proxy
+only the spec and the VM's facts; the Kubernetes and standalone shells never each other); only the
+CLI reaches the sandbox; the package root holds only the CLI and folders."""
 
 from __future__ import annotations
 
@@ -11,12 +13,31 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "remote_ollama"
-IO_LIBRARIES = ("aiohttp", "kopf", "exoscale", "kubernetes", "requests", "prometheus_client", "yaml")
-PURE = (
-    "resource", "spec_fields", "spec_sections", "spec_model", "spec_parse", "lifecycle", "lifecycle_types",
-    "observed", "vocabulary", "cost", "schedule", "backoff", "placement",
-)  # fmt: skip
-STANDALONE_SHELL = ("standalone", "state_file", "serve", "embedded", "settings", "instance_cli")
+IO_LIBRARIES = (
+    "aiohttp",
+    "kopf",
+    "exoscale",
+    "kubernetes",
+    "requests",
+    "prometheus_client",
+    "yaml",
+    "uvloop",
+)
+# folder -> the package's folders it may import (besides itself); every folder has a row.
+MAY_IMPORT: dict[str, set[str]] = {
+    "spec": set(),
+    "core": {"spec"},
+    "vm": {"spec"},
+    "cloud": {"spec", "core"},
+    "proxy": {"spec", "vm"},
+    "engine": {"spec", "core", "vm", "cloud"},
+    "local": {"spec", "core", "vm", "cloud", "engine", "proxy"},
+    "kube": {"spec", "core", "vm", "cloud", "engine", "proxy"},
+    "embedded": {"spec", "core", "vm", "cloud", "engine", "proxy", "local"},
+    "sandbox": {"spec", "core", "vm", "cloud", "engine", "proxy", "local"},
+}
+PURE = ("spec", "core")
+ROOT_MODULES = {"__init__.py", "cli.py", "__main__.py", "py.typed"}
 
 
 def module_name(path: Path) -> str:
@@ -41,8 +62,12 @@ def imports(path: Path) -> Iterator[str]:
             yield from (f"{target}.{alias.name}" for alias in node.names)
 
 
-def ours(prefix: str) -> list[Path]:
-    return [p for p in PACKAGE.rglob("*.py") if module_name(p).startswith(f"remote_ollama.{prefix}")]
+def folder(path: Path) -> str:
+    return path.relative_to(PACKAGE).parts[0]
+
+
+def in_folder(name: str) -> list[Path]:
+    return sorted((PACKAGE / name).rglob("*.py"))
 
 
 def offending(paths: list[Path], forbidden: tuple[str, ...]) -> list[str]:
@@ -54,36 +79,37 @@ def offending(paths: list[Path], forbidden: tuple[str, ...]) -> list[str]:
     )
 
 
-@pytest.mark.parametrize("module", PURE)
-def test_the_pure_core_imports_no_io_and_no_shell(module: str) -> None:
-    shells = tuple(
-        f"remote_ollama.{m}"
-        for m in ("cloud", "operator", "proxy", "sandbox", "standalone", "reconciler", "embedded", "serve")
-    )
-    assert offending(ours(module), IO_LIBRARIES + shells) == []
+def test_the_package_root_holds_only_the_cli_and_folders() -> None:
+    loose = sorted(p.name for p in PACKAGE.iterdir() if p.is_file() and p.name not in ROOT_MODULES)
+    assert loose == []
 
 
-def test_the_proxy_knows_neither_operator_nor_cloud() -> None:
-    forbidden = ("operator", "cloud", "sandbox", "standalone", "reconciler", "lifecycle")
-    assert offending(ours("proxy"), (*(f"remote_ollama.{m}" for m in forbidden), "kopf", "exoscale")) == []
+def test_every_folder_has_a_rule() -> None:
+    folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert folders == set(MAY_IMPORT)
 
 
-def test_the_cloud_adapter_knows_no_shell() -> None:
-    forbidden = ("operator", "proxy", "sandbox", "standalone", "reconciler", "lifecycle", "embedded")
-    assert offending(ours("cloud"), (*(f"remote_ollama.{m}" for m in forbidden), "kopf")) == []
+@pytest.mark.parametrize("name", PURE)
+def test_the_spec_and_the_pure_core_import_no_io(name: str) -> None:
+    assert offending(in_folder(name), IO_LIBRARIES) == []
 
 
-def test_the_shells_do_not_import_each_other() -> None:
-    standalone = [p for m in STANDALONE_SHELL for p in ours(m)]
-    assert offending(standalone, ("remote_ollama.operator", "kopf")) == []
-    shell = tuple(f"remote_ollama.{m}" for m in STANDALONE_SHELL)
-    assert offending(ours("operator"), shell) == []
+@pytest.mark.parametrize("name", sorted(MAY_IMPORT))
+def test_each_folder_imports_only_the_folders_its_rule_allows(name: str) -> None:
+    allowed = MAY_IMPORT[name] | {name}
+    forbidden = tuple(f"remote_ollama.{other}" for other in [*MAY_IMPORT, "cli"] if other not in allowed)
+    assert offending(in_folder(name), forbidden) == []
+
+
+def test_the_proxy_knows_neither_kubernetes_nor_the_cloud_library() -> None:
+    assert offending(in_folder("proxy"), ("kopf", "kubernetes", "exoscale")) == []
+
+
+def test_the_kubernetes_and_standalone_shells_do_not_import_each_other() -> None:
+    assert offending(in_folder("local"), ("remote_ollama.kube", "kopf", "kubernetes")) == []
+    assert offending(in_folder("kube"), ("remote_ollama.local", "remote_ollama.embedded")) == []
 
 
 def test_only_the_cli_reaches_the_sandbox() -> None:
-    others = [
-        p
-        for p in PACKAGE.rglob("*.py")
-        if not module_name(p).startswith(("remote_ollama.sandbox", "remote_ollama.cli"))
-    ]
+    others = [p for p in PACKAGE.rglob("*.py") if folder(p) != "sandbox" and p.name != "cli.py"]
     assert offending(others, ("remote_ollama.sandbox",)) == []

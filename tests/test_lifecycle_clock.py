@@ -4,7 +4,8 @@ from datetime import timedelta
 
 from test_lifecycle import SPEC, T0, A, down_mem, inst, ready_mem, step
 
-from remote_ollama.lifecycle import Activity, credible
+from remote_ollama.core.lifecycle import credible
+from remote_ollama.core.types import Activity
 
 
 def test_a_far_future_last_activity_does_not_keep_the_vm_up() -> None:

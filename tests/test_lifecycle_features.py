@@ -7,19 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from remote_ollama.cost import BudgetVerdict
-from remote_ollama.lifecycle import (
-    ActionKind,
-    Activity,
-    Decision,
-    Health,
-    Memory,
-    Observation,
-    ObservedInstance,
-    Phase,
-    decide,
-)
-from remote_ollama.resource import LABEL_SPEC_HASH, Spec, parse_spec
+from remote_ollama.core.cost import BudgetVerdict
+from remote_ollama.core.lifecycle import decide
+from remote_ollama.core.observed import ObservedInstance
+from remote_ollama.core.types import ActionKind, Activity, Decision, Health, Memory, Observation, Phase
+from remote_ollama.spec.model import Spec
+from remote_ollama.spec.names import LABEL_SPEC_HASH
+from remote_ollama.spec.parse import parse_spec
 
 # Monday 2026-11-23 12:00 UTC = 13:00 in Zurich
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -169,7 +163,7 @@ def test_a_refused_wake_does_not_count_the_refusal_in_the_wake_time() -> None:
 
 
 def test_idle_modes_are_explicit() -> None:
-    from remote_ollama.resource import IdleMode, IdlePolicy
+    from remote_ollama.spec.sections import IdleMode, IdlePolicy
 
     assert IdlePolicy(None, None).mode is IdleMode.ALWAYS_ON
     assert IdlePolicy(60, None).mode is IdleMode.STOP_AFTER

@@ -3,21 +3,22 @@
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from remote_ollama.lifecycle import (
-    WARM_UP_TIMEOUT,
+from remote_ollama.core.lifecycle import WARM_UP_TIMEOUT, decide
+from remote_ollama.core.observed import ObservedInstance
+from remote_ollama.core.types import (
     ActionKind,
     Activity,
     Decision,
     Health,
     Memory,
     Observation,
-    ObservedInstance,
     Phase,
     WakeTiming,
-    decide,
 )
-from remote_ollama.reconciler import ollama_keep_alive
-from remote_ollama.resource import LABEL_SPEC_HASH, Spec, parse_spec
+from remote_ollama.engine.vm_client import ollama_keep_alive
+from remote_ollama.spec.model import Spec
+from remote_ollama.spec.names import LABEL_SPEC_HASH
+from remote_ollama.spec.parse import parse_spec
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 MODEL = "granite3.1-dense:8b"

@@ -19,7 +19,7 @@ from cluster.control_plane import ControlPlane
 from crd_schema import validate_remoteollama
 from test_chart import STANDARD_LABELS, render, validate_k8s
 
-from remote_ollama.resource import parse_duration
+from remote_ollama.spec.sections import parse_duration
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFESTS = ROOT / "manifests"

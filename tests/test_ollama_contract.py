@@ -16,8 +16,8 @@ from ollama_real.compare import Answer, fetch
 from ollama_real.server import TINY, VERSION, RealOllama
 from test_real_ollama_differential import CASES
 
-from remote_ollama.ollama_release import FIRST_VERSION
-from remote_ollama.sandbox.ollama import make_ollama_app
+from remote_ollama.sandbox.ollama.server import make_ollama_app
+from remote_ollama.vm.ollama_release import FIRST_VERSION
 
 # Cases whose answers depend on the model's own files (the tiny GGUF vs the simulator's catalogue),
 # compared for status and content type only.

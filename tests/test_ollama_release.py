@@ -17,16 +17,19 @@ import anthropic
 import openai
 import pytest
 import yaml
+from simulated_ollama import Sim, serve
 
-from remote_ollama.cloud.cloudinit import (
+from remote_ollama.sandbox.ollama.server import make_ollama_app
+from remote_ollama.sandbox.vm import parse_user_data
+from remote_ollama.spec.parse import parse_spec
+from remote_ollama.vm.cloudinit import (
     OLLAMA_IMAGE,
     OLLAMA_UNIT_PATH,
     UserDataError,
     encode_user_data,
     render_user_data,
 )
-from remote_ollama.cloud.pki import generate_vm_credentials
-from remote_ollama.ollama_release import (
+from remote_ollama.vm.ollama_release import (
     DEFAULT_OLLAMA_IMAGE,
     DEFAULT_OLLAMA_VERSION,
     FIRST_VERSION,
@@ -35,10 +38,7 @@ from remote_ollama.ollama_release import (
     serves,
     version_of,
 )
-from remote_ollama.resource import parse_spec
-from remote_ollama.sandbox.ollama import make_ollama_app
-from remote_ollama.sandbox.vm import parse_user_data
-from tests.test_ollama_sim import Sim, serve
+from remote_ollama.vm.pki import generate_vm_credentials
 
 CHAT, EMBED = "llama3.2:1b", "nomic-embed-text"
 OLD = "0.11.4"  # what the VM ran before this pin (mid-2025)

@@ -21,35 +21,13 @@ import anthropic
 import ollama
 import openai
 import pytest
-from aiohttp import web
+from simulated_ollama import Sim, serve
 
-from remote_ollama.ollama_release import DEFAULT_OLLAMA_VERSION
-from remote_ollama.sandbox.ollama import OllamaState, make_ollama_app, ollama_state
+from remote_ollama.sandbox.ollama.server import make_ollama_app
+from remote_ollama.vm.ollama_release import DEFAULT_OLLAMA_VERSION
 
 CHAT = "llama3.2:1b"
 EMBED = "nomic-embed-text"
-
-
-class Sim:
-    """A running simulator: its URL and its state."""
-
-    def __init__(self, url: str, state: OllamaState) -> None:
-        self.url = url
-        self.state = state
-
-
-@contextlib.asynccontextmanager
-async def serve(app: web.Application, *, handler_cancellation: bool = False) -> AsyncIterator[Sim]:
-    """Run `app` on loopback the way the VM does (an `AppRunner`, by default without cancellation)."""
-    runner = web.AppRunner(app, handler_cancellation=handler_cancellation)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield Sim(f"http://{host}:{port}", ollama_state(app))
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture

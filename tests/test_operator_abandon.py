@@ -14,7 +14,7 @@ import yaml
 from cluster.fixtures import KubeNamespace
 from operator_world import KEY, CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
 
-from remote_ollama.resource import ANN_ABANDON_CLOUD_OBJECTS
+from remote_ollama.spec.names import ANN_ABANDON_CLOUD_OBJECTS
 
 
 def wrong_secret() -> str:

@@ -15,7 +15,7 @@ import yaml
 from cluster.fixtures import KubeNamespace
 from operator_world import credentials_secret, operator_world, remote_ollama, wait_until
 
-from remote_ollama.operator.access import KEY_REFRESH_SECONDS
+from remote_ollama.kube.access import KEY_REFRESH_SECONDS
 
 OLD, NEW = "team-a-key-0123456789abcdef", "team-a-key-rotated-9876543210"
 

@@ -13,15 +13,15 @@ import uuid
 from cluster.fixtures import KubeNamespace
 from operator_world import KEY, SECRET, CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
 
-from remote_ollama.cloud.exoscale import ExoscaleCloud
-from remote_ollama.resource import (
-    DEFAULT_TEMPLATE,
+from remote_ollama.cloud.exoscale.adapter import ExoscaleCloud
+from remote_ollama.spec.names import (
     LABEL_CLUSTER,
     LABEL_MANAGED_BY,
     LABEL_MANAGED_BY_VALUE,
     LABEL_OWNER,
     STANDALONE_CLUSTER,
 )
+from remote_ollama.spec.sections import DEFAULT_TEMPLATE
 
 GRACE = 2.0
 

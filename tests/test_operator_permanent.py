@@ -61,7 +61,7 @@ def test_cloud_refusal_is_answered_at_once(
         body = answered_at_once_with(url, reason)
         assert "gpua5000" in body["error"], body
         assert world.instances() == []
-        from remote_ollama.operator.context import OPERATOR
+        from remote_ollama.kube.operator.context import OPERATOR
 
         counted = OPERATOR.metrics.registry.get_sample_value(
             "remote_ollama_cloud_errors_total", {"reason": reason}

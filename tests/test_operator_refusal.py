@@ -1,8 +1,8 @@
 """The operator-mode proxy refuses at once (seed 503 with the reason) instead of holding requests
 for a wake the operator cannot perform: budget, quota, credentials. Transient trouble still holds."""
 
-from remote_ollama.operator.proxy_main import Refusal, refusal_from
-from remote_ollama.vocabulary import Reason
+from remote_ollama.kube.proxy_main import Refusal, refusal_from
+from remote_ollama.spec.vocabulary import Reason
 
 
 def cond(type_: str, status: str, reason: str, message: str = "") -> dict[str, str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from cluster.fixtures import KubeNamespace
 from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
 
-from remote_ollama.sandbox.exoscale_state import SimTimings
+from remote_ollama.sandbox.exoscale.state import SimTimings
 
 SLOW_BOOT = SimTimings(boot=2.0, stop=0.3, destroy=0.3, operation=0.05, cloud_init=0.2, pull=0.1)
 

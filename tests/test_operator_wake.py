@@ -16,7 +16,7 @@ from typing import Any
 from cluster.fixtures import KubeNamespace
 from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
 
-from remote_ollama.operator.status import parse_time
+from remote_ollama.kube.operator.status import parse_time
 
 BIN = Path(sys.executable).parent
 

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from remote_ollama.cloud.cloudinit import render_user_data
-from remote_ollama.cloud.pki import generate_vm_credentials
-from remote_ollama.resource import SpecError, parse_spec
+from remote_ollama.spec.model import SpecError
+from remote_ollama.spec.parse import parse_spec
+from remote_ollama.vm.cloudinit import render_user_data
+from remote_ollama.vm.pki import generate_vm_credentials
 
 BASE: dict[str, Any] = {"credentialsSecretRef": {"name": "exoscale"}}
 

@@ -16,21 +16,21 @@ import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from remote_ollama.cloud import cloudinit
-from remote_ollama.cloud.cloudinit import (
+from remote_ollama.spec.names import VM_TLS_SERVER_NAME
+from remote_ollama.vm import cloudinit
+from remote_ollama.vm.cloudinit import (
     MAX_USER_DATA_B64,
     OLLAMA_IMAGE,
     UserDataError,
     encode_user_data,
     render_user_data,
 )
-from remote_ollama.cloud.pki import (
+from remote_ollama.vm.pki import (
     VMCredentials,
     client_ssl_context,
     generate_vm_credentials,
     server_ssl_context,
 )
-from remote_ollama.resource import VM_TLS_SERVER_NAME
 
 SCHEMA_JSON = Path("/usr/lib/python3/dist-packages/cloudinit/config/schemas/schema-cloud-config-v1.json")
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from remote_ollama import placement
-from remote_ollama.placement import PlacementState
-from remote_ollama.resource import SpecError, parse_spec
+from remote_ollama.core import placement
+from remote_ollama.core.placement import PlacementState
+from remote_ollama.spec.model import SpecError
+from remote_ollama.spec.parse import parse_spec
 
 SPEC = parse_spec(
     {

@@ -1,4 +1,4 @@
-"""The price table lives in one place (remote_ollama/cost.py); the chart's values and the plain
+"""The price table lives in one place (remote_ollama/core/cost.py); the chart's values and the plain
 manifests carry exactly it, and the instance CLI and both shells read it from there."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from remote_ollama import cost
+from remote_ollama.core import cost
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = {"currency": cost.DEFAULT_CURRENCY, "perHour": cost.DEFAULT_PER_HOUR}

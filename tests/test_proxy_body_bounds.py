@@ -15,7 +15,7 @@ from proxy_process import ProxyProcess, proxy_process, tls_upstream
 from proxy_world import MODELS
 
 from remote_ollama.proxy.held_body import held_fields
-from remote_ollama.sandbox.ollama import make_ollama_app
+from remote_ollama.sandbox.ollama.server import make_ollama_app
 
 MiB = 1 << 20
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from remote_ollama.operator.proxy_main import ResourceFollower
+from remote_ollama.kube.proxy_main import ResourceFollower
 from remote_ollama.proxy.interfaces import NotReady
 from remote_ollama.proxy.local import LocalResolver
 

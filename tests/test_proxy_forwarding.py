@@ -15,7 +15,7 @@ import pytest
 from proxy_world import API_KEY, MODELS, World, world
 
 from remote_ollama.proxy.interfaces import ProxySettings, Upstream
-from remote_ollama.resource import API_KEY_HEADER
+from remote_ollama.spec.names import API_KEY_HEADER
 
 MODEL = MODELS[0]
 

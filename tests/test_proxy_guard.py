@@ -14,7 +14,7 @@ from waiting import until
 
 from remote_ollama.proxy.app import PROXY_KEY
 from remote_ollama.proxy.interfaces import ProxySettings
-from remote_ollama.resource import API_KEY_HEADER
+from remote_ollama.spec.names import API_KEY_HEADER
 
 MODEL = MODELS[0]
 KEY = "client-key-0123456789abcdef"

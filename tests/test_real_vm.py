@@ -19,16 +19,16 @@ from ollama_real.real_vm import RealVMFleet
 from ollama_real.server import TINY, VERSION, RealOllama
 from subprocess_world import Program, clean_env, free_port
 
-from remote_ollama.cloud.cloudinit import encode_user_data, render_user_data
-from remote_ollama.cloud.pki import VMCredentials, client_ssl_context, generate_vm_credentials
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import ProxySettings, Upstream
 from remote_ollama.proxy.local import LocalResolver, RecordingSink
-from remote_ollama.resource import API_KEY_HEADER, VM_PORT, VM_TLS_SERVER_NAME
-from remote_ollama.sandbox.exoscale_api import SimTimings, SimulatorThread
-from remote_ollama.sandbox.exoscale_catalog import InstanceTypeEntry
-from remote_ollama.sandbox.exoscale_state import Instance
+from remote_ollama.sandbox.exoscale.api import SimulatorThread
+from remote_ollama.sandbox.exoscale.catalog import InstanceTypeEntry
+from remote_ollama.sandbox.exoscale.state import Instance, SimTimings
 from remote_ollama.sandbox.vm import SimulatedVM
+from remote_ollama.spec.names import API_KEY_HEADER, VM_PORT, VM_TLS_SERVER_NAME
+from remote_ollama.vm.cloudinit import encode_user_data, render_user_data
+from remote_ollama.vm.pki import VMCredentials, client_ssl_context, generate_vm_credentials
 
 KEY, SECRET = "EXOrealvmtest", "real-vm-test-secret"
 NO_CERT = "400 No required SSL certificate was sent"

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 from proxy_world import MODELS, world
 
-from remote_ollama.operator.proxy_main import budget_resets_at
+from remote_ollama.kube.proxy_main import budget_resets_at
 from remote_ollama.proxy.interfaces import ProxySettings
 
 

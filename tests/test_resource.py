@@ -2,13 +2,9 @@
 
 import pytest
 
-from remote_ollama.resource import (
-    SpecError,
-    format_duration,
-    parse_duration,
-    parse_instance_type,
-    parse_spec,
-)
+from remote_ollama.spec.model import SpecError
+from remote_ollama.spec.parse import parse_spec
+from remote_ollama.spec.sections import format_duration, parse_duration, parse_instance_type
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from remote_ollama.schedule import active_window, next_edge, parse_window
+from remote_ollama.spec.schedule import active_window, next_edge, parse_window
 
 OFFICE = parse_window(
     {

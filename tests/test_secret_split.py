@@ -6,10 +6,10 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from remote_ollama.cloud.pki import VMCredentials, generate_vm_credentials
-from remote_ollama.operator import children
-from remote_ollama.operator.context import SecretStore
-from remote_ollama.vm_ollama import InstanceRecord
+from remote_ollama.engine.vm_client import InstanceRecord
+from remote_ollama.kube.operator import children
+from remote_ollama.kube.operator.context import SecretStore
+from remote_ollama.vm.pki import VMCredentials, generate_vm_credentials
 
 BODY = {
     "apiVersion": "remoteollama.dev/v1alpha1",

@@ -10,14 +10,17 @@ from typing import Any
 
 import pytest
 
-from remote_ollama.cloud.async_cloud import AsyncExoscaleCloud
-from remote_ollama.cloud.cloudinit import encode_user_data, render_user_data
 from remote_ollama.cloud.errors import CloudError
-from remote_ollama.cloud.exoscale import owner_labels
-from remote_ollama.cloud.pki import VMCredentials, generate_vm_credentials
-from remote_ollama.reconciler import CredentialStore, InstanceRecord, Reconciler, Target
-from remote_ollama.resource import Spec, legacy_security_group_name, security_group_name
-from remote_ollama.sandbox.exoscale_api import ExoscaleSimulator, SimTimings
+from remote_ollama.cloud.exoscale.adapter import owner_labels
+from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
+from remote_ollama.engine.reconciler import Reconciler, Target
+from remote_ollama.engine.vm_client import CredentialStore, InstanceRecord
+from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
+from remote_ollama.sandbox.exoscale.state import SimTimings
+from remote_ollama.spec.model import Spec
+from remote_ollama.spec.names import legacy_security_group_name, security_group_name
+from remote_ollama.vm.cloudinit import encode_user_data, render_user_data
+from remote_ollama.vm.pki import VMCredentials, generate_vm_credentials
 
 KEY, SECRET, ZONE = "EXOsgtest0123456789", "sg-test-secret", "at-vie-2"
 CLUSTER = "0f5e2d9c-1111-4222-8333-444455556666"

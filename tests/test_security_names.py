@@ -13,9 +13,10 @@ import pytest
 from aiohttp import web
 from crd_schema import validate_remoteollama
 
-from remote_ollama.operator.context import OPERATOR, ResourceContext
-from remote_ollama.operator.kubeapi import KubeAPI, path_for, segment
-from remote_ollama.resource import Spec, SpecError, parse_spec
+from remote_ollama.kube.api import KubeAPI, path_for, segment
+from remote_ollama.kube.operator.context import OPERATOR, ResourceContext
+from remote_ollama.spec.model import Spec, SpecError
+from remote_ollama.spec.parse import parse_spec
 
 TRAVERSAL = "../../team-b/secrets/exoscale-credentials"
 TEAM_B_SECRET = "/api/v1/namespaces/team-b/secrets/exoscale-credentials"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from remote_ollama.settings import ConfigError, StandaloneConfig
+from remote_ollama.local.settings import ConfigError, StandaloneConfig
 
 BASE = {"EXOSCALE_API_KEY": "EXOkey", "EXOSCALE_API_SECRET": "secret"}
 

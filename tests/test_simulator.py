@@ -28,9 +28,10 @@ from exoscale.api.exceptions import (
 from exoscale.api.v2 import Client
 from exoscale_auth import ExoscaleV2Auth
 
-from remote_ollama.cloud.pki import generate_vm_credentials
-from remote_ollama.resource import API_KEY_HEADER, VM_PORT, VM_TLS_SERVER_NAME
-from remote_ollama.sandbox.exoscale_api import ExoscaleSimulator, SimTimings, SimulatorThread
+from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator, SimulatorThread
+from remote_ollama.sandbox.exoscale.state import SimTimings
+from remote_ollama.spec.names import API_KEY_HEADER, VM_PORT, VM_TLS_SERVER_NAME
+from remote_ollama.vm.pki import generate_vm_credentials
 
 KEY, SECRET = "EXOtestkey", "test-secret"
 VM_KEY = "vm-api-key-0123456789"
@@ -361,8 +362,8 @@ async def test_user_data_from_the_cloud_init_renderer_sets_up_the_vm(
     """The contract with cloud/cloudinit.py: its files are exactly what the VM reads; the VM
     requires the client certificate of its CA (mutual TLS); a user-data replaced after the first
     boot (update-instance, as the operator scrubs the key) is recorded and changes nothing on the VM."""
-    from remote_ollama.cloud.cloudinit import encode_user_data, render_user_data
-    from remote_ollama.cloud.pki import client_ssl_context, generate_vm_credentials
+    from remote_ollama.vm.cloudinit import encode_user_data, render_user_data
+    from remote_ollama.vm.pki import client_ssl_context, generate_vm_credentials
 
     creds = generate_vm_credentials()
     instance_id = await create_instance(client, encode_user_data(render_user_data(creds, ["qwen2.5:0.5b"])))
@@ -621,7 +622,9 @@ async def test_fallback_ollama_when_the_full_simulation_is_missing(monkeypatch: 
 
     from remote_ollama.sandbox.vm import make_vm_ollama_app
 
-    monkeypatch.setitem(sys.modules, "remote_ollama.sandbox.ollama", None)  # import now raises ImportError
+    monkeypatch.setitem(
+        sys.modules, "remote_ollama.sandbox.ollama.server", None
+    )  # import now raises ImportError
     app = make_vm_ollama_app(["m:1"], token_delay=0.0, pull_delay=0.0)
     async with TestClient(TestServer(app)) as http:
         assert await (await http.get("/")).text() == "Ollama is running"

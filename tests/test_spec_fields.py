@@ -1,4 +1,4 @@
-"""The settings model's table (remote_ollama/spec_fields.py) and the CRD's openAPIV3Schema agree on
+"""The settings model's table (remote_ollama/spec/fields.py) and the CRD's openAPIV3Schema agree on
 every field: the same fields, and for each the same type, default, enum, pattern and bounds."""
 
 from __future__ import annotations
@@ -8,8 +8,10 @@ from typing import Any
 
 from crd_schema import openapi_schema
 
-from remote_ollama import resource, spec_fields
-from remote_ollama.spec_fields import DURATION_PATTERN, FIELD, FIELDS
+from remote_ollama.spec import fields as spec_fields
+from remote_ollama.spec.fields import DURATION_PATTERN, FIELD, FIELDS
+from remote_ollama.spec.parse import parse_spec
+from remote_ollama.spec.sections import MAX_DISK, MIN_DISK, parse_duration
 
 KEYS = {
     "default": "default",
@@ -73,18 +75,18 @@ def test_every_type_default_enum_pattern_and_bound_agree() -> None:
 
 def test_the_parser_uses_the_table() -> None:
     """parse_spec's defaults are the table's (parsed), so the CR path, standalone and the proxy agree."""
-    spec = resource.parse_spec({"credentialsSecretRef": {"name": "c"}})
+    spec = parse_spec({"credentialsSecretRef": {"name": "c"}})
     assert spec.zone == FIELD["zone"].default and FIELD["zone"].enum == spec_fields.ZONES
     assert spec.instance_type.name == FIELD["instanceType"].default
     assert spec.template == FIELD["template"].default
     assert spec.disk_size == FIELD["diskSize"].default
     assert list(spec.models) == FIELD["models"].default
-    assert spec.idle.stop_after == resource.parse_duration(FIELD["idle"].default["stopAfter"])
-    assert spec.idle.destroy_after == resource.parse_duration(FIELD["idle"].default["destroyAfter"])
-    assert spec.wake.hold_timeout == resource.parse_duration(FIELD["wake.holdTimeout"].default)
+    assert spec.idle.stop_after == parse_duration(FIELD["idle"].default["stopAfter"])
+    assert spec.idle.destroy_after == parse_duration(FIELD["idle"].default["destroyAfter"])
+    assert spec.wake.hold_timeout == parse_duration(FIELD["wake.holdTimeout"].default)
     assert spec.wake.max_held_requests == FIELD["wake.maxHeldRequests"].default
     assert spec.wake.max_held_body_bytes == FIELD["wake.maxHeldBodyBytes"].default
     assert spec.keep_alive == FIELD["keepAlive"].default and spec.warm_up is FIELD["warmUp"].default
     assert spec.model_management is FIELD["modelManagement"].default
     assert list(spec.allowed_source_cidrs) == FIELD["allowedSourceCIDRs"].default
-    assert (FIELD["diskSize"].minimum, FIELD["diskSize"].maximum) == (resource.MIN_DISK, resource.MAX_DISK)
+    assert (FIELD["diskSize"].minimum, FIELD["diskSize"].maximum) == (MIN_DISK, MAX_DISK)

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from subprocess_world import Program, clean_env, free_port, wait_until
 
-from remote_ollama.lifecycle import Memory, Phase
-from remote_ollama.sandbox.exoscale_api import SimTimings, SimulatorThread
-from remote_ollama.sandbox.exoscale_state import GONE_STATES
-from remote_ollama.settings import ConfigError, StandaloneConfig
-from remote_ollama.state_file import StandaloneState, StateFile
+from remote_ollama.core.types import Memory, Phase
+from remote_ollama.local.settings import ConfigError, StandaloneConfig
+from remote_ollama.local.state_file import StandaloneState, StateFile
+from remote_ollama.sandbox.exoscale.api import SimulatorThread
+from remote_ollama.sandbox.exoscale.state import GONE_STATES, SimTimings
 
 KEY, SECRET = "EXOstandalonetest", "standalone-test-secret"
 MODEL = "granite3.1-dense:8b"
@@ -290,8 +290,8 @@ def test_config_lists_every_problem() -> None:
 
 
 def test_a_vm_key_nginx_could_not_match_is_a_config_problem() -> None:
-    from remote_ollama.cloud import cloudinit
-    from remote_ollama.settings import VM_KEY_RE
+    from remote_ollama.local.settings import VM_KEY_RE
+    from remote_ollama.vm import cloudinit
 
     assert VM_KEY_RE.pattern == cloudinit._API_KEY_RE.pattern
     base = {"EXOSCALE_API_KEY": "EXOk", "EXOSCALE_API_SECRET": "s"}

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from subprocess_world import Program, clean_env, free_port, wait_until
 
-from remote_ollama.sandbox.exoscale_api import SimTimings, SimulatorThread
+from remote_ollama.sandbox.exoscale.api import SimulatorThread
+from remote_ollama.sandbox.exoscale.state import SimTimings
 
 KEY, SECRET = "EXOstandalonesec", "standalone-sec-secret"
 CLIENT_KEY = "laptop-key-0123456789abcdef"

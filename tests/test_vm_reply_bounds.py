@@ -17,13 +17,15 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from remote_ollama import vm_ollama
-from remote_ollama.cloud.async_cloud import AsyncExoscaleCloud
-from remote_ollama.cloud.pki import VMCredentials, generate_vm_credentials
-from remote_ollama.lifecycle import Action, ActionKind, ObservedInstance
-from remote_ollama.reconciler import CredentialStore, InstanceRecord, Reconciler, Target
-from remote_ollama.resource import VM_PORT
+from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
+from remote_ollama.core.observed import ObservedInstance
+from remote_ollama.core.types import Action, ActionKind
+from remote_ollama.engine import vm_client as vm_ollama
+from remote_ollama.engine.reconciler import Reconciler, Target
+from remote_ollama.engine.vm_client import CredentialStore, InstanceRecord
 from remote_ollama.sandbox.vm import LoopbackPool, server_ssl_context
+from remote_ollama.spec.names import VM_PORT
+from remote_ollama.vm.pki import VMCredentials, generate_vm_credentials
 
 MiB = 1 << 20
 BOMB = 64 * MiB  # the issue measured a 400 MiB /api/tags: the operator reached 7.1 GiB

@@ -7,7 +7,7 @@ import re
 from crd_schema import openapi_schema
 
 from remote_ollama.cloud import errors
-from remote_ollama.vocabulary import ConditionType, Reason
+from remote_ollama.spec.vocabulary import ConditionType, Reason
 
 
 def test_cloud_errors_use_the_vocabulary_and_retryable_is_not_permanent() -> None:

@@ -7,7 +7,7 @@ template), and the proxy refuses requests at once on the same reasons.
 
 from __future__ import annotations
 
-from ..vocabulary import Reason
+from remote_ollama.spec.vocabulary import Reason
 
 
 class CloudError(Exception):

@@ -21,8 +21,9 @@ thread (`sync.py`); `config.py` turns keywords and environment variables into th
 
 from __future__ import annotations
 
-from ..resource import VM_TLS_SERVER_NAME
-from ..settings import ConfigError, default_state_file
+from remote_ollama.local.settings import ConfigError, default_state_file
+from remote_ollama.spec.names import VM_TLS_SERVER_NAME
+
 from .aio import AsyncRemoteOllama, InstanceNotReady
 from .config import config_from
 from .sync import RemoteOllama

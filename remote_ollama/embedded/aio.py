@@ -13,14 +13,15 @@ from typing import Any
 
 from aiohttp import web
 
-from ..cloud.async_cloud import AsyncExoscaleCloud
-from ..lifecycle import Memory, Phase
-from ..ollama_release import version_of
+from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
+from remote_ollama.core.types import Memory, Phase
+from remote_ollama.local.controller import LocalController, make_cloud
+from remote_ollama.local.settings import StandaloneConfig
+from remote_ollama.spec.model import Spec
+from remote_ollama.vm.ollama_release import version_of
+
 from ..proxy.app import PROXY_KEY, make_proxy_app, start_proxy
 from ..proxy.interfaces import NotReady, ProxySettings
-from ..resource import Spec
-from ..settings import StandaloneConfig
-from ..standalone import LocalController, make_cloud
 from .config import KWARG_ENV, config_from
 
 

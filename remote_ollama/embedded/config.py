@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..settings import StandaloneConfig, default_state_file
+from remote_ollama.local.settings import StandaloneConfig, default_state_file
 
 KWARG_ENV = {
     "api_key": "EXOSCALE_API_KEY",

@@ -10,7 +10,8 @@ from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, TypeVar
 
-from ..settings import StandaloneConfig
+from remote_ollama.local.settings import StandaloneConfig
+
 from .aio import AsyncRemoteOllama
 
 T = TypeVar("T")

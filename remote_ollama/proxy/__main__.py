@@ -15,8 +15,8 @@ import sys
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import ProxySettings, Upstream
 from remote_ollama.proxy.local import LocalResolver, RecordingSink
-from remote_ollama.resource import DEFAULT_MAX_HELD_BODY
-from remote_ollama.runloop import run
+from remote_ollama.proxy.runloop import run
+from remote_ollama.spec.sections import DEFAULT_MAX_HELD_BODY
 
 
 def main(argv: list[str] | None = None) -> None:

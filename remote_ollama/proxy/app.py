@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from remote_ollama.bounded import TooLarge, read_capped
 from remote_ollama.proxy.activity import ActivityReporter
 from remote_ollama.proxy.cors import OriginPolicy, is_preflight
 from remote_ollama.proxy.guard import (
@@ -47,6 +46,7 @@ from remote_ollama.proxy.upstream import (
     UpstreamPool,
     UpstreamUnreachable,
 )
+from remote_ollama.vm.bounded import TooLarge, read_capped
 
 _ORIGIN = web.RequestKey("cors_origin", str)
 _HELD = web.RequestKey("held", bool)  # this request waited for the VM (for the first-byte metric)

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from remote_ollama.ollama_release import DEFAULT_OLLAMA_VERSION
-from remote_ollama.resource import (
+from remote_ollama.spec.sections import (
     DEFAULT_ACTIVITY_INTERVAL,
     DEFAULT_HOLD_TIMEOUT,
     DEFAULT_MAX_HELD,
     DEFAULT_MAX_HELD_BODY,
 )
+from remote_ollama.vm.ollama_release import DEFAULT_OLLAMA_VERSION
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class NotReady(Exception):
         self.phase = phase
         self.message = message
         self.refused = refused
-        self.reason = reason  # the status vocabulary's word (remote_ollama.vocabulary.Reason), if any
+        self.reason = reason  # the status vocabulary's word (remote_ollama.spec.vocabulary.Reason), if any
         self.retry_at = retry_at
 
 

@@ -6,7 +6,7 @@ import asyncio
 from datetime import datetime
 
 from remote_ollama.proxy.interfaces import NotReady, Upstream, UpstreamState
-from remote_ollama.runloop import wait_at_most
+from remote_ollama.proxy.runloop import wait_at_most
 
 
 class LocalResolver:

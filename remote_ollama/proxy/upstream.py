@@ -20,12 +20,12 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from remote_ollama.bounded import TooLarge, read_capped
 from remote_ollama.proxy.guard import HeldBodies
 from remote_ollama.proxy.interfaces import Upstream
 from remote_ollama.proxy.metrics import ProxyMetrics
 from remote_ollama.proxy.nginx_pages import PAGE_CAP, NginxRefusal, is_nginx_page, translate
-from remote_ollama.resource import API_KEY_HEADER
+from remote_ollama.spec.names import API_KEY_HEADER
+from remote_ollama.vm.bounded import TooLarge, read_capped
 
 log = logging.getLogger(__name__)
 

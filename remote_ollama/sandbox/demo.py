@@ -12,13 +12,20 @@ import shlex
 import tempfile
 from pathlib import Path
 
-from ..cloud.async_cloud import AsyncExoscaleCloud
-from ..resource import IdlePolicy, Spec, WakePolicy, format_duration, parse_duration, parse_instance_type
-from ..serve import serve_standalone
-from ..settings import StandaloneConfig
-from ..standalone import LocalController
-from .exoscale_api import ExoscaleSimulator
-from .exoscale_state import SimTimings
+from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
+from remote_ollama.local.controller import LocalController
+from remote_ollama.local.serve import serve_standalone
+from remote_ollama.local.settings import StandaloneConfig
+from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
+from remote_ollama.sandbox.exoscale.state import SimTimings
+from remote_ollama.spec.model import Spec
+from remote_ollama.spec.sections import (
+    IdlePolicy,
+    WakePolicy,
+    format_duration,
+    parse_duration,
+    parse_instance_type,
+)
 
 log = logging.getLogger("remote_ollama")
 

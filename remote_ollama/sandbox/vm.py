@@ -33,9 +33,9 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from remote_ollama.ollama_release import DEFAULT_OLLAMA_VERSION, version_of
-from remote_ollama.resource import API_KEY_HEADER, VM_PORT
-from remote_ollama.sandbox.exoscale_state import Instance, SimTimings
+from remote_ollama.sandbox.exoscale.state import Instance, SimTimings
+from remote_ollama.spec.names import API_KEY_HEADER, VM_PORT
+from remote_ollama.vm.ollama_release import DEFAULT_OLLAMA_VERSION, version_of
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ MODELS_PATH = f"{CONFIG_DIR}/models"
 OLLAMA_UNIT_PATH = "/etc/systemd/system/remote-ollama-ollama.service"
 _IMAGE_RE = re.compile(r"^ExecStart=/usr/bin/docker run .* (\S+)\s*$", re.MULTILINE)
 
-# What the cloud-init nginx site answers (cloud/cloudinit.py: `return 401 '…'` under default_type).
+# What the cloud-init nginx site answers (vm/cloudinit.py: `return 401 '…'` under default_type).
 NGINX_401 = '{"error":"missing or wrong X-Ollama-Key"}\n'
 
 
@@ -143,7 +143,7 @@ def server_ssl_context(cert_pem: bytes, key_pem: bytes, client_ca_pem: bytes | N
 
 
 def _fallback_ollama_app(models: list[str], *, token_delay: float, pull_delay: float) -> web.Application:
-    """A minimal Ollama used until remote_ollama.sandbox.ollama exists."""
+    """A minimal Ollama used until remote_ollama.sandbox.ollama.server exists."""
     ready_at = time.monotonic() + pull_delay
 
     def present() -> list[str]:
@@ -191,7 +191,7 @@ def make_vm_ollama_app(
     models: list[str], *, token_delay: float, pull_delay: float, version: str = DEFAULT_OLLAMA_VERSION
 ) -> web.Application:
     try:
-        from remote_ollama.sandbox.ollama import make_ollama_app
+        from remote_ollama.sandbox.ollama.server import make_ollama_app
     except ImportError:
         return _fallback_ollama_app(models, token_delay=token_delay, pull_delay=pull_delay)
     app: web.Application = make_ollama_app(

@@ -11,7 +11,7 @@ import pytest
 from cloud_world import ENGINE_OPERATIONS, cloud_world, full_cycle, until
 from summary import record
 
-from remote_ollama.sandbox.exoscale_state import FailRule
+from remote_ollama.sandbox.exoscale.state import FailRule
 
 RETRIES = 3
 

@@ -14,17 +14,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from proxy_world import World, threaded_world
 
-from remote_ollama.operator.status import parse_time
-from remote_ollama.resource import (
+from remote_ollama.kube.operator.status import parse_time
+from remote_ollama.spec.fields import ZONES
+from remote_ollama.spec.model import Spec, SpecError
+from remote_ollama.spec.parse import parse_spec
+from remote_ollama.spec.sections import (
     KNOWN_SIZES,
-    ZONES,
     IdlePolicy,
-    Spec,
-    SpecError,
     format_duration,
     parse_duration,
     parse_instance_type,
-    parse_spec,
 )
 
 json_values = st.recursive(

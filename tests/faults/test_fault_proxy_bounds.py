@@ -14,7 +14,7 @@ from proxy_process import proxy_process, tls_upstream
 from proxy_world import MODELS
 from summary import record
 
-from remote_ollama.sandbox.ollama import make_ollama_app
+from remote_ollama.sandbox.ollama.server import make_ollama_app
 
 HELD_BODY = 400 << 20  # 400 MB: what the reporter sent
 MAX_BODY = 64 << 20

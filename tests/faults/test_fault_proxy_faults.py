@@ -17,7 +17,7 @@ from proxy_world import MODELS, world
 from summary import record
 
 from remote_ollama.proxy.interfaces import ProxySettings
-from remote_ollama.sandbox.ollama import make_ollama_app
+from remote_ollama.sandbox.ollama.server import make_ollama_app
 
 MODEL = MODELS[0]
 

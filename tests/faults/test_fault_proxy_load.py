@@ -14,7 +14,7 @@ from proxy_process import proxy_process, tls_upstream
 from proxy_world import MODELS
 from summary import record
 
-from remote_ollama.sandbox.ollama import make_ollama_app
+from remote_ollama.sandbox.ollama.server import make_ollama_app
 
 
 async def stream_many(n: int, tmp_path: Path) -> tuple[int, int, float, float]:

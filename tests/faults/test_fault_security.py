@@ -18,7 +18,7 @@ from summary import record
 
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import ProxySettings, Upstream
-from remote_ollama.resource import API_KEY_HEADER, VM_PORT, VM_TLS_SERVER_NAME
+from remote_ollama.spec.names import API_KEY_HEADER, VM_PORT, VM_TLS_SERVER_NAME
 
 
 async def test_vm_key_and_ca_are_random_per_vm_and_rotated_on_recreate(tmp_path: Path) -> None:

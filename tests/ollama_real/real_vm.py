@@ -22,10 +22,10 @@ from pathlib import Path
 import yaml
 from cluster.control_plane import _die_with_parent
 
-from remote_ollama.cloud.cloudinit import CONF_DIR, NGINX_SITE_PATH, PROXY_PORT
-from remote_ollama.resource import VM_PORT
-from remote_ollama.sandbox.exoscale_state import Instance
+from remote_ollama.sandbox.exoscale.state import Instance
 from remote_ollama.sandbox.vm import LoopbackPool
+from remote_ollama.spec.names import PROXY_PORT, VM_PORT
+from remote_ollama.vm.cloudinit import CONF_DIR, NGINX_SITE_PATH
 
 log = logging.getLogger(__name__)
 

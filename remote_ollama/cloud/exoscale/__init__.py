@@ -1,0 +1,1 @@
+"""The Exoscale adapter: instances, catalogue, security groups, transport."""

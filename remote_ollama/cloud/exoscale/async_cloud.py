@@ -1,0 +1,101 @@
+"""The adapter's verbs for asyncio code: each blocking SDK call runs in a worker thread, never on
+the event loop, so one slow cloud call never stalls the proxy or another resource's reconcile."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from remote_ollama.core.observed import ObservedInstance
+from remote_ollama.spec.names import VM_PORT
+
+from .adapter import ExoscaleCloud
+from .transport import JSON
+
+
+class AsyncExoscaleCloud:
+    """The same verbs for asyncio code: each call runs in a worker thread, never on the loop."""
+
+    def __init__(self, cloud: ExoscaleCloud):
+        self.sync = cloud
+        self.zone = cloud.zone
+
+    @classmethod
+    def connect(cls, api_key: str, api_secret: str, zone: str, **kwargs: Any) -> AsyncExoscaleCloud:
+        return cls(ExoscaleCloud(api_key, api_secret, zone, **kwargs))
+
+    async def check_credentials(self) -> None:
+        await asyncio.to_thread(self.sync.check_credentials)
+
+    async def resolve_instance_type(self, name: str) -> JSON:
+        return await asyncio.to_thread(self.sync.resolve_instance_type, name)
+
+    async def resolve_template(self, name: str) -> JSON:
+        return await asyncio.to_thread(self.sync.resolve_template, name)
+
+    async def check_gpu_quota(self, family: str, gpus: int = 1) -> None:
+        await asyncio.to_thread(self.sync.check_gpu_quota, family, gpus)
+
+    async def ensure_security_group(
+        self, name: str, cidrs: Sequence[str], port: int = VM_PORT, *, owner: str | None = None
+    ) -> str:
+        return await asyncio.to_thread(self.sync.ensure_security_group, name, cidrs, port, owner=owner)
+
+    async def update_user_data(self, instance_id: str, user_data_b64: str) -> None:
+        await asyncio.to_thread(self.sync.update_user_data, instance_id, user_data_b64)
+
+    async def instance_security_groups(self, instance_id: str) -> list[str]:
+        return await asyncio.to_thread(self.sync.instance_security_groups, instance_id)
+
+    async def delete_security_group(self, name: str, *, deadline: float = 120) -> None:
+        await asyncio.to_thread(self.sync.delete_security_group, name, deadline=deadline)
+
+    async def find_instances(self, labels: Mapping[str, str]) -> list[ObservedInstance]:
+        return await asyncio.to_thread(self.sync.find_instances, labels)
+
+    async def find_instance(self, owner_uid: str, cluster: str) -> ObservedInstance | None:
+        return await asyncio.to_thread(self.sync.find_instance, owner_uid, cluster)
+
+    async def get_instance(self, instance_id: str) -> ObservedInstance | None:
+        return await asyncio.to_thread(self.sync.get_instance, instance_id)
+
+    async def create_instance(
+        self,
+        name: str,
+        instance_type: str | Mapping[str, Any],
+        template: str | Mapping[str, Any],
+        disk_size: int,
+        user_data_b64: str,
+        security_group_id: str,
+        labels: Mapping[str, str],
+        wait: bool = True,
+        deadline: float = 600,
+        confirm: bool = False,
+    ) -> ObservedInstance:
+        return await asyncio.to_thread(
+            self.sync.create_instance,
+            name,
+            instance_type,
+            template,
+            disk_size,
+            user_data_b64,
+            security_group_id,
+            labels,
+            wait,
+            deadline,
+            confirm,
+        )
+
+    async def start_instance(
+        self, instance_id: str, wait: bool = True, deadline: float = 600, confirm: bool = False
+    ) -> ObservedInstance:
+        return await asyncio.to_thread(self.sync.start_instance, instance_id, wait, deadline, confirm)
+
+    async def stop_instance(
+        self, instance_id: str, wait: bool = True, deadline: float = 600
+    ) -> ObservedInstance:
+        return await asyncio.to_thread(self.sync.stop_instance, instance_id, wait, deadline)
+
+    async def delete_instance(self, instance_id: str, wait: bool = True, deadline: float = 600) -> None:
+        await asyncio.to_thread(self.sync.delete_instance, instance_id, wait, deadline)

@@ -1,0 +1,1 @@
+"""The pure decisions: the lifecycle round, cost, placement, backoff."""

@@ -1,0 +1,308 @@
+"""The round's side of the VM's own Ollama (through its TLS front, with the client certificate and
+key): probing it, watching it come up, pulling models and warming one up. A mixin of `Reconciler`,
+which holds the state these use (credentials store, callbacks, tasks, one HTTP session).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import ssl
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from remote_ollama.core.lifecycle import WARM_UP_TIMEOUT, endpoint_for
+from remote_ollama.core.observed import ObservedInstance
+from remote_ollama.core.types import Action, Health
+from remote_ollama.spec.names import API_KEY_HEADER, VM_TLS_SERVER_NAME
+from remote_ollama.vm.bounded import TooLarge, capped_lines, hang_up, read_capped
+from remote_ollama.vm.pki import VMCredentials
+
+log = logging.getLogger("remote_ollama.engine.reconciler")
+
+PROBE_TIMEOUT = 5.0
+# While a VM comes up, its Ollama is asked this often (directly, not the cloud API), so the round
+# that declares it Ready runs within a second of it answering instead of at the next 5 s recheck.
+WATCH_INTERVAL = 0.25
+WATCH_ATTEMPT_TIMEOUT = 1.0
+WATCH_FOR = 1800.0
+# The most the operator reads of one VM reply (or one line of pull progress): /api/tags of a VM with
+# hundreds of models is tens of KiB; the VM runs an image the tenant chose, and the operator is shared.
+MAX_VM_REPLY = 1 << 20
+# A pull still going after this is abandoned (it is asked again by a later round while models lack).
+PULL_DEADLINE = 4 * 3600.0
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """Which instance this store's owner created, kept beside its credentials where tenants cannot
+    point it elsewhere (status is only a mirror). The creation token, a random label written before
+    the create call, finds the instance after a crash between the create and recording its id:
+    nobody else can know it before our instance shows it."""
+
+    instance_id: str | None = None
+    creation_token: str | None = None
+
+    def to_data(self) -> dict[str, str]:
+        out = {RECORD_INSTANCE_ID: self.instance_id or "", RECORD_CREATION_TOKEN: self.creation_token or ""}
+        return {k: v for k, v in out.items() if v}
+
+    @classmethod
+    def from_data(cls, data: dict[str, str] | None) -> InstanceRecord:
+        data = data or {}
+        return cls(data.get(RECORD_INSTANCE_ID) or None, data.get(RECORD_CREATION_TOKEN) or None)
+
+    @property
+    def empty(self) -> bool:
+        return self.instance_id is None and self.creation_token is None
+
+
+RECORD_INSTANCE_ID = "instance-id"
+RECORD_CREATION_TOKEN = "creation-token"
+RECORD_KEYS = (RECORD_INSTANCE_ID, RECORD_CREATION_TOKEN)
+# The models' /api/show answers are kept (state file, status.ollama.show) up to this size in all:
+# the status object must stay far below etcd's 1.5 MiB, whatever a VM sends.
+MAX_DESCRIPTIONS = 256 * 1024
+
+
+class CredentialStore:
+    """Where the per-VM CA, certificate and API key live (a Secret, or the standalone state file),
+    and the record of the instance they were made for."""
+
+    async def load(self) -> VMCredentials | None:
+        raise NotImplementedError
+
+    async def save(self, creds: VMCredentials, record: InstanceRecord) -> None:
+        raise NotImplementedError
+
+    async def record(self) -> InstanceRecord | None:
+        """The record; None when the store holds no credentials (nothing was ever created)."""
+        raise NotImplementedError
+
+    async def keep(self, record: InstanceRecord) -> None:
+        """Replace the record, keeping the credentials."""
+        raise NotImplementedError
+
+
+class VMOllama:
+    """Talking to the VM's Ollama; the attributes are `Reconciler`'s dataclass fields."""
+
+    store: CredentialStore
+    notify: Callable[[], None] | None
+    answered: dict[str, Any]
+    on_answer: Callable[[dict[str, Any]], None] | None
+    _pulls: dict[str, asyncio.Task[None]]
+    _warm_ups: dict[str, asyncio.Task[None]]
+    _watch: asyncio.Task[None] | None
+    _ssl: tuple[str, ssl.SSLContext] | None
+    _session: aiohttp.ClientSession | None
+
+    def ssl_context(self, creds: VMCredentials) -> ssl.SSLContext:
+        """One context per CA (trusting it, presenting the client certificate it issued), so the
+        proxy's pool (keyed by context) survives unchanged credentials."""
+        if self._ssl is None or self._ssl[0] != creds.ca_pem:
+            self._ssl = (creds.ca_pem, creds.client_context())
+        return self._ssl[1]
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            # no keep-alive: probes are minutes apart, and hundreds of idle TLS connections cost memory
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT),
+                connector=aiohttp.TCPConnector(force_close=True),
+            )
+        return self._session
+
+    @contextlib.asynccontextmanager
+    async def _vm_response(
+        self, instance: ObservedInstance, creds: VMCredentials, method: str, path: str, **kw: Any
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        url = f"{endpoint_for(instance.public_ip)}{path}"
+        async with self._http().request(
+            method,
+            url,
+            ssl=self.ssl_context(creds),
+            server_hostname=VM_TLS_SERVER_NAME,
+            headers={API_KEY_HEADER: creds.api_key} if creds.api_key else {},
+            **kw,
+        ) as resp:
+            resp.raise_for_status()
+            try:
+                yield resp
+            except TooLarge:
+                hang_up(resp)
+                raise
+
+    async def _vm_request(
+        self, instance: ObservedInstance, creds: VMCredentials, method: str, path: str, **kw: Any
+    ) -> Any:
+        """The VM's JSON reply, read up to MAX_VM_REPLY (the VM runs the tenant's image: a bigger
+        reply is refused with TooLarge, a ValueError, instead of being held in the shared operator)."""
+        async with self._vm_response(instance, creds, method, path, **kw) as resp:
+            what = f"{method} {path} on instance {instance.id}"
+            return json.loads(await read_capped(resp.content, MAX_VM_REPLY, what))
+
+    async def probe(self, instance: ObservedInstance | None) -> Health | None:
+        """Ask the VM's Ollama (through its TLS front, with the key) for its version and models."""
+        if instance is None or instance.state != "running" or not instance.public_ip:
+            return None
+        creds = await self.store.load()
+        if creds is None:
+            return None
+        try:
+            version = await self._vm_request(instance, creds, "GET", "/api/version")
+            tags = await self._vm_request(instance, creds, "GET", "/api/tags")
+            models = tuple(str(m.get("name") or m.get("model", "")) for m in tags.get("models", []))
+            answered: dict[str, Any] = {
+                "version": str(version.get("version", "")),
+                "models": [m for m in tags.get("models", []) if isinstance(m, dict)],
+            }
+        except TooLarge as exc:
+            log.warning("probe of %s refused: %s", instance.id, exc)
+            return None
+        except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError, TypeError) as exc:
+            log.debug("probe of %s failed: %s", instance.id, type(exc).__name__)
+            return None
+        shows = await self._descriptions(instance, creds, answered["models"])
+        self.answered = {**answered, "show": shows}
+        if self.on_answer is not None:
+            self.on_answer(self.answered)
+        return Health(answered["version"], models, await self._loaded(instance, creds))
+
+    async def _descriptions(
+        self, instance: ObservedInstance, creds: VMCredentials, listed: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The VM's `/api/show` answer per listed model, kept with the list so the proxy describes a
+        model without waking the VM; asked again only when a model's digest changes."""
+        before = self.answered.get("show") or {}
+        digests = {m.get("name"): m.get("digest") for m in self.answered.get("models") or []}
+        shows: dict[str, Any] = {}
+        room = MAX_DESCRIPTIONS
+        for entry in listed:
+            name = str(entry.get("name") or entry.get("model") or "")
+            if name in before and digests.get(name) == entry.get("digest"):
+                shown = before[name]
+            else:
+                try:
+                    shown = await self._vm_request(instance, creds, "POST", "/api/show", json={"model": name})
+                except (aiohttp.ClientError, TimeoutError, ValueError) as exc:  # TooLarge is a ValueError
+                    log.debug("POST /api/show %s on %s failed: %s", name, instance.id, type(exc).__name__)
+                    continue
+            size = len(json.dumps(shown))
+            if isinstance(shown, dict) and size <= room:
+                shows[name], room = shown, room - size
+        return shows
+
+    async def _loaded(self, instance: ObservedInstance, creds: VMCredentials) -> tuple[str, ...] | None:
+        """Models in memory (GET /api/ps); None when the VM does not say (no warm-up then)."""
+        try:
+            ps = await self._vm_request(instance, creds, "GET", "/api/ps")
+            return tuple(str(m.get("name") or m.get("model", "")) for m in ps.get("models", []))
+        except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError, TypeError) as exc:
+            log.debug("GET /api/ps on %s failed: %s", instance.id, type(exc).__name__)
+            return None
+
+    def _watch_for_ollama(self, instance: ObservedInstance) -> None:
+        """Ask the VM's Ollama every WATCH_INTERVAL until it answers, then `notify` the shell once.
+
+        One task at a time; the cloud API is not called (the shell's next round does that).
+        """
+        if self._watch is not None and not self._watch.done():
+            return
+        self._watch = asyncio.create_task(self._watch_ollama(instance))
+
+    async def _watch_ollama(self, instance: ObservedInstance) -> None:
+        creds = await self.store.load()
+        if creds is None:
+            return
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + WATCH_FOR
+        attempt = aiohttp.ClientTimeout(total=WATCH_ATTEMPT_TIMEOUT)
+        while loop.time() < give_up:
+            try:
+                await self._vm_request(instance, creds, "GET", "/api/version", timeout=attempt)
+            except (aiohttp.ClientError, TimeoutError, ValueError, OSError):
+                await asyncio.sleep(WATCH_INTERVAL)
+                continue
+            log.debug("instance %s: Ollama answers; looking now", instance.id)
+            if self.notify is not None:
+                self.notify()
+            return
+
+    def _start_pulls(self, instance: ObservedInstance, action: Action) -> None:
+        for model in action.models:
+            task = self._pulls.get(model)
+            if task is None or task.done():
+                self._pulls[model] = asyncio.create_task(self._pull(instance, model))
+
+    async def _pull(self, instance: ObservedInstance, model: str) -> None:
+        creds = await self.store.load()
+        if creds is None:
+            return
+        what = f"POST /api/pull {model} on instance {instance.id}"
+        try:
+            async with self._vm_response(
+                instance,
+                creds,
+                "POST",
+                "/api/pull",
+                json={"model": model, "stream": True},
+                timeout=aiohttp.ClientTimeout(total=PULL_DEADLINE, sock_connect=PROBE_TIMEOUT),
+            ) as resp:
+                # progress line by line, each capped, only the last kept; the round sees the result
+                async for _line in capped_lines(resp.content, MAX_VM_REPLY, what):
+                    pass
+        except TooLarge as exc:
+            log.warning("pull refused: %s", exc)
+        except TimeoutError:
+            log.warning(
+                "%s: not done after %.0f s; abandoned (the next round asks again)", what, PULL_DEADLINE
+            )
+        except (aiohttp.ClientError, ValueError) as exc:
+            log.debug("%s failed: %s", what, type(exc).__name__)
+
+    def _start_warm_ups(self, instance: ObservedInstance, action: Action, keep_alive: str) -> None:
+        for model in action.models:
+            task = self._warm_ups.get(model)
+            if task is None or task.done():
+                self._warm_ups[model] = asyncio.create_task(self._warm_up(instance, model, keep_alive))
+
+    async def _warm_up(self, instance: ObservedInstance, model: str, keep_alive: str) -> None:
+        """An empty generate loads the model and answers once it is in memory (Ollama's own way)."""
+        creds = await self.store.load()
+        if creds is None:
+            return
+        try:
+            await self._vm_request(
+                instance,
+                creds,
+                "POST",
+                "/api/generate",
+                json={
+                    "model": model,
+                    "prompt": "",
+                    "keep_alive": ollama_keep_alive(keep_alive),
+                    "stream": False,
+                },
+                timeout=aiohttp.ClientTimeout(total=WARM_UP_TIMEOUT, sock_connect=PROBE_TIMEOUT),
+            )
+            log.info("warm-up: %s is loaded on %s", model, instance.id)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            log.warning("warm-up of %s on %s failed: %s", model, instance.id, str(exc) or type(exc).__name__)
+        finally:
+            if self.notify is not None:
+                self.notify()
+
+
+def ollama_keep_alive(text: str) -> str | float:
+    """Ollama reads a string keep_alive as a Go duration, which must carry a unit: "-1" and "0"
+    (allowed by the CRD) go as numbers of seconds."""
+    try:
+        return float(text)
+    except ValueError:
+        return text

@@ -1,0 +1,323 @@
+"""Process-wide operator state: the API client, the cluster id, one context per resource, orphans.
+
+Orphan clean-up deletes only instances with this cluster's label whose owner uid no longer
+exists, after a grace period: clusters and standalone users may share one Exoscale account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from remote_ollama import __version__
+from remote_ollama.cloud.errors import CloudError
+from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
+from remote_ollama.core.observed import GONE
+from remote_ollama.core.types import WakeTiming
+from remote_ollama.engine.metrics import LifecycleMetrics
+from remote_ollama.engine.reconciler import Reconciler, Target, instance_name
+from remote_ollama.engine.vm_client import RECORD_KEYS, CredentialStore, InstanceRecord
+from remote_ollama.kube.api import KubeAPI, KubeError, path_for
+from remote_ollama.spec.model import Spec
+from remote_ollama.spec.names import (
+    GROUP,
+    LABEL_CLUSTER,
+    LABEL_MANAGED_BY,
+    LABEL_MANAGED_BY_VALUE,
+    LABEL_OWNER,
+    PLURAL,
+    VERSION,
+    legacy_security_group_name,
+    secret_name,
+    security_group_name,
+    vm_secret_name,
+)
+from remote_ollama.vm.pki import KEY_CA, KEY_KEY, VMCredentials
+
+from . import children
+from .ownership import NameConflict, apply_owned, owned_by
+
+log = logging.getLogger("remote_ollama.kube.operator")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+ORPHAN_GRACE = 600.0  # seconds an unowned instance must stay unowned before it is deleted
+ORPHAN_EVERY = 600.0
+
+
+class SecretStore(CredentialStore):
+    """The resource's two Secrets, owned by it: `<name>-remote-ollama-vm`, the operator's (every VM
+    credential, the server key too, and the record of its instance), and `<name>-remote-ollama`,
+    the proxy's (the CA, the client certificate and key, the API key: what the proxy uses). A Secret
+    from before the split (everything in `<name>-remote-ollama`) is read until the next write."""
+
+    def __init__(self, api: KubeAPI, body: dict[str, Any]):
+        self.api = api
+        self.body = body
+        meta = body["metadata"]
+        self.namespace, self.uid = meta["namespace"], meta["uid"]
+        self.own, self.proxy = vm_secret_name(meta["name"]), secret_name(meta["name"])
+        self._cached: dict[str, str] | None = None
+
+    async def _read(self, name: str) -> dict[str, str] | None:
+        secret = await self.api.get(path_for("v1", "secrets", self.namespace, name))
+        if secret is None:
+            return None
+        if not owned_by(secret, self.uid):  # never trust another's keys
+            raise NameConflict("Secret", self.namespace, name)
+        return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+
+    async def _data(self) -> dict[str, str] | None:
+        if self._cached is None:
+            data = await self._read(self.own)
+            if data is None:  # before the split, the proxy's Secret held everything
+                legacy = await self._read(self.proxy)
+                data = legacy if legacy and legacy.get(KEY_KEY) else None
+            self._cached = data
+        return self._cached
+
+    async def load(self) -> VMCredentials | None:
+        data = await self._data()
+        try:
+            return VMCredentials.from_secret_data(data) if data else None
+        except KeyError:
+            return None
+
+    async def record(self) -> InstanceRecord | None:
+        data = await self._data()
+        return InstanceRecord.from_data(data) if data and data.get(KEY_CA) else None
+
+    async def save(self, creds: VMCredentials, record: InstanceRecord) -> None:
+        await self._write({**creds.to_secret_data(), **record.to_data()})
+
+    async def keep(self, record: InstanceRecord) -> None:
+        data = {k: v for k, v in (await self._data() or {}).items() if k not in RECORD_KEYS}
+        await self._write({**data, **record.to_data()})
+
+    async def _write(self, data: dict[str, str]) -> None:
+        await self._apply(self.own, data)
+        await self._apply(self.proxy, VMCredentials.from_secret_data(data).proxy_data())
+        self._cached = data
+
+    async def _apply(self, name: str, data: dict[str, str]) -> None:
+        collection = path_for("v1", "secrets", self.namespace)
+        body = children.vm_secret(self.body, data, name)
+        existing = await self.api.get(path_for("v1", "secrets", self.namespace, name))
+        # a merge patch keeps keys it does not name: those we no longer write are removed by name
+        body["data"].update({k: None for k in (existing or {}).get("data") or {} if k not in data})
+        await apply_owned(self.api, collection, body, self.uid, existing)
+
+
+@dataclass
+class ResourceContext:
+    uid: str
+    namespace: str
+    name: str
+    body: dict[str, Any]
+    kick: asyncio.Event = field(default_factory=asyncio.Event)
+    seen: tuple[Any, ...] | None = None
+    children_at: float = -1e9
+    children_generation: Any = None
+    access_generation: Any = None  # the generation whose allowedSourceCIDRs the security group has
+    blocked_rounds: int = 0
+    warned_annotations: set[str] = field(default_factory=set)
+    _reconciler: Reconciler | None = None
+    _cloud: AsyncExoscaleCloud | None = None
+
+    @property
+    def status_path(self) -> str:
+        return path_for(f"{GROUP}/{VERSION}", PLURAL, self.namespace, self.name, "status")
+
+    async def patch_status(self, patch: dict[str, Any]) -> None:
+        await OPERATOR.api.merge_patch(self.status_path, {"status": patch})
+
+    async def cloud_for(self, spec: Spec) -> tuple[str | None, AsyncExoscaleCloud | None]:
+        """The cloud client for this resource's credentials, or the reason there is none."""
+        try:
+            path = path_for("v1", "secrets", self.namespace, spec.credentials_secret)
+        except ValueError:
+            return f"credentials Secret name {spec.credentials_secret!r} is not a valid name", None
+        secret = await OPERATOR.api.get(path)
+        if secret is None:
+            return f"credentials Secret {spec.credentials_secret!r} not found in {self.namespace}", None
+        data = secret.get("data") or {}
+        missing = [k for k in ("api-key", "api-secret") if not data.get(k)]
+        if missing:
+            return f"credentials Secret {spec.credentials_secret!r} has no {' or '.join(missing)}", None
+        key = base64.b64decode(data["api-key"]).decode().strip()
+        secret_value = base64.b64decode(data["api-secret"]).decode().strip()
+        return None, OPERATOR.cloud(key, secret_value, spec.zone)
+
+    def reconciler(self, cloud: AsyncExoscaleCloud) -> Reconciler:
+        if self._reconciler is None or self._cloud is not cloud:
+            self._cloud = cloud
+            target = Target(
+                owner_uid=self.uid,
+                cluster=OPERATOR.cluster_id,
+                name=instance_name(self.namespace, self.name),
+                security_group=security_group_name(OPERATOR.cluster_id, self.uid),
+                legacy_security_group=legacy_security_group_name(self.namespace, self.name),
+                mark_group=True,
+            )
+            self._reconciler = Reconciler(cloud, target, SecretStore(OPERATOR.api, self.body))
+        return self._reconciler
+
+    def had_instance(self, body: dict[str, Any]) -> bool:
+        return bool(((body.get("status") or {}).get("lifecycle") or {}).get("instance_id"))
+
+
+class Operator:
+    def __init__(self) -> None:
+        self._api: KubeAPI | None = None
+        self.proxy_image = os.environ.get("REMOTE_OLLAMA_PROXY_IMAGE", f"remote-ollama:{__version__}")
+        self.endpoint = os.environ.get("EXOSCALE_API_ENDPOINT") or None
+        self.cluster_id = os.environ.get("REMOTE_OLLAMA_CLUSTER_ID", "")
+        self.contexts: dict[str, ResourceContext] = {}
+        self._clouds: dict[tuple[str, str, str], AsyncExoscaleCloud] = {}
+        self._orphans_seen: dict[str, float] = {}
+        self._last_sweep: dict[tuple[str, str], float] = {}
+        # every account and zone seen, with a resource to report on: swept even when no round runs
+        self._sweep_targets: dict[tuple[str, str], tuple[AsyncExoscaleCloud, kopf.Body]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        self.metrics = LifecycleMetrics()
+        # what "now" is for the lifecycle and cost (tests replace it to simulate days and months)
+        self.clock: Callable[[], datetime] = _utcnow
+        self.cloud_options: dict[str, Any] = {}
+        self.orphan_grace = float(os.environ.get("REMOTE_OLLAMA_ORPHAN_GRACE", ORPHAN_GRACE))
+        self.orphan_every = float(os.environ.get("REMOTE_OLLAMA_ORPHAN_INTERVAL", ORPHAN_EVERY))
+
+    @property
+    def api(self) -> KubeAPI:
+        if self._api is None:
+            self._api = KubeAPI.from_environment()
+        return self._api
+
+    async def start(self) -> None:
+        """Fresh per-run state (kopf may run several times in one process, e.g. in tests)."""
+        self._api = None
+        self.contexts.clear()
+        self._clouds.clear()
+        self._orphans_seen.clear()
+        self._last_sweep.clear()
+        self._sweep_targets.clear()
+        self.proxy_image = os.environ.get("REMOTE_OLLAMA_PROXY_IMAGE", self.proxy_image)
+        self.endpoint = os.environ.get("EXOSCALE_API_ENDPOINT") or None
+        self.cluster_id = os.environ.get("REMOTE_OLLAMA_CLUSTER_ID", "")
+        self.orphan_grace = float(os.environ.get("REMOTE_OLLAMA_ORPHAN_GRACE", ORPHAN_GRACE))
+        self.orphan_every = float(os.environ.get("REMOTE_OLLAMA_ORPHAN_INTERVAL", ORPHAN_EVERY))
+        if not self.cluster_id:
+            ns = await self.api.get(path_for("v1", "namespaces", name="kube-system"))
+            if ns is None or not ns.get("metadata", {}).get("uid"):
+                raise kopf.PermanentError("cannot read the kube-system namespace uid (the cluster id)")
+            self.cluster_id = ns["metadata"]["uid"]
+        log.info("remote-ollama operator %s, cluster id %s", __version__, self.cluster_id)
+
+    async def _sweep_forever(self) -> None:
+        """Orphans are found on their own clock: resources at rest may not reconcile for minutes."""
+        while True:
+            await asyncio.sleep(max(0.5, min(self.orphan_every, self.orphan_grace or self.orphan_every)))
+            for cloud, body in list(self._sweep_targets.values()):
+                try:
+                    await self.maybe_sweep_orphans(cloud, body)
+                except (CloudError, KubeError, OSError) as exc:
+                    log.warning("orphan sweep in %s: %s", cloud.zone, exc)
+                except Exception:
+                    log.exception("orphan sweep in %s", cloud.zone)
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        for ctx in self.contexts.values():
+            if ctx._reconciler is not None:
+                await ctx._reconciler.close()
+        if self._api is not None:
+            await self._api.close()
+            self._api = None
+
+    def context(self, body: kopf.Body) -> ResourceContext:
+        uid = body.metadata.uid
+        ctx = self.contexts.get(uid)
+        if ctx is None:
+            ctx = self.contexts[uid] = ResourceContext(
+                uid,
+                str(body.metadata.namespace),
+                str(body.metadata.name),
+                {
+                    "apiVersion": body.get("apiVersion"),
+                    "kind": body.get("kind"),
+                    "metadata": {
+                        "name": body.metadata.name,
+                        "namespace": body.metadata.namespace,
+                        "uid": uid,
+                    },
+                },
+            )
+        return ctx
+
+    def forget(self, uid: str) -> None:
+        self.contexts.pop(uid, None)
+
+    def cloud(self, key: str, secret: str, zone: str) -> AsyncExoscaleCloud:
+        ident = (key, zone, str(hash(secret)))
+        if ident not in self._clouds:
+            self._clouds[ident] = AsyncExoscaleCloud.connect(
+                key, secret, zone, endpoint=self.endpoint, **self.cloud_options
+            )
+        return self._clouds[ident]
+
+    async def maybe_sweep_orphans(self, cloud: AsyncExoscaleCloud, body: kopf.Body) -> None:
+        """At most every ORPHAN_EVERY per account and zone: delete our cluster's unowned instances."""
+        loop = asyncio.get_running_loop()
+        key = (str(id(cloud)), cloud.zone)
+        self._sweep_targets[key] = (cloud, body)
+        if self._sweeper is None or self._sweeper.done():
+            # started from a handler, so the task inherits kopf's context (events can be posted)
+            self._sweeper = asyncio.create_task(self._sweep_forever())
+        if loop.time() - self._last_sweep.get(key, -1e9) < self.orphan_every:
+            return
+        self._last_sweep[key] = loop.time()
+        mine = await cloud.find_instances(
+            {LABEL_MANAGED_BY: LABEL_MANAGED_BY_VALUE, LABEL_CLUSTER: self.cluster_id}
+        )
+        if not mine:
+            return
+        try:
+            listing = await self.api.request("GET", path_for(f"{GROUP}/{VERSION}", PLURAL))
+        except KubeError:
+            return  # cannot prove ownership: delete nothing
+        owners = {(i.get("metadata") or {}).get("uid") for i in listing.get("items", [])}
+        for inst in mine:
+            owner = inst.labels.get(LABEL_OWNER)
+            if inst.labels.get(LABEL_CLUSTER) != self.cluster_id or owner in owners or inst.state in GONE:
+                self._orphans_seen.pop(inst.id, None)
+                continue
+            first = self._orphans_seen.setdefault(inst.id, loop.time())
+            if loop.time() - first >= self.orphan_grace:
+                await cloud.delete_instance(inst.id, wait=False)
+                self._orphans_seen.pop(inst.id, None)
+                kopf.info(
+                    body,
+                    reason="OrphanDeleted",
+                    message=f"deleted instance {inst.id} of deleted owner {owner} (cluster {self.cluster_id})",
+                )
+
+    def observe_wake(self, wake: WakeTiming) -> None:
+        self.metrics.observe_wake(wake)
+
+
+OPERATOR = Operator()

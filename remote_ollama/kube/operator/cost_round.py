@@ -1,0 +1,66 @@
+"""The operator's side of cost and budget: meter from status.cost, observe, verdict, write back.
+
+The round's cost step itself is `cost.account()` (both shells, in `Reconciler.look`); here the
+operator keeps its price table and writes the result into status (`CostRound.add_to()`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from remote_ollama.core import cost
+from remote_ollama.core.types import Condition
+from remote_ollama.spec.vocabulary import ConditionType
+
+from .status import conditions
+
+log = logging.getLogger("remote_ollama.kube.operator")
+
+_prices_cache: tuple[str | None, cost.PriceTable] | None = None
+
+
+def prices() -> cost.PriceTable:
+    """The price table from $REMOTE_OLLAMA_PRICES (the chart's `prices`), else the built-in one."""
+    global _prices_cache
+    text = os.environ.get(cost.PRICES_ENV)
+    if _prices_cache is None or _prices_cache[0] != text:
+        try:
+            table = cost.parse_prices(text)
+        except ValueError as exc:
+            log.warning("ignoring %s (%s); using the built-in list prices", cost.PRICES_ENV, exc)
+            table = cost.PriceTable()
+        _prices_cache = (text, table)
+    return _prices_cache[1]
+
+
+@dataclass(frozen=True)
+class CostRound:
+    meter: cost.CostMeter
+    verdict: cost.BudgetVerdict
+    prices: cost.PriceTable
+
+    def status(self) -> dict[str, Any]:
+        return cost.to_status(self.meter, self.prices)
+
+    def add_to(self, patch: dict[str, Any], body: dict[str, Any], now: datetime) -> None:
+        """status.cost and the BudgetExceeded condition, into a status patch."""
+        patch["cost"] = self.status()
+        resets = self.verdict.resets_at if self.verdict.exceeded else None
+        # the proxy's Retry-After for a refusal; None (merge patch) clears it
+        patch["cost"]["budgetResetsAt"] = (
+            resets.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if resets else None
+        )
+        meta = body.get("metadata") or {}
+        previous = (body.get("status") or {}).get("conditions")
+        generation = int(meta.get("generation") or 1)
+        patch["conditions"] = [c for c in patch.get("conditions") or [] if c.get("type") != "BudgetExceeded"]
+        patch["conditions"] += conditions(previous, [self.condition()], generation, now)
+
+    def condition(self) -> Condition:
+        if self.verdict.exceeded:
+            return Condition(ConditionType.BUDGET_EXCEEDED, True, "OverBudget", self.verdict.exceeded)
+        return Condition(ConditionType.BUDGET_EXCEEDED, False, "WithinBudget", "")

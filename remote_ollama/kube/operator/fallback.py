@@ -1,0 +1,89 @@
+"""The operator's side of capacity fallback: status.placement, the CapacityUnavailable condition, Events.
+
+The choice itself is `placement.py` (pure); this module reads and writes it in the resource's status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import kopf
+
+from remote_ollama.cloud.errors import CloudError
+from remote_ollama.core import placement
+from remote_ollama.core.observed import ObservedInstance
+from remote_ollama.core.types import ActionKind, Decision, Phase
+from remote_ollama.engine.reconciler import Reconciler
+from remote_ollama.spec.model import Spec
+
+from .context import ResourceContext
+from .status import conditions
+
+EXHAUSTED_RETRY = 30.0  # seconds before starting over from the first placement
+
+
+@dataclass(frozen=True)
+class Placing:
+    """This round's placement: `base` is the spec as written, `spec` the one to act on."""
+
+    base: Spec
+    state: placement.PlacementState
+
+    @property
+    def spec(self) -> Spec:
+        return placement.current(self.base, self.state)
+
+    def add_to(self, patch: dict[str, Any], body: dict[str, Any], now: datetime) -> None:
+        """status.placement and the CapacityUnavailable condition (only when fallbacks are configured)."""
+        if not self.base.placements:
+            return
+        state = self.state
+        inst = (patch.get("instance") or {}).get("state")
+        if inst == "running" and state.index == 0 and state.tried:
+            state = placement.after_success(state)  # back on the preferred placement: all clear
+        patch["placement"] = placement.to_status(self.base, state)
+        _set_condition(patch, body, placement.condition(self.base, state), now)
+
+
+def placing_for(base: Spec, body: dict[str, Any]) -> Placing:
+    return Placing(base, placement.from_status(base, (body.get("status") or {}).get("placement")))
+
+
+async def fall_back(
+    ctx: ResourceContext,
+    body: kopf.Body,
+    placing: Placing,
+    exc: CloudError,
+    reconciler: Reconciler,
+    instance: ObservedInstance | None,
+    decision: Decision,
+    now: datetime,
+) -> float:
+    """A create/start failed for capacity or quota: move on, say so, and come back soon."""
+    step = placement.after_failure(placing.base, placing.state, exc.reason)
+    started = any(a.kind is ActionKind.START_INSTANCE for a in decision.actions)
+    if started and instance is not None and len(placing.base.candidates()) > 1:
+        # the stopped VM stays where it is: delete it, or it would be left behind in the old zone
+        await reconciler.cloud.delete_instance(instance.id, wait=False)
+    kopf.warn(body, reason="CapacityUnavailable", message=step.message)
+    patch: dict[str, Any] = {
+        "phase": str(Phase.PROVISIONING),
+        "message": step.message,
+        "placement": placement.to_status(placing.base, step.state),
+        "instance": None,
+        "endpoint": None,
+    }
+    cond = placement.condition(placing.base, step.state)
+    patch["conditions"] = [c for c in body.status.get("conditions") or [] if c.get("type") != cond.type]
+    _set_condition(patch, dict(body), cond, now)
+    await ctx.patch_status(patch)
+    return EXHAUSTED_RETRY if step.exhausted else 1.0
+
+
+def _set_condition(patch: dict[str, Any], body: dict[str, Any], cond: Any, now: datetime) -> None:
+    meta = body.get("metadata") or {}
+    previous = (body.get("status") or {}).get("conditions")
+    patch["conditions"] = [c for c in patch.get("conditions") or [] if c.get("type") != cond.type]
+    patch["conditions"] += conditions(previous, [cond], int(meta.get("generation") or 1), now)

@@ -1,0 +1,362 @@
+"""kopf handlers: one lifecycle daemon per RemoteOllama, woken at once by annotation changes.
+
+The daemon runs the same observe -> `lifecycle.decide` -> act loop as standalone mode, with its
+memory in `status.lifecycle`. Cloud waits never block other resources: each resource has its own
+daemon and every SDK call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import kopf
+
+from remote_ollama.cloud.errors import CapacityError, CloudError, CredentialsError, QuotaError
+from remote_ollama.core.backoff import backoff
+from remote_ollama.core.lifecycle import decide
+from remote_ollama.core.types import Condition, Decision, Observation, Phase
+from remote_ollama.kube.api import KubeError
+from remote_ollama.spec.model import SpecError
+from remote_ollama.spec.names import (
+    ANN_ABANDON_CLOUD_OBJECTS,
+    ANN_IN_FLIGHT,
+    ANN_SLEEP_REQUESTED,
+    ANN_WAKE_REQUESTED,
+    FINALIZER,
+    GROUP,
+    KIND,
+    PLURAL,
+    VERSION,
+    security_group_name,
+)
+from remote_ollama.spec.parse import parse_spec
+from remote_ollama.spec.vocabulary import ConditionType, Reason
+
+from . import children
+from .context import OPERATOR, ResourceContext
+from .cost_round import CostRound, prices
+from .fallback import fall_back, placing_for
+from .ownership import converge_children, remove_children
+from .status import (
+    OllamaAnswers,
+    activity_from,
+    credentials_condition,
+    malformed_annotations,
+    memory_from,
+    status_patch,
+)
+
+log = logging.getLogger("remote_ollama.kube.operator")
+
+# seconds between drift repairs of the proxy's objects (deletions are repaired at once, see below)
+CHILDREN_EVERY = 300.0  # default of $REMOTE_OLLAMA_CHILDREN_INTERVAL
+MAX_BACKOFF = 300.0
+CREDENTIALS_RETRY = 5.0  # first wait before reading a missing credentials Secret again, then doubling
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.watching.client_timeout = 300
+    settings.watching.server_timeout = 240
+    settings.posting.level = logging.INFO
+    settings.peering.name = "remote-ollama"
+    settings.peering.mandatory = False
+    await OPERATOR.start()
+
+
+@kopf.on.cleanup()
+async def shutdown(**_: Any) -> None:
+    await OPERATOR.stop()
+
+
+def _ctx(body: kopf.Body) -> ResourceContext:
+    return OPERATOR.context(body)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def kick_on_change(body: kopf.Body, type: str | None, **_: Any) -> None:
+    """React within a second to a wake/sleep annotation or a spec change (not to our own status writes)."""
+    if type == "DELETED":
+        OPERATOR.forget(body.metadata.uid)
+        return
+    ctx = _ctx(body)
+    ann = body.metadata.annotations
+    key = (
+        ann.get(ANN_WAKE_REQUESTED),
+        ann.get(ANN_SLEEP_REQUESTED),
+        ann.get(ANN_IN_FLIGHT),  # requests ending: the idle deadline moves
+        body.metadata.get("generation"),
+    )
+    if key != ctx.seen:
+        ctx.seen = key
+        ctx.kick.set()
+
+
+CHILD_SELECTOR = {children.MANAGED_BY_LABEL: children.MANAGED_BY_VALUE}
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=CHILD_SELECTOR)
+@kopf.on.event("", "v1", "services", labels=CHILD_SELECTOR)
+async def repair_deleted_child(body: kopf.Body, type: str | None, **_: Any) -> None:
+    """A deleted proxy Deployment or Service is re-created now, not at the next periodic repair."""
+    if type != "DELETED":
+        return
+    for ref in body.metadata.get("ownerReferences") or []:
+        ctx = OPERATOR.contexts.get(ref.get("uid"))
+        if ctx is not None and ref.get("kind") == KIND:
+            ctx.children_at = -1e9
+            ctx.kick.set()
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
+async def lifecycle(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    ctx = _ctx(body)
+    failures = 0
+    while not stopped:
+        ctx.kick.clear()
+        try:
+            delay = await reconcile(ctx, body)
+            failures = 0
+        except (CloudError, KubeError, OSError) as exc:
+            failures += 1
+            delay = backoff(failures, cap=MAX_BACKOFF)
+            log.warning("%s/%s: %s: %s", body.metadata.namespace, body.metadata.name, type(exc).__name__, exc)
+            await report_error(ctx, body, exc, delay)
+        await pause(ctx, body, stopped, delay)
+
+
+async def pause(ctx: ResourceContext, body: kopf.Body, stopped: kopf.DaemonStopped, delay: float) -> None:
+    """Sleep until the next round, a kick or the stop; re-apply the children when their repair is due."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + delay
+    while not stopped and not ctx.kick.is_set() and loop.time() < deadline:
+        children_due = ctx.children_at + children_interval()
+        kick = asyncio.ensure_future(ctx.kick.wait())
+        stop = asyncio.ensure_future(stopped.wait())
+        try:
+            timeout = max(0.0, min(deadline, children_due) - loop.time())
+            await asyncio.wait({kick, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            kick.cancel()
+            stop.cancel()
+        if not stopped and not ctx.kick.is_set() and loop.time() >= children_due:
+            try:
+                await ensure_children(ctx, body, spec_changed=False)
+            except (KubeError, OSError) as exc:
+                log.warning("%s/%s: repairing children: %s", ctx.namespace, ctx.name, exc)
+                ctx.children_at = loop.time()
+
+
+async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
+    """One round for one resource; returns when to look again."""
+    now = OPERATOR.clock()
+    raw = dict(body)
+    try:
+        placing = placing_for(parse_spec(dict(body.spec)), raw)
+    except SpecError as exc:
+        # Ready=False with the vocabulary's reason: the proxy refuses requests at once on it.
+        await ctx.patch_status(
+            {
+                "phase": str(Phase.FAILED),
+                "message": str(exc),
+                "conditions": _ready_false(body, Reason.INVALID_SPEC, str(exc)),
+            }
+        )
+        kopf.warn(body, reason=Reason.INVALID_SPEC, message=str(exc))
+        return MAX_BACKOFF
+    spec = placing.spec  # zone and instance type of the current placement (spec.placements)
+    for key in malformed_annotations(dict(body.metadata)):
+        if key not in ctx.warned_annotations:
+            ctx.warned_annotations.add(key)
+            kopf.warn(body, reason="MalformedAnnotation", message=f"{key} is not an RFC 3339 time; ignored")
+    await ensure_children(ctx, body, spec_changed=ctx.children_generation != body.metadata.get("generation"))
+
+    problem, cloud = await ctx.cloud_for(spec)
+    memory = memory_from(raw)
+    if cloud is None:
+        decision = decide(
+            Observation(spec, None, activity_from(dict(body.metadata)), memory, now, blocked_reason=problem)
+        )
+        # Nothing was done, so nothing is remembered: being blocked is not a scale-down (else a new
+        # resource whose Secret comes late would wait for a request), and a new one stays Pending.
+        phase = Phase.PENDING if memory.phase is Phase.PENDING else decision.phase
+        decision = dataclasses.replace(decision, memory=memory, phase=phase, events=())
+        await publish(ctx, body, decision, None, [credentials_condition(problem)], now)
+        ctx.blocked_rounds += 1
+        base = float(os.environ.get("REMOTE_OLLAMA_CREDENTIALS_RETRY", CREDENTIALS_RETRY))
+        return backoff(min(ctx.blocked_rounds, 6), base=base, cap=MAX_BACKOFF)
+    ctx.blocked_rounds = 0
+    reconciler = ctx.reconciler(cloud)
+    reconciler.notify = ctx.kick.set  # a finished warm-up is looked at now, not at the next poll
+    reconciler.warn = lambda reason, message: kopf.warn(body, reason=reason, message=message)
+    table = prices()
+    look = await reconciler.look(
+        spec,
+        memory,
+        activity_from(dict(body.metadata)),
+        body.status.get("cost"),
+        table,
+        OPERATOR.clock,
+    )
+    instance, decision, now = look.instance, look.decision, look.now
+    spent = CostRound(look.meter, look.verdict, table)
+    generation = body.metadata.get("generation")
+    if instance is not None and ctx.access_generation != generation:
+        # allowedSourceCIDRs may have changed: the rules follow without re-creating the VM
+        await reconciler.ensure_access(spec, instance)
+        ctx.access_generation = generation
+    for sentence in decision.events:
+        kopf.info(body, reason=_reason(decision), message=sentence)
+
+    async def publish_takedown() -> None:
+        # Taking the VM down: the proxy must stop sending to it before the call, not after.
+        await publish(ctx, body, decision, instance, [credentials_condition(None)], now, spent, placing)
+
+    try:
+        await reconciler.act(look, spec, publish_takedown)
+    except (CapacityError, QuotaError) as exc:
+        if not placing.base.placements:
+            raise
+        return await fall_back(ctx, body, placing, exc, reconciler, instance, decision, now)
+    answers = OllamaAnswers(reconciler.answered)
+    await publish(ctx, body, decision, instance, [credentials_condition(None)], now, spent, placing, answers)
+    await OPERATOR.maybe_sweep_orphans(cloud, body)
+    return float(decision.recheck_after)
+
+
+class StatusPart(Protocol):
+    def add_to(self, patch: dict[str, Any], body: dict[str, Any], now: datetime) -> None: ...
+
+
+def _reason(decision: Decision) -> str:
+    return decision.reason if decision.reason[:1].isupper() else "Lifecycle"
+
+
+async def publish(
+    ctx: ResourceContext,
+    body: kopf.Body,
+    decision: Decision,
+    instance: Any,
+    extra: list[Condition],
+    now: datetime,
+    *more: StatusPart,
+) -> None:
+    patch = status_patch(dict(body), decision, instance, extra, now)
+    patch.pop("error", None)
+    for part in more:  # status.cost, status.placement and their conditions
+        part.add_to(patch, dict(body), now)
+    previous = body.status.get("phase")
+    await ctx.patch_status(patch)
+    if previous != patch["phase"]:
+        kopf.info(body, reason=str(patch["phase"]), message=decision.message)
+    if decision.last_wake is not None:
+        OPERATOR.metrics.observe_wake(decision.last_wake)
+
+
+def _ready_false(body: kopf.Body, reason: str, message: str) -> list[dict[str, Any]]:
+    """The resource's conditions with Ready replaced by False for `reason` (metav1.Condition shape)."""
+    conds = body.status.get("conditions") or []
+    ready = {
+        "type": ConditionType.READY,
+        "status": "False",
+        "reason": str(reason),
+        "message": message,
+        "lastTransitionTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "observedGeneration": body.metadata.get("generation"),
+    }
+    return [c for c in conds if c.get("type") != ConditionType.READY] + [ready]
+
+
+async def report_error(ctx: ResourceContext, body: kopf.Body, exc: Exception, delay: float) -> None:
+    reason = exc.reason if isinstance(exc, CloudError) else type(exc).__name__
+    if isinstance(exc, CloudError):
+        OPERATOR.metrics.cloud_errors.labels(str(reason)).inc()
+    message = getattr(exc, "message", None) or str(exc)
+    kopf.warn(body, reason=str(reason), message=f"{message} (retrying in {delay:.0f}s)")
+    patch: dict[str, Any] = {"conditions": _ready_false(body, reason, message), "message": message}
+    if isinstance(exc, CloudError) and not exc.retryable:
+        patch["phase"] = str(Phase.FAILED)
+    with contextlib.suppress(KubeError, OSError):
+        await ctx.patch_status(patch)
+
+
+async def ensure_children(ctx: ResourceContext, body: kopf.Body, *, spec_changed: bool) -> None:
+    loop = asyncio.get_running_loop()
+    if not spec_changed and loop.time() - ctx.children_at < children_interval():
+        return
+    await converge_children(OPERATOR.api, dict(body), OPERATOR.proxy_image)
+    ctx.children_at = loop.time()
+    ctx.children_generation = body.metadata.get("generation")
+
+
+def nothing_created(body: dict[str, Any]) -> bool:
+    """No VM was ever recorded for this resource (its credentials never got that far)."""
+    status = body.get("status") or {}
+    lifecycle = status.get("lifecycle") or {}
+    return not status.get("instance") and not lifecycle.get("instance_id") and not status.get("endpoint")
+
+
+def _stuck_or_abandon(body: kopf.Body, ctx: ResourceContext, why: str, delay: float) -> None:
+    """Retry the cloud clean-up later, unless the user said to abandon what is there."""
+    if (body.metadata.annotations or {}).get(ANN_ABANDON_CLOUD_OBJECTS, "").lower() != "true":
+        raise kopf.TemporaryError(
+            f"{why} (retrying; to delete the resource anyway, leaving its cloud objects, annotate it "
+            f"{ANN_ABANDON_CLOUD_OBJECTS}=true)",
+            delay=delay,
+        )
+    status: dict[str, Any] = dict(body.status)
+    instance = (status.get("instance") or {}).get("id") or (status.get("lifecycle") or {}).get("instance_id")
+    zone = dict(body.spec).get("zone", "")
+    left = [f"instance {instance}" if instance else "an instance labelled remote-ollama-owner=" + ctx.uid]
+    left.append(f"security group {security_group_name(OPERATOR.cluster_id, ctx.uid)}")
+    kopf.warn(
+        body,
+        reason="CloudObjectsAbandoned",
+        message=f"{ANN_ABANDON_CLOUD_OBJECTS}: not deleted, may remain in zone {zone}: {', '.join(left)} "
+        f"({why}); delete them in the Exoscale console or with `remote-ollama instance destroy`",
+    )
+
+
+def children_interval() -> float:
+    return float(os.environ.get("REMOTE_OLLAMA_CHILDREN_INTERVAL", CHILDREN_EVERY))
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def cleanup(body: kopf.Body, **_: Any) -> None:
+    """No VM, no security group, no secret, no proxy left behind; retried until the cloud agrees."""
+    raw = dict(body)
+    ctx = _ctx(body)
+    try:
+        spec = parse_spec(dict(body.spec))
+    except SpecError:
+        spec = None
+    if spec is not None:
+        problem, cloud = await ctx.cloud_for(spec)
+        if cloud is None:
+            if ctx.had_instance(raw):
+                _stuck_or_abandon(body, ctx, f"cannot delete the VM: {problem}", 30)
+        else:
+            try:
+                await ctx.reconciler(cloud).destroy_all()
+            except CloudError as exc:
+                kopf.warn(body, reason=exc.reason, message=f"deleting cloud objects: {exc.message}")
+                if isinstance(exc, CredentialsError) and nothing_created(raw):
+                    kopf.warn(
+                        body,
+                        reason="CloudObjectsUnknown",
+                        message="the cloud refuses these credentials and no VM was ever created with "
+                        "them: letting go",
+                    )
+                else:
+                    _stuck_or_abandon(body, ctx, exc.message, 15)
+            else:
+                kopf.info(body, reason="Deleted", message="instance and security group deleted")
+    await remove_children(OPERATOR.api, raw)
+    OPERATOR.forget(body.metadata.uid)

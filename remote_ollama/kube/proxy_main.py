@@ -1,0 +1,278 @@
+"""`remote-ollama proxy --resource NS/NAME`: the per-resource proxy in operator mode.
+
+Its `ActivitySink` writes the resource's annotations; its resolver follows the resource's status
+(phase, endpoint) through a watch and reads the VM's CA and key from the per-resource Secret,
+which its Role lets it read by name only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from remote_ollama.proxy.app import PROXY_KEY, make_proxy_app, start_proxy
+from remote_ollama.proxy.interfaces import ProxySettings, Upstream, wake_progress_from_env
+from remote_ollama.proxy.local import LocalResolver
+from remote_ollama.proxy.polling import PollingCache
+from remote_ollama.spec.names import (
+    ANN_IN_FLIGHT,
+    ANN_LAST_ACTIVITY,
+    ANN_WAKE_REQUESTED,
+    GROUP,
+    PLURAL,
+    VERSION,
+    VM_TLS_SERVER_NAME,
+    secret_name,
+)
+from remote_ollama.spec.parse import spec_or_defaults
+from remote_ollama.spec.vocabulary import ConditionType, Reason
+from remote_ollama.vm.ollama_release import version_of
+from remote_ollama.vm.pki import VMCredentials
+
+from .access import AccessFollower, client_secret_name
+from .api import JSON, KubeAPI, KubeError, path_for
+
+log = logging.getLogger("remote_ollama.proxy")
+
+
+class AnnotationSink:
+    """Activity and wake requests as annotations on the RemoteOllama (the operator reacts to them)."""
+
+    def __init__(self, api: KubeAPI, path: str):
+        self.api, self.path = api, path
+
+    async def _annotate(self, annotations: dict[str, str]) -> None:
+        try:
+            await self.api.merge_patch(self.path, {"metadata": {"annotations": annotations}})
+        except (KubeError, OSError) as exc:
+            log.warning("could not write %s: %s", ", ".join(annotations), exc)
+
+    async def touch(self, at: datetime, in_flight: int = 0) -> None:
+        await self._annotate({ANN_LAST_ACTIVITY: _stamp(at), ANN_IN_FLIGHT: str(in_flight)})
+
+    async def request_wake(self, at: datetime) -> None:
+        await self._annotate({ANN_WAKE_REQUESTED: _stamp(at)})
+
+
+def _stamp(at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class ResourceFollower:
+    """Keeps a `LocalResolver` in step with the resource's status and the VM's credentials."""
+
+    def __init__(
+        self,
+        api: KubeAPI,
+        namespace: str,
+        name: str,
+        resolver: LocalResolver,
+        on_spec: Callable[[JSON], None] | None = None,
+        cache: PollingCache | None = None,
+    ):
+        self.api, self.namespace, self.name, self.resolver = api, namespace, name, resolver
+        self.on_spec = on_spec
+        self.cache = cache
+        self.collection = path_for(f"{GROUP}/{VERSION}", PLURAL, namespace)
+        self.path = path_for(f"{GROUP}/{VERSION}", PLURAL, namespace, name)
+        self._creds_key: tuple[str, VMCredentials] | None = None
+        self._upstream: Upstream | None = None
+        self.body: JSON | None = None
+        self.spec = spec_or_defaults(None)  # the body's spec, parsed by the one settings model
+
+    async def _upstream_for(self, endpoint: str) -> Upstream | None:
+        """The VM's endpoint with the per-resource Secret's CA and client certificate (mutual TLS),
+        plus the optional API key; rebuilt only when the endpoint or the Secret changes."""
+        secret = await self.api.get(path_for("v1", "secrets", self.namespace, secret_name(self.name)))
+        if secret is None:
+            return None
+        data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+        try:
+            creds = VMCredentials.from_secret_data(data, proxy=True)
+        except KeyError:
+            return None
+        key = (endpoint, creds)
+        if self._upstream is None or self._creds_key != key:
+            self._creds_key = key
+            self._upstream = Upstream(endpoint, creds.client_context(), creds.api_key, VM_TLS_SERVER_NAME)
+        return self._upstream
+
+    async def apply(self, body: JSON) -> None:
+        self.body = body
+        if self.on_spec is not None:
+            self.on_spec(body.get("spec") or {})
+        status = body.get("status") or {}
+        self.spec = spec_or_defaults(body.get("spec") or {})
+        if self.cache is not None:
+            self.cache.configure(self.spec.models, version_of(self.spec.ollama.image))
+            if isinstance(status.get("ollama"), dict):
+                self.cache.learn(status["ollama"])
+        phase = str(status.get("phase") or "Pending")
+        endpoint = status.get("endpoint")
+        refusal = refusal_from(status)
+        if refusal is not None:
+            self.resolver.set_refusing(phase, refusal.message, budget_resets_at(status), refusal.reason)
+            return
+        if phase == "Ready" and endpoint and not str(endpoint).startswith("https://"):
+            # the VM credential (client certificate, key) never goes over plain HTTP
+            self.resolver.set_refusing(phase, f"refusing non-https endpoint {endpoint!r}")
+            return
+        if phase == "Ready" and endpoint:
+            upstream = await self._upstream_for(str(endpoint))
+            if upstream is not None:
+                self.resolver.set_ready(upstream)
+                return
+        exists = bool((status.get("instance") or {}).get("id"))
+        self.resolver.set_down(phase, instance=exists)
+
+    async def run(self) -> None:
+        """Watch forever (re-listing after each stream ends or fails)."""
+        while True:
+            try:
+                body = await self.api.get(self.path)
+                if body is not None:
+                    await self.apply(body)
+                async for event in self.api.watch(
+                    self.collection, query={"fieldSelector": f"metadata.name={self.name}"}, timeout=240
+                ):
+                    obj = event.get("object") or {}
+                    if (obj.get("metadata") or {}).get("name") != self.name:
+                        continue  # an API without field selectors sends us everything
+                    if event.get("type") == "DELETED":
+                        self.resolver.set_down("Deleting")
+                    else:
+                        await self.apply(obj)
+            except (KubeError, OSError, TimeoutError, ValueError) as exc:
+                log.warning("watching %s/%s: %s", self.namespace, self.name, exc)
+                await asyncio.sleep(2)
+
+
+def budget_resets_at(status: JSON) -> datetime | None:
+    """When a BudgetExceeded refusal ends (status.cost.budgetResetsAt); None when not refused for budget."""
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "BudgetExceeded" and cond.get("status") == "True":
+            raw = (status.get("cost") or {}).get("budgetResetsAt")
+            with contextlib.suppress(TypeError, ValueError):
+                return datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    return None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    message: str
+    reason: Reason
+
+
+def refusal_from(status: JSON) -> Refusal | None:
+    """Why the operator will not wake the VM now (budget, or a permanent reason of the status
+    vocabulary: quota, an unauthorised type, credentials, a bad spec), so requests need not wait.
+
+    The request still writes its wake annotation, so the operator tries again and a fixed quota or
+    Secret lifts the refusal with the next status.
+    """
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == ConditionType.BUDGET_EXCEEDED and cond.get("status") == "True":
+            return Refusal(str(cond.get("message") or "budget exceeded"), Reason.BUDGET_EXCEEDED)
+        reason = Reason.of(cond.get("reason"))
+        if (
+            cond.get("type") in (ConditionType.READY, ConditionType.CREDENTIALS_VALID)
+            and cond.get("status") == "False"
+            and reason is not None
+            and reason.permanent
+        ):
+            return Refusal(str(cond.get("message") or reason), reason)
+    return None
+
+
+def provisioning_status(status: JSON) -> str:
+    """The seed's /status word for the resource's phase: idle, provisioning, ready or error."""
+    phase = status.get("phase")
+    if phase == "Failed" or refusal_from(status) is not None:
+        return "error"
+    if phase == "Ready":
+        return "ready"
+    return "provisioning" if phase in ("Provisioning", "Starting") else "idle"
+
+
+def settings_from_env(env: dict[str, str], spec: dict[str, Any]) -> ProxySettings:
+    """The proxy's settings from the resource's spec, parsed by the one settings model (the same
+    defaults as the operator's), plus what only the proxy's environment says (CORS origins)."""
+    parsed = spec_or_defaults(spec)
+    return ProxySettings(
+        hold_timeout=parsed.wake.hold_timeout,
+        max_held_requests=parsed.wake.max_held_requests,
+        activity_interval=parsed.activity_interval,
+        allowed_origins=tuple(o.strip() for o in env.get("OLLAMA_ORIGINS", "").split(",") if o.strip()),
+        client_auth_required=bool(client_secret_name(spec)),
+        model_management=parsed.model_management,
+        wake_progress=parsed.wake.progress or wake_progress_from_env(env),
+        models=parsed.models,
+        ollama_version=version_of(parsed.ollama.image),
+    )
+
+
+async def run_resource_proxy(resource: str, host: str, port: int) -> int:
+    namespace, _, name = resource.partition("/")
+    if not namespace or not name:
+        print("remote-ollama proxy: --resource must be NAMESPACE/NAME")
+        return 2
+    api = KubeAPI.from_environment("proxy")
+    resolver = LocalResolver(phase="Pending")
+    follower = ResourceFollower(api, namespace, name, resolver)
+    body = await api.get(follower.path)
+    if ((body or {}).get("metadata", {}).get("annotations") or {}).get(ANN_IN_FLIGHT, "0") != "0":
+        # a previous proxy left requests counted that died with it: nothing is in flight here yet
+        await AnnotationSink(api, follower.path)._annotate({ANN_IN_FLIGHT: "0"})
+    spec = (body or {}).get("spec") or {}
+    follower.spec = spec_or_defaults(spec)
+    settings = settings_from_env(dict(os.environ), spec)
+
+    def status_extra() -> dict[str, Any]:
+        st = (follower.body or {}).get("status") or {}
+        spec = follower.spec
+        phase = str(st.get("phase") or "Pending")
+        return {
+            "service": "remote-ollama",
+            "resource": resource,
+            "provisioning_status": provisioning_status(st),
+            "idle_timeout": int(spec.idle.stop_after or 0),  # seconds; 0: never stopped for idleness
+            "phase": phase,
+            "remote_url": st.get("endpoint"),
+            "instance_status": (st.get("instance") or {}).get("state"),
+            "zone": spec.zone,
+            "instance_type": spec.instance_type.name,
+            "ollama_model": ",".join(spec.models),
+            "last_activity": st.get("lastActivity"),
+        }
+
+    settings = ProxySettings(**{**settings.__dict__, "status_extra": status_extra})
+    app = make_proxy_app(resolver, AnnotationSink(api, follower.path), settings)
+    access = AccessFollower(api, namespace, app[PROXY_KEY])
+    access.apply_spec(spec)
+    follower.on_spec = access.apply_spec
+    follower.cache = app[PROXY_KEY].cache
+    runner, _ = await start_proxy(app, host, port, shutdown_timeout=30)
+    log.info("proxy for %s listening on %s:%d", resource, host, port)
+    watcher = asyncio.create_task(follower.run())
+    key_reader = asyncio.create_task(access.run())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        watcher.cancel()
+        key_reader.cancel()
+        await runner.cleanup()
+        await api.close()
+    return 0

@@ -1,0 +1,1 @@
+"""Standalone mode: settings from the environment, the local controller, its state file, serve."""

@@ -1,0 +1,415 @@
+"""Standalone mode: the proxy and the lifecycle loop in one process, state in a JSON file.
+
+`LocalController` is both the proxy's `UpstreamResolver` and its `ActivitySink`: a request that
+finds the VM down wakes the loop at once, and the loop tells held requests when the VM is Ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from remote_ollama.cloud.errors import CloudError
+from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
+from remote_ollama.core import cost
+from remote_ollama.core.backoff import backoff
+from remote_ollama.core.types import Activity, Decision, Memory, Phase, WakeTiming
+from remote_ollama.engine.reconciler import Reconciler, Target, instance_name
+from remote_ollama.engine.vm_client import RECORD_KEYS, CredentialStore, InstanceRecord
+from remote_ollama.proxy.interfaces import NotReady, Upstream, UpstreamState
+from remote_ollama.proxy.runloop import wait_at_most
+from remote_ollama.spec.model import Spec
+from remote_ollama.spec.names import STANDALONE_CLUSTER, VM_TLS_SERVER_NAME
+from remote_ollama.spec.sections import format_duration
+from remote_ollama.spec.vocabulary import Reason
+from remote_ollama.vm.pki import VMCredentials
+
+from .settings import StandaloneConfig
+from .state_file import StandaloneState, StateFile
+
+log = logging.getLogger("remote_ollama")
+
+# How long the cloud API may stay unreachable before held requests are answered 503 (a burst
+# that the next round outlives is ridden through; a real outage is said within ~30 s).
+UNREACHABLE_GRACE = 15.0
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class FileCredentialStore(CredentialStore):
+    def __init__(self, controller: LocalController):
+        self._c = controller
+
+    async def load(self) -> VMCredentials | None:
+        return self._c.files.credentials(self._c.saved)
+
+    async def save(self, creds: VMCredentials, record: InstanceRecord) -> None:
+        self._c.saved.credentials = {**creds.to_secret_data(), **record.to_data()}
+        self._c.persist()
+
+    async def record(self) -> InstanceRecord | None:
+        data = self._c.saved.credentials
+        return InstanceRecord.from_data(data) if data else None
+
+    async def keep(self, record: InstanceRecord) -> None:
+        data = {k: v for k, v in (self._c.saved.credentials or {}).items() if k not in RECORD_KEYS}
+        self._c.saved.credentials = {**data, **record.to_data()}
+        self._c.persist()
+
+
+class LocalController:
+    """The lifecycle loop for one VM, plus the proxy-facing resolver and sink."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        cloud: AsyncExoscaleCloud,
+        state_file: str,
+        *,
+        ollama_key: str | None = None,
+        clock: Clock = utcnow,
+        start_down: bool = True,
+        max_backoff: float = 60.0,
+    ):
+        self.spec = spec
+        self.files = StateFile(state_file)
+        self.saved: StandaloneState = self.files.load()
+        self.clock = clock
+        if self.saved.memory.created_at is None:
+            now = clock()
+            # Standalone starts at zero (the seed's on-demand creation): the first request wakes it.
+            self.saved.memory = Memory(
+                created_at=now,
+                scaled_down_at=now if start_down else None,
+                phase=Phase.STOPPED if start_down else Phase.PENDING,
+            )
+            self.persist()
+        target = Target(
+            owner_uid=self.saved.owner_id,
+            cluster=STANDALONE_CLUSTER,
+            name=instance_name(self.saved.owner_id),
+            security_group=f"remote-ollama-{self.saved.owner_id}",
+        )
+        self.reconciler = Reconciler(cloud, target, FileCredentialStore(self), fixed_api_key=ollama_key)
+        self.reconciler.notify = self._kick_now  # a finished warm-up is looked at now
+        self.activity = Activity(last_activity=self.saved.last_activity)
+        self.decision: Decision | None = None
+        self.instance_state: str | None = None
+        self.error: str | None = None
+        self._kick = asyncio.Event()
+        self._changed = asyncio.Condition()
+        self._max_backoff = max_backoff
+        self._failures = 0
+        self._task: asyncio.Task[None] | None = None
+        # Upper bound on the wait between rounds (the sandbox uses 1 s so a person sees each step).
+        self.poll_cap: float | None = None
+        self._upstream_cache: tuple[str, dict[str, str] | None, Upstream] | None = None
+        self.prices = _prices_from_env()
+        # A cloud error retrying cannot fix (quota, credentials): held requests fail after one round
+        # that still sees it, instead of waiting out the whole hold timeout.
+        # ... and so does a cloud API unreachable for UNREACHABLE_GRACE (a burst of failures that one
+        # more round outlives is ridden through): held requests get a 503 naming the host.
+        self.permanent_error: CloudError | None = None
+        self._permanent_seen_at = 0.0  # loop time the round that saw it began
+        self._unreachable_since: float | None = None  # loop time the current outage's first round began
+        self._retry_at: datetime | None = None  # when the loop tries again after that error
+        self._wake_asked_at = 0.0  # loop time of the last wake request
+        self.idle_monitor = True  # the embedded API can turn it off (its own state, not the spec's)
+        self.budget_refusal: str | None = None  # set while spec.budget is exceeded: requests fail at once
+        self.budget_resets_at: datetime | None = None
+        self.on_wake: Callable[[WakeTiming], None] | None = None  # e.g. the wake phase histograms
+        # The VM's answers to /api/version and /api/tags, kept in the state file and passed on
+        # (to the proxy's polling cache) as they come.
+        self.on_answer: Callable[[dict[str, Any]], None] | None = None
+        self.reconciler.on_answer = self._answered
+
+    # -- persistence -----------------------------------------------------------------------------------
+
+    def _answered(self, answered: dict[str, Any]) -> None:
+        self.saved.ollama = answered  # written with the round's state
+        if self.on_answer is not None:
+            self.on_answer(answered)
+
+    def persist(self) -> None:
+        """Write the state file, once there is something to keep: a run that never reached the
+        cloud (bad port, no request) leaves no file behind."""
+        if self.files.path.exists() or self.saved.worth_keeping():
+            self.files.save(self.saved)
+
+    # -- UpstreamResolver --------------------------------------------------------------------------------
+
+    def state(self) -> UpstreamState:
+        phase = self.decision.phase if self.decision else self.state_phase()
+        exists = self.instance_state is not None or self.saved.memory.instance_id is not None
+        up = self._upstream()
+        return UpstreamState(phase=str(phase), ready=up is not None, instance=exists, upstream=up)
+
+    def state_phase(self) -> Phase:
+        return self.saved.memory.phase
+
+    def _upstream(self) -> Upstream | None:
+        d = self.decision
+        if d is None or d.phase is not Phase.READY or not d.endpoint:
+            return None
+        # Called several times per proxied request: rebuild only when the endpoint or credentials change.
+        cached = self._upstream_cache
+        if cached is not None and cached[0] == d.endpoint and cached[1] is self.saved.credentials:
+            return cached[2]
+        creds = self.files.credentials(self.saved)
+        if creds is None:
+            return None
+        up = Upstream(d.endpoint, self.reconciler.ssl_context(creds), creds.api_key, VM_TLS_SERVER_NAME)
+        self._upstream_cache = (d.endpoint, self.saved.credentials, up)
+        return up
+
+    async def await_ready(self, deadline: float) -> Upstream:
+        loop = asyncio.get_running_loop()
+        async with self._changed:
+            while True:
+                up = self._upstream()
+                if up is not None:
+                    return up
+                # A round that began after the last wake request saw a permanent reason: no wait can
+                # help (as the operator's proxy reads it from the status). A newer wake request gets a
+                # round of its own first: the quota may have been raised meanwhile.
+                # So does an unreachable cloud API, once it has been so for UNREACHABLE_GRACE.
+                since = self._unreachable_since
+                outage = 0.0 if since is None else loop.time() - since
+                err = self.permanent_error
+                fresh = self._permanent_seen_at >= self._wake_asked_at
+                if err is not None and fresh and (not err.retryable or outage >= UNREACHABLE_GRACE):
+                    retry_at = self._retry_at if err.retryable else None
+                    raise NotReady(
+                        str(self.state_phase()), str(err), refused=True, reason=err.reason, retry_at=retry_at
+                    )
+                if self.budget_refusal:
+                    raise NotReady(
+                        str(self.state_phase()),
+                        self.budget_refusal,
+                        refused=True,
+                        retry_at=self.budget_resets_at,
+                        reason=Reason.BUDGET_EXCEEDED,
+                    )
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    state = self.state()
+                    raise NotReady(state.phase, self.error or state.down_words())
+                if since is not None and outage < UNREACHABLE_GRACE:
+                    remaining = min(remaining, UNREACHABLE_GRACE - outage)  # look again at the grace's end
+                await wait_at_most(self._changed.wait(), remaining)
+
+    # -- ActivitySink ------------------------------------------------------------------------------------
+
+    async def touch(self, at: datetime, in_flight: int = 0) -> None:
+        if in_flight != self.activity.in_flight:
+            self._kick.set()  # the idle deadline moves: look again now
+        self.activity = replace(self.activity, in_flight=in_flight)
+        if self.activity.last_activity is None or at > self.activity.last_activity:
+            self.activity = replace(self.activity, last_activity=at)
+            self.saved.last_activity = at
+
+    async def request_wake(self, at: datetime) -> None:
+        self.activity = replace(self.activity, wake_requested=at)
+        self._wake_asked_at = asyncio.get_running_loop().time()
+        self._kick.set()
+
+    def _kick_now(self) -> None:
+        self._kick.set()
+
+    def request_sleep(self) -> None:
+        self.activity = replace(self.activity, sleep_requested=self.clock())
+        self._kick.set()
+
+    # -- the loop ----------------------------------------------------------------------------------------
+
+    async def step(self) -> Decision:
+        """Observe, decide, act: one reconcile round."""
+        asked = self.files.take_sleep_request()
+        if asked is not None:
+            log.info(
+                "sleep requested (remote-ollama instance stop): the instance stays stopped until a request"
+            )
+            # The CLI has stopped the VM already, so nothing is in flight on it any more; the end of
+            # a request that was (reported later, debounced) must not undo the sleep either.
+            self.activity = replace(self.activity, sleep_requested=max(asked, self.clock()), in_flight=0)
+        look = await self.reconciler.look(
+            self.spec,
+            self.saved.memory,
+            self.activity,
+            self.saved.cost,
+            self.prices,
+            self.clock,
+            idle_monitor=self.idle_monitor,
+        )
+        instance, decision, verdict = look.instance, look.decision, look.verdict
+        self.instance_state = instance.state if instance else None
+        self.saved.cost = cost.to_status(look.meter, self.prices)
+        self.budget_refusal = verdict.exceeded
+        self.budget_resets_at = verdict.resets_at if verdict.exceeded else None
+        for sentence in decision.events:
+            log.info("%s", sentence)
+        previous, self.decision = self.decision, decision
+        if decision.phase is not Phase.READY:
+            # Taking the VM down (or not up yet): no request may be sent to it from now on,
+            # even while the stop/delete call is still under way.
+            async with self._changed:
+                self._changed.notify_all()
+        await self.reconciler.act(look, self.spec)
+        if decision.last_wake is not None:
+            log.info("woke in %.1f s", decision.last_wake.seconds)
+            if self.on_wake is not None:
+                self.on_wake(decision.last_wake)
+        if previous is None or previous.phase != decision.phase:
+            log.info("phase %s: %s", decision.phase, decision.message)
+            if decision.phase is Phase.READY and self.spec.idle.stop_after:
+                log.info(
+                    "will scale to zero after %s without requests", format_duration(self.spec.idle.stop_after)
+                )
+        self.saved.memory = decision.memory
+        self.persist()
+        self.error = None
+        async with self._changed:
+            self._changed.notify_all()
+        return decision
+
+    async def run(self) -> None:
+        while True:
+            self._kick.clear()
+            began = asyncio.get_running_loop().time()
+            try:
+                delay = (await self.step()).recheck_after
+                if self.poll_cap is not None:
+                    delay = min(delay, self.poll_cap)
+                self._failures = 0
+                self.permanent_error = None
+                self._unreachable_since = None
+            except CloudError as exc:
+                self._failures += 1
+                self.error = str(exc)
+                unreachable = exc.reason is Reason.CLOUD_UNAVAILABLE
+                self.permanent_error = exc if unreachable or not exc.retryable else None
+                self._permanent_seen_at = began
+                if not unreachable:
+                    self._unreachable_since = None
+                elif self._unreachable_since is None:
+                    self._unreachable_since = began
+                delay = backoff(self._failures, cap=self._max_backoff, jitter="half")
+                if not exc.retryable:
+                    delay = max(delay, self._max_backoff)
+                self._retry_at = self.clock() + timedelta(seconds=delay)
+                log.warning("cloud error (%s), retrying in %.0f s: %s", exc.reason, delay, exc)
+            except Exception as exc:  # a bug must not end the loop: held requests would wait in vain
+                self._failures += 1
+                self.error = f"internal error: {type(exc).__name__}: {exc}"
+                delay = self._max_backoff
+                log.exception("lifecycle round failed; retrying in %.0f s", delay)
+            async with self._changed:
+                self._changed.notify_all()
+            await wait_at_most(self._kick.wait(), delay)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="remote-ollama-lifecycle")
+
+    async def stop(self, policy: str = "keep", timeout: float = 30.0) -> None:
+        """Stop the loop, then leave the VM as `policy` says, never waiting longer than `timeout`."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        try:
+            await asyncio.wait_for(self._leave(policy), timeout)
+        except (TimeoutError, CloudError) as exc:
+            known = self.saved.memory.instance_id
+            what = f"instance {known}" if known else "any instance (none is known to exist)"
+            log.warning(
+                "on exit: could not %s %s (%s); it is left as it is", policy, what, type(exc).__name__
+            )
+        await self.reconciler.close()
+
+    async def _leave(self, policy: str) -> None:
+        mem = self.saved.memory
+        if policy == "keep":
+            return
+        if policy == "destroy":
+            # by labels (a VM created in the round before SIGTERM has no id in memory yet); the
+            # security group can go only once the instance is gone: waits for it (bounded by stop())
+            deleted = await self.reconciler.destroy_all()
+            if deleted:
+                log.info("on exit: destroyed instance %s and its security group", ", ".join(deleted))
+            else:
+                log.info("on exit: no instance to destroy")
+            self.saved.memory = replace(mem, destroyed_for_idle=True, scaled_down_at=self.clock())
+            self.persist()
+            return
+        # By id, else by labels: a VM created in the round before SIGTERM has no id in memory yet.
+        instance = await self.reconciler.observe_instance(mem)
+        if instance is None:
+            log.info("on exit: no instance to stop")
+            return
+        if instance.state in ("running", "starting"):
+            await self.reconciler.cloud.stop_instance(instance.id, wait=False)
+            self.saved.memory = replace(mem, scaled_down_at=self.clock(), phase=Phase.STOPPING)
+            log.info("on exit: stopping instance %s", instance.id)
+        else:
+            log.info("on exit: instance %s is already %s", instance.id, instance.state)
+        self.persist()
+
+    # -- /status -----------------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """The seed's /status fields."""
+        d = self.decision
+        phase = d.phase if d else self.saved.memory.phase
+        if self.error or phase is Phase.FAILED:
+            prov = "error"
+        elif phase is Phase.READY:
+            prov = "ready"
+        elif phase in (Phase.PROVISIONING, Phase.STARTING):
+            prov = "provisioning"
+        else:
+            prov = "idle"
+        out: dict[str, Any] = {
+            "service": "remote-ollama",
+            "provisioning_status": prov,
+            "instance_status": self.instance_state or "none",
+            "remote_url": d.endpoint if d else None,
+            "zone": self.spec.zone,
+            "instance_type": self.spec.instance_type.name,
+            "ollama_model": ",".join(self.spec.models),
+            "idle_timeout": int(self.spec.idle.stop_after or 0),
+            "phase": str(phase),
+        }
+        if self.saved.cost:
+            c = self.saved.cost
+            out["cost"] = {
+                k: c.get(k) for k in ("month", "runningHoursThisMonth", "estimatedSpend", "currency")
+            }
+        if self.budget_refusal:
+            out["budget_exceeded"] = self.budget_refusal
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+def _prices_from_env() -> cost.PriceTable:
+    try:
+        return cost.parse_prices(os.environ.get(cost.PRICES_ENV))
+    except ValueError as exc:
+        log.warning("ignoring %s (%s); using the built-in list prices", cost.PRICES_ENV, exc)
+        return cost.PriceTable()
+
+
+def make_cloud(config: StandaloneConfig) -> AsyncExoscaleCloud:
+    return AsyncExoscaleCloud.connect(
+        config.api_key, config.api_secret, config.spec.zone, endpoint=config.endpoint
+    )

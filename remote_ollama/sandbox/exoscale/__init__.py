@@ -1,0 +1,1 @@
+"""A simulated Exoscale API (the cloud's test world)."""

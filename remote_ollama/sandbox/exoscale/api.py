@@ -1,0 +1,382 @@
+"""The Exoscale API v2 simulator: an aiohttp server the real python-exoscale SDK talks to unchanged.
+
+    async with ExoscaleSimulator(keys={"EXOtest": "secret"}) as sim:
+        client = Client("EXOtest", "secret", zone="at-vie-2", url=sim.url)
+
+The SDK ignores `zone` when `url` is given, so one simulator is one zone (`zone=`). Requests are
+routed by the SDK's own openapi.json, signatures are checked, and faults can be injected from
+tests or the sandbox. The SDK's `client.wait()` sleeps 3 s between polls: operations here finish
+in `SimTimings.operation` seconds, and tests should patch `exoscale.api.v2._sleep` to poll faster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, NamedTuple, TypeVar
+
+from aiohttp import web
+from exoscale.api.v2 import Client
+
+from remote_ollama.sandbox.exoscale.catalog import Catalog
+from remote_ollama.sandbox.exoscale.handlers import HANDLERS, ApiContext
+from remote_ollama.sandbox.exoscale.signing import SignatureError, verify
+from remote_ollama.sandbox.exoscale.state import (
+    ApiError,
+    CloudState,
+    FailRule,
+    InstanceHooks,
+    NoMachines,
+    SimTimings,
+)
+from remote_ollama.sandbox.vm import SimulatedVM, VMFleet
+from remote_ollama.spec.names import VM_PORT
+from remote_ollama.spec.sections import DEFAULT_ZONE
+
+__all__ = ["Call", "ExoscaleSimulator", "SimTimings", "SimulatorThread"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+BASE_PATH = "/v2"
+MAX_CALLS = 20000
+UNSIGNED_OPERATIONS = {"list-zones"}  # the SDK sends it without credentials
+# Called with (operationId, request body, status, answer) for each answered call: the tests hold
+# the simulator's traffic to the API's own description with it (tests/exoscale_openapi.py).
+EXCHANGE_OBSERVERS: list[Callable[[str, Any, int, Any], None]] = []
+
+
+class Call(NamedTuple):
+    method: str
+    path: str
+    operation: str
+
+
+def _compile_routes() -> list[tuple[str, re.Pattern[str], str, dict[str, str]]]:
+    """(verb, regex, operationId, group->param name) for every path in the SDK's spec."""
+    routes = []
+    for op_id, entry in Client._by_operation.items():
+        names: dict[str, str] = {}
+
+        def group(m: re.Match[str], names: dict[str, str] = names) -> str:
+            key = f"p{len(names)}"
+            names[key] = m.group(1)
+            return f"(?P<{key}>[^/:]+)"
+
+        parts = re.split(r"(\{[^}]+\})", entry["path"])
+        pattern = "".join(
+            re.sub(r"^\{([^}]+)\}$", group, p) if p.startswith("{") else re.escape(p) for p in parts
+        )
+        routes.append((entry["verb"].upper(), re.compile(f"^{pattern}$"), op_id, names))
+    routes.sort(key=lambda r: len(r[3]))  # literal segments win over parameters
+    return routes
+
+
+_ROUTES = _compile_routes()
+
+
+def match_operation(method: str, path: str) -> tuple[str, dict[str, str]] | None:
+    for verb, regex, op_id, names in _ROUTES:
+        m = regex.match(path)
+        if m and verb == method:
+            return op_id, {names[k]: v for k, v in m.groupdict().items()}
+    return None
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"message": message}, status=status)
+
+
+class ExoscaleSimulator:
+    """One zone of a simulated Exoscale account, with VMs on loopback when `vms` is true."""
+
+    def __init__(
+        self,
+        keys: Mapping[str, str] | None = None,
+        *,
+        zone: str = DEFAULT_ZONE,
+        timings: SimTimings | None = None,
+        gpu_quota: int = 4,
+        instance_quota: int = 20,
+        quota_error_status: int = 403,
+        vms: bool = True,
+        vm_port: int = VM_PORT,
+        machines: InstanceHooks | None = None,
+    ):
+        self.keys = dict(keys or {"EXOtest": "secret"})
+        self.zone = zone
+        self.timings = timings or SimTimings()
+        self.catalog = Catalog()
+        # `machines`: other machines behind the instances (the tests' real nginx and Ollama)
+        self.fleet: VMFleet | None = VMFleet(self.timings, port=vm_port) if vms and not machines else None
+        hooks: InstanceHooks = machines or self.fleet or NoMachines()
+        self.state = CloudState(self.timings, hooks, gpu_quota=gpu_quota, instance_quota=instance_quota)
+        self.quota_error_status = quota_error_status
+        self.calls: list[Call] = []
+        self.url = ""
+        self._host, self._port = "127.0.0.1", 0
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- serving -------------------------------------------------------------------------------
+    def make_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self._loop = asyncio.get_running_loop()
+        self._runner = web.AppRunner(self.make_app(), shutdown_timeout=0.5, access_log=None)
+        await self._runner.setup()
+        self._host = host
+        self._site = web.TCPSite(self._runner, host, port)
+        await self._site.start()
+        self._port = int(self._runner.addresses[0][1])
+        self.url = f"http://{host}:{self._port}{BASE_PATH}"
+        log.info("Exoscale API simulator (zone %s) listening on %s", self.zone, self.url)
+        return self.url
+
+    async def stop(self) -> None:
+        if self.fleet is not None:
+            await self.fleet.close()
+        if self._runner is not None:
+            await self._drop_connections()
+            await self._runner.cleanup()
+        self._runner = self._site = None
+
+    async def __aenter__(self) -> ExoscaleSimulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _drop_connections(self) -> None:
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
+        if self._runner is not None and self._runner.server is not None:
+            for conn in list(self._runner.server.connections):
+                conn.force_close()
+
+    async def go_offline(self) -> None:
+        """The API becomes unreachable: the listener closes, open connections are cut."""
+        await self._drop_connections()
+
+    async def go_online(self) -> None:
+        """Listen again on the same address and port."""
+        if self._runner is not None and self._site is None:
+            self._site = web.TCPSite(self._runner, self._host, self._port)
+            await self._site.start()
+
+    # -- request handling ----------------------------------------------------------------------
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raw_path = request.raw_path.split("?", 1)[0]
+        path = request.path
+        route = (
+            match_operation(request.method, path[len(BASE_PATH) :]) if path.startswith(BASE_PATH) else None
+        )
+        op_id, params = route if route else ("unknown", {})
+        self.calls.append(Call(request.method, path, op_id))
+        if len(self.calls) > MAX_CALLS:  # a long sandbox session polls forever: keep the recent half
+            del self.calls[: MAX_CALLS // 2]
+        delay = self.state.faults.response_delay(op_id)
+        if delay:
+            await asyncio.sleep(delay)
+        injected = self.state.faults.take_failure(op_id, path)
+        if injected is not None:
+            return _error(injected.status, injected.message)
+        body = await request.read()
+        header = request.headers.get("Authorization")
+        if op_id not in UNSIGNED_OPERATIONS or header:
+            try:
+                verify(
+                    self.keys,
+                    header,
+                    method=request.method,
+                    path=raw_path,
+                    query=request.rel_url.raw_query_string,
+                    body=body,
+                    now=time.time(),
+                )
+            except SignatureError as exc:
+                log.info("rejected %s %s: %s", request.method, path, exc)
+                return _error(403, "Invalid request signature")
+        if route is None:
+            return _error(404, f"no route for {request.method} {path}")
+        handler = HANDLERS.get(op_id)
+        if handler is None:
+            return _error(501, f"{op_id} is not implemented by the simulator")
+        try:
+            payload = json.loads(body) if body else None
+        except ValueError:
+            return _error(400, "request body is not valid JSON")
+        ctx = ApiContext(self.state, self.catalog, self.zone, self.url, self.quota_error_status)
+        try:
+            answer = handler(ctx, params, _multi(request), payload)
+        except ApiError as exc:
+            return _error(exc.status, exc.message)
+        for observe in EXCHANGE_OBSERVERS:
+            observe(op_id, payload, 200, answer)
+        return web.json_response(answer)
+
+    # -- fault injection -----------------------------------------------------------------------
+    def fail_next(
+        self,
+        n: int = 1,
+        status: int = 503,
+        *,
+        operation: str | None = None,
+        path_prefix: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        """The next `n` matching calls answer `status` (5xx or 429) before doing anything."""
+        default = "Too many requests" if status == 429 else "Service temporarily unavailable"
+        with self.state.faults.lock:
+            self.state.faults.fail_rules.append(
+                FailRule(n, status, operation, path_prefix, message or default)
+            )
+
+    def slow_responses(self, seconds: float, *, operation: str | None = None) -> None:
+        """Every matching call waits `seconds` before answering (cumulative; clear_faults resets)."""
+        with self.state.faults.lock:
+            self.state.faults.response_delays.append((operation, seconds))
+
+    def slow_operations(self, seconds: float) -> None:
+        """Async operations and instance transitions take `seconds` longer."""
+        self.state.faults.operation_delay = seconds
+
+    def fail_capacity(self, n: int = 1, *, on: tuple[str, ...] = ("start", "create")) -> None:
+        """The next `n` starts (and/or creates) end in operation failure, reason `unavailable`."""
+        with self.state.faults.lock:
+            for action in on:
+                self.state.faults.capacity_failures[action] = n
+
+    def clear_faults(self) -> None:
+        faults = self.state.faults
+        with faults.lock:
+            faults.fail_rules.clear()
+            faults.response_delays.clear()
+            faults.capacity_failures.clear()
+            faults.operation_delay = 0.0
+
+    def set_quota(self, entity: str, limit: int) -> None:
+        """GPU family (e.g. `gpua5000`, counted in GPUs) or `instance`; -1 is unlimited."""
+        self.state.quota_limits[entity] = limit
+
+    def exceed_quota(self, family: str) -> None:
+        self.set_quota(family, 0)
+
+    def set_authorized(self, name_or_family: str, authorized: bool) -> None:
+        for itype in self.catalog.instance_types:
+            if name_or_family in (itype.name, itype.family):
+                itype.authorized = authorized
+
+    def vanish(self, instance_id: str) -> None:
+        """Delete an instance out of band; its VM stops answering. Callable from any thread."""
+        self._on_loop(self.state.vanish, instance_id)
+
+    def _on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop:
+            fn(*args)
+            return
+
+        async def call() -> None:
+            fn(*args)
+
+        asyncio.run_coroutine_threadsafe(call(), loop).result(timeout=10)
+
+    # -- introspection -------------------------------------------------------------------------
+    def call_count(self, operation: str | None = None) -> int:
+        return sum(1 for c in self.calls if operation is None or c.operation == operation)
+
+    def vm(self, instance_id: str) -> SimulatedVM | None:
+        return self.fleet.vms.get(instance_id) if self.fleet is not None else None
+
+    async def wait_for(
+        self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+            await asyncio.sleep(0.01)
+
+    async def wait_instance_state(self, instance_id: str, state: str | None, timeout: float = 10.0) -> None:
+        """`state=None` waits until the instance is gone."""
+
+        def reached() -> bool:
+            inst = self.state.instances.get(instance_id)
+            return inst is None if state is None else inst is not None and inst.state == state
+
+        await self.wait_for(reached, timeout, f"instance {instance_id} to be {state or 'gone'}")
+
+    async def wait_vm_serving(self, instance_id: str, serving: bool = True, timeout: float = 10.0) -> None:
+        def reached() -> bool:
+            vm = self.vm(instance_id)
+            return (vm is not None and vm.serving) == serving
+
+        await self.wait_for(reached, timeout, f"VM {instance_id} serving={serving}")
+
+
+def _multi(request: web.Request) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for key, value in request.rel_url.query.items():
+        out.setdefault(key, []).append(value)
+    return out
+
+
+class SimulatorThread:
+    """Runs an ExoscaleSimulator on its own event loop in a daemon thread, for synchronous code."""
+
+    def __init__(self, **kwargs: Any):
+        self.sim = ExoscaleSimulator(**kwargs)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="exoscale-sim", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return self.sim.url
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self._thread.start()
+        return self.run(self.sim.start(host, port))
+
+    def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
+        self.run(self.sim.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
+
+    def run(self, coro: Coroutine[Any, Any, T] | Awaitable[T], timeout: float = 60.0) -> T:
+        """Run a coroutine on the simulator's loop and return its result."""
+
+        async def wrap() -> T:
+            return await coro
+
+        return asyncio.run_coroutine_threadsafe(wrap(), self.loop).result(timeout=timeout)
+
+    def offline(self) -> None:
+        self.run(self.sim.go_offline())
+
+    def online(self) -> None:
+        self.run(self.sim.go_online())
+
+    def __enter__(self) -> SimulatorThread:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

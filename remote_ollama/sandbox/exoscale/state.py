@@ -1,0 +1,429 @@
+"""The simulated cloud's state: instances, security groups, async operations, quotas, faults.
+
+No HTTP here: the API module translates requests into these verbs, and tests may inspect the
+objects directly. Instance transitions run on the event loop's timers (`SimTimings`), and hooks
+tell the VM fleet when an instance's machine should come up or go down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from remote_ollama.sandbox.exoscale.catalog import InstanceTypeEntry
+
+GONE_STATES = ("destroying", "destroyed", "expunging")
+
+
+@dataclass(frozen=True)
+class SimTimings:
+    """Seconds each transition takes. `operation` is how long an async operation stays pending;
+    `cloud_init` is the wait between `running` and the VM's TLS port answering; `pull` is how long
+    the models take to appear in Ollama after that."""
+
+    boot: float = 0.2
+    stop: float = 0.2
+    destroy: float = 0.2
+    operation: float = 0.05
+    cloud_init: float = 0.0
+    pull: float = 0.0
+    token: float = 0.005
+
+
+class ApiError(Exception):
+    """An error the API answers synchronously: HTTP status and the `message` the client sees."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Rule:
+    id: str
+    flow_direction: str
+    protocol: str
+    network: str | None = None
+    start_port: int | None = None
+    end_port: int | None = None
+    description: str = ""
+
+    def to_api(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "flow-direction": self.flow_direction,
+            "protocol": self.protocol,
+        }
+        if self.network is not None:
+            out["network"] = self.network
+        if self.start_port is not None:
+            out["start-port"] = self.start_port
+        if self.end_port is not None:
+            out["end-port"] = self.end_port
+        if self.description:
+            out["description"] = self.description
+        return out
+
+
+@dataclass
+class SecurityGroup:
+    id: str
+    name: str
+    description: str = ""
+    rules: list[Rule] = field(default_factory=list)
+
+    def to_api(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "name": self.name, "rules": [r.to_api() for r in self.rules]}
+        if self.description:
+            out["description"] = self.description
+        return out
+
+
+@dataclass
+class Instance:
+    id: str
+    name: str
+    instance_type: InstanceTypeEntry
+    template_id: str
+    disk_size: int
+    state: str
+    created_at: str
+    user_data: str | None = None
+    # every user-data an update-instance replaced (oldest first): tests see what was scrubbed
+    replaced_user_data: list[str] = field(default_factory=list, repr=False)
+    labels: dict[str, str] = field(default_factory=dict)
+    security_group_ids: list[str] = field(default_factory=list)
+    public_ip: str | None = None
+    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+    def to_api(self, *, summary: bool = False) -> dict[str, Any]:
+        """`summary`: the shorter shape list-instances returns (no user-data, no disk-size)."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "state": self.state,
+            "created-at": self.created_at,
+            "labels": dict(self.labels),
+            "instance-type": {"id": self.instance_type.id},
+            "template": {"id": self.template_id},
+            "security-groups": [{"id": sg} for sg in self.security_group_ids],
+            "public-ip-assignment": "inet4" if self.public_ip else "none",
+        }
+        if self.public_ip:
+            out["public-ip"] = self.public_ip
+        if not summary:
+            out["disk-size"] = self.disk_size
+            if self.user_data is not None:
+                out["user-data"] = self.user_data
+        return out
+
+
+@dataclass
+class Operation:
+    id: str
+    reference_id: str
+    link: str
+    command: str
+    state: str = "pending"
+    reason: str | None = None
+    message: str | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "state": self.state,
+            "reference": {"id": self.reference_id, "link": self.link, "command": self.command},
+        }
+        if self.reason:
+            out["reason"] = self.reason
+        if self.message:
+            out["message"] = self.message
+        return out
+
+
+@dataclass
+class FailRule:
+    remaining: int
+    status: int
+    operation: str | None
+    path_prefix: str | None
+    message: str
+
+    def matches(self, operation: str, path: str) -> bool:
+        if self.operation is not None and self.operation != operation:
+            return False
+        return self.path_prefix is None or path.startswith(self.path_prefix)
+
+
+@dataclass
+class Faults:
+    """Injected misbehaviour. Safe to change from another thread (SimulatorThread tests)."""
+
+    fail_rules: list[FailRule] = field(default_factory=list)
+    response_delays: list[tuple[str | None, float]] = field(default_factory=list)
+    operation_delay: float = 0.0
+    capacity_failures: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def take_failure(self, operation: str, path: str) -> FailRule | None:
+        with self.lock:
+            for rule in self.fail_rules:
+                if rule.remaining > 0 and rule.matches(operation, path):
+                    rule.remaining -= 1
+                    return rule
+            self.fail_rules = [r for r in self.fail_rules if r.remaining > 0]
+            return None
+
+    def response_delay(self, operation: str) -> float:
+        with self.lock:
+            return sum(d for op, d in self.response_delays if op is None or op == operation)
+
+    def take_capacity_failure(self, action: str) -> bool:
+        with self.lock:
+            left = self.capacity_failures.get(action, 0)
+            if left > 0:
+                self.capacity_failures[action] = left - 1
+                return True
+            return False
+
+
+class InstanceHooks(Protocol):
+    """What the state machine needs from the machines behind it (the VM fleet)."""
+
+    def allocate_ip(self) -> str: ...
+    def release_ip(self, ip: str) -> None: ...
+    def booted(self, instance: Instance) -> None: ...
+    def halted(self, instance: Instance) -> None: ...
+
+
+class NoMachines:
+    """Hooks for an API-only simulator: addresses from 198.51.100.0/24, nothing boots."""
+
+    def __init__(self) -> None:
+        self._next = 1
+
+    def allocate_ip(self) -> str:
+        self._next += 1
+        return f"198.51.100.{self._next % 254 + 1}"
+
+    def release_ip(self, ip: str) -> None:
+        pass
+
+    def booted(self, instance: Instance) -> None:
+        pass
+
+    def halted(self, instance: Instance) -> None:
+        pass
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class CloudState:
+    """Instances, security groups and operations of one zone, with their state machine."""
+
+    def __init__(self, timings: SimTimings, hooks: InstanceHooks, *, gpu_quota: int, instance_quota: int):
+        self.timings = timings
+        self.hooks = hooks
+        self.faults = Faults()
+        self.instances: dict[str, Instance] = {}
+        self.security_groups: dict[str, SecurityGroup] = {}
+        self.operations: dict[str, Operation] = {}
+        self.gpu_quota_default = gpu_quota
+        self.quota_limits: dict[str, int] = {"instance": instance_quota}
+
+    # quotas ---------------------------------------------------------------------------------------
+    def quota_limit(self, entity: str) -> int:
+        return self.quota_limits.get(entity, self.gpu_quota_default)
+
+    def quota_usage(self, entity: str) -> int:
+        live = [i for i in self.instances.values() if i.state not in GONE_STATES]
+        if entity == "instance":
+            return len(live)
+        if entity == "security-group":
+            return len(self.security_groups)
+        return sum(i.instance_type.gpus for i in live if i.instance_type.family == entity)
+
+    # operations -----------------------------------------------------------------------------------
+    def new_operation(self, reference_id: str, kind: str) -> Operation:
+        op = Operation(new_id(), reference_id, f"/v2/{kind}/{reference_id}", f"get-{kind}")
+        self.operations[op.id] = op
+        return op
+
+    def op_delay(self) -> float:
+        return self.timings.operation + self.faults.operation_delay
+
+    def finish_later(self, op: Operation, *, reason: str | None = None, message: str | None = None) -> None:
+        def done() -> None:
+            op.state = "failure" if reason else "success"
+            op.reason, op.message = reason, message
+
+        asyncio.get_running_loop().call_later(self.op_delay(), done)
+
+    def _after(self, inst: Instance, delay: float, fn: Any) -> None:
+        if inst.timer is not None:
+            inst.timer.cancel()
+        inst.timer = asyncio.get_running_loop().call_later(delay + self.faults.operation_delay, fn)
+
+    # instance transitions -------------------------------------------------------------------------
+    def _boot(self, inst: Instance, op: Operation, action: str) -> None:
+        """starting -> running, unless a capacity failure is injected for `action`."""
+        inst.state = "starting"
+        if self.faults.take_capacity_failure(action):
+            msg = f"insufficient capacity for {inst.instance_type.name}, try again later or another zone"
+            self.finish_later(op, reason="unavailable", message=msg)
+
+            def give_up() -> None:
+                if action == "create":
+                    self._remove(inst)
+                else:
+                    inst.state = "stopped"
+
+            self._after(inst, self.timings.operation, give_up)
+            return
+
+        def running() -> None:
+            inst.state = "running"
+            inst.timer = None
+            self.hooks.booted(inst)
+
+        self.finish_later(op)
+        self._after(inst, self.timings.boot, running)
+
+    def create_instance(self, inst: Instance, *, auto_start: bool, public_ip: bool) -> Operation:
+        inst.public_ip = self.hooks.allocate_ip() if public_ip else None
+        self.instances[inst.id] = inst
+        op = self.new_operation(inst.id, "instance")
+        if auto_start:
+            self._boot(inst, op, "create")
+        else:
+            inst.state = "stopped"
+            self.finish_later(op)
+        return op
+
+    def get_instance(self, instance_id: str) -> Instance:
+        inst = self.instances.get(instance_id)
+        if inst is None:
+            raise ApiError(404, f"Instance {instance_id} not found")
+        return inst
+
+    def _require(self, inst: Instance, allowed: tuple[str, ...], verb: str) -> None:
+        if inst.state not in allowed:
+            raise ApiError(400, f"Instance {inst.id} is {inst.state}: cannot {verb} it")
+
+    def start_instance(self, instance_id: str) -> Operation:
+        inst = self.get_instance(instance_id)
+        self._require(inst, ("stopped",), "start")
+        op = self.new_operation(inst.id, "instance")
+        self._boot(inst, op, "start")
+        return op
+
+    def stop_instance(self, instance_id: str) -> Operation:
+        inst = self.get_instance(instance_id)
+        self._require(inst, ("running",), "stop")
+        inst.state = "stopping"
+        self.hooks.halted(inst)
+
+        def stopped() -> None:
+            inst.state = "stopped"
+            inst.timer = None
+
+        self._after(inst, self.timings.stop, stopped)
+        op = self.new_operation(inst.id, "instance")
+        self.finish_later(op)
+        return op
+
+    def update_instance(
+        self, instance_id: str, *, name: str | None, user_data: str | None, labels: dict[str, str] | None
+    ) -> Operation:
+        """update-instance: a new user-data is kept for the next first boot only (cloud-init runs
+        once per instance; the running VM keeps the files it wrote)."""
+        inst = self.get_instance(instance_id)
+        if name is not None:
+            inst.name = name
+        if user_data is not None:
+            if inst.user_data is not None:
+                inst.replaced_user_data.append(inst.user_data)
+            inst.user_data = user_data
+        if labels is not None:
+            inst.labels = labels
+        op = self.new_operation(inst.id, "instance")
+        self.finish_later(op)
+        return op
+
+    def reboot_instance(self, instance_id: str) -> Operation:
+        inst = self.get_instance(instance_id)
+        self._require(inst, ("running",), "reboot")
+        self.hooks.halted(inst)
+
+        def up_again() -> None:
+            inst.timer = None
+            self.hooks.booted(inst)
+
+        self._after(inst, self.timings.boot, up_again)
+        op = self.new_operation(inst.id, "instance")
+        self.finish_later(op)
+        return op
+
+    def delete_instance(self, instance_id: str) -> Operation:
+        inst = self.get_instance(instance_id)
+        op = self.new_operation(inst.id, "instance")
+        self.finish_later(op)
+        if inst.state == "destroying":
+            return op
+        inst.state = "destroying"
+        self.hooks.halted(inst)
+        self._after(inst, self.timings.destroy, lambda: self._remove(inst))
+        return op
+
+    def _remove(self, inst: Instance) -> None:
+        if inst.timer is not None:
+            inst.timer.cancel()
+            inst.timer = None
+        if self.instances.pop(inst.id, None) is None:
+            return
+        self.hooks.halted(inst)
+        if inst.public_ip:
+            self.hooks.release_ip(inst.public_ip)
+
+    def vanish(self, instance_id: str) -> None:
+        """The instance disappears out of band (deleted by a person, lost by the cloud)."""
+        inst = self.instances.get(instance_id)
+        if inst is not None:
+            self._remove(inst)
+
+    # security groups ------------------------------------------------------------------------------
+    def get_security_group(self, sg_id: str) -> SecurityGroup:
+        sg = self.security_groups.get(sg_id)
+        if sg is None:
+            raise ApiError(404, f"Security Group {sg_id} not found")
+        return sg
+
+    def create_security_group(self, name: str, description: str) -> Operation:
+        if any(sg.name == name for sg in self.security_groups.values()):
+            raise ApiError(409, f"a Security Group named {name!r} already exists")
+        sg = SecurityGroup(new_id(), name, description)
+        self.security_groups[sg.id] = sg
+        op = self.new_operation(sg.id, "security-group")
+        self.finish_later(op)
+        return op
+
+    def delete_security_group(self, sg_id: str) -> Operation:
+        sg = self.get_security_group(sg_id)
+        users = [i.id for i in self.instances.values() if sg.id in i.security_group_ids]
+        if users:
+            raise ApiError(400, f"Security Group {sg.id} is in use by instance(s) {', '.join(users)}")
+        del self.security_groups[sg.id]
+        op = self.new_operation(sg.id, "security-group")
+        self.finish_later(op)
+        return op

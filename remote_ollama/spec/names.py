@@ -1,0 +1,59 @@
+"""Names (API group, annotations, labels, ports) that the operator, the proxy, standalone mode and
+the tests share. Pure: no I/O library is imported here."""
+
+from __future__ import annotations
+
+GROUP = "remoteollama.dev"
+VERSION = "v1alpha1"
+KIND = "RemoteOllama"
+PLURAL = "remoteollamas"
+SHORT_NAME = "rol"
+FINALIZER = "remoteollama.dev/cleanup"
+
+ANN_LAST_ACTIVITY = "remoteollama.dev/last-activity"
+ANN_WAKE_REQUESTED = "remoteollama.dev/wake-requested"
+# Requests the proxy has in flight, written with last-activity: the VM is never scaled to zero under one.
+ANN_IN_FLIGHT = "remoteollama.dev/in-flight"
+ANN_SLEEP_REQUESTED = "remoteollama.dev/sleep-requested"
+# Set (to "true") on a resource being deleted whose cloud objects cannot be deleted (credentials
+# revoked): the finalizer then lets go, with a Warning Event naming what may remain.
+ANN_ABANDON_CLOUD_OBJECTS = "remoteollama.dev/abandon-cloud-objects"
+
+LABEL_MANAGED_BY = "managed-by"
+LABEL_MANAGED_BY_VALUE = "remote-ollama"
+LABEL_OWNER = "remote-ollama-owner"
+LABEL_CLUSTER = "remote-ollama-cluster"
+# Hash of the fields whose change needs a new VM; lets an adopter tell a stale VM from a current one.
+LABEL_SPEC_HASH = "remote-ollama-spec"
+# A random token per create, recorded before the call: finds our instance after a crash before its
+# id was recorded (a look-alike can copy it only from our instance, so it is always younger).
+LABEL_CREATION = "remote-ollama-creation"
+STANDALONE_CLUSTER = "standalone"
+
+VM_PORT = 11435
+PROXY_PORT = 11434
+# The VM's certificate is issued for this fixed name (its IP is unknown before create);
+# the proxy connects to the IP and verifies the certificate against this name (SNI).
+VM_TLS_SERVER_NAME = "vm.remote-ollama.internal"
+API_KEY_HEADER = "X-Ollama-Key"
+
+
+def security_group_name(cluster: str, owner_uid: str) -> str:
+    """Unique across namespaces, clusters and standalone users sharing one Exoscale organisation."""
+    return f"remote-ollama-{cluster}-{owner_uid}"
+
+
+def legacy_security_group_name(namespace: str, name: str) -> str:
+    """The name before issue 14 (`team-a/llm` and `team/a-llm` collided); still used by a VM that
+    was created with it, because that VM (labelled with the owner uid) proves the group is ours."""
+    return f"remote-ollama-{namespace}-{name}"
+
+
+def secret_name(name: str) -> str:
+    """The proxy's Secret: the CA and the client certificate and key (what the proxy uses)."""
+    return f"{name}-remote-ollama"
+
+
+def vm_secret_name(name: str) -> str:
+    """The operator's own Secret: the VM's server key too, and the record of its instance."""
+    return f"{name}-remote-ollama-vm"

@@ -1,0 +1,1 @@
+"""What runs on the VM: its cloud-init, its PKI, the pinned Ollama release."""

@@ -1,0 +1,269 @@
+"""Render the `#cloud-config` user-data that turns a stock Ubuntu VM into the VM of DESIGN.md section 5.
+
+The VM runs a pinned Ollama container on 127.0.0.1:11434 with the GPU, and nginx on 0.0.0.0:11435
+terminating TLS 1.3 with the per-resource server certificate and requiring a client certificate
+issued by the per-resource CA (the proxy's): mutual TLS, no bearer secret. The user-data carries
+only the CA certificate and the server's own certificate and key (under /etc/remote-ollama, which
+the simulated VM reads too); once the VM is Ready the operator replaces it with `scrubbed=True`'s
+copy, without the key. Containers cannot reach the metadata server (a DOCKER-USER rule), the setup
+script echoes nothing, and nginx shows no version. The seed's optional EXOSCALE_OLLAMA_KEY, when a
+user sets one, is checked in addition (exact, case-sensitive), documented as weaker: it sits in
+user-data. This module only ever sees the VM's own credentials, never the Exoscale ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from remote_ollama.spec.names import PROXY_PORT, VM_PORT
+
+from .ollama_release import DEFAULT_OLLAMA_IMAGE, env_problems
+from .pki import VMCredentials
+
+OLLAMA_IMAGE = DEFAULT_OLLAMA_IMAGE  # spec.ollama.image / OLLAMA_IMAGE override it
+MAX_USER_DATA_B64 = 32768
+
+CONF_DIR = "/etc/remote-ollama"
+CA_PATH = f"{CONF_DIR}/ca.crt"
+TLS_CERT_PATH = f"{CONF_DIR}/tls.crt"
+TLS_KEY_PATH = f"{CONF_DIR}/tls.key"
+API_KEY_PATH = f"{CONF_DIR}/api-key"
+API_KEY_CHECK_PATH = f"{CONF_DIR}/api-key.conf"  # nginx include, 0600 (the nginx master reads it as root)
+METADATA_SERVER = "169.254.169.254"
+MODELS_PATH = f"{CONF_DIR}/models"
+NGINX_SITE_PATH = f"{CONF_DIR}/nginx.conf"
+SETUP_PATH = "/usr/local/sbin/remote-ollama-setup"
+PULL_PATH = "/usr/local/sbin/remote-ollama-pull-models"
+OLLAMA_UNIT_PATH = "/etc/systemd/system/remote-ollama-ollama.service"
+MODELS_UNIT_PATH = "/etc/systemd/system/remote-ollama-models.service"
+
+# Characters nginx takes literally inside a quoted map key; a generated key (token_urlsafe) always fits.
+_API_KEY_RE = re.compile(r"^[A-Za-z0-9_\-.+/=]{16,512}$")
+_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,199}$")
+
+
+class UserDataError(ValueError):
+    """The user-data cannot be rendered or is too large for Exoscale."""
+
+
+NGINX_SITE = f"""\
+# remote-ollama: mutual TLS in front of Ollama (unbuffered, so streams flow token by token)
+server {{
+    listen {VM_PORT} ssl;
+    server_name _;
+    server_tokens off;
+
+    ssl_certificate        {TLS_CERT_PATH};
+    ssl_certificate_key    {TLS_KEY_PATH};
+    ssl_protocols          TLSv1.3;
+    ssl_client_certificate {CA_PATH};
+    ssl_verify_client      on;
+    ssl_verify_depth       1;
+
+    client_max_body_size 0;
+    proxy_buffering off;
+    proxy_request_buffering off;
+    proxy_cache off;
+    gzip off;
+    proxy_connect_timeout 30s;
+    proxy_read_timeout 3600s;
+    proxy_send_timeout 3600s;
+    send_timeout 3600s;
+
+    location / {{
+{{key_check}}        proxy_pass http://127.0.0.1:{PROXY_PORT};
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host 127.0.0.1:{PROXY_PORT};
+        proxy_set_header X-Ollama-Key "";
+        proxy_set_header Authorization "";
+    }}
+}}
+"""
+# Only with EXOSCALE_OLLAMA_KEY: nginx's `!=` compares exactly (a map would ignore case).
+KEY_CHECK_INCLUDE = f"        include {API_KEY_CHECK_PATH};\n"
+KEY_CHECK = """if ($http_x_ollama_key != "{key}") {{ return 401 '{{"error":"missing or wrong X-Ollama-Key"}}\\n'; }}\n"""
+
+OLLAMA_UNIT = """\
+[Unit]
+Description=remote-ollama: Ollama container on 127.0.0.1:{port}
+After=docker.service
+Requires=docker.service
+
+[Service]
+# containers must not reach the metadata server (it serves the user-data, keys included)
+ExecStartPre=/bin/sh -c 'iptables -C DOCKER-USER -d {metadata}/32 -j REJECT 2>/dev/null \
+|| iptables -I DOCKER-USER -d {metadata}/32 -j REJECT'
+ExecStartPre=-/usr/bin/docker rm -f ollama
+ExecStart=/usr/bin/docker run --rm --name ollama --gpus all -p 127.0.0.1:{port}:{port} \
+-v /var/lib/ollama:/root/.ollama -e OLLAMA_KEEP_ALIVE=-1 {env}{image}
+ExecStop=/usr/bin/docker stop ollama
+Restart=always
+RestartSec=5
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+MODELS_UNIT = f"""\
+[Unit]
+Description=remote-ollama: pull the models listed in {MODELS_PATH}
+After=remote-ollama-ollama.service
+Wants=remote-ollama-ollama.service
+
+[Service]
+Type=oneshot
+ExecStart={PULL_PATH}
+Restart=on-failure
+RestartSec=15
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+PULL_SCRIPT = f"""\
+#!/bin/sh
+# Pull every model in {MODELS_PATH} (idempotent: a present model is only checked).
+set -eu
+i=0
+until curl -fsS -o /dev/null http://127.0.0.1:{PROXY_PORT}/api/version; do
+  i=$((i + 1)); [ "$i" -lt 300 ] || exit 1; sleep 2
+done
+while IFS= read -r model || [ -n "$model" ]; do
+  [ -n "$model" ] || continue
+  docker exec ollama ollama pull "$model"
+done < {MODELS_PATH}
+"""
+
+SETUP_SCRIPT = f"""\
+#!/bin/sh
+# First boot: nginx (mutual TLS), GPU driver, NVIDIA container toolkit, then the Ollama services.
+# No xtrace: nothing this script reads may end up in its log.
+set -eu
+umask 077
+exec >>/var/log/remote-ollama-setup.log 2>&1
+chmod 0600 {TLS_KEY_PATH}
+
+rm -f /etc/nginx/sites-enabled/default
+ln -sf {NGINX_SITE_PATH} /etc/nginx/conf.d/remote-ollama.conf
+nginx -t
+systemctl enable nginx
+systemctl restart nginx
+
+# NVIDIA driver (stock Ubuntu templates carry none)
+export DEBIAN_FRONTEND=noninteractive
+ubuntu-drivers install --gpgpu || apt-get install -y nvidia-headless-550-server nvidia-utils-550-server
+
+# NVIDIA container toolkit, so that docker run --gpus all works
+curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey \\
+  | gpg --batch --yes --dearmor -o /usr/share/keyrings/nvidia-container-toolkit-keyring.gpg
+curl -fsSL https://nvidia.github.io/libnvidia-container/stable/deb/nvidia-container-toolkit.list \\
+  | sed 's#deb https://#deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg] https://#' \\
+  > /etc/apt/sources.list.d/nvidia-container-toolkit.list
+apt-get update
+apt-get install -y nvidia-container-toolkit
+nvidia-ctk runtime configure --runtime=docker
+systemctl restart docker
+
+systemctl daemon-reload
+systemctl enable remote-ollama-ollama.service remote-ollama-models.service
+if nvidia-smi; then
+  systemctl start remote-ollama-ollama.service
+  systemctl start --no-block remote-ollama-models.service
+else
+  # the new kernel module loads only after a reboot; the enabled units take over then
+  systemctl reboot
+fi
+"""
+
+
+class _LiteralDumper(yaml.SafeDumper):
+    """Dump multi-line strings as `|` blocks so the user-data stays readable on the VM."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    if "\n" in data:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data)
+
+
+_LiteralDumper.add_representer(str, _str_representer)
+
+
+def _file(path: str, content: str, permissions: str) -> dict[str, Any]:
+    return {"path": path, "content": content, "owner": "root:root", "permissions": permissions}
+
+
+def render_user_data(
+    creds: VMCredentials,
+    models: Sequence[str],
+    *,
+    ollama_image: str | None = None,
+    ollama_env: Mapping[str, str] | None = None,
+    scrubbed: bool = False,
+) -> str:
+    """The `#cloud-config` document for one resource's VM (see module docstring).
+
+    `scrubbed`: the same document without the server's private key, to replace the user-data once
+    the VM is Ready (cloud-init has written the files; the API and metadata server keep serving
+    whatever user-data the instance has). `ollama_env` (spec.ollama.env) goes to the Ollama
+    container as quoted `-e` arguments of the unit's ExecStart; `env_problems` refuses whatever
+    could end the quotes or the line.
+    """
+    ollama_image = ollama_image or OLLAMA_IMAGE
+    env = dict(ollama_env or {})
+    problems = env_problems(env)
+    if problems:
+        raise UserDataError("invalid spec.ollama.env: " + "; ".join(problems))
+    env_args = "".join(f'"-e" "{name}={value}" ' for name, value in sorted(env.items()))
+    if creds.api_key is not None and not _API_KEY_RE.fullmatch(creds.api_key):
+        raise UserDataError(
+            "VM API key must be 16-512 characters from A-Z a-z 0-9 _ - . + / = (it is matched by nginx)"
+        )
+    bad = [m for m in models if not _MODEL_RE.fullmatch(m)]
+    if bad or not models:
+        raise UserDataError(f"invalid model names: {bad!r}" if bad else "at least one model is required")
+    if not re.fullmatch(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$", ollama_image):
+        raise UserDataError(f"invalid image reference: {ollama_image!r}")
+    site = NGINX_SITE.replace("{key_check}", KEY_CHECK_INCLUDE if creds.api_key else "")
+    files = [
+        _file(CA_PATH, creds.ca_pem, "0644"),
+        _file(TLS_CERT_PATH, creds.cert_pem, "0644"),
+        *([] if scrubbed else [_file(TLS_KEY_PATH, creds.key_pem, "0600")]),
+    ]
+    if creds.api_key:  # the seed's EXOSCALE_OLLAMA_KEY: an extra, weaker check (it is in user-data)
+        files.append(_file(API_KEY_PATH, creds.api_key + "\n", "0600"))
+        files.append(_file(API_KEY_CHECK_PATH, KEY_CHECK.format(key=creds.api_key), "0600"))
+    unit = OLLAMA_UNIT.format(port=PROXY_PORT, image=ollama_image, env=env_args, metadata=METADATA_SERVER)
+    files += [
+        _file(MODELS_PATH, "".join(f"{m}\n" for m in models), "0644"),
+        _file(NGINX_SITE_PATH, site, "0644"),
+        _file(OLLAMA_UNIT_PATH, unit, "0644"),
+        _file(MODELS_UNIT_PATH, MODELS_UNIT, "0644"),
+        _file(PULL_PATH, PULL_SCRIPT, "0755"),
+        _file(SETUP_PATH, SETUP_SCRIPT, "0755"),
+    ]
+    doc: dict[str, Any] = {
+        "package_update": True,
+        "packages": ["docker.io", "nginx", "curl", "gnupg", "ca-certificates", "ubuntu-drivers-common"],
+        "write_files": files,
+        "runcmd": [[SETUP_PATH]],
+    }
+    body = yaml.dump(doc, Dumper=_LiteralDumper, sort_keys=False, default_flow_style=False, width=1000)
+    return "#cloud-config\n" + body
+
+
+def encode_user_data(text: str) -> str:
+    """Base64 as Exoscale's `user-data` wants it; refuses what Exoscale would reject (> 32768 chars)."""
+    encoded = base64.b64encode(text.encode()).decode("ascii")
+    if len(encoded) > MAX_USER_DATA_B64:
+        raise UserDataError(
+            f"user-data is {len(encoded)} base64 characters; Exoscale accepts at most {MAX_USER_DATA_B64} "
+            "(fewer or shorter model names would help)"
+        )
+    return encoded
