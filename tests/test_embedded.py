@@ -287,3 +287,38 @@ async def test_the_idle_monitor_starts_with_the_context_manager_unless_disabled(
                 **kwargs,
             ) as remote:
                 assert (await remote.status())["idle_monitor"] is expected
+
+
+async def test_the_embedded_proxy_honours_client_keys_model_management_max_body_and_progress(
+    tmp_path: Path,
+) -> None:
+    """REMOTE_OLLAMA_CLIENT_KEYS, _MODEL_MANAGEMENT, _MAX_BODY and _WAKE_PROGRESS rule the embedded
+    endpoint as they rule standalone's (its settings are built the one way the other proxies' are):
+    with wake progress on, a generate held while the VM wakes has its body read, so 64 bytes cap it."""
+    async with ExoscaleSimulator(keys={KEY: SECRET}, timings=TIMINGS) as sim:
+        env = {
+            "EXOSCALE_API_KEY": KEY,
+            "EXOSCALE_API_SECRET": SECRET,
+            "EXOSCALE_API_ENDPOINT": sim.url,
+            "OLLAMA_MODEL": MODEL,
+            "REMOTE_OLLAMA_STATE_FILE": str(tmp_path / "state.json"),
+            "REMOTE_OLLAMA_ON_EXIT": "destroy",
+            "REMOTE_OLLAMA_CLIENT_KEYS": "embedded-client-key",
+            "REMOTE_OLLAMA_MODEL_MANAGEMENT": "false",
+            "REMOTE_OLLAMA_MAX_BODY": "64",
+            "REMOTE_OLLAMA_WAKE_PROGRESS": "true",
+        }
+        cloud = AsyncExoscaleCloud.connect(KEY, SECRET, "at-vie-2", endpoint=sim.url, poll_interval=0.05)
+        async with AsyncRemoteOllama.from_env(env, cloud=cloud, poll_interval=0.2) as remote:
+            url = await remote.start()
+            auth = {"Authorization": "Bearer embedded-client-key"}
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{url}/api/tags") as r:
+                    assert r.status == 401 and "error" in await r.json()
+                async with http.get(f"{url}/api/tags", headers=auth) as r:
+                    assert r.status == 200
+                async with http.post(f"{url}/api/pull", json={"model": MODEL}, headers=auth) as r:
+                    assert r.status == 403 and "error" in await r.json()
+                big = json.dumps({"model": MODEL, "prompt": "x" * 200})
+                async with http.post(f"{url}/api/generate", data=big, headers=auth) as r:
+                    assert r.status == 413 and "error" in await r.json()

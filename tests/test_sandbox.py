@@ -85,3 +85,11 @@ def test_cold_start_scale_to_zero_wake_and_clean_exit(sandbox: Program) -> None:
     # SIGTERM: a clean, bounded exit.
     assert sandbox.terminate(timeout=20) == 0
     assert "Traceback" not in sandbox.output()
+
+
+def test_a_newcomers_ollama_pull_works_in_the_sandbox(sandbox: Program) -> None:
+    """The sandbox allows model management as standalone does: `ollama pull` wakes the VM and pulls."""
+    sandbox.wait_listening()
+    client = ollama.Client(host=sandbox.url, timeout=60)
+    assert client.pull("llama3.2:1b").status == "success"
+    assert "llama3.2:1b" in [m.model for m in client.list().models]

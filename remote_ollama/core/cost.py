@@ -9,6 +9,7 @@ a corrected price table re-prices the month. An estimate from list prices, not a
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,7 @@ DEFAULT_PER_HOUR: dict[str, float] = {
     "gpu3.small": 2.133, "gpu3.medium": 4.267, "gpu3.large": 8.533, "gpu3.huge": 17.067,
     "gpu2.small": 1.375, "gpu2.medium": 2.014, "gpu2.large": 2.653, "gpu2.huge": 3.319,
 }  # fmt: skip
+log = logging.getLogger("remote_ollama")
 PRICES_ENV = "REMOTE_OLLAMA_PRICES"
 
 
@@ -61,6 +63,24 @@ def parse_prices(text: str | None) -> PriceTable:
     if not isinstance(currency, str) or not currency:
         raise ValueError(f"{PRICES_ENV}.currency must be a currency code such as EUR")
     return PriceTable(currency, table)
+
+
+_loaded: tuple[str | None, PriceTable] | None = None
+
+
+def prices_from(env: Mapping[str, str]) -> PriceTable:
+    """The one price loader: the table of $REMOTE_OLLAMA_PRICES (the chart's `prices`), else the
+    built-in one (a bad table is logged and ignored); parsed again only when the text changes."""
+    global _loaded
+    text = env.get(PRICES_ENV)
+    if _loaded is None or _loaded[0] != text:
+        try:
+            table = parse_prices(text)
+        except ValueError as exc:
+            log.warning("ignoring %s (%s); using the built-in list prices", PRICES_ENV, exc)
+            table = PriceTable()
+        _loaded = (text, table)
+    return _loaded[1]
 
 
 def month_of(at: datetime) -> str:

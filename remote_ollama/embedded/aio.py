@@ -8,20 +8,20 @@ import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.core.types import Memory, Phase
+from remote_ollama.engine.status_doc import status_document
 from remote_ollama.local.controller import LocalController, make_cloud
 from remote_ollama.local.settings import StandaloneConfig
 from remote_ollama.spec.model import Spec
-from remote_ollama.vm.ollama_release import version_of
+from remote_ollama.spec.schedule import utcnow
 
 from ..proxy.app import PROXY_KEY, make_proxy_app, start_proxy
-from ..proxy.interfaces import NotReady, ProxySettings
+from ..proxy.interfaces import NotReady, proxy_settings
 from .config import KWARG_ENV, config_from
 
 
@@ -116,14 +116,13 @@ class AsyncRemoteOllama:
                 )
                 controller.poll_cap = self._poll_interval
                 controller.idle_monitor = self._monitor
-                settings = ProxySettings(
-                    hold_timeout=spec.wake.hold_timeout,
-                    max_held_requests=spec.wake.max_held_requests,
+                settings = proxy_settings(
+                    spec,
+                    os.environ,
                     immediate_503=self.config.immediate_503,
                     status_extra=self._status_fields,
+                    client_api_keys=self.config.client_keys,
                     activity_interval=min(spec.activity_interval, max(1.0, (self._idle_timeout or 60) / 4)),
-                    models=spec.models,
-                    ollama_version=version_of(spec.ollama.image),
                 )
                 app = make_proxy_app(controller, controller, settings)
                 app[PROXY_KEY].cache.learn(controller.saved.ollama or {})
@@ -167,7 +166,7 @@ class AsyncRemoteOllama:
         after `timeout` seconds; the VM keeps coming up in the background. Counts as activity.
         """
         controller = await self._ctl()
-        now = datetime.now(UTC)
+        now = utcnow()
         await controller.touch(now)
         await controller.request_wake(now)
         loop = asyncio.get_running_loop()
@@ -183,7 +182,7 @@ class AsyncRemoteOllama:
 
     async def record_activity(self) -> None:
         """Note use now, so the idle monitor counts from here (requests through `url` do this for you)."""
-        await (await self._ctl()).touch(datetime.now(UTC))
+        await (await self._ctl()).touch(utcnow())
 
     async def start_idle_monitor(self, idle_timeout: float | None = None) -> None:
         """Stop the VM after `idle_timeout` seconds (default: the configured one) without activity."""
@@ -209,7 +208,7 @@ class AsyncRemoteOllama:
         await self._pause()
         try:
             await asyncio.wait_for(controller.reconciler.destroy_all(), timeout)
-            now = datetime.now(UTC)
+            now = utcnow()
             controller.saved.memory = Memory(
                 created_at=controller.saved.memory.created_at or now,
                 scaled_down_at=now,
@@ -292,16 +291,7 @@ class AsyncRemoteOllama:
 
     def _status_fields(self) -> dict[str, Any]:
         if self._controller is None:
-            spec = self.config.spec
-            out: dict[str, Any] = {
-                "service": "remote-ollama",
-                "provisioning_status": "idle",
-                "instance_status": "unknown",
-                "remote_url": None,
-                "zone": spec.zone,
-                "instance_type": spec.instance_type.name,
-                "ollama_model": ",".join(spec.models),
-            }
+            out = status_document(self.config.spec, phase=None, instance_status="unknown", remote_url=None)
         else:
             out = self._controller.status()
         out["idle_timeout"] = int(self._idle_timeout or 0)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import dataclasses
 import logging
+import os
 from typing import Any
 
 from remote_ollama.proxy.app import Proxy
+from remote_ollama.proxy.interfaces import proxy_settings
 from remote_ollama.proxy.runloop import wait_at_most
-from remote_ollama.spec.sections import DEFAULT_MAX_HELD_BODY
+from remote_ollama.spec.parse import spec_or_defaults
 
 from .api import KubeAPI, KubeError, path_for
 
@@ -53,13 +54,7 @@ class AccessFollower:
 
     def apply_spec(self, spec: dict[str, Any]) -> None:
         """The resource changed: settings at once; the key Secret re-read now if its name changed."""
-        wake = spec.get("wake") or {}
-        body = wake.get("maxHeldBodyBytes", DEFAULT_MAX_HELD_BODY)
-        self.proxy.settings = dataclasses.replace(
-            self.proxy.settings,
-            model_management=spec.get("modelManagement") is True,
-            max_body=body if isinstance(body, int) and not isinstance(body, bool) else DEFAULT_MAX_HELD_BODY,
-        )
+        self.proxy.settings = proxy_settings(spec_or_defaults(spec), os.environ, base=self.proxy.settings)
         name = client_secret_name(spec)
         self.proxy.keys.required = bool(name)
         if name != self.secret:

@@ -8,14 +8,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from remote_ollama.kube.operator.status import parse_time, rfc3339
 from remote_ollama.spec.model import SpecError
 from remote_ollama.spec.names import ANN_SLEEP_REQUESTED, ANN_WAKE_REQUESTED, GROUP, PLURAL, VERSION
 from remote_ollama.spec.parse import parse_spec
-from remote_ollama.spec.schedule import active_window
+from remote_ollama.spec.schedule import active_window, utcnow
 from remote_ollama.spec.sections import format_duration, parse_duration
 
 from .api import KubeAPI, KubeError, path_for
@@ -80,7 +80,7 @@ def idle_since(meta: dict[str, Any], st: dict[str, Any]) -> datetime | None:
         parse_time((st.get("lifecycle") or {}).get("readyAt")),
         parse_time(meta.get("creationTimestamp")),
     ]
-    present = [s for s in stamps if s is not None and s <= datetime.now(UTC) + timedelta(seconds=60)]
+    present = [s for s in stamps if s is not None and s <= utcnow() + timedelta(seconds=60)]
     return max(present) if present else None
 
 
@@ -105,7 +105,7 @@ async def _control(command: str, name: str, namespace: str, output: str) -> int:
     try:
         if command in ("wake", "sleep"):
             key = ANN_WAKE_REQUESTED if command == "wake" else ANN_SLEEP_REQUESTED
-            await api.merge_patch(path, {"metadata": {"annotations": {key: rfc3339(datetime.now(UTC))}}})
+            await api.merge_patch(path, {"metadata": {"annotations": {key: rfc3339(utcnow())}}})
         obj = await api.get(path)
     except KubeError as exc:
         print(f"remote-ollama {command}: {exc.message}", file=sys.stderr)
@@ -122,7 +122,7 @@ async def _control(command: str, name: str, namespace: str, output: str) -> int:
             )
         )
     elif command == "status":
-        print("\n".join(describe(obj, datetime.now(UTC))))
+        print("\n".join(describe(obj, utcnow())))
     else:
         print(
             f"{namespace}/{name}: {command} requested (phase {(obj.get('status') or {}).get('phase', 'Pending')})"

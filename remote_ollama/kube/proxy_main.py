@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from remote_ollama.engine.status_doc import status_document
 from remote_ollama.proxy.app import PROXY_KEY, make_proxy_app, start_proxy
-from remote_ollama.proxy.interfaces import ProxySettings, Upstream, wake_progress_from_env
+from remote_ollama.proxy.interfaces import Upstream, proxy_settings
 from remote_ollama.proxy.local import LocalResolver
 from remote_ollama.proxy.polling import PollingCache
 from remote_ollama.spec.names import (
@@ -192,33 +193,6 @@ def refusal_from(status: JSON) -> Refusal | None:
     return None
 
 
-def provisioning_status(status: JSON) -> str:
-    """The seed's /status word for the resource's phase: idle, provisioning, ready or error."""
-    phase = status.get("phase")
-    if phase == "Failed" or refusal_from(status) is not None:
-        return "error"
-    if phase == "Ready":
-        return "ready"
-    return "provisioning" if phase in ("Provisioning", "Starting") else "idle"
-
-
-def settings_from_env(env: dict[str, str], spec: dict[str, Any]) -> ProxySettings:
-    """The proxy's settings from the resource's spec, parsed by the one settings model (the same
-    defaults as the operator's), plus what only the proxy's environment says (CORS origins)."""
-    parsed = spec_or_defaults(spec)
-    return ProxySettings(
-        hold_timeout=parsed.wake.hold_timeout,
-        max_held_requests=parsed.wake.max_held_requests,
-        activity_interval=parsed.activity_interval,
-        allowed_origins=tuple(o.strip() for o in env.get("OLLAMA_ORIGINS", "").split(",") if o.strip()),
-        client_auth_required=bool(client_secret_name(spec)),
-        model_management=parsed.model_management,
-        wake_progress=parsed.wake.progress or wake_progress_from_env(env),
-        models=parsed.models,
-        ollama_version=version_of(parsed.ollama.image),
-    )
-
-
 async def run_resource_proxy(resource: str, host: str, port: int) -> int:
     namespace, _, name = resource.partition("/")
     if not namespace or not name:
@@ -233,27 +207,25 @@ async def run_resource_proxy(resource: str, host: str, port: int) -> int:
         await AnnotationSink(api, follower.path)._annotate({ANN_IN_FLIGHT: "0"})
     spec = (body or {}).get("spec") or {}
     follower.spec = spec_or_defaults(spec)
-    settings = settings_from_env(dict(os.environ), spec)
 
     def status_extra() -> dict[str, Any]:
         st = (follower.body or {}).get("status") or {}
-        spec = follower.spec
-        phase = str(st.get("phase") or "Pending")
-        return {
-            "service": "remote-ollama",
-            "resource": resource,
-            "provisioning_status": provisioning_status(st),
-            "idle_timeout": int(spec.idle.stop_after or 0),  # seconds; 0: never stopped for idleness
-            "phase": phase,
-            "remote_url": st.get("endpoint"),
-            "instance_status": (st.get("instance") or {}).get("state"),
-            "zone": spec.zone,
-            "instance_type": spec.instance_type.name,
-            "ollama_model": ",".join(spec.models),
-            "last_activity": st.get("lastActivity"),
-        }
+        return status_document(
+            follower.spec,
+            phase=st.get("phase"),
+            error=refusal_from(st) is not None,
+            instance_status=(st.get("instance") or {}).get("state"),
+            remote_url=st.get("endpoint"),
+            resource=resource,
+            last_activity=st.get("lastActivity"),
+        )
 
-    settings = ProxySettings(**{**settings.__dict__, "status_extra": status_extra})
+    settings = proxy_settings(
+        follower.spec,
+        os.environ,
+        client_auth_required=bool(client_secret_name(spec)),
+        status_extra=status_extra,
+    )
     app = make_proxy_app(resolver, AnnotationSink(api, follower.path), settings)
     access = AccessFollower(api, namespace, app[PROXY_KEY])
     access.apply_spec(spec)

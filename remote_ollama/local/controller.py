@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from remote_ollama.cloud.errors import CloudError
@@ -21,11 +21,13 @@ from remote_ollama.core import cost
 from remote_ollama.core.backoff import backoff
 from remote_ollama.core.types import Activity, Decision, Memory, Phase, WakeTiming
 from remote_ollama.engine.reconciler import Reconciler, Target, instance_name
+from remote_ollama.engine.status_doc import status_document
 from remote_ollama.engine.vm_client import RECORD_KEYS, CredentialStore, InstanceRecord
 from remote_ollama.proxy.interfaces import NotReady, Upstream, UpstreamState
 from remote_ollama.proxy.runloop import wait_at_most
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import STANDALONE_CLUSTER, VM_TLS_SERVER_NAME
+from remote_ollama.spec.schedule import utcnow
 from remote_ollama.spec.sections import format_duration
 from remote_ollama.spec.vocabulary import Reason
 from remote_ollama.vm.pki import VMCredentials
@@ -40,10 +42,6 @@ log = logging.getLogger("remote_ollama")
 UNREACHABLE_GRACE = 15.0
 
 Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class FileCredentialStore(CredentialStore):
@@ -114,7 +112,7 @@ class LocalController:
         # Upper bound on the wait between rounds (the sandbox uses 1 s so a person sees each step).
         self.poll_cap: float | None = None
         self._upstream_cache: tuple[str, dict[str, str] | None, Upstream] | None = None
-        self.prices = _prices_from_env()
+        self.prices = cost.prices_from(os.environ)
         # A cloud error retrying cannot fix (quota, credentials): held requests fail after one round
         # that still sees it, instead of waiting out the whole hold timeout.
         # ... and so does a cloud API unreachable for UNREACHABLE_GRACE (a burst of failures that one
@@ -367,28 +365,16 @@ class LocalController:
     # -- /status -----------------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """The seed's /status fields."""
+        """The /status document."""
         d = self.decision
         phase = d.phase if d else self.saved.memory.phase
-        if self.error or phase is Phase.FAILED:
-            prov = "error"
-        elif phase is Phase.READY:
-            prov = "ready"
-        elif phase in (Phase.PROVISIONING, Phase.STARTING):
-            prov = "provisioning"
-        else:
-            prov = "idle"
-        out: dict[str, Any] = {
-            "service": "remote-ollama",
-            "provisioning_status": prov,
-            "instance_status": self.instance_state or "none",
-            "remote_url": d.endpoint if d else None,
-            "zone": self.spec.zone,
-            "instance_type": self.spec.instance_type.name,
-            "ollama_model": ",".join(self.spec.models),
-            "idle_timeout": int(self.spec.idle.stop_after or 0),
-            "phase": str(phase),
-        }
+        out = status_document(
+            self.spec,
+            phase=phase,
+            error=bool(self.error),
+            instance_status=self.instance_state or "none",
+            remote_url=d.endpoint if d else None,
+        )
         if self.saved.cost:
             c = self.saved.cost
             out["cost"] = {
@@ -399,14 +385,6 @@ class LocalController:
         if self.error:
             out["error"] = self.error
         return out
-
-
-def _prices_from_env() -> cost.PriceTable:
-    try:
-        return cost.parse_prices(os.environ.get(cost.PRICES_ENV))
-    except ValueError as exc:
-        log.warning("ignoring %s (%s); using the built-in list prices", cost.PRICES_ENV, exc)
-        return cost.PriceTable()
 
 
 def make_cloud(config: StandaloneConfig) -> AsyncExoscaleCloud:

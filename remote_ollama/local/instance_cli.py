@@ -15,13 +15,13 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from remote_ollama.cloud.errors import CloudError
 from remote_ollama.cloud.exoscale.adapter import ExoscaleCloud, owner_labels
-from remote_ollama.core.cost import PRICES_ENV, parse_prices
+from remote_ollama.core.cost import prices_from
 from remote_ollama.core.observed import GONE, ObservedInstance
 from remote_ollama.spec.names import (
     LABEL_CLUSTER,
@@ -29,6 +29,7 @@ from remote_ollama.spec.names import (
     LABEL_MANAGED_BY_VALUE,
     STANDALONE_CLUSTER,
 )
+from remote_ollama.spec.schedule import utcnow
 
 from .settings import ConfigError, StandaloneConfig, default_state_file
 from .state_file import StateFile
@@ -111,7 +112,7 @@ def table(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
 class InstanceTool:
     def __init__(self, cloud: ExoscaleCloud, selection: Selection, out: TextIO, err: TextIO, as_json: bool):
         self.cloud, self.sel, self.out, self.err, self.json = cloud, selection, out, err, as_json
-        self.now = datetime.now(UTC)
+        self.now = utcnow()
 
     def emit(self, data: Any, text: str) -> None:
         self.out.write(json.dumps(data, indent=2, default=str) + "\n" if self.json else text + "\n")
@@ -159,7 +160,7 @@ class InstanceTool:
                 sg = {"id": ref["id"], "name": None, "rules": []}
             groups.append({"id": sg.get("id"), "name": sg.get("name"), "rules": sg.get("rules", [])})
         age = age_seconds(inst, self.now)
-        table = parse_prices(os.environ.get(PRICES_ENV))
+        table = prices_from(os.environ)
         price = table.per_hour.get(inst.instance_type)
         cost = round(price * age / 3600, 2) if price is not None and age is not None else None
         info: dict[str, Any] = {

@@ -19,8 +19,7 @@ from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.engine.metrics import LifecycleMetrics
 from remote_ollama.proxy.app import PROXY_KEY, make_proxy_app, start_proxy
 from remote_ollama.proxy.guard import is_loopback_address
-from remote_ollama.proxy.interfaces import ProxySettings, wake_progress_from_env
-from remote_ollama.vm.ollama_release import version_of
+from remote_ollama.proxy.interfaces import proxy_settings
 
 from .controller import LocalController, make_cloud
 from .settings import HOST_ENV, StandaloneConfig
@@ -68,17 +67,12 @@ async def serve_standalone(
     controller = LocalController(
         config.spec, cloud or make_cloud(config), config.state_file, ollama_key=config.ollama_key
     )
-    settings = ProxySettings(
-        hold_timeout=config.spec.wake.hold_timeout,
-        max_held_requests=config.spec.wake.max_held_requests,
+    settings = proxy_settings(
+        config.spec,
+        os.environ,
         immediate_503=config.immediate_503,
         status_extra=controller.status,
-        wake_progress=config.spec.wake.progress or wake_progress_from_env(os.environ),
         client_api_keys=config.client_keys,
-        model_management=config.spec.model_management,
-        max_body=config.spec.wake.max_held_body_bytes,
-        models=config.spec.models,
-        ollama_version=version_of(config.spec.ollama.image),
     )
     if not config.client_keys and not is_loopback_address(host):
         # in the image the address comes from REMOTE_OLLAMA_HOST: the fix is where the port is published

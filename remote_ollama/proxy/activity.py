@@ -12,15 +12,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from remote_ollama.proxy.interfaces import ActivitySink
+from remote_ollama.spec.schedule import utcnow
 
 log = logging.getLogger(__name__)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class ActivityReporter:

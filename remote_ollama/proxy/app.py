@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -46,6 +45,7 @@ from remote_ollama.proxy.upstream import (
     UpstreamPool,
     UpstreamUnreachable,
 )
+from remote_ollama.spec.schedule import utcnow
 from remote_ollama.vm.bounded import TooLarge, read_capped
 
 _ORIGIN = web.RequestKey("cors_origin", str)
@@ -397,7 +397,7 @@ def waking_line(path: str, model: str, phase: str) -> bytes:
         return progress_line({"status": status})
     chunk: dict[str, object] = {
         "model": model,
-        "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "created_at": utcnow().isoformat().replace("+00:00", "Z"),
     }
     if path == "/api/chat":
         chunk["message"] = {"role": "assistant", "content": ""}

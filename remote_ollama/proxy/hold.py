@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from datetime import UTC, datetime
 
 from aiohttp import web
 
 from remote_ollama.proxy.activity import ActivityReporter
 from remote_ollama.proxy.interfaces import NotReady, ProxySettings, Upstream, UpstreamResolver
 from remote_ollama.proxy.metrics import ProxyMetrics
+from remote_ollama.spec.schedule import utcnow
 
 
 class HoldRejected(NotReady):
@@ -31,7 +31,7 @@ def not_ready_response(exc: NotReady, retry_after: int) -> web.Response:
     if exc.refused:
         headers = {}
         if exc.retry_at is not None:
-            wait = (exc.retry_at - datetime.now(UTC)).total_seconds()
+            wait = (exc.retry_at - utcnow()).total_seconds()
             headers["Retry-After"] = str(max(1, math.ceil(wait)))
     return web.json_response(body, status=503, headers=headers)
 

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
+from remote_ollama.proxy.cors import parse_origins
+from remote_ollama.spec.model import Spec
 from remote_ollama.spec.sections import (
     DEFAULT_ACTIVITY_INTERVAL,
     DEFAULT_HOLD_TIMEOUT,
     DEFAULT_MAX_HELD,
     DEFAULT_MAX_HELD_BODY,
 )
-from remote_ollama.vm.ollama_release import DEFAULT_OLLAMA_VERSION
+from remote_ollama.vm.ollama_release import DEFAULT_OLLAMA_VERSION, version_of
 
 
 @dataclass(frozen=True)
@@ -144,3 +146,24 @@ class ProxySettings:
     # version of the Ollama image the VM runs.
     models: tuple[str, ...] = ()
     ollama_version: str = DEFAULT_OLLAMA_VERSION
+
+
+def proxy_settings(
+    spec: Spec, env: Mapping[str, str], *, base: ProxySettings | None = None, **shell: Any
+) -> ProxySettings:
+    """The one way to build `ProxySettings` (operator-mode proxy, standalone, embedded): what the
+    parsed spec says (wake, model management, models, image), what the proxy's environment says
+    (OLLAMA_ORIGINS, REMOTE_OLLAMA_WAKE_PROGRESS), then what only the shell knows (`shell`: client
+    keys, status_extra, ...). `base`: settings to update when the spec changes (their shell fields kept)."""
+    from_spec: dict[str, Any] = {
+        "hold_timeout": spec.wake.hold_timeout,
+        "max_held_requests": spec.wake.max_held_requests,
+        "activity_interval": spec.activity_interval,
+        "allowed_origins": parse_origins(env.get("OLLAMA_ORIGINS", "")),
+        "model_management": spec.model_management,
+        "max_body": spec.wake.max_held_body_bytes,
+        "wake_progress": spec.wake.progress or wake_progress_from_env(env),
+        "models": spec.models,
+        "ollama_version": version_of(spec.ollama.image),
+    }
+    return replace(base or ProxySettings(), **{**from_spec, **shell})

@@ -15,16 +15,12 @@ from pathlib import Path
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.local.controller import LocalController
 from remote_ollama.local.serve import serve_standalone
-from remote_ollama.local.settings import StandaloneConfig
+from remote_ollama.local.settings import ConfigError, StandaloneConfig
 from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
 from remote_ollama.sandbox.exoscale.state import SimTimings
-from remote_ollama.spec.model import Spec
 from remote_ollama.spec.sections import (
-    IdlePolicy,
-    WakePolicy,
     format_duration,
     parse_duration,
-    parse_instance_type,
 )
 
 log = logging.getLogger("remote_ollama")
@@ -54,24 +50,28 @@ async def run_sandbox(args: argparse.Namespace) -> int:
         {SANDBOX_KEY: SANDBOX_SECRET}, timings=sandbox_timings(args.boot, args.token_delay)
     )
     api = await sim.start("127.0.0.1", 0)
-    spec = Spec(
-        instance_type=parse_instance_type("gpua5000.small"),
-        disk_size=50,
-        models=(args.model,),
-        idle=IdlePolicy(stop_after=idle, destroy_after=None),
-        wake=WakePolicy(hold_timeout=120.0),
-    )
-    config = StandaloneConfig(
-        api_key=SANDBOX_KEY,
-        api_secret=SANDBOX_SECRET,
-        spec=spec,
-        endpoint=api,
-        state_file=state_file,
-        ollama_key=None,
-        on_exit="destroy",
-        exit_timeout=5.0,
-        immediate_503=False,
-    )
+    # Built as standalone builds it (its defaults: model management allowed, so `ollama pull` works).
+    try:
+        config = StandaloneConfig.from_env(
+            {
+                "EXOSCALE_API_KEY": SANDBOX_KEY,
+                "EXOSCALE_API_SECRET": SANDBOX_SECRET,
+                "EXOSCALE_API_ENDPOINT": api,
+                "EXOSCALE_INSTANCE_TYPE": "gpua5000.small",
+                "EXOSCALE_DISK_SIZE": "50",
+                "OLLAMA_MODEL": args.model,
+                "EXOSCALE_IDLE_TIMEOUT": args.idle,
+                "REMOTE_OLLAMA_HOLD_TIMEOUT": "120",
+                "REMOTE_OLLAMA_STATE_FILE": state_file,
+                "REMOTE_OLLAMA_ON_EXIT": "destroy",
+                "REMOTE_OLLAMA_EXIT_TIMEOUT": "5",
+            }
+        )
+    except ConfigError as exc:
+        await sim.stop()
+        print(f"remote-ollama sandbox: {exc}")
+        return 2
+    spec = config.spec
     cloud = AsyncExoscaleCloud.connect(
         SANDBOX_KEY, SANDBOX_SECRET, spec.zone, endpoint=api, poll_interval=0.2
     )

@@ -19,6 +19,11 @@ _TIME_RE = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$|^24:00$")
 TIME_PATTERN = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
 
 
+def utcnow() -> datetime:
+    """The one wall clock (UTC): every default `clock`/`now` in the package is this."""
+    return datetime.now(UTC)
+
+
 @dataclass(frozen=True)
 class Window:
     days: frozenset[int]  # 0 = Monday

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from remote_ollama.spec.names import VM_TLS_SERVER_NAME
+from remote_ollama.spec.schedule import utcnow
 
 # Long enough that a VM kept for years still verifies; rotation is by re-creating the resource's Secret.
 CA_VALIDITY = dt.timedelta(days=3650)
@@ -166,7 +167,7 @@ def _leaf(
 def generate_vm_credentials(api_key: str | None = None, *, now: dt.datetime | None = None) -> VMCredentials:
     """A fresh CA, a server certificate for VM_TLS_SERVER_NAME and a client certificate for the
     proxy, both signed by it; `api_key` (EXOSCALE_OLLAMA_KEY) only when the user chose one."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or utcnow()
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("remote-ollama per-resource CA")
     ca_cert = (

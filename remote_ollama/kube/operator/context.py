@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import kopf
@@ -41,16 +41,13 @@ from remote_ollama.spec.names import (
     security_group_name,
     vm_secret_name,
 )
+from remote_ollama.spec.schedule import utcnow
 from remote_ollama.vm.pki import KEY_CA, KEY_KEY, VMCredentials
 
 from . import children
 from .ownership import NameConflict, apply_owned, owned_by
 
 log = logging.getLogger("remote_ollama.kube.operator")
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 ORPHAN_GRACE = 600.0  # seconds an unowned instance must stay unowned before it is deleted
@@ -193,7 +190,7 @@ class Operator:
         self._sweeper: asyncio.Task[None] | None = None
         self.metrics = LifecycleMetrics()
         # what "now" is for the lifecycle and cost (tests replace it to simulate days and months)
-        self.clock: Callable[[], datetime] = _utcnow
+        self.clock: Callable[[], datetime] = utcnow
         self.cloud_options: dict[str, Any] = {}
         self.orphan_grace = float(os.environ.get("REMOTE_OLLAMA_ORPHAN_GRACE", ORPHAN_GRACE))
         self.orphan_every = float(os.environ.get("REMOTE_OLLAMA_ORPHAN_INTERVAL", ORPHAN_EVERY))

@@ -20,21 +20,10 @@ from .status import conditions
 
 log = logging.getLogger("remote_ollama.kube.operator")
 
-_prices_cache: tuple[str | None, cost.PriceTable] | None = None
-
 
 def prices() -> cost.PriceTable:
-    """The price table from $REMOTE_OLLAMA_PRICES (the chart's `prices`), else the built-in one."""
-    global _prices_cache
-    text = os.environ.get(cost.PRICES_ENV)
-    if _prices_cache is None or _prices_cache[0] != text:
-        try:
-            table = cost.parse_prices(text)
-        except ValueError as exc:
-            log.warning("ignoring %s (%s); using the built-in list prices", cost.PRICES_ENV, exc)
-            table = cost.PriceTable()
-        _prices_cache = (text, table)
-    return _prices_cache[1]
+    """The price table of the operator's environment."""
+    return cost.prices_from(os.environ)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import os
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 import kopf
@@ -36,6 +36,7 @@ from remote_ollama.spec.names import (
     security_group_name,
 )
 from remote_ollama.spec.parse import parse_spec
+from remote_ollama.spec.schedule import utcnow
 from remote_ollama.spec.vocabulary import ConditionType, Reason
 
 from . import children
@@ -268,7 +269,7 @@ def _ready_false(body: kopf.Body, reason: str, message: str) -> list[dict[str, A
         "status": "False",
         "reason": str(reason),
         "message": message,
-        "lastTransitionTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "lastTransitionTime": utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
         "observedGeneration": body.metadata.get("generation"),
     }
     return [c for c in conds if c.get("type") != ConditionType.READY] + [ready]

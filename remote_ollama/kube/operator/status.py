@@ -17,6 +17,7 @@ from remote_ollama.spec.names import (
     ANN_WAKE_REQUESTED,
     PROXY_PORT,
 )
+from remote_ollama.spec.schedule import utcnow
 from remote_ollama.spec.vocabulary import ConditionType, Reason
 
 JSON = dict[str, Any]
@@ -79,7 +80,7 @@ def memory_from(body: JSON) -> Memory:
     flat["instance_id"] = (status.get("instance") or {}).get("id")
     flat["phase"] = status.get("phase")
     created = parse_time((body.get("metadata") or {}).get("creationTimestamp"))
-    flat["created_at"] = (created or datetime.now(UTC)).isoformat()
+    flat["created_at"] = (created or utcnow()).isoformat()
     return memory_from_json({k: v for k, v in flat.items() if v is not None})
 
 
