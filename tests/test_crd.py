@@ -120,7 +120,7 @@ def test_enums_and_patterns_mirror_the_spec() -> None:
     assert props["diskSize"]["minimum"] == MIN_DISK
     assert props["diskSize"]["maximum"] == MAX_DISK
     status_phase = openapi_schema()["properties"]["status"]["properties"]["phase"]["enum"]
-    from remote_ollama.core.types import Phase
+    from remote_ollama.spec.vocabulary import Phase
 
     assert status_phase == [p.value for p in Phase]
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
-from remote_ollama.core.types import Phase
 from remote_ollama.local.controller import LocalController
 from remote_ollama.proxy.interfaces import NotReady
 from remote_ollama.sandbox.exoscale.api import SimulatorThread
 from remote_ollama.sandbox.exoscale.state import SimTimings
 from remote_ollama.spec.parse import parse_spec
+from remote_ollama.spec.vocabulary import Phase
 
 KEY, SECRET = "EXObudgettest", "budget-test-secret"
 

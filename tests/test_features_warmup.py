@@ -16,13 +16,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "faults"))
 
 from cloud_world import MODEL, CloudWorld, cloud_world, spec
 
-from remote_ollama.core.types import Decision, Phase, WakeTiming
+from remote_ollama.core.types import Decision, WakeTiming
 from remote_ollama.proxy.app import PROXY_KEY, make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import ProxySettings
 from remote_ollama.proxy.metrics import ProxyMetrics
 from remote_ollama.sandbox.ollama.server import ollama_state
 from remote_ollama.sandbox.ollama.state import OllamaState
 from remote_ollama.spec.model import Spec
+from remote_ollama.spec.vocabulary import Phase
 
 LOADED_NS = 10_000_000  # the simulated Ollama reports 0.5 ms for a loaded model, >= 50 ms for a load
 

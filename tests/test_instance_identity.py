@@ -33,7 +33,7 @@ from remote_ollama.spec.names import (
     security_group_name,
 )
 from remote_ollama.spec.parse import parse_spec
-from remote_ollama.spec.vocabulary import EventReason
+from remote_ollama.spec.vocabulary import Reason
 from remote_ollama.vm.pki import VMCredentials, generate_vm_credentials
 
 KEY, SECRET, ZONE = "EXOidentitytest0123", "identity-test-secret", "at-vie-2"
@@ -135,7 +135,7 @@ async def test_a_status_naming_another_teams_instance_does_not_hand_it_over(worl
     assert touched(sim, foreign.id) == []
     assert sim.state.instances[foreign.id].state == "running"
     assert sim.state.instances[foreign.id].user_data == user_data
-    assert [r for r, m in warnings if foreign.id in m] == [EventReason.FOREIGN_INSTANCE_IGNORED]
+    assert [r for r, m in warnings if foreign.id in m] == [Reason.FOREIGN_INSTANCE_IGNORED]
 
 
 async def test_a_status_naming_an_instance_without_our_labels_beside_our_own_is_ignored(world: Any) -> None:
@@ -151,7 +151,7 @@ async def test_a_status_naming_an_instance_without_our_labels_beside_our_own_is_
     assert look.instance is not None and look.instance.id == ours
     assert touched(sim, foreign.id) == []
     assert sim.state.instances[foreign.id].state == "running"
-    assert any(r == EventReason.FOREIGN_INSTANCE_IGNORED and foreign.id in m for r, m in warnings)
+    assert any(r == Reason.FOREIGN_INSTANCE_IGNORED and foreign.id in m for r, m in warnings)
 
 
 async def test_a_look_alike_with_copied_labels_is_never_adopted(world: Any) -> None:
@@ -170,7 +170,7 @@ async def test_a_look_alike_with_copied_labels_is_never_adopted(world: Any) -> N
     assert again.instance is not None and again.instance.id != look_alike.id
     assert again.decision.endpoint is None or (look_alike.public_ip or "?") not in again.decision.endpoint
     assert touched(sim, look_alike.id) == []
-    assert any(r == EventReason.UNRECORDED_INSTANCE_IGNORED and look_alike.id in m for r, m in warnings)
+    assert any(r == Reason.UNRECORDED_INSTANCE_IGNORED and look_alike.id in m for r, m in warnings)
 
 
 async def test_our_recorded_instance_gone_a_look_alike_is_not_adopted(world: Any) -> None:
@@ -256,4 +256,4 @@ async def test_a_vm_from_before_records_is_kept_if_labelled_ours_and_then_record
     look = await one_round(fresh, status_memory(foreign.id), Activity(last_activity=now))
     assert look.instance is None or look.instance.id != foreign.id
     assert touched(sim, foreign.id) == []
-    assert any(r == EventReason.FOREIGN_INSTANCE_IGNORED and foreign.id in m for r, m in warnings)
+    assert any(r == Reason.FOREIGN_INSTANCE_IGNORED and foreign.id in m for r, m in warnings)

@@ -7,10 +7,11 @@ import pytest
 
 from remote_ollama.core.lifecycle import decide
 from remote_ollama.core.observed import ObservedInstance
-from remote_ollama.core.types import ActionKind, Activity, Decision, Health, Memory, Observation, Phase
+from remote_ollama.core.types import ActionKind, Activity, Decision, Health, Memory, Observation
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import LABEL_SPEC_HASH
 from remote_ollama.spec.parse import parse_spec
+from remote_ollama.spec.vocabulary import Phase
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SPEC = parse_spec(

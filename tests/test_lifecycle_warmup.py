@@ -5,20 +5,12 @@ from datetime import UTC, datetime, timedelta
 
 from remote_ollama.core.lifecycle import WARM_UP_TIMEOUT, decide
 from remote_ollama.core.observed import ObservedInstance
-from remote_ollama.core.types import (
-    ActionKind,
-    Activity,
-    Decision,
-    Health,
-    Memory,
-    Observation,
-    Phase,
-    WakeTiming,
-)
+from remote_ollama.core.types import ActionKind, Activity, Decision, Health, Memory, Observation, WakeTiming
 from remote_ollama.engine.vm_client import ollama_keep_alive
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import LABEL_SPEC_HASH
 from remote_ollama.spec.parse import parse_spec
+from remote_ollama.spec.vocabulary import Phase
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 MODEL = "granite3.1-dense:8b"

@@ -27,7 +27,7 @@ def test_missing_secret_or_key_blocks_without_cloud_calls_then_recovers(kube: Ku
 
         wait_until(lambda: blocked_with(world, "not found"), 20, "CredentialsValid=False, Secret not found")
         cond = credentials(world)
-        assert cond is not None and cond["reason"] == "CredentialsInvalid"
+        assert cond is not None and cond["reason"] == "InvalidCredentials"
         assert "'exoscale'" in cond["message"]
         obj = world.get("remoteollama", "granite")
         assert obj is not None

@@ -15,8 +15,8 @@ def test_permanent_reasons_refuse_with_their_message() -> None:
         "conditions": [cond("Ready", "False", "QuotaExceeded", "GPU quota exhausted")],
     }
     assert refusal_from(quota) == Refusal("GPU quota exhausted", Reason.QUOTA_EXCEEDED)
-    creds = {"conditions": [cond("CredentialsValid", "False", "CredentialsInvalid", "Secret 'x' not found")]}
-    assert refusal_from(creds) == Refusal("Secret 'x' not found", Reason.CREDENTIALS_INVALID)
+    creds = {"conditions": [cond("CredentialsValid", "False", "InvalidCredentials", "Secret 'x' not found")]}
+    assert refusal_from(creds) == Refusal("Secret 'x' not found", Reason.INVALID_CREDENTIALS)
     # the adapter's own words, as the operator writes them (the old list said "NotAuthorized")
     for reason in ("InstanceTypeNotAuthorized", "InvalidSpec", "TemplateNotFound", "InvalidCredentials"):
         refused = refusal_from({"conditions": [cond("Ready", "False", reason, "why")]})

@@ -19,11 +19,12 @@ from typing import Any
 import pytest
 from subprocess_world import Program, clean_env, free_port, wait_until
 
-from remote_ollama.core.types import Memory, Phase
+from remote_ollama.core.types import Memory
 from remote_ollama.local.settings import ConfigError, StandaloneConfig
 from remote_ollama.local.state_file import StandaloneState, StateFile
 from remote_ollama.sandbox.exoscale.api import SimulatorThread
 from remote_ollama.sandbox.exoscale.state import GONE_STATES, SimTimings
+from remote_ollama.spec.vocabulary import Phase
 
 KEY, SECRET = "EXOstandalonetest", "standalone-test-secret"
 MODEL = "granite3.1-dense:8b"

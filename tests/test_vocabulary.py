@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 
 from crd_schema import openapi_schema
+from test_lifecycle import T0, down_mem, inst, ready_mem, step
 
 from remote_ollama.cloud import errors
+from remote_ollama.core.types import Activity, Health, Memory
 from remote_ollama.spec.vocabulary import ConditionType, Reason
 
 
@@ -35,3 +37,43 @@ def test_reasons_and_types_fit_the_crd() -> None:
     assert all(pattern.match(r) for r in Reason)
     described = openapi_schema()["properties"]["status"]["properties"]["conditions"]["description"]
     assert all(t in described for t in ConditionType)
+
+
+def test_every_reason_the_round_writes_is_a_member_of_the_vocabulary() -> None:
+    """Decisions, their actions and conditions carry members, never bare strings, through a life:
+    nothing -> create -> booting -> pulling -> ready -> idle -> stopped -> wake -> transitional -> error."""
+    later = 31.0
+    decisions = [
+        step(None, memory=Memory(created_at=T0)),
+        step(None, memory=Memory(created_at=T0), blocked="credentials Secret 'c' not found"),
+        step(inst("running"), health=None),
+        step(inst("running"), health=Health("0.33.0", ())),
+        step(inst("running")),
+        step(inst("running"), minutes=later),
+        step(inst("stopped"), memory=down_mem()),
+        step(inst("stopped"), memory=down_mem(), activity=Activity(wake_requested=T0)),
+        step(inst("migrating"), memory=ready_mem()),
+        step(inst("rebooting"), memory=ready_mem()),
+        step(inst("error")),
+    ]
+    for d in decisions:
+        assert type(d.reason) is Reason, d.reason
+        assert all(type(c.reason) is Reason for c in d.conditions), d.conditions
+        assert all(a.reason is None or type(a.reason) is Reason for a in d.actions), d.actions
+    assert {"Creating", "Blocked", "Idle", "InstanceMigrating", "InstanceTransitioning"} <= {
+        d.reason for d in decisions
+    }
+
+
+def test_an_events_type_comes_from_its_reason_and_synonyms_are_merged() -> None:
+    for r in (
+        "InvalidSpec",
+        "InvalidCredentials",
+        "MalformedAnnotation",
+        "CloudObjectsAbandoned",
+        "InternalError",
+    ):
+        assert Reason(r).warning, r
+    for r in ("Ready", "Idle", "Creating", "Deleted", "OrphanDeleted", "Suspended"):
+        assert not Reason(r).warning, r
+    assert Reason.of("CredentialsInvalid") is None  # one word for bad credentials: InvalidCredentials

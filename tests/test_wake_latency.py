@@ -17,11 +17,11 @@ from cluster.fixtures import KubeNamespace
 from operator_world import credentials_secret, operator_world, remote_ollama, wait_until
 
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
-from remote_ollama.core.types import Phase
 from remote_ollama.local.controller import LocalController
 from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator, SimulatorThread
 from remote_ollama.sandbox.exoscale.state import SimTimings
 from remote_ollama.spec.parse import parse_spec
+from remote_ollama.spec.vocabulary import Phase
 
 KEY, SECRET = "EXOwaketest", "wake-test-secret"
 SLOW_CLOUD_INIT = SimTimings(boot=0.3, stop=0.2, destroy=0.2, operation=0.05, cloud_init=2.5, token=0.002)

@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 from crd_schema import validate_remoteollama
 
-from remote_ollama.core.types import Decision, Memory, Phase, WakeTiming
+from remote_ollama.core.types import Decision, Memory, WakeTiming
 from remote_ollama.engine.metrics import LifecycleMetrics
 from remote_ollama.kube.operator.status import lifecycle_json, memory_from, status_patch
+from remote_ollama.spec.vocabulary import Phase
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 WAKE = WakeTiming(

@@ -13,21 +13,10 @@ from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import LABEL_SPEC_HASH, VM_PORT
 from remote_ollama.spec.schedule import active_window, next_edge
 from remote_ollama.spec.sections import IdleMode, format_duration
-from remote_ollama.spec.vocabulary import ConditionType
+from remote_ollama.spec.vocabulary import INSTANCE_IN, ConditionType, Phase, Reason
 
 from .observed import GONE
-from .types import (
-    Action,
-    ActionKind,
-    Activity,
-    Condition,
-    Decision,
-    Health,
-    Memory,
-    Observation,
-    Phase,
-    WakeTiming,
-)
+from .types import Action, ActionKind, Activity, Condition, Decision, Health, Memory, Observation, WakeTiming
 
 POLL_TRANSITION = 5.0
 POLL_PROBE = 3.0
@@ -56,7 +45,7 @@ def _latest(*stamps: datetime | None) -> datetime | None:
 @dataclass(frozen=True)
 class Desire:
     running: bool
-    reason: str
+    reason: Reason
     message: str
     idle_deadline: datetime | None = None  # when the VM becomes idle, if nothing happens before
 
@@ -99,11 +88,11 @@ def desire(obs: Observation) -> Desire:
         act = replace(act, in_flight=0)  # stale: no heartbeat within stopAfter plus the margin
         expires = None
     if obs.blocked_reason:
-        return Desire(False, "Blocked", obs.blocked_reason)
+        return Desire(False, Reason.BLOCKED, obs.blocked_reason)
     if obs.budget is not None and obs.budget.exceeded:
-        return Desire(False, "BudgetExceeded", obs.budget.exceeded)
+        return Desire(False, Reason.BUDGET_EXCEEDED, obs.budget.exceeded)
     if spec.suspend:
-        return Desire(False, "Suspended", "spec.suspend is true")
+        return Desire(False, Reason.SUSPENDED, "spec.suspend is true")
     window = active_window(spec.schedule, now) if spec.schedule else None
     last_use = _latest(act.last_activity, act.wake_requested, mem.created_at, mem.ready_at)
     if (
@@ -114,32 +103,32 @@ def desire(obs: Observation) -> Desire:
     ):
         return Desire(
             False,
-            "SleepRequested",
+            Reason.SLEEP_REQUESTED,
             "scale to zero requested (sleep annotation, or remote-ollama instance stop)",
         )
     if act.in_flight > 0:
-        return Desire(True, "InUse", f"{act.in_flight} request(s) in flight", idle_deadline=expires)
+        return Desire(True, Reason.IN_USE, f"{act.in_flight} request(s) in flight", idle_deadline=expires)
     if window is not None:
         closes = window[1].strftime("%Y-%m-%dT%H:%M:%SZ")
-        return Desire(True, "KeepWarm", f"inside a keep-warm window (spec.schedule) until {closes}")
+        return Desire(True, Reason.KEEP_WARM, f"inside a keep-warm window (spec.schedule) until {closes}")
     if not obs.idle_monitor:  # the embedding program turned idleness off: no stop, and no wake by itself
         if mem.scaled_down_at is not None and (last_use is None or last_use <= mem.scaled_down_at):
-            return Desire(False, "Idle", "scaled to zero; waiting for a request to wake it")
-        return Desire(True, "MonitorOff", "the idle monitor is off")
+            return Desire(False, Reason.IDLE, "scaled to zero; waiting for a request to wake it")
+        return Desire(True, Reason.MONITOR_OFF, "the idle monitor is off")
     stop_after = spec.idle.stop_after
     if stop_after is None:
-        return Desire(True, "AlwaysOn", "spec.idle.stopAfter is not set")
+        return Desire(True, Reason.ALWAYS_ON, "spec.idle.stopAfter is not set")
     if mem.scaled_down_at is not None and (last_use is None or last_use <= mem.scaled_down_at):
-        return Desire(False, "Idle", "scaled to zero; waiting for a request to wake it")
+        return Desire(False, Reason.IDLE, "scaled to zero; waiting for a request to wake it")
     booting = mem.scaled_down_at is None and mem.phase in (Phase.PENDING, Phase.PROVISIONING, Phase.STARTING)
     if booting:
-        return Desire(True, "Booting", "bringing the VM up")
+        return Desire(True, Reason.BOOTING, "bringing the VM up")
     if last_use is None:
-        return Desire(True, "New", "no activity yet")
+        return Desire(True, Reason.NEW, "no activity yet")
     deadline = last_use + timedelta(seconds=stop_after)
     if now >= deadline:
-        return Desire(False, "Idle", f"no request for {format_duration(stop_after)}")
-    return Desire(True, "Active", "in use", deadline)
+        return Desire(False, Reason.IDLE, f"no request for {format_duration(stop_after)}")
+    return Desire(True, Reason.ACTIVE, "in use", deadline)
 
 
 def warm_up_target(spec: Spec) -> str | None:
@@ -156,26 +145,26 @@ def _model_loaded(spec: Spec, health: Health | None, warming: bool, timed_out: b
         return None
     target = spec.models[0]
     if _has_model(health.loaded, target):
-        return Condition(ConditionType.MODEL_LOADED, True, "Loaded", f"{target} is in memory")
+        return Condition(ConditionType.MODEL_LOADED, True, Reason.LOADED, f"{target} is in memory")
     if warming:
         return Condition(
-            ConditionType.MODEL_LOADED, False, "Loading", f"loading {target} into memory (warm-up)"
+            ConditionType.MODEL_LOADED, False, Reason.LOADING, f"loading {target} into memory (warm-up)"
         )
     if timed_out:
         return Condition(
             ConditionType.MODEL_LOADED,
             False,
-            "WarmUpTimedOut",
+            Reason.WARM_UP_TIMED_OUT,
             f"{target} did not load within {format_duration(WARM_UP_TIMEOUT)}; the first request loads it",
         )
     if warm_up_target(spec) is None:
         return Condition(
-            ConditionType.MODEL_LOADED, False, "WarmUpDisabled", f"{target} loads on the first request"
+            ConditionType.MODEL_LOADED, False, Reason.WARM_UP_DISABLED, f"{target} loads on the first request"
         )
     return Condition(
         ConditionType.MODEL_LOADED,
         False,
-        "NotLoaded",
+        Reason.NOT_LOADED,
         f"{target} is not in memory; the next request loads it",
     )
 
@@ -197,20 +186,20 @@ def _conditions(
         Condition(
             ConditionType.READY,
             ready,
-            "Ready" if ready else "WarmingUp" if warming else "NotReady",
+            Reason.READY if ready else Reason.WARMING_UP if warming else Reason.NOT_READY,
             ready_msg,
         ),
-        Condition(ConditionType.INSTANCE_RUNNING, running, "Running" if running else "NotRunning"),
+        Condition(ConditionType.INSTANCE_RUNNING, running, Reason.RUNNING if running else Reason.NOT_RUNNING),
         Condition(
             ConditionType.OLLAMA_READY,
             ollama,
-            "Answering" if ollama else "NotAnswering",
+            Reason.ANSWERING if ollama else Reason.NOT_ANSWERING,
             f"Ollama {health.version}" if health else "",
         ),
         Condition(
             ConditionType.MODELS_READY,
             models,
-            "AllPresent" if models else ("Missing" if ollama else "Unknown"),
+            Reason.ALL_PRESENT if models else (Reason.MISSING if ollama else Reason.UNKNOWN),
             f"missing: {', '.join(missing)}" if missing else "",
         ),
     ) + ((loaded,) if loaded else ())
@@ -251,7 +240,7 @@ def decide(obs: Observation) -> Decision:
                 wake_refused_at=None,
             )
             events.append(f"waking: {want.message}")
-    elif want.reason in ("BudgetExceeded", "Blocked") and _wake_pending(obs):
+    elif want.reason in (Reason.BUDGET_EXCEEDED, Reason.BLOCKED) and _wake_pending(obs):
         new_mem = replace(new_mem, wake_refused_at=now)
     elif mem.scaled_down_at is None:
         new_mem = replace(_without_milestones(new_mem), scaled_down_at=now, wake_requested_at=None)
@@ -259,7 +248,7 @@ def decide(obs: Observation) -> Decision:
 
     def done(
         phase: Phase,
-        reason: str,
+        reason: Reason,
         message: str,
         recheck: float,
         running: bool = False,
@@ -287,7 +276,7 @@ def decide(obs: Observation) -> Decision:
     steady = POLL_STEADY
     if want.idle_deadline is not None:
         steady = min(steady, (want.idle_deadline - now).total_seconds())
-    elif want.reason == "InUse" and spec.idle.stop_after is not None:
+    elif want.reason is Reason.IN_USE and spec.idle.stop_after is not None:
         steady = min(steady, spec.idle.stop_after)  # the requests end: idleness counts again
 
     if inst is None or state in GONE:
@@ -301,29 +290,31 @@ def decide(obs: Observation) -> Decision:
         if state in GONE:
             return done(
                 Phase.PROVISIONING,
-                "WaitingForOldInstance",
+                Reason.WAITING_FOR_OLD_INSTANCE,
                 "previous instance is being destroyed",
                 POLL_TRANSITION,
             )
         actions.append(Action(ActionKind.ENSURE_SECURITY_GROUP))
         actions.append(Action(ActionKind.CREATE_INSTANCE, reason=want.reason))
         events.append("creating instance")
-        return done(Phase.PROVISIONING, "Creating", "creating the VM", POLL_TRANSITION)
+        return done(Phase.PROVISIONING, Reason.CREATING, "creating the VM", POLL_TRANSITION)
 
     assert inst is not None
     if state == "error":
-        actions.append(Action(ActionKind.DELETE_INSTANCE, inst.id, reason="InstanceError"))
+        actions.append(Action(ActionKind.DELETE_INSTANCE, inst.id, reason=Reason.INSTANCE_ERROR))
         events.append(f"instance {inst.id} is in state error: deleting it")
         new_mem = replace(new_mem, destroyed_for_idle=False, ready_at=None)
         return done(
-            Phase.FAILED, "InstanceError", "the VM entered state error; replacing it", POLL_TRANSITION
+            Phase.FAILED, Reason.INSTANCE_ERROR, "the VM entered state error; replacing it", POLL_TRANSITION
         )
 
     if inst.labels.get(LABEL_SPEC_HASH, spec.instance_hash()) != spec.instance_hash():
-        actions.append(Action(ActionKind.DELETE_INSTANCE, inst.id, reason="SpecChanged"))
+        actions.append(Action(ActionKind.DELETE_INSTANCE, inst.id, reason=Reason.SPEC_CHANGED))
         events.append(f"spec changed (type, zone, template, disk or Ollama): replacing instance {inst.id}")
         new_mem = replace(new_mem, destroyed_for_idle=False, ready_at=None)
-        return done(Phase.PROVISIONING, "SpecChanged", "replacing the VM for the new spec", POLL_TRANSITION)
+        return done(
+            Phase.PROVISIONING, Reason.SPEC_CHANGED, "replacing the VM for the new spec", POLL_TRANSITION
+        )
 
     if state == "running":
         if not want.running:
@@ -339,7 +330,7 @@ def decide(obs: Observation) -> Decision:
             actions.append(Action(ActionKind.PROBE, inst.id))
             return done(
                 Phase.STARTING,
-                "WaitingForOllama",
+                Reason.WAITING_FOR_OLLAMA,
                 "VM running; waiting for Ollama to answer",
                 POLL_PROBE,
                 running=True,
@@ -352,7 +343,7 @@ def decide(obs: Observation) -> Decision:
             actions.append(Action(ActionKind.PULL_MODELS, inst.id, models=missing))
             return done(
                 Phase.STARTING,
-                "PullingModels",
+                Reason.PULLING_MODELS,
                 f"pulling {', '.join(missing)}",
                 POLL_PROBE,
                 running=True,
@@ -374,7 +365,7 @@ def decide(obs: Observation) -> Decision:
                 actions.append(Action(ActionKind.WARM_UP, inst.id, models=(target,)))
                 return done(
                     Phase.STARTING,
-                    "WarmingUp",
+                    Reason.WARMING_UP,
                     f"loading {target} into memory before declaring Ready",
                     POLL_PROBE,
                     running=True,
@@ -386,7 +377,11 @@ def decide(obs: Observation) -> Decision:
             )
         if mem.phase != Phase.READY:
             new_mem = replace(new_mem, ready_at=now, warm_up_at=None)
-            if spec.idle.stop_after is not None and want.reason not in ("InUse", "AlwaysOn", "MonitorOff"):
+            if spec.idle.stop_after is not None and want.reason not in (
+                Reason.IN_USE,
+                Reason.ALWAYS_ON,
+                Reason.MONITOR_OFF,
+            ):
                 steady = min(steady, spec.idle.stop_after)  # idleness counts from readiness at the latest
             events.append("ready")
             m = new_mem
@@ -395,21 +390,23 @@ def decide(obs: Observation) -> Decision:
                     m.wake_requested_at, m.instance_running_at, now, m.ollama_at, m.models_at
                 )
                 new_mem = replace(new_mem, wake_requested_at=None)
-        return done(Phase.READY, "Ready", "serving", steady, running=True, timed_out=timed_out)
+        return done(Phase.READY, Reason.READY, "serving", steady, running=True, timed_out=timed_out)
 
     if state == "stopped":
         if want.running:
             actions.append(Action(ActionKind.START_INSTANCE, inst.id, reason=want.reason))
-            return done(Phase.STARTING, "Starting", "starting the stopped VM", POLL_TRANSITION)
+            return done(Phase.STARTING, Reason.STARTING, "starting the stopped VM", POLL_TRANSITION)
         since = new_mem.scaled_down_at or now
         destroy_after = spec.idle.destroy_after
         if destroy_after is not None:
             destroy_at = since + timedelta(seconds=destroy_after)
             if now >= destroy_at:
-                actions.append(Action(ActionKind.DELETE_INSTANCE, inst.id, reason="StoppedTooLong"))
+                actions.append(Action(ActionKind.DELETE_INSTANCE, inst.id, reason=Reason.STOPPED_TOO_LONG))
                 new_mem = replace(new_mem, destroyed_for_idle=True)
                 events.append(f"stopped for {format_duration(destroy_after)}: destroying instance {inst.id}")
-                return done(Phase.STOPPED, "Destroying", "destroying the long-stopped VM", POLL_TRANSITION)
+                return done(
+                    Phase.STOPPED, Reason.DESTROYING, "destroying the long-stopped VM", POLL_TRANSITION
+                )
             return done(
                 Phase.STOPPED, want.reason, want.message, min(POLL_STEADY, (destroy_at - now).total_seconds())
             )
@@ -417,7 +414,9 @@ def decide(obs: Observation) -> Decision:
 
     # starting, stopping, migrating and any state this code does not know yet: wait and look again.
     phase = Phase.STOPPING if state == "stopping" else Phase.STARTING
-    return done(phase, f"Instance{str(state).capitalize()}", f"VM is {state}", POLL_TRANSITION)
+    return done(
+        phase, INSTANCE_IN.get(str(state), Reason.INSTANCE_TRANSITIONING), f"VM is {state}", POLL_TRANSITION
+    )
 
 
 def _has_model(present: tuple[str, ...], wanted: str) -> bool:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from remote_ollama.spec.model import Spec
-from remote_ollama.spec.vocabulary import ConditionType
+from remote_ollama.spec.vocabulary import ConditionType, Reason
 
 from .types import Condition
 
@@ -34,7 +34,7 @@ def current(spec: Spec, state: PlacementState) -> Spec:
     return spec.at_placement(state.index)
 
 
-def after_failure(spec: Spec, state: PlacementState, reason: str) -> Fallback:
+def after_failure(spec: Spec, state: PlacementState, reason: Reason) -> Fallback:
     """The create/start on the current candidate failed for `reason` (capacity or quota)."""
     cands = spec.candidates()
     index = state.index % len(cands)
@@ -62,10 +62,10 @@ def condition(spec: Spec, state: PlacementState) -> Condition:
         return Condition(
             ConditionType.CAPACITY_UNAVAILABLE,
             True,
-            "FellBack",
+            Reason.FELL_BACK,
             f"tried {', '.join(state.tried)}; using {where}",
         )
-    return Condition(ConditionType.CAPACITY_UNAVAILABLE, False, "Available", "")
+    return Condition(ConditionType.CAPACITY_UNAVAILABLE, False, Reason.AVAILABLE, "")
 
 
 def to_status(spec: Spec, state: PlacementState) -> dict[str, Any]:

@@ -12,20 +12,10 @@ from itertools import pairwise
 from typing import Any
 
 from remote_ollama.spec.model import Spec
+from remote_ollama.spec.vocabulary import Phase, Reason
 
 from .cost import BudgetVerdict
 from .observed import ObservedInstance
-
-
-class Phase(StrEnum):
-    PENDING = "Pending"
-    PROVISIONING = "Provisioning"
-    STARTING = "Starting"
-    READY = "Ready"
-    STOPPING = "Stopping"
-    STOPPED = "Stopped"
-    DELETING = "Deleting"
-    FAILED = "Failed"
 
 
 @dataclass(frozen=True)
@@ -100,14 +90,14 @@ class Action:
     kind: ActionKind
     instance_id: str | None = None
     models: tuple[str, ...] = ()
-    reason: str = ""
+    reason: Reason | None = None
 
 
 @dataclass(frozen=True)
 class Condition:
     type: str
     status: bool
-    reason: str
+    reason: Reason
     message: str = ""
 
 
@@ -149,7 +139,7 @@ class WakeTiming:
 class Decision:
     actions: tuple[Action, ...]
     phase: Phase
-    reason: str
+    reason: Reason
     message: str
     conditions: tuple[Condition, ...]
     memory: Memory

@@ -13,12 +13,13 @@ from typing import Any
 from aiohttp import web
 
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
-from remote_ollama.core.types import Memory, Phase
+from remote_ollama.core.types import Memory
 from remote_ollama.engine.status_doc import status_document
 from remote_ollama.local.controller import LocalController, make_cloud
 from remote_ollama.local.settings import StandaloneConfig
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.schedule import utcnow
+from remote_ollama.spec.vocabulary import Phase
 
 from ..proxy.app import PROXY_KEY, make_proxy_app, start_proxy
 from ..proxy.interfaces import NotReady, proxy_settings

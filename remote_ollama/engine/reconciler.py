@@ -24,16 +24,7 @@ from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.core import cost
 from remote_ollama.core.lifecycle import decide
 from remote_ollama.core.observed import GONE, ObservedInstance
-from remote_ollama.core.types import (
-    Action,
-    ActionKind,
-    Activity,
-    Decision,
-    Health,
-    Memory,
-    Observation,
-    Phase,
-)
+from remote_ollama.core.types import Action, ActionKind, Activity, Decision, Health, Memory, Observation
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import (
     LABEL_CLUSTER,
@@ -43,7 +34,7 @@ from remote_ollama.spec.names import (
     LABEL_OWNER,
     LABEL_SPEC_HASH,
 )
-from remote_ollama.spec.vocabulary import EventReason
+from remote_ollama.spec.vocabulary import Phase, Reason
 from remote_ollama.vm.cloudinit import encode_user_data, render_user_data
 from remote_ollama.vm.pki import generate_vm_credentials
 
@@ -113,8 +104,8 @@ class Reconciler(VMOllama):
     answered: dict[str, Any] = field(default_factory=dict)
     on_answer: Callable[[dict[str, Any]], None] | None = None
     # Posts a Warning Event (reason, message) about an instance not trusted (operator mode).
-    warn: Callable[[str, str], None] | None = None
-    _warned: set[tuple[EventReason, str]] = field(default_factory=set)
+    warn: Callable[[Reason, str], None] | None = None
+    _warned: set[tuple[Reason, str]] = field(default_factory=set)
     _pulls: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _scrubbed: set[str] = field(default_factory=set)  # instances whose user-data no longer has the key
     _warm_ups: dict[str, asyncio.Task[None]] = field(default_factory=dict)
@@ -196,7 +187,7 @@ class Reconciler(VMOllama):
             found.id if found else record and record.instance_id
         ):
             self._warn(
-                EventReason.FOREIGN_INSTANCE_IGNORED,
+                Reason.FOREIGN_INSTANCE_IGNORED,
                 memory.instance_id,
                 f"status names instance {memory.instance_id}, which was not created for this resource: "
                 "ignored (it is neither stopped, started, changed nor deleted)",
@@ -210,7 +201,7 @@ class Reconciler(VMOllama):
             return None
         if not self._labelled_ours(found):
             self._warn(
-                EventReason.FOREIGN_INSTANCE_IGNORED,
+                Reason.FOREIGN_INSTANCE_IGNORED,
                 instance_id,
                 f"instance {instance_id} does not carry this resource's owner and cluster labels: "
                 "ignored (it is neither stopped, started, changed nor deleted)",
@@ -233,7 +224,7 @@ class Reconciler(VMOllama):
         if len(oldest) != 1:  # created in the same second (the API's resolution): which is ours is unknown
             for inst in oldest:
                 self._warn(
-                    EventReason.UNRECORDED_INSTANCE_IGNORED,
+                    Reason.UNRECORDED_INSTANCE_IGNORED,
                     inst.id,
                     f"instance {inst.id} carries this resource's last creation token, as does another "
                     "made in the same second: neither is adopted nor touched",
@@ -247,7 +238,7 @@ class Reconciler(VMOllama):
         for inst in await self.cloud.find_instances(self._owner_labels()):
             if inst.state not in GONE:
                 self._warn(
-                    EventReason.UNRECORDED_INSTANCE_IGNORED,
+                    Reason.UNRECORDED_INSTANCE_IGNORED,
                     inst.id,
                     f"instance {inst.id} carries this resource's labels but was not recorded as created "
                     "for it (labels can be copied): not adopted and not touched",
@@ -263,14 +254,14 @@ class Reconciler(VMOllama):
     def _labelled_ours(self, instance: ObservedInstance) -> bool:
         return all(instance.labels.get(k) == v for k, v in self._owner_labels().items())
 
-    def _warn(self, reason: EventReason, instance_id: str, message: str) -> None:
+    def _warn(self, reason: Reason, instance_id: str, message: str) -> None:
         """Once per reason and instance per process: a Warning Event (operator) or log line."""
         if (reason, instance_id) in self._warned:
             return
         self._warned.add((reason, instance_id))
         log.warning("%s: %s", reason, message)
         if self.warn is not None:
-            self.warn(str(reason), message)
+            self.warn(reason, message)
 
     # -- acting ------------------------------------------------------------------------------------------
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from remote_ollama.core.types import Phase
 from remote_ollama.spec.model import Spec
+from remote_ollama.spec.vocabulary import Phase
 
 # The /status word for a phase; every other phase (and an unknown one) is "idle".
 PROVISIONING_WORDS = {

@@ -17,6 +17,7 @@ from remote_ollama.spec.names import ANN_SLEEP_REQUESTED, ANN_WAKE_REQUESTED, GR
 from remote_ollama.spec.parse import parse_spec
 from remote_ollama.spec.schedule import active_window, utcnow
 from remote_ollama.spec.sections import format_duration, parse_duration
+from remote_ollama.spec.vocabulary import Phase
 
 from .api import KubeAPI, KubeError, path_for
 
@@ -44,12 +45,12 @@ def describe(obj: dict[str, Any], now: datetime) -> list[str]:
     )
     stop_after = (spec.get("idle") or {}).get("stopAfter")
     window = _keep_warm(spec, now)
-    if st.get("phase") == "Ready" and window is not None:
+    if st.get("phase") == Phase.READY and window is not None:
         lines.append(
             f"  idle:     kept warm by spec.schedule until {rfc3339(window[1])}; then scales to zero after "
             f"{format_duration(parse_duration(stop_after)) if stop_after is not None else 'never'} without requests"
         )
-    elif st.get("phase") == "Ready" and stop_after is not None:
+    elif st.get("phase") == Phase.READY and stop_after is not None:
         ref = idle_since(meta, st)
         if ref is not None:
             left = parse_duration(stop_after) - (now - ref).total_seconds()

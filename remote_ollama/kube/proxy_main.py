@@ -34,7 +34,7 @@ from remote_ollama.spec.names import (
     secret_name,
 )
 from remote_ollama.spec.parse import spec_or_defaults
-from remote_ollama.spec.vocabulary import ConditionType, Reason
+from remote_ollama.spec.vocabulary import ConditionType, Phase, Reason
 from remote_ollama.vm.ollama_release import version_of
 from remote_ollama.vm.pki import VMCredentials
 
@@ -122,11 +122,11 @@ class ResourceFollower:
         if refusal is not None:
             self.resolver.set_refusing(phase, refusal.message, budget_resets_at(status), refusal.reason)
             return
-        if phase == "Ready" and endpoint and not str(endpoint).startswith("https://"):
+        if phase == Phase.READY and endpoint and not str(endpoint).startswith("https://"):
             # the VM credential (client certificate, key) never goes over plain HTTP
             self.resolver.set_refusing(phase, f"refusing non-https endpoint {endpoint!r}")
             return
-        if phase == "Ready" and endpoint:
+        if phase == Phase.READY and endpoint:
             upstream = await self._upstream_for(str(endpoint))
             if upstream is not None:
                 self.resolver.set_ready(upstream)
@@ -159,7 +159,7 @@ class ResourceFollower:
 def budget_resets_at(status: JSON) -> datetime | None:
     """When a BudgetExceeded refusal ends (status.cost.budgetResetsAt); None when not refused for budget."""
     for cond in status.get("conditions") or []:
-        if cond.get("type") == "BudgetExceeded" and cond.get("status") == "True":
+        if cond.get("type") == ConditionType.BUDGET_EXCEEDED and cond.get("status") == "True":
             raw = (status.get("cost") or {}).get("budgetResetsAt")
             with contextlib.suppress(TypeError, ValueError):
                 return datetime.fromisoformat(str(raw).replace("Z", "+00:00"))

@@ -19,7 +19,7 @@ from remote_ollama.cloud.errors import CloudError
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.core import cost
 from remote_ollama.core.backoff import backoff
-from remote_ollama.core.types import Activity, Decision, Memory, Phase, WakeTiming
+from remote_ollama.core.types import Activity, Decision, Memory, WakeTiming
 from remote_ollama.engine.reconciler import Reconciler, Target, instance_name
 from remote_ollama.engine.status_doc import status_document
 from remote_ollama.engine.vm_client import RECORD_KEYS, CredentialStore, InstanceRecord
@@ -29,7 +29,7 @@ from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import STANDALONE_CLUSTER, VM_TLS_SERVER_NAME
 from remote_ollama.spec.schedule import utcnow
 from remote_ollama.spec.sections import format_duration
-from remote_ollama.spec.vocabulary import Reason
+from remote_ollama.spec.vocabulary import Phase, Reason
 from remote_ollama.vm.pki import VMCredentials
 
 from .settings import StandaloneConfig

@@ -21,6 +21,7 @@ from remote_ollama.spec.sections import (
     DEFAULT_MAX_HELD,
     DEFAULT_MAX_HELD_BODY,
 )
+from remote_ollama.spec.vocabulary import Reason
 from remote_ollama.vm.ollama_release import DEFAULT_OLLAMA_VERSION, version_of
 
 
@@ -70,7 +71,7 @@ class NotReady(Exception):
         *,
         refused: bool = False,
         retry_at: datetime | None = None,
-        reason: str | None = None,
+        reason: Reason | None = None,
     ) -> None:
         super().__init__(message)
         self.phase = phase

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from remote_ollama.proxy.interfaces import NotReady, Upstream, UpstreamState
 from remote_ollama.proxy.runloop import wait_at_most
+from remote_ollama.spec.vocabulary import Phase, Reason
 
 
 class LocalResolver:
@@ -14,15 +15,15 @@ class LocalResolver:
 
     def __init__(self, upstream: Upstream | None = None, phase: str | None = None) -> None:
         self._upstream = upstream
-        self._phase = phase or ("Ready" if upstream else "Stopped")
+        self._phase = phase or (Phase.READY if upstream else Phase.STOPPED)
         self._refusal: str | None = None
         self._instance = True
         self._retry_at: datetime | None = None
-        self._reason: str | None = None  # why waiting is pointless (e.g. a budget cap): answer at once
+        self._reason: Reason | None = None  # why waiting is pointless (e.g. a budget cap): answer at once
         self._changed = asyncio.Event()
 
     def set_ready(self, upstream: Upstream) -> None:
-        self._upstream, self._phase, self._refusal = upstream, "Ready", None
+        self._upstream, self._phase, self._refusal = upstream, Phase.READY, None
         self._wake_waiters()
 
     def set_down(self, phase: str, *, instance: bool = True) -> None:
@@ -30,7 +31,7 @@ class LocalResolver:
         self._wake_waiters()
 
     def set_refusing(
-        self, phase: str, message: str, retry_at: datetime | None = None, reason: str | None = None
+        self, phase: str, message: str, retry_at: datetime | None = None, reason: Reason | None = None
     ) -> None:
         """Down and not coming up soon: held and new requests fail at once with `message`
         (retrying makes sense at `retry_at`, when known)."""

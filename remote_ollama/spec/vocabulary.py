@@ -11,6 +11,19 @@ from __future__ import annotations
 from enum import StrEnum
 
 
+class Phase(StrEnum):
+    """The resource's phase (status.phase), as the operator writes it and the proxy reads it."""
+
+    PENDING = "Pending"
+    PROVISIONING = "Provisioning"
+    STARTING = "Starting"
+    READY = "Ready"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+    DELETING = "Deleting"
+    FAILED = "Failed"
+
+
 class ConditionType(StrEnum):
     READY = "Ready"
     INSTANCE_RUNNING = "InstanceRunning"
@@ -27,8 +40,8 @@ class Reason(StrEnum):
 
     # -- permanent: the VM cannot come up until a person changes something --------------------------
     INVALID_SPEC = "InvalidSpec"  # the spec does not parse (the CRD cannot check everything)
-    CREDENTIALS_INVALID = "CredentialsInvalid"  # the credentials Secret is missing or incomplete
-    INVALID_CREDENTIALS = "InvalidCredentials"  # Exoscale refused the key pair
+    # the credentials Secret is missing or incomplete, or Exoscale refused the key pair
+    INVALID_CREDENTIALS = "InvalidCredentials"
     QUOTA_EXCEEDED = "QuotaExceeded"  # e.g. GPU quota 0 in the organisation
     INSTANCE_TYPE_NOT_AUTHORIZED = "InstanceTypeNotAuthorized"
     INSTANCE_TYPE_NOT_IN_ZONE = "InstanceTypeNotInZone"
@@ -49,11 +62,78 @@ class Reason(StrEnum):
     SECURITY_GROUP_IN_USE = "SecurityGroupInUse"
     # -- refusals that end by themselves at a known time -----------------------------------------------
     BUDGET_EXCEEDED = "BudgetExceeded"
+    # -- the lifecycle: why the VM should run, or not (a decision's reason) ----------------------------
+    BLOCKED = "Blocked"  # something outside the spec stops it (e.g. the credentials Secret)
+    SUSPENDED = "Suspended"
+    SLEEP_REQUESTED = "SleepRequested"
+    IN_USE = "InUse"
+    KEEP_WARM = "KeepWarm"
+    IDLE = "Idle"
+    MONITOR_OFF = "MonitorOff"
+    ALWAYS_ON = "AlwaysOn"
+    BOOTING = "Booting"
+    NEW = "New"
+    ACTIVE = "Active"
+    # -- the lifecycle: what the round is doing -----------------------------------------------------------
+    CREATING = "Creating"
+    WAITING_FOR_OLD_INSTANCE = "WaitingForOldInstance"
+    STARTING = "Starting"
+    WAITING_FOR_OLLAMA = "WaitingForOllama"
+    PULLING_MODELS = "PullingModels"
+    DESTROYING = "Destroying"
+    SPEC_CHANGED = "SpecChanged"
+    INSTANCE_ERROR = "InstanceError"
+    STOPPED_TOO_LONG = "StoppedTooLong"
+    INSTANCE_STARTING = "InstanceStarting"
+    INSTANCE_STOPPING = "InstanceStopping"
+    INSTANCE_MIGRATING = "InstanceMigrating"
+    INSTANCE_TRANSITIONING = "InstanceTransitioning"  # a state this code does not know yet
+    # -- condition reasons --------------------------------------------------------------------------------
+    READY = "Ready"
+    WARMING_UP = "WarmingUp"
+    NOT_READY = "NotReady"
+    RUNNING = "Running"
+    NOT_RUNNING = "NotRunning"
+    ANSWERING = "Answering"
+    NOT_ANSWERING = "NotAnswering"
+    ALL_PRESENT = "AllPresent"
+    MISSING = "Missing"
+    UNKNOWN = "Unknown"
+    LOADED = "Loaded"
+    LOADING = "Loading"
+    WARM_UP_TIMED_OUT = "WarmUpTimedOut"
+    WARM_UP_DISABLED = "WarmUpDisabled"
+    NOT_LOADED = "NotLoaded"
+    OVER_BUDGET = "OverBudget"
+    WITHIN_BUDGET = "WithinBudget"
+    VALID = "Valid"
+    AVAILABLE = "Available"
+    FELL_BACK = "FellBack"
+    CAPACITY_UNAVAILABLE = "CapacityUnavailable"
+    # -- Events about the resource's objects --------------------------------------------------------------
+    MALFORMED_ANNOTATION = "MalformedAnnotation"
+    CLOUD_OBJECTS_ABANDONED = "CloudObjectsAbandoned"
+    CLOUD_OBJECTS_UNKNOWN = "CloudObjectsUnknown"
+    DELETED = "Deleted"
+    ORPHAN_DELETED = "OrphanDeleted"
+    INTERNAL_ERROR = "InternalError"  # a failure outside the cloud's words; its type is in the message
+    # -- Warnings for what the operator refused to trust (no condition carries these) ---------------------
+    # status (or a Secret edited by hand) names an instance not recorded as made for this resource,
+    # or one without its owner and cluster labels: it is neither stopped, started, changed nor deleted
+    FOREIGN_INSTANCE_IGNORED = "ForeignInstanceIgnored"
+    # an instance carries this resource's labels but its id was never recorded (labels can be copied
+    # by anyone in the organisation): it is not adopted, a new VM is made when one is needed
+    UNRECORDED_INSTANCE_IGNORED = "UnrecordedInstanceIgnored"
 
     @property
     def permanent(self) -> bool:
         """True when no retry can help before a person acts (the proxy refuses without Retry-After)."""
         return self in PERMANENT
+
+    @property
+    def warning(self) -> bool:
+        """An Event with this reason is a Warning (something failed or needs a look), else Normal."""
+        return self in WARNING
 
     @classmethod
     def of(cls, value: object) -> Reason | None:
@@ -64,21 +144,9 @@ class Reason(StrEnum):
             return None
 
 
-class EventReason(StrEnum):
-    """Warning Events for what the operator refused to trust (no condition carries these)."""
-
-    # status (or a Secret edited by hand) names an instance not recorded as made for this resource,
-    # or one without its owner and cluster labels: it is neither stopped, started, changed nor deleted
-    FOREIGN_INSTANCE_IGNORED = "ForeignInstanceIgnored"
-    # an instance carries this resource's labels but its id was never recorded (labels can be copied
-    # by anyone in the organisation): it is not adopted, a new VM is made when one is needed
-    UNRECORDED_INSTANCE_IGNORED = "UnrecordedInstanceIgnored"
-
-
 PERMANENT = frozenset(
     {
         Reason.INVALID_SPEC,
-        Reason.CREDENTIALS_INVALID,
         Reason.INVALID_CREDENTIALS,
         Reason.QUOTA_EXCEEDED,
         Reason.INSTANCE_TYPE_NOT_AUTHORIZED,
@@ -93,3 +161,30 @@ PERMANENT = frozenset(
         Reason.SECURITY_GROUP_CONFLICT,
     }
 )
+TRANSIENT = frozenset(
+    {
+        Reason.INSUFFICIENT_CAPACITY,
+        Reason.CLOUD_UNAVAILABLE,
+        Reason.OPERATION_TIMEOUT,
+        Reason.OPERATION_INTERRUPTED,
+        Reason.CONFLICT,
+        Reason.SECURITY_GROUP_IN_USE,
+    }
+)
+WARNING = (
+    PERMANENT
+    | TRANSIENT
+    | {
+        Reason.CAPACITY_UNAVAILABLE,
+        Reason.MALFORMED_ANNOTATION,
+        Reason.CLOUD_OBJECTS_ABANDONED,
+        Reason.CLOUD_OBJECTS_UNKNOWN,
+        Reason.INTERNAL_ERROR,
+    }
+)
+# The reason of a VM in a transitional state (any other: INSTANCE_TRANSITIONING).
+INSTANCE_IN = {
+    "starting": Reason.INSTANCE_STARTING,
+    "stopping": Reason.INSTANCE_STOPPING,
+    "migrating": Reason.INSTANCE_MIGRATING,
+}

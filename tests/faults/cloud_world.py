@@ -15,7 +15,6 @@ from aiohttp import web
 from waiting import until
 
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
-from remote_ollama.core.types import Phase
 from remote_ollama.local.controller import LocalController
 from remote_ollama.proxy.interfaces import Upstream
 from remote_ollama.sandbox.exoscale.api import BASE_PATH, ExoscaleSimulator, match_operation
@@ -23,6 +22,7 @@ from remote_ollama.sandbox.exoscale.state import GONE_STATES, Instance, SimTimin
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import LABEL_OWNER
 from remote_ollama.spec.sections import IdlePolicy, parse_instance_type
+from remote_ollama.spec.vocabulary import Phase
 
 KEY, SECRET = "EXOfaultsuite0000000000", "fault-suite-secret-value-0123456789"
 MODEL = "granite3.1-dense:8b"

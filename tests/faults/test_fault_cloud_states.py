@@ -15,10 +15,10 @@ import pytest
 from cloud_world import MODEL, CloudWorld, cloud_world, until
 from summary import record
 
-from remote_ollama.core.types import Phase
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import NotReady, ProxySettings
 from remote_ollama.sandbox.exoscale.state import Operation
+from remote_ollama.spec.vocabulary import Phase
 
 
 def leaked(w: CloudWorld) -> int:

@@ -27,6 +27,7 @@ from remote_ollama.engine.metrics import LifecycleMetrics
 from remote_ollama.engine.reconciler import Reconciler, Target, instance_name
 from remote_ollama.engine.vm_client import RECORD_KEYS, CredentialStore, InstanceRecord
 from remote_ollama.kube.api import KubeAPI, KubeError, path_for
+from remote_ollama.kube.operator.events import event
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import (
     GROUP,
@@ -42,6 +43,7 @@ from remote_ollama.spec.names import (
     vm_secret_name,
 )
 from remote_ollama.spec.schedule import utcnow
+from remote_ollama.spec.vocabulary import Reason
 from remote_ollama.vm.pki import KEY_CA, KEY_KEY, VMCredentials
 
 from . import children
@@ -307,10 +309,10 @@ class Operator:
             if loop.time() - first >= self.orphan_grace:
                 await cloud.delete_instance(inst.id, wait=False)
                 self._orphans_seen.pop(inst.id, None)
-                kopf.info(
+                event(
                     body,
-                    reason="OrphanDeleted",
-                    message=f"deleted instance {inst.id} of deleted owner {owner} (cluster {self.cluster_id})",
+                    Reason.ORPHAN_DELETED,
+                    f"deleted instance {inst.id} of deleted owner {owner} (cluster {self.cluster_id})",
                 )
 
     def observe_wake(self, wake: WakeTiming) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from remote_ollama.core import cost
 from remote_ollama.core.types import Condition
-from remote_ollama.spec.vocabulary import ConditionType
+from remote_ollama.spec.vocabulary import ConditionType, Reason
 
 from .status import conditions
 
@@ -46,10 +46,12 @@ class CostRound:
         meta = body.get("metadata") or {}
         previous = (body.get("status") or {}).get("conditions")
         generation = int(meta.get("generation") or 1)
-        patch["conditions"] = [c for c in patch.get("conditions") or [] if c.get("type") != "BudgetExceeded"]
+        patch["conditions"] = [
+            c for c in patch.get("conditions") or [] if c.get("type") != ConditionType.BUDGET_EXCEEDED
+        ]
         patch["conditions"] += conditions(previous, [self.condition()], generation, now)
 
     def condition(self) -> Condition:
         if self.verdict.exceeded:
-            return Condition(ConditionType.BUDGET_EXCEEDED, True, "OverBudget", self.verdict.exceeded)
-        return Condition(ConditionType.BUDGET_EXCEEDED, False, "WithinBudget", "")
+            return Condition(ConditionType.BUDGET_EXCEEDED, True, Reason.OVER_BUDGET, self.verdict.exceeded)
+        return Condition(ConditionType.BUDGET_EXCEEDED, False, Reason.WITHIN_BUDGET, "")

@@ -14,9 +14,11 @@ import kopf
 from remote_ollama.cloud.errors import CloudError
 from remote_ollama.core import placement
 from remote_ollama.core.observed import ObservedInstance
-from remote_ollama.core.types import ActionKind, Decision, Phase
+from remote_ollama.core.types import ActionKind, Decision
 from remote_ollama.engine.reconciler import Reconciler
+from remote_ollama.kube.operator.events import event
 from remote_ollama.spec.model import Spec
+from remote_ollama.spec.vocabulary import Phase, Reason
 
 from .context import ResourceContext
 from .status import conditions
@@ -67,7 +69,7 @@ async def fall_back(
     if started and instance is not None and len(placing.base.candidates()) > 1:
         # the stopped VM stays where it is: delete it, or it would be left behind in the old zone
         await reconciler.cloud.delete_instance(instance.id, wait=False)
-    kopf.warn(body, reason="CapacityUnavailable", message=step.message)
+    event(body, Reason.CAPACITY_UNAVAILABLE, step.message)
     patch: dict[str, Any] = {
         "phase": str(Phase.PROVISIONING),
         "message": step.message,

@@ -20,7 +20,7 @@ import kopf
 from remote_ollama.cloud.errors import CapacityError, CloudError, CredentialsError, QuotaError
 from remote_ollama.core.backoff import backoff
 from remote_ollama.core.lifecycle import decide
-from remote_ollama.core.types import Condition, Decision, Observation, Phase
+from remote_ollama.core.types import Condition, Decision, Observation
 from remote_ollama.kube.api import KubeError
 from remote_ollama.spec.model import SpecError
 from remote_ollama.spec.names import (
@@ -37,11 +37,12 @@ from remote_ollama.spec.names import (
 )
 from remote_ollama.spec.parse import parse_spec
 from remote_ollama.spec.schedule import utcnow
-from remote_ollama.spec.vocabulary import ConditionType, Reason
+from remote_ollama.spec.vocabulary import ConditionType, Phase, Reason
 
 from . import children
 from .context import OPERATOR, ResourceContext
 from .cost_round import CostRound, prices
+from .events import event
 from .fallback import fall_back, placing_for
 from .ownership import converge_children, remove_children
 from .status import (
@@ -170,13 +171,13 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
                 "conditions": _ready_false(body, Reason.INVALID_SPEC, str(exc)),
             }
         )
-        kopf.warn(body, reason=Reason.INVALID_SPEC, message=str(exc))
+        event(body, Reason.INVALID_SPEC, str(exc))
         return MAX_BACKOFF
     spec = placing.spec  # zone and instance type of the current placement (spec.placements)
     for key in malformed_annotations(dict(body.metadata)):
         if key not in ctx.warned_annotations:
             ctx.warned_annotations.add(key)
-            kopf.warn(body, reason="MalformedAnnotation", message=f"{key} is not an RFC 3339 time; ignored")
+            event(body, Reason.MALFORMED_ANNOTATION, f"{key} is not an RFC 3339 time; ignored")
     await ensure_children(ctx, body, spec_changed=ctx.children_generation != body.metadata.get("generation"))
 
     problem, cloud = await ctx.cloud_for(spec)
@@ -196,7 +197,7 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
     ctx.blocked_rounds = 0
     reconciler = ctx.reconciler(cloud)
     reconciler.notify = ctx.kick.set  # a finished warm-up is looked at now, not at the next poll
-    reconciler.warn = lambda reason, message: kopf.warn(body, reason=reason, message=message)
+    reconciler.warn = lambda reason, message: event(body, reason, message)
     table = prices()
     look = await reconciler.look(
         spec,
@@ -214,7 +215,7 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
         await reconciler.ensure_access(spec, instance)
         ctx.access_generation = generation
     for sentence in decision.events:
-        kopf.info(body, reason=_reason(decision), message=sentence)
+        event(body, decision.reason, sentence)
 
     async def publish_takedown() -> None:
         # Taking the VM down: the proxy must stop sending to it before the call, not after.
@@ -234,10 +235,6 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
 
 class StatusPart(Protocol):
     def add_to(self, patch: dict[str, Any], body: dict[str, Any], now: datetime) -> None: ...
-
-
-def _reason(decision: Decision) -> str:
-    return decision.reason if decision.reason[:1].isupper() else "Lifecycle"
 
 
 async def publish(
@@ -261,7 +258,7 @@ async def publish(
         OPERATOR.metrics.observe_wake(decision.last_wake)
 
 
-def _ready_false(body: kopf.Body, reason: str, message: str) -> list[dict[str, Any]]:
+def _ready_false(body: kopf.Body, reason: Reason, message: str) -> list[dict[str, Any]]:
     """The resource's conditions with Ready replaced by False for `reason` (metav1.Condition shape)."""
     conds = body.status.get("conditions") or []
     ready = {
@@ -276,11 +273,12 @@ def _ready_false(body: kopf.Body, reason: str, message: str) -> list[dict[str, A
 
 
 async def report_error(ctx: ResourceContext, body: kopf.Body, exc: Exception, delay: float) -> None:
-    reason = exc.reason if isinstance(exc, CloudError) else type(exc).__name__
     if isinstance(exc, CloudError):
+        reason, message = exc.reason, exc.message
         OPERATOR.metrics.cloud_errors.labels(str(reason)).inc()
-    message = getattr(exc, "message", None) or str(exc)
-    kopf.warn(body, reason=str(reason), message=f"{message} (retrying in {delay:.0f}s)")
+    else:
+        reason, message = Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
+    event(body, reason, f"{message} (retrying in {delay:.0f}s)")
     patch: dict[str, Any] = {"conditions": _ready_false(body, reason, message), "message": message}
     if isinstance(exc, CloudError) and not exc.retryable:
         patch["phase"] = str(Phase.FAILED)
@@ -317,10 +315,10 @@ def _stuck_or_abandon(body: kopf.Body, ctx: ResourceContext, why: str, delay: fl
     zone = dict(body.spec).get("zone", "")
     left = [f"instance {instance}" if instance else "an instance labelled remote-ollama-owner=" + ctx.uid]
     left.append(f"security group {security_group_name(OPERATOR.cluster_id, ctx.uid)}")
-    kopf.warn(
+    event(
         body,
-        reason="CloudObjectsAbandoned",
-        message=f"{ANN_ABANDON_CLOUD_OBJECTS}: not deleted, may remain in zone {zone}: {', '.join(left)} "
+        Reason.CLOUD_OBJECTS_ABANDONED,
+        f"{ANN_ABANDON_CLOUD_OBJECTS}: not deleted, may remain in zone {zone}: {', '.join(left)} "
         f"({why}); delete them in the Exoscale console or with `remote-ollama instance destroy`",
     )
 
@@ -347,17 +345,16 @@ async def cleanup(body: kopf.Body, **_: Any) -> None:
             try:
                 await ctx.reconciler(cloud).destroy_all()
             except CloudError as exc:
-                kopf.warn(body, reason=exc.reason, message=f"deleting cloud objects: {exc.message}")
+                event(body, exc.reason, f"deleting cloud objects: {exc.message}")
                 if isinstance(exc, CredentialsError) and nothing_created(raw):
-                    kopf.warn(
+                    event(
                         body,
-                        reason="CloudObjectsUnknown",
-                        message="the cloud refuses these credentials and no VM was ever created with "
-                        "them: letting go",
+                        Reason.CLOUD_OBJECTS_UNKNOWN,
+                        "the cloud refuses these credentials and no VM was ever created with them: letting go",
                     )
                 else:
                     _stuck_or_abandon(body, ctx, exc.message, 15)
             else:
-                kopf.info(body, reason="Deleted", message="instance and security group deleted")
+                event(body, Reason.DELETED, "instance and security group deleted")
     await remove_children(OPERATOR.api, raw)
     OPERATOR.forget(body.metadata.uid)

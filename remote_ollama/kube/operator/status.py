@@ -110,7 +110,7 @@ def conditions(
             {
                 "type": c.type,
                 "status": status,
-                "reason": c.reason or ("Ok" if c.status else "NotOk"),
+                "reason": str(c.reason),
                 "message": c.message,
                 "lastTransitionTime": since or rfc3339(now),
                 "observedGeneration": generation,
@@ -121,8 +121,8 @@ def conditions(
 
 def credentials_condition(problem: str | None) -> Condition:
     if problem:
-        return Condition(ConditionType.CREDENTIALS_VALID, False, Reason.CREDENTIALS_INVALID, problem)
-    return Condition(ConditionType.CREDENTIALS_VALID, True, "Valid", "")
+        return Condition(ConditionType.CREDENTIALS_VALID, False, Reason.INVALID_CREDENTIALS, problem)
+    return Condition(ConditionType.CREDENTIALS_VALID, True, Reason.VALID, "")
 
 
 def status_patch(
@@ -138,7 +138,7 @@ def status_patch(
     blocking = next((c for c in extra if not c.status), None)
     conds = [
         Condition(ConditionType.READY, False, blocking.reason, blocking.message)
-        if blocking and c.type == "Ready"
+        if blocking and c.type == ConditionType.READY
         else c
         for c in decision.conditions
     ] + extra
