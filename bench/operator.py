@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from cluster.control_plane import ControlPlane, build_binaries  # noqa: E402
-from operator_world import KEY, SECRET, credentials_secret, free_port  # noqa: E402
+from operator_world import KEY, SECRET, credentials_secret  # noqa: E402
+from ports import free_port  # noqa: E402
 
 from remote_ollama.core import lifecycle  # noqa: E402
 from remote_ollama.sandbox.exoscale.api import SimulatorThread  # noqa: E402

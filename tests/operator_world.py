@@ -27,6 +27,7 @@ import yaml
 from cluster.fixtures import KubeNamespace
 from kopf.testing import KopfRunner
 from kubernetes.config import kube_config
+from ports import free_port
 from waiting import wait_until
 
 from remote_ollama.sandbox.exoscale.api import SimulatorThread
@@ -36,12 +37,6 @@ from remote_ollama.spec.names import LABEL_OWNER
 ROOT = Path(__file__).resolve().parents[1]
 KEY, SECRET = "EXOoperatortest", "operator-test-secret"
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _meta(name: str, namespace: str | None) -> dict[str, str]:

@@ -249,7 +249,7 @@ def test_default_install_is_the_operator_and_nothing_else(
         ("ClusterRoleBinding", "remote-ollama"),
         ("Deployment", "remote-ollama"),
         ("ServiceAccount", "remote-ollama"),
-        # the proxies may change only their activity annotations (issue 14)
+        # the proxies may change only their activity annotations
         ("ValidatingAdmissionPolicy", "remote-ollama-proxy-activity-only"),
         ("ValidatingAdmissionPolicyBinding", "remote-ollama-proxy-activity-only"),
     ]
@@ -419,7 +419,7 @@ def test_notes_tell_what_to_apply_next(default_install: tuple[list[dict[str, Any
 EXPECTED_GRANTS = {
     ("remoteollama.dev", "remoteollamas"): {"get", "list", "watch", "patch"},
     ("remoteollama.dev", "remoteollamas/status"): {"patch"},
-    # get: a child is touched only if its ownerReferences carry the resource's uid (issue 14)
+    # get: a child is touched only if its ownerReferences carry the resource's uid
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "services"): {"get", "list", "watch", "create", "patch", "delete"},
     ("networking.k8s.io", "networkpolicies"): {"get", "create", "patch", "delete"},

@@ -77,7 +77,7 @@ def sim_thread() -> Iterator[SimulatorThread]:
 
 @pytest.fixture(scope="module")
 def creds() -> VMCredentials:
-    """With the seed's optional EXOSCALE_OLLAMA_KEY, so both checks of the VM are exercised."""
+    """With the optional EXOSCALE_OLLAMA_KEY, so both checks of the VM are exercised."""
     return generate_vm_credentials(api_key="vm-key-chosen-0123456789abcdef")
 
 
@@ -274,7 +274,7 @@ async def test_quota_refused_by_create_itself_is_a_quota_error_not_bad_credentia
 
 async def test_unauthorized_or_absent_types_and_templates_are_named(sim: ExoscaleSimulator) -> None:
     cloud = AsyncExoscaleCloud(make_cloud(sim.url))
-    assert (await cloud.resolve_instance_type("a5000.small"))["family"] == "gpua5000"  # seed alias
+    assert (await cloud.resolve_instance_type("a5000.small"))["family"] == "gpua5000"  # the short alias
     assert (await cloud.resolve_template(TEMPLATE))["name"] == TEMPLATE
     with pytest.raises(InstanceTypeNotFound, match=r"gpu3\.small is not offered in at-vie-2"):
         await cloud.resolve_instance_type("gpu3.small")
@@ -320,7 +320,7 @@ def test_5xx_burst_is_survived_with_growing_jittered_backoff(sim_thread: Simulat
     sleeps = SleepLog()
     cloud = make_cloud(sim_thread.url, sleep=sleeps, backoff_base=0.2)
     sim_thread.sim.fail_next(4, status=503)
-    cloud.check_credentials()
+    cloud.catalogue.check_credentials()
     assert sim_thread.sim.call_count("list-instance-types") == 5
     assert len(sleeps.delays) == 4
     for attempt, delay in enumerate(sleeps.delays):
@@ -330,7 +330,7 @@ def test_5xx_burst_is_survived_with_growing_jittered_backoff(sim_thread: Simulat
 def test_429_is_retried(sim_thread: SimulatorThread) -> None:
     cloud = make_cloud(sim_thread.url, sleep=SleepLog())
     sim_thread.sim.fail_next(2, status=429)
-    assert cloud.resolve_template(TEMPLATE)["name"] == TEMPLATE
+    assert cloud.catalogue.resolve_template(TEMPLATE)["name"] == TEMPLATE
     assert sim_thread.sim.call_count("list-templates") == 3
 
 
@@ -339,7 +339,7 @@ def test_other_4xx_is_not_retried(sim_thread: SimulatorThread) -> None:
     cloud = make_cloud(sim_thread.url, sleep=sleeps)
     sim_thread.sim.fail_next(1, status=400, message="invalid parameter")
     with pytest.raises(CloudError, match="invalid parameter") as err:
-        cloud.check_credentials()
+        cloud.catalogue.check_credentials()
     assert not err.value.retryable and sleeps.delays == []
     assert sim_thread.sim.call_count() == 1
 
@@ -348,7 +348,7 @@ def test_an_outlasting_outage_becomes_a_retryable_error(sim_thread: SimulatorThr
     cloud = make_cloud(sim_thread.url, sleep=SleepLog(), retries=3)
     sim_thread.sim.fail_next(10, status=502)
     with pytest.raises(CloudUnavailable) as err:
-        cloud.check_credentials()
+        cloud.catalogue.check_credentials()
     assert err.value.retryable and "after 4 attempts" in str(err.value)
     assert sim_thread.sim.call_count() == 4
 
@@ -363,7 +363,7 @@ def test_connection_refused_is_retried_until_the_api_is_back(sim_thread: Simulat
 
     cloud = make_cloud(sim_thread.url, sleep=sleep)
     sim_thread.offline()
-    cloud.check_credentials()
+    cloud.catalogue.check_credentials()
     assert len(calls) == 2
 
 
@@ -372,7 +372,7 @@ def test_a_hanging_api_times_out_instead_of_blocking_forever(sim_thread: Simulat
     cloud = make_cloud(sim_thread.url, timeout=0.3, retries=1, sleep=SleepLog())
     started = time.monotonic()
     with pytest.raises(CloudUnavailable, match="Timeout"):
-        cloud.check_credentials()
+        cloud.catalogue.check_credentials()
     assert time.monotonic() - started < 2.5
 
 
@@ -381,7 +381,7 @@ def test_retried_create_adopts_the_instance_instead_of_making_a_twin(
 ) -> None:
     """A create whose answer was lost (gateway 5xx after the fact) must not leave a second VM."""
     cloud = make_cloud(sim_thread.url, sleep=SleepLog())
-    sg_id = cloud.ensure_security_group(SG_NAME, ["0.0.0.0/0"])
+    sg_id = cloud.security_groups.ensure_security_group(SG_NAME, ["0.0.0.0/0"])
     labels = owner_labels(OWNER, CLUSTER)
     original = cloud._create
 
@@ -400,7 +400,7 @@ def test_retried_create_adopts_the_instance_instead_of_making_a_twin(
 
 def test_operation_deadline_is_enforced(sim_thread: SimulatorThread, creds: VMCredentials) -> None:
     cloud = make_cloud(sim_thread.url)
-    sg_id = cloud.ensure_security_group(SG_NAME, ["0.0.0.0/0"])
+    sg_id = cloud.security_groups.ensure_security_group(SG_NAME, ["0.0.0.0/0"])
     sim_thread.sim.slow_operations(5.0)
     with pytest.raises(CloudError) as err:
         cloud.create_instance(
@@ -429,7 +429,7 @@ def test_secrets_never_reach_the_logs(
     caplog.set_level(logging.DEBUG)
     cloud = make_cloud(sim_thread.url, sleep=SleepLog())
     sim_thread.sim.fail_next(1, status=503)
-    sg_id = cloud.ensure_security_group(SG_NAME, ["0.0.0.0/0"])
+    sg_id = cloud.security_groups.ensure_security_group(SG_NAME, ["0.0.0.0/0"])
     inst = cloud.create_instance(
         "granite-ai",
         GPU_TYPE,

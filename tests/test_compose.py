@@ -1,4 +1,4 @@
-"""compose.yaml runs the standalone image as the seed's quick start does, with DESIGN.md's variables."""
+"""compose.yaml runs the standalone image with the variables of docs/design.md section 4."""
 
 from __future__ import annotations
 

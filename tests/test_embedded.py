@@ -15,14 +15,14 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import ollama
 import pytest
+from waiting import until, wait_until
 
 from remote_ollama import AsyncRemoteOllama, RemoteOllama
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
@@ -39,24 +39,6 @@ TIMINGS = SimTimings(boot=0.3, stop=0.2, destroy=0.2, operation=0.05, token=0.00
 
 def live(sim: ExoscaleSimulator) -> list[Any]:
     return [i for i in list(sim.state.instances.values()) if i.state not in GONE_STATES]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-    return value
-
-
-async def await_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
-    return value
 
 
 def vm_get(remote_url: str, path: str, ctx: ssl.SSLContext, key: str | None) -> tuple[int, Any]:
@@ -177,7 +159,7 @@ async def test_async_ensure_idle_wake_destroy(tmp_path: Path) -> None:
                     assert MODEL in [m["name"] for m in (await r.json())["models"]]
             first_id = remote.instance_id
             await remote.start_idle_monitor()
-            await await_until(lambda: live(sim) and live(sim)[0].state == "stopped", 15, "scale to zero")
+            await until(lambda: live(sim) and live(sim)[0].state == "stopped", 15, "scale to zero")
             await remote.ensure_instance(timeout=30)
             assert remote.instance_id == first_id and sim.call_count("create-instance") == 1
             await remote.destroy(timeout=30)
@@ -237,7 +219,7 @@ def test_importing_the_package_stays_light() -> None:
 
 
 async def test_leaving_async_with_right_after_start_idle_monitor_does_not_hang(tmp_path: Path) -> None:
-    """The monitor kicks a round while the block exits: the loop must still stop (issue 15: it hung)."""
+    """The monitor kicks a round while the block exits: the loop must still stop (it once hung)."""
     async with ExoscaleSimulator(keys={KEY: SECRET}, timings=TIMINGS) as sim:
         cloud = AsyncExoscaleCloud.connect(KEY, SECRET, "at-vie-2", endpoint=sim.url, poll_interval=0.05)
         for attempt in range(3):

@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 from cluster.fixtures import KubeNamespace
-from operator_world import OperatorWorld, credentials_secret, operator_world, remote_ollama, wait_until
+from operator_world import OperatorWorld, credentials_secret, operator_world, remote_ollama
+from waiting import wait_until
 
 from remote_ollama.kube.operator.context import OPERATOR
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 from cluster.fixtures import KubeNamespace
-from operator_world import credentials_secret, operator_world, remote_ollama, wait_until
+from operator_world import credentials_secret, operator_world, remote_ollama
+from waiting import wait_until
 
 
 def test_quota_and_capacity_failures_move_to_the_next_placement(

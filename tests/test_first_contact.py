@@ -15,11 +15,13 @@ import httpx
 import ollama
 import pytest
 from cluster.fixtures import KubeNamespace
-from operator_world import credentials_secret, operator_world, remote_ollama, wait_until
+from operator_world import credentials_secret, operator_world, remote_ollama
+from ports import free_port
 from proxy_world import world
-from subprocess_world import Program, clean_env, free_port
+from subprocess_world import Program, clean_env
 from test_standalone import KEY, SECRET, live_instances
 from test_standalone import sim as sim
+from waiting import wait_until
 
 from remote_ollama.proxy.interfaces import ProxySettings
 from remote_ollama.proxy.polling import CACHED_HEADER
@@ -140,8 +142,8 @@ def test_operator_mode_first_contact_and_a_restarted_proxy_answers_as_the_vm_did
         assert client.ps().models == []
         assert httpx.get(url + "/api/version").json() == {"version": DEFAULT_OLLAMA_VERSION}
         assert world.instances() == []  # polling woke nothing
-        seed = httpx.get(url + "/status").json()  # the seed's fields, in operator mode too
-        assert (seed["provisioning_status"], seed["idle_timeout"]) == ("idle", 600)
+        status = httpx.get(url + "/status").json()  # the /status fields, in operator mode too
+        assert (status["provisioning_status"], status["idle_timeout"]) == ("idle", 600)
 
         world.apply(remote_ollama(suspend=False, idle={"stopAfter": "10m"}))
         # the user picks the listed model and chats: the request wakes a new VM and is answered

@@ -38,7 +38,7 @@ def sim() -> Iterator[SimulatorThread]:
 def world(sim: SimulatorThread, tmp_path: Path) -> Iterator[dict[str, str]]:
     """A running standalone instance with its group, and the env the CLI needs to find it."""
     cloud = ExoscaleCloud(KEY, SECRET, "at-vie-2", endpoint=sim.url, poll_interval=0.05)
-    sg = cloud.ensure_security_group(f"remote-ollama-{OWNER}", ["0.0.0.0/0"])
+    sg = cloud.security_groups.ensure_security_group(f"remote-ollama-{OWNER}", ["0.0.0.0/0"])
     inst = cloud.create_instance(
         name=f"remote-ollama-{OWNER}",
         instance_type="gpua5000.small",
@@ -59,7 +59,7 @@ def world(sim: SimulatorThread, tmp_path: Path) -> Iterator[dict[str, str]]:
     yield env
     for other in cloud.find_instances(owner_labels(OWNER, STANDALONE_CLUSTER)):
         cloud.delete_instance(other.id)
-    cloud.delete_security_group(f"remote-ollama-{OWNER}")
+    cloud.security_groups.delete_security_group(f"remote-ollama-{OWNER}")
 
 
 def cli(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

@@ -69,7 +69,7 @@ def test_install_is_the_operator_and_nothing_else() -> None:
         ("Deployment", "remote-ollama"),
         ("Namespace", "remote-ollama"),
         ("ServiceAccount", "remote-ollama"),
-        # the proxies may change only their activity annotations (issue 14)
+        # the proxies may change only their activity annotations
         ("ValidatingAdmissionPolicy", "remote-ollama-proxy-activity-only"),
         ("ValidatingAdmissionPolicyBinding", "remote-ollama-proxy-activity-only"),
     ]

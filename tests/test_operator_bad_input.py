@@ -9,7 +9,8 @@ import time
 from typing import Any
 
 from cluster.fixtures import KubeNamespace
-from operator_world import SECRET, CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
+from operator_world import SECRET, CloudWorld, cloud_world, credentials_secret, remote_ollama
+from waiting import wait_until
 
 
 def ready_condition(world: CloudWorld) -> dict[str, Any] | None:

@@ -13,7 +13,8 @@ import openai
 import pytest
 import yaml
 from cluster.fixtures import KubeNamespace
-from operator_world import credentials_secret, operator_world, remote_ollama, wait_until
+from operator_world import credentials_secret, operator_world, remote_ollama
+from waiting import wait_until
 
 from remote_ollama.kube.access import KEY_REFRESH_SECONDS
 

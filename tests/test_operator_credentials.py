@@ -6,7 +6,8 @@ from typing import Any
 
 import yaml
 from cluster.fixtures import KubeNamespace
-from operator_world import KEY, CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
+from operator_world import KEY, CloudWorld, cloud_world, credentials_secret, remote_ollama
+from waiting import wait_until
 
 
 def credentials(world: CloudWorld) -> dict[str, Any] | None:

@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 from cluster.fixtures import KubeNamespace
-from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
+from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama
+from waiting import wait_until
 
 
 def recreated(world: CloudWorld, kind: str, old_uid: str) -> dict[str, Any] | None:

@@ -10,7 +10,8 @@ import time
 import httpx
 import pytest
 from cluster.fixtures import KubeNamespace
-from operator_world import credentials_secret, operator_world, remote_ollama, wait_until
+from operator_world import credentials_secret, operator_world, remote_ollama
+from waiting import wait_until
 
 from remote_ollama.sandbox.exoscale.state import SimTimings
 

@@ -11,7 +11,8 @@ import time
 import uuid
 
 from cluster.fixtures import KubeNamespace
-from operator_world import KEY, SECRET, CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
+from operator_world import KEY, SECRET, CloudWorld, cloud_world, credentials_secret, remote_ollama
+from waiting import wait_until
 
 from remote_ollama.cloud.exoscale.adapter import ExoscaleCloud
 from remote_ollama.spec.names import (
@@ -29,7 +30,7 @@ GRACE = 2.0
 def planted(world: CloudWorld, cluster: str, name: str) -> str:
     """An instance someone else made, with the labels the operator would recognise."""
     cloud = ExoscaleCloud(KEY, SECRET, world.sim.sim.zone, endpoint=world.sim.url, poll_interval=0.05)
-    sg = cloud.ensure_security_group(f"planted-{name}", ["0.0.0.0/0"])
+    sg = cloud.security_groups.ensure_security_group(f"planted-{name}", ["0.0.0.0/0"])
     labels = {
         LABEL_MANAGED_BY: LABEL_MANAGED_BY_VALUE,
         LABEL_OWNER: str(uuid.uuid4()),

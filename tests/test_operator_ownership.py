@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 from cluster.fixtures import KubeNamespace
-from operator_world import credentials_secret, operator_world, remote_ollama, wait_until
+from operator_world import credentials_secret, operator_world, remote_ollama
+from waiting import wait_until
 
 FOREIGN_SERVICE = {
     "apiVersion": "v1",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from cluster.fixtures import KubeNamespace
-from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
+from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama
+from waiting import wait_until
 
 
 def peers(world: CloudWorld) -> dict[str, object]:

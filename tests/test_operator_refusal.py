@@ -1,4 +1,4 @@
-"""The operator-mode proxy refuses at once (seed 503 with the reason) instead of holding requests
+"""The operator-mode proxy refuses at once (a 503 with the reason) instead of holding requests
 for a wake the operator cannot perform: budget, quota, credentials. Transient trouble still holds."""
 
 from remote_ollama.kube.proxy_main import Refusal, refusal_from

@@ -6,7 +6,8 @@ The operator runs as `remote-ollama operator --standalone` in a subprocess, as i
 from __future__ import annotations
 
 from cluster.fixtures import KubeNamespace
-from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
+from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama
+from waiting import wait_until
 
 from remote_ollama.sandbox.exoscale.state import SimTimings
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from cluster.fixtures import KubeNamespace
-from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
+from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama
+from waiting import wait_until
 
 
 def patch_spec(world: CloudWorld, spec: str) -> None:

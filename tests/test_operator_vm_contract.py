@@ -1,4 +1,4 @@
-"""Operator mode, the VM contract of DESIGN.md section 5 as the cloud sees it: user-data with no
+"""Operator mode, the VM contract of docs/design.md section 5 as the cloud sees it: user-data with no
 bearer secret at all, and, once the VM is Ready, without its private key either."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import ollama
 import pytest
 import yaml
 from cluster.fixtures import KubeNamespace
-from operator_world import credentials_secret, operator_world, remote_ollama, wait_until
+from operator_world import credentials_secret, operator_world, remote_ollama
+from waiting import wait_until
 
 
 def files(user_data: str) -> dict[str, str]:

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from cluster.fixtures import KubeNamespace
-from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama, wait_until
+from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama
+from waiting import wait_until
 
 from remote_ollama.kube.operator.status import parse_time
 

@@ -70,7 +70,7 @@ def test_client_certificate_is_for_client_auth_and_signed_by_the_resource_ca(cre
 
 
 def test_no_api_key_unless_given() -> None:
-    """Mutual TLS needs no bearer secret; the seed's EXOSCALE_OLLAMA_KEY is kept when a user sets it."""
+    """Mutual TLS needs no bearer secret; EXOSCALE_OLLAMA_KEY is kept when a user sets it."""
     assert generate_vm_credentials().api_key is None
     assert generate_vm_credentials(api_key="chosen-by-the-user-0123").api_key == "chosen-by-the-user-0123"
     first, second = generate_vm_credentials(), generate_vm_credentials()

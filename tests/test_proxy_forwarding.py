@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import socket
 import time
@@ -12,8 +13,11 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from aiohttp import web
 from proxy_world import API_KEY, MODELS, World, world
+from waiting import until
 
+from remote_ollama.proxy.app import PROXY_KEY
 from remote_ollama.proxy.interfaces import ProxySettings, Upstream
 from remote_ollama.spec.names import API_KEY_HEADER
 
@@ -257,3 +261,28 @@ async def test_own_paths(http: aiohttp.ClientSession) -> None:
         assert "remote_ollama_proxy_upstream_latency_seconds_bucket" in text
         async with http.post(f"{w.url}/status") as r:  # the proxy's own path: never forwarded
             assert r.status == 405
+
+
+async def test_a_client_hanging_up_as_its_stream_ends_logs_no_traceback(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that goes away just as its streamed answer ends is routine: the request ends without a
+    traceback in the logs (it escaped from the proxy's write of the stream's end)."""
+    caplog.set_level(logging.INFO)
+    async with world() as w:
+        proxy_port = int(w.url.rsplit(":", 1)[1])
+        write_eof = web.StreamResponse.write_eof
+
+        async def gone(self: web.StreamResponse, data: bytes = b"") -> None:
+            transport = self._req.transport if self._req is not None else None
+            if transport is not None and transport.get_extra_info("sockname")[1] == proxy_port:
+                raise aiohttp.ClientConnectionResetError("Cannot write to closing transport")
+            await write_eof(self, data)
+
+        monkeypatch.setattr(web.StreamResponse, "write_eof", gone)
+        reader, writer = await _open_stream(w.url, "/api/generate", {"model": MODEL, "prompt": "x"})
+        await reader.readuntil(b'"done":true')
+        proxy = w.proxy[PROXY_KEY]
+        await until(lambda: proxy.reporter.in_flight == 0, 10, "the proxy to finish the request")
+        writer.close()
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []

@@ -58,7 +58,7 @@ async def test_held_requests_all_succeed_once_ready_and_the_257th_is_refused(
         assert len(results) >= 200
 
 
-async def test_hold_timeout_gives_the_seed_body(http: aiohttp.ClientSession) -> None:
+async def test_hold_timeout_gives_the_503_body(http: aiohttp.ClientSession) -> None:
     async with world(ProxySettings(hold_timeout=0.2), ready=False) as w:
         w.resolver.set_down("Starting")
         async with http.post(f"{w.url}/api/chat", json={"model": MODEL, "messages": []}) as r:
@@ -93,7 +93,7 @@ async def test_polling_never_wakes_and_answers_what_was_last_seen(http: aiohttp.
                     assert await r.json() == live
                 elif path == "/":
                     assert await r.text() == "Ollama is running"
-                else:  # no VM runs, so nothing is loaded (issue 15: was 503 when never seen)
+                else:  # no VM runs, so nothing is loaded (it was once 503 when never seen)
                     assert r.status == 200 and await r.json() == {"models": []}
         async with http.head(f"{w.url}/") as r:
             assert r.status == 200

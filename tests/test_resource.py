@@ -37,7 +37,7 @@ def test_format_duration_round_trips() -> None:
         assert parse_duration(format_duration(s)) == s
 
 
-def test_instance_type_and_seed_alias() -> None:
+def test_instance_type_and_its_short_alias() -> None:
     assert parse_instance_type("gpua5000.small").name == "gpua5000.small"
     assert parse_instance_type("a5000.small").name == "gpua5000.small"
     assert parse_instance_type("GPU2.Medium").name == "gpu2.medium"

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import ollama
 import pytest
-from subprocess_world import Program, clean_env, free_port
+from ports import free_port
+from subprocess_world import Program, clean_env
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "granite3.1-dense:8b"

@@ -1,6 +1,6 @@
 """`remote-ollama standalone` as a subprocess against a separately started Exoscale simulator.
 
-The process is configured only by the seed's environment variables (DESIGN.md section 4), keeps
+The process is configured only by its environment variables (docs/design.md section 4), keeps
 its state in a temporary REMOTE_OLLAMA_STATE_FILE, and is observed from outside: the simulator's
 instances and call log, `/status`, its exit code. Unit tests for the state file and the config
 parser follow.
@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from subprocess_world import Program, clean_env, free_port, wait_until
+from ports import free_port
+from subprocess_world import Program, clean_env
+from waiting import wait_until
 
 from remote_ollama.core.types import Memory
 from remote_ollama.local.settings import ConfigError, StandaloneConfig
@@ -56,7 +58,7 @@ def standalone(sim: SimulatorThread, tmp_path: Path, port: int, **env: str) -> P
         "EXOSCALE_API_KEY": KEY,
         "EXOSCALE_API_SECRET": SECRET,
         "EXOSCALE_API_ENDPOINT": sim.url,
-        "EXOSCALE_INSTANCE_TYPE": "a5000.small",  # the seed's spelling
+        "EXOSCALE_INSTANCE_TYPE": "a5000.small",  # the alias
         "EXOSCALE_IDLE_TIMEOUT": "10m",
         "OLLAMA_MODEL": MODEL,
         "REMOTE_OLLAMA_STATE_FILE": str(tmp_path / "state" / "state.json"),

@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from subprocess_world import Program, clean_env, free_port, wait_until
+from ports import free_port
+from subprocess_world import Program, clean_env
+from waiting import wait_until
 
 from remote_ollama.sandbox.exoscale.api import SimulatorThread
 from remote_ollama.sandbox.exoscale.state import SimTimings

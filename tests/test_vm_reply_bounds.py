@@ -159,12 +159,12 @@ async def test_a_huge_tags_reply_is_refused_and_memory_stays_bounded(
     vm: Any, peak_rss: dict[str, int], caplog: pytest.LogCaptureFixture
 ) -> None:
     rec, instance, hostile = vm
-    assert await asyncio.wait_for(rec.probe(instance), 60) is None  # not healthy: nothing is routed
+    assert await asyncio.wait_for(rec.vm.probe(instance), 60) is None  # not healthy: nothing is routed
     await asyncio.wait_for(hostile.done("tags").wait(), 30)  # the operator hung up
     assert hostile.sent["tags"] < 8 * MiB, "the operator kept reading"
     assert peak_rss["growth"] < 64 * MiB, f"operator RSS grew {peak_rss['growth'] / MiB:.0f} MiB"
     assert "GET /api/tags on instance hostile: more than 1048576 bytes; not read" in caplog.text
-    assert rec.answered == {}  # nothing of it reaches status.ollama
+    assert rec.vm.answered == {}  # nothing of it reaches status.ollama
 
 
 @pytest.mark.parametrize("kind", ["endless-line", "endless-progress"])
@@ -173,8 +173,8 @@ async def test_a_pull_that_never_ends_is_abandoned(
 ) -> None:
     rec, instance, hostile = vm
     monkeypatch.setattr(vm_ollama, "PULL_DEADLINE", 2.0, raising=False)
-    rec._start_pulls(instance, Action(ActionKind.PULL_MODELS, models=(kind,)))
-    await asyncio.wait_for(rec._pulls[kind], 60)
+    rec.vm.start_pulls(instance, Action(ActionKind.PULL_MODELS, models=(kind,)))
+    await asyncio.wait_for(rec.vm._pulls[kind], 60)
     await asyncio.wait_for(hostile.done(kind).wait(), 30)  # the operator hung up
     assert hostile.sent[kind] < 8 * MiB
     assert peak_rss["growth"] < 64 * MiB, f"operator RSS grew {peak_rss['growth'] / MiB:.0f} MiB"

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 from cluster.fixtures import KubeNamespace
-from operator_world import credentials_secret, operator_world, remote_ollama, wait_until
+from operator_world import credentials_secret, operator_world, remote_ollama
+from waiting import wait_until
 
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.local.controller import LocalController

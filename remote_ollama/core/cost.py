@@ -19,7 +19,7 @@ from typing import Any
 # Instance states in which Exoscale holds (and bills) the GPU.
 BILLABLE_STATES = frozenset({"starting", "running", "stopping", "migrating"})
 
-# Hourly list prices from notes/exoscale.md (the same figures in EUR, CHF and USD).
+# Hourly list prices from docs/design.md section 6 (the same figures in EUR, CHF and USD).
 DEFAULT_CURRENCY = "EUR"
 DEFAULT_PER_HOUR: dict[str, float] = {
     "gpua5000.small": 1.340, "gpua5000.medium": 2.480, "gpua5000.large": 4.557,

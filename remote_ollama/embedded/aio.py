@@ -38,13 +38,13 @@ class InstanceNotReady(TimeoutError):
 class AsyncRemoteOllama:
     """One Exoscale GPU VM running Ollama, for asyncio programs (see `remote_ollama.embedded`).
 
-    Construct with keyword arguments (the seed's settings; anything left out is read from nothing
+    Construct with keyword arguments (the standalone settings; anything left out is read from nothing
     and takes its default), with `from_env()`, or with `from_config()`. Nothing touches the cloud
     until `start()` (called for you by `ensure_instance()` and `async with`).
 
     Keyword arguments: api_key, api_secret (required), zone ("at-vie-2"), instance_type
     ("gpua5000.small"; "a5000.small" accepted), template, disk_size (50 GiB), idle_timeout (1800 s or
-    "30m"), model (a name or a list), ollama_key (the VM's API key; random per VM when None),
+    "30m"), model (a name or a list), ollama_key (an extra VM API key nginx checks besides mutual TLS; none when unset),
     endpoint (API URL override), state_file (default `default_state_file()`), on_exit ("stop",
     "keep" or "destroy"), exit_timeout, hold_timeout, destroy_after. Invalid values raise
     `ConfigError` listing every problem. Extra: `idle_monitor` (default: on from `async with`, off
@@ -82,7 +82,7 @@ class AsyncRemoteOllama:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> AsyncRemoteOllama:
-        """Read the seed's variables (EXOSCALE_API_KEY, ..., EXOSCALE_OLLAMA_KEY) from `env` (default
+        """Read the standalone variables (EXOSCALE_API_KEY, ..., EXOSCALE_OLLAMA_KEY) from `env` (default
         os.environ); keyword settings override them, other keywords are as for the constructor."""
         settings = {k: kwargs.pop(k) for k in list(kwargs) if k in KWARG_ENV}
         return cls(config=config_from(os.environ if env is None else env, settings), **kwargs)
@@ -283,10 +283,10 @@ class AsyncRemoteOllama:
         """A client TLS context trusting only this VM's CA (None before a VM was created)."""
         c = self._controller
         creds = c.files.credentials(c.saved) if c else None
-        return c.reconciler.ssl_context(creds) if c and creds else None
+        return c.reconciler.vm.ssl_context(creds) if c and creds else None
 
     async def status(self) -> dict[str, Any]:
-        """The seed's /status fields (as `GET <url>/status` shows), plus `url`, `instance_id`,
+        """The /status document (as `GET <url>/status` shows), plus `url`, `instance_id`,
         `idle_monitor`; `idle_timeout` is the monitor's setting even while it is off."""
         return self._status_fields()
 

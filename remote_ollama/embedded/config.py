@@ -1,4 +1,4 @@
-"""The embedded API's settings: its keywords are the seed's environment variables, parsed by `settings.py`."""
+"""The embedded API's settings: its keywords are standalone's environment variables, parsed by `local/settings.py`."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ class RemoteOllama:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> RemoteOllama:
-        """As `AsyncRemoteOllama.from_env`: the seed's variables, overridden by keywords."""
+        """As `AsyncRemoteOllama.from_env`: the standalone variables, overridden by keywords."""
         obj = cls.__new__(cls)
         obj._init(AsyncRemoteOllama.from_env(env, **kwargs))
         return obj
@@ -85,7 +85,7 @@ class RemoteOllama:
         self._run(self.aio.destroy(timeout))
 
     def status(self) -> dict[str, Any]:
-        """The seed's /status fields plus url, instance_id, idle_monitor (no cloud call)."""
+        """The /status document plus url, instance_id, idle_monitor (no cloud call)."""
         return self._run(self.aio.status())
 
     def shutdown(self, policy: str | None = None) -> None:

@@ -7,17 +7,13 @@ and how they are woken. The decisions themselves live in `lifecycle.py`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import secrets
-import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-
-import aiohttp
 
 from remote_ollama.cloud.errors import CloudError
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
@@ -38,7 +34,7 @@ from remote_ollama.spec.vocabulary import Phase, Reason
 from remote_ollama.vm.cloudinit import encode_user_data, render_user_data
 from remote_ollama.vm.pki import generate_vm_credentials
 
-from .vm_client import CredentialStore, InstanceRecord, VMOllama
+from .vm_client import CredentialStore, InstanceRecord, VMClient
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +71,7 @@ class Target:
     cluster: str
     name: str
     security_group: str
-    # the pre-issue-14 name; used only for a VM of ours that is attached to it (see ensure_access)
+    # the older name (docs/design.md section 2); used only for a VM of ours that is attached to it (see ensure_access)
     legacy_security_group: str | None = None
     # mark the group with the owner uid and converge only a group carrying that mark (operator mode;
     # standalone's group name holds its random owner id and predates the mark)
@@ -91,37 +87,23 @@ class Target:
 
 
 @dataclass
-class Reconciler(VMOllama):
+class Reconciler:
     cloud: AsyncExoscaleCloud
     target: Target
     store: CredentialStore
-    # A fixed VM API key (the seed's EXOSCALE_OLLAMA_KEY); random per VM when None.
+    # An extra VM API key nginx checks besides mutual TLS (EXOSCALE_OLLAMA_KEY); none when None.
     fixed_api_key: str | None = None
-    # Called when a background warm-up ends, so the shell looks again now instead of at its next poll.
-    notify: Callable[[], None] | None = None
-    # What the VM last answered to /api/version and /api/tags ({"version", "models"}); the proxy
-    # answers polling routes with it while no VM runs (operator mode: through status.ollama).
-    answered: dict[str, Any] = field(default_factory=dict)
-    on_answer: Callable[[dict[str, Any]], None] | None = None
     # Posts a Warning Event (reason, message) about an instance not trusted (operator mode).
     warn: Callable[[Reason, str], None] | None = None
     _warned: set[tuple[Reason, str]] = field(default_factory=set)
-    _pulls: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    vm: VMClient = field(init=False)  # the VM's own Ollama, with the same credentials store
     _scrubbed: set[str] = field(default_factory=set)  # instances whose user-data no longer has the key
-    _warm_ups: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    _watch: asyncio.Task[None] | None = None
-    _ssl: tuple[str, ssl.SSLContext] | None = None
-    _session: aiohttp.ClientSession | None = None
+
+    def __post_init__(self) -> None:
+        self.vm = VMClient(self.store)
 
     async def close(self) -> None:
-        for task in (
-            *self._pulls.values(),
-            *self._warm_ups.values(),
-            *([self._watch] if self._watch else []),
-        ):
-            task.cancel()
-        if self._session is not None:
-            await self._session.close()
+        await self.vm.close()
 
     # -- the round ---------------------------------------------------------------------------------------
 
@@ -138,7 +120,7 @@ class Reconciler(VMOllama):
     ) -> Look:
         """Observe -> probe -> cost -> decide; nothing is changed on the cloud."""
         instance = await self.observe_instance(memory)
-        health = await self.probe(instance)
+        health = await self.vm.probe(instance)
         now = clock()
         meter, verdict = cost.account(
             stored_cost,
@@ -283,9 +265,9 @@ class Reconciler(VMOllama):
             elif action.kind is ActionKind.DELETE_INSTANCE:
                 await self.cloud.delete_instance(_id(action), wait=False)
             elif action.kind is ActionKind.PULL_MODELS and instance is not None:
-                self._start_pulls(instance, action)
+                self.vm.start_pulls(instance, action)
             elif action.kind is ActionKind.WARM_UP and instance is not None:
-                self._start_warm_ups(instance, action, spec.keep_alive)
+                self.vm.start_warm_ups(instance, action, spec.keep_alive)
             # PROBE needs nothing here: the shell probes every running instance before deciding.
         if decision.phase is Phase.READY and instance is not None and instance.id not in self._scrubbed:
             await self._scrub_user_data(spec, instance)
@@ -293,10 +275,9 @@ class Reconciler(VMOllama):
             decision.phase in (Phase.PROVISIONING, Phase.STARTING) and decision.memory.ollama_at is None
         )
         if coming_up and instance is not None and instance.public_ip:
-            self._watch_for_ollama(instance)
-        elif not coming_up and self._watch is not None:
-            self._watch.cancel()
-            self._watch = None
+            self.vm.watch_for_ollama(instance)
+        elif not coming_up:
+            self.vm.stop_watching()
 
     async def _scrub_user_data(self, spec: Spec, instance: ObservedInstance) -> None:
         """Once Ready, cloud-init has written the server key to the VM's disk: the user-data (which

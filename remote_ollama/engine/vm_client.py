@@ -1,6 +1,5 @@
 """The round's side of the VM's own Ollama (through its TLS front, with the client certificate and
-key): probing it, watching it come up, pulling models and warming one up. A mixin of `Reconciler`,
-which holds the state these use (credentials store, callbacks, tasks, one HTTP session).
+key): probing it, watching it come up, pulling models and warming one up. `Reconciler` has one.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ import json
 import logging
 import ssl
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -89,18 +88,33 @@ class CredentialStore:
         raise NotImplementedError
 
 
-class VMOllama:
-    """Talking to the VM's Ollama; the attributes are `Reconciler`'s dataclass fields."""
+@dataclass
+class VMClient:
+    """Talking to one resource's VM Ollama: its credentials, one HTTP session, background tasks."""
 
     store: CredentialStore
-    notify: Callable[[], None] | None
-    answered: dict[str, Any]
-    on_answer: Callable[[dict[str, Any]], None] | None
-    _pulls: dict[str, asyncio.Task[None]]
-    _warm_ups: dict[str, asyncio.Task[None]]
-    _watch: asyncio.Task[None] | None
-    _ssl: tuple[str, ssl.SSLContext] | None
-    _session: aiohttp.ClientSession | None
+    # Called when a background warm-up ends, so the shell looks again now instead of at its next poll.
+    notify: Callable[[], None] | None = None
+    # What the VM last answered to /api/version and /api/tags ({"version", "models"}); the proxy
+    # answers polling routes with it while no VM runs (operator mode: through status.ollama).
+    answered: dict[str, Any] = field(default_factory=dict)
+    on_answer: Callable[[dict[str, Any]], None] | None = None
+    _pulls: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _warm_ups: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _watch: asyncio.Task[None] | None = None
+    _ssl: tuple[str, ssl.SSLContext] | None = None
+    _session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        """Cancel the background pulls, warm-ups and watch, and close the HTTP session."""
+        for task in (
+            *self._pulls.values(),
+            *self._warm_ups.values(),
+            *([self._watch] if self._watch else []),
+        ):
+            task.cancel()
+        if self._session is not None:
+            await self._session.close()
 
     def ssl_context(self, creds: VMCredentials) -> ssl.SSLContext:
         """One context per CA (trusting it, presenting the client certificate it issued), so the
@@ -207,7 +221,7 @@ class VMOllama:
             log.debug("GET /api/ps on %s failed: %s", instance.id, type(exc).__name__)
             return None
 
-    def _watch_for_ollama(self, instance: ObservedInstance) -> None:
+    def watch_for_ollama(self, instance: ObservedInstance) -> None:
         """Ask the VM's Ollama every WATCH_INTERVAL until it answers, then `notify` the shell once.
 
         One task at a time; the cloud API is not called (the shell's next round does that).
@@ -215,6 +229,11 @@ class VMOllama:
         if self._watch is not None and not self._watch.done():
             return
         self._watch = asyncio.create_task(self._watch_ollama(instance))
+
+    def stop_watching(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
 
     async def _watch_ollama(self, instance: ObservedInstance) -> None:
         creds = await self.store.load()
@@ -234,7 +253,7 @@ class VMOllama:
                 self.notify()
             return
 
-    def _start_pulls(self, instance: ObservedInstance, action: Action) -> None:
+    def start_pulls(self, instance: ObservedInstance, action: Action) -> None:
         for model in action.models:
             task = self._pulls.get(model)
             if task is None or task.done():
@@ -266,7 +285,7 @@ class VMOllama:
         except (aiohttp.ClientError, ValueError) as exc:
             log.debug("%s failed: %s", what, type(exc).__name__)
 
-    def _start_warm_ups(self, instance: ObservedInstance, action: Action, keep_alive: str) -> None:
+    def start_warm_ups(self, instance: ObservedInstance, action: Action, keep_alive: str) -> None:
         for model in action.models:
             task = self._warm_ups.get(model)
             if task is None or task.done():

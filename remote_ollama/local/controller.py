@@ -85,7 +85,7 @@ class LocalController:
         self.clock = clock
         if self.saved.memory.created_at is None:
             now = clock()
-            # Standalone starts at zero (the seed's on-demand creation): the first request wakes it.
+            # Standalone starts at zero (on-demand creation): the first request wakes it.
             self.saved.memory = Memory(
                 created_at=now,
                 scaled_down_at=now if start_down else None,
@@ -99,7 +99,7 @@ class LocalController:
             security_group=f"remote-ollama-{self.saved.owner_id}",
         )
         self.reconciler = Reconciler(cloud, target, FileCredentialStore(self), fixed_api_key=ollama_key)
-        self.reconciler.notify = self._kick_now  # a finished warm-up is looked at now
+        self.reconciler.vm.notify = self._kick_now  # a finished warm-up is looked at now
         self.activity = Activity(last_activity=self.saved.last_activity)
         self.decision: Decision | None = None
         self.instance_state: str | None = None
@@ -129,7 +129,7 @@ class LocalController:
         # The VM's answers to /api/version and /api/tags, kept in the state file and passed on
         # (to the proxy's polling cache) as they come.
         self.on_answer: Callable[[dict[str, Any]], None] | None = None
-        self.reconciler.on_answer = self._answered
+        self.reconciler.vm.on_answer = self._answered
 
     # -- persistence -----------------------------------------------------------------------------------
 
@@ -166,7 +166,7 @@ class LocalController:
         creds = self.files.credentials(self.saved)
         if creds is None:
             return None
-        up = Upstream(d.endpoint, self.reconciler.ssl_context(creds), creds.api_key, VM_TLS_SERVER_NAME)
+        up = Upstream(d.endpoint, self.reconciler.vm.ssl_context(creds), creds.api_key, VM_TLS_SERVER_NAME)
         self._upstream_cache = (d.endpoint, self.saved.credentials, up)
         return up
 

@@ -1,6 +1,6 @@
 """`remote-ollama instance status|start|stop|destroy|describe`: the standalone VM, by hand.
 
-For people without the server running: acts on Exoscale directly with the seed's variables. The
+For people without the server running: acts on Exoscale directly with standalone's variables. The
 instance is the one the standalone state file names (REMOTE_OLLAMA_STATE_FILE, else the standalone
 and embedded defaults) when that file exists; otherwise every instance labelled as standalone.
 Exit codes a script can use: 0 ok, 1 no such instance, 2 bad configuration or usage, 3 cloud
@@ -227,7 +227,7 @@ class InstanceTool:
         self.cloud.delete_instance(inst.id, wait=wait or bool(names), deadline=timeout)
         for name in names:  # ours, now unused; a group still used elsewhere stays (retryable error)
             try:
-                self.cloud.delete_security_group(name, deadline=timeout)
+                self.cloud.security_groups.delete_security_group(name, deadline=timeout)
             except CloudError as exc:
                 self.err.write(f"security group {name} kept: {exc}\n")
         self.emit(

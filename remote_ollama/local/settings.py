@@ -1,4 +1,4 @@
-"""Standalone configuration from the seed's environment variables (DESIGN.md section 4).
+"""Standalone configuration from its environment variables (docs/design.md section 4).
 
 Checked completely before any cloud call, so a mistyped variable costs one clear line, not a VM.
 """

@@ -1,6 +1,6 @@
 """Request hold: a request that finds the VM down asks for a wake and waits for it, within bounds.
 
-Past `max_held_requests` waiting, or after `hold_timeout`, the answer is the seed's 503 body with
+Past `max_held_requests` waiting, or after `hold_timeout`, the answer is a 503 body with
 Retry-After, so clients that retry do so politely.
 """
 
@@ -23,7 +23,7 @@ class HoldRejected(NotReady):
 
 
 def not_ready_response(exc: NotReady, retry_after: int) -> web.Response:
-    """The seed's 503. A refusal is no provisioning: Retry-After is the time to its end, or absent."""
+    """The 503 of a request that cannot be held. A refusal is no provisioning: Retry-After is the time to its end, or absent."""
     body: dict[str, object] = {"error": exc.message, "provisioning": not exc.refused, "status": exc.phase}
     if exc.reason:
         body["reason"] = exc.reason

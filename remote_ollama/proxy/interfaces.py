@@ -134,7 +134,7 @@ class ProxySettings:
     max_body: int = DEFAULT_MAX_HELD_BODY
     # A connection must send its request headers within this (and idle keep-alives close after it).
     header_timeout: float = 30.0
-    # The seed's behaviour: answer 503 at once (after requesting a wake) instead of holding.
+    # REMOTE_OLLAMA_FIRST_REQUEST=503: answer 503 at once (after requesting a wake) instead of holding.
     immediate_503: bool = False
     status_extra: Callable[[], Mapping[str, Any]] = field(default=_no_extra)
     retry_after: int = 10

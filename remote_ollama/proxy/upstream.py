@@ -247,7 +247,10 @@ class Forwarder:
             await response.prepare(request)
             sent, complete = await self.pipe(request, up, response)
             if complete:
-                await response.write_eof()
+                try:
+                    await response.write_eof()
+                except ConnectionResetError:  # the client hung up as its answer ended: nothing to tell it
+                    log.info("client went away before the end of its answer")
             return response
         finally:
             up.close()  # unread body: drop the upstream connection, which is what cancels Ollama

@@ -1,4 +1,4 @@
-"""Simulated GPU VMs: what a real instance exposes once cloud-init has run (DESIGN.md section 5).
+"""Simulated GPU VMs: what a real instance exposes once cloud-init has run (docs/design.md section 5).
 
 Each running instance gets its own loopback address (its public IP) and, on port 11435, an
 nginx-like front: TLS 1.3 requiring a client certificate issued by the CA found in the user-data

@@ -44,7 +44,7 @@ def security_group_name(cluster: str, owner_uid: str) -> str:
 
 
 def legacy_security_group_name(namespace: str, name: str) -> str:
-    """The name before issue 14 (`team-a/llm` and `team/a-llm` collided); still used by a VM that
+    """The older name (`team-a/llm` and `team/a-llm` collided); still used by a VM that
     was created with it, because that VM (labelled with the owner uid) proves the group is ours."""
     return f"remote-ollama-{namespace}-{name}"
 

@@ -16,16 +16,16 @@ from .sections import (
     MIN_DISK,
     InstanceType,
     Placement,
-    _parse_budget,
-    _parse_client_auth,
-    _parse_idle,
-    _parse_network_policy,
-    _parse_ollama,
-    _parse_placement,
-    _parse_wake,
-    _secret_name,
+    parse_budget,
+    parse_client_auth,
     parse_duration,
+    parse_idle,
     parse_known_instance_type,
+    parse_network_policy,
+    parse_ollama,
+    parse_placement,
+    parse_wake,
+    secret_ref_name,
 )
 
 _MODEL_RE = re.compile(MODEL_PATTERN)
@@ -106,7 +106,7 @@ def _keep_alive(v: Any) -> str:
 
 def _credentials(ref: Any, require: bool, problems: list[tuple[str, str]]) -> str:
     if isinstance(ref, dict) and isinstance(ref.get("name"), str) and ref["name"]:
-        return _secret_name(ref["name"], "spec.credentialsSecretRef.name", problems)
+        return secret_ref_name(ref["name"], "spec.credentialsSecretRef.name", problems)
     if ref is not None or require:
         problems.append(
             ("spec.credentialsSecretRef.name", "required: the Secret holding api-key and api-secret")
@@ -138,7 +138,7 @@ def _parse_placements(
         else:
             for i, item in enumerate(raw_placements):
                 try:
-                    placements.append(_parse_placement(item, itype, _zone))
+                    placements.append(parse_placement(item, itype, _zone))
                 except (ValueError, TypeError) as exc:
                     problems.append((f"spec.placements[{i}]", str(exc)))
     return tuple(placements)
@@ -166,11 +166,11 @@ def parse_spec(raw: dict[str, Any] | None, *, require_credentials: bool = True) 
         problems.append((f"spec.{unknown}", "unknown field"))
 
     cred = _credentials(raw.get("credentialsSecretRef"), require_credentials, problems)
-    client_secret = _parse_client_auth(raw.get("clientAuth"), problems)
+    client_secret = parse_client_auth(raw.get("clientAuth"), problems)
     itype = take("instanceType", parse_known_instance_type, defaults.instance_type)
-    idle = _parse_idle(raw.get("idle"), problems)
-    wake = _parse_wake(raw.get("wake"), problems)
-    budget = _parse_budget(raw.get("budget"), problems)
+    idle = parse_idle(raw.get("idle"), problems)
+    wake = parse_wake(raw.get("wake"), problems)
+    budget = parse_budget(raw.get("budget"), problems)
     schedule = _parse_schedule(raw.get("schedule"), problems)
     placements = _parse_placements(raw.get("placements"), itype, problems)
 
@@ -193,8 +193,8 @@ def parse_spec(raw: dict[str, Any] | None, *, require_credentials: bool = True) 
         warm_up=take("warmUp", _boolean, defaults.warm_up),
         client_auth_secret=client_secret,
         model_management=take("modelManagement", _boolean, defaults.model_management),
-        network_policy=_parse_network_policy(raw.get("networkPolicy"), problems),
-        ollama=_parse_ollama(raw.get("ollama"), problems),
+        network_policy=parse_network_policy(raw.get("networkPolicy"), problems),
+        ollama=parse_ollama(raw.get("ollama"), problems),
     )
     if problems:
         raise SpecError(problems)

@@ -58,8 +58,8 @@ MIN_DISK, MAX_DISK = int(FIELD["diskSize"].minimum or 0), int(FIELD["diskSize"].
 MAX_OLLAMA_ENV = FIELD["ollama.env"].max_properties or 0
 _DNS1123_RE = re.compile(DNS1123_SUBDOMAIN)
 
-# The seed wrote GPU types without the "gpu" prefix (a5000.small); map those families.
-# Families and sizes Exoscale sells (notes/exoscale.md); used to reject typos before any cloud call.
+# GPU types written without the "gpu" prefix (a5000.small, as the first releases took them) map to their families.
+# Families and sizes Exoscale sells (docs/design.md section 6); used to reject typos before any cloud call.
 KNOWN_FAMILIES = frozenset(
     {
         "standard",
@@ -106,7 +106,7 @@ _TYPE_RE = re.compile(r"^([a-z0-9]+)\.([a-z0-9]+(?:-[a-z0-9]+)*)$")
 
 
 def parse_instance_type(value: str) -> InstanceType:
-    """`gpua5000.small` -> (gpua5000, small); the seed's `a5000.small` is an alias."""
+    """`gpua5000.small` -> (gpua5000, small); `a5000.small` is accepted as an alias."""
     m = _TYPE_RE.fullmatch(value.strip().lower()) if isinstance(value, str) else None
     if not m:
         raise ValueError(f"instance type must be <family>.<size>, e.g. gpua5000.small: {value!r}")
@@ -198,7 +198,7 @@ class Placement:
         return f"{self.zone}/{self.instance_type.name}"
 
 
-def _parse_budget(raw: Any, problems: list[tuple[str, str]]) -> Budget:
+def parse_budget(raw: Any, problems: list[tuple[str, str]]) -> Budget:
     if raw is None:
         return Budget()
     if not isinstance(raw, dict):
@@ -221,7 +221,7 @@ def _parse_budget(raw: Any, problems: list[tuple[str, str]]) -> Budget:
     return Budget(values["maxRunningHoursPerDay"], values["maxMonthlySpend"])
 
 
-def _parse_placement(raw: Any, default_type: InstanceType, zone_check: Any) -> Placement:
+def parse_placement(raw: Any, default_type: InstanceType, zone_check: Any) -> Placement:
     if not isinstance(raw, dict):
         raise TypeError("must be an object with zone and instanceType")
     unknown = sorted(set(raw) - {"zone", "instanceType"})
@@ -234,7 +234,7 @@ def _parse_placement(raw: Any, default_type: InstanceType, zone_check: Any) -> P
     return Placement(zone, itype)
 
 
-def _secret_name(value: Any, path: str, problems: list[tuple[str, str]]) -> str:
+def secret_ref_name(value: Any, path: str, problems: list[tuple[str, str]]) -> str:
     """A Secret name goes into an API URL: only a DNS-1123 subdomain passes."""
     if not isinstance(value, str) or len(value) > 253 or not _DNS1123_RE.fullmatch(value):
         problems.append((path, f"must be a DNS-1123 subdomain (lower case a-z, 0-9, '-', '.'): {value!r}"))
@@ -255,7 +255,7 @@ def _object(raw: Any, path: str, known: tuple[str, ...], problems: list[tuple[st
     return raw
 
 
-def _parse_client_auth(raw: Any, problems: list[tuple[str, str]]) -> str:
+def parse_client_auth(raw: Any, problems: list[tuple[str, str]]) -> str:
     if raw is None:
         return ""
     obj = _object(raw, "spec.clientAuth", ("secretRef",), problems)
@@ -263,10 +263,10 @@ def _parse_client_auth(raw: Any, problems: list[tuple[str, str]]) -> str:
     if not ref.get("name"):
         problems.append(("spec.clientAuth.secretRef.name", "required: the Secret holding the client keys"))
         return ""
-    return _secret_name(ref["name"], "spec.clientAuth.secretRef.name", problems)
+    return secret_ref_name(ref["name"], "spec.clientAuth.secretRef.name", problems)
 
 
-def _parse_network_policy(raw: Any, problems: list[tuple[str, str]]) -> NetworkPolicySettings:
+def parse_network_policy(raw: Any, problems: list[tuple[str, str]]) -> NetworkPolicySettings:
     obj = _object(raw, "spec.networkPolicy", ("enabled", "allowFrom"), problems)
     enabled = obj.get("enabled", True)
     if not isinstance(enabled, bool):
@@ -314,7 +314,7 @@ def check_ollama_env(env: dict[str, Any], path: str) -> list[tuple[str, str]]:
     return problems
 
 
-def _parse_ollama(raw: Any, problems: list[tuple[str, str]]) -> OllamaSettings:
+def parse_ollama(raw: Any, problems: list[tuple[str, str]]) -> OllamaSettings:
     obj = _object(raw, "spec.ollama", ("image", "env"), problems)
     image = None
     if obj.get("image") is not None:
@@ -341,7 +341,7 @@ def _positive_duration(value: Any) -> float:
 _WAKE = WakePolicy()
 
 
-def _parse_idle(raw_idle: Any, problems: list[tuple[str, str]]) -> IdlePolicy:
+def parse_idle(raw_idle: Any, problems: list[tuple[str, str]]) -> IdlePolicy:
     if raw_idle is None:
         return IdlePolicy()
     if not isinstance(raw_idle, dict):
@@ -365,7 +365,7 @@ def _parse_idle(raw_idle: Any, problems: list[tuple[str, str]]) -> IdlePolicy:
     return IdlePolicy(stop_after, destroy_after)
 
 
-def _parse_wake(raw_wake: Any, problems: list[tuple[str, str]]) -> WakePolicy:
+def parse_wake(raw_wake: Any, problems: list[tuple[str, str]]) -> WakePolicy:
     if raw_wake is None:
         return WakePolicy()
     if not isinstance(raw_wake, dict):

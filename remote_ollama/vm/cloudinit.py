@@ -1,4 +1,4 @@
-"""Render the `#cloud-config` user-data that turns a stock Ubuntu VM into the VM of DESIGN.md section 5.
+"""Render the `#cloud-config` user-data that turns a stock Ubuntu VM into the VM of docs/design.md section 5.
 
 The VM runs a pinned Ollama container on 127.0.0.1:11434 with the GPU, and nginx on 0.0.0.0:11435
 terminating TLS 1.3 with the per-resource server certificate and requiring a client certificate
@@ -6,7 +6,7 @@ issued by the per-resource CA (the proxy's): mutual TLS, no bearer secret. The u
 only the CA certificate and the server's own certificate and key (under /etc/remote-ollama, which
 the simulated VM reads too); once the VM is Ready the operator replaces it with `scrubbed=True`'s
 copy, without the key. Containers cannot reach the metadata server (a DOCKER-USER rule), the setup
-script echoes nothing, and nginx shows no version. The seed's optional EXOSCALE_OLLAMA_KEY, when a
+script echoes nothing, and nginx shows no version. The optional EXOSCALE_OLLAMA_KEY, when a
 user sets one, is checked in addition (exact, case-sensitive), documented as weaker: it sits in
 user-data. This module only ever sees the VM's own credentials, never the Exoscale ones.
 """
@@ -236,7 +236,7 @@ def render_user_data(
         _file(TLS_CERT_PATH, creds.cert_pem, "0644"),
         *([] if scrubbed else [_file(TLS_KEY_PATH, creds.key_pem, "0600")]),
     ]
-    if creds.api_key:  # the seed's EXOSCALE_OLLAMA_KEY: an extra, weaker check (it is in user-data)
+    if creds.api_key:  # EXOSCALE_OLLAMA_KEY: an extra, weaker check (it is in user-data)
         files.append(_file(API_KEY_PATH, creds.api_key + "\n", "0600"))
         files.append(_file(API_KEY_CHECK_PATH, KEY_CHECK.format(key=creds.api_key), "0600"))
     unit = OLLAMA_UNIT.format(port=PROXY_PORT, image=ollama_image, env=env_args, metadata=METADATA_SERVER)

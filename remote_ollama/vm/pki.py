@@ -1,12 +1,12 @@
 """Per-resource CA, the VM's server certificate, the proxy's client certificate, and the TLS
-contexts of that mutual TLS link (DESIGN.md section 5).
+contexts of that mutual TLS link (docs/design.md section 5).
 
 The VM's public IP is unknown before it is created, so its certificate names a fixed DNS name
 (`resource.VM_TLS_SERVER_NAME`); the proxy dials the IP and verifies against that name via SNI,
 and presents its client certificate, which the VM's nginx requires (`ssl_verify_client on`).
 Everything is generated anew for every VM, so credentials rotate when a VM is re-created, and a CA
 per resource means a key leaked from one VM is useless against any other. The CA's private key is
-used once, here, and kept nowhere. The optional API key (the seed's EXOSCALE_OLLAMA_KEY) is only an
+used once, here, and kept nowhere. The optional API key (EXOSCALE_OLLAMA_KEY) is only an
 extra header check on top, weaker because it sits in user-data.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import secrets
 import ssl
 import tempfile
 from dataclasses import dataclass
@@ -57,7 +56,7 @@ class VMCredentials:
     api_key: str | None = None
 
     def to_secret_data(self) -> dict[str, str]:
-        """String data for the per-resource Secret (keys as DESIGN.md names them)."""
+        """String data for the per-resource Secret (keys as docs/design.md section 2 names them)."""
         data = {KEY_CA: self.ca_pem, KEY_CERT: self.cert_pem, KEY_KEY: self.key_pem}
         if self.client_cert_pem:
             data[KEY_CLIENT_CERT], data[KEY_CLIENT_KEY] = self.client_cert_pem, self.client_key_pem
@@ -94,11 +93,6 @@ class VMCredentials:
 
     def __repr__(self) -> str:  # never print keys by accident
         return "VMCredentials(ca_pem=..., cert_pem=..., key_pem=***, client_key_pem=***, api_key=***)"
-
-
-def new_api_key() -> str:
-    """URL-safe random key with 256 bits of entropy."""
-    return secrets.token_urlsafe(32)
 
 
 def _name(common_name: str) -> x509.Name:

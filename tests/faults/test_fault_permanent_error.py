@@ -1,5 +1,5 @@
 """A held request does not wait out the hold timeout for an error retrying cannot fix (no quota):
-it gets the seed's 503 with the reason as soon as one lifecycle round has seen that error."""
+it gets the 503 with the reason as soon as one lifecycle round has seen that error."""
 
 from __future__ import annotations
 

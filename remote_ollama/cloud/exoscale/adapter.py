@@ -9,9 +9,7 @@ the client's auth object: never in messages or logs.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -27,8 +25,8 @@ from remote_ollama.cloud.errors import (
 from remote_ollama.core.observed import GONE, ObservedInstance
 from remote_ollama.spec.names import LABEL_CLUSTER, LABEL_MANAGED_BY, LABEL_MANAGED_BY_VALUE, LABEL_OWNER
 
-from .catalogue import CatalogueMixin
-from .security_groups import RULE_DESCRIPTION, SecurityGroupsMixin
+from .catalogue import Catalogue
+from .security_groups import RULE_DESCRIPTION, SecurityGroups
 from .transport import JSON, ExoscaleTransport, make_client
 
 log = logging.getLogger(__name__)
@@ -44,11 +42,11 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def owner_labels(owner_uid: str, cluster: str) -> dict[str, str]:
-    """The labels (DESIGN.md section 2) that tie an instance to one resource of one cluster."""
+    """The labels (docs/design.md section 2) that tie an instance to one resource of one cluster."""
     return {LABEL_MANAGED_BY: LABEL_MANAGED_BY_VALUE, LABEL_OWNER: owner_uid, LABEL_CLUSTER: cluster}
 
 
-class ExoscaleCloud(CatalogueMixin, SecurityGroupsMixin):
+class ExoscaleCloud:
     """One zone of one Exoscale organisation, spoken to in the product's verbs (blocking)."""
 
     def __init__(
@@ -82,8 +80,8 @@ class ExoscaleCloud(CatalogueMixin, SecurityGroupsMixin):
         )
         self._call = self.api.call
         self._wait_operation = self.api.wait_operation
-        self._type_names: dict[str, str] = {}
-        self._lock = threading.Lock()
+        self.catalogue = Catalogue(self.api, zone)
+        self.security_groups = SecurityGroups(self.api)
 
     def __repr__(self) -> str:
         return f"<ExoscaleCloud zone={self.zone} endpoint={self.client.endpoint}>"
@@ -115,14 +113,7 @@ class ExoscaleCloud(CatalogueMixin, SecurityGroupsMixin):
             type_name = f"{itype['family']}.{itype['size']}"
         else:
             type_id = str(itype.get("id", ""))
-            with self._lock:
-                known = self._type_names.get(type_id)
-            if known is None and type_id:
-                with contextlib.suppress(CloudError):
-                    self._instance_types()
-                with self._lock:
-                    known = self._type_names.get(type_id)
-            type_name = known or type_id
+            type_name = self.catalogue.type_name(type_id) or type_id
         return ObservedInstance(
             id=str(raw["id"]),
             state=str(raw.get("state", "")),
@@ -172,9 +163,9 @@ class ExoscaleCloud(CatalogueMixin, SecurityGroupsMixin):
         itype = (
             dict(instance_type)
             if isinstance(instance_type, Mapping)
-            else self.resolve_instance_type(instance_type)
+            else self.catalogue.resolve_instance_type(instance_type)
         )
-        tpl = dict(template) if isinstance(template, Mapping) else self.resolve_template(template)
+        tpl = dict(template) if isinstance(template, Mapping) else self.catalogue.resolve_template(template)
         return itype, tpl
 
     def _create(
@@ -238,7 +229,7 @@ class ExoscaleCloud(CatalogueMixin, SecurityGroupsMixin):
         `confirm` without `wait`: wait for the operation only (a capacity failure raises), not the boot."""
         itype, tpl = self._type_and_template(instance_type, template)
         if itype.get("gpus") and itype.get("family"):
-            self.check_gpu_quota(str(itype["family"]), int(itype["gpus"]))
+            self.catalogue.check_gpu_quota(str(itype["family"]), int(itype["gpus"]))
         labels = dict(labels)
 
         try:
@@ -247,7 +238,9 @@ class ExoscaleCloud(CatalogueMixin, SecurityGroupsMixin):
             if exc.family or not itype.get("family"):
                 raise
             family = str(itype["family"])
-            self.check_gpu_quota(family, int(itype.get("gpus") or 0))  # names family and limit when it can
+            self.catalogue.check_gpu_quota(
+                family, int(itype.get("gpus") or 0)
+            )  # names family and limit when it can
             raise QuotaError(exc.message, family=family, zone=self.zone, reason=exc.reason) from exc
         if "adopted" in result:
             instance_id = result["adopted"]

@@ -26,30 +26,32 @@ class AsyncExoscaleCloud:
         return cls(ExoscaleCloud(api_key, api_secret, zone, **kwargs))
 
     async def check_credentials(self) -> None:
-        await asyncio.to_thread(self.sync.check_credentials)
+        await asyncio.to_thread(self.sync.catalogue.check_credentials)
 
     async def resolve_instance_type(self, name: str) -> JSON:
-        return await asyncio.to_thread(self.sync.resolve_instance_type, name)
+        return await asyncio.to_thread(self.sync.catalogue.resolve_instance_type, name)
 
     async def resolve_template(self, name: str) -> JSON:
-        return await asyncio.to_thread(self.sync.resolve_template, name)
+        return await asyncio.to_thread(self.sync.catalogue.resolve_template, name)
 
     async def check_gpu_quota(self, family: str, gpus: int = 1) -> None:
-        await asyncio.to_thread(self.sync.check_gpu_quota, family, gpus)
+        await asyncio.to_thread(self.sync.catalogue.check_gpu_quota, family, gpus)
 
     async def ensure_security_group(
         self, name: str, cidrs: Sequence[str], port: int = VM_PORT, *, owner: str | None = None
     ) -> str:
-        return await asyncio.to_thread(self.sync.ensure_security_group, name, cidrs, port, owner=owner)
+        return await asyncio.to_thread(
+            self.sync.security_groups.ensure_security_group, name, cidrs, port, owner=owner
+        )
 
     async def update_user_data(self, instance_id: str, user_data_b64: str) -> None:
         await asyncio.to_thread(self.sync.update_user_data, instance_id, user_data_b64)
 
     async def instance_security_groups(self, instance_id: str) -> list[str]:
-        return await asyncio.to_thread(self.sync.instance_security_groups, instance_id)
+        return await asyncio.to_thread(self.sync.security_groups.instance_security_groups, instance_id)
 
     async def delete_security_group(self, name: str, *, deadline: float = 120) -> None:
-        await asyncio.to_thread(self.sync.delete_security_group, name, deadline=deadline)
+        await asyncio.to_thread(self.sync.security_groups.delete_security_group, name, deadline=deadline)
 
     async def find_instances(self, labels: Mapping[str, str]) -> list[ObservedInstance]:
         return await asyncio.to_thread(self.sync.find_instances, labels)

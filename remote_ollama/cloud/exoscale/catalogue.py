@@ -1,17 +1,19 @@
 """The zone's catalogue and the organisation's GPU quota: instance types, templates, quota checks.
 
-A mixin of `ExoscaleCloud`: it resolves the names a spec uses into what the create call needs and
+`ExoscaleCloud` has one: it resolves the names a spec uses into what the create call needs and
 refuses early (typed errors) what Exoscale would refuse late.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from remote_ollama.cloud.errors import (
+    CloudError,
     InstanceTypeNotFound,
     NotAuthorizedError,
     NotFoundError,
@@ -21,18 +23,30 @@ from remote_ollama.cloud.errors import (
 from remote_ollama.spec.sections import parse_instance_type
 from remote_ollama.spec.vocabulary import Reason
 
-from .transport import JSON
+from .transport import JSON, ExoscaleTransport
 
 log = logging.getLogger(__name__)
 
 
-class CatalogueMixin:
+class Catalogue:
     """Instance types, templates and GPU quota of one zone (blocking)."""
 
-    zone: str
-    _call: Callable[..., Any]
-    _type_names: dict[str, str]
-    _lock: threading.Lock
+    def __init__(self, api: ExoscaleTransport, zone: str) -> None:
+        self.zone = zone
+        self._call: Callable[..., Any] = api.call
+        self._type_names: dict[str, str] = {}  # instance type id -> family.size, as listed
+        self._lock = threading.Lock()
+
+    def type_name(self, type_id: str) -> str | None:
+        """`family.size` of an instance type id (the list is read again for an id not seen yet)."""
+        with self._lock:
+            known = self._type_names.get(type_id)
+        if known is None and type_id:
+            with contextlib.suppress(CloudError):
+                self._instance_types()
+            with self._lock:
+                known = self._type_names.get(type_id)
+        return known
 
     def _instance_types(self) -> list[JSON]:
         types: list[JSON] = self._call("list_instance_types").get("instance-types", [])

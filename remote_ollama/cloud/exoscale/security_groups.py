@@ -1,6 +1,6 @@
 """The VM's security group: find or create it, converge its ingress rules, detach-checks, delete.
 
-A mixin of `ExoscaleCloud`. A group has no labels, so ownership is a mark in its description; a
+`ExoscaleCloud` has one. A group has no labels, so ownership is a mark in its description; a
 group of the same name without the mark is someone else's and is never touched.
 """
 
@@ -16,18 +16,19 @@ from remote_ollama.cloud.errors import CloudError, NotFoundError
 from remote_ollama.spec.names import VM_PORT
 from remote_ollama.spec.vocabulary import Reason
 
-from .transport import JSON
+from .transport import JSON, ExoscaleTransport
 
 log = logging.getLogger(__name__)
 
 RULE_DESCRIPTION = "remote-ollama: VM TLS port"
 
 
-class SecurityGroupsMixin:
+class SecurityGroups:
     """Security groups of one zone (blocking)."""
 
-    _call: Callable[..., Any]
-    _wait_operation: Callable[[JSON, float], JSON]
+    def __init__(self, api: ExoscaleTransport) -> None:
+        self._call: Callable[..., Any] = api.call
+        self._wait_operation: Callable[[JSON, float], JSON] = api.wait_operation
 
     def _find_security_group(self, name: str) -> JSON | None:
         groups: list[JSON] = self._call("list_security_groups").get("security-groups", [])

@@ -119,6 +119,10 @@ class SecretStore(CredentialStore):
         await apply_owned(self.api, collection, body, self.uid, existing)
 
 
+# Closings of replaced reconcilers still running (a task needs a reference until it ends).
+_closing: set[asyncio.Future[None]] = set()
+
+
 @dataclass
 class ResourceContext:
     uid: str
@@ -161,6 +165,10 @@ class ResourceContext:
 
     def reconciler(self, cloud: AsyncExoscaleCloud) -> Reconciler:
         if self._reconciler is None or self._cloud is not cloud:
+            if self._reconciler is not None:  # other credentials: the old one's session is closed
+                retired = asyncio.ensure_future(self._reconciler.close())
+                _closing.add(retired)
+                retired.add_done_callback(_closing.discard)
             self._cloud = cloud
             target = Target(
                 owner_uid=self.uid,
@@ -172,6 +180,11 @@ class ResourceContext:
             )
             self._reconciler = Reconciler(cloud, target, SecretStore(OPERATOR.api, self.body))
         return self._reconciler
+
+    async def close(self) -> None:
+        if self._reconciler is not None:
+            await self._reconciler.close()
+            self._reconciler = None
 
     def had_instance(self, body: dict[str, Any]) -> bool:
         return bool(((body.get("status") or {}).get("lifecycle") or {}).get("instance_id"))
@@ -268,8 +281,11 @@ class Operator:
             )
         return ctx
 
-    def forget(self, uid: str) -> None:
-        self.contexts.pop(uid, None)
+    async def forget(self, uid: str) -> None:
+        """The resource is gone: drop its context and close its VM client's HTTP session."""
+        ctx = self.contexts.pop(uid, None)
+        if ctx is not None:
+            await ctx.close()
 
     def cloud(self, key: str, secret: str, zone: str) -> AsyncExoscaleCloud:
         ident = (key, zone, str(hash(secret)))

@@ -86,7 +86,7 @@ def _ctx(body: kopf.Body) -> ResourceContext:
 async def kick_on_change(body: kopf.Body, type: str | None, **_: Any) -> None:
     """React within a second to a wake/sleep annotation or a spec change (not to our own status writes)."""
     if type == "DELETED":
-        OPERATOR.forget(body.metadata.uid)
+        await OPERATOR.forget(body.metadata.uid)
         return
     ctx = _ctx(body)
     ann = body.metadata.annotations
@@ -196,7 +196,7 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
         return backoff(min(ctx.blocked_rounds, 6), base=base, cap=MAX_BACKOFF)
     ctx.blocked_rounds = 0
     reconciler = ctx.reconciler(cloud)
-    reconciler.notify = ctx.kick.set  # a finished warm-up is looked at now, not at the next poll
+    reconciler.vm.notify = ctx.kick.set  # a finished warm-up is looked at now, not at the next poll
     reconciler.warn = lambda reason, message: event(body, reason, message)
     table = prices()
     look = await reconciler.look(
@@ -227,7 +227,7 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
         if not placing.base.placements:
             raise
         return await fall_back(ctx, body, placing, exc, reconciler, instance, decision, now)
-    answers = OllamaAnswers(reconciler.answered)
+    answers = OllamaAnswers(reconciler.vm.answered)
     await publish(ctx, body, decision, instance, [credentials_condition(None)], now, spent, placing, answers)
     await OPERATOR.maybe_sweep_orphans(cloud, body)
     return float(decision.recheck_after)
@@ -357,4 +357,4 @@ async def cleanup(body: kopf.Body, **_: Any) -> None:
             else:
                 event(body, Reason.DELETED, "instance and security group deleted")
     await remove_children(OPERATOR.api, raw)
-    OPERATOR.forget(body.metadata.uid)
+    await OPERATOR.forget(body.metadata.uid)
