@@ -17,7 +17,8 @@ import pytest
 from aiohttp import web
 from ollama_real.real_vm import RealVMFleet
 from ollama_real.server import TINY, VERSION, RealOllama
-from subprocess_world import Program, clean_env, free_port
+from ports import free_port
+from subprocess_world import Program, clean_env
 
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import ProxySettings, Upstream

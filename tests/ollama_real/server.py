@@ -18,7 +18,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from cluster.control_plane import Daemon, _die_with_parent, free_port
+from cluster.control_plane import Daemon, _die_with_parent
+from ports import free_port
 
 from .tiny_model import write_tiny_gguf
 
