@@ -110,6 +110,14 @@ def test_the_kubernetes_and_standalone_shells_do_not_import_each_other() -> None
     assert offending(in_folder("kube"), ("remote_ollama.local", "remote_ollama.embedded")) == []
 
 
+def test_the_round_knows_the_cloud_only_by_its_port() -> None:
+    """engine/ and core/ name no provider: the cloud is `cloud.port.Cloud` (and its errors)."""
+    assert (
+        offending([*in_folder("engine"), *in_folder("core")], ("remote_ollama.cloud.exoscale", "exoscale"))
+        == []
+    )
+
+
 def test_only_the_cli_reaches_the_sandbox() -> None:
     others = [p for p in PACKAGE.rglob("*.py") if folder(p) != "sandbox" and p.name != "cli.py"]
     assert offending(others, ("remote_ollama.sandbox",)) == []

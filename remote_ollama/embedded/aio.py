@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
+from remote_ollama.cloud.port import Cloud
 from remote_ollama.core.types import Memory
 from remote_ollama.engine.status_doc import status_document
 from remote_ollama.local.controller import LocalController, make_cloud
@@ -61,7 +61,7 @@ class AsyncRemoteOllama:
         host: str = "127.0.0.1",
         port: int = 0,
         poll_interval: float | None = None,
-        cloud: AsyncExoscaleCloud | None = None,
+        cloud: Cloud | None = None,
         **settings: Any,
     ):
         if config is not None and settings:

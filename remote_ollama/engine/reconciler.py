@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from remote_ollama.cloud.errors import CloudError
-from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
+from remote_ollama.cloud.port import Cloud
 from remote_ollama.core import cost
 from remote_ollama.core.lifecycle import decide
 from remote_ollama.core.observed import GONE, ObservedInstance
@@ -88,7 +88,7 @@ class Target:
 
 @dataclass
 class Reconciler:
-    cloud: AsyncExoscaleCloud
+    cloud: Cloud
     target: Target
     store: CredentialStore
     # An extra VM API key nginx checks besides mutual TLS (EXOSCALE_OLLAMA_KEY); none when None.

@@ -17,6 +17,7 @@ from typing import Any
 
 from remote_ollama.cloud.errors import CloudError
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
+from remote_ollama.cloud.port import Cloud
 from remote_ollama.core import cost
 from remote_ollama.core.backoff import backoff
 from remote_ollama.core.types import Activity, Decision, Memory, WakeTiming
@@ -71,7 +72,7 @@ class LocalController:
     def __init__(
         self,
         spec: Spec,
-        cloud: AsyncExoscaleCloud,
+        cloud: Cloud,
         state_file: str,
         *,
         ollama_key: str | None = None,

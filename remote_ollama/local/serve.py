@@ -15,7 +15,7 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable
 
-from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
+from remote_ollama.cloud.port import Cloud
 from remote_ollama.engine.metrics import LifecycleMetrics
 from remote_ollama.proxy.app import PROXY_KEY, make_proxy_app, start_proxy
 from remote_ollama.proxy.guard import is_loopback_address
@@ -59,7 +59,7 @@ async def serve_standalone(
     host: str,
     port: int,
     *,
-    cloud: AsyncExoscaleCloud | None = None,
+    cloud: Cloud | None = None,
     drain_timeout: float = 30.0,
     on_listening: Callable[[LocalController], Awaitable[None]] | None = None,
     stop: asyncio.Event | None = None,

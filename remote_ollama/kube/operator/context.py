@@ -21,6 +21,7 @@ import kopf
 from remote_ollama import __version__
 from remote_ollama.cloud.errors import CloudError
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
+from remote_ollama.cloud.port import Cloud
 from remote_ollama.core.observed import GONE
 from remote_ollama.core.types import WakeTiming
 from remote_ollama.engine.metrics import LifecycleMetrics
@@ -137,7 +138,7 @@ class ResourceContext:
     blocked_rounds: int = 0
     warned_annotations: set[str] = field(default_factory=set)
     _reconciler: Reconciler | None = None
-    _cloud: AsyncExoscaleCloud | None = None
+    _cloud: Cloud | None = None
 
     @property
     def status_path(self) -> str:
@@ -146,7 +147,7 @@ class ResourceContext:
     async def patch_status(self, patch: dict[str, Any]) -> None:
         await OPERATOR.api.merge_patch(self.status_path, {"status": patch})
 
-    async def cloud_for(self, spec: Spec) -> tuple[str | None, AsyncExoscaleCloud | None]:
+    async def cloud_for(self, spec: Spec) -> tuple[str | None, Cloud | None]:
         """The cloud client for this resource's credentials, or the reason there is none."""
         try:
             path = path_for("v1", "secrets", self.namespace, spec.credentials_secret)
@@ -163,7 +164,7 @@ class ResourceContext:
         secret_value = base64.b64decode(data["api-secret"]).decode().strip()
         return None, OPERATOR.cloud(key, secret_value, spec.zone)
 
-    def reconciler(self, cloud: AsyncExoscaleCloud) -> Reconciler:
+    def reconciler(self, cloud: Cloud) -> Reconciler:
         if self._reconciler is None or self._cloud is not cloud:
             if self._reconciler is not None:  # other credentials: the old one's session is closed
                 retired = asyncio.ensure_future(self._reconciler.close())
@@ -201,7 +202,7 @@ class Operator:
         self._orphans_seen: dict[str, float] = {}
         self._last_sweep: dict[tuple[str, str], float] = {}
         # every account and zone seen, with a resource to report on: swept even when no round runs
-        self._sweep_targets: dict[tuple[str, str], tuple[AsyncExoscaleCloud, kopf.Body]] = {}
+        self._sweep_targets: dict[tuple[str, str], tuple[Cloud, kopf.Body]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self.metrics = LifecycleMetrics()
         # what "now" is for the lifecycle and cost (tests replace it to simulate days and months)
@@ -295,7 +296,7 @@ class Operator:
             )
         return self._clouds[ident]
 
-    async def maybe_sweep_orphans(self, cloud: AsyncExoscaleCloud, body: kopf.Body) -> None:
+    async def maybe_sweep_orphans(self, cloud: Cloud, body: kopf.Body) -> None:
         """At most every ORPHAN_EVERY per account and zone: delete our cluster's unowned instances."""
         loop = asyncio.get_running_loop()
         key = (str(id(cloud)), cloud.zone)
