@@ -14,7 +14,7 @@ import ollama
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "faults"))
 
-from cloud_world import MODEL, CloudWorld, cloud_world, spec
+from standalone_world import MODEL, StandaloneWorld, spec, standalone_world
 
 from remote_ollama.core.types import Decision, WakeTiming
 from remote_ollama.proxy.app import PROXY_KEY, make_proxy_app, start_proxy
@@ -28,7 +28,7 @@ from remote_ollama.spec.vocabulary import Phase
 LOADED_NS = 10_000_000  # the simulated Ollama reports 0.5 ms for a loaded model, >= 50 ms for a load
 
 
-def vm_ollama(w: CloudWorld) -> OllamaState | None:
+def vm_ollama(w: StandaloneWorld) -> OllamaState | None:
     """The simulated Ollama of the controller's VM, once it serves."""
     iid = w.controller.saved.memory.instance_id
     vm = w.sim.vm(iid) if iid else None
@@ -57,8 +57,8 @@ class Recorder:
 @asynccontextmanager
 async def world(
     tmp_path: Path, the_spec: Spec
-) -> AsyncIterator[tuple[CloudWorld, ollama.AsyncClient, Recorder]]:
-    async with cloud_world(tmp_path, the_spec=the_spec) as w:
+) -> AsyncIterator[tuple[StandaloneWorld, ollama.AsyncClient, Recorder]]:
+    async with standalone_world(tmp_path, the_spec=the_spec) as w:
         c, rec = w.controller, Recorder()
         original = c.step
 

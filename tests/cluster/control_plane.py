@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 from ports import free_port
 
-from .pki import ClusterPKI, make_pki
+from .pki import ClusterPKI, make_cluster_pki
 
 BUILD = Path(__file__).resolve().parent / "build.sh"
 AUDIT_POLICY = {
@@ -103,7 +103,7 @@ class ControlPlane:
 
     def __init__(self, workdir: Path, bindir: Path):
         self.workdir, self.bindir = workdir, bindir
-        self.pki: ClusterPKI = make_pki(workdir / "pki")
+        self.pki: ClusterPKI = make_cluster_pki(workdir / "pki")
         self.etcd_port, self.apiserver_port = free_port(), free_port()
         self.kubeconfig = self.write_kubeconfig(workdir / "admin.kubeconfig")
         self.audit_log = workdir / "audit.log"

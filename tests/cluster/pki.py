@@ -76,7 +76,7 @@ def _name(cn: str, org: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
-def make_pki(directory: Path) -> ClusterPKI:
+def make_cluster_pki(directory: Path) -> ClusterPKI:
     """Write a fresh CA, serving cert (127.0.0.1, localhost, kubernetes.default.svc), admin cert, SA key."""
     directory.mkdir(parents=True, exist_ok=True)
     pki = ClusterPKI(*(directory / n for n in ("ca.crt", "ca.key", "apiserver.crt", "apiserver.key",

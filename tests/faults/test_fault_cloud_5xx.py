@@ -8,8 +8,9 @@ import logging
 from pathlib import Path
 
 import pytest
-from cloud_world import ENGINE_OPERATIONS, cloud_world, full_cycle, until
+from standalone_world import ENGINE_OPERATIONS, full_cycle, standalone_world
 from summary import record
+from waiting import until
 
 from remote_ollama.sandbox.exoscale.state import FailRule
 
@@ -17,7 +18,7 @@ RETRIES = 3
 
 
 async def test_the_faulted_operations_are_exactly_those_a_full_cycle_uses(tmp_path: Path) -> None:
-    async with cloud_world(tmp_path, retries=RETRIES) as w:
+    async with standalone_world(tmp_path, retries=RETRIES) as w:
         await full_cycle(w)
         used = {c.operation for c in w.sim.calls}
     # update-instance (the user-data scrub after Ready) has its own test below: its failure must not
@@ -40,7 +41,7 @@ async def test_5xx_burst(
     caplog.set_level(logging.WARNING)
     # absorbed: fewer failures than the adapter retries; surfaced: more than one call's worth of retries.
     n = RETRIES if burst == "absorbed" else RETRIES + 2
-    async with cloud_world(tmp_path, retries=RETRIES) as w:
+    async with standalone_world(tmp_path, retries=RETRIES) as w:
         w.sim.fail_next(n, 503, operation=operation)
         rule: FailRule = w.sim.state.faults.fail_rules[-1]
         await full_cycle(w)
@@ -63,7 +64,7 @@ async def test_a_failing_user_data_scrub_is_retried_and_never_stops_the_service(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
-    async with cloud_world(tmp_path, retries=RETRIES) as w:
+    async with standalone_world(tmp_path, retries=RETRIES) as w:
         w.sim.fail_next(RETRIES + 2, 503, operation="update-instance")
         await w.wake()
         await w.ready()

@@ -12,8 +12,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from cloud_world import MODEL, CloudWorld, cloud_world, until
+from standalone_world import MODEL, StandaloneWorld, standalone_world
 from summary import record
+from waiting import until
 
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import NotReady, ProxySettings
@@ -21,7 +22,7 @@ from remote_ollama.sandbox.exoscale.state import Operation
 from remote_ollama.spec.vocabulary import Phase
 
 
-def leaked(w: CloudWorld) -> int:
+def leaked(w: StandaloneWorld) -> int:
     """Live instances of ours the state file does not know (nobody would ever delete them)."""
     return sum(1 for i in w.live() if i.id != w.controller.saved.memory.instance_id)
 
@@ -29,7 +30,7 @@ def leaked(w: CloudWorld) -> int:
 async def test_quota_refusal_is_an_error_in_status_with_no_instance_and_no_retry_storm(
     tmp_path: Path,
 ) -> None:
-    async with cloud_world(tmp_path, max_backoff=60.0) as w:
+    async with standalone_world(tmp_path, max_backoff=60.0) as w:
         w.sim.exceed_quota("gpua5000")
         c = w.controller
         settings = ProxySettings(hold_timeout=0.3, status_extra=c.status)
@@ -78,7 +79,7 @@ async def test_quota_refusal_is_an_error_in_status_with_no_instance_and_no_retry
 
 
 async def test_start_failing_for_capacity_recovers_when_capacity_returns(tmp_path: Path) -> None:
-    async with cloud_world(tmp_path) as w:
+    async with standalone_world(tmp_path) as w:
         await w.wake()
         await w.ready()
         await w.sleep_now()
@@ -93,7 +94,7 @@ async def test_start_failing_for_capacity_recovers_when_capacity_returns(tmp_pat
 
 
 async def test_create_ending_in_failure_for_capacity_is_retried_without_twins(tmp_path: Path) -> None:
-    async with cloud_world(tmp_path) as w:
+    async with standalone_world(tmp_path) as w:
         w.sim.fail_capacity(2, on=("create",))
         await w.wake()
         await w.ready()
@@ -109,7 +110,7 @@ async def test_operations_ending_in_failure_surface_then_recover(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
-    async with cloud_world(tmp_path) as w:
+    async with standalone_world(tmp_path) as w:
         real: Callable[..., None] = w.sim.state.finish_later
         failed: list[str] = []
 
@@ -135,7 +136,7 @@ async def test_instance_deleted_out_of_band_is_noticed_at_the_next_check_and_rec
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="remote_ollama")
-    async with cloud_world(tmp_path) as w:
+    async with standalone_world(tmp_path) as w:
         await w.wake()
         await w.ready()
         c = w.controller
@@ -176,7 +177,7 @@ async def test_api_unreachable_while_ready_degrades_status_keeps_serving_and_rec
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="remote_ollama")
-    async with cloud_world(tmp_path, retries=2, max_backoff=0.2) as w:
+    async with standalone_world(tmp_path, retries=2, max_backoff=0.2) as w:
         await w.wake()
         await w.ready()
         c = w.controller
@@ -207,7 +208,7 @@ async def test_api_unreachable_while_ready_degrades_status_keeps_serving_and_rec
 async def test_api_unreachable_during_wake_fails_held_requests_with_the_reason_then_recovers(
     tmp_path: Path,
 ) -> None:
-    async with cloud_world(tmp_path, retries=1, max_backoff=0.2) as w:
+    async with standalone_world(tmp_path, retries=1, max_backoff=0.2) as w:
         c = w.controller
         await w.sim.go_offline()
         await w.wake()

@@ -8,7 +8,13 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from cloud_world import ENGINE_OPERATIONS, CloudWorld, LateAnswerSimulator, cloud_world, full_cycle
+from standalone_world import (
+    ENGINE_OPERATIONS,
+    LateAnswerSimulator,
+    StandaloneWorld,
+    full_cycle,
+    standalone_world,
+)
 from summary import record
 
 CLIENT_TIMEOUT = 0.25
@@ -16,7 +22,7 @@ SLOW = 0.6  # the answer comes after the client gave up, and the call is still c
 SLOW_CALLS = 2  # fewer than the adapter's retries: each burst is survivable within one round
 
 
-async def slow_burst(w: CloudWorld, operation: str, calls: int) -> int:
+async def slow_burst(w: StandaloneWorld, operation: str, calls: int) -> int:
     """Make `operation` slow until it has been called `calls` times; returns how many were slowed."""
     before = w.sim.call_count(operation)
     w.sim.slow_responses(SLOW, operation=operation)
@@ -28,7 +34,7 @@ async def slow_burst(w: CloudWorld, operation: str, calls: int) -> int:
 
 @pytest.mark.parametrize("operation", ENGINE_OPERATIONS)
 async def test_timeouts(operation: str, tmp_path: Path) -> None:
-    async with cloud_world(tmp_path, timeout=CLIENT_TIMEOUT, retries=4) as w:
+    async with standalone_world(tmp_path, timeout=CLIENT_TIMEOUT, retries=4) as w:
         burst = asyncio.create_task(slow_burst(w, operation, SLOW_CALLS))
         await full_cycle(w, timeout=20)
         injected = await asyncio.wait_for(burst, 5)
@@ -63,7 +69,9 @@ MUTATING = (
 @pytest.mark.parametrize("operation", MUTATING)
 async def test_lost_answers(operation: str, tmp_path: Path) -> None:
     """The cloud did it but the answer never arrived: the retry must adopt, not duplicate."""
-    async with cloud_world(tmp_path, timeout=CLIENT_TIMEOUT, retries=4, sim_class=LateAnswerSimulator) as w:
+    async with standalone_world(
+        tmp_path, timeout=CLIENT_TIMEOUT, retries=4, sim_class=LateAnswerSimulator
+    ) as w:
         assert isinstance(w.sim, LateAnswerSimulator)
         w.sim.answer_late(operation, SLOW_CALLS, SLOW)
         await full_cycle(w, timeout=20)

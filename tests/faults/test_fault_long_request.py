@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import aiohttp
-from cloud_world import MODEL, cloud_world, spec
+from standalone_world import MODEL, spec, standalone_world
 from summary import record
 
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
@@ -23,7 +23,7 @@ SLOW = SimTimings(boot=0.2, stop=0.1, destroy=0.1, operation=0.02, token=0.7)
 
 
 async def test_a_long_generation_is_never_cut_then_idle_stops(tmp_path: Path) -> None:
-    async with cloud_world(tmp_path, the_spec=spec(stop_after=STOP_AFTER), timings=SLOW) as w:
+    async with standalone_world(tmp_path, the_spec=spec(stop_after=STOP_AFTER), timings=SLOW) as w:
         c = w.controller
         settings = ProxySettings(hold_timeout=30, activity_interval=INTERVAL)
         runner, port = await start_proxy(make_proxy_app(c, c, settings), "127.0.0.1", 0)

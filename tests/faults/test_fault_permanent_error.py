@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import aiohttp
-from cloud_world import MODEL, cloud_world
+from standalone_world import MODEL, standalone_world
 from summary import record
 
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
@@ -15,7 +15,7 @@ from remote_ollama.proxy.interfaces import ProxySettings
 
 
 async def test_quota_error_fails_held_requests_fast_with_the_reason(tmp_path: Path) -> None:
-    async with cloud_world(tmp_path, max_backoff=60.0) as w:
+    async with standalone_world(tmp_path, max_backoff=60.0) as w:
         w.sim.exceed_quota("gpua5000")
         c = w.controller
         runner, port = await start_proxy(make_proxy_app(c, c, ProxySettings(hold_timeout=30)), "127.0.0.1", 0)

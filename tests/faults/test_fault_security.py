@@ -12,9 +12,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from cloud_world import KEY, SECRET, cloud_world, full_cycle, spec, until
 from proxy_world import API_KEY, MODELS, make_pki, world
+from standalone_world import KEY, SECRET, full_cycle, spec, standalone_world
 from summary import record
+from waiting import until
 
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import ProxySettings, Upstream
@@ -25,7 +26,7 @@ async def test_vm_key_and_ca_are_random_per_vm_and_rotated_on_recreate(tmp_path:
     seen: list[dict[str, str]] = []
     for run in ("a", "b"):
         (tmp_path / run).mkdir()
-        async with cloud_world(tmp_path / run) as w:
+        async with standalone_world(tmp_path / run) as w:
             for _ in range(2):  # create, destroy, create again
                 await w.wake()
                 await w.ready()
@@ -61,7 +62,9 @@ async def test_the_proxy_trusts_the_vms_own_ca_only() -> None:
 
 async def test_security_group_admits_only_the_allowed_cidrs_on_the_vm_port(tmp_path: Path) -> None:
     allowed = ("203.0.113.0/24", "2001:db8::/32")
-    async with cloud_world(tmp_path, the_spec=dataclasses.replace(spec(), allowed_source_cidrs=allowed)) as w:
+    async with standalone_world(
+        tmp_path, the_spec=dataclasses.replace(spec(), allowed_source_cidrs=allowed)
+    ) as w:
         await w.wake()
         await w.ready()
         (inst,) = w.live()
@@ -103,7 +106,7 @@ async def test_no_secret_in_logs_or_status_over_a_full_lifecycle(
     caplog.set_level(logging.DEBUG)
     secrets: set[str] = {SECRET}
     outputs: list[str] = []
-    async with cloud_world(tmp_path) as w:
+    async with standalone_world(tmp_path) as w:
         c = w.controller
         runner, port = await start_proxy(
             make_proxy_app(c, c, ProxySettings(status_extra=c.status)), "127.0.0.1", 0

@@ -6,15 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
-from cloud_world import MODEL, cloud_world, until
+from standalone_world import MODEL, standalone_world
 from summary import record
+from waiting import until
 
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import ProxySettings
 
 
 async def test_unreachable_vm_triggers_a_check_and_a_replacement(tmp_path: Path) -> None:
-    async with cloud_world(tmp_path) as w:
+    async with standalone_world(tmp_path) as w:
         c = w.controller
         runner, port = await start_proxy(make_proxy_app(c, c, ProxySettings(hold_timeout=20)), "127.0.0.1", 0)
         url = f"http://127.0.0.1:{port}/api/generate"

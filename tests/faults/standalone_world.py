@@ -60,7 +60,7 @@ class LateAnswerSimulator(ExoscaleSimulator):
 
 
 @dataclass
-class CloudWorld:
+class StandaloneWorld:
     sim: ExoscaleSimulator
     cloud: AsyncExoscaleCloud
     controller: LocalController
@@ -124,7 +124,7 @@ class CloudWorld:
 
 
 @contextlib.asynccontextmanager
-async def cloud_world(
+async def standalone_world(
     tmp_path: Path,
     *,
     the_spec: Spec | None = None,
@@ -134,7 +134,7 @@ async def cloud_world(
     timings: SimTimings = FAST,
     sim_class: type[ExoscaleSimulator] = ExoscaleSimulator,
     **sim_kw: Any,
-) -> AsyncIterator[CloudWorld]:
+) -> AsyncIterator[StandaloneWorld]:
     """A running controller (started at zero) against a fresh simulator; torn down with the loop."""
     async with sim_class({KEY: SECRET}, timings=timings, **sim_kw) as sim:
         cloud = AsyncExoscaleCloud.connect(
@@ -150,7 +150,7 @@ async def cloud_world(
         state_file = tmp_path / "state.json"
         controller = LocalController(the_spec or spec(), cloud, str(state_file), max_backoff=max_backoff)
         controller.poll_cap = 0.05
-        w = CloudWorld(sim, cloud, controller, state_file)
+        w = StandaloneWorld(sim, cloud, controller, state_file)
         watcher = asyncio.create_task(w.watch())
         controller.start()
         try:
@@ -183,7 +183,7 @@ ENGINE_OPERATIONS = (
 )
 
 
-async def full_cycle(w: CloudWorld, timeout: float = 15.0) -> None:
+async def full_cycle(w: StandaloneWorld, timeout: float = 15.0) -> None:
     """Wake from zero, scale to zero by stop, wake the stopped VM, scale to zero by delete."""
     await w.wake()
     await w.ready(timeout)
