@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from crd_schema import openapi_schema
-from test_lifecycle import T0, down_mem, inst, ready_mem, step
+from lifecycle_steps import T0, down_mem, inst, ready_mem, step
 
 from remote_ollama.cloud import errors
 from remote_ollama.core.types import Activity, Health, Memory
