@@ -19,7 +19,7 @@ SPEC = parse_spec(
     {"credentialsSecretRef": {"name": "c"}, "idle": {"stopAfter": "30m", "destroyAfter": "24h"}}
 )
 HEALTHY = Health("0.33.0", ("granite3.1-dense:8b",))
-A, K = ActionKind, None
+A = ActionKind
 
 
 def inst(state: str, spec: Spec = SPEC, **kw: object) -> ObservedInstance:
