@@ -180,6 +180,8 @@ WARNING = (
         Reason.CLOUD_OBJECTS_ABANDONED,
         Reason.CLOUD_OBJECTS_UNKNOWN,
         Reason.INTERNAL_ERROR,
+        Reason.FOREIGN_INSTANCE_IGNORED,
+        Reason.UNRECORDED_INSTANCE_IGNORED,
     }
 )
 # The reason of a VM in a transitional state (any other: INSTANCE_TRANSITIONING).
