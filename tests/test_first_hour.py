@@ -21,8 +21,9 @@ import openai
 import pytest
 import yaml
 from ollama_real.server import build_ollama
+from ports import free_port
 from proxy_world import world
-from subprocess_world import BIN, Program, clean_env, free_port
+from subprocess_world import BIN, Program, clean_env
 
 from remote_ollama.local.settings import VARIABLES
 from remote_ollama.proxy.interfaces import ProxySettings

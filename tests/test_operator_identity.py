@@ -9,8 +9,9 @@ import json
 from datetime import UTC, datetime
 
 from cluster.fixtures import KubeNamespace
-from operator_world import cloud_world, credentials_secret, remote_ollama, wait_until
+from operator_world import cloud_world, credentials_secret, remote_ollama
 from test_operator_orphans import planted, touched
+from waiting import wait_until
 
 
 def test_a_status_naming_another_teams_vm_does_not_hand_it_over(kube: KubeNamespace) -> None:
