@@ -117,6 +117,8 @@ class Reason(StrEnum):
     DELETED = "Deleted"
     ORPHAN_DELETED = "OrphanDeleted"
     INTERNAL_ERROR = "InternalError"  # a failure outside the cloud's words; its type is in the message
+    # a child's name (Service, Deployment, Secret, ...) is taken by an object that is not ours: left as is
+    NAME_CONFLICT = "NameConflict"
     # -- Warnings for what the operator refused to trust (no condition carries these) ---------------------
     # status (or a Secret edited by hand) names an instance not recorded as made for this resource,
     # or one without its owner and cluster labels: it is neither stopped, started, changed nor deleted
@@ -180,6 +182,7 @@ WARNING = (
         Reason.CLOUD_OBJECTS_ABANDONED,
         Reason.CLOUD_OBJECTS_UNKNOWN,
         Reason.INTERNAL_ERROR,
+        Reason.NAME_CONFLICT,
         Reason.FOREIGN_INSTANCE_IGNORED,
         Reason.UNRECORDED_INSTANCE_IGNORED,
     }

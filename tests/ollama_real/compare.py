@@ -14,7 +14,7 @@ from multidict import CIMultiDictProxy
 # Values that differ between two runs of the same request (times, durations, ids, random text).
 VOLATILE = frozenset(
     {
-        "created_at", "created", "modified_at", "expires_at", "id", "system_fingerprint",
+        "created_at", "created", "completed_at", "modified_at", "expires_at", "id", "system_fingerprint",
         "total_duration", "load_duration", "prompt_eval_duration", "eval_duration",
         "response", "content", "text", "thinking", "output_text", "size_vram", "context",
         "item_id", "response_id", "sequence_number", "call_id", "request_id",

@@ -44,7 +44,7 @@ from .context import OPERATOR, ResourceContext
 from .cost_round import CostRound, prices
 from .events import event
 from .fallback import fall_back, placing_for
-from .ownership import converge_children, remove_children
+from .ownership import NameConflict, converge_children, remove_children
 from .status import (
     OllamaAnswers,
     activity_from,
@@ -276,6 +276,8 @@ async def report_error(ctx: ResourceContext, body: kopf.Body, exc: Exception, de
     if isinstance(exc, CloudError):
         reason, message = exc.reason, exc.message
         OPERATOR.metrics.cloud_errors.labels(str(reason)).inc()
+    elif isinstance(exc, NameConflict):
+        reason, message = Reason.NAME_CONFLICT, exc.message
     else:
         reason, message = Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
     event(body, reason, f"{message} (retrying in {delay:.0f}s)")

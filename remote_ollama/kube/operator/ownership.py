@@ -9,6 +9,7 @@ from typing import Any
 
 from remote_ollama.kube.api import JSON, KubeAPI, KubeError, path_for, segment
 from remote_ollama.spec.names import secret_name, vm_secret_name
+from remote_ollama.spec.vocabulary import Reason
 
 from . import children
 
@@ -21,7 +22,7 @@ class NameConflict(KubeError):
     def __init__(self, kind: str, namespace: str, name: str):
         super().__init__(
             409,
-            "NameConflict",
+            Reason.NAME_CONFLICT,
             f"{kind} {namespace}/{name} already exists and is not owned by this RemoteOllama; "
             "nothing was changed: rename the resource or remove that object",
         )
