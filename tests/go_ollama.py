@@ -41,26 +41,29 @@ class GoOllama:
         return [line.split() for line in lines[1:]]
 
 
-def first_contact_and_after_a_wake(
-    cli: GoOllama,
-    asleep: Callable[[], bool],
-    wait_stopped: Callable[[], None],
-    *,
-    model_management: bool,
-) -> None:
-    """-v, list, ps and show never wake (first contact, and after the VM stopped again); run wakes;
-    pull and rm work where model management is on, both on first contact and after a wake."""
+def first_contact(cli: GoOllama, asleep: Callable[[], bool]) -> None:
+    """Before any VM: -v, list, ps and show answer, and none wakes it."""
     assert "0.35.1" in cli("-v")
+    assert asleep(), "ollama -v woke the VM"
     assert cli.listed() == []  # nothing known to list yet (no digest to print), and no crash
+    assert asleep(), "ollama list woke the VM"
     cli("ps")
+    assert asleep(), "ollama ps woke the VM"
     cli("show", MODEL)
-    assert asleep(), "-v, list, ps or show woke the VM"
+    assert asleep(), "ollama show woke the VM"
+
+
+def with_a_vm_and_after_a_wake(
+    cli: GoOllama, asleep: Callable[[], bool], wait_stopped: Callable[[], None], *, model_management: bool
+) -> None:
+    """run wakes; pull and rm work where model management is on; once the VM stopped again, -v,
+    list, ps and show answer from what it said and do not wake it; pull, rm and run wake it again."""
     if model_management:
-        assert "success" in cli("pull", PULLED)  # wakes the VM, with progress, then pulls
+        assert "success" in cli("pull", PULLED)  # wakes the VM (if down), with progress, then pulls
         assert PULLED in [row[0] for row in cli.listed()]
         assert f"deleted '{PULLED}'" in cli("rm", PULLED)
         assert PULLED not in [row[0] for row in cli.listed()]
-    assert cli("run", MODEL, "hi").strip()  # wakes the VM (or uses the one pull woke)
+    assert cli("run", MODEL, "hi").strip()  # wakes the VM (or uses the one already up)
     (row,) = [r for r in cli.listed() if r[0] == MODEL]
     assert len(row[1]) == 12
     wait_stopped()
@@ -73,6 +76,13 @@ def first_contact_and_after_a_wake(
         assert "success" in cli("pull", PULLED)
         assert f"deleted '{PULLED}'" in cli("rm", PULLED)
     assert cli("run", MODEL, "again").strip()
+
+
+def first_contact_and_after_a_wake(
+    cli: GoOllama, asleep: Callable[[], bool], wait_stopped: Callable[[], None], *, model_management: bool
+) -> None:
+    first_contact(cli, asleep)
+    with_a_vm_and_after_a_wake(cli, asleep, wait_stopped, model_management=model_management)
 
 
 async def call(
