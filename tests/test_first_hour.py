@@ -6,20 +6,19 @@ model the VM does not have, a body that is not JSON: none wakes the VM, none is 
 
 from __future__ import annotations
 
-import json
 import re
 import socket
 import subprocess
 import time
 import tomllib
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import ollama
 import openai
 import pytest
 import yaml
+from go_ollama import GoOllama, call, connect_sequence, first_contact_and_after_a_wake
 from ollama_real.server import build_ollama
 from ports import free_port
 from proxy_world import world
@@ -27,36 +26,11 @@ from subprocess_world import BIN, Program, clean_env
 
 from remote_ollama.local.settings import VARIABLES
 from remote_ollama.proxy.interfaces import ProxySettings
-from remote_ollama.proxy.polling import CACHED_HEADER
+from remote_ollama.sandbox.exoscale.api import SimulatorThread
+from remote_ollama.sandbox.exoscale.state import SimTimings
 
 MODEL = "granite3.1-dense:8b"
 ROOT = Path(__file__).resolve().parents[1]
-
-
-async def call(
-    http: aiohttp.ClientSession, method: str, url: str, body: bytes | None = None
-) -> tuple[int, dict[str, str], Any]:
-    async with http.request(method, url, data=body) as r:
-        raw = await r.read()
-        return r.status, dict(r.headers), json.loads(raw) if raw.startswith((b"{", b"[")) else raw.decode()
-
-
-async def connect_sequence(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
-    """What Open WebUI asks on connect: version, tags, ps, show for each listed model, /v1/models."""
-    seen: dict[str, Any] = {}
-    for path in ("/api/version", "/api/tags", "/api/ps", "/v1/models"):
-        status, headers, body = await call(http, "GET", url + path)
-        assert status == 200, (path, body)
-        assert headers.get(CACHED_HEADER) == "true", path
-        seen[path] = body
-    names = [m["name"] for m in seen["/api/tags"]["models"]] or [m["id"] for m in seen["/v1/models"]["data"]]
-    for name in names:
-        status, headers, body = await call(
-            http, "POST", url + "/api/show", json.dumps({"model": name}).encode()
-        )
-        assert status == 200 and headers.get(CACHED_HEADER) == "true", (name, body)
-        seen[f"show {name}"] = body
-    return seen
 
 
 async def test_connect_sequence_before_any_vm_wakes_nothing_and_tells_the_truth() -> None:
@@ -394,8 +368,7 @@ def real_ollama_cli() -> Path:
     return build_ollama()
 
 
-def test_the_real_ollama_cli_on_first_contact_and_after_a_wake(real_ollama_cli: Path, tmp_path: Path) -> None:
-    cli = real_ollama_cli
+def test_the_real_ollama_cli_against_the_sandbox(real_ollama_cli: Path, tmp_path: Path) -> None:
     port = free_port()
     prog = Program(
         ["sandbox", "--port", str(port), "--idle", "3s", "--boot", "0.5", "--token-delay", "0.001"],
@@ -403,27 +376,40 @@ def test_the_real_ollama_cli_on_first_contact_and_after_a_wake(real_ollama_cli: 
         tmp_path / "sandbox.log",
         port=port,
     )
-    env = clean_env({"OLLAMA_HOST": prog.url, "HOME": str(tmp_path)})
-
-    def ollama_cli(*args: str) -> str:
-        out = subprocess.run([str(cli), *args], env=env, capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0 and "panic" not in out.stderr, (args, out)
-        return out.stdout
-
     try:
         prog.wait_listening()
-        assert "0.35.1" in ollama_cli("-v")
-        assert ollama_cli("list").split() == ["NAME", "ID", "SIZE", "MODIFIED"]  # nothing known: no crash
-        ollama_cli("ps")
-        ollama_cli("show", MODEL)
-        assert prog.status()["instance_status"] == "none"  # none of these woke it
-        assert ollama_cli("run", MODEL, "hi").strip()  # wakes the VM
-        row = ollama_cli("list").splitlines()[1].split()
-        assert row[0] == MODEL and len(row[1]) == 12
-        prog.wait_status(lambda s: s.get("instance_status") == "stopped", 60, "the VM stopped for idleness")
-        assert "architecture" in ollama_cli("show", MODEL)  # the VM's description, kept
-        assert ollama_cli("list").splitlines()[1].split()[:2] == row[:2]
-        ollama_cli("ps")
-        assert prog.status()["instance_status"] == "stopped"
+        first_contact_and_after_a_wake(
+            GoOllama(real_ollama_cli, prog.url, tmp_path),
+            lambda: (prog.status() or {}).get("instance_status") in ("none", "stopped"),
+            lambda: prog.wait_status(
+                lambda s: s.get("instance_status") == "stopped", 60, "stopped for idleness"
+            ),
+            model_management=True,
+        )
     finally:
         prog.kill()
+
+
+def test_the_real_ollama_cli_against_standalone(real_ollama_cli: Path, tmp_path: Path) -> None:
+    timings = SimTimings(boot=0.5, stop=0.3, destroy=0.3, operation=0.05, token=0.002, pull=0.1)
+    port = free_port()
+    with SimulatorThread(keys={"EXOfirsthour": "first-hour-secret"}, timings=timings) as sim:
+        env = {
+            "EXOSCALE_API_KEY": "EXOfirsthour",
+            "EXOSCALE_API_SECRET": "first-hour-secret",
+            "EXOSCALE_API_ENDPOINT": sim.url,
+            "EXOSCALE_IDLE_TIMEOUT": "3s",
+            "OLLAMA_MODEL": MODEL,
+            "REMOTE_OLLAMA_STATE_FILE": str(tmp_path / "state.json"),
+        }
+        prog = Program(["standalone", "--port", str(port)], clean_env(env), tmp_path / "s.log", port=port)
+        try:
+            prog.wait_listening()
+            first_contact_and_after_a_wake(
+                GoOllama(real_ollama_cli, prog.url, tmp_path),
+                lambda: (prog.status() or {}).get("instance_status") in ("none", "stopped"),
+                lambda: prog.wait_status(lambda s: s.get("instance_status") == "stopped", 60, "stopped"),
+                model_management=True,  # standalone's default
+            )
+        finally:
+            prog.kill()

@@ -116,9 +116,14 @@ def test_kustomize_builds_the_same_objects_as_apply_f() -> None:
 # --- the same install as the chart -----------------------------------------------------------------
 
 
+# The image of the plain manifests: a placeholder on a reserved domain (RFC 2606), never pullable.
+PLACEHOLDER = "your-registry.invalid/remote-ollama:0.1.0"
+
+
 def chart_objects() -> list[dict[str, Any]]:
-    """The default install of the chart: its templates plus its crds/ folder."""
-    objects, _ = render()
+    """The default install of the chart (naming the manifests' image): its templates plus its crds/ folder."""
+    repository, tag = PLACEHOLDER.rsplit(":", 1)
+    objects, _ = render({"image": {"repository": repository, "tag": tag}})
     for path in sorted((CHART / "crds").iterdir()):
         objects += load(path)
     return objects
@@ -159,6 +164,35 @@ def test_manifests_and_chart_run_the_same_operator() -> None:
         assert plain_container[field] == chart_container[field], field
     for field in ("securityContext", "volumes", "serviceAccountName"):
         assert plain[field] == chart[field], field
+
+
+def operator_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
+def test_the_manifests_image_is_a_placeholder_the_readme_replaces_in_both_places(tmp_path: Path) -> None:
+    """Nothing publishes an image for the plain manifests: they name one that cannot be pulled (nor
+    registered by anyone), and the README's command puts the user's image in both places."""
+    container = operator_container(install_objects())
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert container["image"] == env["REMOTE_OLLAMA_PROXY_IMAGE"] == PLACEHOLDER
+    assert PLACEHOLDER.split("/")[0].endswith(".invalid")
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("Without Helm, `kubectl apply -f manifests/`") :]
+    block = section[section.index("```bash") + 7 : section.index("```", section.index("```bash") + 7)]
+    command = block.replace("\\\n", " ").strip().splitlines()[0]
+    assert command.startswith("sed -i ") and PLACEHOLDER in command and "kubectl apply -f manifests/" in block
+    copy = tmp_path / "manifests"
+    shutil.copytree(MANIFESTS, copy)
+    subprocess.run(["bash", "-c", command], cwd=tmp_path, check=True, timeout=30)
+    text = (copy / "06-deployment.yaml").read_text()
+    assert "your-registry.invalid" not in text.replace("# A placeholder", "")
+    replaced = operator_container(load(copy / "06-deployment.yaml"))
+    mine = "registry.example.com/team/remote-ollama:0.1.0"  # the README's pushed image
+    assert replaced["image"] == mine
+    assert {e["name"]: e.get("value") for e in replaced["env"]}["REMOTE_OLLAMA_PROXY_IMAGE"] == mine
 
 
 # --- examples ----------------------------------------------------------------------------------------

@@ -1,6 +1,9 @@
 """The operator-mode proxy refuses at once (a 503 with the reason) instead of holding requests
 for a wake the operator cannot perform: budget, quota, credentials. Transient trouble still holds."""
 
+from datetime import UTC, datetime
+
+from remote_ollama.core.backoff import UNREACHABLE_GRACE
 from remote_ollama.kube.proxy_main import Refusal, refusal_from
 from remote_ollama.spec.vocabulary import Reason
 
@@ -31,6 +34,24 @@ def test_transient_or_healthy_states_do_not_refuse() -> None:
         refusal_from({"conditions": [cond("Ready", "False", "InsufficientCapacity", "no GPU now")]}) is None
     )
     assert refusal_from({"conditions": [cond("Ready", "False", "NotReady", "starting")]}) is None
-    assert refusal_from({"conditions": [cond("Ready", "False", "CloudUnavailable", "503 from API")]}) is None
+    # an unreachable cloud API is ridden through for the grace (a burst the next round outlives)
+    young = {
+        **cond("Ready", "False", "CloudUnavailable", "503 from API"),
+        "lastTransitionTime": "2026-01-01T10:00:00Z",
+    }
+    assert refusal_from({"conditions": [young]}, datetime(2026, 1, 1, 10, 0, 14, tzinfo=UTC)) is None
     assert refusal_from({"conditions": [cond("Ready", "True", "Ready")]}) is None
     assert refusal_from({"conditions": [cond("BudgetExceeded", "False", "WithinBudget")]}) is None
+
+
+def test_a_cloud_api_unreachable_past_the_grace_is_a_refusal_with_a_retry_after() -> None:
+    down = {
+        **cond(
+            "Ready", "False", "CloudUnavailable", "Exoscale API unavailable: ConnectionError reaching h:1"
+        ),
+        "lastTransitionTime": "2026-01-01T10:00:00Z",
+    }
+    at = datetime(2026, 1, 1, 10, 0, 15, tzinfo=UTC)
+    assert refusal_from({"conditions": [down]}, at) == Refusal(
+        "Exoscale API unavailable: ConnectionError reaching h:1", Reason.CLOUD_UNAVAILABLE, UNREACHABLE_GRACE
+    )

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import random
 
+# How long the cloud API may stay unreachable before requests waiting for a wake are answered 503
+# (standalone's loop and the operator-mode proxy): a burst that the next round outlives is ridden
+# through; a real outage is said within ~30 s.
+UNREACHABLE_GRACE = 15.0
+
 
 def backoff(attempt: int, *, cap: float, base: float = 1.0, jitter: str = "none") -> float:
     """Seconds to wait before try `attempt + 1`: base * 2**attempt, at most `cap`.

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from remote_ollama.core.backoff import UNREACHABLE_GRACE
 from remote_ollama.engine.status_doc import status_document
 from remote_ollama.proxy.app import PROXY_KEY, make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import Upstream, proxy_settings
@@ -34,6 +35,7 @@ from remote_ollama.spec.names import (
     secret_name,
 )
 from remote_ollama.spec.parse import spec_or_defaults
+from remote_ollama.spec.schedule import utcnow
 from remote_ollama.spec.vocabulary import ConditionType, Phase, Reason
 from remote_ollama.vm.ollama_release import version_of
 from remote_ollama.vm.pki import VMCredentials
@@ -87,6 +89,8 @@ class ResourceFollower:
         self._creds_key: tuple[str, VMCredentials] | None = None
         self._upstream: Upstream | None = None
         self.body: JSON | None = None
+        self._grace_timer: asyncio.TimerHandle | None = None
+        self._reapply: set[asyncio.Future[None]] = set()  # strong references to the re-applies
         self.spec = spec_or_defaults(None)  # the body's spec, parsed by the one settings model
 
     async def _upstream_for(self, endpoint: str) -> Upstream | None:
@@ -118,9 +122,12 @@ class ResourceFollower:
                 self.cache.learn(status["ollama"])
         phase = str(status.get("phase") or "Pending")
         endpoint = status.get("endpoint")
+        self._look_again_at_grace_end(status)
         refusal = refusal_from(status)
         if refusal is not None:
-            self.resolver.set_refusing(phase, refusal.message, budget_resets_at(status), refusal.reason)
+            self.resolver.set_refusing(
+                phase, refusal.message, budget_resets_at(status), refusal.reason, retry_in=refusal.retry_in
+            )
             return
         if phase == Phase.READY and endpoint and not str(endpoint).startswith("https://"):
             # the VM credential (client certificate, key) never goes over plain HTTP
@@ -133,6 +140,25 @@ class ResourceFollower:
                 return
         exists = bool((status.get("instance") or {}).get("id"))
         self.resolver.set_down(phase, instance=exists)
+
+    def _look_again_at_grace_end(self, status: JSON) -> None:
+        """An outage of the cloud API younger than the grace becomes a refusal when the grace ends,
+        even if no new status comes (requests held meanwhile are answered then)."""
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
+        for cond in status.get("conditions") or []:
+            since = unreachable_since(cond)
+            if since is None:
+                continue
+            left = UNREACHABLE_GRACE - (utcnow() - since).total_seconds()
+            if left > 0:
+                self._grace_timer = asyncio.get_running_loop().call_later(left, self._reapply_now, self.body)
+
+    def _reapply_now(self, body: JSON | None) -> None:
+        task = asyncio.ensure_future(self.apply(body or {}))
+        self._reapply.add(task)
+        task.add_done_callback(self._reapply.discard)
 
     async def run(self) -> None:
         """Watch forever (re-listing after each stream ends or fails)."""
@@ -170,19 +196,26 @@ def budget_resets_at(status: JSON) -> datetime | None:
 class Refusal:
     message: str
     reason: Reason
+    # A time-bounded refusal (an unreachable cloud API): retrying after this many seconds makes sense.
+    retry_in: float | None = None
 
 
-def refusal_from(status: JSON) -> Refusal | None:
+def refusal_from(status: JSON, now: datetime | None = None) -> Refusal | None:
     """Why the operator will not wake the VM now (budget, or a permanent reason of the status
-    vocabulary: quota, an unauthorised type, credentials, a bad spec), so requests need not wait.
+    vocabulary: quota, an unauthorised type, credentials, a bad spec), so requests need not wait;
+    also a cloud API unreachable for UNREACHABLE_GRACE since the Ready condition's transition
+    (`now`: the time to measure it at, default now), a refusal with a Retry-After.
 
     The request still writes its wake annotation, so the operator tries again and a fixed quota or
-    Secret lifts the refusal with the next status.
+    Secret, or a reachable API, lifts the refusal with the next status.
     """
     for cond in status.get("conditions") or []:
         if cond.get("type") == ConditionType.BUDGET_EXCEEDED and cond.get("status") == "True":
             return Refusal(str(cond.get("message") or "budget exceeded"), Reason.BUDGET_EXCEEDED)
         reason = Reason.of(cond.get("reason"))
+        outage = unreachable_since(cond)
+        if outage is not None and ((now or utcnow()) - outage).total_seconds() >= UNREACHABLE_GRACE:
+            return Refusal(str(cond.get("message") or reason), Reason.CLOUD_UNAVAILABLE, UNREACHABLE_GRACE)
         if (
             cond.get("type") in (ConditionType.READY, ConditionType.CREDENTIALS_VALID)
             and cond.get("status") == "False"
@@ -191,6 +224,19 @@ def refusal_from(status: JSON) -> Refusal | None:
         ):
             return Refusal(str(cond.get("message") or reason), reason)
     return None
+
+
+def unreachable_since(cond: JSON) -> datetime | None:
+    """When the cloud API became unreachable, if this is a Ready condition saying it is."""
+    if (cond.get("type"), cond.get("status"), cond.get("reason")) != (
+        ConditionType.READY,
+        "False",
+        Reason.CLOUD_UNAVAILABLE,
+    ):
+        return None
+    with contextlib.suppress(TypeError, ValueError):
+        return datetime.fromisoformat(str(cond.get("lastTransitionTime")).replace("Z", "+00:00"))
+    return utcnow()  # no usable time: the outage is counted from now
 
 
 async def run_resource_proxy(resource: str, host: str, port: int) -> int:

@@ -19,7 +19,7 @@ from remote_ollama.cloud.errors import CloudError
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.cloud.port import Cloud
 from remote_ollama.core import cost
-from remote_ollama.core.backoff import backoff
+from remote_ollama.core.backoff import UNREACHABLE_GRACE, backoff
 from remote_ollama.core.types import Activity, Decision, Memory, WakeTiming
 from remote_ollama.engine.reconciler import Reconciler, Target, instance_name
 from remote_ollama.engine.status_doc import status_document
@@ -37,10 +37,6 @@ from .settings import StandaloneConfig
 from .state_file import StandaloneState, StateFile
 
 log = logging.getLogger("remote_ollama")
-
-# How long the cloud API may stay unreachable before held requests are answered 503 (a burst
-# that the next round outlives is ridden through; a real outage is said within ~30 s).
-UNREACHABLE_GRACE = 15.0
 
 Clock = Callable[[], datetime]
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from remote_ollama.proxy.interfaces import NotReady, Upstream, UpstreamState
 from remote_ollama.proxy.runloop import wait_at_most
+from remote_ollama.spec.schedule import utcnow
 from remote_ollama.spec.vocabulary import Phase, Reason
 
 
@@ -19,6 +20,7 @@ class LocalResolver:
         self._refusal: str | None = None
         self._instance = True
         self._retry_at: datetime | None = None
+        self._retry_in: float | None = None
         self._reason: Reason | None = None  # why waiting is pointless (e.g. a budget cap): answer at once
         self._changed = asyncio.Event()
 
@@ -31,12 +33,19 @@ class LocalResolver:
         self._wake_waiters()
 
     def set_refusing(
-        self, phase: str, message: str, retry_at: datetime | None = None, reason: Reason | None = None
+        self,
+        phase: str,
+        message: str,
+        retry_at: datetime | None = None,
+        reason: Reason | None = None,
+        *,
+        retry_in: float | None = None,
     ) -> None:
         """Down and not coming up soon: held and new requests fail at once with `message`
-        (retrying makes sense at `retry_at`, when known)."""
+        (retrying makes sense at `retry_at`, when known, or `retry_in` seconds after each answer)."""
         self._upstream, self._phase, self._refusal = None, phase, message
         self._retry_at = retry_at
+        self._retry_in = retry_in
         self._reason = reason
         self._wake_waiters()
 
@@ -54,8 +63,11 @@ class LocalResolver:
         loop = asyncio.get_running_loop()
         while self._upstream is None:
             if self._refusal is not None:
+                retry_at = self._retry_at
+                if retry_at is None and self._retry_in is not None:
+                    retry_at = utcnow() + timedelta(seconds=self._retry_in)
                 raise NotReady(
-                    self._phase, self._refusal, refused=True, retry_at=self._retry_at, reason=self._reason
+                    self._phase, self._refusal, refused=True, retry_at=retry_at, reason=self._reason
                 )
             remaining = deadline - loop.time()
             if remaining <= 0:

@@ -259,14 +259,28 @@ async def publish(
 
 
 def _ready_false(body: kopf.Body, reason: Reason, message: str) -> list[dict[str, Any]]:
-    """The resource's conditions with Ready replaced by False for `reason` (metav1.Condition shape)."""
+    """The resource's conditions with Ready replaced by False for `reason` (metav1.Condition shape).
+
+    A failure repeating the Ready condition's reason keeps its lastTransitionTime: how long an
+    outage (CloudUnavailable) has lasted is what the proxy reads to stop holding requests.
+    """
     conds = body.status.get("conditions") or []
+    since = next(
+        (
+            c.get("lastTransitionTime")
+            for c in conds
+            if c.get("type") == ConditionType.READY
+            and c.get("status") == "False"
+            and c.get("reason") == reason
+        ),
+        None,
+    )
     ready = {
         "type": ConditionType.READY,
         "status": "False",
         "reason": str(reason),
         "message": message,
-        "lastTransitionTime": utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "lastTransitionTime": since or utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
         "observedGeneration": body.metadata.get("generation"),
     }
     return [c for c in conds if c.get("type") != ConditionType.READY] + [ready]
