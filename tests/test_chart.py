@@ -199,10 +199,8 @@ def test_chart_metadata_follows_helm_conventions_and_the_package_version() -> No
     assert meta["version"] == package_version
 
 
-def test_chart_crds_are_the_projects_crds_byte_for_byte() -> None:
-    assert (CHART / "crds" / "remoteollama.yaml").read_bytes() == (
-        ROOT / "crds" / "remoteollama.yaml"
-    ).read_bytes()
+def test_chart_crds_are_the_projects_crds() -> None:
+    # the RemoteOllama CRD's three copies are generated: tests/test_crd_generated.py
     kopf_crds = (ROOT / "manifests" / "02-crd-kopf-peering.yaml").read_bytes()
     assert (CHART / "crds" / "kopf-peering.yaml").read_bytes() == kopf_crds
     with helm.Chart.load(CHART) as chart:

@@ -78,12 +78,6 @@ def test_install_is_the_operator_and_nothing_else() -> None:
             assert obj["metadata"]["namespace"] == "remote-ollama"
 
 
-def test_crd_is_the_projects_crd_byte_for_byte() -> None:
-    assert (MANIFESTS / "01-crd-remoteollama.yaml").read_bytes() == (
-        ROOT / "crds" / "remoteollama.yaml"
-    ).read_bytes()
-
-
 def test_objects_carry_the_standard_labels() -> None:
     for obj in install_objects():
         if obj["kind"] == "CustomResourceDefinition":
