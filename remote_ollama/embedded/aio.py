@@ -42,12 +42,14 @@ class AsyncRemoteOllama:
     and takes its default), with `from_env()`, or with `from_config()`. Nothing touches the cloud
     until `start()` (called for you by `ensure_instance()` and `async with`).
 
-    Keyword arguments: api_key, api_secret (required), zone ("at-vie-2"), instance_type
-    ("gpua5000.small"; "a5000.small" accepted), template, disk_size (50 GiB), idle_timeout (1800 s or
-    "30m"), model (a name or a list), ollama_key (an extra VM API key nginx checks besides mutual TLS; none when unset),
-    endpoint (API URL override), state_file (default `default_state_file()`), on_exit ("stop",
-    "keep" or "destroy"), exit_timeout, hold_timeout, destroy_after. Invalid values raise
-    `ConfigError` listing every problem. Extra: `idle_monitor` (default: on from `async with`, off
+    Keyword arguments: every standalone variable (README: Standalone) by its name in lower case
+    without an EXOSCALE_ or REMOTE_OLLAMA_ prefix: api_key, api_secret (required), zone ("at-vie-2"),
+    instance_type ("gpua5000.small"; "a5000.small" accepted), template, disk_size (50 GiB),
+    idle_timeout (1800 s or "30m"), ollama_model or model (a name or a list), ollama_key (an extra VM
+    API key nginx checks besides mutual TLS), api_endpoint or endpoint (API URL override), state_file,
+    on_exit ("stop", "keep" or "destroy"), exit_timeout, hold_timeout, destroy_after, client_keys,
+    model_management, max_body, wake_progress, first_request, ollama_image, ollama_env (a dict). Invalid
+    values raise `ConfigError` listing every problem, each naming its keyword. Extra: `idle_monitor` (default: on from `async with`, off
     after a bare `start()` until `start_idle_monitor()`; True/False: from the start / never),
     `host`/`port` of the local endpoint (127.0.0.1, ephemeral), `poll_interval` (upper bound on the
     wait between lifecycle rounds), `cloud` (a ready `AsyncExoscaleCloud`, e.g. for tests).

@@ -1,43 +1,64 @@
-"""The embedded API's settings: its keywords are standalone's environment variables, parsed by `local/settings.py`."""
+"""The embedded API's settings: its keywords are standalone's environment variables, parsed by
+`local/settings.py`. A keyword is its variable's name by one rule (`spec.env.keyword`: lower case,
+without an EXOSCALE_ or REMOTE_OLLAMA_ prefix), for every variable; `model` and `endpoint` are kept
+as the first releases' names of `ollama_model` and `api_endpoint`."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from remote_ollama.local.settings import StandaloneConfig, default_state_file
+from remote_ollama.local.settings import VARIABLES, ConfigError, StandaloneConfig, default_state_file
+from remote_ollama.spec.env import keyword
 
-KWARG_ENV = {
-    "api_key": "EXOSCALE_API_KEY",
-    "api_secret": "EXOSCALE_API_SECRET",
-    "zone": "EXOSCALE_ZONE",
-    "instance_type": "EXOSCALE_INSTANCE_TYPE",
-    "template": "EXOSCALE_TEMPLATE",
-    "disk_size": "EXOSCALE_DISK_SIZE",
-    "idle_timeout": "EXOSCALE_IDLE_TIMEOUT",
-    "model": "OLLAMA_MODEL",
-    "ollama_key": "EXOSCALE_OLLAMA_KEY",
-    "endpoint": "EXOSCALE_API_ENDPOINT",
-    "state_file": "REMOTE_OLLAMA_STATE_FILE",
-    "on_exit": "REMOTE_OLLAMA_ON_EXIT",
-    "exit_timeout": "REMOTE_OLLAMA_EXIT_TIMEOUT",
-    "hold_timeout": "REMOTE_OLLAMA_HOLD_TIMEOUT",
-    "destroy_after": "REMOTE_OLLAMA_DESTROY_AFTER",
-}
+ALIASES = {"model": "OLLAMA_MODEL", "endpoint": "EXOSCALE_API_ENDPOINT"}
+
+
+VARIABLE_NAMES = tuple(variable for variable, _ in VARIABLES)
+
+
+def keywords(variables: tuple[str, ...] = VARIABLE_NAMES) -> dict[str, str]:
+    """Each keyword the embedded API takes, with the variable it sets (REMOTE_OLLAMA_HOST is the
+    constructor's own `host`, the local endpoint's address)."""
+    return {keyword(name): name for name in variables if name != "REMOTE_OLLAMA_HOST"} | ALIASES
+
+
+KWARG_ENV = keywords()
+
+
+def _text(value: Any) -> str:
+    """A keyword's value as its variable would spell it (lists comma-separated, maps NAME=value)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 def config_from(env: Mapping[str, str], overrides: Mapping[str, Any]) -> StandaloneConfig:
-    """The standalone config for `env` with keyword `overrides` (names as `RemoteOllama` takes them)."""
+    """The standalone config for `env` with keyword `overrides` (names as `RemoteOllama` takes them);
+    a ConfigError names the keyword of every problem a keyword caused."""
     merged = dict(env)
     unknown = sorted(set(overrides) - set(KWARG_ENV))
     if unknown:
         raise TypeError(f"unexpected keyword argument(s): {', '.join(unknown)}")
+    given: dict[str, str] = {}
     for name, value in overrides.items():
-        if value is None:
-            continue
-        if name == "model" and not isinstance(value, str):
-            value = ",".join(value)
-        merged[KWARG_ENV[name]] = str(value)
+        if value is not None:
+            merged[KWARG_ENV[name]] = _text(value)
+            given[KWARG_ENV[name]] = name
     if not merged.get("REMOTE_OLLAMA_STATE_FILE"):
         merged["REMOTE_OLLAMA_STATE_FILE"] = str(default_state_file(env))
-    return StandaloneConfig.from_env(merged)
+    try:
+        return StandaloneConfig.from_env(merged)
+    except ConfigError as exc:
+        raise ConfigError([_by_keyword(line, given) for line in exc.problems]) from None
+
+
+def _by_keyword(line: str, given: Mapping[str, str]) -> str:
+    for variable, name in given.items():
+        if line.startswith(variable):
+            return f"{name} ({variable}){line.removeprefix(variable)}"
+    return line

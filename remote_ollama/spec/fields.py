@@ -35,8 +35,12 @@ class Field:
     """One node of the spec. `path` is under `spec`, `[]` marks list items, `{}` map values.
 
     type "duration" is the CRD's int-or-string: seconds (`minimum` applies) or a text duration.
-    `env` / `env_default`: the standalone variable, and its default where it differs from the CR's
-    (documented, e.g. EXOSCALE_DISK_SIZE 50 against spec.diskSize 100).
+    `required`: the parent object's schema requires it; `schema`: CRD keys the columns do not cover
+    (CEL rules, format); `doc`: the CRD's description.
+    Standalone (spec/env.py): `env` is the variable (its keyword in the embedded API is the name's
+    lower case without an EXOSCALE_ or REMOTE_OLLAMA_ prefix), `env_default` its default where it
+    differs from the CR's (documented, e.g. EXOSCALE_DISK_SIZE 50 against spec.diskSize 100),
+    `env_doc` its line in `standalone --help`, `env_zero_unsets` makes 0 mean "not set" (0 = never).
     """
 
     path: str
@@ -53,6 +57,8 @@ class Field:
     max_properties: int | None = None
     env: str | None = None
     env_default: Any = None
+    env_doc: str = ""
+    env_zero_unsets: bool = False
     required: bool = False
     schema: dict[str, Any] | None = None
     doc: str = ""
@@ -82,6 +88,7 @@ FIELDS: tuple[Field, ...] = (
         "at-vie-2",
         enum=ZONES,
         env="EXOSCALE_ZONE",
+        env_doc="zone, e.g. at-vie-2, ch-gva-2, de-fra-1 (default at-vie-2)",
         doc="The Exoscale zone in which the VM runs.",
     ),
     Field(
@@ -90,6 +97,7 @@ FIELDS: tuple[Field, ...] = (
         "gpua5000.small",
         pattern=INSTANCE_TYPE_PATTERN,
         env="EXOSCALE_INSTANCE_TYPE",
+        env_doc="<family>.<size> (default gpua5000.small)",
         doc="The Exoscale instance type as <family>.<size>, looked up in the zone (e.g. gpua5000.small, gpua30.medium).",
     ),
     Field(
@@ -98,6 +106,7 @@ FIELDS: tuple[Field, ...] = (
         "Linux Ubuntu 22.04 LTS 64-bit",
         min_length=1,
         env="EXOSCALE_TEMPLATE",
+        env_doc="OS template name",
         doc="Name of the Exoscale template (OS image) the VM boots.",
     ),
     Field(
@@ -107,6 +116,7 @@ FIELDS: tuple[Field, ...] = (
         minimum=10,
         maximum=51200,
         env="EXOSCALE_DISK_SIZE",
+        env_doc="root disk, GiB (default 50)",
         env_default=50,
         doc="Size of the VM's root disk in GiB; models are stored there.",
     ),
@@ -117,6 +127,7 @@ FIELDS: tuple[Field, ...] = (
         min_items=1,
         max_items=64,
         env="OLLAMA_MODEL",
+        env_doc="model(s) pulled at boot, comma-separated",
         doc="Ollama models pulled at boot; the endpoint is Ready only when all are present.",
     ),
     Field(
@@ -145,6 +156,8 @@ FIELDS: tuple[Field, ...] = (
         "duration",
         minimum=1,
         env="EXOSCALE_IDLE_TIMEOUT",
+        env_doc="stop the VM after this long without requests (1800, 30m; 0: never)",
+        env_zero_unsets=True,
         env_default="1800",
         doc="Idle time before the VM is stopped: seconds or a duration such as 30m, 1h30m, 90s.",
     ),
@@ -153,6 +166,7 @@ FIELDS: tuple[Field, ...] = (
         "duration",
         minimum=0,
         env="REMOTE_OLLAMA_DESTROY_AFTER",
+        env_doc="destroy a VM stopped this long (0: destroy instead of stopping)",
         doc="Time a stopped VM is kept before it is destroyed: seconds or a duration such as 24h; 0 destroys instead of stopping.",
     ),
     Field("wake", "object", {}, doc="How requests that find the VM down are held while it wakes."),
@@ -162,6 +176,7 @@ FIELDS: tuple[Field, ...] = (
         "10m",
         minimum=0,
         env="REMOTE_OLLAMA_HOLD_TIMEOUT",
+        env_doc="how long a request waits for the VM to wake (default 600)",
         doc="How long a request waits for the VM to wake before it fails with 503: seconds or a duration such as 10m.",
     ),
     Field(
@@ -179,6 +194,7 @@ FIELDS: tuple[Field, ...] = (
         minimum=0,
         maximum=4 * 1024**3,
         env="REMOTE_OLLAMA_MAX_BODY",
+        env_doc="most bytes of one request body held while the VM wakes",
         schema={"format": "int64"},
         doc="Largest request body, in bytes, kept in memory while a request is held for a wake (64 MiB by default); a larger one is refused with 413.",
     ),
@@ -187,6 +203,7 @@ FIELDS: tuple[Field, ...] = (
         "boolean",
         False,
         env="REMOTE_OLLAMA_WAKE_PROGRESS",
+        env_doc="1: held streaming generate/chat get wake progress chunks",
         doc="True sends waking-progress chunks on every held streaming generate and chat request (as the request header X-Remote-Ollama-Progress does for one request).",
     ),
     Field(
@@ -326,6 +343,7 @@ FIELDS: tuple[Field, ...] = (
         "boolean",
         False,
         env="REMOTE_OLLAMA_MODEL_MANAGEMENT",
+        env_doc="false refuses pull, push, create, copy, delete and blobs",
         env_default=True,
         doc="True lets clients manage models through the proxy (pull, push, create, copy, delete, blobs); false refuses those routes with 403.",
     ),
@@ -361,6 +379,7 @@ FIELDS: tuple[Field, ...] = (
         min_length=1,
         max_length=512,
         env="OLLAMA_IMAGE",
+        env_doc="the VM's Ollama image (changing it replaces the VM)",
         doc="The Ollama container image (repository:tag, optionally @sha256:digest); defaults to the image this operator version pins.",
     ),
     Field(
@@ -368,6 +387,7 @@ FIELDS: tuple[Field, ...] = (
         "object",
         max_properties=64,
         env="OLLAMA_ENV",
+        env_doc="Ollama server settings for the VM, NAME=value comma-separated",
         doc='Extra environment of the Ollama server, e.g. OLLAMA_NUM_PARALLEL: "4". Keys must match ^OLLAMA_[A-Z0-9_]+$ (checked by the operator).',
     ),
     Field(
