@@ -1,5 +1,5 @@
 """The RemoteOllama CRD is generated from the field table: every copy a cluster installs (crds/, the
-chart's crds/, manifests/) is what `python -m remote_ollama.spec.crd` prints, so a row changed in
+chart's crds/, manifests/) is what `python -m remote_ollama.kube.crd` prints, so a row changed in
 remote_ollama/spec/fields.py without regenerating fails here, naming the command."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from remote_ollama.spec import crd
+from remote_ollama.kube import crd
 
 ROOT = Path(__file__).resolve().parent.parent
 

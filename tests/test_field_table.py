@@ -1,5 +1,5 @@
 """One row of the field table (remote_ollama/spec/fields.py) drives every reader of a setting: the
-CRD, standalone's variable and the embedded API's keyword (README: Development, "Add a setting")."""
+CRD, the CR parser, standalone's variable and the embedded API's keyword (README: Development, "Add a setting")."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import pytest
 
 from remote_ollama.embedded.config import config_from, keywords
 from remote_ollama.local.settings import VARIABLES, ConfigError
-from remote_ollama.spec import crd
+from remote_ollama.kube import crd
 from remote_ollama.spec.env import cr_shape, env_rows, keyword
 from remote_ollama.spec.fields import FIELDS, Field
+from remote_ollama.spec.rows import RowParser
 
 DUMMY = Field(
     "wake.dummyLimit",
@@ -23,7 +24,7 @@ DUMMY = Field(
 )
 
 
-def test_a_new_row_reaches_the_crd_the_env_parser_and_the_embedded_keyword() -> None:
+def test_a_new_row_reaches_the_crd_the_parsers_and_the_embedded_keyword() -> None:
     table = (*FIELDS, DUMMY)
     spec = crd.build(table)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     node = spec["properties"]["wake"]["properties"]["dummyLimit"]
@@ -40,6 +41,11 @@ def test_a_new_row_reaches_the_crd_the_env_parser_and_the_embedded_keyword() -> 
     assert cr_shape({"REMOTE_OLLAMA_DUMMY_LIMIT": "seven"}, table)[1] == [
         "REMOTE_OLLAMA_DUMMY_LIMIT='seven': must be a whole number"
     ]
+    rows = RowParser({}, {}, fields={f.path: f for f in table})
+    assert rows.section("wake", {"dummyLimit": 5})["dummy_limit"] == 5
+    assert rows.section("wake", {})["dummy_limit"] == 3 and not rows.problems
+    rows.section("wake", {"dummyLimit": 10})
+    assert rows.problems == [("spec.wake.dummyLimit", "must be between 0 and 9: 10")]
     variables = tuple(str(f.env) for f in env_rows(table))
     assert keywords(variables)["dummy_limit"] == "REMOTE_OLLAMA_DUMMY_LIMIT"
 

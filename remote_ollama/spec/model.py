@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .fields import default
 from .schedule import Window
 from .sections import (
     DEFAULT_ACTIVITY_INTERVAL,
@@ -47,17 +48,19 @@ class Spec:
     models: tuple[str, ...] = (DEFAULT_MODEL,)
     idle: IdlePolicy = field(default_factory=IdlePolicy)
     wake: WakePolicy = field(default_factory=WakePolicy)
-    suspend: bool = False
-    allowed_source_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
+    suspend: bool = default("suspend")
+    allowed_source_cidrs: tuple[str, ...] = tuple(default("allowedSourceCIDRs"))
     activity_interval: float = DEFAULT_ACTIVITY_INTERVAL
     budget: Budget = field(default_factory=Budget)
     schedule: tuple[Window, ...] = ()
     # Fallbacks tried in order after (zone, instanceType) when a create or start fails for capacity/quota.
     placements: tuple[Placement, ...] = ()
-    keep_alive: str = "30m"  # how long Ollama keeps the warmed-up model loaded
-    warm_up: bool = True  # load models[0] before declaring Ready
+    keep_alive: str = default("keepAlive")  # how long Ollama keeps the warmed-up model loaded
+    warm_up: bool = default("warmUp")  # load models[0] before declaring Ready
     client_auth_secret: str = ""  # Secret whose data values are the accepted Bearer keys; "" = open
-    model_management: bool = False  # pull/push/create/copy/delete/blobs allowed through the proxy
+    model_management: bool = default(
+        "modelManagement"
+    )  # pull/push/create/copy/delete/blobs allowed through the proxy
     network_policy: NetworkPolicySettings = field(default_factory=NetworkPolicySettings)
     ollama: OllamaSettings = field(default_factory=OllamaSettings)
 

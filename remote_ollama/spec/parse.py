@@ -1,5 +1,7 @@
-"""Parsing a CR's `spec` (camelCase) into a `Spec`: the top-level fields here, each section's
-parser in `sections.py`. Pure; collects every problem with its field path before raising.
+"""Parsing a CR's `spec` (camelCase) into a `Spec`, by the field table: every row's type, enum,
+pattern and bounds are checked generically (rows.py); this module adds only what a schema cannot
+say, by path: converters, the fields read by hand (Secret references, schedules, placements), and
+rules across fields. Pure; collects every problem with its field path before raising.
 """
 
 from __future__ import annotations
@@ -8,30 +10,32 @@ import ipaddress
 import re
 from typing import Any
 
-from .fields import FIELDS, KEEP_ALIVE_PATTERN, MODEL_PATTERN, ZONES
+from .fields import OLLAMA_ENV_KEY_PATTERN, ZONES
 from .model import Spec, SpecError
-from .schedule import Window, parse_window
+from .rows import Own, Problems, RowParser, attr
+from .schedule import parse_window
 from .sections import (
-    MAX_DISK,
-    MIN_DISK,
+    Budget,
+    IdlePolicy,
     InstanceType,
+    NetworkPolicySettings,
+    OllamaSettings,
     Placement,
-    parse_budget,
-    parse_client_auth,
-    parse_duration,
-    parse_idle,
+    WakePolicy,
     parse_known_instance_type,
-    parse_network_policy,
-    parse_ollama,
     parse_placement,
-    parse_wake,
     secret_ref_name,
 )
 
-_MODEL_RE = re.compile(MODEL_PATTERN)
-# The spec's top-level fields, from the one table (fields.py), not restated here.
-_KNOWN_FIELDS = frozenset(f.path for f in FIELDS if not re.search(r"[.\[{]", f.path))
-_KEEP_ALIVE_RE = re.compile(KEEP_ALIVE_PATTERN)
+# Each object row's Python type: its children become the keyword arguments by their Python names.
+SECTIONS: dict[str, type] = {
+    "idle": IdlePolicy,
+    "wake": WakePolicy,
+    "budget": Budget,
+    "networkPolicy": NetworkPolicySettings,
+    "ollama": OllamaSettings,
+}
+_ENV_KEY_RE = re.compile(OLLAMA_ENV_KEY_PATTERN)
 
 
 def spec_or_defaults(raw: dict[str, Any] | None) -> Spec:
@@ -43,105 +47,61 @@ def spec_or_defaults(raw: dict[str, Any] | None) -> Spec:
         return Spec()
 
 
-def _zone(v: Any) -> str:
-    if v not in ZONES:
-        raise ValueError(f"unknown zone {v!r}; one of {', '.join(ZONES)}")
-    return str(v)
+def _cidrs(value: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(str(ipaddress.ip_network(c, strict=False)) for c in value)
 
 
-def _disk(v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise TypeError(f"must be an integer number of GiB: {v!r}")
-    if not MIN_DISK <= v <= MAX_DISK:
-        raise ValueError(f"must be between {MIN_DISK} and {MAX_DISK} GiB: {v}")
-    return v
+def _env_key(item: tuple[str, Any]) -> None:
+    if not isinstance(item[0], str) or not _ENV_KEY_RE.fullmatch(item[0]):
+        raise ValueError(f"name must match {OLLAMA_ENV_KEY_PATTERN}")
 
 
-def _text(v: Any) -> str:
-    if not isinstance(v, str) or not v.strip():
-        raise TypeError(f"must be a non-empty string: {v!r}")
-    return v
+def _zone(value: Any) -> str:  # a placement's zone (parse_placement)
+    if value not in ZONES:
+        raise ValueError(f"unknown zone {value!r}; one of {', '.join(ZONES)}")
+    return str(value)
 
 
-def _models(v: Any) -> tuple[str, ...]:
-    if not isinstance(v, list) or not v:
-        raise TypeError("must be a non-empty list of model names")
-    bad = [m for m in v if not isinstance(m, str) or not _MODEL_RE.fullmatch(m)]
-    if bad:
-        raise ValueError(f"invalid model name(s): {bad!r}")
-    return tuple(v)
+def _reference(path: str, what: str, required: bool) -> Own:
+    """A Secret reference read by hand (`path` ends in `.name`): required once its object is given."""
+    parts = path.split(".")
+
+    def read(raw: Any, problems: Problems) -> str:
+        if raw is None and not required:
+            return ""
+        node = raw
+        for depth, part in enumerate(parts[1:], start=1):
+            if not isinstance(node, dict):
+                node = None
+                break
+            problems += [(f"spec.{'.'.join(parts[:depth])}.{k}", "unknown field") for k in node if k != part]
+            node = node.get(part)
+        if isinstance(node, str) and node:
+            return secret_ref_name(node, f"spec.{path}", problems)
+        problems.append((f"spec.{path}", f"required: the Secret holding {what}"))
+        return ""
+
+    return read
 
 
-def _cidrs(v: Any) -> tuple[str, ...]:
-    if not isinstance(v, list) or not v:
-        raise TypeError("must be a non-empty list of CIDRs")
-    out = []
-    for c in v:
-        try:
-            out.append(str(ipaddress.ip_network(str(c), strict=False)))
-        except ValueError as exc:
-            raise ValueError(f"invalid CIDR {c!r}") from exc
-    return tuple(out)
+def _items(path: str, parse: Any, shape: str) -> Own:
+    """A list read item by item, each problem at its index."""
 
+    def read(raw: Any, problems: Problems) -> tuple[Any, ...]:
+        if raw is None:
+            return ()
+        if not isinstance(raw, list):
+            problems.append((f"spec.{path}", f"must be a list of {shape}"))
+            return ()
+        out = []
+        for i, item in enumerate(raw):
+            try:
+                out.append(parse(item))
+            except (ValueError, TypeError) as exc:
+                problems.append((f"spec.{path}[{i}]", str(exc)))
+        return tuple(out)
 
-def _boolean(v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise TypeError(f"must be true or false: {v!r}")
-    return v
-
-
-def _positive_duration(v: Any) -> float:
-    d = parse_duration(v)
-    if d <= 0:
-        raise ValueError("must be > 0")
-    return d
-
-
-def _keep_alive(v: Any) -> str:
-    text_value = str(v).strip()
-    if isinstance(v, bool) or not _KEEP_ALIVE_RE.fullmatch(text_value) or not text_value:
-        raise ValueError(f"must be an Ollama keep_alive duration such as 30m, 1h or -1: {v!r}")
-    return text_value
-
-
-def _credentials(ref: Any, require: bool, problems: list[tuple[str, str]]) -> str:
-    if isinstance(ref, dict) and isinstance(ref.get("name"), str) and ref["name"]:
-        return secret_ref_name(ref["name"], "spec.credentialsSecretRef.name", problems)
-    if ref is not None or require:
-        problems.append(
-            ("spec.credentialsSecretRef.name", "required: the Secret holding api-key and api-secret")
-        )
-    return ""
-
-
-def _parse_schedule(raw_schedule: Any, problems: list[tuple[str, str]]) -> tuple[Window, ...]:
-    windows: list[Window] = []
-    if raw_schedule is not None:
-        if not isinstance(raw_schedule, list):
-            problems.append(("spec.schedule", "must be a list of windows"))
-        else:
-            for i, item in enumerate(raw_schedule):
-                try:
-                    windows.append(parse_window(item))
-                except (ValueError, TypeError) as exc:
-                    problems.append((f"spec.schedule[{i}]", str(exc)))
-    return tuple(windows)
-
-
-def _parse_placements(
-    raw_placements: Any, itype: InstanceType, problems: list[tuple[str, str]]
-) -> tuple[Placement, ...]:
-    placements: list[Placement] = []
-    if raw_placements is not None:
-        if not isinstance(raw_placements, list):
-            problems.append(("spec.placements", "must be a list of {zone, instanceType}"))
-        else:
-            for i, item in enumerate(raw_placements):
-                try:
-                    placements.append(parse_placement(item, itype, _zone))
-                except (ValueError, TypeError) as exc:
-                    problems.append((f"spec.placements[{i}]", str(exc)))
-    return tuple(placements)
+    return read
 
 
 def parse_spec(raw: dict[str, Any] | None, *, require_credentials: bool = True) -> Spec:
@@ -150,52 +110,36 @@ def parse_spec(raw: dict[str, Any] | None, *, require_credentials: bool = True) 
     Collects every problem before raising, so a user fixes them all in one round.
     """
     raw = dict(raw or {})
-    problems: list[tuple[str, str]] = []
-    defaults = Spec()
+    itype: list[InstanceType] = []  # the spec's own type, the placements' default
 
-    def take(path: str, fn: Any, default: Any) -> Any:
-        if path not in raw or raw[path] is None:
-            return default
-        try:
-            return fn(raw[path])
-        except (ValueError, TypeError) as exc:
-            problems.append((f"spec.{path}", str(exc)))
-            return default
+    def instance_type(value: Any) -> InstanceType:
+        itype.append(parse_known_instance_type(value))
+        return itype[-1]
 
-    for unknown in sorted(set(raw) - _KNOWN_FIELDS):
-        problems.append((f"spec.{unknown}", "unknown field"))
+    def placement(item: Any) -> Placement:
+        return parse_placement(item, itype[-1] if itype else Spec().instance_type, _zone)
 
-    cred = _credentials(raw.get("credentialsSecretRef"), require_credentials, problems)
-    client_secret = parse_client_auth(raw.get("clientAuth"), problems)
-    itype = take("instanceType", parse_known_instance_type, defaults.instance_type)
-    idle = parse_idle(raw.get("idle"), problems)
-    wake = parse_wake(raw.get("wake"), problems)
-    budget = parse_budget(raw.get("budget"), problems)
-    schedule = _parse_schedule(raw.get("schedule"), problems)
-    placements = _parse_placements(raw.get("placements"), itype, problems)
-
-    spec = Spec(
-        credentials_secret=cred,
-        zone=take("zone", _zone, defaults.zone),
-        instance_type=itype,
-        template=take("template", _text, defaults.template),
-        disk_size=take("diskSize", _disk, defaults.disk_size),
-        models=take("models", _models, defaults.models),
-        idle=idle,
-        wake=wake,
-        suspend=take("suspend", _boolean, False),
-        allowed_source_cidrs=take("allowedSourceCIDRs", _cidrs, defaults.allowed_source_cidrs),
-        activity_interval=take("activityInterval", _positive_duration, defaults.activity_interval),
-        budget=budget,
-        schedule=schedule,
-        placements=placements,
-        keep_alive=take("keepAlive", _keep_alive, defaults.keep_alive),
-        warm_up=take("warmUp", _boolean, defaults.warm_up),
-        client_auth_secret=client_secret,
-        model_management=take("modelManagement", _boolean, defaults.model_management),
-        network_policy=parse_network_policy(raw.get("networkPolicy"), problems),
-        ollama=parse_ollama(raw.get("ollama"), problems),
+    rows = RowParser(
+        convert={"instanceType": instance_type, "allowedSourceCIDRs": _cidrs, "ollama.env{}": _env_key},
+        own={
+            "credentialsSecretRef": _reference(
+                "credentialsSecretRef.name", "api-key and api-secret", require_credentials
+            ),
+            "clientAuth": _reference("clientAuth.secretRef.name", "the client keys", False),
+            "schedule": _items("schedule", parse_window, "windows"),
+            "placements": _items("placements", placement, "{zone, instanceType}"),  # after instanceType
+        },
+        trim=frozenset({"instanceType", "keepAlive"}),
     )
-    if problems:
-        raise SpecError(problems)
-    return spec
+    values = rows.section("", raw)
+    for path, section in SECTIONS.items():
+        if isinstance(values.get(attr(path)), dict):
+            values[attr(path)] = section(**values[attr(path)])
+    idle = raw.get("idle")
+    if isinstance(idle, dict) and "destroyAfter" in idle and "stopAfter" not in idle:
+        rows.problems.append(("spec.idle.destroyAfter", "requires spec.idle.stopAfter"))
+    if rows.problems:
+        raise SpecError(rows.problems)
+    values["credentials_secret"] = values.pop("credentials_secret_ref")
+    values["client_auth_secret"] = values.pop("client_auth")
+    return Spec(**{k: v for k, v in values.items() if v is not None})
