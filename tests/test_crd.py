@@ -16,18 +16,17 @@ from remote_ollama.spec.model import SpecError
 from remote_ollama.spec.parse import parse_spec
 from remote_ollama.spec.sections import (
     DEFAULT_ACTIVITY_INTERVAL,
-    DEFAULT_DESTROY_AFTER,
     DEFAULT_DISK_SIZE,
     DEFAULT_HOLD_TIMEOUT,
     DEFAULT_INSTANCE_TYPE,
     DEFAULT_MAX_HELD,
     DEFAULT_MAX_HELD_BODY,
     DEFAULT_MODEL,
-    DEFAULT_STOP_AFTER,
     DEFAULT_TEMPLATE,
     DEFAULT_ZONE,
     MAX_DISK,
     MIN_DISK,
+    IdlePolicy,
 )
 
 
@@ -258,8 +257,7 @@ def test_defaults_agree_with_the_spec() -> None:
     assert spec["allowedSourceCIDRs"] == ["0.0.0.0/0"]
     assert parse_spec(spec) == parse_spec({"credentialsSecretRef": {"name": "exoscale-credentials"}})
     parsed = parse_spec(spec)
-    assert parsed.idle.stop_after == DEFAULT_STOP_AFTER
-    assert parsed.idle.destroy_after == DEFAULT_DESTROY_AFTER
+    assert parsed.idle == IdlePolicy()  # the row's default: stop after 30m, destroy 24h later
     assert parsed.wake.hold_timeout == DEFAULT_HOLD_TIMEOUT
     assert parsed.wake.max_held_requests == DEFAULT_MAX_HELD
     assert "activityInterval" not in spec  # left to the proxy's own default

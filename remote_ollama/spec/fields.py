@@ -65,6 +65,7 @@ class Field:
 
 
 DEFAULT_MAX_HELD_BODY = 64 * 1024 * 1024
+_STOP_AFTER = "30m"  # the CR's default and standalone's (where idle.destroyAfter defaults to never)
 
 FIELDS: tuple[Field, ...] = (
     Field(
@@ -139,7 +140,7 @@ FIELDS: tuple[Field, ...] = (
     Field(
         "idle",
         "object",
-        {"stopAfter": "30m", "destroyAfter": "24h"},
+        {"stopAfter": _STOP_AFTER, "destroyAfter": "24h"},
         schema={
             "x-kubernetes-validations": [
                 {
@@ -158,7 +159,7 @@ FIELDS: tuple[Field, ...] = (
         env="EXOSCALE_IDLE_TIMEOUT",
         env_doc="stop the VM after this long without requests (1800, 30m; 0: never)",
         env_zero_unsets=True,
-        env_default="1800",
+        env_default=_STOP_AFTER,
         doc="Idle time before the VM is stopped: seconds or a duration such as 30m, 1h30m, 90s.",
     ),
     Field(

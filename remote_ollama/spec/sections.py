@@ -43,8 +43,6 @@ DEFAULT_INSTANCE_TYPE: str = default("instanceType")
 DEFAULT_TEMPLATE: str = default("template")
 DEFAULT_DISK_SIZE: int = default("diskSize")
 DEFAULT_MODEL: str = default("models")[0]
-DEFAULT_STOP_AFTER = parse_duration(default("idle")["stopAfter"])
-DEFAULT_DESTROY_AFTER = parse_duration(default("idle")["destroyAfter"])
 DEFAULT_HOLD_TIMEOUT = parse_duration(default("wake.holdTimeout"))
 DEFAULT_MAX_HELD: int = default("wake.maxHeldRequests")
 DEFAULT_ACTIVITY_INTERVAL = 15.0  # the CRD leaves it unset: the proxy's own default
@@ -132,8 +130,8 @@ class IdleMode(StrEnum):
 class IdlePolicy:
     """stop_after None: always on. destroy_after None: stop only; 0: destroy instead of stop."""
 
-    stop_after: float | None = DEFAULT_STOP_AFTER
-    destroy_after: float | None = DEFAULT_DESTROY_AFTER
+    stop_after: float | None = parse_duration(default("idle")["stopAfter"])
+    destroy_after: float | None = parse_duration(default("idle")["destroyAfter"])
 
     @property
     def mode(self) -> IdleMode:
