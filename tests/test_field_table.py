@@ -3,11 +3,15 @@ CRD, the CR parser, standalone's variable and the embedded API's keyword (README
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from remote_ollama.embedded.config import config_from, keywords
-from remote_ollama.local.settings import VARIABLES, ConfigError
 from remote_ollama.kube import crd
+from remote_ollama.local.settings import VARIABLES, ConfigError
 from remote_ollama.spec.env import cr_shape, env_rows, keyword
 from remote_ollama.spec.fields import FIELDS, Field
 from remote_ollama.spec.rows import RowParser
@@ -89,3 +93,19 @@ def test_a_config_error_names_the_keyword_that_caused_it() -> None:
         config_from({"EXOSCALE_ZONE": "nowhere"}, {"api_key": "k", "api_secret": "s", "disk_size": 5})
     assert any(p.startswith("disk_size (EXOSCALE_DISK_SIZE)='5'") for p in info.value.problems), info.value
     assert any(p.startswith("EXOSCALE_ZONE='nowhere'") for p in info.value.problems), info.value
+
+
+def _spelled(value: Any) -> str:
+    """A default as the README spells it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return ",".join(value) if isinstance(value, list) else str(value)
+
+
+def test_the_readme_variable_table_shows_each_rows_default() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    defaults = dict(re.findall(r"^\| `([A-Z_]+)` \|.*\| ([^|]*) \|$", readme, flags=re.M))
+    for f in env_rows():
+        value = f.default if f.env_default is None else f.env_default
+        if value is not None:
+            assert f"`{_spelled(value)}`" in defaults[str(f.env)], (f.env, defaults[str(f.env)])

@@ -177,7 +177,7 @@ FIELDS: tuple[Field, ...] = (
         "10m",
         minimum=0,
         env="REMOTE_OLLAMA_HOLD_TIMEOUT",
-        env_doc="how long a request waits for the VM to wake (default 600)",
+        env_doc="how long a request waits for the VM to wake (default 10m)",
         doc="How long a request waits for the VM to wake before it fails with 503: seconds or a duration such as 10m.",
     ),
     Field(
