@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from test_lifecycle import SPEC, T0, A, down_mem, inst, ready_mem, step
 
-from remote_ollama.core.lifecycle import credible
+from remote_ollama.core.desire import credible
 from remote_ollama.core.types import Activity
 
 

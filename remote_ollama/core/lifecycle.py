@@ -6,17 +6,18 @@ the actions it returns, so there is one lifecycle with two shells.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import LABEL_SPEC_HASH, VM_PORT
-from remote_ollama.spec.schedule import active_window, next_edge
+from remote_ollama.spec.schedule import next_edge
 from remote_ollama.spec.sections import IdleMode, format_duration
 from remote_ollama.spec.vocabulary import INSTANCE_IN, ConditionType, Phase, Reason
 
-from .observed import GONE
-from .types import Action, ActionKind, Activity, Condition, Decision, Health, Memory, Observation, WakeTiming
+from .desire import Desire, credible, desire, wake_pending
+from .observed import GONE, ObservedInstance
+from .types import Action, ActionKind, Condition, Decision, Health, Memory, Observation, WakeTiming
 
 POLL_TRANSITION = 5.0
 POLL_PROBE = 3.0
@@ -28,107 +29,6 @@ WARM_UP_TIMEOUT = 300.0
 
 def endpoint_for(ip: str | None) -> str | None:
     return f"https://{ip}:{VM_PORT}" if ip else None
-
-
-def _wake_pending(obs: Observation) -> bool:
-    """A wake was asked for after the last scale to zero (and so is waiting for a refusal to end)."""
-    asked = credible(obs.activity, obs.now).wake_requested
-    down = obs.memory.scaled_down_at
-    return asked is not None and (down is None or asked > down)
-
-
-def _latest(*stamps: datetime | None) -> datetime | None:
-    present = [s for s in stamps if s is not None]
-    return max(present) if present else None
-
-
-@dataclass(frozen=True)
-class Desire:
-    running: bool
-    reason: Reason
-    message: str
-    idle_deadline: datetime | None = None  # when the VM becomes idle, if nothing happens before
-
-
-# How far ahead of our clock an activity stamp may be and still count (as "now"): clock skew.
-ACTIVITY_SKEW = timedelta(seconds=60)
-
-
-def credible(act: Activity, now: datetime) -> Activity:
-    """Activity stamps from the future are no evidence of use: up to ACTIVITY_SKEW ahead they are
-    clamped to now; further ahead they are ignored (a forged far-future stamp would keep a VM up)."""
-
-    def clamp(stamp: datetime | None) -> datetime | None:
-        if stamp is None or stamp <= now:
-            return stamp
-        return now if stamp - now <= ACTIVITY_SKEW else None
-
-    return replace(act, last_activity=clamp(act.last_activity), wake_requested=clamp(act.wake_requested))
-
-
-# An in-flight count is re-stamped (last-activity) every activityInterval while requests run; one
-# whose stamp is older than stopAfter plus this margin was left by a proxy that died (or forged).
-IN_FLIGHT_MARGIN = timedelta(minutes=2)
-
-
-def in_flight_expiry(act: Activity, spec: Spec) -> datetime | None:
-    """When the in-flight count stops counting (None: it counts as long as it is there)."""
-    if act.in_flight <= 0 or spec.idle.stop_after is None or act.last_activity is None:
-        return None
-    margin = max(IN_FLIGHT_MARGIN, timedelta(seconds=3 * spec.activity_interval))
-    return act.last_activity + timedelta(seconds=spec.idle.stop_after) + margin
-
-
-def desire(obs: Observation) -> Desire:
-    """Should a VM be running now, and until when? Idleness counts from the last use or readiness."""
-    spec, mem, now = obs.spec, obs.memory, obs.now
-    act = credible(obs.activity, now)
-    expires = in_flight_expiry(act, spec)
-    if act.in_flight > 0 and spec.idle.stop_after is not None and (expires is None or expires <= now):
-        act = replace(act, in_flight=0)  # stale: no heartbeat within stopAfter plus the margin
-        expires = None
-    if obs.blocked_reason:
-        return Desire(False, Reason.BLOCKED, obs.blocked_reason)
-    if obs.budget is not None and obs.budget.exceeded:
-        return Desire(False, Reason.BUDGET_EXCEEDED, obs.budget.exceeded)
-    if spec.suspend:
-        return Desire(False, Reason.SUSPENDED, "spec.suspend is true")
-    window = active_window(spec.schedule, now) if spec.schedule else None
-    last_use = _latest(act.last_activity, act.wake_requested, mem.created_at, mem.ready_at)
-    if (
-        act.sleep_requested
-        and act.in_flight == 0
-        and (last_use is None or act.sleep_requested >= last_use)
-        and (window is None or act.sleep_requested >= window[0])
-    ):
-        return Desire(
-            False,
-            Reason.SLEEP_REQUESTED,
-            "scale to zero requested (sleep annotation, or remote-ollama instance stop)",
-        )
-    if act.in_flight > 0:
-        return Desire(True, Reason.IN_USE, f"{act.in_flight} request(s) in flight", idle_deadline=expires)
-    if window is not None:
-        closes = window[1].strftime("%Y-%m-%dT%H:%M:%SZ")
-        return Desire(True, Reason.KEEP_WARM, f"inside a keep-warm window (spec.schedule) until {closes}")
-    if not obs.idle_monitor:  # the embedding program turned idleness off: no stop, and no wake by itself
-        if mem.scaled_down_at is not None and (last_use is None or last_use <= mem.scaled_down_at):
-            return Desire(False, Reason.IDLE, "scaled to zero; waiting for a request to wake it")
-        return Desire(True, Reason.MONITOR_OFF, "the idle monitor is off")
-    stop_after = spec.idle.stop_after
-    if stop_after is None:
-        return Desire(True, Reason.ALWAYS_ON, "spec.idle.stopAfter is not set")
-    if mem.scaled_down_at is not None and (last_use is None or last_use <= mem.scaled_down_at):
-        return Desire(False, Reason.IDLE, "scaled to zero; waiting for a request to wake it")
-    booting = mem.scaled_down_at is None and mem.phase in (Phase.PENDING, Phase.PROVISIONING, Phase.STARTING)
-    if booting:
-        return Desire(True, Reason.BOOTING, "bringing the VM up")
-    if last_use is None:
-        return Desire(True, Reason.NEW, "no activity yet")
-    deadline = last_use + timedelta(seconds=stop_after)
-    if now >= deadline:
-        return Desire(False, Reason.IDLE, f"no request for {format_duration(stop_after)}")
-    return Desire(True, Reason.ACTIVE, "in use", deadline)
 
 
 def warm_up_target(spec: Spec) -> str | None:
@@ -210,43 +110,20 @@ def _without_milestones(mem: Memory) -> Memory:
     return replace(mem, instance_running_at=None, ollama_at=None, models_at=None, warm_up_at=None)
 
 
-def decide(obs: Observation) -> Decision:
-    """One reconcile step. The shell carries out `actions` in order, then calls again."""
-    spec, inst, mem, now, health = obs.spec, obs.instance, obs.memory, obs.now, obs.health
-    want = desire(obs)
-    # the next moment the answer may change by itself: a schedule edge, or a budget cap or reset
-    horizon = POLL_STEADY
-    edge = next_edge(spec.schedule, now) if spec.schedule else None
-    if edge is not None:
-        horizon = min(horizon, (edge - now).total_seconds())
-    if obs.budget is not None and obs.budget.recheck_after is not None:
-        horizon = min(horizon, obs.budget.recheck_after)
-    events: list[str] = []
-    actions: list[Action] = []
-    last_wake: WakeTiming | None = None
-    new_mem = mem
-    state = inst.state if inst else None
+@dataclass
+class _Round:
+    """One `decide` call's working state: what it observed and wants, and what it has decided so far."""
 
-    # Bookkeeping of scale-down / wake, so a wake's phase times can be reported once it is Ready.
-    if want.running:
-        if mem.scaled_down_at is not None:
-            requested = credible(obs.activity, now).wake_requested or now
-            if mem.wake_refused_at is not None and mem.wake_refused_at > requested:
-                requested = mem.wake_refused_at  # it could not start before the refusal ended
-            new_mem = replace(
-                _without_milestones(new_mem),
-                scaled_down_at=None,
-                wake_requested_at=requested,
-                wake_refused_at=None,
-            )
-            events.append(f"waking: {want.message}")
-    elif want.reason in (Reason.BUDGET_EXCEEDED, Reason.BLOCKED) and _wake_pending(obs):
-        new_mem = replace(new_mem, wake_refused_at=now)
-    elif mem.scaled_down_at is None:
-        new_mem = replace(_without_milestones(new_mem), scaled_down_at=now, wake_requested_at=None)
-        events.append(f"scaling to zero: {want.message}")
+    obs: Observation
+    want: Desire
+    horizon: float  # the next moment the answer may change by itself
+    mem: Memory  # the memory being written (obs.memory is what it was)
+    actions: list[Action] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+    last_wake: WakeTiming | None = None
 
     def done(
+        self,
         phase: Phase,
         reason: Reason,
         message: str,
@@ -256,167 +133,225 @@ def decide(obs: Observation) -> Decision:
         warming: bool = False,
         timed_out: bool = False,
     ) -> Decision:
-        endpoint = endpoint_for(inst.public_ip) if inst and state not in GONE else None
-        mem_out = replace(new_mem, phase=phase, instance_id=inst.id if inst and state not in GONE else None)
+        inst, health = self.obs.instance, self.obs.health
+        live = inst if inst and inst.state not in GONE else None
         return Decision(
-            actions=tuple(actions),
+            actions=tuple(self.actions),
             phase=phase,
             reason=reason,
             message=message,
             conditions=_conditions(
-                spec, running, health if running else None, missing, message, warming, timed_out
+                self.obs.spec, running, health if running else None, missing, message, warming, timed_out
             ),
-            memory=mem_out,
-            endpoint=endpoint,
-            recheck_after=max(min(recheck, horizon), 1.0),
-            last_wake=last_wake,
-            events=tuple(events),
+            memory=replace(self.mem, phase=phase, instance_id=live.id if live else None),
+            endpoint=endpoint_for(live.public_ip) if live else None,
+            recheck_after=max(min(recheck, self.horizon), 1.0),
+            last_wake=self.last_wake,
+            events=tuple(self.events),
         )
 
-    steady = POLL_STEADY
-    if want.idle_deadline is not None:
-        steady = min(steady, (want.idle_deadline - now).total_seconds())
-    elif want.reason is Reason.IN_USE and spec.idle.stop_after is not None:
-        steady = min(steady, spec.idle.stop_after)  # the requests end: idleness counts again
 
-    if inst is None or state in GONE:
-        if inst is None and mem.instance_id and not mem.destroyed_for_idle:
-            events.append(f"instance {mem.instance_id} vanished out of band")
-        new_mem = replace(
-            new_mem, ready_at=None, destroyed_for_idle=mem.destroyed_for_idle and not want.running
-        )
-        if not want.running:
-            return done(Phase.STOPPED, want.reason, want.message, POLL_STEADY)
-        if state in GONE:
-            return done(
-                Phase.PROVISIONING,
-                Reason.WAITING_FOR_OLD_INSTANCE,
-                "previous instance is being destroyed",
-                POLL_TRANSITION,
-            )
-        actions.append(Action(ActionKind.ENSURE_SECURITY_GROUP))
-        actions.append(Action(ActionKind.CREATE_INSTANCE, reason=want.reason))
-        events.append("creating instance")
-        return done(Phase.PROVISIONING, Reason.CREATING, "creating the VM", POLL_TRANSITION)
-
-    assert inst is not None
-    if state == "error":
-        actions.append(Action(ActionKind.DELETE_INSTANCE, inst.id, reason=Reason.INSTANCE_ERROR))
-        events.append(f"instance {inst.id} is in state error: deleting it")
-        new_mem = replace(new_mem, destroyed_for_idle=False, ready_at=None)
-        return done(
-            Phase.FAILED, Reason.INSTANCE_ERROR, "the VM entered state error; replacing it", POLL_TRANSITION
-        )
-
-    if inst.labels.get(LABEL_SPEC_HASH, spec.instance_hash()) != spec.instance_hash():
-        actions.append(Action(ActionKind.DELETE_INSTANCE, inst.id, reason=Reason.SPEC_CHANGED))
-        events.append(f"spec changed (type, zone, template, disk or Ollama): replacing instance {inst.id}")
-        new_mem = replace(new_mem, destroyed_for_idle=False, ready_at=None)
-        return done(
-            Phase.PROVISIONING, Reason.SPEC_CHANGED, "replacing the VM for the new spec", POLL_TRANSITION
-        )
-
-    if state == "running":
-        if not want.running:
-            destroy_now = spec.idle.mode is IdleMode.DESTROY_AFTER
-            kind = ActionKind.DELETE_INSTANCE if destroy_now else ActionKind.STOP_INSTANCE
-            actions.append(Action(kind, inst.id, reason=want.reason))
-            new_mem = replace(new_mem, ready_at=None, destroyed_for_idle=destroy_now)
-            return done(Phase.STOPPING, want.reason, want.message, POLL_TRANSITION)
-        if new_mem.instance_running_at is None:
-            new_mem = replace(new_mem, instance_running_at=now)
-        if health is None:
-            new_mem = replace(new_mem, ollama_at=None, models_at=None)
-            actions.append(Action(ActionKind.PROBE, inst.id))
-            return done(
-                Phase.STARTING,
-                Reason.WAITING_FOR_OLLAMA,
-                "VM running; waiting for Ollama to answer",
-                POLL_PROBE,
-                running=True,
-            )
-        if new_mem.ollama_at is None:
-            new_mem = replace(new_mem, ollama_at=now)
-        missing = tuple(m for m in spec.models if not _has_model(health.models, m))
-        if missing:
-            new_mem = replace(new_mem, models_at=None)
-            actions.append(Action(ActionKind.PULL_MODELS, inst.id, models=missing))
-            return done(
-                Phase.STARTING,
-                Reason.PULLING_MODELS,
-                f"pulling {', '.join(missing)}",
-                POLL_PROBE,
-                running=True,
-                missing=missing,
-            )
-        if new_mem.models_at is None:
-            new_mem = replace(new_mem, models_at=now)
-        target = warm_up_target(spec)
-        timed_out = False
-        if (
-            mem.phase != Phase.READY
-            and target is not None
-            and health.loaded is not None
-            and not _has_model(health.loaded, target)
-        ):
-            since = new_mem.warm_up_at or now
-            if (now - since).total_seconds() < WARM_UP_TIMEOUT:
-                new_mem = replace(new_mem, warm_up_at=since)
-                actions.append(Action(ActionKind.WARM_UP, inst.id, models=(target,)))
-                return done(
-                    Phase.STARTING,
-                    Reason.WARMING_UP,
-                    f"loading {target} into memory before declaring Ready",
-                    POLL_PROBE,
-                    running=True,
-                    warming=True,
-                )
-            timed_out = True
-            events.append(
-                f"warm-up of {target} did not finish in {format_duration(WARM_UP_TIMEOUT)}: Ready without it"
-            )
-        if mem.phase != Phase.READY:
-            new_mem = replace(new_mem, ready_at=now, warm_up_at=None)
-            if spec.idle.stop_after is not None and want.reason not in (
-                Reason.IN_USE,
-                Reason.ALWAYS_ON,
-                Reason.MONITOR_OFF,
-            ):
-                steady = min(steady, spec.idle.stop_after)  # idleness counts from readiness at the latest
-            events.append("ready")
-            m = new_mem
-            if m.wake_requested_at is not None:
-                last_wake = WakeTiming(
-                    m.wake_requested_at, m.instance_running_at, now, m.ollama_at, m.models_at
-                )
-                new_mem = replace(new_mem, wake_requested_at=None)
-        return done(Phase.READY, Reason.READY, "serving", steady, running=True, timed_out=timed_out)
-
-    if state == "stopped":
-        if want.running:
-            actions.append(Action(ActionKind.START_INSTANCE, inst.id, reason=want.reason))
-            return done(Phase.STARTING, Reason.STARTING, "starting the stopped VM", POLL_TRANSITION)
-        since = new_mem.scaled_down_at or now
-        destroy_after = spec.idle.destroy_after
-        if destroy_after is not None:
-            destroy_at = since + timedelta(seconds=destroy_after)
-            if now >= destroy_at:
-                actions.append(Action(ActionKind.DELETE_INSTANCE, inst.id, reason=Reason.STOPPED_TOO_LONG))
-                new_mem = replace(new_mem, destroyed_for_idle=True)
-                events.append(f"stopped for {format_duration(destroy_after)}: destroying instance {inst.id}")
-                return done(
-                    Phase.STOPPED, Reason.DESTROYING, "destroying the long-stopped VM", POLL_TRANSITION
-                )
-            return done(
-                Phase.STOPPED, want.reason, want.message, min(POLL_STEADY, (destroy_at - now).total_seconds())
-            )
-        return done(Phase.STOPPED, want.reason, want.message, POLL_STEADY)
-
+def decide(obs: Observation) -> Decision:
+    """One reconcile step. The shell carries out `actions` in order, then calls again."""
+    r = _Round(obs, desire(obs), _horizon(obs), obs.memory)
+    _book_wake(r)
+    inst = obs.instance
+    if inst is None or inst.state in GONE:
+        return _absent(r)
+    replaced = _replace_broken(r, inst)
+    if replaced is not None:
+        return replaced
+    if inst.state == "running":
+        return _running(r, inst)
+    if inst.state == "stopped":
+        return _stopped(r, inst)
     # starting, stopping, migrating and any state this code does not know yet: wait and look again.
-    phase = Phase.STOPPING if state == "stopping" else Phase.STARTING
-    return done(
-        phase, INSTANCE_IN.get(str(state), Reason.INSTANCE_TRANSITIONING), f"VM is {state}", POLL_TRANSITION
-    )
+    phase = Phase.STOPPING if inst.state == "stopping" else Phase.STARTING
+    reason = INSTANCE_IN.get(str(inst.state), Reason.INSTANCE_TRANSITIONING)
+    return r.done(phase, reason, f"VM is {inst.state}", POLL_TRANSITION)
+
+
+def _horizon(obs: Observation) -> float:
+    """The next moment the answer may change by itself: a schedule edge, or a budget cap or reset."""
+    horizon = POLL_STEADY
+    edge = next_edge(obs.spec.schedule, obs.now) if obs.spec.schedule else None
+    if edge is not None:
+        horizon = min(horizon, (edge - obs.now).total_seconds())
+    if obs.budget is not None and obs.budget.recheck_after is not None:
+        horizon = min(horizon, obs.budget.recheck_after)
+    return horizon
+
+
+def _book_wake(r: _Round) -> None:
+    """Bookkeeping of scale-down / wake, so a wake's phase times can be reported once it is Ready."""
+    mem, now, want = r.obs.memory, r.obs.now, r.want
+    if want.running:
+        if mem.scaled_down_at is not None:
+            requested = credible(r.obs.activity, now).wake_requested or now
+            if mem.wake_refused_at is not None and mem.wake_refused_at > requested:
+                requested = mem.wake_refused_at  # it could not start before the refusal ended
+            r.mem = replace(
+                _without_milestones(r.mem),
+                scaled_down_at=None,
+                wake_requested_at=requested,
+                wake_refused_at=None,
+            )
+            r.events.append(f"waking: {want.message}")
+    elif want.reason in (Reason.BUDGET_EXCEEDED, Reason.BLOCKED) and wake_pending(r.obs):
+        r.mem = replace(r.mem, wake_refused_at=now)
+    elif mem.scaled_down_at is None:
+        r.mem = replace(_without_milestones(r.mem), scaled_down_at=now, wake_requested_at=None)
+        r.events.append(f"scaling to zero: {want.message}")
+
+
+def _absent(r: _Round) -> Decision:
+    """No VM, or one being destroyed: create one when wanted."""
+    inst, mem, want = r.obs.instance, r.obs.memory, r.want
+    if inst is None and mem.instance_id and not mem.destroyed_for_idle:
+        r.events.append(f"instance {mem.instance_id} vanished out of band")
+    r.mem = replace(r.mem, ready_at=None, destroyed_for_idle=mem.destroyed_for_idle and not want.running)
+    if not want.running:
+        return r.done(Phase.STOPPED, want.reason, want.message, POLL_STEADY)
+    if inst is not None:
+        return r.done(
+            Phase.PROVISIONING,
+            Reason.WAITING_FOR_OLD_INSTANCE,
+            "previous instance is being destroyed",
+            POLL_TRANSITION,
+        )
+    r.actions += [
+        Action(ActionKind.ENSURE_SECURITY_GROUP),
+        Action(ActionKind.CREATE_INSTANCE, reason=want.reason),
+    ]
+    r.events.append("creating instance")
+    return r.done(Phase.PROVISIONING, Reason.CREATING, "creating the VM", POLL_TRANSITION)
+
+
+def _replace_broken(r: _Round, inst: ObservedInstance) -> Decision | None:
+    """A VM in state error, or one built for another spec, is deleted (the next round creates one)."""
+    spec = r.obs.spec
+    if inst.state == "error":
+        reason, phase = Reason.INSTANCE_ERROR, Phase.FAILED
+        event = f"instance {inst.id} is in state error: deleting it"
+        message = "the VM entered state error; replacing it"
+    elif inst.labels.get(LABEL_SPEC_HASH, spec.instance_hash()) != spec.instance_hash():
+        reason, phase = Reason.SPEC_CHANGED, Phase.PROVISIONING
+        event = f"spec changed (type, zone, template, disk or Ollama): replacing instance {inst.id}"
+        message = "replacing the VM for the new spec"
+    else:
+        return None
+    r.actions.append(Action(ActionKind.DELETE_INSTANCE, inst.id, reason=reason))
+    r.events.append(event)
+    r.mem = replace(r.mem, destroyed_for_idle=False, ready_at=None)
+    return r.done(phase, reason, message, POLL_TRANSITION)
+
+
+def _steady(r: _Round) -> float:
+    """How long a steady Ready VM may go unwatched: until the idle deadline at the latest."""
+    steady = POLL_STEADY
+    stop_after = r.obs.spec.idle.stop_after
+    if r.want.idle_deadline is not None:
+        steady = min(steady, (r.want.idle_deadline - r.obs.now).total_seconds())
+    elif r.want.reason is Reason.IN_USE and stop_after is not None:
+        steady = min(steady, stop_after)  # the requests end: idleness counts again
+    return steady
+
+
+def _running(r: _Round, inst: ObservedInstance) -> Decision:
+    """A running VM: stop it when unwanted, else bring it to Ready (probe, pull, warm up)."""
+    spec, now, want = r.obs.spec, r.obs.now, r.want
+    if not want.running:
+        destroy_now = spec.idle.mode is IdleMode.DESTROY_AFTER
+        kind = ActionKind.DELETE_INSTANCE if destroy_now else ActionKind.STOP_INSTANCE
+        r.actions.append(Action(kind, inst.id, reason=want.reason))
+        r.mem = replace(r.mem, ready_at=None, destroyed_for_idle=destroy_now)
+        return r.done(Phase.STOPPING, want.reason, want.message, POLL_TRANSITION)
+    if r.mem.instance_running_at is None:
+        r.mem = replace(r.mem, instance_running_at=now)
+    health = r.obs.health
+    if health is None:
+        r.mem = replace(r.mem, ollama_at=None, models_at=None)
+        r.actions.append(Action(ActionKind.PROBE, inst.id))
+        message = "VM running; waiting for Ollama to answer"
+        return r.done(Phase.STARTING, Reason.WAITING_FOR_OLLAMA, message, POLL_PROBE, running=True)
+    if r.mem.ollama_at is None:
+        r.mem = replace(r.mem, ollama_at=now)
+    missing = tuple(m for m in spec.models if not _has_model(health.models, m))
+    if missing:
+        r.mem = replace(r.mem, models_at=None)
+        r.actions.append(Action(ActionKind.PULL_MODELS, inst.id, models=missing))
+        message = f"pulling {', '.join(missing)}"
+        return r.done(
+            Phase.STARTING, Reason.PULLING_MODELS, message, POLL_PROBE, running=True, missing=missing
+        )
+    if r.mem.models_at is None:
+        r.mem = replace(r.mem, models_at=now)
+    return _warm_up(r, inst, health)
+
+
+def _warm_up(r: _Round, inst: ObservedInstance, health: Health) -> Decision:
+    """Load models[0] before declaring Ready, for at most WARM_UP_TIMEOUT."""
+    target, now = warm_up_target(r.obs.spec), r.obs.now
+    timed_out = False
+    if (
+        r.obs.memory.phase != Phase.READY
+        and target is not None
+        and health.loaded is not None
+        and not _has_model(health.loaded, target)
+    ):
+        since = r.mem.warm_up_at or now
+        if (now - since).total_seconds() < WARM_UP_TIMEOUT:
+            r.mem = replace(r.mem, warm_up_at=since)
+            r.actions.append(Action(ActionKind.WARM_UP, inst.id, models=(target,)))
+            message = f"loading {target} into memory before declaring Ready"
+            return r.done(Phase.STARTING, Reason.WARMING_UP, message, POLL_PROBE, running=True, warming=True)
+        timed_out = True
+        r.events.append(
+            f"warm-up of {target} did not finish in {format_duration(WARM_UP_TIMEOUT)}: Ready without it"
+        )
+    return _ready(r, timed_out)
+
+
+def _ready(r: _Round, timed_out: bool) -> Decision:
+    """Ready: on the first round of readiness, the wake's timing is reported and idleness starts."""
+    spec, now, want = r.obs.spec, r.obs.now, r.want
+    steady = _steady(r)
+    if r.obs.memory.phase != Phase.READY:
+        r.mem = replace(r.mem, ready_at=now, warm_up_at=None)
+        if spec.idle.stop_after is not None and want.reason not in (
+            Reason.IN_USE,
+            Reason.ALWAYS_ON,
+            Reason.MONITOR_OFF,
+        ):
+            steady = min(steady, spec.idle.stop_after)  # idleness counts from readiness at the latest
+        r.events.append("ready")
+        m = r.mem
+        if m.wake_requested_at is not None:
+            r.last_wake = WakeTiming(
+                m.wake_requested_at, m.instance_running_at, now, m.ollama_at, m.models_at
+            )
+            r.mem = replace(r.mem, wake_requested_at=None)
+    return r.done(Phase.READY, Reason.READY, "serving", steady, running=True, timed_out=timed_out)
+
+
+def _stopped(r: _Round, inst: ObservedInstance) -> Decision:
+    """A stopped VM: start it when wanted; destroy it once stopped for idle.destroyAfter."""
+    spec, now, want = r.obs.spec, r.obs.now, r.want
+    if want.running:
+        r.actions.append(Action(ActionKind.START_INSTANCE, inst.id, reason=want.reason))
+        return r.done(Phase.STARTING, Reason.STARTING, "starting the stopped VM", POLL_TRANSITION)
+    destroy_after = spec.idle.destroy_after
+    if destroy_after is None:
+        return r.done(Phase.STOPPED, want.reason, want.message, POLL_STEADY)
+    destroy_at = (r.mem.scaled_down_at or now) + timedelta(seconds=destroy_after)
+    if now < destroy_at:
+        return r.done(
+            Phase.STOPPED, want.reason, want.message, min(POLL_STEADY, (destroy_at - now).total_seconds())
+        )
+    r.actions.append(Action(ActionKind.DELETE_INSTANCE, inst.id, reason=Reason.STOPPED_TOO_LONG))
+    r.mem = replace(r.mem, destroyed_for_idle=True)
+    r.events.append(f"stopped for {format_duration(destroy_after)}: destroying instance {inst.id}")
+    return r.done(Phase.STOPPED, Reason.DESTROYING, "destroying the long-stopped VM", POLL_TRANSITION)
 
 
 def _has_model(present: tuple[str, ...], wanted: str) -> bool:
