@@ -12,6 +12,7 @@ from crd_schema import InvalidResource, apply_defaults, load_crd, openapi_schema
 
 from remote_ollama.spec import fields as spec_fields
 from remote_ollama.spec import names as resource
+from remote_ollama.spec import patterns
 from remote_ollama.spec.model import SpecError
 from remote_ollama.spec.parse import parse_spec
 from remote_ollama.spec.sections import (
@@ -111,11 +112,11 @@ def test_schema_is_structural() -> None:
 def test_enums_and_patterns_mirror_the_spec() -> None:
     props = openapi_schema()["properties"]["spec"]["properties"]
     assert props["zone"]["enum"] == list(spec_fields.ZONES)
-    assert props["instanceType"]["pattern"] == spec_fields.INSTANCE_TYPE_PATTERN
+    assert props["instanceType"]["pattern"] == patterns.INSTANCE_TYPE_PATTERN
     durations = [props["idle"]["properties"][k] for k in ("stopAfter", "destroyAfter")]
     durations += [props["wake"]["properties"]["holdTimeout"], props["activityInterval"]]
     for node in durations:
-        assert node["pattern"] == spec_fields.DURATION_PATTERN
+        assert node["pattern"] == patterns.DURATION_PATTERN
     assert props["diskSize"]["minimum"] == MIN_DISK
     assert props["diskSize"]["maximum"] == MAX_DISK
     status_phase = openapi_schema()["properties"]["status"]["properties"]["phase"]["enum"]

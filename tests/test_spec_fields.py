@@ -9,8 +9,9 @@ from typing import Any
 from crd_schema import openapi_schema
 
 from remote_ollama.spec import fields as spec_fields
-from remote_ollama.spec.fields import DURATION_PATTERN, FIELD, FIELDS
+from remote_ollama.spec.fields import FIELD, FIELDS
 from remote_ollama.spec.parse import parse_spec
+from remote_ollama.spec.patterns import DURATION_PATTERN
 from remote_ollama.spec.sections import MAX_DISK, MIN_DISK, parse_duration
 
 KEYS = {

@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from remote_ollama.spec.fields import DURATION_PATTERN, FIELDS, Field
+from remote_ollama.spec.fields import FIELDS, Field
+from remote_ollama.spec.patterns import DURATION_PATTERN
 
 FRAME = Path(__file__).with_name("crd_frame.yaml")
 # The copies, relative to the repository root: the one source, the chart's, the plain manifests'.

@@ -1,9 +1,6 @@
-"""The settings model's table: every field of a RemoteOllama spec with its default, type, enum,
-pattern and bounds, and the standalone variable that sets it. The one place these live.
-
-`parse.py` parses with these values, `local/settings.py` (standalone variables) takes its defaults and
-bounds from here, and tests/test_spec_fields.py holds the CRD's openAPIV3Schema against this table
-(every field, default, enum, pattern and bound), so the two cannot drift. Pure data.
+"""The field table: one row per node of a RemoteOllama spec. Every reader follows it: the CRD
+(`python -m remote_ollama.kube.crd --write`), the CR parser (rows.py, parse.py), standalone's
+variables and the embedded keywords (env.py), the dataclass defaults (sections.py, model.py). Pure data.
 """
 
 from __future__ import annotations
@@ -11,37 +8,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .patterns import (
+    CIDR_PATTERN,
+    CLOCK_PATTERN,
+    DNS1123_SUBDOMAIN,
+    INSTANCE_TYPE_PATTERN,
+    KEEP_ALIVE_PATTERN,
+    MODEL_PATTERN,
+    OLLAMA_ENV_VALUE_PATTERN,
+    OLLAMA_IMAGE_PATTERN,
+)
+
 ZONES = ("at-vie-1", "at-vie-2", "bg-sof-1", "ch-dk-2", "ch-gva-2", "de-fra-1", "de-muc-1", "hr-zag-1")
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-# Names that end up in an API URL path (Secret names): a DNS-1123 subdomain, as Kubernetes requires.
-DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?h)?([0-9]+(\.[0-9]+)?m)?([0-9]+(\.[0-9]+)?s)?$|^[0-9]+$"
-INSTANCE_TYPE_PATTERN = r"^[a-z0-9]+\.[a-z0-9]+(-[a-z0-9]+)*$"
-MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,199}$"
-KEEP_ALIVE_PATTERN = r"^-1$|^0$|^[0-9]+(\.[0-9]+)?(ms|s|m|h)$|^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"
-CLOCK_PATTERN = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
-OLLAMA_IMAGE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:-]*(@sha256:[a-f0-9]{64})?$"
-OLLAMA_ENV_KEY_PATTERN = r"^OLLAMA_[A-Z0-9_]+$"
-# Values are written into the VM's container arguments by cloud-init: nothing that quotes or expands.
-OLLAMA_ENV_VALUE_PATTERN = "^[^\\n\\r\"'\\\\%$`]*$"
-CIDR_PATTERN = (
-    r"^(((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
-    r"/([0-9]|[12][0-9]|3[0-2])|[0-9a-fA-F]{0,4}(:[0-9a-fA-F]{0,4}){2,7}/([0-9]|[1-9][0-9]|1[01][0-9]|12[0-8]))$"
-)
 
 
 @dataclass(frozen=True)
 class Field:
-    """One node of the spec. `path` is under `spec`, `[]` marks list items, `{}` map values.
-
-    type "duration" is the CRD's int-or-string: seconds (`minimum` applies) or a text duration.
-    `required`: the parent object's schema requires it; `schema`: CRD keys the columns do not cover
-    (CEL rules, format); `doc`: the CRD's description.
-    Standalone (spec/env.py): `env` is the variable (its keyword in the embedded API is the name's
-    lower case without an EXOSCALE_ or REMOTE_OLLAMA_ prefix), `env_default` its default where it
-    differs from the CR's (documented, e.g. EXOSCALE_DISK_SIZE 50 against spec.diskSize 100),
-    `env_doc` its line in `standalone --help`, `env_zero_unsets` makes 0 mean "not set" (0 = never).
-    """
+    """One node of the spec. `path` is under `spec`, `[]` marks list items, `{}` map values; type
+    "duration" is the CRD's int-or-string. `required`: its object requires it; `schema`: CRD keys no
+    column covers (CEL rules, format); `doc`: the CRD's description. Standalone (env.py): `env` is the
+    variable (the embedded keyword is its name by `env.keyword`), `env_default` its default where it
+    differs from the CR's (EXOSCALE_DISK_SIZE 50, spec.diskSize 100), `env_doc` its `--help` line,
+    `env_zero_unsets` makes 0 mean "not set" (0 = never)."""
 
     path: str
     type: str
@@ -406,9 +395,3 @@ FIELD = {f.path: f for f in FIELDS}
 def default(path: str) -> Any:
     """The CR default of `path` (as the CRD stores it)."""
     return FIELD[path].default
-
-
-def env_default(path: str) -> Any:
-    """The standalone default of `path`: its own where documented, else the CR's."""
-    f = FIELD[path]
-    return f.default if f.env_default is None else f.env_default

@@ -10,8 +10,9 @@ import ipaddress
 import re
 from typing import Any
 
-from .fields import OLLAMA_ENV_KEY_PATTERN, ZONES
+from .fields import ZONES
 from .model import Spec, SpecError
+from .patterns import OLLAMA_ENV_KEY_PATTERN
 from .rows import Own, Problems, RowParser, attr
 from .schedule import parse_window
 from .sections import (

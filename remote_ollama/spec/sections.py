@@ -10,11 +10,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from .fields import (
-    DNS1123_SUBDOMAIN,
-    FIELD,
-    default,
-)
+from .fields import FIELD, default
+from .patterns import DNS1123_SUBDOMAIN
 
 _DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
 
