@@ -205,6 +205,14 @@ class BudgetVerdict:
     resets_at: datetime | None = None
 
 
+def _refused(what: str, resets: datetime, now: datetime) -> BudgetVerdict:
+    """A cap reached: waking is refused until `resets`."""
+    stamp = resets.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return BudgetVerdict(
+        f"budget exceeded: {what}; waking is refused until {stamp}", (resets - now).total_seconds(), resets
+    )
+
+
 def budget_verdict(
     meter: CostMeter,
     max_hours_per_day: float | None,
@@ -216,22 +224,17 @@ def budget_verdict(
     hours_today = meter.seconds_today / 3600.0
     spend = meter.spend(prices)
     if max_monthly_spend is not None and spend >= max_monthly_spend:
-        resets = next_month(now)
-        return BudgetVerdict(
-            f"budget exceeded: estimated spend {spend:.2f} {prices.currency} this month reached "
-            f"spec.budget.maxMonthlySpend {max_monthly_spend:.2f}; waking is refused until "
-            f"{resets.strftime('%Y-%m-%dT%H:%M:%SZ')}",
-            (resets - now).total_seconds(),
-            resets,
+        return _refused(
+            f"estimated spend {spend:.2f} {prices.currency} this month reached "
+            f"spec.budget.maxMonthlySpend {max_monthly_spend:.2f}",
+            next_month(now),
+            now,
         )
     if max_hours_per_day is not None and hours_today >= max_hours_per_day:
-        resets = next_midnight(now)
-        return BudgetVerdict(
-            f"budget exceeded: {hours_today:.2f} running hours today reached "
-            f"spec.budget.maxRunningHoursPerDay {max_hours_per_day:g}; waking is refused until "
-            f"{resets.strftime('%Y-%m-%dT%H:%M:%SZ')}",
-            (resets - now).total_seconds(),
-            resets,
+        return _refused(
+            f"{hours_today:.2f} running hours today reached spec.budget.maxRunningHoursPerDay {max_hours_per_day:g}",
+            next_midnight(now),
+            now,
         )
     if not meter.running_type:
         return BudgetVerdict()

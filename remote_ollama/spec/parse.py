@@ -16,26 +16,14 @@ from .patterns import OLLAMA_ENV_KEY_PATTERN
 from .rows import Own, Problems, RowParser, attr
 from .schedule import parse_window
 from .sections import (
-    Budget,
-    IdlePolicy,
+    SECTIONS,
     InstanceType,
-    NetworkPolicySettings,
-    OllamaSettings,
     Placement,
-    WakePolicy,
     parse_known_instance_type,
     parse_placement,
     secret_ref_name,
 )
 
-# Each object row's Python type: its children become the keyword arguments by their Python names.
-SECTIONS: dict[str, type] = {
-    "idle": IdlePolicy,
-    "wake": WakePolicy,
-    "budget": Budget,
-    "networkPolicy": NetworkPolicySettings,
-    "ollama": OllamaSettings,
-}
 _ENV_KEY_RE = re.compile(OLLAMA_ENV_KEY_PATTERN)
 
 

@@ -206,3 +206,13 @@ def secret_ref_name(value: Any, path: str, problems: list[tuple[str, str]]) -> s
         problems.append((path, f"must be a DNS-1123 subdomain (lower case a-z, 0-9, '-', '.'): {value!r}"))
         return ""
     return value
+
+
+# Each object row's Python type: parse.py passes its children as keyword arguments by their Python names.
+SECTIONS: dict[str, type] = {
+    "idle": IdlePolicy,
+    "wake": WakePolicy,
+    "budget": Budget,
+    "networkPolicy": NetworkPolicySettings,
+    "ollama": OllamaSettings,
+}
