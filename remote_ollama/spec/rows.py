@@ -54,7 +54,7 @@ def _string(f: Field, v: Any) -> str:
     if f.min_length is not None and len(v.strip()) < f.min_length:
         raise ValueError(f"must be a non-empty string: {v!r}")
     if (f.max_length is not None and len(v) > f.max_length) or (f.pattern and not re.fullmatch(f.pattern, v)):
-        raise ValueError(f"does not match {f.pattern or 'its length'}: {v!r}")
+        raise ValueError(f"not valid here: {v!r} (expected: {f.doc or f.pattern})")
     return v
 
 
