@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from admission_cel import PolicyEvaluator
-from test_chart import render
+from chart_world import render
 
 ROOT = Path(__file__).resolve().parents[1]
 PROXY = "system:serviceaccount:ai:granite-proxy"

@@ -11,163 +11,27 @@ import base64
 import json
 import re
 import tomllib
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import helm_python as helm
-import kubernetes_validate
 import pytest
 import yaml
-from crd_schema import validate_remoteollama
+from chart_world import (
+    ALL_FEATURES,
+    CHART,
+    KUBE_VERSION,
+    NAMESPACE,
+    RELEASE,
+    REPOSITORY,
+    ROOT,
+    STANDARD_LABELS,
+    by_kind,
+    one,
+    render,
+    validate_k8s,
+)
 
 from remote_ollama.core import cost
-from remote_ollama.kube.operator import children
-
-ROOT = Path(__file__).resolve().parents[1]
-CHART = ROOT / "charts" / "remote-ollama"
-KUBE_VERSION = "1.34"  # a current release; kubernetes-validate ships its published schemas
-RELEASE, NAMESPACE = "remote-ollama", "remote-ollama"
-STANDARD_LABELS = (
-    "app.kubernetes.io/name",
-    "app.kubernetes.io/instance",
-    "app.kubernetes.io/version",
-    "app.kubernetes.io/managed-by",
-    "app.kubernetes.io/part-of",
-)
-# Kinds not in Kubernetes' own schema: checked here by their CRD (ours) or by shape (others').
-CUSTOM_KINDS = {"RemoteOllama", "ClusterKopfPeering", "ServiceMonitor", "PodMonitor"}
-
-# The image a user built and pushed (README); the chart has no default it could pull.
-REPOSITORY = "ghcr.io/remote-ollama/remote-ollama"
-# Every optional feature on, as a user enabling everything would write it.
-ALL_FEATURES: dict[str, Any] = {
-    "replicaCount": 2,
-    "image": {"repository": REPOSITORY, "tag": "0.1.0-rc1"},
-    "proxyImage": "registry.example.com/remote-ollama-proxy:0.1.0",
-    "imagePullSecrets": [{"name": "regcred"}],
-    "serviceAccount": {"annotations": {"example.com/owner": "platform"}},
-    "exoscale": {"apiEndpoint": "https://api-ch-gva-2.exoscale.com/v2"},
-    "credentials": {"create": True, "namespace": "ai", "apiKey": "EXOtestkey", "apiSecret": "s3cret"},
-    "operator": {
-        "extraArgs": ["--namespace=ai"],
-        "healthPort": 8081,
-        "extraEnv": [{"name": "LOG_FORMAT", "value": "json"}],
-    },
-    "podLabels": {"team": "ml"},
-    "podAnnotations": {"example.com/note": "hi"},
-    "nodeSelector": {"kubernetes.io/os": "linux"},
-    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"}],
-    "affinity": {
-        "podAntiAffinity": {
-            "preferredDuringSchedulingIgnoredDuringExecution": [
-                {
-                    "weight": 100,
-                    "podAffinityTerm": {
-                        "topologyKey": "kubernetes.io/hostname",
-                        "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "operator"}},
-                    },
-                }
-            ]
-        }
-    },
-    "priorityClassName": "system-cluster-critical",
-    "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
-    "networkPolicy": {
-        "enabled": True,
-        "proxyNamespaces": ["team-a"],
-        "proxyClients": [{"namespaceSelector": {"matchLabels": {"ollama-client": "true"}}}],
-        "metricsClients": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
-        "apiServerCIDRs": ["10.96.0.1/32", "172.18.0.0/16"],
-        "vmCIDRs": ["194.182.0.0/16"],
-    },
-    "remoteOllamas": [
-        {
-            "name": "granite",
-            "namespace": "ai",
-            "spec": {
-                "credentialsSecretRef": {"name": "exoscale-credentials"},
-                "instanceType": "gpua5000.small",
-                "models": ["granite3.1-dense:8b"],
-                "idle": {"stopAfter": "30m", "destroyAfter": "24h"},
-            },
-        },
-        {
-            "name": "always-on",
-            "spec": {"credentialsSecretRef": {"name": "exoscale-credentials"}, "idle": {}},
-        },
-    ],
-}
-
-
-def render(values: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], str]:
-    """(objects, NOTES.txt) of an install of the chart with `values` (and the image's repository)."""
-    values = {"image": {"repository": REPOSITORY}, **(values or {})}
-    with helm.Chart.load(CHART) as chart:
-        rendered = chart.render(values=values, name=RELEASE, namespace=NAMESPACE, is_install=True)
-    notes = ""
-    objects: list[dict[str, Any]] = []
-    for path, text in sorted(rendered.items()):
-        if path.endswith("NOTES.txt"):
-            notes = text
-            continue
-        objects += [doc for doc in yaml.safe_load_all(text) if doc]
-    return objects, notes
-
-
-def validate_k8s(obj: dict[str, Any]) -> None:
-    """Raise unless `obj` is valid for the API server (built-in kinds) or its CRD (ours)."""
-    kind = obj["kind"]
-    if kind == "RemoteOllama":
-        validate_remoteollama(obj)
-    elif kind == "ClusterKopfPeering":
-        assert obj["apiVersion"] == "kopf.dev/v1"
-        assert set(obj) <= {"apiVersion", "kind", "metadata", "status"}, obj
-    elif kind in ("ServiceMonitor", "PodMonitor"):
-        check_prometheus_monitor(obj)
-    else:
-        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
-
-
-def check_prometheus_monitor(obj: dict[str, Any]) -> None:
-    """The Prometheus Operator's schema is not available offline: check the fields we rely on."""
-    assert obj["apiVersion"] == "monitoring.coreos.com/v1"
-    spec = obj["spec"]
-    assert set(spec) <= {"selector", "namespaceSelector", "endpoints", "podMetricsEndpoints"}, spec
-    assert spec["selector"]["matchLabels"], "an empty selector would scrape everything"
-    endpoints = spec.get("endpoints") or spec["podMetricsEndpoints"]
-    for endpoint in endpoints:
-        assert set(endpoint) <= {"port", "targetPort", "path", "interval"}, endpoint
-        assert endpoint["path"] == "/metrics"
-        assert re.fullmatch(r"([0-9]+(ms|s|m|h))+", endpoint["interval"])
-
-
-def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [o for o in objects if o["kind"] == kind]
-
-
-def one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    (found,) = by_kind(objects, kind)
-    return found
-
-
-def rules_of(objects: list[dict[str, Any]]) -> Iterator[tuple[str, str, str, tuple[str, ...]]]:
-    """(apiGroup, resource, verb, resourceNames) for every grant of the ClusterRole."""
-    for rule in one(objects, "ClusterRole")["rules"]:
-        for group in rule.get("apiGroups", []):
-            for resource in rule.get("resources", []):
-                for verb in rule["verbs"]:
-                    yield group, resource, verb, tuple(rule.get("resourceNames", ()))
-
-
-def rbac_allows(
-    objects: list[dict[str, Any]], group: str, resource: str, verb: str, name: str | None = None
-) -> bool:
-    """Whether the rendered ClusterRole lets the operator do `verb` on `group/resource` (named `name`)."""
-    return any(
-        (g, r, v) == (group, resource, verb) and (not names or name in names)
-        for g, r, v, names in rules_of(objects)
-    )
 
 
 @pytest.fixture(scope="module")
@@ -409,79 +273,6 @@ def test_notes_tell_what_to_apply_next(default_install: tuple[list[dict[str, Any
     assert "kind: RemoteOllama" in notes
     assert "kubectl get rol -A -w" in notes
     assert ".svc:11434" in notes
-
-
-# --- RBAC ----------------------------------------------------------------------------------------
-
-# The documented grants (see the comments in templates/rbac.yaml): exactly these, nothing more.
-EXPECTED_GRANTS = {
-    ("remoteollama.dev", "remoteollamas"): {"get", "list", "watch", "patch"},
-    ("remoteollama.dev", "remoteollamas/status"): {"patch"},
-    # get: a child is touched only if its ownerReferences carry the resource's uid
-    ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("", "services"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("networking.k8s.io", "networkpolicies"): {"get", "create", "patch", "delete"},
-    ("", "secrets"): {"get", "create", "patch", "delete"},
-    ("", "serviceaccounts"): {"get", "create", "patch", "delete"},
-    ("rbac.authorization.k8s.io", "roles"): {"get", "create", "patch", "delete"},
-    ("rbac.authorization.k8s.io", "rolebindings"): {"get", "create", "patch", "delete"},
-    ("", "events"): {"create"},
-    ("", "namespaces"): {"get"},
-    ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch", "create"},
-    ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
-}
-
-
-def test_rbac_grants_exactly_what_is_documented(default_install: tuple[list[dict[str, Any]], str]) -> None:
-    objects, _ = default_install
-    granted: dict[tuple[str, str], set[str]] = {}
-    for group, resource, verb, _names in rules_of(objects):
-        granted.setdefault((group, resource), set()).add(verb)
-    assert granted == EXPECTED_GRANTS
-
-
-def test_rbac_has_no_wildcards_or_escalation_paths(default_install: tuple[list[dict[str, Any]], str]) -> None:
-    objects, _ = default_install
-    for group, resource, verb, _names in rules_of(objects):
-        assert "*" not in (group, resource, verb)
-        assert verb not in {"escalate", "bind", "impersonate", "deletecollection"}
-        assert resource not in {"clusterroles", "clusterrolebindings", "pods/exec", "nodes"}
-    rule_names = {(g, r): names for g, r, _v, names in rules_of(objects)}
-    assert rule_names[("", "namespaces")] == ("kube-system",)  # reads one namespace's uid only
-    binding = one(objects, "ClusterRoleBinding")
-    assert binding["roleRef"] == {
-        "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "ClusterRole",
-        "name": one(objects, "ClusterRole")["metadata"]["name"],
-    }
-    assert binding["roleRef"]["name"] not in {"cluster-admin", "admin", "edit"}
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": "remote-ollama", "namespace": NAMESPACE}
-    ]
-
-
-def test_operator_holds_what_it_grants_to_each_proxy(
-    default_install: tuple[list[dict[str, Any]], str],
-) -> None:
-    """RBAC lets the operator create the proxy's Role only if it holds every permission in it."""
-    objects, _ = default_install
-    body = {"metadata": {"name": "granite", "namespace": "ai", "uid": "u-1"}}
-    for rule in children.proxy_role(body)["rules"]:
-        for group in rule["apiGroups"]:
-            for resource in rule["resources"]:
-                for verb in rule["verbs"]:
-                    for name in rule.get("resourceNames", [None]):
-                        assert rbac_allows(objects, group, resource, verb, name), (
-                            group,
-                            resource,
-                            verb,
-                            name,
-                        )
-
-
-def test_rbac_secrets_comment_explains_the_cluster_wide_grant() -> None:
-    text = (CHART / "templates" / "rbac.yaml").read_text()
-    assert "credentialsSecretRef" in text and "name pattern" in text
 
 
 # --- values.schema.json --------------------------------------------------------------------------

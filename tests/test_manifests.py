@@ -17,7 +17,7 @@ import pytest
 import yaml
 from cluster.control_plane import ControlPlane
 from crd_schema import validate_remoteollama
-from test_chart import STANDARD_LABELS, render, validate_k8s
+from chart_world import STANDARD_LABELS, render, validate_k8s
 
 from remote_ollama.spec.sections import parse_duration
 

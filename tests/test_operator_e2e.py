@@ -11,7 +11,7 @@ import ollama
 import pytest
 from cluster.fixtures import KubeNamespace
 from operator_world import SECRET, credentials_secret, operator_world, remote_ollama
-from test_chart import render, rules_of
+from chart_world import render, rules_of
 from waiting import wait_until
 
 # Grants this run does not exercise, and why they exist (everything else must be used here).
