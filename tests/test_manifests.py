@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 import yaml
+from chart_world import STANDARD_LABELS, render, validate_k8s
 from cluster.control_plane import ControlPlane
 from crd_schema import validate_remoteollama
-from chart_world import STANDARD_LABELS, render, validate_k8s
 
 from remote_ollama.spec.sections import parse_duration
 

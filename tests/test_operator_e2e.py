@@ -9,9 +9,9 @@ from typing import Any
 
 import ollama
 import pytest
+from chart_world import render, rules_of
 from cluster.fixtures import KubeNamespace
 from operator_world import SECRET, credentials_secret, operator_world, remote_ollama
-from chart_world import render, rules_of
 from waiting import wait_until
 
 # Grants this run does not exercise, and why they exist (everything else must be used here).
