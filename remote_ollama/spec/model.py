@@ -10,7 +10,8 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .fields import default
+from .fields import FIELD, default
+from .rows import attr, children
 from .schedule import Window
 from .sections import (
     DEFAULT_ACTIVITY_INTERVAL,
@@ -88,52 +89,39 @@ class Spec:
         return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        """The CR-shaped spec (camelCase), as `kubectl get -o yaml` would show it."""
-        out: dict[str, Any] = {
-            "zone": self.zone,
-            "instanceType": self.instance_type.name,
-            "template": self.template,
-            "diskSize": self.disk_size,
-            "models": list(self.models),
-            "idle": {
-                k: v
-                for k, v in (
-                    ("stopAfter", self.idle.stop_after),
-                    ("destroyAfter", self.idle.destroy_after),
-                )
-                if v is not None
-            },
-            "wake": {
-                "holdTimeout": self.wake.hold_timeout,
-                "maxHeldRequests": self.wake.max_held_requests,
-                "maxHeldBodyBytes": self.wake.max_held_body_bytes,
-                "progress": self.wake.progress,
-            },
-            "suspend": self.suspend,
-            "allowedSourceCIDRs": list(self.allowed_source_cidrs),
-            "modelManagement": self.model_management,
-            "networkPolicy": {"enabled": self.network_policy.enabled}
-            | ({"allowFrom": list(self.network_policy.allow_from)} if self.network_policy.allow_from else {}),
-            "ollama": ({"image": self.ollama.image} if self.ollama.image else {})
-            | ({"env": dict(self.ollama.env)} if self.ollama.env else {}),
-        }
-        if self.client_auth_secret:
-            out["clientAuth"] = {"secretRef": {"name": self.client_auth_secret}}
+        """The CR-shaped spec (camelCase), as `kubectl get -o yaml` would show it: by the field table."""
+        out: dict[str, Any] = {}
         if self.credentials_secret:
             out["credentialsSecretRef"] = {"name": self.credentials_secret}
-        if self.budget.set:
-            out["budget"] = {
-                k: v
-                for k, v in (
-                    ("maxRunningHoursPerDay", self.budget.max_running_hours_per_day),
-                    ("maxMonthlySpend", self.budget.max_monthly_spend),
-                )
-                if v is not None
-            }
-        if self.schedule:
-            out["schedule"] = [w.to_dict() for w in self.schedule]
-        if self.placements:
-            out["placements"] = [
-                {"zone": p.zone, "instanceType": p.instance_type.name} for p in self.placements
-            ]
+        if self.client_auth_secret:
+            out["clientAuth"] = {"secretRef": {"name": self.client_auth_secret}}
+        for row in children(""):
+            if row.path not in _REFERENCES:
+                value = _cr_value(row.path, getattr(self, attr(row.path)))
+                if value not in (None, [], {}) or (value == {} and row.default is not None):
+                    out[row.path] = value
         return out
+
+
+# The spec's Secret references: the Spec holds only their names.
+_REFERENCES = ("credentialsSecretRef", "clientAuth")
+
+
+def _cr_value(path: str, value: Any) -> Any:
+    """A Spec value as the CR spells it at `path`."""
+    if isinstance(value, InstanceType):
+        return value.name
+    if isinstance(value, Placement):
+        return {"zone": value.zone, "instanceType": value.instance_type.name}
+    if isinstance(value, Window):
+        return value.to_dict()
+    if isinstance(value, tuple) and f"{path}{{}}" in FIELD:
+        return dict(value)
+    if isinstance(value, tuple):
+        return [_cr_value(f"{path}[]", item) for item in value]
+    if FIELD[path].type == "object" and not isinstance(value, dict):
+        shaped = {
+            c.path.rsplit(".", 1)[-1]: _cr_value(c.path, getattr(value, attr(c.path))) for c in children(path)
+        }
+        return {k: v for k, v in shaped.items() if v not in (None, [], {})}
+    return value

@@ -25,7 +25,8 @@ def attr(path: str) -> str:
     return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
 
 
-def _children(path: str, fields: Mapping[str, Field]) -> list[Field]:
+def children(path: str, fields: Mapping[str, Field] = FIELD) -> list[Field]:
+    """The rows of an object's own fields (`path` "" is the spec)."""
     prefix = f"{path}." if path else ""
     return [
         f for p, f in fields.items() if p.startswith(prefix) and re.fullmatch(r"[A-Za-z]+", p[len(prefix) :])
@@ -125,13 +126,13 @@ class RowParser:
         where = f"spec.{path}" if path else "spec"
         if not isinstance(raw, dict):
             raise TypeError("must be an object")
-        children = {c.path.rsplit(".", 1)[-1]: c for c in _children(path, self.fields)}
+        own = {c.path.rsplit(".", 1)[-1]: c for c in children(path, self.fields)}
         for key in raw:
-            if key not in children:
+            if key not in own:
                 self.problems.append((f"{where}.{key}", "unknown field"))
         return {
             attr(c.path): self.value(c.path, raw[name]) if raw.get(name) is not None else self.default(c.path)
-            for name, c in children.items()
+            for name, c in own.items()
         }
 
     def _array(self, f: Field, raw: Any) -> tuple[Any, ...]:
