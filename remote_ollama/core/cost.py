@@ -205,14 +205,6 @@ class BudgetVerdict:
     resets_at: datetime | None = None
 
 
-def _refused(what: str, resets: datetime, now: datetime) -> BudgetVerdict:
-    """A cap reached: waking is refused until `resets`."""
-    stamp = resets.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return BudgetVerdict(
-        f"budget exceeded: {what}; waking is refused until {stamp}", (resets - now).total_seconds(), resets
-    )
-
-
 def budget_verdict(
     meter: CostMeter,
     max_hours_per_day: float | None,
@@ -223,18 +215,20 @@ def budget_verdict(
     """Over a cap: refuse until the day (or month) resets. Under: look again when a cap would be hit."""
     hours_today = meter.seconds_today / 3600.0
     spend = meter.spend(prices)
-    if max_monthly_spend is not None and spend >= max_monthly_spend:
-        return _refused(
+    over_spend = max_monthly_spend is not None and spend >= max_monthly_spend
+    if over_spend or (max_hours_per_day is not None and hours_today >= max_hours_per_day):
+        resets = next_month(now) if over_spend else next_midnight(now)
+        what = (
             f"estimated spend {spend:.2f} {prices.currency} this month reached "
-            f"spec.budget.maxMonthlySpend {max_monthly_spend:.2f}",
-            next_month(now),
-            now,
+            f"spec.budget.maxMonthlySpend {max_monthly_spend:.2f}"
+            if over_spend
+            else f"{hours_today:.2f} running hours today reached spec.budget.maxRunningHoursPerDay {max_hours_per_day:g}"
         )
-    if max_hours_per_day is not None and hours_today >= max_hours_per_day:
-        return _refused(
-            f"{hours_today:.2f} running hours today reached spec.budget.maxRunningHoursPerDay {max_hours_per_day:g}",
-            next_midnight(now),
-            now,
+        stamp = resets.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return BudgetVerdict(
+            f"budget exceeded: {what}; waking is refused until {stamp}",
+            (resets - now).total_seconds(),
+            resets,
         )
     if not meter.running_type:
         return BudgetVerdict()
