@@ -20,7 +20,7 @@ import yaml
 from simulated_ollama import Sim, serve
 
 from remote_ollama.sandbox.ollama.server import make_ollama_app
-from remote_ollama.sandbox.vm import parse_user_data
+from remote_ollama.sandbox.user_data import parse_user_data
 from remote_ollama.spec.parse import parse_spec
 from remote_ollama.vm.cloudinit import (
     OLLAMA_IMAGE,

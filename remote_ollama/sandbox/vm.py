@@ -12,110 +12,31 @@ broken user-data gives a VM that answers nothing, exactly as a real one would.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import gzip
 import hmac
 import json
 import logging
 import os
-import re
 import socket
 import ssl
 import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-import yaml
 from aiohttp import web
 
 from remote_ollama.sandbox.exoscale.state import Instance, SimTimings
 from remote_ollama.spec.names import API_KEY_HEADER, VM_PORT
-from remote_ollama.vm.ollama_release import DEFAULT_OLLAMA_VERSION, version_of
+from remote_ollama.vm.ollama_release import DEFAULT_OLLAMA_VERSION
+
+from .user_data import UserDataError, VMConfig, parse_user_data
 
 log = logging.getLogger(__name__)
 
-CONFIG_DIR = "/etc/remote-ollama"
-CA_PATH = f"{CONFIG_DIR}/ca.crt"
-TLS_CERT_PATH = f"{CONFIG_DIR}/tls.crt"
-TLS_KEY_PATH = f"{CONFIG_DIR}/tls.key"
-API_KEY_PATH = f"{CONFIG_DIR}/api-key"
-MODELS_PATH = f"{CONFIG_DIR}/models"
-OLLAMA_UNIT_PATH = "/etc/systemd/system/remote-ollama-ollama.service"
-_IMAGE_RE = re.compile(r"^ExecStart=/usr/bin/docker run .* (\S+)\s*$", re.MULTILINE)
 
 # What the cloud-init nginx site answers (vm/cloudinit.py: `return 401 '…'` under default_type).
 NGINX_401 = '{"error":"missing or wrong X-Ollama-Key"}\n'
-
-
-class UserDataError(ValueError):
-    """The user-data does not set up the VM contract; the VM boots but serves nothing."""
-
-
-@dataclass(frozen=True)
-class VMConfig:
-    cert_pem: bytes
-    key_pem: bytes
-    api_key: str | None  # the optional extra header check
-    models: tuple[str, ...]
-    ollama_version: str = DEFAULT_OLLAMA_VERSION  # of the image the Ollama unit runs
-    # clients must present a certificate issued by this CA (None: a VM of the pre-mutual-TLS contract)
-    client_ca_pem: bytes | None = None
-
-
-def _decode_file(entry: dict[str, Any]) -> bytes:
-    content = entry.get("content", "")
-    raw = content.encode() if isinstance(content, str) else bytes(content or b"")
-    encoding = str(entry.get("encoding", "text/plain")).lower()
-    if encoding in ("b64", "base64", "gz+b64", "gzip+base64", "gz+base64", "gzip+b64"):
-        raw = base64.b64decode(raw)
-    if encoding.startswith(("gz", "gzip")):
-        raw = gzip.decompress(raw)
-    return raw
-
-
-def parse_user_data(user_data: str | None) -> VMConfig:
-    """Read the files the VM contract needs from base64 `#cloud-config` user-data."""
-    if not user_data:
-        raise UserDataError("no user-data")
-    try:
-        raw = base64.b64decode(user_data, validate=True)
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-        text = raw.decode()
-    except (binascii.Error, ValueError, OSError) as exc:
-        raise UserDataError(f"user-data is not base64 text: {exc}") from exc
-    if not text.startswith("#cloud-config"):
-        raise UserDataError("user-data is not #cloud-config")
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UserDataError(f"user-data YAML does not parse: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise UserDataError("#cloud-config is not a mapping")
-    files: dict[str, bytes] = {}
-    for entry in doc.get("write_files") or []:
-        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
-            try:
-                files[entry["path"]] = _decode_file(entry)
-            except (binascii.Error, ValueError, OSError) as exc:
-                raise UserDataError(f"write_files {entry['path']}: cannot decode: {exc}") from exc
-    # the CA (mutual TLS), or, from a VM of the older contract, the API key alone
-    auth = CA_PATH if CA_PATH in files or API_KEY_PATH not in files else API_KEY_PATH
-    missing = [p for p in (TLS_CERT_PATH, TLS_KEY_PATH, auth, MODELS_PATH) if p not in files]
-    if missing:
-        raise UserDataError(f"write_files lacks {', '.join(missing)}")
-    api_key = files[API_KEY_PATH].decode().strip() if API_KEY_PATH in files else None
-    if api_key == "":
-        raise UserDataError(f"{API_KEY_PATH} is empty")
-    models = tuple(m.strip() for m in files[MODELS_PATH].decode().splitlines() if m.strip())
-    found = _IMAGE_RE.search(files.get(OLLAMA_UNIT_PATH, b"").decode(errors="replace"))
-    version = version_of(found[1]) if found else DEFAULT_OLLAMA_VERSION
-    return VMConfig(files[TLS_CERT_PATH], files[TLS_KEY_PATH], api_key, models, version, files.get(CA_PATH))
 
 
 def server_ssl_context(cert_pem: bytes, key_pem: bytes, client_ca_pem: bytes | None = None) -> ssl.SSLContext:
