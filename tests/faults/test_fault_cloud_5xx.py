@@ -12,7 +12,7 @@ from standalone_world import ENGINE_OPERATIONS, full_cycle, standalone_world
 from summary import record
 from waiting import until
 
-from remote_ollama.sandbox.exoscale.state import FailRule
+from remote_ollama.sandbox.exoscale.faults import FailRule
 
 RETRIES = 3
 

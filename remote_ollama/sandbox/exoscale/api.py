@@ -24,12 +24,12 @@ from aiohttp import web
 from exoscale.api.v2 import Client
 
 from remote_ollama.sandbox.exoscale.catalog import Catalog
+from remote_ollama.sandbox.exoscale.faults import FailRule
 from remote_ollama.sandbox.exoscale.handlers import HANDLERS, ApiContext
 from remote_ollama.sandbox.exoscale.signing import SignatureError, verify
 from remote_ollama.sandbox.exoscale.state import (
     ApiError,
     CloudState,
-    FailRule,
     InstanceHooks,
     NoMachines,
     SimTimings,

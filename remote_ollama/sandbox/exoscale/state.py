@@ -1,4 +1,4 @@
-"""The simulated cloud's state: instances, security groups, async operations, quotas, faults.
+"""The simulated cloud's state: instances, security groups, async operations, quotas (faults: faults.py).
 
 No HTTP here: the API module translates requests into these verbs, and tests may inspect the
 objects directly. Instance transitions run on the event loop's timers (`SimTimings`), and hooks
@@ -8,13 +8,13 @@ tell the VM fleet when an instance's machine should come up or go down.
 from __future__ import annotations
 
 import asyncio
-import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from remote_ollama.sandbox.exoscale.catalog import InstanceTypeEntry
+from remote_ollama.sandbox.exoscale.faults import Faults
 
 GONE_STATES = ("destroying", "destroyed", "expunging")
 
@@ -144,52 +144,6 @@ class Operation:
         if self.message:
             out["message"] = self.message
         return out
-
-
-@dataclass
-class FailRule:
-    remaining: int
-    status: int
-    operation: str | None
-    path_prefix: str | None
-    message: str
-
-    def matches(self, operation: str, path: str) -> bool:
-        if self.operation is not None and self.operation != operation:
-            return False
-        return self.path_prefix is None or path.startswith(self.path_prefix)
-
-
-@dataclass
-class Faults:
-    """Injected misbehaviour. Safe to change from another thread (SimulatorThread tests)."""
-
-    fail_rules: list[FailRule] = field(default_factory=list)
-    response_delays: list[tuple[str | None, float]] = field(default_factory=list)
-    operation_delay: float = 0.0
-    capacity_failures: dict[str, int] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def take_failure(self, operation: str, path: str) -> FailRule | None:
-        with self.lock:
-            for rule in self.fail_rules:
-                if rule.remaining > 0 and rule.matches(operation, path):
-                    rule.remaining -= 1
-                    return rule
-            self.fail_rules = [r for r in self.fail_rules if r.remaining > 0]
-            return None
-
-    def response_delay(self, operation: str) -> float:
-        with self.lock:
-            return sum(d for op, d in self.response_delays if op is None or op == operation)
-
-    def take_capacity_failure(self, action: str) -> bool:
-        with self.lock:
-            left = self.capacity_failures.get(action, 0)
-            if left > 0:
-                self.capacity_failures[action] = left - 1
-                return True
-            return False
 
 
 class InstanceHooks(Protocol):

@@ -1,0 +1,53 @@
+"""Misbehaviour injected into the simulated cloud: failing calls, slow answers and operations,
+capacity refusals. Safe to change from another thread (SimulatorThread tests)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+
+@dataclass
+class FailRule:
+    remaining: int
+    status: int
+    operation: str | None
+    path_prefix: str | None
+    message: str
+
+    def matches(self, operation: str, path: str) -> bool:
+        if self.operation is not None and self.operation != operation:
+            return False
+        return self.path_prefix is None or path.startswith(self.path_prefix)
+
+
+@dataclass
+class Faults:
+    """Injected misbehaviour. Safe to change from another thread (SimulatorThread tests)."""
+
+    fail_rules: list[FailRule] = field(default_factory=list)
+    response_delays: list[tuple[str | None, float]] = field(default_factory=list)
+    operation_delay: float = 0.0
+    capacity_failures: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def take_failure(self, operation: str, path: str) -> FailRule | None:
+        with self.lock:
+            for rule in self.fail_rules:
+                if rule.remaining > 0 and rule.matches(operation, path):
+                    rule.remaining -= 1
+                    return rule
+            self.fail_rules = [r for r in self.fail_rules if r.remaining > 0]
+            return None
+
+    def response_delay(self, operation: str) -> float:
+        with self.lock:
+            return sum(d for op, d in self.response_delays if op is None or op == operation)
+
+    def take_capacity_failure(self, action: str) -> bool:
+        with self.lock:
+            left = self.capacity_failures.get(action, 0)
+            if left > 0:
+                self.capacity_failures[action] = left - 1
+                return True
+            return False
