@@ -39,9 +39,12 @@ def test_a_request_the_api_would_refuse_fails() -> None:
         "disk-size": 50,
         "user-data": "A" * 32768,
     }
-    assert check_exchange("create-instance", body, 400, None) == []
-    (too_long,) = check_exchange("create-instance", {**body, "user-data": "A" * 32769}, 400, None)
+    accepted = {"id": "0b1e6d4a-2f3c-4d5e-8f90-123456789abc", "state": "pending"}
+    assert check_exchange("create-instance", body, 200, accepted) == []
+    (too_long,) = check_exchange("create-instance", {**body, "user-data": "A" * 32769}, 200, accepted)
     assert "user-data" in too_long
-    (unknown,) = check_exchange("create-instance", {**body, "gpu-count": 2}, 400, None)
+    (unknown,) = check_exchange("create-instance", {**body, "gpu-count": 2}, 200, accepted)
     assert "gpu-count" in unknown
+    # refused, it is the simulator doing the API's job (a test of the refusal)
+    assert check_exchange("create-instance", {**body, "gpu-count": 2}, 400, {"message": "no"}) == []
     assert check_exchange("no-such-operation", None, 200, {}) != []

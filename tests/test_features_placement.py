@@ -15,8 +15,9 @@ def test_quota_and_capacity_failures_move_to_the_next_placement(
     kube: KubeNamespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with operator_world(kube, monkeypatch) as world:
-        world.sim.sim.exceed_quota("gpua5000")  # no A5000 anywhere (one simulator serves every zone)
-        world.sim.sim.fail_capacity(1, on=("create",))  # and the first create that passes quota has no room
+        sim = world.sim.sim
+        sim.exceed_quota("gpua5000")  # no A5000 anywhere (the organisation's quota counts every zone)
+        sim.fail_capacity(1, on=("create",), zone="at-vie-2")  # and no room for anything in Vienna
         world.apply(credentials_secret())
         placements = [
             {"zone": "de-fra-1"},
@@ -28,8 +29,12 @@ def test_quota_and_capacity_failures_move_to_the_next_placement(
         status = obj["status"]
         assert status["placement"]["zone"] == "ch-gva-2"
         assert status["placement"]["instanceType"] == "gpu3080ti.small"
+        # the VM exists in Geneva, each create went to its own zone, and nothing is left in Vienna
         [vm] = world.instances()
-        assert vm.instance_type.name == "gpu3080ti.small"
+        assert sim.zone_of(vm.id) == "ch-gva-2" and vm.instance_type.name == "gpu3080ti.small"
+        creates = [c.zone for c in sim.calls if c.operation == "create-instance"]
+        assert creates == ["at-vie-2", "ch-gva-2"], creates  # the quota is read before creating
+        assert world.instances(zone="at-vie-2", live=False) == []
         conds = {c["type"]: c for c in status["conditions"]}
         cap = conds["CapacityUnavailable"]
         assert cap["status"] == "True" and cap["reason"] == "FellBack"

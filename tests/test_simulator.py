@@ -56,7 +56,7 @@ async def sim() -> AsyncIterator[ExoscaleSimulator]:
 
 @pytest.fixture
 def client(sim: ExoscaleSimulator) -> Client:
-    return Client(KEY, SECRET, zone="at-vie-2", url=sim.url)
+    return Client(KEY, SECRET, zone="at-vie-2", url=sim.zone_url())
 
 
 class TLSMaterial:
@@ -180,14 +180,14 @@ async def vm_models(ip: str, tls: TLSMaterial) -> list[str]:
 async def test_bad_secret_unknown_key_and_expired_signature_are_rejected(
     sim: ExoscaleSimulator, client: Client
 ) -> None:
-    for bad in (Client(KEY, "wrong", url=sim.url), Client("EXOother", SECRET, url=sim.url)):
+    for bad in (Client(KEY, "wrong", url=sim.zone_url()), Client("EXOother", SECRET, url=sim.zone_url())):
         with pytest.raises(ExoscaleAPIAuthException) as err:
             await sdk(bad.list_instances)
         assert err.value.response.status_code == 403
         assert err.value.response.json() == {"message": "Invalid request signature"}
 
     def expired() -> requests.Response:
-        req = requests.Request("GET", f"{sim.url}/instance").prepare()
+        req = requests.Request("GET", f"{sim.zone_url()}/instance").prepare()
         ExoscaleV2Auth(KEY, SECRET)._sign_request(req, int(time.time()) - 10)
         return requests.Session().send(req)
 
@@ -198,9 +198,10 @@ async def test_bad_secret_unknown_key_and_expired_signature_are_rejected(
 
 async def test_tampered_query_argument_is_rejected(sim: ExoscaleSimulator) -> None:
     def tampered() -> requests.Response:
-        req = requests.Request("GET", f"{sim.url}/template", params={"visibility": "public"}).prepare()
+        req = requests.Request("GET", f"{sim.zone_url()}/template", params={"visibility": "public"}).prepare()
         ExoscaleV2Auth(KEY, SECRET)(req)
-        req.prepare_url(f"{sim.url}/template", {"visibility": "private"})  # signed value no longer matches
+        # the signed value no longer matches
+        req.prepare_url(f"{sim.zone_url()}/template", {"visibility": "private"})
         return requests.Session().send(req)
 
     resp = await asyncio.to_thread(tampered)
@@ -577,7 +578,7 @@ def sim_thread() -> Iterator[SimulatorThread]:
 
 
 def test_simulator_thread_serves_synchronous_clients(sim_thread: SimulatorThread) -> None:
-    client = Client(KEY, SECRET, zone="at-vie-2", url=sim_thread.url)
+    client = Client(KEY, SECRET, zone="at-vie-2", url=sim_thread.sim.zone_url())
     types = client.list_instance_types()["instance-types"]
     templates = client.list_templates(visibility="public")["templates"]
     op = client.create_instance(

@@ -49,7 +49,10 @@ VARIABLES: tuple[tuple[str, str], ...] = (
     ("EXOSCALE_IDLE_TIMEOUT", "stop the VM after this long without requests (1800, 30m; 0: never)"),
     ("OLLAMA_MODEL", "model(s) pulled at boot, comma-separated"),
     ("EXOSCALE_OLLAMA_KEY", "optional extra key the VM's nginx checks (X-Ollama-Key)"),
-    ("EXOSCALE_API_ENDPOINT", "API base URL override (private endpoints, the simulator)"),
+    (
+        "EXOSCALE_API_ENDPOINT",
+        "API base URL override (private endpoints, the simulator); `{zone}` in it is replaced by the zone",
+    ),
     ("REMOTE_OLLAMA_STATE_FILE", "where the instance id, VM key and CA are kept"),
     ("REMOTE_OLLAMA_HOST", "address to listen on without --host (default 127.0.0.1; image 0.0.0.0)"),
     ("REMOTE_OLLAMA_DESTROY_AFTER", "destroy a VM stopped this long (0: destroy instead of stopping)"),
