@@ -109,3 +109,15 @@ def check_exchange(operation: str, body: Any, status: int, answer: Any) -> list[
     elif answer_schema is not None:
         problems += _validate(answer_schema, answer, f"{operation} {status} answer")
     return problems
+
+
+def recorded_problems(path: Path) -> list[str]:
+    """What contradicts the description in the exchanges a simulator in another process recorded
+    (`RECORD_ENV`, one JSON object a line)."""
+    if not path.exists():
+        return []
+    problems: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        call = json.loads(line)
+        problems += check_exchange(call["operation"], call["body"], call["status"], call["answer"])
+    return problems

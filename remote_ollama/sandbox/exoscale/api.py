@@ -76,8 +76,9 @@ class ExchangeRecorder:
         line = json.dumps({"operation": operation, "body": body, "status": status, "answer": answer})
         with self.lock:
             size = self.path.stat().st_size if self.path.exists() else 0
-            if size + len(line) < self.limit:
-                with self.path.open("a", encoding="utf-8") as out:
+            if size + len(line) < self.limit:  # user-data is in there: the owner's file only
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                with os.fdopen(fd, "a", encoding="utf-8") as out:
                     out.write(line + "\n")
 
 
