@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,19 @@ def check_exchange(operation: str, body: Any, status: int, answer: Any) -> list[
     elif answer_schema is not None:
         problems += _validate(answer_schema, answer, f"{operation} {status} answer")
     return problems
+
+
+_PRECONDITION = re.compile(
+    r"[^.]*\b(?:must be|must have been|only (?:when|if|while)|cannot be|requires? the)\b[^.]*\.?", re.I
+)
+
+
+def documented_preconditions(operation: str) -> list[str]:
+    """The sentences of an operation's summary and description that state a precondition
+    ("The Compute instance must be previously stopped.")."""
+    entry = _operations()[operation]
+    text = " ".join(str(entry.get(k) or "") for k in ("summary", "description"))
+    return [m.group(0).strip() for m in _PRECONDITION.finditer(text)]
 
 
 def recorded_problems(path: Path) -> list[str]:

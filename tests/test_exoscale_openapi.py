@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from exoscale_openapi import check_exchange, described_statuses, recorded_problems
+from exoscale_openapi import check_exchange, described_statuses, documented_preconditions, recorded_problems
 
 from remote_ollama.sandbox.exoscale.api import RECORD_ENV
 from remote_ollama.sandbox.exoscale.catalog import Catalog
+from remote_ollama.sandbox.exoscale.handlers import HANDLERS
 from remote_ollama.sandbox.exoscale.state import Instance
 
 
@@ -93,3 +94,15 @@ def test_error_answers_are_judged_where_the_description_gives_their_shape() -> N
     shape = check_exchange("get-deployment", None, 404, {"message": "no such deployment"})
     assert any("get-deployment 404 answer" in p and "'message'" in p for p in shape), shape
     assert any("'detail' is a required property" in p for p in shape), shape
+
+
+def test_the_description_is_silent_on_the_instance_transitions_the_simulator_enforces() -> None:
+    """Which state allows start, stop, reboot or delete is not in the description (nor in
+    python-exoscale): the simulator keeps its own rules (start: stopped; stop and reboot: running;
+    delete: any state, also while starting), pinned in tests/test_simulator.py. The day the
+    description states a precondition for an operation the simulator answers, this fails."""
+    assert documented_preconditions("revert-instance-to-snapshot") == [
+        "The Compute instance must be previously stopped."
+    ]  # the check finds one where there is one
+    stated = {op: documented_preconditions(op) for op in sorted(HANDLERS)}
+    assert {op: found for op, found in stated.items() if found} == {}

@@ -634,3 +634,31 @@ async def test_fallback_ollama_when_the_full_simulation_is_missing(monkeypatch: 
         lines = [json.loads(line) for line in (await resp.text()).splitlines()]
         assert lines[-1]["done"] is True
         assert (await http.post("/api/generate", json={"model": "nope", "prompt": "x"})).status == 404
+
+
+# -- instance transitions (the API's description is silent on them: tests/test_exoscale_openapi.py) --
+
+
+async def test_instance_transitions_the_simulator_allows_and_refuses(client: Client) -> None:
+    """Start needs a stopped instance, stop and reboot a running one (400 otherwise); delete is
+    accepted in any state, also while the instance is still starting."""
+    instance_id = await create_instance(client)
+    await instance_state(client, instance_id, "running")
+    with pytest.raises(ExoscaleAPIClientException, match="is running: cannot start"):
+        await sdk(client.start_instance, id=instance_id)
+    await sdk(client.wait, operation_id=(await sdk(client.stop_instance, id=instance_id))["id"])
+    await instance_state(client, instance_id, "stopped")
+    for verb in (client.stop_instance, client.reboot_instance):
+        with pytest.raises(ExoscaleAPIClientException, match="is stopped: cannot"):
+            await sdk(verb, id=instance_id)
+    await sdk(client.start_instance, id=instance_id)
+    assert (await sdk(client.get_instance, id=instance_id))["state"] == "starting"
+    await sdk(client.wait, operation_id=(await sdk(client.delete_instance, id=instance_id))["id"])
+    await until(lambda: _gone(client, instance_id), "instance gone")
+    with pytest.raises(ExoscaleAPIClientException, match="not found"):
+        await sdk(client.get_instance, id=instance_id)
+
+
+async def _gone(client: Client, instance_id: str) -> bool:
+    ids = [i["id"] for i in (await sdk(client.list_instances))["instances"]]
+    return instance_id not in ids
