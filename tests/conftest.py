@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from cluster.control_plane import build_binaries
 from cluster.fixtures import control_plane, k8s, kube, operator_release  # noqa: F401  (fixtures)
-from exoscale_openapi import check_exchange
+from exoscale_openapi import check_exchange, recorded_problems
 from ollama_real.fixtures import real_ollama  # noqa: F401  (fixtures)
 from ollama_real.server import build_ollama
 
-from remote_ollama.sandbox.exoscale.api import EXCHANGE_OBSERVERS
+from remote_ollama.sandbox.exoscale.api import EXCHANGE_OBSERVERS, RECORD_ENV
 
 # fixture a test needs → the build it waits for (its script and what it builds)
 _BUILDS: tuple[tuple[str, str, Callable[[], Path]], ...] = (
@@ -39,20 +39,26 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 @pytest.fixture(autouse=True)
-def exoscale_traffic_as_described() -> Iterator[None]:
+def exoscale_traffic_as_described(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     """Every request the product sends to the Exoscale simulator and every answer it gives, in every
     test, is held to the API's own description (python-exoscale's openapi.json): an invented field,
-    an unknown enum value or a user-data over 32 KiB fails the test that caused it."""
+    an unknown enum value or a user-data over 32 KiB fails the test that caused it. A simulator in a
+    subprocess (the sandbox) records its exchanges to the file RECORD_ENV names, judged here too."""
     problems: list[str] = []
 
     def observe(operation: str, body: Any, status: int, answer: Any) -> None:
         problems.extend(check_exchange(operation, body, status, answer))
 
+    record = tmp_path_factory.mktemp("exoscale-exchanges") / "exchanges.jsonl"
+    monkeypatch.setenv(RECORD_ENV, str(record))
     EXCHANGE_OBSERVERS.append(observe)
     try:
         yield
     finally:
         EXCHANGE_OBSERVERS.remove(observe)
+    problems += recorded_problems(record)
     assert not problems, "Exoscale traffic the API's description forbids:\n" + "\n".join(
         sorted(set(problems))[:20]
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -55,25 +56,27 @@ def _operations() -> dict[str, dict[str, Any]]:
     return ops
 
 
+def _json_schema(content: Any) -> Any:
+    return (content or {}).get("application/json", {}).get("schema")
+
+
 @functools.cache
 def _validator(operation: str, kind: str) -> jsonschema.Draft4Validator | None:
-    """The operation's request body (`kind` "request") or 200 answer ("answer") schema."""
+    """The operation's request body schema (`kind` "request"), or its answer's for a status ("200",
+    "404", ...); None where the description has none."""
     entry = _operations()[operation]
     if kind == "request":
-        schema = entry.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+        schema = _json_schema(entry.get("requestBody", {}).get("content"))
     else:
-        schema = (
-            entry.get("responses", {})
-            .get("200", {})
-            .get("content", {})
-            .get("application/json", {})
-            .get("schema")
-        )
+        schema = _json_schema(entry.get("responses", {}).get(kind, {}).get("content"))
     if schema is None:
         return None
-    return jsonschema.Draft4Validator(
-        {**_components(), **_strict(schema)}
-    )  # OpenAPI 3.0: boolean exclusiveMaximum
+    # Draft 4: OpenAPI 3.0's boolean exclusiveMaximum
+    return jsonschema.Draft4Validator({**_components(), **_strict(schema)})
+
+
+def described_statuses(operation: str) -> list[str]:
+    return sorted(_operations()[operation].get("responses", {}))
 
 
 def _validate(validator: jsonschema.Draft4Validator, value: Any, where: str) -> list[str]:
@@ -84,20 +87,51 @@ def _validate(validator: jsonschema.Draft4Validator, value: Any, where: str) -> 
 
 
 def check_exchange(operation: str, body: Any, status: int, answer: Any) -> list[str]:
-    """What in one call contradicts the description (empty when nothing does)."""
+    """What in one call contradicts the description (empty when nothing does).
+
+    A request is judged when the simulator accepted it (a refused one may be a test of the refusal);
+    an answer always: a 200 against the operation's 200 schema, an error against the schema the
+    description gives that status, if it gives one (for the compute operations it gives none: the
+    SDK reads an error's text only)."""
+    if operation == "unknown" and status >= 400:
+        return []  # no route, no zone or a refused signature: no operation to judge by
     if operation not in _operations():
         return [f"{operation}: no such operation in the API description"]
     problems: list[str] = []
-    request = _validator(operation, "request")
-    if body is not None:
+    if status < 400 and body is not None:
+        request = _validator(operation, "request")
         if request is None:
             problems.append(f"{operation}: a request body where the description has none")
         else:
             problems += _validate(request, body, f"{operation} request")
-    if status == 200:
-        answer_schema = _validator(operation, "answer")
-        if answer_schema is None:
-            problems.append(f"{operation}: a 200 answer the description does not have")
-        else:
-            problems += _validate(answer_schema, answer, f"{operation} answer")
+    answer_schema = _validator(operation, str(status))
+    if status == 200 and answer_schema is None:
+        problems.append(f"{operation}: a 200 answer the description does not have")
+    elif answer_schema is not None:
+        problems += _validate(answer_schema, answer, f"{operation} {status} answer")
+    return problems
+
+
+_PRECONDITION = re.compile(
+    r"[^.]*\b(?:must be|must have been|only (?:when|if|while)|cannot be|requires? the)\b[^.]*\.?", re.I
+)
+
+
+def documented_preconditions(operation: str) -> list[str]:
+    """The sentences of an operation's summary and description that state a precondition
+    ("The Compute instance must be previously stopped.")."""
+    entry = _operations()[operation]
+    text = " ".join(str(entry.get(k) or "") for k in ("summary", "description"))
+    return [m.group(0).strip() for m in _PRECONDITION.finditer(text)]
+
+
+def recorded_problems(path: Path) -> list[str]:
+    """What contradicts the description in the exchanges a simulator in another process recorded
+    (`RECORD_ENV`, one JSON object a line)."""
+    if not path.exists():
+        return []
+    problems: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        call = json.loads(line)
+        problems += check_exchange(call["operation"], call["body"], call["status"], call["answer"])
     return problems

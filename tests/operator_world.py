@@ -129,12 +129,15 @@ class OperatorWorld:
         return obj
 
     # -- simulator helpers -------------------------------------------------------------------------------
-    def instances(self, *, live: bool = True) -> list[Any]:
+    def instances(self, *, live: bool = True, zone: str | None = None) -> list[Any]:
+        """The instances in `zone`, or in every zone."""
         gone = {"destroying", "destroyed", "expunging"}
-        return [i for i in list(self.sim.sim.state.instances.values()) if not live or i.state not in gone]
+        states = [self.sim.sim.states[zone]] if zone else list(self.sim.sim.states.values())
+        every = [i for state in states for i in list(state.instances.values())]
+        return [i for i in every if not live or i.state not in gone]
 
     def security_groups(self) -> list[Any]:
-        return list(self.sim.sim.state.security_groups.values())
+        return [sg for state in self.sim.sim.states.values() for sg in list(state.security_groups.values())]
 
     # -- the proxy, as the Deployment says ---------------------------------------------------------------
     def start_proxy(self, name: str = "granite", namespace: str | None = None) -> str:

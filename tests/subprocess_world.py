@@ -20,13 +20,18 @@ from typing import Any
 
 from waiting import wait_until
 
+from remote_ollama.sandbox.exoscale.api import RECORD_ENV
+
 BIN = shutil.which("remote-ollama", path=str(Path(sys.executable).parent)) or "remote-ollama"
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The parent environment without any EXOSCALE_/OLLAMA_/REMOTE_OLLAMA_ variable, plus `extra`."""
+    """The parent environment without any EXOSCALE_/OLLAMA_/REMOTE_OLLAMA_ variable, plus `extra`;
+    the test harness's record of a simulator's exchanges (conftest.py) is kept."""
     env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("EXOSCALE_", "OLLAMA_", "REMOTE_OLLAMA_"))
+        k: v
+        for k, v in os.environ.items()
+        if k == RECORD_ENV or not k.startswith(("EXOSCALE_", "OLLAMA_", "REMOTE_OLLAMA_"))
     }
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})

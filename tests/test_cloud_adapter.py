@@ -445,3 +445,37 @@ def test_secrets_never_reach_the_logs(
     for secret in (SECRET, str(creds.api_key), creds.client_key_pem, creds.key_pem, user_data(creds)[:40]):
         assert secret not in caplog.text  # ...secrets are not
     assert SECRET not in repr(cloud) and SECRET not in repr(cloud.client)
+
+
+# --- zones ----------------------------------------------------------------------------------------------
+
+
+async def test_the_endpoint_override_sends_each_zone_to_its_own_zone(
+    sim: ExoscaleSimulator, creds: VMCredentials
+) -> None:
+    """`{zone}` in the override is the zone's name: the VM is created where the adapter was told to,
+    and the other zone does not list it; the security group is the organisation's, in every zone."""
+    fra = AsyncExoscaleCloud(ExoscaleCloud(KEY, SECRET, "de-fra-1", endpoint=sim.url, poll_interval=0.03))
+    vie = AsyncExoscaleCloud(make_cloud(sim.url))
+    inst = await provision(fra, creds)
+    assert inst.zone == "de-fra-1"
+    assert sim.zone_of(inst.id) == "de-fra-1" and inst.id not in sim.states[ZONE].instances
+    assert [c.zone for c in sim.calls if c.operation == "create-instance"] == ["de-fra-1"]
+    assert await vie.find_instances(owner_labels(OWNER, CLUSTER)) == []
+    assert [i.id for i in await fra.find_instances(owner_labels(OWNER, CLUSTER))] == [inst.id]
+    assert len(sim.states[ZONE].security_groups) == 1
+    assert await vie.ensure_security_group(SG_NAME, ["0.0.0.0/0"]) in sim.states["de-fra-1"].security_groups
+    # the organisation's quota counts every zone: one A5000 in Frankfurt leaves three for Vienna
+    sim.set_quota("gpua5000", 1)
+    with pytest.raises(QuotaError):
+        await provision(vie, creds)
+    await fra.delete_instance(inst.id, wait=True, deadline=10)
+
+
+def test_list_zones_points_each_simulated_zone_at_its_own_url(sim_thread: SimulatorThread) -> None:
+    from exoscale.api.v2 import Client
+
+    zones = Client(KEY, SECRET, url=sim_thread.sim.zone_url("ch-gva-2")).list_zones()["zones"]
+    endpoints = {z["name"]: z["api-endpoint"] for z in zones}
+    assert endpoints["de-fra-1"] == sim_thread.sim.zone_url("de-fra-1") != endpoints["at-vie-2"]
+    assert sim_thread.url.endswith("/{zone}/v2")

@@ -6,6 +6,8 @@ the idle time, wake of the same instance on the next request, and a clean exit o
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,8 @@ import ollama
 import pytest
 from ports import free_port
 from subprocess_world import Program, clean_env
+
+from remote_ollama.sandbox.exoscale.api import RECORD_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "granite3.1-dense:8b"
@@ -86,6 +90,19 @@ def test_cold_start_scale_to_zero_wake_and_clean_exit(sandbox: Program) -> None:
     # SIGTERM: a clean, bounded exit.
     assert sandbox.terminate(timeout=20) == 0
     assert "Traceback" not in sandbox.output()
+
+    # the sandbox's own simulator recorded its exchanges, which conftest.py holds to the API's description
+    recorded = [
+        json.loads(line)["operation"] for line in Path(os.environ[RECORD_ENV]).read_text().splitlines()
+    ]
+    for operation in (
+        "create-instance",
+        "stop-instance",
+        "start-instance",
+        "delete-instance",
+        "get-operation",
+    ):
+        assert operation in recorded, recorded
 
 
 def test_a_newcomers_ollama_pull_works_in_the_sandbox(sandbox: Program) -> None:

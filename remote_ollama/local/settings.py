@@ -24,7 +24,10 @@ HOST_ENV = "REMOTE_OLLAMA_HOST"
 # The variables of the process itself; the spec's own come from the field table (spec/env.py).
 PROCESS_VARIABLES: tuple[tuple[str, str], ...] = (
     ("EXOSCALE_OLLAMA_KEY", "optional extra key the VM's nginx checks (X-Ollama-Key)"),
-    ("EXOSCALE_API_ENDPOINT", "API base URL override (private endpoints, the simulator)"),
+    (
+        "EXOSCALE_API_ENDPOINT",
+        "API base URL override (private endpoints, the simulator); `{zone}` in it is replaced by the zone",
+    ),
     ("REMOTE_OLLAMA_STATE_FILE", "where the instance id, VM key and CA are kept"),
     ("REMOTE_OLLAMA_HOST", "address to listen on without --host (default 127.0.0.1; image 0.0.0.0)"),
     ("REMOTE_OLLAMA_FIRST_REQUEST", "hold (wait for the VM) or 503 (answer at once)"),

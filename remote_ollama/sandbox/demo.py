@@ -90,7 +90,7 @@ async def run_sandbox(args: argparse.Namespace) -> int:
                     f"  watch it here, or: curl {url}/status",
                     "  the instance CLI and the embedded API (RemoteOllama.from_env()) reach it with:",
                     f"    export EXOSCALE_API_KEY={SANDBOX_KEY} EXOSCALE_API_SECRET={SANDBOX_SECRET} "
-                    f"EXOSCALE_API_ENDPOINT={api} REMOTE_OLLAMA_STATE_FILE={shlex.quote(state_file)}",
+                    f"EXOSCALE_API_ENDPOINT={shlex.quote(api)} REMOTE_OLLAMA_STATE_FILE={shlex.quote(state_file)}",
                 ]
             ),
             flush=True,

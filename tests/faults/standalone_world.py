@@ -17,7 +17,7 @@ from waiting import until
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.local.controller import LocalController
 from remote_ollama.proxy.interfaces import Upstream
-from remote_ollama.sandbox.exoscale.api import BASE_PATH, ExoscaleSimulator, match_operation
+from remote_ollama.sandbox.exoscale.api import BASE_PATH, ExoscaleSimulator, match_operation, split_zone
 from remote_ollama.sandbox.exoscale.state import GONE_STATES, Instance, SimTimings
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import LABEL_OWNER
@@ -51,7 +51,7 @@ class LateAnswerSimulator(ExoscaleSimulator):
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         response = await super()._handle(request)
-        route = match_operation(request.method, request.path[len(BASE_PATH) :])
+        route = match_operation(request.method, split_zone(request.path)[1][len(BASE_PATH) :])
         left, delay = self.late.get(route[0] if route else "", (0, 0.0))
         if left > 0 and response.status < 400:
             self.late[route[0] if route else ""] = (left - 1, delay)

@@ -28,7 +28,7 @@ async def sim() -> AsyncIterator[ExoscaleSimulator]:
 
 @pytest.fixture
 def client(sim: ExoscaleSimulator) -> Client:
-    return Client(KEY, SECRET, zone="at-vie-2", url=sim.url)
+    return Client(KEY, SECRET, zone="at-vie-2", url=sim.zone_url())
 
 
 @pytest.fixture(scope="module")

@@ -47,14 +47,14 @@ from remote_ollama.vm.pki import generate_vm_credentials
 async def test_bad_secret_unknown_key_and_expired_signature_are_rejected(
     sim: ExoscaleSimulator, client: Client
 ) -> None:
-    for bad in (Client(KEY, "wrong", url=sim.url), Client("EXOother", SECRET, url=sim.url)):
+    for bad in (Client(KEY, "wrong", url=sim.zone_url()), Client("EXOother", SECRET, url=sim.zone_url())):
         with pytest.raises(ExoscaleAPIAuthException) as err:
             await sdk(bad.list_instances)
         assert err.value.response.status_code == 403
         assert err.value.response.json() == {"message": "Invalid request signature"}
 
     def expired() -> requests.Response:
-        req = requests.Request("GET", f"{sim.url}/instance").prepare()
+        req = requests.Request("GET", f"{sim.zone_url()}/instance").prepare()
         ExoscaleV2Auth(KEY, SECRET)._sign_request(req, int(time.time()) - 10)
         return requests.Session().send(req)
 
@@ -65,9 +65,11 @@ async def test_bad_secret_unknown_key_and_expired_signature_are_rejected(
 
 async def test_tampered_query_argument_is_rejected(sim: ExoscaleSimulator) -> None:
     def tampered() -> requests.Response:
-        req = requests.Request("GET", f"{sim.url}/template", params={"visibility": "public"}).prepare()
+        req = requests.Request("GET", f"{sim.zone_url()}/template", params={"visibility": "public"}).prepare()
         ExoscaleV2Auth(KEY, SECRET)(req)
-        req.prepare_url(f"{sim.url}/template", {"visibility": "private"})  # signed value no longer matches
+        req.prepare_url(
+            f"{sim.zone_url()}/template", {"visibility": "private"}
+        )  # signed value no longer matches
         return requests.Session().send(req)
 
     resp = await asyncio.to_thread(tampered)
@@ -305,3 +307,31 @@ async def test_create_validation(client: Client) -> None:
         assert err.value.response.status_code == status, change
         assert err.value.response.json()["message"]
     assert (await sdk(client.list_instances))["instances"] == []
+
+
+# -- instance transitions (the API's description is silent on them: tests/test_exoscale_openapi.py) --
+
+
+async def test_instance_transitions_the_simulator_allows_and_refuses(client: Client) -> None:
+    """Start needs a stopped instance, stop and reboot a running one (400 otherwise); delete is
+    accepted in any state, also while the instance is still starting."""
+    instance_id = await create_instance(client)
+    await instance_state(client, instance_id, "running")
+    with pytest.raises(ExoscaleAPIClientException, match="is running: cannot start"):
+        await sdk(client.start_instance, id=instance_id)
+    await sdk(client.wait, operation_id=(await sdk(client.stop_instance, id=instance_id))["id"])
+    await instance_state(client, instance_id, "stopped")
+    for verb in (client.stop_instance, client.reboot_instance):
+        with pytest.raises(ExoscaleAPIClientException, match="is stopped: cannot"):
+            await sdk(verb, id=instance_id)
+    await sdk(client.start_instance, id=instance_id)
+    assert (await sdk(client.get_instance, id=instance_id))["state"] == "starting"
+    await sdk(client.wait, operation_id=(await sdk(client.delete_instance, id=instance_id))["id"])
+    await until(lambda: _gone(client, instance_id), "instance gone")
+    with pytest.raises(ExoscaleAPIClientException, match="not found"):
+        await sdk(client.get_instance, id=instance_id)
+
+
+async def _gone(client: Client, instance_id: str) -> bool:
+    ids = [i["id"] for i in (await sdk(client.list_instances))["instances"]]
+    return instance_id not in ids

@@ -156,7 +156,7 @@ async def test_list_instances_label_filter(client: Client) -> None:
 
 
 def test_simulator_thread_serves_synchronous_clients(sim_thread: SimulatorThread) -> None:
-    client = Client(KEY, SECRET, zone="at-vie-2", url=sim_thread.url)
+    client = Client(KEY, SECRET, zone="at-vie-2", url=sim_thread.sim.zone_url())
     types = client.list_instance_types()["instance-types"]
     templates = client.list_templates(visibility="public")["templates"]
     op = client.create_instance(

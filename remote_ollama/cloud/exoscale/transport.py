@@ -94,11 +94,21 @@ def _is_capacity(reason: str, message: str) -> bool:
     return reason == "unavailable" or "capacity" in text or "insufficient" in text
 
 
+ZONE_PLACEHOLDER = "{zone}"
+
+
+def zone_endpoint(endpoint: str, zone: str) -> str:
+    """The base URL of `zone` under an endpoint override: `{zone}` in it is replaced by the zone's
+    name, as in the API description's own `https://api-{zone}.exoscale.com/v2`; an override
+    without it sends every zone to the same URL."""
+    return endpoint.replace(ZONE_PLACEHOLDER, zone).rstrip("/")
+
+
 def make_client(api_key: str, api_secret: str, zone: str, endpoint: str | None, timeout: float) -> Client:
-    """The SDK client for `zone` (or `endpoint`), its requests Session given a default timeout."""
+    """The SDK client for `zone` (at `endpoint` when overridden), its Session given a default timeout."""
     try:
         if endpoint:
-            client = Client(api_key, api_secret, url=endpoint.rstrip("/"))
+            client = Client(api_key, api_secret, url=zone_endpoint(endpoint, zone))
         else:
             client = Client(api_key, api_secret, zone=zone)
     except TypeError as exc:  # the SDK's way of refusing an unknown zone

@@ -1,11 +1,14 @@
 """The Exoscale API v2 simulator: an aiohttp server the real python-exoscale SDK talks to unchanged.
 
     async with ExoscaleSimulator(keys={"EXOtest": "secret"}) as sim:
-        client = Client("EXOtest", "secret", zone="at-vie-2", url=sim.url)
+        client = Client("EXOtest", "secret", url=sim.zone_url("at-vie-2"))
 
-The SDK ignores `zone` when `url` is given, so one simulator is one zone (`zone=`). Requests are
-routed by the SDK's own openapi.json, signatures are checked, and faults can be injected from
-tests or the sandbox. The SDK's `client.wait()` sleeps 3 s between polls: operations here finish
+Every zone has its own state (instances, security groups, operations) under its own base URL,
+`http://<host>:<port>/<zone>/v2`, as the real cloud has `https://api-<zone>.exoscale.com/v2`;
+`url` is the template `http://<host>:<port>/{zone}/v2` the product's endpoint override takes
+(each zone's client to its own zone). Quotas are the organisation's: they count every zone.
+Requests are routed by the SDK's own openapi.json, signatures are checked, and faults can be
+injected from tests or the sandbox. The SDK's `client.wait()` sleeps 3 s between polls: operations here finish
 in `SimTimings.operation` seconds, and tests should patch `exoscale.api.v2._sleep` to poll faster.
 """
 
@@ -14,27 +17,32 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from aiohttp import web
 from exoscale.api.v2 import Client
 
 from remote_ollama.sandbox.exoscale.catalog import Catalog
-from remote_ollama.sandbox.exoscale.faults import FailRule
+from remote_ollama.sandbox.exoscale.faults import FailRule, Faults
 from remote_ollama.sandbox.exoscale.handlers import HANDLERS, ApiContext
 from remote_ollama.sandbox.exoscale.signing import SignatureError, verify
 from remote_ollama.sandbox.exoscale.state import (
+    Account,
     ApiError,
     CloudState,
+    Instance,
     InstanceHooks,
     NoMachines,
     SimTimings,
 )
 from remote_ollama.sandbox.vm import SimulatedVM, VMFleet
+from remote_ollama.spec.fields import ZONES
 from remote_ollama.spec.names import VM_PORT
 from remote_ollama.spec.sections import DEFAULT_ZONE
 
@@ -43,17 +51,45 @@ __all__ = ["Call", "ExoscaleSimulator", "SimTimings", "SimulatorThread"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 BASE_PATH = "/v2"
+ZONE = "{zone}"  # the placeholder in `url`, as in the API description's own server URL
 MAX_CALLS = 20000
 UNSIGNED_OPERATIONS = {"list-zones"}  # the SDK sends it without credentials
-# Called with (operationId, request body, status, answer) for each answered call: the tests hold
-# the simulator's traffic to the API's own description with it (tests/exoscale_openapi.py).
-EXCHANGE_OBSERVERS: list[Callable[[str, Any, int, Any], None]] = []
+Observer = Callable[[str, Any, int, Any], None]
+# Called with (operationId, request body, status, answer) for each answered call, errors included:
+# the tests hold the simulator's traffic to the API's own description with it
+# (tests/exoscale_openapi.py). A simulator in another process (the sandbox) appends the same
+# exchanges as JSON lines to the file RECORD_ENV names, for the tests to read back.
+EXCHANGE_OBSERVERS: list[Observer] = []
+RECORD_ENV = "REMOTE_OLLAMA_SIMULATOR_RECORD"
+MAX_RECORD_BYTES = 64 * 1024 * 1024
+
+
+class ExchangeRecorder:
+    """Appends each exchange to a file as a JSON line (capped: a long sandbox session stops adding)."""
+
+    def __init__(self, path: Path, limit: int = MAX_RECORD_BYTES):
+        self.path, self.limit = path, limit
+        self.lock = threading.Lock()
+
+    def __call__(self, operation: str, body: Any, status: int, answer: Any) -> None:
+        line = json.dumps({"operation": operation, "body": body, "status": status, "answer": answer})
+        with self.lock:
+            size = self.path.stat().st_size if self.path.exists() else 0
+            if size + len(line) < self.limit:  # user-data is in there: the owner's file only
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                with os.fdopen(fd, "a", encoding="utf-8") as out:
+                    out.write(line + "\n")
+
+
+if os.environ.get(RECORD_ENV):
+    EXCHANGE_OBSERVERS.append(ExchangeRecorder(Path(os.environ[RECORD_ENV])))
 
 
 class Call(NamedTuple):
     method: str
-    path: str
+    path: str  # the API path, "/v2/..." (without the zone prefix)
     operation: str
+    zone: str = DEFAULT_ZONE
 
 
 def _compile_routes() -> list[tuple[str, re.Pattern[str], str, dict[str, str]]]:
@@ -87,12 +123,26 @@ def match_operation(method: str, path: str) -> tuple[str, dict[str, str]] | None
     return None
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"message": message}, status=status)
+def _answer(operation: str, body: Any, status: int, answer: dict[str, Any]) -> web.Response:
+    for observe in EXCHANGE_OBSERVERS:
+        observe(operation, body, status, answer)
+    return web.json_response(answer, status=status)
+
+
+def _error(status: int, message: str, operation: str = "unknown", body: Any = None) -> web.Response:
+    return _answer(operation, body, status, {"message": message})
+
+
+def split_zone(path: str) -> tuple[str, str]:
+    """The zone and the API path of "/<zone>/v2/..." ("/v2/...")."""
+    head, sep, tail = path.lstrip("/").partition("/")
+    return (head, f"/{tail}") if sep else (head, "")
 
 
 class ExoscaleSimulator:
-    """One zone of a simulated Exoscale account, with VMs on loopback when `vms` is true."""
+    """A simulated Exoscale organisation: one state per zone, VMs on loopback when `vms` is true.
+
+    `zone` is the default zone: `state` and the helpers called without `zone=` act on it."""
 
     def __init__(
         self,
@@ -106,6 +156,7 @@ class ExoscaleSimulator:
         vms: bool = True,
         vm_port: int = VM_PORT,
         machines: InstanceHooks | None = None,
+        zones: Iterable[str] = ZONES,
     ):
         self.keys = dict(keys or {"EXOtest": "secret"})
         self.zone = zone
@@ -114,7 +165,12 @@ class ExoscaleSimulator:
         # `machines`: other machines behind the instances (the tests' real nginx and Ollama)
         self.fleet: VMFleet | None = VMFleet(self.timings, port=vm_port) if vms and not machines else None
         hooks: InstanceHooks = machines or self.fleet or NoMachines()
-        self.state = CloudState(self.timings, hooks, gpu_quota=gpu_quota, instance_quota=instance_quota)
+        self.account = Account(gpu_quota=gpu_quota, instance_quota=instance_quota)
+        faults = Faults()  # injected misbehaviour of the whole API (capacity may name a zone)
+        self.states = {
+            name: CloudState(self.timings, hooks, zone=name, account=self.account, faults=faults)
+            for name in dict.fromkeys([zone, *zones])
+        }
         self.quota_error_status = quota_error_status
         self.calls: list[Call] = []
         self.url = ""
@@ -122,6 +178,24 @@ class ExoscaleSimulator:
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def state(self) -> CloudState:
+        """The default zone's state."""
+        return self.states[self.zone]
+
+    def zone_url(self, zone: str | None = None) -> str:
+        """One zone's base URL (the default zone's without `zone`)."""
+        return self.url.replace(ZONE, zone or self.zone)
+
+    def instance(self, instance_id: str) -> Instance | None:
+        """An instance in whichever zone holds it."""
+        return next(
+            (z.instances[instance_id] for z in self.states.values() if instance_id in z.instances), None
+        )
+
+    def zone_of(self, instance_id: str) -> str | None:
+        return next((name for name, z in self.states.items() if instance_id in z.instances), None)
 
     # -- serving -------------------------------------------------------------------------------
     def make_app(self) -> web.Application:
@@ -137,8 +211,8 @@ class ExoscaleSimulator:
         self._site = web.TCPSite(self._runner, host, port)
         await self._site.start()
         self._port = int(self._runner.addresses[0][1])
-        self.url = f"http://{host}:{self._port}{BASE_PATH}"
-        log.info("Exoscale API simulator (zone %s) listening on %s", self.zone, self.url)
+        self.url = f"http://{host}:{self._port}/{ZONE}{BASE_PATH}"
+        log.info("Exoscale API simulator (zones %s) listening on %s", ", ".join(self.states), self.url)
         return self.url
 
     async def stop(self) -> None:
@@ -177,12 +251,15 @@ class ExoscaleSimulator:
     # -- request handling ----------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw_path = request.raw_path.split("?", 1)[0]
-        path = request.path
+        zone, path = split_zone(request.path)
+        state = self.states.get(zone)
         route = (
-            match_operation(request.method, path[len(BASE_PATH) :]) if path.startswith(BASE_PATH) else None
+            match_operation(request.method, path[len(BASE_PATH) :])
+            if state is not None and path.startswith(BASE_PATH)
+            else None
         )
         op_id, params = route if route else ("unknown", {})
-        self.calls.append(Call(request.method, path, op_id))
+        self.calls.append(Call(request.method, path, op_id, zone))
         if len(self.calls) > MAX_CALLS:  # a long sandbox session polls forever: keep the recent half
             del self.calls[: MAX_CALLS // 2]
         delay = self.state.faults.response_delay(op_id)
@@ -190,7 +267,7 @@ class ExoscaleSimulator:
             await asyncio.sleep(delay)
         injected = self.state.faults.take_failure(op_id, path)
         if injected is not None:
-            return _error(injected.status, injected.message)
+            return _error(injected.status, injected.message, op_id)
         body = await request.read()
         header = request.headers.get("Authorization")
         if op_id not in UNSIGNED_OPERATIONS or header:
@@ -206,24 +283,24 @@ class ExoscaleSimulator:
                 )
             except SignatureError as exc:
                 log.info("rejected %s %s: %s", request.method, path, exc)
-                return _error(403, "Invalid request signature")
+                return _error(403, "Invalid request signature", op_id)
+        if state is None:
+            return _error(404, f"no zone {zone!r}: the API is served under /<zone>{BASE_PATH}")
         if route is None:
             return _error(404, f"no route for {request.method} {path}")
         handler = HANDLERS.get(op_id)
         if handler is None:
-            return _error(501, f"{op_id} is not implemented by the simulator")
+            return _error(501, f"{op_id} is not implemented by the simulator", op_id)
         try:
             payload = json.loads(body) if body else None
         except ValueError:
-            return _error(400, "request body is not valid JSON")
-        ctx = ApiContext(self.state, self.catalog, self.zone, self.url, self.quota_error_status)
+            return _error(400, "request body is not valid JSON", op_id)
+        ctx = ApiContext(state, self.catalog, zone, self.url, self.quota_error_status)
         try:
             answer = handler(ctx, params, _multi(request), payload)
         except ApiError as exc:
-            return _error(exc.status, exc.message)
-        for observe in EXCHANGE_OBSERVERS:
-            observe(op_id, payload, 200, answer)
-        return web.json_response(answer)
+            return _error(exc.status, exc.message, op_id, payload)
+        return _answer(op_id, payload, 200, answer)
 
     # -- fault injection -----------------------------------------------------------------------
     def fail_next(
@@ -251,11 +328,18 @@ class ExoscaleSimulator:
         """Async operations and instance transitions take `seconds` longer."""
         self.state.faults.operation_delay = seconds
 
-    def fail_capacity(self, n: int = 1, *, on: tuple[str, ...] = ("start", "create")) -> None:
-        """The next `n` starts (and/or creates) end in operation failure, reason `unavailable`."""
-        with self.state.faults.lock:
+    def fail_capacity(
+        self, n: int = 1, *, on: tuple[str, ...] = ("start", "create"), zone: str | None = None
+    ) -> None:
+        """The next `n` starts (and/or creates), in `zone` or any, end in operation failure,
+        reason `unavailable`."""
+        faults = self.state.faults
+        with faults.lock:
             for action in on:
-                self.state.faults.capacity_failures[action] = n
+                if zone is None:
+                    faults.capacity_failures[action] = n
+                else:
+                    faults.zone_capacity_failures[(action, zone)] = n
 
     def clear_faults(self) -> None:
         faults = self.state.faults
@@ -263,11 +347,12 @@ class ExoscaleSimulator:
             faults.fail_rules.clear()
             faults.response_delays.clear()
             faults.capacity_failures.clear()
+            faults.zone_capacity_failures.clear()
             faults.operation_delay = 0.0
 
     def set_quota(self, entity: str, limit: int) -> None:
-        """GPU family (e.g. `gpua5000`, counted in GPUs) or `instance`; -1 is unlimited."""
-        self.state.quota_limits[entity] = limit
+        """GPU family (e.g. `gpua5000`, counted in GPUs) or `instance`, in every zone; -1 is unlimited."""
+        self.account.quota_limits[entity] = limit
 
     def exceed_quota(self, family: str) -> None:
         self.set_quota(family, 0)
@@ -279,7 +364,7 @@ class ExoscaleSimulator:
 
     def vanish(self, instance_id: str) -> None:
         """Delete an instance out of band; its VM stops answering. Callable from any thread."""
-        self._on_loop(self.state.vanish, instance_id)
+        self._on_loop(self.states[self.zone_of(instance_id) or self.zone].vanish, instance_id)
 
     def _on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
         loop = self._loop
@@ -316,7 +401,7 @@ class ExoscaleSimulator:
         """`state=None` waits until the instance is gone."""
 
         def reached() -> bool:
-            inst = self.state.instances.get(instance_id)
+            inst = self.instance(instance_id)
             return inst is None if state is None else inst is not None and inst.state == state
 
         await self.wait_for(reached, timeout, f"instance {instance_id} to be {state or 'gone'}")

@@ -115,11 +115,12 @@ def default_instance_types() -> list[InstanceTypeEntry]:
     ]
 
 
-def zone_entries(own_zone: str, own_url: str) -> list[dict[str, Any]]:
-    """Every zone; the simulator's own zone points at itself, the others at the real cloud."""
+def zone_entries(url: str, simulated: list[str]) -> list[dict[str, Any]]:
+    """Every zone; a simulated one points at its own base URL (`url` with `{zone}` filled in),
+    the others at the real cloud."""
     out = []
     for name in ZONES:
-        api = own_url if name == own_zone else f"https://api-{name}.exoscale.com/v2"
+        api = url.replace("{zone}", name) if name in simulated else f"https://api-{name}.exoscale.com/v2"
         out.append({"name": name, "api-endpoint": api, "sos-endpoint": f"https://sos-{name}.exo.io"})
     return out
 

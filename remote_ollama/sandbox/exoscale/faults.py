@@ -28,7 +28,8 @@ class Faults:
     fail_rules: list[FailRule] = field(default_factory=list)
     response_delays: list[tuple[str | None, float]] = field(default_factory=list)
     operation_delay: float = 0.0
-    capacity_failures: dict[str, int] = field(default_factory=dict)
+    capacity_failures: dict[str, int] = field(default_factory=dict)  # by action, in any zone
+    zone_capacity_failures: dict[tuple[str, str], int] = field(default_factory=dict)  # (action, zone)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def take_failure(self, operation: str, path: str) -> FailRule | None:
@@ -44,10 +45,12 @@ class Faults:
         with self.lock:
             return sum(d for op, d in self.response_delays if op is None or op == operation)
 
-    def take_capacity_failure(self, action: str) -> bool:
+    def take_capacity_failure(self, action: str, zone: str) -> bool:
         with self.lock:
-            left = self.capacity_failures.get(action, 0)
-            if left > 0:
-                self.capacity_failures[action] = left - 1
+            if self.zone_capacity_failures.get((action, zone), 0) > 0:
+                self.zone_capacity_failures[(action, zone)] -= 1
+                return True
+            if self.capacity_failures.get(action, 0) > 0:
+                self.capacity_failures[action] -= 1
                 return True
             return False

@@ -30,7 +30,7 @@ class ApiContext:
     state: CloudState
     catalog: Catalog
     zone: str
-    url: str
+    url: str  # the base URL template, "{zone}" in place of the zone
     quota_error_status: int
 
 
@@ -67,7 +67,7 @@ def _ref_id(body: dict[str, Any], key: str) -> str:
 
 @handles("list-zones")
 def list_zones(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
-    return {"zones": zone_entries(ctx.zone, ctx.url)}
+    return {"zones": zone_entries(ctx.url, [z.zone for z in ctx.state.account.zones])}
 
 
 @handles("list-templates")

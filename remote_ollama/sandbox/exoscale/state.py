@@ -183,30 +183,56 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class CloudState:
-    """Instances, security groups and operations of one zone, with their state machine."""
+class Account:
+    """What the zones of one organisation share: quotas, which count every zone's instances, and
+    security groups, which Exoscale keeps per organisation (one group, usable in every zone)."""
 
-    def __init__(self, timings: SimTimings, hooks: InstanceHooks, *, gpu_quota: int, instance_quota: int):
-        self.timings = timings
-        self.hooks = hooks
-        self.faults = Faults()
-        self.instances: dict[str, Instance] = {}
-        self.security_groups: dict[str, SecurityGroup] = {}
-        self.operations: dict[str, Operation] = {}
+    def __init__(self, *, gpu_quota: int, instance_quota: int):
         self.gpu_quota_default = gpu_quota
         self.quota_limits: dict[str, int] = {"instance": instance_quota}
+        self.zones: list[CloudState] = []
+        self.security_groups: dict[str, SecurityGroup] = {}
 
-    # quotas ---------------------------------------------------------------------------------------
     def quota_limit(self, entity: str) -> int:
         return self.quota_limits.get(entity, self.gpu_quota_default)
 
     def quota_usage(self, entity: str) -> int:
-        live = [i for i in self.instances.values() if i.state not in GONE_STATES]
+        live = [i for z in self.zones for i in z.instances.values() if i.state not in GONE_STATES]
         if entity == "instance":
             return len(live)
         if entity == "security-group":
             return len(self.security_groups)
         return sum(i.instance_type.gpus for i in live if i.instance_type.family == entity)
+
+
+class CloudState:
+    """Instances, security groups and operations of one zone, with their state machine."""
+
+    def __init__(
+        self,
+        timings: SimTimings,
+        hooks: InstanceHooks,
+        *,
+        zone: str,
+        account: Account,
+        faults: Faults | None = None,
+    ):
+        self.timings = timings
+        self.hooks = hooks
+        self.zone = zone
+        self.account = account
+        account.zones.append(self)
+        self.faults = faults or Faults()
+        self.instances: dict[str, Instance] = {}
+        self.security_groups = account.security_groups
+        self.operations: dict[str, Operation] = {}
+
+    # quotas (the organisation's, over every zone) -------------------------------------------------
+    def quota_limit(self, entity: str) -> int:
+        return self.account.quota_limit(entity)
+
+    def quota_usage(self, entity: str) -> int:
+        return self.account.quota_usage(entity)
 
     # operations -----------------------------------------------------------------------------------
     def new_operation(self, reference_id: str, kind: str) -> Operation:
@@ -233,7 +259,7 @@ class CloudState:
     def _boot(self, inst: Instance, op: Operation, action: str) -> None:
         """starting -> running, unless a capacity failure is injected for `action`."""
         inst.state = "starting"
-        if self.faults.take_capacity_failure(action):
+        if self.faults.take_capacity_failure(action, self.zone):
             msg = f"insufficient capacity for {inst.instance_type.name}, try again later or another zone"
             self.finish_later(op, reason="unavailable", message=msg)
 
@@ -374,7 +400,8 @@ class CloudState:
 
     def delete_security_group(self, sg_id: str) -> Operation:
         sg = self.get_security_group(sg_id)
-        users = [i.id for i in self.instances.values() if sg.id in i.security_group_ids]
+        every = [i for zone in self.account.zones for i in zone.instances.values()]
+        users = [i.id for i in every if sg.id in i.security_group_ids]
         if users:
             raise ApiError(400, f"Security Group {sg.id} is in use by instance(s) {', '.join(users)}")
         del self.security_groups[sg.id]
