@@ -43,6 +43,7 @@ ALL_FEATURES: dict[str, Any] = {
         "healthPort": 8081,
         "extraEnv": [{"name": "LOG_FORMAT", "value": "json"}],
     },
+    "policy": {"instanceTypes": ["gpua5000.small", "gpu3080ti.*"], "zones": ["at-vie-2"], "maxDiskSize": 200},
     "podLabels": {"team": "ml"},
     "podAnnotations": {"example.com/note": "hi"},
     "nodeSelector": {"kubernetes.io/os": "linux"},

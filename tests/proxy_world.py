@@ -22,7 +22,7 @@ from remote_ollama.proxy.local import LocalResolver, RecordingSink
 from remote_ollama.sandbox.ollama.server import make_ollama_app, ollama_state
 from remote_ollama.sandbox.ollama.state import OllamaState
 from remote_ollama.spec.names import API_KEY_HEADER, VM_TLS_SERVER_NAME
-from remote_ollama.vm.pki import VMCredentials, generate_vm_credentials, server_ssl_context
+from remote_ollama.vm.pki import VMCredentials, generate_vm_credentials, make_vm_identity, server_ssl_context
 
 API_KEY = "test-vm-key-0123456789"
 MODELS = ["granite3.1-dense:8b", "nomic-embed-text:latest"]
@@ -31,25 +31,22 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class TestPKI:
-    creds: VMCredentials
-
-    @property
-    def ca_pem(self) -> bytes:
-        return self.creds.ca_pem.encode()
+    creds: VMCredentials  # the proxy's: the client certificate and the VM's pinned certificate
+    vm_key_pem: str  # the VM's own key, which only the VM holds
 
     def client_context(self) -> ssl.SSLContext:
-        """The proxy's side: trusts the CA, presents the client certificate."""
+        """The proxy's side: trusts the pinned certificate, presents the client certificate."""
         return self.creds.client_context()
 
     def server_context(self) -> ssl.SSLContext:
-        """The VM's nginx: TLS 1.3, a client certificate from the CA required."""
-        return server_ssl_context(self.creds.cert_pem, self.creds.key_pem, self.creds.ca_pem)
+        """The VM's nginx: TLS 1.3, its own key, a client certificate from the CA required."""
+        return server_ssl_context(self.creds.cert_pem, self.vm_key_pem, self.creds.ca_pem)
 
     def write_client_files(self, folder: Path) -> tuple[Path, Path, Path]:
-        """(ca, client cert, client key) as files, for a proxy in its own process."""
-        paths = (folder / "ca.pem", folder / "client.crt", folder / "client.key")
+        """(trusted VM certificate, client cert, client key) as files, for a proxy in its own process."""
+        paths = (folder / "vm.crt", folder / "client.crt", folder / "client.key")
         for path, text in zip(
-            paths, (self.creds.ca_pem, self.creds.client_cert_pem, self.creds.client_key_pem), strict=True
+            paths, (self.creds.cert_pem, self.creds.client_cert_pem, self.creds.client_key_pem), strict=True
         ):
             path.write_text(text)
             path.chmod(0o600)
@@ -57,8 +54,10 @@ class TestPKI:
 
 
 def make_pki() -> TestPKI:
-    """A fresh CA, VM certificate and client certificate, made by the product's own PKI code."""
-    return TestPKI(generate_vm_credentials())
+    """A fresh CA and client certificate, and a VM's own key and certificate, pinned, made by the
+    product's own PKI code."""
+    cert, key = make_vm_identity()
+    return TestPKI(generate_vm_credentials().pinned_to(cert), key)
 
 
 def key_check(api_key: str) -> Any:

@@ -32,6 +32,7 @@ from chart_world import (
 )
 
 from remote_ollama.core import cost
+from remote_ollama.spec.policy import policy_from
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +161,19 @@ def test_prices_reach_the_operator_as_json(default_install: tuple[list[dict[str,
     prices = json.loads(env["REMOTE_OLLAMA_PRICES"])
     # the chart's default is the product's one price table (remote_ollama/core/cost.py), not a copy of it
     assert prices == {"currency": cost.DEFAULT_CURRENCY, "perHour": cost.DEFAULT_PER_HOUR}
+
+
+def test_the_spend_policy_reaches_the_operator_as_json_and_parses(
+    default_install: tuple[list[dict[str, Any]], str], full_install: tuple[list[dict[str, Any]], str]
+) -> None:
+    def env(objects: list[dict[str, Any]]) -> dict[str, Any]:
+        (container,) = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+        return {e["name"]: e.get("value") for e in container["env"]}
+
+    assert "REMOTE_OLLAMA_POLICY" not in env(default_install[0])  # no policy: anything goes
+    text = env(full_install[0])["REMOTE_OLLAMA_POLICY"]
+    assert json.loads(text) == ALL_FEATURES["policy"]
+    assert policy_from({"REMOTE_OLLAMA_POLICY": text}).max_disk_size == 200  # what the operator reads
 
 
 @pytest.mark.parametrize("install", ["default_install", "full_install"])

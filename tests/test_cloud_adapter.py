@@ -29,11 +29,12 @@ from remote_ollama.cloud.errors import (
 from remote_ollama.cloud.exoscale.adapter import ExoscaleCloud, owner_labels
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.core.observed import ObservedInstance
+from remote_ollama.engine.vm_client import first_contact
 from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator, SimulatorThread
 from remote_ollama.sandbox.exoscale.state import SimTimings
 from remote_ollama.spec.names import API_KEY_HEADER, VM_PORT, VM_TLS_SERVER_NAME, security_group_name
 from remote_ollama.vm.cloudinit import encode_user_data, render_user_data
-from remote_ollama.vm.pki import VMCredentials, client_ssl_context, generate_vm_credentials
+from remote_ollama.vm.pki import VMCredentials, client_ssl_context, generate_vm_credentials, pem_of
 
 KEY, SECRET = "EXOkey0123456789abcdef", "exoscale-secret-that-must-never-leak"
 ZONE = "at-vie-2"
@@ -104,12 +105,16 @@ async def ollama_get(
     ip: str, path: str, api_key: str | None, creds: VMCredentials, *, client_cert: bool = True
 ) -> tuple[int, Any]:
     headers = {API_KEY_HEADER: api_key} if api_key else {}
+    der = await first_contact(ip, creds)  # the certificate the VM made (the operator pins it)
+    if der is None:
+        raise aiohttp.ClientConnectionError(f"nothing answers TLS on {ip}")
+    trusted = creds.pinned_to(pem_of(der))
     async with (
         aiohttp.ClientSession() as http,
         http.get(
             f"https://{ip}:{VM_PORT}{path}",
             headers=headers,
-            ssl=creds.client_context() if client_cert else client_ssl_context(creds.ca_pem),
+            ssl=trusted.client_context() if client_cert else client_ssl_context(trusted.cert_pem),
             server_hostname=VM_TLS_SERVER_NAME,
             timeout=aiohttp.ClientTimeout(total=5),
         ) as resp,
@@ -442,7 +447,7 @@ def test_secrets_never_reach_the_logs(
     )
     cloud.delete_instance(inst.id, deadline=10)
     assert inst.id in caplog.text  # ids are logged...
-    for secret in (SECRET, str(creds.api_key), creds.client_key_pem, creds.key_pem, user_data(creds)[:40]):
+    for secret in (SECRET, str(creds.api_key), creds.client_key_pem, user_data(creds)[:40]):
         assert secret not in caplog.text  # ...secrets are not
     assert SECRET not in repr(cloud) and SECRET not in repr(cloud.client)
 

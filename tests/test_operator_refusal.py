@@ -21,7 +21,13 @@ def test_permanent_reasons_refuse_with_their_message() -> None:
     creds = {"conditions": [cond("CredentialsValid", "False", "InvalidCredentials", "Secret 'x' not found")]}
     assert refusal_from(creds) == Refusal("Secret 'x' not found", Reason.INVALID_CREDENTIALS)
     # the adapter's own words, as the operator writes them (the old list said "NotAuthorized")
-    for reason in ("InstanceTypeNotAuthorized", "InvalidSpec", "TemplateNotFound", "InvalidCredentials"):
+    for reason in (
+        "InstanceTypeNotAuthorized",
+        "InvalidSpec",
+        "PolicyViolation",
+        "TemplateNotFound",
+        "InvalidCredentials",
+    ):
         refused = refusal_from({"conditions": [cond("Ready", "False", reason, "why")]})
         assert refused is not None and refused.reason == reason
     budget = {"conditions": [cond("BudgetExceeded", "True", "MonthlySpend", "budget exceeded: 100 EUR")]}

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from remote_ollama.spec.names import VM_TLS_SERVER_NAME
@@ -29,7 +30,9 @@ from remote_ollama.vm.pki import (
     VMCredentials,
     client_ssl_context,
     generate_vm_credentials,
+    make_vm_identity,
     server_ssl_context,
+    vm_certificate_problem,
 )
 
 SCHEMA_JSON = Path("/usr/lib/python3/dist-packages/cloudinit/config/schemas/schema-cloud-config-v1.json")
@@ -48,17 +51,51 @@ def _files(user_data: str) -> dict[str, dict[str, Any]]:
 # --- PKI ----------------------------------------------------------------------------------------------
 
 
-def test_server_certificate_names_the_fixed_vm_name_and_is_signed_by_the_resource_ca(
-    creds: VMCredentials,
-) -> None:
-    ca = x509.load_pem_x509_certificate(creds.ca_pem.encode())
-    cert = x509.load_pem_x509_certificate(creds.cert_pem.encode())
+@pytest.fixture(scope="module")
+def vm_identity() -> tuple[str, str]:
+    """(certificate, key) as the simulated VM makes them at first boot."""
+    return make_vm_identity()
+
+
+def _pinned(creds: VMCredentials, vm_identity: tuple[str, str]) -> VMCredentials:
+    return creds.pinned_to(vm_identity[0])
+
+
+def test_the_vms_own_certificate_names_the_fixed_vm_name_and_is_no_ca(vm_identity: tuple[str, str]) -> None:
+    cert = x509.load_pem_x509_certificate(vm_identity[0].encode())
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == [VM_TLS_SERVER_NAME]
-    assert cert.issuer == ca.subject
-    cert.verify_directly_issued_by(ca)
-    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
     assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    assert vm_certificate_problem(cert.public_bytes(serialization.Encoding.DER)) is None
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl")
+def test_the_key_script_makes_a_certificate_the_operator_pins(creds: VMCredentials, tmp_path: Path) -> None:
+    """The user-data's key script, run as on the VM (paths moved under tmp), makes a key and a
+    certificate that pass the first-contact check; run again it keeps them (first boot only)."""
+    script = _files(render_user_data(creds, ["m:1"]))[cloudinit.TLS_KEY_SCRIPT_PATH]["content"]
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    path = tmp_path / "tls-key"
+    path.write_text(script.replace(cloudinit.CONF_DIR, str(conf)))
+    made = []
+    for _ in range(2):
+        out = subprocess.run(["sh", str(path)], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        made.append((conf / "tls.crt").read_bytes())
+    first = made[0]
+    assert made[1] == first
+    assert (conf / "tls.key").stat().st_mode & 0o777 == 0o600
+    cert = x509.load_pem_x509_certificate(first)
+    assert vm_certificate_problem(cert.public_bytes(serialization.Encoding.DER)) is None
+
+
+def test_first_contact_refuses_what_is_not_a_vm_certificate(creds: VMCredentials) -> None:
+    ca = x509.load_pem_x509_certificate(creds.ca_pem.encode()).public_bytes(serialization.Encoding.DER)
+    client = x509.load_pem_x509_certificate(creds.client_cert_pem.encode())
+    assert vm_certificate_problem(ca) is not None  # a CA (and no VM name)
+    assert "does not name" in str(vm_certificate_problem(client.public_bytes(serialization.Encoding.DER)))
+    assert vm_certificate_problem(b"garbage") is not None and vm_certificate_problem(None) is not None
 
 
 def test_client_certificate_is_for_client_auth_and_signed_by_the_resource_ca(creds: VMCredentials) -> None:
@@ -77,47 +114,61 @@ def test_no_api_key_unless_given() -> None:
     assert first.ca_pem != second.ca_pem and first.client_key_pem != second.client_key_pem
 
 
-def test_secret_data_round_trip_and_repr_hides_keys(creds: VMCredentials) -> None:
+def test_secret_data_round_trip_and_repr_hides_keys(
+    creds: VMCredentials, vm_identity: tuple[str, str]
+) -> None:
     data = creds.to_secret_data()
-    assert set(data) == {"ca.crt", "tls.crt", "tls.key", "client.crt", "client.key"}
-    assert VMCredentials.from_secret_data(data) == creds
+    assert set(data) == {"ca.crt", "client.crt", "client.key"}  # no server key: the VM made its own
+    assert VMCredentials.from_secret_data(data) == creds and not creds.pinned
+    pinned = _pinned(creds, vm_identity)
+    assert set(pinned.to_secret_data()) == {"ca.crt", "tls.crt", "client.crt", "client.key"}
+    assert VMCredentials.from_secret_data(pinned.to_secret_data()) == pinned and pinned.pinned
+    assert pinned.proxy_data() == pinned.to_secret_data()  # the proxy trusts the pinned certificate
     assert "PRIVATE KEY" not in repr(creds)
-    with pytest.raises(KeyError, match=r"tls\.key"):
-        VMCredentials.from_secret_data({k: v for k, v in data.items() if k != "tls.key"})
     with pytest.raises(KeyError, match=r"client\.key"):
         VMCredentials.from_secret_data({k: v for k, v in data.items() if k != "client.key"})
     keyed = generate_vm_credentials(api_key="chosen-by-the-user-0123")
     assert VMCredentials.from_secret_data(keyed.to_secret_data()) == keyed
-    # a Secret of a VM made before mutual TLS (API key, no client certificate) still reads
-    old = {"ca.crt": creds.ca_pem, "tls.crt": creds.cert_pem, "tls.key": creds.key_pem, "api-key": "k" * 43}
+    # a Secret of a VM made before enrolment (its key was in user-data) still reads; the proxy's
+    # share never holds that key
+    cert, key = vm_identity
+    before = {**data, "tls.crt": cert, "tls.key": key}
+    legacy = VMCredentials.from_secret_data(before)
+    assert legacy.key_pem == key and legacy.pinned and "tls.key" not in legacy.proxy_data()
+    # and one of a VM made before mutual TLS (API key, no client certificate)
+    old = {"ca.crt": creds.ca_pem, "tls.crt": cert, "tls.key": key, "api-key": "k" * 43}
     legacy = VMCredentials.from_secret_data(old)
     assert legacy.api_key == "k" * 43 and legacy.client_cert_pem == ""
 
 
-def test_client_context_trusts_only_the_resource_ca(creds: VMCredentials) -> None:
-    ctx = client_ssl_context(creds.ca_pem)
+def test_client_context_trusts_only_the_pinned_certificate(
+    creds: VMCredentials, vm_identity: tuple[str, str]
+) -> None:
+    with pytest.raises(ValueError, match="not pinned"):
+        creds.client_context()
+    ctx = _pinned(creds, vm_identity).client_context()
     assert ctx.check_hostname is True
     assert ctx.verify_mode == ssl.CERT_REQUIRED
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_3
-    assert len(ctx.get_ca_certs()) == 1  # no system roots
+    assert ctx.cert_store_stats()["x509"] == 1  # the pinned certificate, no system roots
 
 
 async def _handshake(
-    server_creds: VMCredentials,
+    server: tuple[str, str],
     client_ca: str,
+    trusted: str,
     server_hostname: str,
-    client: VMCredentials | None = None,
+    client: VMCredentials,
 ) -> bytes:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"hello")
         await writer.drain()
         writer.close()
 
-    server_ctx = server_ssl_context(server_creds.cert_pem, server_creds.key_pem, server_creds.ca_pem)
-    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_ctx)
-    port = server.sockets[0].getsockname()[1]
-    client = client or server_creds
-    client_ctx = client_ssl_context(client_ca, client.client_cert_pem, client.client_key_pem)
+    server_ctx = server_ssl_context(server[0], server[1], client_ca)
+    listening = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_ctx)
+    port = listening.sockets[0].getsockname()[1]
+    client_ctx = client_ssl_context(trusted, client.client_cert_pem, client.client_key_pem)
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection("127.0.0.1", port, ssl=client_ctx, server_hostname=server_hostname),
@@ -127,30 +178,38 @@ async def _handshake(
         writer.close()
         return data
     finally:
-        server.close()
-        await server.wait_closed()
+        listening.close()
+        await listening.wait_closed()
 
 
-async def test_proxy_reaches_vm_by_ip_verifying_the_fixed_name(creds: VMCredentials) -> None:
-    assert await _handshake(creds, creds.ca_pem, VM_TLS_SERVER_NAME) == b"hello"
+async def test_proxy_reaches_vm_by_ip_verifying_the_fixed_name(
+    creds: VMCredentials, vm_identity: tuple[str, str]
+) -> None:
+    got = await _handshake(vm_identity, creds.ca_pem, vm_identity[0], VM_TLS_SERVER_NAME, creds)
+    assert got == b"hello"
 
 
-async def test_the_vm_refuses_a_client_without_a_certificate_of_its_ca(creds: VMCredentials) -> None:
+async def test_the_vm_refuses_a_client_without_a_certificate_of_its_ca(
+    creds: VMCredentials, vm_identity: tuple[str, str]
+) -> None:
     other = generate_vm_credentials()
-    for client in (other, VMCredentials(creds.ca_pem, creds.cert_pem, creds.key_pem)):  # wrong CA; none
+    for client in (other, VMCredentials(creds.ca_pem)):  # wrong CA; none
         try:  # TLS 1.3: the server's refusal may arrive as an alert after the client's handshake
-            data = await _handshake(creds, creds.ca_pem, VM_TLS_SERVER_NAME, client)
+            data = await _handshake(vm_identity, creds.ca_pem, vm_identity[0], VM_TLS_SERVER_NAME, client)
         except (ssl.SSLError, ConnectionError, asyncio.IncompleteReadError):
             data = b""
         assert data != b"hello", "the VM answered a client it cannot verify"
 
 
-async def test_another_resources_ca_or_another_name_is_refused(creds: VMCredentials) -> None:
-    other = generate_vm_credentials()
+async def test_a_vm_showing_another_certificate_than_the_pinned_one_is_refused(
+    creds: VMCredentials, vm_identity: tuple[str, str]
+) -> None:
+    """A spoof with a certificate for the same name (anyone can make one) is not the pinned VM."""
+    spoof = make_vm_identity()
     with pytest.raises(ssl.SSLCertVerificationError):
-        await _handshake(creds, other.ca_pem, VM_TLS_SERVER_NAME)
+        await _handshake(spoof, creds.ca_pem, vm_identity[0], VM_TLS_SERVER_NAME, creds)
     with pytest.raises(ssl.SSLCertVerificationError):
-        await _handshake(creds, creds.ca_pem, "evil.example.com")
+        await _handshake(vm_identity, creds.ca_pem, vm_identity[0], "evil.example.com", creds)
 
 
 # --- cloud-config -------------------------------------------------------------------------------------
@@ -203,25 +262,23 @@ def test_write_files_carry_the_vm_contract(creds: VMCredentials) -> None:
     text = render_user_data(creds, ["granite3.1-dense:8b", "qwen2.5:0.5b"])
     files = _files(text)
     assert files["/etc/remote-ollama/ca.crt"]["content"] == creds.ca_pem
-    assert files["/etc/remote-ollama/tls.crt"]["content"] == creds.cert_pem
-    assert files["/etc/remote-ollama/tls.key"]["content"] == creds.key_pem
-    assert files["/etc/remote-ollama/tls.key"]["permissions"] == "0600"
     assert files["/etc/remote-ollama/models"]["content"].splitlines() == [
         "granite3.1-dense:8b",
         "qwen2.5:0.5b",
     ]
-    # only the CA certificate and the server's own certificate and key: no bearer secret, nothing
-    # of the client's, one private key
+    # only the CA certificate: no bearer secret, nothing of the client's, no private key at all
     assert "/etc/remote-ollama/api-key" not in files
     assert creds.client_key_pem not in text and creds.client_cert_pem not in text
-    assert text.count("PRIVATE KEY-----\n") == 2  # BEGIN and END of the server key
-
-
-def test_scrubbed_user_data_is_the_same_without_the_private_key(creds: VMCredentials) -> None:
-    full = _files(render_user_data(creds, ["granite3.1-dense:8b"]))
-    text = render_user_data(creds, ["granite3.1-dense:8b"], scrubbed=True)
     assert "PRIVATE KEY" not in text
-    assert {p: f for p, f in full.items() if p != cloudinit.TLS_KEY_PATH} == _files(text)
+    assert cloudinit.TLS_KEY_PATH not in files and cloudinit.TLS_CERT_PATH not in files
+
+
+def test_the_vm_makes_its_own_key_before_nginx_starts(creds: VMCredentials) -> None:
+    files = _files(render_user_data(creds, ["granite3.1-dense:8b"]))
+    setup = files[cloudinit.SETUP_PATH]["content"]
+    assert setup.index(cloudinit.TLS_KEY_SCRIPT_PATH) < setup.index("nginx -t")
+    script = files[cloudinit.TLS_KEY_SCRIPT_PATH]["content"]
+    assert "openssl req -x509" in script and f"-keyout {cloudinit.TLS_KEY_PATH}.new" in script
 
 
 def test_a_users_ollama_key_is_an_extra_exact_check(creds: VMCredentials) -> None:
@@ -268,7 +325,8 @@ def test_setup_script_echoes_no_secret_and_containers_cannot_reach_the_metadata_
 
 
 @pytest.mark.skipif(
-    shutil.which("nginx") is None, reason="nginx is not installed (apt-get install nginx-light)"
+    shutil.which("nginx") is None or shutil.which("openssl") is None,
+    reason="nginx or openssl is not installed (apt-get install nginx-light openssl)",
 )
 @pytest.mark.parametrize("api_key", [None, "chosen-by-the-user-0123"])
 def test_rendered_nginx_config_passes_nginx_t(tmp_path: Path, api_key: str | None) -> None:
@@ -280,10 +338,14 @@ def test_rendered_nginx_config_passes_nginx_t(tmp_path: Path, api_key: str | Non
             target = root / path.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(entry["content"])
-    site = files[cloudinit.NGINX_SITE_PATH]["content"].replace(
-        cloudinit.CONF_DIR, str(root / cloudinit.CONF_DIR.lstrip("/"))
-    )
+    conf = root / cloudinit.CONF_DIR.lstrip("/")
+    site = files[cloudinit.NGINX_SITE_PATH]["content"].replace(cloudinit.CONF_DIR, str(conf))
     (root / "etc/remote-ollama/nginx.conf").write_text(site)
+    key_script = tmp_path / "tls-key"  # as the setup script does first on the VM
+    key_script.write_text(
+        files[cloudinit.TLS_KEY_SCRIPT_PATH]["content"].replace(cloudinit.CONF_DIR, str(conf))
+    )
+    subprocess.run(["sh", str(key_script)], check=True)
     include = root / "etc/remote-ollama/api-key.conf"
     main = tmp_path / "nginx.conf"
     main.write_text(
@@ -318,7 +380,7 @@ def test_gpu_stack_and_pinned_ollama_on_loopback(creds: VMCredentials) -> None:
 @pytest.mark.skipif(shutil.which("sh") is None, reason="no POSIX shell")
 def test_boot_scripts_are_valid_shell(creds: VMCredentials, tmp_path: Path) -> None:
     files = _files(render_user_data(creds, ["granite3.1-dense:8b"]))
-    for path in (cloudinit.SETUP_PATH, cloudinit.PULL_PATH):
+    for path in (cloudinit.SETUP_PATH, cloudinit.PULL_PATH, cloudinit.TLS_KEY_SCRIPT_PATH):
         script = tmp_path / Path(path).name
         script.write_text(files[path]["content"])
         out = subprocess.run(["sh", "-n", str(script)], capture_output=True, text=True)
@@ -359,6 +421,6 @@ def test_model_names_that_could_inject_are_refused(creds: VMCredentials, model: 
     "key", ['quote"key-0123456789', "short", "space key 0123456789", "$var-0123456789abc"]
 )
 def test_api_keys_nginx_cannot_match_literally_are_refused(creds: VMCredentials, key: str) -> None:
-    bad = VMCredentials(creds.ca_pem, creds.cert_pem, creds.key_pem, api_key=key)
+    bad = VMCredentials(creds.ca_pem, api_key=key)
     with pytest.raises(UserDataError, match="API key"):
         render_user_data(bad, ["granite3.1-dense:8b"])

@@ -1,5 +1,5 @@
-"""The data path on a real VM's software: Debian's nginx run with the exact site config and
-certificates of the user-data, in front of the real Ollama 0.17.4 (tiny model). Only the Exoscale
+"""The data path on a real VM's software: Debian's nginx run with the exact site config of the
+user-data and the key its key script makes (real openssl), in front of the real Ollama 0.17.4 (tiny model). Only the Exoscale
 API is simulated. What nginx answers here is what production answers; the simulated VM and the
 proxy are held to it.
 """
@@ -7,6 +7,7 @@ proxy are held to it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,7 +20,9 @@ from ollama_real.real_vm import RealVMFleet
 from ollama_real.server import TINY, VERSION, RealOllama
 from ports import free_port
 from subprocess_world import Program, clean_env
+from yarl import URL
 
+from remote_ollama.engine.vm_client import first_contact
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import ProxySettings, Upstream
 from remote_ollama.proxy.local import LocalResolver, RecordingSink
@@ -29,7 +32,13 @@ from remote_ollama.sandbox.exoscale.state import Instance, SimTimings
 from remote_ollama.sandbox.vm import SimulatedVM
 from remote_ollama.spec.names import API_KEY_HEADER, VM_PORT, VM_TLS_SERVER_NAME
 from remote_ollama.vm.cloudinit import encode_user_data, render_user_data
-from remote_ollama.vm.pki import VMCredentials, client_ssl_context, generate_vm_credentials
+from remote_ollama.vm.pki import (
+    VMCredentials,
+    client_ssl_context,
+    generate_vm_credentials,
+    pem_of,
+    vm_certificate_problem,
+)
 
 KEY, SECRET = "EXOrealvmtest", "real-vm-test-secret"
 NO_CERT = "400 No required SSL certificate was sent"
@@ -81,20 +90,61 @@ async def _get(
             await asyncio.sleep(0.05)
 
 
+async def pinned(url: str, creds: VMCredentials, deadline: float = 20) -> VMCredentials:
+    """The first contact, as the operator makes it: the certificate nginx serves (the one the
+    user-data's key script made) pinned; retried while nginx is still starting."""
+    host, port = URL(url).host or "", URL(url).port or VM_PORT
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while (der := await first_contact(host, creds, port)) is None:
+        assert loop.time() < end, f"nothing answers TLS at {url}"
+        await asyncio.sleep(0.05)
+    assert vm_certificate_problem(der) is None
+    return creds.pinned_to(pem_of(der))
+
+
 async def test_real_nginx_answers_client_certificate_refusals_with_a_400_page(
     vm: str, creds: VMCredentials
 ) -> None:
     key = {API_KEY_HEADER: creds.api_key or ""}
-    status, kind, body = await _get(vm, creds.client_context(), key)
+    trusted = await pinned(vm, creds)
+    status, kind, body = await _get(vm, trusted.client_context(), key)
     assert (status, kind) == (200, "application/json") and VERSION in body  # the real Ollama behind it
-    status, kind, body = await _get(vm, client_ssl_context(creds.ca_pem), key)  # no certificate
+    status, kind, body = await _get(vm, client_ssl_context(trusted.cert_pem), key)  # no certificate
     assert (status, kind) == (400, "text/html") and f"<title>{NO_CERT}</title>" in body
     foreign = generate_vm_credentials()  # a certificate of another resource's CA
-    status, kind, body = await _get(vm, client_ssl_context(creds.ca_pem, foreign.client_cert_pem,
+    status, kind, body = await _get(vm, client_ssl_context(trusted.cert_pem, foreign.client_cert_pem,
                                                            foreign.client_key_pem), key)  # fmt: skip
     assert (status, kind) == (400, "text/html") and f"<title>{BAD_CERT}</title>" in body
-    status, kind, body = await _get(vm, creds.client_context(), {API_KEY_HEADER: "wrong-key-0123456789"})
+    status, kind, body = await _get(vm, trusted.client_context(), {API_KEY_HEADER: "wrong-key-0123456789"})
     assert status == 401 and '"missing or wrong X-Ollama-Key"' in body
+
+
+async def test_the_real_vm_keeps_its_key_across_a_restart_and_a_spoof_is_refused(
+    creds: VMCredentials, real_ollama: RealOllama, tmp_path: Path
+) -> None:
+    """The key the VM made at first boot stays on its disk (a stop and start serves the pinned
+    certificate); another VM at that address, booted from the same user-data, made its own key and
+    is refused by the pinned client."""
+    key = {API_KEY_HEADER: creds.api_key or ""}
+    fleet = RealVMFleet(tmp_path, real_ollama.port, port=free_port())
+    ip = fleet.allocate_ip()
+    instance = _instance(creds, ip)
+    url = f"https://{ip}:{fleet.port}"
+    try:
+        fleet.booted(instance)
+        trusted = await pinned(url, creds)
+        fleet.halted(instance)
+        fleet.booted(instance)  # stopped and started: the same disk
+        assert (await pinned(url, creds)).cert_pem == trusted.cert_pem
+        assert (await _get(url, trusted.client_context(), key))[0] == 200
+        fleet.halted(instance)
+        fleet.booted(dataclasses.replace(instance, id="i-spoof"))  # a copy of the user-data, elsewhere
+        assert (await pinned(url, creds)).cert_pem != trusted.cert_pem
+        with pytest.raises(aiohttp.ClientConnectorCertificateError):
+            await _get(url, trusted.client_context(), key, deadline=0)
+    finally:
+        fleet.close()
 
 
 async def test_the_simulated_vm_sends_nginx_s_page_for_a_missing_certificate(
@@ -102,13 +152,14 @@ async def test_the_simulated_vm_sends_nginx_s_page_for_a_missing_certificate(
 ) -> None:
     """The sandbox's VM answers what the real nginx answers (status, type, the page itself)."""
     key = {API_KEY_HEADER: creds.api_key or ""}
-    real = await _get(vm, client_ssl_context(creds.ca_pem), key)
+    real = await _get(vm, client_ssl_context((await pinned(vm, creds)).cert_pem), key)
     timings = SimTimings(cloud_init=0.0, pull=0.0)
     ip, port = "127.0.0.1", free_port()
     sim = SimulatedVM("i-sim", ip, _instance(creds, ip).user_data, port=port, timings=timings)
     await sim.boot()
     try:
-        simulated = await _get(f"https://{ip}:{port}", client_ssl_context(creds.ca_pem), key)
+        url = f"https://{ip}:{port}"
+        simulated = await _get(url, client_ssl_context((await pinned(url, creds)).cert_pem), key)
     finally:
         await sim.shutdown()
     assert simulated == real
@@ -119,7 +170,8 @@ async def proxy_to(creds: VMCredentials) -> AsyncIterator[Any]:
     runners: list[web.AppRunner] = []
 
     async def start(url: str, client: VMCredentials) -> str:
-        ssl = client_ssl_context(creds.ca_pem, client.client_cert_pem, client.client_key_pem)
+        trusted = await pinned(url, creds)
+        ssl = client_ssl_context(trusted.cert_pem, client.client_cert_pem, client.client_key_pem)
         upstream = Upstream(url, ssl, creds.api_key, VM_TLS_SERVER_NAME)
         app = make_proxy_app(LocalResolver(upstream), RecordingSink(), ProxySettings())
         runner, port = await start_proxy(app, "127.0.0.1", 0)
@@ -135,7 +187,7 @@ async def proxy_to(creds: VMCredentials) -> AsyncIterator[Any]:
 async def test_a_refused_client_certificate_reaches_the_user_as_an_ollama_error(
     vm: str, creds: VMCredentials, proxy_to: Any, path: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    await _get(vm, creds.client_context(), {API_KEY_HEADER: creds.api_key or ""})  # nginx is up
+    await _get(vm, (await pinned(vm, creds)).client_context(), {API_KEY_HEADER: creds.api_key or ""})  # up
     proxy = await proxy_to(vm, generate_vm_credentials())  # a proxy holding another CA's certificate
     body = {"model": TINY, "messages": [{"role": "user", "content": "hi"}]}
     with caplog.at_level(logging.WARNING):
@@ -157,7 +209,8 @@ async def test_nginx_without_its_ollama_reaches_the_user_as_an_ollama_error(
     fleet.booted(_instance(creds, ip))
     url = f"https://{ip}:{fleet.port}"
     try:
-        status, kind, page = await _get(url, creds.client_context(), {API_KEY_HEADER: creds.api_key or ""})
+        trusted = await pinned(url, creds)
+        status, kind, page = await _get(url, trusted.client_context(), {API_KEY_HEADER: creds.api_key or ""})
         assert (status, kind) == (502, "text/html") and "<title>502 Bad Gateway</title>" in page
         proxy = await proxy_to(url, creds)
         with caplog.at_level(logging.WARNING):

@@ -1,15 +1,17 @@
-"""The proxy's Secret holds only what the proxy uses (issue 18): the VM's server key and the record
-of its instance live in the operator's own Secret, which the proxy's Role does not name."""
+"""The proxy's Secret holds only what the proxy uses (issue 18): the record of its instance (and, for
+a VM made before enrolment, its server key) live in the operator's own Secret, which the proxy's
+Role does not name. Since enrolment nobody but the VM holds its server key."""
 
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from typing import Any
 
 from remote_ollama.engine.vm_client import InstanceRecord
 from remote_ollama.kube.operator import children
 from remote_ollama.kube.operator.context import SecretStore
-from remote_ollama.vm.pki import VMCredentials, generate_vm_credentials
+from remote_ollama.vm.pki import VMCredentials, generate_vm_credentials, make_vm_identity
 
 BODY = {
     "apiVersion": "remoteollama.dev/v1alpha1",
@@ -53,10 +55,13 @@ async def test_the_proxys_secret_has_no_server_key() -> None:
     store = SecretStore(api, BODY)  # type: ignore[arg-type]
     await store.save(creds, InstanceRecord(creation_token="t"))
     await store.keep(InstanceRecord("i-1", "t"))
+    assert set(decoded(api.objects[PROXY])) == {"ca.crt", "client.crt", "client.key"}
+    creds = creds.pinned_to(make_vm_identity()[0])  # what the first contact does
+    await store.save(creds, InstanceRecord("i-1", "t"))
     proxy, own = decoded(api.objects[PROXY]), decoded(api.objects[OWN])
-    assert set(proxy) == {"ca.crt", "client.crt", "client.key"}
-    assert "PRIVATE KEY" not in proxy["ca.crt"] and creds.key_pem not in proxy.values()
-    assert own["tls.key"] == creds.key_pem and own["instance-id"] == "i-1"
+    assert set(proxy) == {"ca.crt", "tls.crt", "client.crt", "client.key"}  # the pinned certificate
+    assert "tls.key" not in own and own["instance-id"] == "i-1"
+    assert [k for k, v in {**own, **proxy}.items() if "PRIVATE KEY" in v] == ["client.key"]
     assert VMCredentials.from_secret_data(proxy, proxy=True).client_context() is not None
     role = children.proxy_role(BODY)
     assert [r["resourceNames"] for r in role["rules"] if r["resources"] == ["secrets"]] == [
@@ -68,11 +73,12 @@ async def test_the_proxys_secret_has_no_server_key() -> None:
 
 async def test_a_secret_from_before_the_split_is_read_then_split() -> None:
     api = FakeAPI()
-    creds = generate_vm_credentials()
+    cert, key = make_vm_identity()  # a VM made before enrolment: the operator made its key
+    creds = replace(generate_vm_credentials(), cert_pem=cert, key_pem=key)
     legacy = children.vm_secret(BODY, creds.to_secret_data(), "granite-remote-ollama")
     api.objects[PROXY] = legacy
     store = SecretStore(api, BODY)  # type: ignore[arg-type]
     assert await store.load() == creds and await store.record() == InstanceRecord()
     await store.keep(InstanceRecord("i-9"))
-    assert "tls.key" not in decoded(api.objects[PROXY]) and "tls.crt" not in decoded(api.objects[PROXY])
+    assert "tls.key" not in decoded(api.objects[PROXY]) and decoded(api.objects[PROXY])["tls.crt"] == cert
     assert decoded(api.objects[OWN])["tls.key"] == creds.key_pem

@@ -25,7 +25,7 @@ from remote_ollama.engine.reconciler import Reconciler, Target
 from remote_ollama.engine.vm_client import CredentialStore, InstanceRecord
 from remote_ollama.sandbox.vm import LoopbackPool, server_ssl_context
 from remote_ollama.spec.names import VM_PORT
-from remote_ollama.vm.pki import VMCredentials, generate_vm_credentials
+from remote_ollama.vm.pki import VMCredentials, generate_vm_credentials, make_vm_identity
 
 MiB = 1 << 20
 BOMB = 64 * MiB  # the issue measured a 400 MiB /api/tags: the operator reached 7.1 GiB
@@ -113,13 +113,14 @@ def hostile_app(hostile: Hostile) -> web.Application:
 
 @pytest.fixture
 async def vm() -> AsyncIterator[tuple[Reconciler, ObservedInstance, Hostile]]:
-    creds = generate_vm_credentials()
+    cert, key = make_vm_identity()
+    creds = generate_vm_credentials().pinned_to(cert)
     pool = LoopbackPool(VM_PORT)
     ip = pool.allocate_ip()
     hostile = Hostile()
     runner = web.AppRunner(hostile_app(hostile), access_log=None)
     await runner.setup()
-    ctx = server_ssl_context(creds.cert_pem.encode(), creds.key_pem.encode(), creds.ca_pem.encode())
+    ctx = server_ssl_context(cert.encode(), key.encode(), creds.ca_pem.encode())
     await web.TCPSite(runner, ip, VM_PORT, ssl_context=ctx).start()
     cloud = AsyncExoscaleCloud.connect("EXOx", "y", "at-vie-2", endpoint="http://127.0.0.1:9")
     rec = Reconciler(cloud, Target("uid", "cluster", "vm", "sg"), Store(creds))

@@ -282,10 +282,11 @@ class AsyncRemoteOllama:
         return creds.api_key if creds else None
 
     async def vm_ssl_context(self) -> ssl.SSLContext | None:
-        """A client TLS context trusting only this VM's CA (None before a VM was created)."""
+        """A client TLS context trusting only this VM's certificate, pinned at the first contact
+        (None before that)."""
         c = self._controller
         creds = c.files.credentials(c.saved) if c else None
-        return c.reconciler.vm.ssl_context(creds) if c and creds else None
+        return c.reconciler.vm.ssl_context(creds) if c and creds and creds.pinned else None
 
     async def status(self) -> dict[str, Any]:
         """The /status document (as `GET <url>/status` shows), plus `url`, `instance_id`,

@@ -97,7 +97,7 @@ class Reconciler:
     warn: Callable[[Reason, str], None] | None = None
     _warned: set[tuple[Reason, str]] = field(default_factory=set)
     vm: VMClient = field(init=False)  # the VM's own Ollama, with the same credentials store
-    _scrubbed: set[str] = field(default_factory=set)  # instances whose user-data no longer has the key
+    _scrubbed: set[str] = field(default_factory=set)  # instances whose user-data holds no key
 
     def __post_init__(self) -> None:
         self.vm = VMClient(self.store)
@@ -280,18 +280,16 @@ class Reconciler:
             self.vm.stop_watching()
 
     async def _scrub_user_data(self, spec: Spec, instance: ObservedInstance) -> None:
-        """Once Ready, cloud-init has written the server key to the VM's disk: the user-data (which
-        the API and the metadata server keep serving) is replaced by a copy without it. Once per
-        instance and process; a failure is retried at the next round."""
+        """A VM made before enrolment had its server key in user-data (which the API and the
+        metadata server keep serving): once Ready, it is replaced by today's, which holds none. Once
+        per instance and process; a failure is retried at the next round. A VM made since makes its
+        own key: nothing to do."""
         creds = await self.store.load()
-        if creds is None:
+        if creds is None or not creds.key_pem:
+            self._scrubbed.add(instance.id)
             return
         scrubbed = render_user_data(
-            creds,
-            spec.models,
-            ollama_image=spec.ollama.image,
-            ollama_env=dict(spec.ollama.env),
-            scrubbed=True,
+            creds, spec.models, ollama_image=spec.ollama.image, ollama_env=dict(spec.ollama.env)
         )
         try:
             await self.cloud.update_user_data(instance.id, encode_user_data(scrubbed))
@@ -323,7 +321,8 @@ class Reconciler:
         return await self._ensure_own_group(spec)
 
     async def _create(self, spec: Spec, sg_id: str) -> ObservedInstance:
-        """New VM, new credentials: saved first so a crash never leaves a VM with unknown keys.
+        """New VM, new credentials: saved first so a crash never leaves a VM with unknown keys. The
+        user-data holds no private key: the VM makes its own, pinned at first contact (VMClient).
 
         The adapter checks the GPU quota before creating, so no VM exists after a QuotaError.
         """

@@ -1,5 +1,6 @@
 """The round's side of the VM's own Ollama (through its TLS front, with the client certificate and
-key): probing it, watching it come up, pulling models and warming one up. `Reconciler` has one.
+key): pinning the VM's certificate at first contact, probing it, watching it come up, pulling
+models and warming one up. `Reconciler` has one.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import aiohttp
 from remote_ollama.core.lifecycle import WARM_UP_TIMEOUT, endpoint_for
 from remote_ollama.core.observed import ObservedInstance
 from remote_ollama.core.types import Action, Health
-from remote_ollama.spec.names import API_KEY_HEADER, VM_TLS_SERVER_NAME
+from remote_ollama.spec.names import API_KEY_HEADER, VM_PORT, VM_TLS_SERVER_NAME
 from remote_ollama.vm.bounded import TooLarge, capped_lines, hang_up, read_capped
-from remote_ollama.vm.pki import VMCredentials
+from remote_ollama.vm.pki import VMCredentials, pem_of, vm_certificate_problem
 
 log = logging.getLogger("remote_ollama.engine.reconciler")
 
@@ -102,6 +103,7 @@ class VMClient:
     _pulls: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _warm_ups: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _watch: asyncio.Task[None] | None = None
+    _enrolling: asyncio.Lock = field(default_factory=asyncio.Lock)
     _ssl: tuple[str, ssl.SSLContext] | None = None
     _session: aiohttp.ClientSession | None = None
 
@@ -117,11 +119,46 @@ class VMClient:
             await self._session.close()
 
     def ssl_context(self, creds: VMCredentials) -> ssl.SSLContext:
-        """One context per CA (trusting it, presenting the client certificate it issued), so the
-        proxy's pool (keyed by context) survives unchanged credentials."""
-        if self._ssl is None or self._ssl[0] != creds.ca_pem:
-            self._ssl = (creds.ca_pem, creds.client_context())
+        """One context per pinned certificate and client certificate, so the proxy's pool (keyed by
+        context) survives unchanged credentials. ValueError before the pin."""
+        key = creds.cert_pem + creds.client_cert_pem
+        if self._ssl is None or self._ssl[0] != key:
+            self._ssl = (key, creds.client_context())
         return self._ssl[1]
+
+    async def credentials(self, instance: ObservedInstance) -> VMCredentials | None:
+        """The credentials to talk to `instance` with; None while that cannot be done yet.
+
+        At the first contact with a VM we created, its certificate is pinned (trust on first use):
+        only for the instance id recorded at create, at the IP the cloud API reports for it, which
+        nobody else can answer on while our instance holds it. From then on only that certificate
+        is trusted, so a VM showing another one (a look-alike, a spoof after a destroy) is refused.
+        """
+        creds = await self.store.load()
+        if creds is None or creds.pinned:
+            return creds
+        async with self._enrolling:
+            creds = await self.store.load()
+            if creds is None or creds.pinned:
+                return creds
+            record = await self.store.record()
+            if record is None or record.instance_id != instance.id or not instance.public_ip:
+                return None
+            der = await first_contact(instance.public_ip, creds)
+            if der is None:
+                return None  # not listening yet: asked again later
+            problem = vm_certificate_problem(der)
+            if problem is not None:
+                log.warning("instance %s: its TLS certificate is not pinned: %s", instance.id, problem)
+                return None
+            pinned = creds.pinned_to(pem_of(der))
+            await self.store.save(pinned, record)
+            log.info(
+                "instance %s: its TLS certificate is pinned (first contact at %s)",
+                instance.id,
+                instance.public_ip,
+            )
+            return pinned
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -165,7 +202,7 @@ class VMClient:
         """Ask the VM's Ollama (through its TLS front, with the key) for its version and models."""
         if instance is None or instance.state != "running" or not instance.public_ip:
             return None
-        creds = await self.store.load()
+        creds = await self.credentials(instance)
         if creds is None:
             return None
         try:
@@ -236,14 +273,14 @@ class VMClient:
             self._watch = None
 
     async def _watch_ollama(self, instance: ObservedInstance) -> None:
-        creds = await self.store.load()
-        if creds is None:
-            return
         loop = asyncio.get_running_loop()
         give_up = loop.time() + WATCH_FOR
         attempt = aiohttp.ClientTimeout(total=WATCH_ATTEMPT_TIMEOUT)
         while loop.time() < give_up:
             try:
+                creds = await self.credentials(instance)
+                if creds is None:
+                    raise aiohttp.ClientError("not reachable yet")
                 await self._vm_request(instance, creds, "GET", "/api/version", timeout=attempt)
             except (aiohttp.ClientError, TimeoutError, ValueError, OSError):
                 await asyncio.sleep(WATCH_INTERVAL)
@@ -260,7 +297,7 @@ class VMClient:
                 self._pulls[model] = asyncio.create_task(self._pull(instance, model))
 
     async def _pull(self, instance: ObservedInstance, model: str) -> None:
-        creds = await self.store.load()
+        creds = await self.credentials(instance)
         if creds is None:
             return
         what = f"POST /api/pull {model} on instance {instance.id}"
@@ -293,7 +330,7 @@ class VMClient:
 
     async def _warm_up(self, instance: ObservedInstance, model: str, keep_alive: str) -> None:
         """An empty generate loads the model and answers once it is in memory (Ollama's own way)."""
-        creds = await self.store.load()
+        creds = await self.credentials(instance)
         if creds is None:
             return
         try:
@@ -316,6 +353,26 @@ class VMClient:
         finally:
             if self.notify is not None:
                 self.notify()
+
+
+async def first_contact(ip: str, creds: VMCredentials, port: int = VM_PORT) -> bytes | None:
+    """The certificate (DER) the TLS server at ip:port shows to our client certificate; None when
+    nothing answers. Only a handshake: nothing is sent over this unverified connection."""
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            _, writer = await asyncio.open_connection(
+                ip, port, ssl=creds.enrolment_context(), server_hostname=VM_TLS_SERVER_NAME
+            )
+    except (OSError, TimeoutError, ssl.SSLError):
+        return None
+    try:
+        tls = writer.get_extra_info("ssl_object")
+        return tls.getpeercert(binary_form=True) if isinstance(tls, ssl.SSLObject) else None
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+            async with asyncio.timeout(PROBE_TIMEOUT):
+                await writer.wait_closed()
 
 
 def ollama_keep_alive(text: str) -> str | float:

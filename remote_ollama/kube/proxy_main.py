@@ -94,7 +94,7 @@ class ResourceFollower:
         self.spec = spec_or_defaults(None)  # the body's spec, parsed by the one settings model
 
     async def _upstream_for(self, endpoint: str) -> Upstream | None:
-        """The VM's endpoint with the per-resource Secret's CA and client certificate (mutual TLS),
+        """The VM's endpoint with the per-resource Secret's pinned VM certificate and client certificate (mutual TLS),
         plus the optional API key; rebuilt only when the endpoint or the Secret changes."""
         secret = await self.api.get(path_for("v1", "secrets", self.namespace, secret_name(self.name)))
         if secret is None:
@@ -103,6 +103,8 @@ class ResourceFollower:
         try:
             creds = VMCredentials.from_secret_data(data, proxy=True)
         except KeyError:
+            return None
+        if not creds.pinned:  # the operator pins the VM's certificate before it says Ready
             return None
         key = (endpoint, creds)
         if self._upstream is None or self._creds_key != key:

@@ -161,7 +161,7 @@ class LocalController:
         if cached is not None and cached[0] == d.endpoint and cached[1] is self.saved.credentials:
             return cached[2]
         creds = self.files.credentials(self.saved)
-        if creds is None:
+        if creds is None or not creds.pinned:
             return None
         up = Upstream(d.endpoint, self.reconciler.vm.ssl_context(creds), creds.api_key, VM_TLS_SERVER_NAME)
         self._upstream_cache = (d.endpoint, self.saved.credentials, up)

@@ -22,7 +22,7 @@ from remote_ollama.spec.sections import DEFAULT_MAX_HELD_BODY
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m remote_ollama.proxy")
     parser.add_argument("--upstream", required=True, help="e.g. https://127.0.10.5:11435")
-    parser.add_argument("--ca", help="PEM file of the CA to trust for the upstream")
+    parser.add_argument("--ca", help="PEM file of the upstream's certificate (or its CA) to trust")
     parser.add_argument("--server-name", help="name the upstream certificate is issued for")
     parser.add_argument("--client-cert", help="PEM file of the client certificate to present (mutual TLS)")
     parser.add_argument("--client-key", help="PEM file of that certificate's key")

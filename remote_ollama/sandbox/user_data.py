@@ -1,5 +1,7 @@
 """What a simulated VM takes from its user-data, as cloud-init would: the files vm/cloudinit.py
-writes, at the paths it names (TLS certificate and key, the client CA, the optional API key, the models, the Ollama unit)."""
+writes, at the paths it names (the client CA, the optional API key, the models, the Ollama unit),
+and the TLS key and certificate its key script makes at first boot (`make_vm_identity`, the same
+certificate; a user-data of a VM made before enrolment carries them instead)."""
 
 from __future__ import annotations
 
@@ -19,8 +21,10 @@ from remote_ollama.vm.cloudinit import (
     OLLAMA_UNIT_PATH,
     TLS_CERT_PATH,
     TLS_KEY_PATH,
+    TLS_KEY_SCRIPT_PATH,
 )
 from remote_ollama.vm.ollama_release import DEFAULT_OLLAMA_VERSION, version_of
+from remote_ollama.vm.pki import make_vm_identity
 
 _IMAGE_RE = re.compile(r"^ExecStart=/usr/bin/docker run .* (\S+)\s*$", re.MULTILINE)
 
@@ -52,7 +56,8 @@ def _decode_file(entry: dict[str, Any]) -> bytes:
 
 
 def parse_user_data(user_data: str | None) -> VMConfig:
-    """Read the files the VM contract needs from base64 `#cloud-config` user-data."""
+    """The first boot: read the files the VM contract needs from base64 `#cloud-config` user-data,
+    and make the server key and certificate as its key script does."""
     if not user_data:
         raise UserDataError("no user-data")
     try:
@@ -79,6 +84,9 @@ def parse_user_data(user_data: str | None) -> VMConfig:
                 raise UserDataError(f"write_files {entry['path']}: cannot decode: {exc}") from exc
     # the CA (mutual TLS), or, from a VM of the older contract, the API key alone
     auth = CA_PATH if CA_PATH in files or API_KEY_PATH not in files else API_KEY_PATH
+    if TLS_KEY_PATH not in files and b"openssl req" in files.get(TLS_KEY_SCRIPT_PATH, b""):
+        cert, key = make_vm_identity()
+        files[TLS_CERT_PATH], files[TLS_KEY_PATH] = cert.encode(), key.encode()
     missing = [p for p in (TLS_CERT_PATH, TLS_KEY_PATH, auth, MODELS_PATH) if p not in files]
     if missing:
         raise UserDataError(f"write_files lacks {', '.join(missing)}")

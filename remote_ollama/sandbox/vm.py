@@ -3,10 +3,11 @@
 Each running instance gets its own loopback address (its public IP) and, on port 11435, an
 nginx-like front: TLS 1.3 requiring a client certificate issued by the CA found in the user-data
 (mutual TLS; a client sending none gets nginx's own 400 page, as Debian's nginx answers it), plus
-the optional `X-Ollama-Key` check when the user-data sets a key, passing to a simulated Ollama. Everything is taken from the instance's user-data at its first boot, as
-cloud-init does: the files stay on the VM's disk, so a user-data replaced later (the operator
-scrubs the private key once the VM is Ready) changes nothing until the instance is re-created. A
-broken user-data gives a VM that answers nothing, exactly as a real one would.
+the optional `X-Ollama-Key` check when the user-data sets a key, passing to a simulated Ollama.
+Everything is taken from the instance's user-data at its first boot, as cloud-init does, and the
+server key is made then, as the user-data's key script does on a real VM (`user_data.py`): the
+files stay on the VM's disk, so a user-data replaced later changes nothing until the instance is
+re-created. A broken user-data gives a VM that answers nothing, exactly as a real one would.
 """
 
 from __future__ import annotations

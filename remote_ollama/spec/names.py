@@ -55,5 +55,6 @@ def secret_name(name: str) -> str:
 
 
 def vm_secret_name(name: str) -> str:
-    """The operator's own Secret: the VM's server key too, and the record of its instance."""
+    """The operator's own Secret: the VM credentials and the record of its instance (which the
+    proxy's Role does not name)."""
     return f"{name}-remote-ollama-vm"

@@ -40,6 +40,7 @@ class Reason(StrEnum):
 
     # -- permanent: the VM cannot come up until a person changes something --------------------------
     INVALID_SPEC = "InvalidSpec"  # the spec does not parse (the CRD cannot check everything)
+    POLICY_VIOLATION = "PolicyViolation"  # outside the platform team's policy (REMOTE_OLLAMA_POLICY)
     # the credentials Secret is missing or incomplete, or Exoscale refused the key pair
     INVALID_CREDENTIALS = "InvalidCredentials"
     QUOTA_EXCEEDED = "QuotaExceeded"  # e.g. GPU quota 0 in the organisation
@@ -149,6 +150,7 @@ class Reason(StrEnum):
 PERMANENT = frozenset(
     {
         Reason.INVALID_SPEC,
+        Reason.POLICY_VIOLATION,
         Reason.INVALID_CREDENTIALS,
         Reason.QUOTA_EXCEEDED,
         Reason.INSTANCE_TYPE_NOT_AUTHORIZED,

@@ -1,14 +1,15 @@
 """Render the `#cloud-config` user-data that turns a stock Ubuntu VM into the VM of docs/design.md section 5.
 
 The VM runs a pinned Ollama container on 127.0.0.1:11434 with the GPU, and nginx on 0.0.0.0:11435
-terminating TLS 1.3 with the per-resource server certificate and requiring a client certificate
-issued by the per-resource CA (the proxy's): mutual TLS, no bearer secret. The user-data carries
-only the CA certificate and the server's own certificate and key (under /etc/remote-ollama, which
-the simulated VM reads too); once the VM is Ready the operator replaces it with `scrubbed=True`'s
-copy, without the key. Containers cannot reach the metadata server (a DOCKER-USER rule), the setup
-script echoes nothing, and nginx shows no version. The optional EXOSCALE_OLLAMA_KEY, when a
-user sets one, is checked in addition (exact, case-sensitive), documented as weaker: it sits in
-user-data. This module only ever sees the VM's own credentials, never the Exoscale ones.
+terminating TLS 1.3 with a server key and self-signed certificate the VM makes itself at first boot
+(`TLS_KEY_SCRIPT`, run by the setup script; the operator pins that certificate at first contact),
+requiring a client certificate issued by the per-VM CA (the proxy's): mutual TLS, no bearer
+secret. The user-data carries public material only: the CA certificate, the scripts and the
+configuration (under /etc/remote-ollama, which the simulated VM reads too); no private key, ever.
+Containers cannot reach the metadata server (a DOCKER-USER rule), the setup script echoes nothing,
+and nginx shows no version. The optional EXOSCALE_OLLAMA_KEY, when a user sets one, is checked in
+addition (exact, case-sensitive), documented as weaker: it sits in user-data. This module only ever
+sees the VM's own credentials, never the Exoscale ones.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from remote_ollama.spec.names import PROXY_PORT, VM_PORT
+from remote_ollama.spec.names import PROXY_PORT, VM_PORT, VM_TLS_SERVER_NAME
 
 from .ollama_release import DEFAULT_OLLAMA_IMAGE, env_problems
 from .pki import VMCredentials
@@ -38,6 +39,7 @@ METADATA_SERVER = "169.254.169.254"
 MODELS_PATH = f"{CONF_DIR}/models"
 NGINX_SITE_PATH = f"{CONF_DIR}/nginx.conf"
 SETUP_PATH = "/usr/local/sbin/remote-ollama-setup"
+TLS_KEY_SCRIPT_PATH = "/usr/local/sbin/remote-ollama-tls-key"
 PULL_PATH = "/usr/local/sbin/remote-ollama-pull-models"
 OLLAMA_UNIT_PATH = "/etc/systemd/system/remote-ollama-ollama.service"
 MODELS_UNIT_PATH = "/etc/systemd/system/remote-ollama-models.service"
@@ -140,6 +142,23 @@ while IFS= read -r model || [ -n "$model" ]; do
 done < {MODELS_PATH}
 """
 
+TLS_KEY_SCRIPT = f"""\
+#!/bin/sh
+# The VM's own TLS key and self-signed certificate, made on the VM at first boot: no private key is
+# ever in user-data. The operator pins this certificate at its first contact (design section 5).
+# (openssl comes with ca-certificates.)
+set -eu
+umask 077
+[ -s {TLS_KEY_PATH} ] && [ -s {TLS_CERT_PATH} ] && exit 0
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \\
+  -subj "/O=remote-ollama/CN={VM_TLS_SERVER_NAME}" -addext "subjectAltName=DNS:{VM_TLS_SERVER_NAME}" \\
+  -addext "basicConstraints=critical,CA:FALSE" -addext "keyUsage=critical,digitalSignature,keyAgreement" \\
+  -addext "extendedKeyUsage=serverAuth" -keyout {TLS_KEY_PATH}.new -out {TLS_CERT_PATH}.new 2>/dev/null
+chmod 0644 {TLS_CERT_PATH}.new
+mv {TLS_KEY_PATH}.new {TLS_KEY_PATH}
+mv {TLS_CERT_PATH}.new {TLS_CERT_PATH}
+"""
+
 SETUP_SCRIPT = f"""\
 #!/bin/sh
 # First boot: nginx (mutual TLS), GPU driver, NVIDIA container toolkit, then the Ollama services.
@@ -147,7 +166,7 @@ SETUP_SCRIPT = f"""\
 set -eu
 umask 077
 exec >>/var/log/remote-ollama-setup.log 2>&1
-chmod 0600 {TLS_KEY_PATH}
+{TLS_KEY_SCRIPT_PATH}
 
 rm -f /etc/nginx/sites-enabled/default
 ln -sf {NGINX_SITE_PATH} /etc/nginx/conf.d/remote-ollama.conf
@@ -205,13 +224,10 @@ def render_user_data(
     *,
     ollama_image: str | None = None,
     ollama_env: Mapping[str, str] | None = None,
-    scrubbed: bool = False,
 ) -> str:
     """The `#cloud-config` document for one resource's VM (see module docstring).
 
-    `scrubbed`: the same document without the server's private key, to replace the user-data once
-    the VM is Ready (cloud-init has written the files; the API and metadata server keep serving
-    whatever user-data the instance has). `ollama_env` (spec.ollama.env) goes to the Ollama
+    `ollama_env` (spec.ollama.env) goes to the Ollama
     container as quoted `-e` arguments of the unit's ExecStart; `env_problems` refuses whatever
     could end the quotes or the line.
     """
@@ -231,11 +247,7 @@ def render_user_data(
     if not re.fullmatch(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$", ollama_image):
         raise UserDataError(f"invalid image reference: {ollama_image!r}")
     site = NGINX_SITE.replace("{key_check}", KEY_CHECK_INCLUDE if creds.api_key else "")
-    files = [
-        _file(CA_PATH, creds.ca_pem, "0644"),
-        _file(TLS_CERT_PATH, creds.cert_pem, "0644"),
-        *([] if scrubbed else [_file(TLS_KEY_PATH, creds.key_pem, "0600")]),
-    ]
+    files = [_file(CA_PATH, creds.ca_pem, "0644")]  # public: the VM's own key is made on the VM
     if creds.api_key:  # EXOSCALE_OLLAMA_KEY: an extra, weaker check (it is in user-data)
         files.append(_file(API_KEY_PATH, creds.api_key + "\n", "0600"))
         files.append(_file(API_KEY_CHECK_PATH, KEY_CHECK.format(key=creds.api_key), "0600"))
@@ -246,6 +258,7 @@ def render_user_data(
         _file(OLLAMA_UNIT_PATH, unit, "0644"),
         _file(MODELS_UNIT_PATH, MODELS_UNIT, "0644"),
         _file(PULL_PATH, PULL_SCRIPT, "0755"),
+        _file(TLS_KEY_SCRIPT_PATH, TLS_KEY_SCRIPT, "0755"),
         _file(SETUP_PATH, SETUP_SCRIPT, "0755"),
     ]
     doc: dict[str, Any] = {

@@ -1,5 +1,5 @@
-"""Security promises: per-VM CA and client/server keys (mutual TLS), random and rotated on re-create; the proxy trusts that CA
-only; the security group admits only allowedSourceCIDRs on 11435; no secret in logs or /status;
+"""Security promises: per-VM CA and client key, and the VM's own server key (mutual TLS), random and rotated on
+re-create; the proxy trusts that VM's pinned certificate only; the security group admits only allowedSourceCIDRs on 11435; no secret in logs or /status;
 the proxy never forwards a client's X-Ollama-Key; client keys are compared in constant time."""
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from typing import Any
 import aiohttp
 import pytest
 from proxy_world import API_KEY, MODELS, make_pki, world
-from standalone_world import KEY, SECRET, full_cycle, spec, standalone_world
+from standalone_world import FAST, KEY, SECRET, full_cycle, spec, standalone_world
 from summary import record
 from waiting import until
 
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import ProxySettings, Upstream
+from remote_ollama.sandbox.vm import SimulatedVM
 from remote_ollama.spec.names import API_KEY_HEADER, VM_PORT, VM_TLS_SERVER_NAME
 
 
@@ -38,16 +39,17 @@ async def test_vm_key_and_ca_are_random_per_vm_and_rotated_on_recreate(tmp_path:
                 await w.none_live()
                 w.controller.spec = spec()
             assert w.state_file.stat().st_mode & 0o777 == 0o600
-    for field in ("ca.crt", "tls.key", "client.crt", "client.key"):
+    for field in ("ca.crt", "tls.crt", "client.crt", "client.key"):
         values = [c[field] for c in seen]
         assert len(set(values)) == len(values) == 4, f"{field} repeated across VMs"
     assert all("api-key" not in c for c in seen), "a bearer secret without EXOSCALE_OLLAMA_KEY"
-    record("key/CA rotation (4 VMs)", note="4 distinct CAs, server and client keys")
+    assert all("tls.key" not in c for c in seen), "the VM's server key left the VM"
+    record("key/CA rotation (4 VMs)", note="4 distinct CAs, pinned VM certificates and client keys")
 
 
 async def test_the_proxy_trusts_the_vms_own_ca_only() -> None:
     async with world() as w, aiohttp.ClientSession() as http:
-        other = make_pki()  # a VM (or impostor) whose certificate another CA issued
+        other = make_pki()  # a proxy pinned to another VM's certificate (or a VM that is an impostor)
         for ssl_ctx in (other.client_context(), None):
             w.resolver.set_ready(Upstream(w.upstream_url, ssl_ctx, API_KEY, VM_TLS_SERVER_NAME))
             before = dict(w.state.last_headers)
@@ -121,10 +123,10 @@ async def test_no_secret_in_logs_or_status_over_a_full_lifecycle(
                     async with http.get(f"http://127.0.0.1:{port}{path}") as r:
                         outputs.append(await r.text())
                 creds = c.files.load().credentials or {}
-                secrets |= {_pem_body(creds["tls.key"]), _pem_body(creds["client.key"])}
+                secrets |= {_pem_body(creds["client.key"])}
                 await full_cycle(w)  # sleep, wake, destroy: every log line of the lifecycle
                 creds = c.files.load().credentials or {}
-                secrets |= {_pem_body(creds["tls.key"]), _pem_body(creds["client.key"])}
+                secrets |= {_pem_body(creds["client.key"])}
                 async with http.get(f"http://127.0.0.1:{port}/status") as r:
                     outputs.append(await r.text())
         finally:
@@ -183,3 +185,42 @@ async def test_client_keys_are_compared_in_constant_time(monkeypatch: pytest.Mon
         seen = {k.lower() for k in w.state.last_headers.get("/api/tags", {})}
         assert "authorization" not in seen, "the client's key is the proxy's, not the VM's"
     assert len(compared) >= 2
+
+
+async def test_a_look_alike_built_from_the_user_data_at_the_vms_address_gets_no_request(
+    tmp_path: Path,
+) -> None:
+    """An organisation member reads the user-data (get-instance) the moment the VM is created and
+    boots a copy of it at the VM's address once that VM is gone (a destroy frees its IP; here: the
+    VM is powered off). Before: that user-data held the VM's server key, so the copy served the very
+    certificate the proxy trusted and got the prompts. Now the copy makes its own key and the proxy,
+    pinned to the VM's certificate since the first contact, refuses it."""
+    async with standalone_world(tmp_path) as w:
+        c = w.controller
+        runner, port = await start_proxy(make_proxy_app(c, c, ProxySettings(hold_timeout=5)), "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{port}/api/generate"
+        body = {"model": MODELS[0], "prompt": "hi", "stream": False}
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.post(url, json=body) as r:
+                    assert r.status == 200
+                (inst,) = w.live()
+                copied = (inst.replaced_user_data or [inst.user_data])[0]  # as it was at create
+                vm = w.sim.vm(inst.id)
+                assert vm is not None and inst.public_ip
+                pinned = (c.saved.credentials or {})["tls.crt"]
+                await vm.shutdown()
+                c.poll_cap = 3600.0  # the lifecycle does not look again on its own during this test
+                look_alike = SimulatedVM("look-alike", inst.public_ip, copied, port=VM_PORT, timings=FAST)
+                await look_alike.boot()
+                try:
+                    assert look_alike.serving and look_alike.disk is not None
+                    async with http.post(url, json=body) as r:
+                        assert r.status == 502, await r.text()
+                    assert look_alike.disk.cert_pem.decode() != pinned
+                    assert (c.saved.credentials or {})["tls.crt"] == pinned, "the pin never moves"
+                finally:
+                    await look_alike.shutdown()
+        finally:
+            await runner.cleanup()
+    record("look-alike from user-data", injected=1, recovered=1, note="refused: pinned certificate")

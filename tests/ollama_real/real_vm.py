@@ -1,11 +1,14 @@
 """The "real VM" mode of the test world: each running simulated instance is Debian's nginx, run with
-the exact site config and certificates its user-data writes, in front of the real `ollama serve`.
+the exact site config its user-data writes and the key and certificate its key script makes (real
+openssl, as the setup script runs it at first boot), in front of the real `ollama serve`.
 Only the Exoscale API stays simulated (`ExoscaleSimulator(machines=RealVMFleet(...))`).
 
-The files go where cloud-init would put them, under a per-instance directory instead of
-/etc/remote-ollama; the site's directives are kept as written, with three substitutions a test
-machine needs: that directory for /etc/remote-ollama, the instance's loopback address on its
-`listen` line, and the real Ollama's port for the one the VM's container would publish.
+The files go where cloud-init would put them, under a per-boot directory instead of
+/etc/remote-ollama; the key is made once per instance on its "disk" (a per-instance directory)
+and kept across boots, as a VM's is. The site's directives are kept as written, with three
+substitutions a test machine needs: that directory for /etc/remote-ollama, the instance's
+loopback address on its `listen` line, and the real Ollama's port for the one the VM's container
+would publish.
 """
 
 from __future__ import annotations
@@ -25,7 +28,13 @@ from cluster.control_plane import _die_with_parent
 from remote_ollama.sandbox.exoscale.state import Instance
 from remote_ollama.sandbox.vm import LoopbackPool
 from remote_ollama.spec.names import PROXY_PORT, VM_PORT
-from remote_ollama.vm.cloudinit import CONF_DIR, NGINX_SITE_PATH
+from remote_ollama.vm.cloudinit import (
+    CONF_DIR,
+    NGINX_SITE_PATH,
+    TLS_CERT_PATH,
+    TLS_KEY_PATH,
+    TLS_KEY_SCRIPT_PATH,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +83,23 @@ def write_vm_files(user_data: str, root: Path) -> None:
         target.chmod(int(str(entry.get("permissions", "0644")), 8))
 
 
+def make_vm_key(user_data: str, disk: Path, root: Path) -> None:
+    """The user-data's key script run with its paths under `disk` (idempotent: a disk keeps its key
+    across boots), then the key and certificate copied where this boot's nginx reads them."""
+    doc = yaml.safe_load(base64.b64decode(user_data))
+    scripts = [str(e["content"]) for e in doc["write_files"] if e["path"] == TLS_KEY_SCRIPT_PATH]
+    if not scripts:  # a user-data of before enrolment carries the key itself
+        return
+    (disk / CONF_DIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    script = disk / "tls-key"
+    script.write_text(scripts[0].replace(CONF_DIR, f"{disk}{CONF_DIR}"))
+    subprocess.run(["sh", str(script)], check=True)
+    for path in (TLS_CERT_PATH, TLS_KEY_PATH):
+        target = root / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(disk / path.lstrip("/"), target)
+
+
 def site_config(root: Path, ip: str, port: int, ollama_port: int) -> str:
     """The user-data's nginx site with the three substitutions (module docstring)."""
     site = (root / NGINX_SITE_PATH.lstrip("/")).read_text()
@@ -92,6 +118,7 @@ class RealVM:
         self.problem: str | None = None
         assert instance.user_data and instance.public_ip
         write_vm_files(instance.user_data, self.dir)
+        make_vm_key(instance.user_data, workdir / f"{instance.id}-disk", self.dir)
         (self.dir / NGINX_SITE_PATH.lstrip("/")).write_text(
             site_config(self.dir, instance.public_ip, port, ollama_port)
         )

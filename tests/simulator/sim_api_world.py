@@ -17,7 +17,7 @@ from exoscale.api.v2 import Client
 
 from remote_ollama.sandbox.exoscale.state import SimTimings
 from remote_ollama.spec.names import API_KEY_HEADER, VM_PORT, VM_TLS_SERVER_NAME
-from remote_ollama.vm.pki import generate_vm_credentials
+from remote_ollama.vm.pki import make_vm_identity
 
 KEY, SECRET = "EXOtestkey", "test-secret"
 VM_KEY = "vm-api-key-0123456789"
@@ -26,14 +26,14 @@ FAST = SimTimings(boot=0.1, stop=0.1, destroy=0.1, operation=0.02)
 
 
 class TLSMaterial:
-    """A throwaway CA and a server certificate for VM_TLS_SERVER_NAME, as the operator would make."""
+    """A server certificate and key for VM_TLS_SERVER_NAME in user-data, as a VM of the contract
+    before mutual TLS and enrolment had them (API key only): the simulator still boots such a VM."""
 
     def __init__(self) -> None:
-        creds = generate_vm_credentials()
-        self.ca_pem, self.cert_pem, self.key_pem = creds.ca_pem, creds.cert_pem, creds.key_pem
+        self.cert_pem, self.key_pem = make_vm_identity()
 
     def client_context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cadata=self.ca_pem)
+        ctx = ssl.create_default_context(cadata=self.cert_pem)
         return ctx
 
     def user_data(self, api_key: str = VM_KEY, models: list[str] = MODELS) -> str:

@@ -221,16 +221,29 @@ async def test_vm_streams_generate_as_ndjson(
 async def test_user_data_from_the_cloud_init_renderer_sets_up_the_vm(
     sim: ExoscaleSimulator, client: Client
 ) -> None:
-    """The contract with cloud/cloudinit.py: its files are exactly what the VM reads; the VM
-    requires the client certificate of its CA (mutual TLS); a user-data replaced after the first
-    boot (update-instance, as the operator scrubs the key) is recorded and changes nothing on the VM."""
+    """The contract with vm/cloudinit.py: its files are exactly what the VM reads, and the VM makes
+    its own key at first boot (the user-data holds none), whose certificate the first contact
+    pins; the VM requires the client certificate of its CA (mutual TLS); a user-data replaced
+    after the first boot (update-instance) is recorded and changes nothing on the VM, whose key
+    stays on its disk across a stop and start."""
+    from remote_ollama.engine.vm_client import first_contact
     from remote_ollama.vm.cloudinit import encode_user_data, render_user_data
-    from remote_ollama.vm.pki import client_ssl_context
+    from remote_ollama.vm.pki import client_ssl_context, pem_of
 
     creds = generate_vm_credentials()
-    instance_id = await create_instance(client, encode_user_data(render_user_data(creds, ["qwen2.5:0.5b"])))
+    user_data = encode_user_data(render_user_data(creds, ["qwen2.5:0.5b"]))
+    assert b"PRIVATE KEY" not in base64.b64decode(user_data)
+    instance_id = await create_instance(client, user_data)
     await instance_state(client, instance_id, "running")
     ip = (await sdk(client.get_instance, id=instance_id))["public-ip"]
+
+    async def contacted() -> bool:
+        return await first_contact(ip, creds) is not None
+
+    await until(contacted, "the VM's TLS front")
+    der = await first_contact(ip, creds)
+    assert der is not None
+    creds = creds.pinned_to(pem_of(der))
 
     async def tags(ctx: ssl.SSLContext | None = None) -> tuple[int, bytes]:
         async with (
@@ -252,19 +265,16 @@ async def test_user_data_from_the_cloud_init_renderer_sets_up_the_vm(
     await until(up, "VM serving")
     assert b"qwen2.5:0.5b" in (await tags())[1]
     # no certificate: nginx's 400 page (as Debian's nginx answers it, tests/test_real_vm.py)
-    status, page = await tags(client_ssl_context(creds.ca_pem))
+    status, page = await tags(client_ssl_context(creds.cert_pem))
     assert status == 400 and b"<title>400 No required SSL certificate was sent</title>" in page
     other = generate_vm_credentials()
     with pytest.raises(aiohttp.ClientError):  # another CA's: refused (nginx: a 400 page; here: the handshake)
-        await tags(client_ssl_context(creds.ca_pem, other.client_cert_pem, other.client_key_pem))
+        await tags(client_ssl_context(creds.cert_pem, other.client_cert_pem, other.client_key_pem))
 
-    scrubbed = encode_user_data(render_user_data(creds, ["qwen2.5:0.5b"], scrubbed=True))
-    await sdk(client.update_instance, id=instance_id, user_data=scrubbed)
+    replaced = encode_user_data(render_user_data(other, ["qwen2.5:0.5b"]))
+    await sdk(client.update_instance, id=instance_id, user_data=replaced)
     inst = sim.state.instances[instance_id]
-    assert inst.user_data == scrubbed and len(inst.replaced_user_data) == 1
-    assert b"PRIVATE KEY" not in base64.b64decode(
-        (await sdk(client.get_instance, id=instance_id))["user-data"]
-    )
+    assert inst.user_data == replaced and len(inst.replaced_user_data) == 1
     await sdk(client.stop_instance, id=instance_id)
     await instance_state(client, instance_id, "stopped")
     await sdk(client.start_instance, id=instance_id)

@@ -59,9 +59,10 @@ ORPHAN_EVERY = 600.0
 
 class SecretStore(CredentialStore):
     """The resource's two Secrets, owned by it: `<name>-remote-ollama-vm`, the operator's (every VM
-    credential, the server key too, and the record of its instance), and `<name>-remote-ollama`,
-    the proxy's (the CA, the client certificate and key, the API key: what the proxy uses). A Secret
-    from before the split (everything in `<name>-remote-ollama`) is read until the next write."""
+    credential, the server key of a VM made before enrolment, and the record of its instance), and
+    `<name>-remote-ollama`, the proxy's (the CA, the client certificate and key, the VM's pinned
+    certificate, the API key: what the proxy uses). A Secret from before the split (everything in
+    `<name>-remote-ollama`) is read until the next write."""
 
     def __init__(self, api: KubeAPI, body: dict[str, Any]):
         self.api = api

@@ -22,7 +22,7 @@ from remote_ollama.core.backoff import backoff
 from remote_ollama.core.lifecycle import decide
 from remote_ollama.core.types import Condition, Decision, Observation
 from remote_ollama.kube.api import KubeError
-from remote_ollama.spec.model import SpecError
+from remote_ollama.spec.model import Spec, SpecError
 from remote_ollama.spec.names import (
     ANN_ABANDON_CLOUD_OBJECTS,
     ANN_IN_FLIGHT,
@@ -36,6 +36,7 @@ from remote_ollama.spec.names import (
     security_group_name,
 )
 from remote_ollama.spec.parse import parse_spec
+from remote_ollama.spec.policy import POLICY_ENV, policy_from, violations
 from remote_ollama.spec.schedule import utcnow
 from remote_ollama.spec.vocabulary import ConditionType, Phase, Reason
 
@@ -156,6 +157,26 @@ async def pause(ctx: ResourceContext, body: kopf.Body, stopped: kopf.DaemonStopp
                 ctx.children_at = loop.time()
 
 
+async def refuse(ctx: ResourceContext, body: kopf.Body, reason: Reason, message: str) -> float:
+    """Ready=False with the vocabulary's (permanent) reason and a Warning Event; nothing is asked of
+    the cloud. The proxy refuses requests at once on it."""
+    await ctx.patch_status(
+        {"phase": str(Phase.FAILED), "message": message, "conditions": _ready_false(body, reason, message)}
+    )
+    event(body, reason, message)
+    return MAX_BACKOFF
+
+
+def policy_problems(spec: Spec) -> list[str]:
+    """How `spec` leaves the operator's policy ($REMOTE_OLLAMA_POLICY); a policy that does not
+    parse refuses every spec."""
+    try:
+        policy = policy_from(os.environ)
+    except ValueError as exc:
+        return [f"the operator's policy does not parse, so nothing is created: {exc}"]
+    return [f"{POLICY_ENV}: {v}" for v in violations(spec, policy)]
+
+
 async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
     """One round for one resource; returns when to look again."""
     now = OPERATOR.clock()
@@ -163,16 +184,10 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
     try:
         placing = placing_for(parse_spec(dict(body.spec)), raw)
     except SpecError as exc:
-        # Ready=False with the vocabulary's reason: the proxy refuses requests at once on it.
-        await ctx.patch_status(
-            {
-                "phase": str(Phase.FAILED),
-                "message": str(exc),
-                "conditions": _ready_false(body, Reason.INVALID_SPEC, str(exc)),
-            }
-        )
-        event(body, Reason.INVALID_SPEC, str(exc))
-        return MAX_BACKOFF
+        return await refuse(ctx, body, Reason.INVALID_SPEC, str(exc))
+    outside = policy_problems(placing.base)
+    if outside:  # before any cloud call: the platform team's policy, which tenants cannot write
+        return await refuse(ctx, body, Reason.POLICY_VIOLATION, "; ".join(outside))
     spec = placing.spec  # zone and instance type of the current placement (spec.placements)
     for key in malformed_annotations(dict(body.metadata)):
         if key not in ctx.warned_annotations:
