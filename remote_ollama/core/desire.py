@@ -78,6 +78,9 @@ def desire(obs: Observation) -> Desire:
         return Desire(False, Reason.BUDGET_EXCEEDED, obs.budget.exceeded)
     if spec.suspend:
         return Desire(False, Reason.SUSPENDED, "spec.suspend is true")
+    failed_at = mem.setup_failed_at
+    if mem.setup_failure and failed_at and (act.wake_requested is None or act.wake_requested <= failed_at):
+        return Desire(False, Reason.SETUP_FAILED, mem.setup_failure)  # a newer request tries again
     window = active_window(spec.schedule, now) if spec.schedule else None
     last_use = _latest(act.last_activity, act.wake_requested, mem.created_at, mem.ready_at)
     if (

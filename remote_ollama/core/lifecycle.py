@@ -17,6 +17,7 @@ from remote_ollama.spec.vocabulary import INSTANCE_IN, ConditionType, Phase, Rea
 
 from .desire import Desire, credible, desire, wake_pending
 from .observed import GONE, ObservedInstance
+from .setup import SetupReport
 from .types import Action, ActionKind, Condition, Decision, Health, Memory, Observation, WakeTiming
 
 POLL_TRANSITION = 5.0
@@ -105,6 +106,27 @@ def _conditions(
     ) + ((loaded,) if loaded else ())
 
 
+def _setup_condition(report: SetupReport | None) -> Condition | None:
+    """VMSetup, present while the VM's setup document was read this round."""
+    if report is None:
+        return None
+    if report.failed:
+        return Condition(ConditionType.VM_SETUP, False, Reason.SETUP_FAILED, report.failure())
+    if report.state == "done":
+        return Condition(ConditionType.VM_SETUP, True, Reason.SETUP_DONE, report.describe())
+    return Condition(ConditionType.VM_SETUP, False, Reason.SETUP_IN_PROGRESS, report.describe())
+
+
+def _setup_failed(conditions: tuple[Condition, ...], message: str) -> tuple[Condition, ...]:
+    """Ready=False SetupFailed (a permanent reason: the proxy answers held requests at once)."""
+    return tuple(
+        Condition(ConditionType.READY, False, Reason.SETUP_FAILED, message)
+        if c.type == ConditionType.READY
+        else c
+        for c in conditions
+    )
+
+
 def _without_milestones(mem: Memory) -> Memory:
     """Per-wake milestones are cleared when a wake starts or the VM scales to zero."""
     return replace(mem, instance_running_at=None, ollama_at=None, models_at=None, warm_up_at=None)
@@ -135,19 +157,24 @@ class _Round:
     ) -> Decision:
         inst, health = self.obs.instance, self.obs.health
         live = inst if inst and inst.state not in GONE else None
+        conditions = _conditions(
+            self.obs.spec, running, health if running else None, missing, message, warming, timed_out
+        )
+        if reason is Reason.SETUP_FAILED:
+            conditions = _setup_failed(conditions, message)
+        setup = _setup_condition(self.obs.setup if running else None)
         return Decision(
             actions=tuple(self.actions),
             phase=phase,
             reason=reason,
             message=message,
-            conditions=_conditions(
-                self.obs.spec, running, health if running else None, missing, message, warming, timed_out
-            ),
+            conditions=conditions + ((setup,) if setup else ()),
             memory=replace(self.mem, phase=phase, instance_id=live.id if live else None),
             endpoint=endpoint_for(live.public_ip) if live else None,
             recheck_after=max(min(recheck, self.horizon), 1.0),
             last_wake=self.last_wake,
             events=tuple(self.events),
+            setup=self.obs.setup if running else None,
         )
 
 
@@ -186,6 +213,8 @@ def _book_wake(r: _Round) -> None:
     """Bookkeeping of scale-down / wake, so a wake's phase times can be reported once it is Ready."""
     mem, now, want = r.obs.memory, r.obs.now, r.want
     if want.running:
+        if mem.setup_failure is not None:  # asked for again after a failed setup: a new VM is tried
+            r.mem = replace(r.mem, setup_failure=None, setup_failed_at=None)
         if mem.scaled_down_at is not None:
             requested = credible(r.obs.activity, now).wake_requested or now
             if mem.wake_refused_at is not None and mem.wake_refused_at > requested:
@@ -211,7 +240,8 @@ def _absent(r: _Round) -> Decision:
         r.events.append(f"instance {mem.instance_id} vanished out of band")
     r.mem = replace(r.mem, ready_at=None, destroyed_for_idle=mem.destroyed_for_idle and not want.running)
     if not want.running:
-        return r.done(Phase.STOPPED, want.reason, want.message, POLL_STEADY)
+        phase = Phase.FAILED if want.reason is Reason.SETUP_FAILED else Phase.STOPPED
+        return r.done(phase, want.reason, want.message, POLL_STEADY)
     if inst is not None:
         return r.done(
             Phase.PROVISIONING,
@@ -261,18 +291,36 @@ def _running(r: _Round, inst: ObservedInstance) -> Decision:
     """A running VM: stop it when unwanted, else bring it to Ready (probe, pull, warm up)."""
     spec, now, want = r.obs.spec, r.obs.now, r.want
     if not want.running:
-        destroy_now = spec.idle.mode is IdleMode.DESTROY_AFTER
+        destroy_now = spec.idle.mode is IdleMode.DESTROY_AFTER or want.reason is Reason.SETUP_FAILED
         kind = ActionKind.DELETE_INSTANCE if destroy_now else ActionKind.STOP_INSTANCE
         r.actions.append(Action(kind, inst.id, reason=want.reason))
         r.mem = replace(r.mem, ready_at=None, destroyed_for_idle=destroy_now)
         return r.done(Phase.STOPPING, want.reason, want.message, POLL_TRANSITION)
     if r.mem.instance_running_at is None:
         r.mem = replace(r.mem, instance_running_at=now)
+    setup = r.obs.setup
+    if setup is not None and setup.failed:
+        # the VM will not come up by itself: delete it (its log lines are in the status) and answer
+        # held requests now; the next wake request after this tries a new VM
+        failure = setup.failure()
+        r.actions.append(Action(ActionKind.DELETE_INSTANCE, inst.id, reason=Reason.SETUP_FAILED))
+        r.mem = replace(
+            _without_milestones(r.mem),
+            setup_failure=failure,
+            setup_failed_at=now,
+            scaled_down_at=now,
+            wake_requested_at=None,
+            ready_at=None,
+            destroyed_for_idle=True,
+        )
+        r.events.append(f"{failure}; deleting instance {inst.id}")
+        return r.done(Phase.FAILED, Reason.SETUP_FAILED, failure, POLL_TRANSITION, running=True)
+    doing = f"; {setup.describe()}" if setup is not None and setup.state == "running" else ""
     health = r.obs.health
     if health is None:
         r.mem = replace(r.mem, ollama_at=None, models_at=None)
         r.actions.append(Action(ActionKind.PROBE, inst.id))
-        message = "VM running; waiting for Ollama to answer"
+        message = f"VM running; waiting for Ollama to answer{doing}"
         return r.done(Phase.STARTING, Reason.WAITING_FOR_OLLAMA, message, POLL_PROBE, running=True)
     if r.mem.ollama_at is None:
         r.mem = replace(r.mem, ollama_at=now)
@@ -280,7 +328,7 @@ def _running(r: _Round, inst: ObservedInstance) -> Decision:
     if missing:
         r.mem = replace(r.mem, models_at=None)
         r.actions.append(Action(ActionKind.PULL_MODELS, inst.id, models=missing))
-        message = f"pulling {', '.join(missing)}"
+        message = f"pulling {', '.join(missing)}{doing}"
         return r.done(
             Phase.STARTING, Reason.PULLING_MODELS, message, POLL_PROBE, running=True, missing=missing
         )

@@ -16,6 +16,7 @@ from remote_ollama.spec.vocabulary import Phase, Reason
 
 from .cost import BudgetVerdict
 from .observed import ObservedInstance
+from .setup import SetupReport
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,10 @@ class Memory:
     # The last round that refused a pending wake (budget, blocked): a wake's time counts from
     # after it, not from a request that had to wait for the refusal to end.
     wake_refused_at: datetime | None = None
+    # The last VM setup failure (step and log lines, redacted) and when it was seen: requests are
+    # refused with it until a wake is asked for after it (then a new VM is tried).
+    setup_failure: str | None = None
+    setup_failed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,8 @@ class Observation:
     budget: BudgetVerdict | None = None  # from cost.budget_verdict(): over a cap means scale to zero
     # False: the embedding program turned the idle monitor off (embedded/): idleness is not looked at
     idle_monitor: bool = True
+    # what the VM's setup script reports (None: no document, or not asked)
+    setup: SetupReport | None = None
 
 
 class ActionKind(StrEnum):
@@ -147,6 +154,7 @@ class Decision:
     recheck_after: float  # seconds until the shell should look again
     last_wake: WakeTiming | None = None  # set once, on the decision that completes a wake
     events: tuple[str, ...] = ()  # human sentences worth an Event / a log line (transitions, faults)
+    setup: SetupReport | None = None  # the VM's setup document of this round (for display)
 
     @property
     def kinds(self) -> tuple[ActionKind, ...]:
@@ -180,8 +188,8 @@ def memory_from_json(data: dict[str, Any]) -> Memory:
         value = data[f.name]
         if f.name == "phase":
             kw[f.name] = Phase(value) if value in Phase._value2member_map_ else Phase.PENDING
-        elif f.name in ("instance_id",):
-            kw[f.name] = value or None
+        elif f.name in ("instance_id", "setup_failure"):
+            kw[f.name] = str(value) if value else None
         elif f.name == "destroyed_for_idle":
             kw[f.name] = bool(value)
         else:

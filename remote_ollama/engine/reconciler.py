@@ -20,6 +20,7 @@ from remote_ollama.cloud.port import Cloud
 from remote_ollama.core import cost
 from remote_ollama.core.lifecycle import decide
 from remote_ollama.core.observed import GONE, ObservedInstance
+from remote_ollama.core.setup import SetupReport
 from remote_ollama.core.types import Action, ActionKind, Activity, Decision, Health, Memory, Observation
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import (
@@ -49,6 +50,7 @@ class Look:
     verdict: cost.BudgetVerdict
     decision: Decision
     now: datetime
+    setup: SetupReport | None = None  # what the VM's setup document said this round
 
     @property
     def takes_down(self) -> bool:
@@ -121,6 +123,10 @@ class Reconciler:
         """Observe -> probe -> cost -> decide; nothing is changed on the cloud."""
         instance = await self.observe_instance(memory)
         health = await self.vm.probe(instance)
+        # the setup document only matters until the VM is Ready (and says what a slow wake is doing)
+        setup = (
+            await self.vm.read_setup(instance) if health is None or memory.phase is not Phase.READY else None
+        )
         now = clock()
         meter, verdict = cost.account(
             stored_cost,
@@ -132,9 +138,17 @@ class Reconciler:
             now,
         )
         observation = Observation(
-            spec, instance, activity, memory, now, health, budget=verdict, idle_monitor=idle_monitor
+            spec,
+            instance,
+            activity,
+            memory,
+            now,
+            health,
+            budget=verdict,
+            idle_monitor=idle_monitor,
+            setup=setup,
         )
-        return Look(instance, health, meter, verdict, decide(observation), now)
+        return Look(instance, health, meter, verdict, decide(observation), now, setup)
 
     async def act(
         self, look: Look, spec: Spec, before_takedown: Callable[[], Awaitable[None]] | None = None

@@ -3,6 +3,7 @@ operator-mode proxy, standalone and the embedded API, and the one phase-to-word 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from remote_ollama.spec.model import Spec
@@ -31,10 +32,13 @@ def status_document(
     error: bool = False,
     instance_status: str | None,
     remote_url: str | None,
+    setup: Mapping[str, Any] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     """`/status`: the phase's word, the VM and the spec's zone, type, models and idle timeout
-    (seconds; 0: never stopped for idleness), plus what only the caller knows (`extra`)."""
+    (seconds; 0: never stopped for idleness), the VM's setup step while it is being set up (`setup`:
+    state, step, message), plus what only the caller knows (`extra`)."""
+    shown = {k: setup[k] for k in ("state", "step", "message", "log") if k in setup} if setup else None
     return {
         "service": "remote-ollama",
         "provisioning_status": provisioning_word(phase, error=error),
@@ -45,5 +49,6 @@ def status_document(
         "ollama_model": ",".join(spec.models),
         "idle_timeout": int(spec.idle.stop_after or 0),
         "phase": str(phase or Phase.PENDING),
+        **({"setup": shown} if shown else {}),
         **extra,
     }

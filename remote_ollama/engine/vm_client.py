@@ -18,8 +18,9 @@ import aiohttp
 
 from remote_ollama.core.lifecycle import WARM_UP_TIMEOUT, endpoint_for
 from remote_ollama.core.observed import ObservedInstance
+from remote_ollama.core.setup import MAX_DOCUMENT, SetupReport, parse_setup_report, run_id
 from remote_ollama.core.types import Action, Health
-from remote_ollama.spec.names import API_KEY_HEADER, VM_PORT, VM_TLS_SERVER_NAME
+from remote_ollama.spec.names import API_KEY_HEADER, SETUP_STATUS_PATH, VM_PORT, VM_TLS_SERVER_NAME
 from remote_ollama.vm.bounded import TooLarge, capped_lines, hang_up, read_capped
 from remote_ollama.vm.pki import VMCredentials, pem_of, vm_certificate_problem
 
@@ -249,6 +250,36 @@ class VMClient:
                 shows[name], room = shown, room - size
         return shows
 
+    async def read_setup(self, instance: ObservedInstance | None) -> SetupReport | None:
+        """The VM's setup status document (written by the VM: read capped, for display and to see a
+        failed step); None when it does not serve one for this VM's run."""
+        if instance is None or instance.state != "running" or not instance.public_ip:
+            return None
+        creds = await self.credentials(instance)  # pins the VM's certificate at first contact
+        return None if creds is None else await self._fetch_setup(instance, creds)
+
+    async def _fetch_setup(self, instance: ObservedInstance, creds: VMCredentials) -> SetupReport | None:
+        url = f"{endpoint_for(instance.public_ip)}{SETUP_STATUS_PATH}"
+        try:
+            async with self._http().get(
+                url,
+                ssl=self.ssl_context(creds),
+                server_hostname=VM_TLS_SERVER_NAME,
+                headers={API_KEY_HEADER: creds.api_key} if creds.api_key else {},
+                timeout=aiohttp.ClientTimeout(total=WATCH_ATTEMPT_TIMEOUT * 2),
+            ) as resp:
+                if resp.status != 200:
+                    return None
+                try:
+                    raw = await read_capped(resp.content, MAX_DOCUMENT, "the setup document")
+                except TooLarge:
+                    hang_up(resp)
+                    raise
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:  # TooLarge is a ValueError
+            log.debug("setup document of %s: %s", instance.id, type(exc).__name__)
+            return None
+        return parse_setup_report(raw, run_id(creds.cert_pem))
+
     async def _loaded(self, instance: ObservedInstance, creds: VMCredentials) -> tuple[str, ...] | None:
         """Models in memory (GET /api/ps); None when the VM does not say (no warm-up then)."""
         try:
@@ -259,7 +290,9 @@ class VMClient:
             return None
 
     def watch_for_ollama(self, instance: ObservedInstance) -> None:
-        """Ask the VM's Ollama every WATCH_INTERVAL until it answers, then `notify` the shell once.
+        """Ask the VM's Ollama every WATCH_INTERVAL until it answers, then `notify` the shell once;
+        meanwhile read its setup document and `notify` when the step changes or fails, so status
+        follows the setup and a failure ends held requests' wait at once.
 
         One task at a time; the cloud API is not called (the shell's next round does that).
         """
@@ -276,6 +309,7 @@ class VMClient:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + WATCH_FOR
         attempt = aiohttp.ClientTimeout(total=WATCH_ATTEMPT_TIMEOUT)
+        seen: tuple[str, str] | None = None
         while loop.time() < give_up:
             try:
                 creds = await self.credentials(instance)
@@ -283,6 +317,13 @@ class VMClient:
                     raise aiohttp.ClientError("not reachable yet")
                 await self._vm_request(instance, creds, "GET", "/api/version", timeout=attempt)
             except (aiohttp.ClientError, TimeoutError, ValueError, OSError):
+                report = await self._fetch_setup(instance, creds) if creds is not None else None
+                now = (report.state, report.step) if report else None
+                if now is not None and now != seen and self.notify is not None:
+                    self.notify()
+                seen = now or seen
+                if report is not None and report.failed:
+                    return
                 await asyncio.sleep(WATCH_INTERVAL)
                 continue
             log.debug("instance %s: Ollama answers; looking now", instance.id)

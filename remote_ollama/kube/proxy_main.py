@@ -141,7 +141,7 @@ class ResourceFollower:
                 self.resolver.set_ready(upstream)
                 return
         exists = bool((status.get("instance") or {}).get("id"))
-        self.resolver.set_down(phase, instance=exists)
+        self.resolver.set_down(phase, instance=exists, detail=str(status.get("message") or "")[:300])
 
     def _look_again_at_grace_end(self, status: JSON) -> None:
         """An outage of the cloud API younger than the grace becomes a refusal when the grace ends,
@@ -264,6 +264,7 @@ async def run_resource_proxy(resource: str, host: str, port: int) -> int:
             error=refusal_from(st) is not None,
             instance_status=(st.get("instance") or {}).get("state"),
             remote_url=st.get("endpoint"),
+            setup=st.get("setup") if isinstance(st.get("setup"), dict) else None,
             resource=resource,
             last_activity=st.get("lastActivity"),
         )

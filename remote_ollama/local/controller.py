@@ -119,6 +119,8 @@ class LocalController:
         self._unreachable_since: float | None = None  # loop time the current outage's first round began
         self._retry_at: datetime | None = None  # when the loop tries again after that error
         self._wake_asked_at = 0.0  # loop time of the last wake request
+        self._round_began = 0.0  # loop time the round of the current decision began
+        self.setup: dict[str, Any] | None = None  # the VM's setup report of the last round that read one
         self.idle_monitor = True  # the embedded API can turn it off (its own state, not the spec's)
         self.budget_refusal: str | None = None  # set while spec.budget is exceeded: requests fail at once
         self.budget_resets_at: datetime | None = None
@@ -147,7 +149,10 @@ class LocalController:
         phase = self.decision.phase if self.decision else self.state_phase()
         exists = self.instance_state is not None or self.saved.memory.instance_id is not None
         up = self._upstream()
-        return UpstreamState(phase=str(phase), ready=up is not None, instance=exists, upstream=up)
+        detail = self.decision.message if self.decision and up is None else ""
+        return UpstreamState(
+            phase=str(phase), ready=up is not None, instance=exists, upstream=up, detail=detail
+        )
 
     def state_phase(self) -> Phase:
         return self.saved.memory.phase
@@ -187,6 +192,14 @@ class LocalController:
                     raise NotReady(
                         str(self.state_phase()), str(err), refused=True, reason=err.reason, retry_at=retry_at
                     )
+                # the VM's setup failed, seen by a round after the last wake request (a newer one tries again)
+                d = self.decision
+                if (
+                    d is not None
+                    and d.reason is Reason.SETUP_FAILED
+                    and self._round_began >= self._wake_asked_at
+                ):
+                    raise NotReady(str(d.phase), d.message, refused=True, reason=Reason.SETUP_FAILED)
                 if self.budget_refusal:
                     raise NotReady(
                         str(self.state_phase()),
@@ -229,6 +242,7 @@ class LocalController:
 
     async def step(self) -> Decision:
         """Observe, decide, act: one reconcile round."""
+        began = asyncio.get_running_loop().time()
         asked = self.files.take_sleep_request()
         if asked is not None:
             log.info(
@@ -251,9 +265,16 @@ class LocalController:
         self.saved.cost = cost.to_status(look.meter, self.prices)
         self.budget_refusal = verdict.exceeded
         self.budget_resets_at = verdict.resets_at if verdict.exceeded else None
-        for sentence in decision.events:
-            log.info("%s", sentence)
+        for sentence in decision.events:  # a warning reason (a failed setup) is logged as one
+            (log.warning if decision.reason.warning else log.info)("%s", sentence)
         previous, self.decision = self.decision, decision
+        self._round_began = began
+        if decision.setup is not None:
+            self.setup = decision.setup.to_status()
+            if previous is None or previous.message != decision.message:
+                log.info("%s", decision.setup.describe())
+        elif decision.memory.instance_id is None:
+            self.setup = None
         if decision.phase is not Phase.READY:
             # Taking the VM down (or not up yet): no request may be sent to it from now on,
             # even while the stop/delete call is still under way.
@@ -371,6 +392,7 @@ class LocalController:
             error=bool(self.error),
             instance_status=self.instance_state or "none",
             remote_url=d.endpoint if d else None,
+            setup=self.setup,
         )
         if self.saved.cost:
             c = self.saved.cost

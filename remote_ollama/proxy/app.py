@@ -289,7 +289,8 @@ class Proxy:
                 response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
                 await response.prepare(request)
                 while True:
-                    await response.write(waking_line(path, model, self.resolver.state().phase))
+                    state = self.resolver.state()
+                    await response.write(waking_line(path, model, state.phase, state.detail))
                     done, _ = await asyncio.wait({waiting}, timeout=self.settings.pull_progress_interval)
                     if done:
                         break
@@ -389,10 +390,11 @@ class Proxy:
         await self.pool.close()
 
 
-def waking_line(path: str, model: str, phase: str) -> bytes:
+def waking_line(path: str, model: str, phase: str, detail: str = "") -> bytes:
     """One wake progress line. For generate and chat it is shaped as an empty, unfinished chunk of
-    that route (strict clients parse it as one), with the news under the extra key `remote_ollama`."""
-    status = f"waking remote instance ({phase})"
+    that route (strict clients parse it as one), with the news under the extra key `remote_ollama`.
+    `detail`: what the wake is doing (the VM's setup step), when known."""
+    status = f"waking remote instance ({phase}{': ' + detail if detail else ''})"
     if path == "/api/pull":
         return progress_line({"status": status})
     chunk: dict[str, object] = {
@@ -404,7 +406,7 @@ def waking_line(path: str, model: str, phase: str) -> bytes:
     else:
         chunk["response"] = ""
     chunk["done"] = False
-    chunk["remote_ollama"] = {"status": status, "phase": phase}
+    chunk["remote_ollama"] = {"status": status, "phase": phase, **({"detail": detail} if detail else {})}
     return progress_line(chunk)
 
 

@@ -50,6 +50,8 @@ class UpstreamState:
     instance: bool = True  # a VM exists (running or not); False before the first is created
     # The upstream when ready: a request on the hot path needs no second question to the resolver.
     upstream: Upstream | None = None
+    # What the wake is doing, in words (e.g. the VM's current setup step), for wake progress lines.
+    detail: str = ""
 
     def down_words(self) -> str:
         """How to name the VM's absence: "no instance yet" is not "stopped"."""

@@ -22,14 +22,17 @@ class LocalResolver:
         self._retry_at: datetime | None = None
         self._retry_in: float | None = None
         self._reason: Reason | None = None  # why waiting is pointless (e.g. a budget cap): answer at once
+        self._detail = ""
         self._changed = asyncio.Event()
 
     def set_ready(self, upstream: Upstream) -> None:
         self._upstream, self._phase, self._refusal = upstream, Phase.READY, None
         self._wake_waiters()
 
-    def set_down(self, phase: str, *, instance: bool = True) -> None:
+    def set_down(self, phase: str, *, instance: bool = True, detail: str = "") -> None:
+        """Not ready; `detail` says what the wake is doing (shown in wake progress lines)."""
         self._upstream, self._phase, self._refusal, self._instance = None, phase, None, instance
+        self._detail = detail
         self._wake_waiters()
 
     def set_refusing(
@@ -56,7 +59,11 @@ class LocalResolver:
     def state(self) -> UpstreamState:
         up = self._upstream is not None
         return UpstreamState(
-            phase=self._phase, ready=up, instance=up or self._instance, upstream=self._upstream
+            phase=self._phase,
+            ready=up,
+            instance=up or self._instance,
+            upstream=self._upstream,
+            detail="" if up else self._detail,
         )
 
     async def await_ready(self, deadline: float) -> Upstream:

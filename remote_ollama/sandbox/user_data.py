@@ -42,6 +42,7 @@ class VMConfig:
     ollama_version: str = DEFAULT_OLLAMA_VERSION  # of the image the Ollama unit runs
     # clients must present a certificate issued by this CA (None: a VM of the pre-mutual-TLS contract)
     client_ca_pem: bytes | None = None
+    image: str = ""  # the Ollama image the unit runs
 
 
 def _decode_file(entry: dict[str, Any]) -> bytes:
@@ -96,4 +97,12 @@ def parse_user_data(user_data: str | None) -> VMConfig:
     models = tuple(m.strip() for m in files[MODELS_PATH].decode().splitlines() if m.strip())
     found = _IMAGE_RE.search(files.get(OLLAMA_UNIT_PATH, b"").decode(errors="replace"))
     version = version_of(found[1]) if found else DEFAULT_OLLAMA_VERSION
-    return VMConfig(files[TLS_CERT_PATH], files[TLS_KEY_PATH], api_key, models, version, files.get(CA_PATH))
+    return VMConfig(
+        files[TLS_CERT_PATH],
+        files[TLS_KEY_PATH],
+        api_key,
+        models,
+        version,
+        files.get(CA_PATH),
+        found[1] if found else "",
+    )

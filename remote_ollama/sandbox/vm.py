@@ -8,6 +8,12 @@ Everything is taken from the instance's user-data at its first boot, as cloud-in
 server key is made then, as the user-data's key script does on a real VM (`user_data.py`): the
 files stay on the VM's disk, so a user-data replaced later changes nothing until the instance is
 re-created. A broken user-data gives a VM that answers nothing, exactly as a real one would.
+
+Like the real setup script (vm/cloudinit.py), a first boot goes through its steps (driver, Docker,
+image, Ollama start, each model's pull) taking `SimTimings`' durations, and serves the setup status
+document at SETUP_STATUS_PATH (behind the same mutual TLS) while Ollama routes answer nginx's 502;
+`VMFleet.fail_steps` makes a step fail with a log line. What a step installed stays on the disk, so
+a later boot (a start, or a boot from a template of this disk) finds it present and skips it.
 """
 
 from __future__ import annotations
@@ -23,12 +29,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
+from remote_ollama.core.setup import run_id
 from remote_ollama.sandbox.exoscale.state import Instance, SimTimings
-from remote_ollama.spec.names import API_KEY_HEADER, VM_PORT
+from remote_ollama.spec.names import API_KEY_HEADER, SETUP_STATUS_PATH, VM_PORT
 from remote_ollama.vm.ollama_release import DEFAULT_OLLAMA_VERSION
 
 from .user_data import UserDataError, VMConfig, parse_user_data
@@ -38,6 +47,49 @@ log = logging.getLogger(__name__)
 
 # What the cloud-init nginx site answers (vm/cloudinit.py: `return 401 '…'` under default_type).
 NGINX_401 = '{"error":"missing or wrong X-Ollama-Key"}\n'
+
+
+# The setup steps of a first boot, in order (a model pull per model follows them).
+SETUP_STEPS = ("nginx", "driver", "docker", "image", "ollama")
+SETUP_DONE = "setup-done"  # on the disk once the whole setup ran
+NGINX_502 = "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>\n"
+
+
+@dataclass
+class Disk:
+    """What is on a simulated VM's disk: the files cloud-init wrote at the first boot (`config`),
+    and what the setup installed (`installed`: step names, `image:<ref>`, `model:<name>`)."""
+
+    config: VMConfig
+    installed: set[str] = field(default_factory=set)
+
+    def copy(self) -> Disk:
+        return Disk(self.config, set(self.installed))
+
+
+class SetupDocument:
+    """The setup status document the VM serves (the shape core.setup reads)."""
+
+    def __init__(self, run: str, steps: list[str]) -> None:
+        self.run = run
+        self.state = "running"
+        self.step = steps[0] if steps else ""
+        self.steps: list[dict[str, Any]] = [{"name": s, "state": "pending"} for s in steps]
+        self.log: list[str] = []
+
+    def _entry(self, name: str) -> dict[str, Any]:
+        return next(s for s in self.steps if s["name"] == name)
+
+    def mark(self, name: str, state: str, **extra: int) -> None:
+        self.step = name
+        self._entry(name).update(state=state, **extra)
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"version": 1, "run": self.run, "state": self.state, "step": self.step}
+        out["steps"] = [dict(s) for s in self.steps]
+        if self.log:
+            out["log"] = list(self.log)
+        return out
 
 
 def server_ssl_context(cert_pem: bytes, key_pem: bytes, client_ca_pem: bytes | None = None) -> ssl.SSLContext:
@@ -204,7 +256,10 @@ class LoopbackPool:
 
 
 class SimulatedVM:
-    """The machine behind one instance: boots from its user-data, serves TLS on ip:port."""
+    """The machine behind one instance: boots from its user-data, serves TLS on ip:port.
+
+    `disk`: this instance's disk from an earlier boot (None: the first boot); `base`: what a private
+    template's disk had installed (a first boot from a template finds those steps present)."""
 
     def __init__(
         self,
@@ -214,16 +269,23 @@ class SimulatedVM:
         *,
         port: int,
         timings: SimTimings,
-        disk: VMConfig | None = None,
+        disk: Disk | None = None,
+        base: set[str] | None = None,
+        fail_steps: dict[str, str] | None = None,
     ):
         self.instance_id = instance_id
         self.ip = ip
         self.port = port
         self.timings = timings
         self.user_data = user_data
-        self.disk = disk  # what cloud-init wrote at the first boot (None: this is the first boot)
+        self.disk = disk
+        self.base = base
+        self.fail_steps = fail_steps if fail_steps is not None else {}
         self.problem: str | None = None
+        self.setup: SetupDocument | None = None
+        self.ollama_up = False
         self._runner: web.AppRunner | None = None
+        self._app: web.Application | None = None
 
     @property
     def url(self) -> str:
@@ -234,32 +296,47 @@ class SimulatedVM:
         return self._runner is not None
 
     async def boot(self) -> None:
-        try:
-            config = self.disk or parse_user_data(self.user_data)
-            self.disk = config
-        except UserDataError as exc:
-            self.problem = str(exc)
-            log.warning(
-                "simulated VM %s (%s): %s; nothing listens on %d", self.instance_id, self.ip, exc, self.port
-            )
-            return
-        await asyncio.sleep(self.timings.cloud_init)
+        first = self.disk is None
+        if self.disk is None:
+            try:
+                self.disk = Disk(parse_user_data(self.user_data), set(self.base or ()))
+            except UserDataError as exc:
+                self.problem = str(exc)
+                log.warning(
+                    "simulated VM %s (%s): %s; nothing listens on %d",
+                    self.instance_id,
+                    self.ip,
+                    exc,
+                    self.port,
+                )
+                return
+        disk, config = self.disk, self.disk.config
+        # cloud-init's packages (nginx) on a first boot; a template's bigger disk boots a bit slower
+        await asyncio.sleep(
+            (self.timings.cloud_init + (self.timings.template_boot if self.base else 0.0)) if first else 0.0
+        )
         try:
             ctx = server_ssl_context(config.cert_pem, config.key_pem, config.client_ca_pem)
         except (ssl.SSLError, ValueError) as exc:
             self.problem = f"nginx cannot load the TLS certificate or key: {exc}"
             log.warning("simulated VM %s: %s", self.instance_id, self.problem)
             return
+        models = list(config.models)
         app = make_vm_ollama_app(
-            list(config.models),
+            [m for m in models if f"model:{m}" in disk.installed],
             token_delay=self.timings.token,
             pull_delay=self.timings.pull,
             version=config.ollama_version,
         )
         if config.api_key is not None:
             app.middlewares.insert(0, key_check(config.api_key))
+        self.setup = SetupDocument(
+            run_id(config.cert_pem.decode()), [*SETUP_STEPS, *(f"model:{m}" for m in models)]
+        )
+        app.middlewares.insert(0, self._front)  # inside the certificate check, as nginx's location
         if config.client_ca_pem is not None:
             app.middlewares.insert(0, client_cert_check)
+        self._app = app
         runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
         self._runner = runner  # set first: a shutdown racing this boot still cleans it up
         await runner.setup()
@@ -271,11 +348,83 @@ class SimulatedVM:
             log.warning("simulated VM %s: %s", self.instance_id, self.problem)
             return
         self.problem = None
-        log.info("simulated VM %s serving %s with models %s", self.instance_id, self.url, list(config.models))
+        log.info("simulated VM %s: nginx answers on %s; setting up", self.instance_id, self.url)
+        if first or SETUP_DONE not in disk.installed:  # cut short before: the script runs again
+            await self._set_up(disk, models)
+        else:  # a later boot: the enabled units start Docker and Ollama; the disk has the rest
+            for name in self.setup.body()["steps"]:
+                self.setup.mark(name["name"], "present")
+            await asyncio.sleep(self.timings.services)
+            self.ollama_up = True
+            self.setup.state = "done"
+        if self.ollama_up:
+            log.info("simulated VM %s serving %s with models %s", self.instance_id, self.url, models)
+
+    async def _set_up(self, disk: Disk, models: list[str]) -> None:
+        """The setup script's steps: present ones are skipped, each takes its duration; a step in
+        `fail_steps` fails with its log line (the VM keeps serving the document, Ollama never starts)."""
+        assert self.setup is not None
+        durations = {
+            "nginx": 0.0,
+            "driver": self.timings.driver,
+            "docker": self.timings.docker,
+            "image": self.timings.image,
+            "ollama": self.timings.ollama_start,
+        }
+        image = f"image:{disk.config.image}"
+        for name in [*SETUP_STEPS, *(f"model:{m}" for m in models)]:
+            key = image if name == "image" else name
+            if key in disk.installed and name not in ("nginx", "ollama"):
+                self.setup.mark(name, "present")
+                continue
+            self.setup.mark(name, "running")
+            log.info("simulated VM %s: setup step %s", self.instance_id, name)
+            if name.startswith("model:"):
+                await self._pull(name, disk.config.models)
+            else:
+                await asyncio.sleep(durations[name])
+            failure = self.fail_steps.get(name)
+            if failure is not None:
+                self.setup.mark(name, "failed")
+                self.setup.state = "failed"
+                self.setup.log = [f"+ {name}", *failure.splitlines()]
+                log.warning("simulated VM %s: setup step %s failed: %s", self.instance_id, name, failure)
+                return
+            self.setup.mark(name, "done")
+            disk.installed.add(key)
+            if name == "ollama":
+                self.ollama_up = True
+            elif name.startswith("model:") and self._app is not None:
+                _add_model(self._app, name.removeprefix("model:"))
+        self.setup.state = "done"
+        disk.installed.add(SETUP_DONE)
+
+    async def _pull(self, name: str, models: tuple[str, ...]) -> None:
+        assert self.setup is not None
+        total = self.timings.model_bytes
+        seconds = total / self.timings.bandwidth if self.timings.bandwidth > 0 else 0.0
+        parts = 10 if seconds > 0 else 1
+        for i in range(1, parts + 1):
+            await asyncio.sleep(seconds / parts)
+            self.setup.mark(name, "running", done=total * i // parts, total=total)
+
+    @web.middleware
+    async def _front(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """nginx: the setup document from its own location, Ollama's routes 502 until it runs."""
+        if request.path == SETUP_STATUS_PATH and self.setup is not None:
+            return web.json_response(self.setup.body(), headers={"Server": "nginx"})
+        if not self.ollama_up:
+            return web.Response(
+                status=502, text=NGINX_502, content_type="text/html", headers={"Server": "nginx"}
+            )
+        return await handler(request)
 
     async def shutdown(self) -> None:
         """Power off: the listener and every open connection go away at once."""
         runner, self._runner = self._runner, None
+        self.ollama_up = False
         if runner is None:
             return
         for site in list(runner.sites):
@@ -287,6 +436,14 @@ class SimulatedVM:
         log.info("simulated VM %s (%s) is down", self.instance_id, self.ip)
 
 
+def _add_model(app: web.Application, name: str) -> None:
+    try:
+        from remote_ollama.sandbox.ollama.server import ollama_state
+    except ImportError:  # pragma: no cover - the fallback app has all its models
+        return
+    ollama_state(app).add_model(name)
+
+
 class VMFleet:
     """InstanceHooks that run a SimulatedVM per running instance, one transition at a time each."""
 
@@ -295,7 +452,11 @@ class VMFleet:
         self.pool = LoopbackPool(port)
         self.port = port
         self.vms: dict[str, SimulatedVM] = {}
-        self.disks: dict[str, VMConfig] = {}  # per instance: the files its first boot wrote
+        self.disks: dict[str, Disk] = {}  # per instance: what its first boot wrote and installed
+        # per private template id: what its disk had installed (a boot from it skips those steps)
+        self.templates: dict[str, set[str]] = {}
+        # setup steps that fail, with the log line they print (tests, the sandbox's --fail-setup)
+        self.fail_steps: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._booting: dict[str, asyncio.Task[None]] = {}
@@ -329,6 +490,8 @@ class VMFleet:
             port=self.port,
             timings=self.timings,
             disk=self.disks.get(instance.id),
+            base=self.templates.get(instance.template_id),
+            fail_steps=self.fail_steps,
         )
 
         async def boot() -> None:
@@ -337,10 +500,14 @@ class VMFleet:
                 await old.shutdown()
             self.vms[instance.id] = vm
             await vm.boot()
+
+        def keep_disk(task: asyncio.Task[None]) -> None:
             if vm.disk is not None:
                 self.disks[instance.id] = vm.disk
 
-        self._booting[instance.id] = self._serialised(instance.id, boot)
+        task = self._serialised(instance.id, boot)
+        task.add_done_callback(keep_disk)
+        self._booting[instance.id] = task
 
     def halted(self, instance: Instance) -> None:
         booting = self._booting.pop(instance.id, None)
@@ -351,6 +518,8 @@ class VMFleet:
             vm = self.vms.pop(instance.id, None)
             if vm is not None:
                 await vm.shutdown()
+                if vm.disk is not None:
+                    self.disks[instance.id] = vm.disk
 
         self._serialised(instance.id, halt)
 

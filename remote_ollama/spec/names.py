@@ -36,6 +36,8 @@ PROXY_PORT = 11434
 # the proxy connects to the IP and verifies the certificate against this name (SNI).
 VM_TLS_SERVER_NAME = "vm.remote-ollama.internal"
 API_KEY_HEADER = "X-Ollama-Key"
+# Where the VM's nginx serves its setup status document (behind the same mutual TLS), before Ollama is up.
+SETUP_STATUS_PATH = "/remote-ollama/setup"
 
 
 def security_group_name(cluster: str, owner_uid: str) -> str:

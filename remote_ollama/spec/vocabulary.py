@@ -33,6 +33,7 @@ class ConditionType(StrEnum):
     CREDENTIALS_VALID = "CredentialsValid"
     BUDGET_EXCEEDED = "BudgetExceeded"
     CAPACITY_UNAVAILABLE = "CapacityUnavailable"
+    VM_SETUP = "VMSetup"  # what the VM's setup script says it is doing (present while it says so)
 
 
 class Reason(StrEnum):
@@ -54,6 +55,9 @@ class Reason(StrEnum):
     OPERATION_FAILED = "OperationFailed"
     CLOUD_ERROR = "CloudError"
     SECURITY_GROUP_CONFLICT = "SecurityGroupConflict"  # a same-named group that is not ours
+    # a step of the VM's setup failed (its status document says which, with the last log lines):
+    # requests are answered at once; the next wake request after it tries a new VM
+    SETUP_FAILED = "SetupFailed"
     # -- transient: the cloud may do it later; waiting (with backoff) is the right answer ---------------
     INSUFFICIENT_CAPACITY = "InsufficientCapacity"
     CLOUD_UNAVAILABLE = "CloudUnavailable"
@@ -105,6 +109,8 @@ class Reason(StrEnum):
     WARM_UP_TIMED_OUT = "WarmUpTimedOut"
     WARM_UP_DISABLED = "WarmUpDisabled"
     NOT_LOADED = "NotLoaded"
+    SETUP_IN_PROGRESS = "SetupInProgress"
+    SETUP_DONE = "SetupDone"
     OVER_BUDGET = "OverBudget"
     WITHIN_BUDGET = "WithinBudget"
     VALID = "Valid"
@@ -163,6 +169,7 @@ PERMANENT = frozenset(
         Reason.OPERATION_FAILED,
         Reason.CLOUD_ERROR,
         Reason.SECURITY_GROUP_CONFLICT,
+        Reason.SETUP_FAILED,
     }
 )
 TRANSIENT = frozenset(

@@ -10,6 +10,15 @@ Containers cannot reach the metadata server (a DOCKER-USER rule), the setup scri
 and nginx shows no version. The optional EXOSCALE_OLLAMA_KEY, when a user sets one, is checked in
 addition (exact, case-sensitive), documented as weaker: it sits in user-data. This module only ever
 sees the VM's own credentials, never the Exoscale ones.
+
+The setup reports itself: every step (nginx, driver, docker, image, ollama, each `model:<name>` with
+bytes done/total) is recorded by a small Python tool (`STEP_TOOL`; python3 is on every cloud-init
+image) in the setup status document, which nginx serves at SETUP_STATUS_PATH behind the same mutual
+TLS before Ollama is up (shape: remote_ollama.core.setup). A failed step records the last log lines
+(long opaque strings and PEM blocks redacted). The document names its run (a hash of this VM's own
+certificate), so a copy left on a template's disk is never taken for this VM's. Every step checks
+first whether what it installs is there (`present`): a VM booted from a baked disk skips them; its
+TLS key is made anew (a new instance id), never the baked VM's.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from remote_ollama.spec.names import PROXY_PORT, VM_PORT, VM_TLS_SERVER_NAME
+from remote_ollama.spec.names import PROXY_PORT, SETUP_STATUS_PATH, VM_PORT, VM_TLS_SERVER_NAME
 
 from .ollama_release import DEFAULT_OLLAMA_IMAGE, env_problems
 from .pki import VMCredentials
@@ -37,6 +46,11 @@ API_KEY_PATH = f"{CONF_DIR}/api-key"
 API_KEY_CHECK_PATH = f"{CONF_DIR}/api-key.conf"  # nginx include, 0600 (the nginx master reads it as root)
 METADATA_SERVER = "169.254.169.254"
 MODELS_PATH = f"{CONF_DIR}/models"
+IMAGE_PATH = f"{CONF_DIR}/image"
+TLS_ID_PATH = f"{CONF_DIR}/tls.instance-id"  # the instance the key was made for
+SETUP_DOC_PATH = "/var/lib/remote-ollama/setup.json"
+SETUP_LOG_PATH = "/var/log/remote-ollama-setup.log"
+STEP_TOOL_PATH = "/usr/local/sbin/remote-ollama-step"
 NGINX_SITE_PATH = f"{CONF_DIR}/nginx.conf"
 SETUP_PATH = "/usr/local/sbin/remote-ollama-setup"
 TLS_KEY_SCRIPT_PATH = "/usr/local/sbin/remote-ollama-tls-key"
@@ -76,6 +90,11 @@ server {{
     proxy_read_timeout 3600s;
     proxy_send_timeout 3600s;
     send_timeout 3600s;
+
+    location = {SETUP_STATUS_PATH} {{
+        default_type application/json;
+        alias {SETUP_DOC_PATH};
+    }}
 
     location / {{
 {{key_check}}        proxy_pass http://127.0.0.1:{PROXY_PORT};
@@ -128,18 +147,101 @@ RestartSec=15
 WantedBy=multi-user.target
 """
 
+STEP_TOOL = f"""\
+#!/usr/bin/python3
+# remote-ollama: record the VM's setup in {SETUP_DOC_PATH} (nginx serves it over mutual TLS).
+# begin STEP...: a fresh document for this run | mark STEP STATE | fail STEP | pull MODEL | finish
+import hashlib, json, os, re, sys, time, urllib.request
+
+DOC, LOG = "{SETUP_DOC_PATH}", "{SETUP_LOG_PATH}"
+SECRET = re.compile(r"-----BEGIN.*|[A-Za-z0-9+/_-]{{32,}}=*")
+
+
+def load():
+    try:
+        with open(DOC) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {{"version": 1, "run": "", "state": "running", "step": "", "steps": []}}
+
+
+def save(doc):
+    os.makedirs(os.path.dirname(DOC), exist_ok=True)
+    os.chmod(os.path.dirname(DOC), 0o755)
+    with open(DOC + ".tmp", "w") as f:
+        json.dump(doc, f)
+    os.chmod(DOC + ".tmp", 0o644)
+    os.replace(DOC + ".tmp", DOC)
+
+
+def mark(doc, name, state, **extra):
+    doc["step"] = name
+    for step in doc["steps"]:
+        if step["name"] == name:
+            step.update(state=state, **extra)
+
+
+cmd, args = sys.argv[1], sys.argv[2:]
+if cmd == "begin":
+    with open("{TLS_CERT_PATH}") as f:
+        body = "".join(line.strip() for line in f if not line.startswith("-----"))
+    run = hashlib.sha256(body.encode()).hexdigest()[:16]
+    with open("{MODELS_PATH}") as f:
+        names = args + ["model:" + m.strip() for m in f if m.strip()]
+    save({{"version": 1, "run": run, "state": "running", "step": args[0],
+          "steps": [{{"name": n, "state": "pending"}} for n in names]}})
+    sys.exit(0)
+doc = load()
+if cmd == "mark":
+    mark(doc, args[0], args[1])
+elif cmd == "fail":
+    mark(doc, args[0], "failed")
+    doc["state"] = "failed"
+    with open(LOG, errors="replace") as f:
+        doc["log"] = [SECRET.sub("[redacted]", line)[:200] for line in f.read().splitlines()[-12:]]
+elif cmd == "finish":
+    doc["state"] = "done"
+elif cmd == "pull":
+    name, shown = "model:" + args[0], 0.0
+    mark(doc, name, "running")
+    save(doc)
+    body = json.dumps({{"model": args[0]}}).encode()
+    req = urllib.request.Request("http://127.0.0.1:{PROXY_PORT}/api/pull", body)
+    with urllib.request.urlopen(req, timeout=7200) as resp:
+        for raw in resp:
+            line = json.loads(raw)
+            if "error" in line:
+                print(line["error"])
+                sys.exit(1)
+            if line.get("total") and time.monotonic() - shown > 1:
+                mark(doc, name, "running", done=line.get("completed", 0), total=line["total"])
+                save(doc)
+                shown = time.monotonic()
+    mark(doc, name, "done")
+save(doc)
+"""
+
 PULL_SCRIPT = f"""\
 #!/bin/sh
-# Pull every model in {MODELS_PATH} (idempotent: a present model is only checked).
+# At every boot: wait for Ollama, then pull every model in {MODELS_PATH} (a present one is only
+# checked), recording each step in the setup status document.
 set -eu
+exec >>{SETUP_LOG_PATH} 2>&1
+STEP={STEP_TOOL_PATH}
+NOW=ollama
+trap '[ $? -eq 0 ] || "$STEP" fail "$NOW"' EXIT
+"$STEP" mark ollama running
 i=0
 until curl -fsS -o /dev/null http://127.0.0.1:{PROXY_PORT}/api/version; do
   i=$((i + 1)); [ "$i" -lt 300 ] || exit 1; sleep 2
 done
+"$STEP" mark ollama done
 while IFS= read -r model || [ -n "$model" ]; do
   [ -n "$model" ] || continue
-  docker exec ollama ollama pull "$model"
+  NOW="model:$model"
+  "$STEP" pull "$model"
 done < {MODELS_PATH}
+"$STEP" finish
 """
 
 TLS_KEY_SCRIPT = f"""\
@@ -149,7 +251,10 @@ TLS_KEY_SCRIPT = f"""\
 # (openssl comes with ca-certificates.)
 set -eu
 umask 077
-[ -s {TLS_KEY_PATH} ] && [ -s {TLS_CERT_PATH} ] && exit 0
+# Kept across reboots of this instance (the operator pinned it), made anew for a new instance: a VM
+# booted from a template baked from another VM's disk never serves that VM's key.
+ID=$(cat /var/lib/cloud/data/instance-id 2>/dev/null || echo unknown)
+[ -s {TLS_KEY_PATH} ] && [ -s {TLS_CERT_PATH} ] && [ "$(cat {TLS_ID_PATH} 2>/dev/null)" = "$ID" ] && exit 0
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \\
   -subj "/O=remote-ollama/CN={VM_TLS_SERVER_NAME}" -addext "subjectAltName=DNS:{VM_TLS_SERVER_NAME}" \\
   -addext "basicConstraints=critical,CA:FALSE" -addext "keyUsage=critical,digitalSignature,keyAgreement" \\
@@ -157,43 +262,66 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 chmod 0644 {TLS_CERT_PATH}.new
 mv {TLS_KEY_PATH}.new {TLS_KEY_PATH}
 mv {TLS_CERT_PATH}.new {TLS_CERT_PATH}
+echo "$ID" > {TLS_ID_PATH}
 """
 
 SETUP_SCRIPT = f"""\
 #!/bin/sh
-# First boot: nginx (mutual TLS), GPU driver, NVIDIA container toolkit, then the Ollama services.
-# No xtrace: nothing this script reads may end up in its log.
+# First boot of an instance: nginx (mutual TLS), GPU driver, NVIDIA container toolkit, the Ollama
+# image, then the Ollama services. Each step is recorded (and skipped when already there, as on a
+# disk baked from an earlier VM). No xtrace: nothing this script reads may end up in its log.
 set -eu
 umask 077
-exec >>/var/log/remote-ollama-setup.log 2>&1
+exec >>{SETUP_LOG_PATH} 2>&1
 {TLS_KEY_SCRIPT_PATH}
+STEP={STEP_TOOL_PATH}
+"$STEP" begin nginx driver docker image ollama
+NOW=nginx
+trap '[ $? -eq 0 ] || "$STEP" fail "$NOW"' EXIT
+run() {{ NOW=$1; echo "== $1"; "$STEP" mark "$1" running; }}
+ok() {{ "$STEP" mark "$NOW" "${{1:-done}}"; }}
+IMAGE=$(cat {IMAGE_PATH})
 
+run nginx
+chmod 0600 {TLS_KEY_PATH}
 rm -f /etc/nginx/sites-enabled/default
 ln -sf {NGINX_SITE_PATH} /etc/nginx/conf.d/remote-ollama.conf
 nginx -t
 systemctl enable nginx
 systemctl restart nginx
+ok
 
 # NVIDIA driver (stock Ubuntu templates carry none)
+run driver
 export DEBIAN_FRONTEND=noninteractive
-ubuntu-drivers install --gpgpu || apt-get install -y nvidia-headless-550-server nvidia-utils-550-server
+if nvidia-smi >/dev/null 2>&1; then ok present; else
+  ubuntu-drivers install --gpgpu || apt-get install -y nvidia-headless-550-server nvidia-utils-550-server
+  ok
+fi
 
 # NVIDIA container toolkit, so that docker run --gpus all works
-curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey \\
-  | gpg --batch --yes --dearmor -o /usr/share/keyrings/nvidia-container-toolkit-keyring.gpg
-curl -fsSL https://nvidia.github.io/libnvidia-container/stable/deb/nvidia-container-toolkit.list \\
-  | sed 's#deb https://#deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg] https://#' \\
-  > /etc/apt/sources.list.d/nvidia-container-toolkit.list
-apt-get update
-apt-get install -y nvidia-container-toolkit
-nvidia-ctk runtime configure --runtime=docker
-systemctl restart docker
+run docker
+if grep -qs nvidia /etc/docker/daemon.json; then ok present; else
+  curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey \\
+    | gpg --batch --yes --dearmor -o /usr/share/keyrings/nvidia-container-toolkit-keyring.gpg
+  curl -fsSL https://nvidia.github.io/libnvidia-container/stable/deb/nvidia-container-toolkit.list \\
+    | sed 's#deb https://#deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg] https://#' \\
+    > /etc/apt/sources.list.d/nvidia-container-toolkit.list
+  apt-get update
+  apt-get install -y nvidia-container-toolkit
+  nvidia-ctk runtime configure --runtime=docker
+  systemctl restart docker
+  ok
+fi
+
+run image
+if docker image inspect "$IMAGE" >/dev/null 2>&1; then ok present; else docker pull -q "$IMAGE"; ok; fi
 
 systemctl daemon-reload
 systemctl enable remote-ollama-ollama.service remote-ollama-models.service
 if nvidia-smi; then
-  systemctl start remote-ollama-ollama.service
-  systemctl start --no-block remote-ollama-models.service
+  systemctl restart remote-ollama-ollama.service
+  systemctl restart --no-block remote-ollama-models.service
 else
   # the new kernel module loads only after a reboot; the enabled units take over then
   systemctl reboot
@@ -254,11 +382,13 @@ def render_user_data(
     unit = OLLAMA_UNIT.format(port=PROXY_PORT, image=ollama_image, env=env_args, metadata=METADATA_SERVER)
     files += [
         _file(MODELS_PATH, "".join(f"{m}\n" for m in models), "0644"),
+        _file(IMAGE_PATH, ollama_image + "\n", "0644"),
         _file(NGINX_SITE_PATH, site, "0644"),
         _file(OLLAMA_UNIT_PATH, unit, "0644"),
         _file(MODELS_UNIT_PATH, MODELS_UNIT, "0644"),
         _file(PULL_PATH, PULL_SCRIPT, "0755"),
         _file(TLS_KEY_SCRIPT_PATH, TLS_KEY_SCRIPT, "0755"),
+        _file(STEP_TOOL_PATH, STEP_TOOL, "0755"),
         _file(SETUP_PATH, SETUP_SCRIPT, "0755"),
     ]
     doc: dict[str, Any] = {

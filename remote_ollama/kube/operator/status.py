@@ -70,6 +70,8 @@ LIFECYCLE_FIELDS = {
     "ready_at": "readyAt",
     "destroyed_for_idle": "destroyedForIdle",
     "wake_refused_at": "wakeRefusedAt",
+    "setup_failure": "setupFailure",
+    "setup_failed_at": "setupFailedAt",
 }
 
 
@@ -165,6 +167,11 @@ def status_patch(
         patch["endpoint"] = decision.endpoint
     elif decision.memory.instance_id is None:
         patch["endpoint"] = None
+    # what the VM's setup says (VM-written: checked, bounded, redacted by core.setup); a new VM starts afresh
+    if decision.setup is not None:
+        patch["setup"] = decision.setup.to_status()
+    elif decision.memory.instance_id is None:
+        patch["setup"] = None
     activity = activity_from(meta)
     if activity.last_activity:
         patch["lastActivity"] = rfc3339(activity.last_activity)

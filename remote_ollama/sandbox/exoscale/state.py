@@ -22,8 +22,11 @@ GONE_STATES = ("destroying", "destroyed", "expunging")
 @dataclass(frozen=True)
 class SimTimings:
     """Seconds each transition takes. `operation` is how long an async operation stays pending;
-    `cloud_init` is the wait between `running` and the VM's TLS port answering; `pull` is how long
-    the models take to appear in Ollama after that."""
+    `cloud_init` is the wait between `running` and the VM's TLS port answering (packages, nginx);
+    `pull` is how long an /api/pull takes. The setup steps a first boot goes through (`driver`,
+    `docker`, `image`, `ollama_start`, and each model's `model_bytes` at `bandwidth` bytes/s) and
+    the services' start on a later boot (`services`) are 0 here (tests); `seed()` gives the real
+    figures, scaled."""
 
     boot: float = 0.2
     stop: float = 0.2
@@ -32,6 +35,41 @@ class SimTimings:
     cloud_init: float = 0.0
     pull: float = 0.0
     token: float = 0.005
+    driver: float = 0.0
+    docker: float = 0.0
+    image: float = 0.0
+    ollama_start: float = 0.0
+    services: float = 0.0  # a boot whose disk is set up already: Docker and Ollama start
+    model_bytes: int = 4_900_000_000  # granite3.1-dense:8b
+    bandwidth: float = 0.0  # bytes/s of a model pull; 0: at once
+    snapshot: float = 0.0  # create-snapshot of a stopped instance's disk
+    template: float = 0.0  # promote-snapshot-to-template
+    template_boot: float = 0.0  # extra seconds a boot from a private template takes
+
+    @classmethod
+    def seed(cls, scale: float = 1.0, **override: float) -> SimTimings:
+        """The seed's measured figures on real Exoscale (boot 1-2 min, NVIDIA driver and Docker 2-3
+        min, Ollama image 1-2 min, model 1-2 min; 30-60 s from stopped), times `scale`."""
+        figures = {
+            "boot": 75.0,
+            "stop": 20.0,
+            "destroy": 20.0,
+            "operation": 1.0,
+            "cloud_init": 30.0,  # packages (nginx) before the setup script answers
+            "pull": 100.0,
+            "driver": 120.0,
+            "docker": 40.0,
+            "image": 80.0,
+            "ollama_start": 5.0,
+            "services": 10.0,
+            "bandwidth": 50e6,  # 4.9 GB in ~100 s
+            "snapshot": 60.0,
+            "template": 120.0,
+            "template_boot": 15.0,
+        }
+        out: dict[str, Any] = {k: (v / scale if k == "bandwidth" else v * scale) for k, v in figures.items()}
+        out.update(override)
+        return cls(token=0.005, **out)
 
 
 class ApiError(Exception):
