@@ -20,7 +20,7 @@ from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.cloud.port import Cloud
 from remote_ollama.core import cost
 from remote_ollama.core.backoff import UNREACHABLE_GRACE, backoff
-from remote_ollama.core.types import Activity, Decision, Memory, WakeTiming
+from remote_ollama.core.types import ActionKind, Activity, Decision, Memory, WakeTiming
 from remote_ollama.engine.reconciler import Reconciler, Target, instance_name
 from remote_ollama.engine.status_doc import status_document
 from remote_ollama.engine.vm_client import RECORD_KEYS, CredentialStore, InstanceRecord
@@ -273,8 +273,8 @@ class LocalController:
             self.setup = decision.setup.to_status()
             if previous is None or previous.message != decision.message:
                 log.info("%s", decision.setup.describe())
-        elif decision.memory.instance_id is None:
-            self.setup = None
+        elif ActionKind.CREATE_INSTANCE in decision.kinds:
+            self.setup = None  # kept after the VM is gone (a failed setup's log) until a new one
         if decision.phase is not Phase.READY:
             # Taking the VM down (or not up yet): no request may be sent to it from now on,
             # even while the stop/delete call is still under way.

@@ -9,7 +9,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from remote_ollama.core.observed import ObservedInstance
-from remote_ollama.core.types import Activity, Condition, Decision, Memory, memory_from_json, memory_to_json
+from remote_ollama.core.types import (
+    ActionKind,
+    Activity,
+    Condition,
+    Decision,
+    Memory,
+    memory_from_json,
+    memory_to_json,
+)
 from remote_ollama.spec.names import (
     ANN_IN_FLIGHT,
     ANN_LAST_ACTIVITY,
@@ -167,10 +175,11 @@ def status_patch(
         patch["endpoint"] = decision.endpoint
     elif decision.memory.instance_id is None:
         patch["endpoint"] = None
-    # what the VM's setup says (VM-written: checked, bounded, redacted by core.setup); a new VM starts afresh
+    # what the VM's setup says (VM-written: checked, bounded, redacted by core.setup); kept after the
+    # VM is gone (a failed setup's log stays visible) until a new VM is created
     if decision.setup is not None:
         patch["setup"] = decision.setup.to_status()
-    elif decision.memory.instance_id is None:
+    elif ActionKind.CREATE_INSTANCE in decision.kinds:
         patch["setup"] = None
     activity = activity_from(meta)
     if activity.last_activity:
