@@ -31,10 +31,16 @@ log = logging.getLogger("remote_ollama")
 PRICES_ENV = "REMOTE_OLLAMA_PRICES"
 
 
+# Storage of a private template (spec.coldStart), per GB and month: an estimate, set yours with
+# REMOTE_OLLAMA_PRICES' templateGBMonth.
+DEFAULT_TEMPLATE_GB_MONTH = 0.03
+
+
 @dataclass(frozen=True)
 class PriceTable:
     currency: str = DEFAULT_CURRENCY
     per_hour: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_PER_HOUR))
+    template_gb_month: float = DEFAULT_TEMPLATE_GB_MONTH
 
     def hourly(self, instance_type: str) -> float:
         """Price per running hour; 0 for a type the table does not know (it then costs nothing here)."""
@@ -62,7 +68,15 @@ def parse_prices(text: str | None) -> PriceTable:
     currency = raw.get("currency", DEFAULT_CURRENCY)
     if not isinstance(currency, str) or not currency:
         raise ValueError(f"{PRICES_ENV}.currency must be a currency code such as EUR")
-    return PriceTable(currency, table)
+    storage = raw.get("templateGBMonth", DEFAULT_TEMPLATE_GB_MONTH)
+    if (
+        isinstance(storage, bool)
+        or not isinstance(storage, int | float)
+        or storage < 0
+        or math.isnan(storage)
+    ):
+        raise ValueError(f"{PRICES_ENV}.templateGBMonth must be a number >= 0: {storage!r}")
+    return PriceTable(currency, table, float(storage))
 
 
 _loaded: tuple[str | None, PriceTable] | None = None
@@ -168,6 +182,16 @@ def to_status(meter: CostMeter, prices: PriceTable) -> dict[str, Any]:
         "secondsToday": round(meter.seconds_today, 3),
         "observedAt": meter.observed_at.astimezone(UTC).isoformat() if meter.observed_at else None,
         "runningType": meter.running_type,
+    }
+
+
+def template_status(template_gb: float, prices: PriceTable) -> dict[str, Any]:
+    """status.cost's part for a baked template (spec.coldStart): its size and monthly storage cost."""
+    if template_gb <= 0:
+        return {"templateStorageGB": None, "templateMonthlySpend": None}
+    return {
+        "templateStorageGB": round(template_gb, 1),
+        "templateMonthlySpend": round(template_gb * prices.template_gb_month, 2),
     }
 
 

@@ -292,6 +292,8 @@ def _running(r: _Round, inst: ObservedInstance) -> Decision:
     spec, now, want = r.obs.spec, r.obs.now, r.want
     if not want.running:
         destroy_now = spec.idle.mode is IdleMode.DESTROY_AFTER or want.reason is Reason.SETUP_FAILED
+        if destroy_now and _to_bake(r.obs):
+            destroy_now = False  # stopped once, so its disk can be baked, then destroyed
         kind = ActionKind.DELETE_INSTANCE if destroy_now else ActionKind.STOP_INSTANCE
         r.actions.append(Action(kind, inst.id, reason=want.reason))
         r.mem = replace(r.mem, ready_at=None, destroyed_for_idle=destroy_now)
@@ -365,7 +367,8 @@ def _ready(r: _Round, timed_out: bool) -> Decision:
     spec, now, want = r.obs.spec, r.obs.now, r.want
     steady = _steady(r)
     if r.obs.memory.phase != Phase.READY:
-        r.mem = replace(r.mem, ready_at=now, warm_up_at=None)
+        live = r.obs.instance
+        r.mem = replace(r.mem, ready_at=now, warm_up_at=None, set_up_instance=live.id if live else None)
         if spec.idle.stop_after is not None and want.reason not in (
             Reason.IN_USE,
             Reason.ALWAYS_ON,
@@ -388,6 +391,9 @@ def _stopped(r: _Round, inst: ObservedInstance) -> Decision:
     if want.running:
         r.actions.append(Action(ActionKind.START_INSTANCE, inst.id, reason=want.reason))
         return r.done(Phase.STARTING, Reason.STARTING, "starting the stopped VM", POLL_TRANSITION)
+    if _to_bake(r.obs):
+        r.actions.append(Action(ActionKind.BAKE_TEMPLATE, inst.id, reason=Reason.BAKING_TEMPLATE))
+        r.events.append(f"baking the set-up disk of instance {inst.id} into a private template")
     destroy_after = spec.idle.destroy_after
     if destroy_after is None:
         return r.done(Phase.STOPPED, want.reason, want.message, POLL_STEADY)
@@ -400,6 +406,13 @@ def _stopped(r: _Round, inst: ObservedInstance) -> Decision:
     r.mem = replace(r.mem, destroyed_for_idle=True)
     r.events.append(f"stopped for {format_duration(destroy_after)}: destroying instance {inst.id}")
     return r.done(Phase.STOPPED, Reason.DESTROYING, "destroying the long-stopped VM", POLL_TRANSITION)
+
+
+def _to_bake(obs: Observation) -> bool:
+    """spec.coldStart.template wants a template of the current setup, none exists, and this is the
+    instance whose setup completed (so its disk holds the driver, Docker, the image and nginx)."""
+    inst = obs.instance
+    return obs.baked is False and inst is not None and obs.memory.set_up_instance == inst.id
 
 
 def _has_model(present: tuple[str, ...], wanted: str) -> bool:

@@ -62,6 +62,8 @@ class Memory:
     # refused with it until a wake is asked for after it (then a new VM is tried).
     setup_failure: str | None = None
     setup_failed_at: datetime | None = None
+    # The instance whose setup completed (it became Ready): its disk is worth baking into a template.
+    set_up_instance: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,9 @@ class Observation:
     idle_monitor: bool = True
     # what the VM's setup script reports (None: no document, or not asked)
     setup: SetupReport | None = None
+    # spec.coldStart.template: whether a template of the current setup exists (None: not wanted,
+    # not possible for this disk, or its bake failed for this instance)
+    baked: bool | None = None
 
 
 class ActionKind(StrEnum):
@@ -90,6 +95,7 @@ class ActionKind(StrEnum):
     PULL_MODELS = "pull-models"
     WARM_UP = "warm-up"  # load models[0] into memory (an empty /api/generate) before declaring Ready
     PROBE = "probe"  # ask the VM's Ollama whether it answers and which models it has
+    BAKE_TEMPLATE = "bake-template"  # snapshot the stopped, set-up VM's disk into a private template
 
 
 @dataclass(frozen=True)
@@ -188,7 +194,7 @@ def memory_from_json(data: dict[str, Any]) -> Memory:
         value = data[f.name]
         if f.name == "phase":
             kw[f.name] = Phase(value) if value in Phase._value2member_map_ else Phase.PENDING
-        elif f.name in ("instance_id", "setup_failure"):
+        elif f.name in ("instance_id", "setup_failure", "set_up_instance"):
             kw[f.name] = str(value) if value else None
         elif f.name == "destroyed_for_idle":
             kw[f.name] = bool(value)

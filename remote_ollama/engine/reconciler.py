@@ -30,9 +30,12 @@ from remote_ollama.spec.names import (
     LABEL_MANAGED_BY_VALUE,
     LABEL_OWNER,
     LABEL_SPEC_HASH,
+    MAX_TEMPLATE_GB,
+    template_name,
+    template_prefix,
 )
 from remote_ollama.spec.vocabulary import Phase, Reason
-from remote_ollama.vm.cloudinit import encode_user_data, render_user_data
+from remote_ollama.vm.cloudinit import encode_user_data, render_user_data, setup_hash
 from remote_ollama.vm.pki import generate_vm_credentials
 
 from .vm_client import CredentialStore, InstanceRecord, VMClient
@@ -51,6 +54,7 @@ class Look:
     decision: Decision
     now: datetime
     setup: SetupReport | None = None  # what the VM's setup document said this round
+    template_gb: float = 0.0  # size of the resource's baked template(s) (spec.coldStart), for status.cost
 
     @property
     def takes_down(self) -> bool:
@@ -100,6 +104,9 @@ class Reconciler:
     _warned: set[tuple[Reason, str]] = field(default_factory=set)
     vm: VMClient = field(init=False)  # the VM's own Ollama, with the same credentials store
     _scrubbed: set[str] = field(default_factory=set)  # instances whose user-data holds no key
+    # our private templates (spec.coldStart), listed once per process and kept up to date after
+    _templates: list[dict[str, Any]] | None = None
+    _bake_failed: set[str] = field(default_factory=set)  # instances whose bake failed: not retried
 
     def __post_init__(self) -> None:
         self.vm = VMClient(self.store)
@@ -127,6 +134,7 @@ class Reconciler:
         setup = (
             await self.vm.read_setup(instance) if health is None or memory.phase is not Phase.READY else None
         )
+        baked = await self._baked(spec, instance)
         now = clock()
         meter, verdict = cost.account(
             stored_cost,
@@ -147,8 +155,64 @@ class Reconciler:
             budget=verdict,
             idle_monitor=idle_monitor,
             setup=setup,
+            baked=baked,
         )
-        return Look(instance, health, meter, verdict, decide(observation), now, setup)
+        template_gb = sum(int(t.get("size") or 0) for t in self._templates or []) / 1e9
+        return Look(instance, health, meter, verdict, decide(observation), now, setup, template_gb)
+
+    # -- the baked template (spec.coldStart.template) ------------------------------------------------
+
+    def _template_wanted(self, spec: Spec) -> bool:
+        return spec.cold_start.bake and spec.disk_size <= MAX_TEMPLATE_GB
+
+    async def _our_templates(self) -> list[dict[str, Any]]:
+        if self._templates is None:
+            prefix = template_prefix(self.target.cluster, self.target.owner_uid)
+            self._templates = await self.cloud.private_templates(prefix)
+        return self._templates
+
+    async def current_template(self, spec: Spec) -> dict[str, Any] | None:
+        """The template of the current setup that fits spec.diskSize, if one was baked."""
+        if not self._template_wanted(spec):
+            return None
+        name = template_name(self.target.cluster, self.target.owner_uid, setup_hash(spec.ollama.image))
+        fits = spec.disk_size * 1024**3
+        return next(
+            (
+                t
+                for t in await self._our_templates()
+                if t.get("name") == name and int(t.get("size") or 0) <= fits
+            ),
+            None,
+        )
+
+    async def _baked(self, spec: Spec, instance: ObservedInstance | None) -> bool | None:
+        if not self._template_wanted(spec) or (instance is not None and instance.id in self._bake_failed):
+            return None
+        return await self.current_template(spec) is not None
+
+    async def _bake(self, spec: Spec, instance_id: str) -> None:
+        """Bake the stopped instance's disk, then delete templates of older setups. A failure is
+        logged and not retried for this instance (the next VM is set up from the stock template)."""
+        name = template_name(self.target.cluster, self.target.owner_uid, setup_hash(spec.ollama.image))
+        try:
+            baked = await self.cloud.bake_template(
+                instance_id, name, f"remote-ollama: set-up disk of {self.target.name} (managed; do not use)"
+            )
+        except CloudError as exc:
+            log.warning("could not bake a template of instance %s: %s", instance_id, exc)
+            self._bake_failed.add(instance_id)
+            return
+        log.info("instance %s baked into private template %s (%s)", instance_id, baked.get("id"), name)
+        old = [t for t in await self._our_templates() if t.get("name") != name]
+        self._templates = [baked]
+        for tpl in old:
+            try:
+                await self.cloud.delete_template(str(tpl["id"]))
+                log.info("deleted the template of an older setup: %s", tpl.get("name"))
+            except CloudError as exc:
+                log.warning("could not delete the older template %s: %s", tpl.get("name"), exc)
+                self._templates.append(tpl)
 
     async def act(
         self, look: Look, spec: Spec, before_takedown: Callable[[], Awaitable[None]] | None = None
@@ -280,6 +344,8 @@ class Reconciler:
                 await self.cloud.delete_instance(_id(action), wait=False)
             elif action.kind is ActionKind.PULL_MODELS and instance is not None:
                 self.vm.start_pulls(instance, action)
+            elif action.kind is ActionKind.BAKE_TEMPLATE:
+                await self._bake(spec, _id(action))
             elif action.kind is ActionKind.WARM_UP and instance is not None:
                 self.vm.start_warm_ups(instance, action, spec.keep_alive)
             # PROBE needs nothing here: the shell probes every running instance before deciding.
@@ -348,10 +414,13 @@ class Reconciler:
                 creds, spec.models, ollama_image=spec.ollama.image, ollama_env=dict(spec.ollama.env)
             )
         )
+        baked = await self.current_template(spec)
+        if baked is not None:
+            log.info("creating the VM from the baked template %s", baked.get("name"))
         created = await self.cloud.create_instance(
             name=self.target.name,
             instance_type=spec.instance_type.name,
-            template=spec.template,
+            template=baked or spec.template,
             disk_size=spec.disk_size,
             user_data_b64=user_data,
             security_group_id=sg_id,
@@ -377,6 +446,11 @@ class Reconciler:
         await self.cloud.delete_security_group(self.target.security_group)
         if legacy and legacy_ours:
             await self.cloud.delete_security_group(legacy)
+        for tpl in await self.cloud.private_templates(
+            template_prefix(self.target.cluster, self.target.owner_uid)
+        ):
+            await self.cloud.delete_template(str(tpl["id"]))
+        self._templates = []
         return deleted
 
 

@@ -262,7 +262,10 @@ class LocalController:
         )
         instance, decision, verdict = look.instance, look.decision, look.verdict
         self.instance_state = instance.state if instance else None
-        self.saved.cost = cost.to_status(look.meter, self.prices)
+        self.saved.cost = {
+            **cost.to_status(look.meter, self.prices),
+            **cost.template_status(look.template_gb, self.prices),
+        }
         self.budget_refusal = verdict.exceeded
         self.budget_resets_at = verdict.resets_at if verdict.exceeded else None
         for sentence in decision.events:  # a warning reason (a failed setup) is logged as one
@@ -397,7 +400,15 @@ class LocalController:
         if self.saved.cost:
             c = self.saved.cost
             out["cost"] = {
-                k: c.get(k) for k in ("month", "runningHoursThisMonth", "estimatedSpend", "currency")
+                k: c.get(k)
+                for k in (
+                    "month",
+                    "runningHoursThisMonth",
+                    "estimatedSpend",
+                    "currency",
+                    "templateStorageGB",
+                    "templateMonthlySpend",
+                )
             }
         if self.budget_refusal:
             out["budget_exceeded"] = self.budget_refusal

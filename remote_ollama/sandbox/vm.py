@@ -455,6 +455,7 @@ class VMFleet:
         self.disks: dict[str, Disk] = {}  # per instance: what its first boot wrote and installed
         # per private template id: what its disk had installed (a boot from it skips those steps)
         self.templates: dict[str, set[str]] = {}
+        self._snapshots: dict[str, set[str]] = {}
         # setup steps that fail, with the log line they print (tests, the sandbox's --fail-setup)
         self.fail_steps: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -522,6 +523,15 @@ class VMFleet:
                     self.disks[instance.id] = vm.disk
 
         self._serialised(instance.id, halt)
+
+    def snapshotted(self, instance: Instance, snapshot_id: str) -> None:
+        disk = self.disks.get(instance.id)
+        self._snapshots[snapshot_id] = set(disk.installed) if disk is not None else set()
+
+    def promoted(self, snapshot_id: str, template_id: str) -> None:
+        # what a boot from the template finds installed; the first boot's "setup done" mark is not
+        # carried: cloud-init runs the setup again for the new instance (it skips what is there)
+        self.templates[template_id] = self._snapshots.get(snapshot_id, set()) - {SETUP_DONE}
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -387,6 +387,20 @@ FIELDS: tuple[Field, ...] = (
         max_length=1024,
         doc="A value without newline, quote, backslash, backquote, percent or dollar signs.",
     ),
+    Field(
+        "coldStart", "object", {}, doc="How a new VM (first start, or after a destroy) gets to Ready faster."
+    ),
+    Field(
+        "coldStart.template",
+        "string",
+        "auto",
+        enum=("auto", "off"),
+        doc="auto: once a VM's setup succeeded, at its next stop its disk is snapshotted and promoted to a "
+        "private template (named after the resource uid and the setup hash: driver, Ollama image, nginx "
+        "config), and the next VM boots from it, skipping what is installed. Re-baked when the setup "
+        "changes, deleted with the resource; only for diskSize up to 100 (Exoscale's template limit). "
+        "off: always a stock template.",
+    ),
 )
 
 FIELD = {f.path: f for f in FIELDS}

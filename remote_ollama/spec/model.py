@@ -21,6 +21,7 @@ from .sections import (
     DEFAULT_TEMPLATE,
     DEFAULT_ZONE,
     Budget,
+    ColdStart,
     IdlePolicy,
     InstanceType,
     NetworkPolicySettings,
@@ -64,6 +65,7 @@ class Spec:
     )  # pull/push/create/copy/delete/blobs allowed through the proxy
     network_policy: NetworkPolicySettings = field(default_factory=NetworkPolicySettings)
     ollama: OllamaSettings = field(default_factory=OllamaSettings)
+    cold_start: ColdStart = field(default_factory=ColdStart)
 
     def candidates(self) -> tuple[Placement, ...]:
         """Every placement in preference order: the spec's own zone and type first, no duplicates."""

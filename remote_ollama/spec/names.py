@@ -36,6 +36,22 @@ PROXY_PORT = 11434
 # the proxy connects to the IP and verifies the certificate against this name (SNI).
 VM_TLS_SERVER_NAME = "vm.remote-ollama.internal"
 API_KEY_HEADER = "X-Ollama-Key"
+# A private template baked from a set-up VM's disk (spec.coldStart) has no labels: its name says whose
+# it is (cluster and owner uid) and which setup it holds (vm.cloudinit.setup_hash).
+TEMPLATE_PREFIX = "remote-ollama-tpl"
+# Exoscale templates are 10-100 GB (virtual size): a bigger disk cannot be baked.
+MAX_TEMPLATE_GB = 100
+
+
+def template_prefix(cluster: str, owner_uid: str) -> str:
+    """Every template of one resource's VMs starts with this (then the setup hash)."""
+    return f"{TEMPLATE_PREFIX}-{cluster}-{owner_uid}-"
+
+
+def template_name(cluster: str, owner_uid: str, setup_hash: str) -> str:
+    return f"{template_prefix(cluster, owner_uid)}{setup_hash}"
+
+
 # Where the VM's nginx serves its setup status document (behind the same mutual TLS), before Ollama is up.
 SETUP_STATUS_PATH = "/remote-ollama/setup"
 

@@ -164,6 +164,18 @@ class OllamaSettings:
 
 
 @dataclass(frozen=True)
+class ColdStart:
+    """spec.coldStart. `template`: auto bakes the set-up VM's disk into a private template and
+    creates the next VM from it; off always sets a stock template up."""
+
+    template: str = "auto"
+
+    @property
+    def bake(self) -> bool:
+        return self.template == "auto"
+
+
+@dataclass(frozen=True)
 class Budget:
     """Caps on use: past either one the VM is scaled to zero and wakes are refused until it resets."""
 
@@ -215,4 +227,5 @@ SECTIONS: dict[str, type] = {
     "budget": Budget,
     "networkPolicy": NetworkPolicySettings,
     "ollama": OllamaSettings,
+    "coldStart": ColdStart,
 }

@@ -87,6 +87,7 @@ class Reason(StrEnum):
     PULLING_MODELS = "PullingModels"
     DESTROYING = "Destroying"
     SPEC_CHANGED = "SpecChanged"
+    BAKING_TEMPLATE = "BakingTemplate"
     INSTANCE_ERROR = "InstanceError"
     STOPPED_TOO_LONG = "StoppedTooLong"
     INSTANCE_STARTING = "InstanceStarting"

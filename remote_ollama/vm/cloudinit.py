@@ -24,6 +24,7 @@ TLS key is made anew (a new instance id), never the baked VM's.
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -327,6 +328,22 @@ else
   systemctl reboot
 fi
 """
+
+
+def setup_hash(ollama_image: str | None = None) -> str:
+    """What a baked template holds and a change of which needs a new one (spec.coldStart): the driver
+    and toolkit steps, the Ollama image, the nginx config, the units and the recorder; not the models
+    (a template boot pulls what is missing) nor the per-VM files (certificates, key, models list)."""
+    parts = (
+        SETUP_SCRIPT,
+        STEP_TOOL,
+        PULL_SCRIPT,
+        NGINX_SITE,
+        OLLAMA_UNIT,
+        MODELS_UNIT,
+        ollama_image or OLLAMA_IMAGE,
+    )
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
 
 
 class _LiteralDumper(yaml.SafeDumper):

@@ -27,6 +27,7 @@ from remote_ollama.spec.names import LABEL_CLUSTER, LABEL_MANAGED_BY, LABEL_MANA
 
 from .catalogue import Catalogue
 from .security_groups import RULE_DESCRIPTION, SecurityGroups
+from .templates import Templates
 from .transport import JSON, ExoscaleTransport, make_client
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class ExoscaleCloud:
         self._wait_operation = self.api.wait_operation
         self.catalogue = Catalogue(self.api, zone)
         self.security_groups = SecurityGroups(self.api)
+        self.templates = Templates(self.api)
 
     def __repr__(self) -> str:
         return f"<ExoscaleCloud zone={self.zone} endpoint={self.client.endpoint}>"

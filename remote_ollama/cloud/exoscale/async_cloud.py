@@ -53,6 +53,15 @@ class AsyncExoscaleCloud:
     async def delete_security_group(self, name: str, *, deadline: float = 120) -> None:
         await asyncio.to_thread(self.sync.security_groups.delete_security_group, name, deadline=deadline)
 
+    async def private_templates(self, prefix: str) -> list[JSON]:
+        return await asyncio.to_thread(self.sync.templates.private_templates, prefix)
+
+    async def bake_template(self, instance_id: str, name: str, description: str) -> JSON:
+        return await asyncio.to_thread(self.sync.templates.bake_template, instance_id, name, description)
+
+    async def delete_template(self, template_id: str) -> None:
+        await asyncio.to_thread(self.sync.templates.delete_template, template_id)
+
     async def find_instances(self, labels: Mapping[str, str]) -> list[ObservedInstance]:
         return await asyncio.to_thread(self.sync.find_instances, labels)
 

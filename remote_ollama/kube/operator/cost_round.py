@@ -31,9 +31,13 @@ class CostRound:
     meter: cost.CostMeter
     verdict: cost.BudgetVerdict
     prices: cost.PriceTable
+    template_gb: float = 0.0  # the baked template's size (spec.coldStart): its storage is a cost too
 
     def status(self) -> dict[str, Any]:
-        return cost.to_status(self.meter, self.prices)
+        return {
+            **cost.to_status(self.meter, self.prices),
+            **cost.template_status(self.template_gb, self.prices),
+        }
 
     def add_to(self, patch: dict[str, Any], body: dict[str, Any], now: datetime) -> None:
         """status.cost and the BudgetExceeded condition, into a status patch."""

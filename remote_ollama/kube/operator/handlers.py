@@ -223,7 +223,7 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
         OPERATOR.clock,
     )
     instance, decision, now = look.instance, look.decision, look.now
-    spent = CostRound(look.meter, look.verdict, table)
+    spent = CostRound(look.meter, look.verdict, table, look.template_gb)
     generation = body.metadata.get("generation")
     if instance is not None and ctx.access_generation != generation:
         # allowedSourceCIDRs may have changed: the rules follow without re-creating the VM

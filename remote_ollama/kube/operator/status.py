@@ -80,6 +80,7 @@ LIFECYCLE_FIELDS = {
     "wake_refused_at": "wakeRefusedAt",
     "setup_failure": "setupFailure",
     "setup_failed_at": "setupFailedAt",
+    "set_up_instance": "setUpInstance",
 }
 
 

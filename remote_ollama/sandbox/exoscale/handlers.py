@@ -73,7 +73,7 @@ def list_zones(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -
 @handles("list-templates")
 def list_templates(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
     if query.get("visibility", ["public"])[0] == "private":
-        return {"templates": []}
+        return {"templates": [t.to_api() for t in ctx.state.templates.values()]}
     family = query.get("family", [None])[0]
     found = [t for t in ctx.catalog.templates if ctx.zone in t.zones and family in (None, t.family)]
     return {"templates": [t.to_api() for t in found]}
@@ -81,10 +81,56 @@ def list_templates(ctx: ApiContext, path: dict[str, str], query: Query, body: An
 
 @handles("get-template")
 def get_template(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
+    private = ctx.state.templates.get(path["id"])
+    if private is not None:
+        return private.to_api()
     tpl = ctx.catalog.template(path["id"])
     if tpl is None:
         raise ApiError(404, f"Template {path['id']} not found")
     return tpl.to_api()
+
+
+@handles("delete-template")
+def delete_template(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
+    if ctx.catalog.template(path["id"]) is not None:
+        raise ApiError(403, f"Template {path['id']} is public: not yours to delete")
+    return ctx.state.delete_template(path["id"]).to_api()
+
+
+# -- snapshots -------------------------------------------------------------------------------------
+
+
+@handles("create-snapshot")
+def create_snapshot(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
+    return ctx.state.create_snapshot(path["id"]).to_api()
+
+
+@handles("list-snapshots")
+def list_snapshots(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
+    return {"snapshots": [s.to_api() for s in ctx.state.snapshots.values()]}
+
+
+@handles("get-snapshot")
+def get_snapshot(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
+    return ctx.state.get_snapshot(path["id"]).to_api()
+
+
+@handles("delete-snapshot")
+def delete_snapshot(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
+    return ctx.state.delete_snapshot(path["id"]).to_api()
+
+
+@handles("promote-snapshot-to-template")
+def promote_snapshot(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
+    data = _body(body)
+    name = data.get("name")
+    if not isinstance(name, str) or not 1 <= len(name) <= 255:
+        raise ApiError(400, "name: required, 1 to 255 characters")
+    description = data.get("description", "")
+    if not isinstance(description, str) or len(description) > 4096:
+        raise ApiError(400, "description: at most 4096 characters")
+    user = data.get("default-user", "ubuntu")
+    return ctx.state.promote_snapshot(path["id"], name, description, str(user)).to_api()
 
 
 @handles("list-instance-types")
@@ -244,9 +290,13 @@ def create_instance(ctx: ApiContext, path: dict[str, str], query: Query, body: A
         raise ApiError(400, f"Instance type {itype.name} is not available in zone {ctx.zone}")
     if not itype.authorized:
         raise ApiError(403, f"Instance type {itype.name} is not authorized for this organization")
-    template = ctx.catalog.template(_ref_id(data, "template"))
-    if template is None:
-        raise ApiError(404, f"Template {data['template']['id']} not found")
+    template_id = _ref_id(data, "template")
+    private = ctx.state.templates.get(template_id)
+    template = ctx.catalog.template(template_id)
+    if template is None and private is None:
+        raise ApiError(404, f"Template {template_id} not found")
+    if private is not None and disk < private.size:
+        raise ApiError(400, f"disk-size: at least the template's {private.size} GiB")
     sg_ids = []
     for ref in data.get("security-groups") or []:
         sg_id = ref.get("id") if isinstance(ref, dict) else None
@@ -260,7 +310,7 @@ def create_instance(ctx: ApiContext, path: dict[str, str], query: Query, body: A
         id=instance_id,
         name=name,
         instance_type=itype,
-        template_id=template.id,
+        template_id=template_id,
         disk_size=disk,
         state="starting",
         created_at=now_rfc3339(),

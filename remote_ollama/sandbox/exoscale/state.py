@@ -162,6 +162,57 @@ class Instance:
 
 
 @dataclass
+class Snapshot:
+    """create-snapshot of an instance's root disk (dies with its instance)."""
+
+    id: str
+    name: str
+    instance_id: str
+    size: int  # GiB
+    created_at: str
+    state: str = "snapshotting"
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "created-at": self.created_at,
+            "state": self.state,
+            "size": self.size,
+            "instance": {"id": self.instance_id},
+        }
+
+
+@dataclass
+class PrivateTemplate:
+    """promote-snapshot-to-template: a private template (outlives the instance), 10-100 GB."""
+
+    id: str
+    name: str
+    description: str
+    size: int  # GiB (the API shows bytes)
+    zone: str
+    created_at: str
+    default_user: str = "ubuntu"
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "family": "other",
+            "default-user": self.default_user,
+            "boot-mode": "legacy",
+            "password-enabled": False,
+            "ssh-key-enabled": True,
+            "visibility": "private",
+            "size": self.size * 1024**3,
+            "zones": [self.zone],
+            "created-at": self.created_at,
+        }
+
+
+@dataclass
 class Operation:
     id: str
     reference_id: str
@@ -191,6 +242,8 @@ class InstanceHooks(Protocol):
     def release_ip(self, ip: str) -> None: ...
     def booted(self, instance: Instance) -> None: ...
     def halted(self, instance: Instance) -> None: ...
+    def snapshotted(self, instance: Instance, snapshot_id: str) -> None: ...
+    def promoted(self, snapshot_id: str, template_id: str) -> None: ...
 
 
 class NoMachines:
@@ -210,6 +263,12 @@ class NoMachines:
         pass
 
     def halted(self, instance: Instance) -> None:
+        pass
+
+    def snapshotted(self, instance: Instance, snapshot_id: str) -> None:
+        pass
+
+    def promoted(self, snapshot_id: str, template_id: str) -> None:
         pass
 
 
@@ -264,6 +323,8 @@ class CloudState:
         self.instances: dict[str, Instance] = {}
         self.security_groups = account.security_groups
         self.operations: dict[str, Operation] = {}
+        self.snapshots: dict[str, Snapshot] = {}
+        self.templates: dict[str, PrivateTemplate] = {}  # private templates are per zone
 
     # quotas (the organisation's, over every zone) -------------------------------------------------
     def quota_limit(self, entity: str) -> int:
@@ -404,12 +465,69 @@ class CloudState:
         self._after(inst, self.timings.destroy, lambda: self._remove(inst))
         return op
 
+    # snapshots and private templates ------------------------------------------------------------------
+    def create_snapshot(self, instance_id: str) -> Operation:
+        """Of a stopped instance's root disk; ready after `timings.snapshot`."""
+        inst = self.get_instance(instance_id)
+        self._require(inst, ("stopped",), "snapshot")
+        snap = Snapshot(new_id(), f"{inst.name}-{now_rfc3339()}", inst.id, inst.disk_size, now_rfc3339())
+        self.snapshots[snap.id] = snap
+        self.hooks.snapshotted(inst, snap.id)
+        op = self.new_operation(snap.id, "snapshot")
+
+        def ready() -> None:
+            if snap.id in self.snapshots:
+                snap.state = "ready"
+            op.state = "success"
+
+        asyncio.get_running_loop().call_later(self.timings.snapshot + self.op_delay(), ready)
+        return op
+
+    def get_snapshot(self, snapshot_id: str) -> Snapshot:
+        snap = self.snapshots.get(snapshot_id)
+        if snap is None:
+            raise ApiError(404, f"Snapshot {snapshot_id} not found")
+        return snap
+
+    def delete_snapshot(self, snapshot_id: str) -> Operation:
+        snap = self.get_snapshot(snapshot_id)
+        del self.snapshots[snap.id]
+        op = self.new_operation(snap.id, "snapshot")
+        self.finish_later(op)
+        return op
+
+    def promote_snapshot(self, snapshot_id: str, name: str, description: str, default_user: str) -> Operation:
+        snap = self.get_snapshot(snapshot_id)
+        if snap.state != "ready":
+            raise ApiError(400, f"Snapshot {snap.id} is {snap.state}: cannot promote it")
+        if not 10 <= snap.size <= 100:
+            raise ApiError(400, f"Snapshot {snap.id} is {snap.size} GiB: a template is 10 to 100 GB")
+        tpl = PrivateTemplate(new_id(), name, description, snap.size, self.zone, now_rfc3339(), default_user)
+        op = self.new_operation(tpl.id, "template")
+
+        def registered() -> None:
+            self.templates[tpl.id] = tpl
+            self.hooks.promoted(snap.id, tpl.id)
+            op.state = "success"
+
+        asyncio.get_running_loop().call_later(self.timings.template + self.op_delay(), registered)
+        return op
+
+    def delete_template(self, template_id: str) -> Operation:
+        if self.templates.pop(template_id, None) is None:
+            raise ApiError(404, f"Template {template_id} not found")
+        op = self.new_operation(template_id, "template")
+        self.finish_later(op)
+        return op
+
     def _remove(self, inst: Instance) -> None:
         if inst.timer is not None:
             inst.timer.cancel()
             inst.timer = None
         if self.instances.pop(inst.id, None) is None:
             return
+        for snap in [s for s in self.snapshots.values() if s.instance_id == inst.id]:
+            del self.snapshots[snap.id]  # a snapshot dies with its instance (a template does not)
         self.hooks.halted(inst)
         if inst.public_ip:
             self.hooks.release_ip(inst.public_ip)
