@@ -69,6 +69,10 @@ def test_cold_start_scale_to_zero_wake_and_clean_exit(sandbox: Program) -> None:
     assert remote_url and remote_url.startswith("https://127.")
     created = re.findall(r"creating instance \S+ \(([0-9a-f-]{36})\)", sandbox.output())
     assert len(created) == 1, sandbox.output()
+    # the VM's setup steps, as they happened (the VM's status document, read by the lifecycle)
+    steps = re.findall(r"setup step (\S+) \(running\)", sandbox.output())
+    assert {"driver", "image", "model:granite3.1-dense:8b"} <= set(steps), sandbox.output()
+    assert "setup done" in sandbox.output()
 
     # Idle: after 3 s without a request the VM is stopped (scale to zero), not destroyed.
     down = sandbox.wait_status(

@@ -29,8 +29,10 @@ SANDBOX_KEY, SANDBOX_SECRET = "EXOsandbox0000000000000000", "sandbox-secret-not-
 
 
 def sandbox_timings(boot: float, token_delay: float) -> SimTimings:
-    return SimTimings(
-        boot=boot, stop=1.0, destroy=1.0, operation=0.2, cloud_init=1.0, pull=1.0, token=token_delay
+    """The seed's step durations scaled so that a first start's setup takes about 2.5 boots (each
+    step shown as it happens, in the log and the wake progress lines); a boot takes `boot`."""
+    return SimTimings.seed(
+        boot / 40 * 0.25, boot=boot, stop=1.0, destroy=1.0, operation=0.2, pull=1.0, token=token_delay
     )
 
 

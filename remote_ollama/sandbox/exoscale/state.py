@@ -44,18 +44,18 @@ class SimTimings:
     bandwidth: float = 0.0  # bytes/s of a model pull; 0: at once
     snapshot: float = 0.0  # create-snapshot of a stopped instance's disk
     template: float = 0.0  # promote-snapshot-to-template
-    template_boot: float = 0.0  # extra seconds a boot from a private template takes
+    template_boot: float = 0.0  # cloud-init's packages step on a boot from a baked template (all there)
 
     @classmethod
     def seed(cls, scale: float = 1.0, **override: float) -> SimTimings:
         """The seed's measured figures on real Exoscale (boot 1-2 min, NVIDIA driver and Docker 2-3
         min, Ollama image 1-2 min, model 1-2 min; 30-60 s from stopped), times `scale`."""
         figures = {
-            "boot": 75.0,
+            "boot": 40.0,  # the instance to running (a start from stopped too)
             "stop": 20.0,
             "destroy": 20.0,
             "operation": 1.0,
-            "cloud_init": 30.0,  # packages (nginx) before the setup script answers
+            "cloud_init": 45.0,  # package lists and packages (nginx, Docker) before the setup script
             "pull": 100.0,
             "driver": 120.0,
             "docker": 40.0,
@@ -65,11 +65,10 @@ class SimTimings:
             "bandwidth": 50e6,  # 4.9 GB in ~100 s
             "snapshot": 60.0,
             "template": 120.0,
-            "template_boot": 15.0,
+            "template_boot": 15.0,  # package lists only: the packages are on the baked disk
         }
         out: dict[str, Any] = {k: (v / scale if k == "bandwidth" else v * scale) for k, v in figures.items()}
-        out.update(override)
-        return cls(token=0.005, **out)
+        return cls(**{"token": 0.005, **out, **override})
 
 
 class ApiError(Exception):

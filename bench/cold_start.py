@@ -1,0 +1,132 @@
+"""Bench: wake time to the first token, on the simulator with the seed's real durations, scaled.
+
+One standalone controller and its proxy against the Exoscale simulator whose VMs take the seed's
+measured step durations (`SimTimings.seed(scale)`: boot, packages, NVIDIA driver, Docker, the Ollama
+image, the model at 50 MB/s; snapshot and template), all multiplied by `--scale`. A streaming
+/api/generate is sent to a VM that is not there and timed to its first token, for:
+
+  first start            no VM and no template: the whole setup
+  from stopped           the VM was scaled to zero by stop (its disk kept)
+  from destroyed + tpl   the VM was destroyed; its disk was baked into a template at the first stop
+
+Times are printed as measured and divided by `--scale` (what they mean at real speed). The goal is
+"from destroyed" at most 25 % of a first start, "from stopped" unchanged.
+
+    python bench/cold_start.py [--scale 0.02]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+
+from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
+from remote_ollama.local.controller import LocalController
+from remote_ollama.proxy.app import make_proxy_app, start_proxy
+from remote_ollama.proxy.interfaces import proxy_settings
+from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
+from remote_ollama.sandbox.exoscale.state import GONE_STATES, SimTimings
+from remote_ollama.spec.parse import parse_spec
+
+KEY, SECRET = "EXObenchcoldstart000000", "bench-cold-start-secret-0123456789"
+MODEL = "granite3.1-dense:8b"
+
+
+async def first_token(url: str) -> float:
+    """Seconds from sending a streaming generate to its first non-empty token."""
+    started = time.monotonic()
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3600)) as http,
+        http.post(f"{url}/api/generate", json={"model": MODEL, "prompt": "hi"}) as resp,
+    ):
+        async for line in resp.content:
+            chunk = json.loads(line)
+            if "error" in chunk:
+                raise RuntimeError(chunk["error"])
+            if chunk.get("response"):
+                return time.monotonic() - started
+    raise RuntimeError("the stream ended without a token")
+
+
+async def run(scale: float) -> dict[str, float]:
+    timings = SimTimings.seed(scale)
+    spec = parse_spec(
+        {"models": [MODEL], "idle": {"stopAfter": "1h"}, "diskSize": 50}, require_credentials=False
+    )
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
+        async with ExoscaleSimulator({KEY: SECRET}, timings=timings) as sim:
+            cloud = AsyncExoscaleCloud.connect(
+                KEY, SECRET, "at-vie-2", endpoint=sim.url, poll_interval=0.02, backoff_base=0.01
+            )
+            controller = LocalController(spec, cloud, str(Path(tmp) / "state.json"))
+            controller.poll_cap = max(0.05, 2.0 * scale)  # the sandbox's 1 s poll, scaled too
+            settings = proxy_settings(spec, {}, status_extra=controller.status, hold_timeout=3600)
+            runner, port = await start_proxy(make_proxy_app(controller, controller, settings), "127.0.0.1", 0)
+            url = f"http://127.0.0.1:{port}"
+            controller.start()
+
+            def live() -> list[str]:
+                return [i.state for i in sim.state.instances.values() if i.state not in GONE_STATES]
+
+            async def scale_down(done: object) -> None:
+                """Asked again until done: the proxy reports the request's activity after it ended,
+                which makes an earlier sleep request stale."""
+                deadline = time.monotonic() + 36000 * scale
+                while not done():  # type: ignore[operator]
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("scale to zero")
+                    controller.request_sleep()
+                    await asyncio.sleep(0.2)
+
+            try:
+                out["first start"] = await first_token(url)
+                await scale_down(
+                    lambda: live() == ["stopped"] and sim.state.templates and not sim.state.snapshots
+                )
+                await controller.request_wake(datetime.now(UTC))  # (a new request: timed below)
+                out["from stopped"] = await first_token(url)
+                controller.spec = parse_spec(
+                    {"models": [MODEL], "idle": {"stopAfter": "1h", "destroyAfter": 0}, "diskSize": 50},
+                    require_credentials=False,
+                )
+                await scale_down(lambda: not live())
+                out["from destroyed + template"] = await first_token(url)
+            finally:
+                await runner.cleanup()
+                await controller.stop("destroy", timeout=60)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scale", type=float, default=0.02, help="multiply the seed's durations by this")
+    args = parser.parse_args()
+    logging.basicConfig(
+        level=logging.INFO if __import__("os").environ.get("BENCH_DEBUG") else logging.WARNING
+    )
+    results = asyncio.run(run(args.scale))
+    first = results["first start"]
+    print(f"wake to first token, simulator with the seed's durations x {args.scale:g}")
+    print(f"{'case':<28}{'measured s':>12}{'at real speed s':>18}{'of first start':>16}")
+    for case, seconds in results.items():
+        print(f"{case:<28}{seconds:>12.2f}{seconds / args.scale:>18.0f}{seconds / first:>15.0%}")
+    print(f"{'from destroyed + volume':<28}{'n/a (spec.coldStart.modelVolume not built)':>46}")
+    ratio = results["from destroyed + template"] / first
+    print(
+        f"goal: from destroyed <= 25% of a first start: {'met' if ratio <= 0.25 else 'NOT met'} ({ratio:.0%})"
+    )
+
+
+if __name__ == "__main__":
+    main()
