@@ -15,12 +15,16 @@ from operator_world import KEY, SECRET, CloudWorld, cloud_world, credentials_sec
 from waiting import wait_until
 
 from remote_ollama.cloud.exoscale.adapter import ExoscaleCloud
+from remote_ollama.sandbox.exoscale.state import PrivateTemplate
 from remote_ollama.spec.names import (
     LABEL_CLUSTER,
     LABEL_MANAGED_BY,
     LABEL_MANAGED_BY_VALUE,
     LABEL_OWNER,
+    SETUP_HASH_LENGTH,
     STANDALONE_CLUSTER,
+    security_group_name,
+    template_name,
 )
 from remote_ollama.spec.sections import DEFAULT_TEMPLATE
 
@@ -80,3 +84,40 @@ def test_orphans_of_this_cluster_only_are_deleted_after_the_grace(kube: KubeName
             assert touched(world, other) == [], other
         states = {i.id: i.state for i in world.instances()}
         assert states[foreign] == states[standalone] == states[ours] == "running"
+
+
+def test_orphaned_security_groups_and_templates_of_this_cluster_go_after_the_grace(
+    kube: KubeNamespace,
+) -> None:
+    """Security groups and baked templates carry no labels: their names say cluster and owner uid."""
+    env = {"REMOTE_OLLAMA_ORPHAN_GRACE": str(GRACE), "REMOTE_OLLAMA_ORPHAN_INTERVAL": "0.5"}
+    with cloud_world(kube, env=env) as world:
+        world.apply(credentials_secret())
+        world.start_operator()
+        world.apply(remote_ollama(idle={}))
+        world.wait_phase("Ready")
+        cloud = ExoscaleCloud(KEY, SECRET, world.sim.sim.zone, endpoint=world.sim.url, poll_interval=0.05)
+        ours = security_group_name(world.cluster_id(), world.uid())
+        gone_owner = str(uuid.uuid4())
+        orphan_group = security_group_name(world.cluster_id(), gone_owner)
+        foreign_group = security_group_name("another-clusters-uid", gone_owner)
+        planted_at = time.monotonic()
+        for name in (orphan_group, foreign_group):
+            cloud.security_groups.ensure_security_group(name, ["0.0.0.0/0"])
+        state = world.sim.sim.state
+        orphan_tpl = template_name(world.cluster_id(), gone_owner, "0" * SETUP_HASH_LENGTH)
+        foreign_tpl = template_name("another-clusters-uid", gone_owner, "0" * SETUP_HASH_LENGTH)
+        for name in (orphan_tpl, foreign_tpl):
+            tpl = PrivateTemplate(str(uuid.uuid4()), name, "planted", 50, state.zone, "2026-01-01T00:00:00Z")
+            state.templates[tpl.id] = tpl
+
+        def names() -> set[str]:
+            return {g.name for g in state.security_groups.values()} | {
+                t.name for t in state.templates.values()
+            }
+
+        wait_until(lambda: not {orphan_group, orphan_tpl} & names(), 20, "the orphans deleted")
+        assert time.monotonic() - planted_at >= GRACE
+        sweeps = world.calls("list-security-groups")
+        wait_until(lambda: world.calls("list-security-groups") >= sweeps + 3, 10, "three more sweeps")
+        assert {ours, foreign_group, foreign_tpl} <= names()

@@ -39,6 +39,7 @@ API_KEY_HEADER = "X-Ollama-Key"
 # A private template baked from a set-up VM's disk (spec.coldStart) has no labels: its name says whose
 # it is (cluster and owner uid) and which setup it holds (vm.cloudinit.setup_hash).
 TEMPLATE_PREFIX = "remote-ollama-tpl"
+SETUP_HASH_LENGTH = 12  # hex characters of the setup hash at the end of a template's name
 # Exoscale templates are 10-100 GB (virtual size): a bigger disk cannot be baked.
 MAX_TEMPLATE_GB = 100
 
@@ -50,6 +51,17 @@ def template_prefix(cluster: str, owner_uid: str) -> str:
 
 def template_name(cluster: str, owner_uid: str, setup_hash: str) -> str:
     return f"{template_prefix(cluster, owner_uid)}{setup_hash}"
+
+
+def owner_in_name(name: str, prefix: str, suffix_length: int = 0) -> str | None:
+    """The owner uid in a name made by security_group_name or template_name (the cluster's prefix
+    `remote-ollama-<cluster>-` or `remote-ollama-tpl-<cluster>-`, then the uid, then for a template
+    `-<setup hash>` of `suffix_length`); None for a name of another shape."""
+    if not name.startswith(prefix):
+        return None
+    rest = name[len(prefix) :]
+    owner = rest[: -suffix_length - 1] if suffix_length else rest
+    return owner or None
 
 
 # Where the VM's nginx serves its setup status document (behind the same mutual TLS), before Ollama is up.

@@ -31,7 +31,13 @@ from typing import Any
 
 import yaml
 
-from remote_ollama.spec.names import PROXY_PORT, SETUP_STATUS_PATH, VM_PORT, VM_TLS_SERVER_NAME
+from remote_ollama.spec.names import (
+    PROXY_PORT,
+    SETUP_HASH_LENGTH,
+    SETUP_STATUS_PATH,
+    VM_PORT,
+    VM_TLS_SERVER_NAME,
+)
 
 from .ollama_release import DEFAULT_OLLAMA_IMAGE, env_problems
 from .pki import VMCredentials
@@ -343,7 +349,7 @@ def setup_hash(ollama_image: str | None = None) -> str:
         MODELS_UNIT,
         ollama_image or OLLAMA_IMAGE,
     )
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:SETUP_HASH_LENGTH]
 
 
 class _LiteralDumper(yaml.SafeDumper):

@@ -53,6 +53,9 @@ class AsyncExoscaleCloud:
     async def delete_security_group(self, name: str, *, deadline: float = 120) -> None:
         await asyncio.to_thread(self.sync.security_groups.delete_security_group, name, deadline=deadline)
 
+    async def security_group_names(self, prefix: str) -> list[str]:
+        return await asyncio.to_thread(self.sync.security_groups.security_group_names, prefix)
+
     async def private_templates(self, prefix: str) -> list[JSON]:
         return await asyncio.to_thread(self.sync.templates.private_templates, prefix)
 

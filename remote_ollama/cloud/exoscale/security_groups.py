@@ -30,6 +30,11 @@ class SecurityGroups:
         self._call: Callable[..., Any] = api.call
         self._wait_operation: Callable[[JSON, float], JSON] = api.wait_operation
 
+    def security_group_names(self, prefix: str) -> list[str]:
+        """Names of the zone's security groups starting with `prefix` (the orphan sweep's listing)."""
+        groups: list[JSON] = self._call("list_security_groups").get("security-groups", [])
+        return [str(g["name"]) for g in groups if str(g.get("name", "")).startswith(prefix)]
+
     def _find_security_group(self, name: str) -> JSON | None:
         groups: list[JSON] = self._call("list_security_groups").get("security-groups", [])
         return next((g for g in groups if g.get("name") == name), None)

@@ -37,8 +37,11 @@ from remote_ollama.spec.names import (
     LABEL_MANAGED_BY_VALUE,
     LABEL_OWNER,
     PLURAL,
+    SETUP_HASH_LENGTH,
+    TEMPLATE_PREFIX,
     VERSION,
     legacy_security_group_name,
+    owner_in_name,
     secret_name,
     security_group_name,
     vm_secret_name,
@@ -311,7 +314,12 @@ class Operator:
         mine = await cloud.find_instances(
             {LABEL_MANAGED_BY: LABEL_MANAGED_BY_VALUE, LABEL_CLUSTER: self.cluster_id}
         )
-        if not mine:
+        # security groups and baked templates carry no labels: their names say cluster and owner
+        group_prefix = security_group_name(self.cluster_id, "")
+        tpl_prefix = f"{TEMPLATE_PREFIX}-{self.cluster_id}-"
+        groups = await cloud.security_group_names(group_prefix)
+        templates = await cloud.private_templates(tpl_prefix)
+        if not (mine or groups or templates):
             return
         try:
             listing = await self.api.request("GET", path_for(f"{GROUP}/{VERSION}", PLURAL))
@@ -332,6 +340,30 @@ class Operator:
                     Reason.ORPHAN_DELETED,
                     f"deleted instance {inst.id} of deleted owner {owner} (cluster {self.cluster_id})",
                 )
+        for group in groups:
+            owner = owner_in_name(group, group_prefix)
+            if owner is None or owner in owners or not self._orphan_due(f"sg:{group}", loop.time()):
+                continue
+            try:  # refused while an instance still uses it: the next sweep tries again
+                await cloud.delete_security_group(group)
+            except CloudError as exc:
+                log.info("orphaned security group %s not deleted yet: %s", group, exc)
+                continue
+            self._orphans_seen.pop(f"sg:{group}", None)
+            event(body, Reason.ORPHAN_DELETED, f"deleted security group {group} of deleted owner {owner}")
+        for tpl in templates:
+            name = str(tpl.get("name", ""))
+            owner = owner_in_name(name, tpl_prefix, SETUP_HASH_LENGTH)
+            seen_key = f"tpl:{tpl.get('id')}"
+            if owner is None or owner in owners or not self._orphan_due(seen_key, loop.time()):
+                continue
+            await cloud.delete_template(str(tpl["id"]))
+            self._orphans_seen.pop(seen_key, None)
+            event(body, Reason.ORPHAN_DELETED, f"deleted template {name} of deleted owner {owner}")
+
+    def _orphan_due(self, key: str, now: float) -> bool:
+        """Unowned since at least the grace period (first seen now: not yet)."""
+        return now - self._orphans_seen.setdefault(key, now) >= self.orphan_grace
 
     def observe_wake(self, wake: WakeTiming) -> None:
         self.metrics.observe_wake(wake)
