@@ -192,7 +192,8 @@ class Reconciler:
         return await self.current_template(spec) is not None
 
     async def _bake(self, spec: Spec, instance_id: str) -> None:
-        """Bake the stopped instance's disk, then delete templates of older setups. A failure is
+        """Bake the stopped instance's disk, then delete templates of older setups. A transient cloud
+        failure propagates (the shell backs off and the next round bakes again); a permanent one is
         logged and not retried for this instance (the next VM is set up from the stock template)."""
         name = template_name(self.target.cluster, self.target.owner_uid, setup_hash(spec.ollama.image))
         try:
@@ -200,6 +201,8 @@ class Reconciler:
                 instance_id, name, f"remote-ollama: set-up disk of {self.target.name} (managed; do not use)"
             )
         except CloudError as exc:
+            if exc.retryable:
+                raise
             log.warning("could not bake a template of instance %s: %s", instance_id, exc)
             self._bake_failed.add(instance_id)
             return

@@ -164,12 +164,15 @@ async def standalone_world(
             await controller.stop("keep", timeout=5)
 
 
-# Every Exoscale operation the standalone engine calls over a full cycle (create, stop, start, delete).
+# Every Exoscale operation the standalone engine calls over a full cycle (create, stop and bake the
+# template, start, delete).
 ENGINE_OPERATIONS = (
     "add-rule-to-security-group",
     "create-instance",
     "create-security-group",
+    "create-snapshot",
     "delete-instance",
+    "get-template",
     "get-instance",
     "get-operation",
     "get-quota",
@@ -178,6 +181,7 @@ ENGINE_OPERATIONS = (
     "list-instances",
     "list-security-groups",
     "list-templates",
+    "promote-snapshot-to-template",
     "start-instance",
     "stop-instance",
 )
