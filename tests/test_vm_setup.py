@@ -174,6 +174,14 @@ async def test_the_setup_scripts_recorder_writes_what_the_operator_reads(tmp_pat
             f"model:{MODEL}",
         ]
         await step("mark", "driver", "present")
+        # another run's document (written at a baked disk's boot before this VM's setup began) is
+        # replaced, never continued: the operator would ignore it
+        stale = json.loads(doc.read_text())
+        doc.write_text(json.dumps({**stale, "run": "ffffffffffffffff", "state": "done"}))
+        await step("mark", "driver", "present")
+        assert [(s.name, s.state) for s in read().steps] == [("driver", "present")]
+        await step("begin", "nginx", "driver", "docker", "image", "ollama")
+        await step("mark", "driver", "present")
         await step("pull", MODEL)
         r = read()
         assert [(s.name, s.state) for s in r.steps][1] == ("driver", "present")

@@ -164,12 +164,22 @@ DOC, LOG = "{SETUP_DOC_PATH}", "{SETUP_LOG_PATH}"
 SECRET = re.compile(r"-----BEGIN.*|[A-Za-z0-9+/_-]{{32,}}=*")
 
 
+def this_run():
+    with open("{TLS_CERT_PATH}") as f:
+        body = "".join(line.strip() for line in f if not line.startswith("-----"))
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
 def load():
+    # this run's document; a fresh one over another run's (a baked disk's, written at its boot)
     try:
         with open(DOC) as f:
-            return json.load(f)
+            doc = json.load(f)
+        if doc.get("run") == this_run():
+            return doc
     except (OSError, ValueError):
-        return {{"version": 1, "run": "", "state": "running", "step": "", "steps": []}}
+        pass
+    return {{"version": 1, "run": this_run(), "state": "running", "step": "", "steps": []}}
 
 
 def save(doc):
@@ -183,19 +193,18 @@ def save(doc):
 
 def mark(doc, name, state, **extra):
     doc["step"] = name
-    for step in doc["steps"]:
-        if step["name"] == name:
-            step.update(state=state, **extra)
+    found = [step for step in doc["steps"] if step["name"] == name]
+    if not found:
+        doc["steps"].append({{"name": name}})
+        found = doc["steps"][-1:]
+    found[0].update(state=state, **extra)
 
 
 cmd, args = sys.argv[1], sys.argv[2:]
 if cmd == "begin":
-    with open("{TLS_CERT_PATH}") as f:
-        body = "".join(line.strip() for line in f if not line.startswith("-----"))
-    run = hashlib.sha256(body.encode()).hexdigest()[:16]
     with open("{MODELS_PATH}") as f:
         names = args + ["model:" + m.strip() for m in f if m.strip()]
-    save({{"version": 1, "run": run, "state": "running", "step": args[0],
+    save({{"version": 1, "run": this_run(), "state": "running", "step": args[0],
           "steps": [{{"name": n, "state": "pending"}} for n in names]}})
     sys.exit(0)
 doc = load()
