@@ -111,7 +111,11 @@ async def test_no_secret_in_logs_or_status_over_a_full_lifecycle(
     async with standalone_world(tmp_path) as w:
         c = w.controller
         runner, port = await start_proxy(
-            make_proxy_app(c, c, ProxySettings(status_extra=c.status)), "127.0.0.1", 0
+            # activity written every second: the request's end (in flight 0) reaches the lifecycle
+            # well within full_cycle's sleep wait, however fast the wake was
+            make_proxy_app(c, c, ProxySettings(status_extra=c.status, activity_interval=1.0)),
+            "127.0.0.1",
+            0,
         )
         try:
             async with aiohttp.ClientSession() as http:
