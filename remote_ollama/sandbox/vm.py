@@ -63,8 +63,14 @@ class Disk:
     config: VMConfig
     installed: set[str] = field(default_factory=set)
 
-    def copy(self) -> Disk:
-        return Disk(self.config, set(self.installed))
+    @property
+    def cert_pem(self) -> bytes:
+        """The VM's own certificate (made at its first boot), on this disk."""
+        return self.config.cert_pem
+
+    @property
+    def key_pem(self) -> bytes:
+        return self.config.key_pem
 
 
 class SetupDocument:
