@@ -26,8 +26,10 @@ from .sections import (
     NetworkPolicySettings,
     OllamaSettings,
     Placement,
+    ReplicaPolicy,
     WakePolicy,
     parse_instance_type,
+    target_in_flight,
 )
 
 
@@ -64,6 +66,12 @@ class Spec:
     )  # pull/push/create/copy/delete/blobs allowed through the proxy
     network_policy: NetworkPolicySettings = field(default_factory=NetworkPolicySettings)
     ollama: OllamaSettings = field(default_factory=OllamaSettings)
+    replicas: ReplicaPolicy = field(default_factory=ReplicaPolicy)
+
+    @property
+    def target_in_flight(self) -> int:
+        """Requests in flight one replica is meant to carry (spec.replicas.targetInFlight resolved)."""
+        return target_in_flight(self.replicas, self.ollama.env)
 
     def candidates(self) -> tuple[Placement, ...]:
         """Every placement in preference order: the spec's own zone and type first, no duplicates."""
