@@ -59,6 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", default="granite3.1-dense:8b", help="model the simulated VM pre-pulls")
     p.add_argument("--state-file", default=None, help="state file (default: a temporary directory)")
+    p.add_argument(
+        "--max-replicas", type=int, default=1, help="scale out to this many simulated VMs by load (default 1)"
+    )
+    p.add_argument(
+        "--num-parallel",
+        type=int,
+        default=4,
+        help="streams each simulated VM serves at once, the rest queue (OLLAMA_NUM_PARALLEL, default 4)",
+    )
 
     p = sub.add_parser(
         "instance",

@@ -63,12 +63,17 @@ def test_names_match_the_design() -> None:
     assert spec["names"]["categories"] == ["ai"]
     (version,) = spec["versions"]
     assert version["name"] == resource.VERSION and version["served"] and version["storage"]
-    assert version["subresources"] == {"status": {}}
+    # kubectl scale (and an HPA or KEDA) set the replicas floor; status.replicas is the member list
+    assert version["subresources"] == {
+        "status": {},
+        "scale": {"specReplicasPath": ".spec.replicas.min", "statusReplicasPath": ".status.readyReplicas"},
+    }
     columns = [(c["name"], c["jsonPath"]) for c in version["additionalPrinterColumns"]]
     assert columns == [
         ("Phase", ".status.phase"),
         ("Type", ".spec.instanceType"),
         ("Zone", ".spec.zone"),
+        ("Replicas", ".status.replicaSummary"),
         ("IP", ".status.instance.publicIP"),
         ("Last-Activity", ".status.lastActivity"),
         ("Est-Cost", ".status.cost.estimatedSpend"),
@@ -160,6 +165,8 @@ def test_enums_and_patterns_mirror_the_spec() -> None:
             },
         },
         {"networkPolicy": {"enabled": False}, "ollama": {"image": "registry.example:5000/ollama:custom"}},
+        {"replicas": {"min": 1, "max": 4, "targetInFlight": 2, "scaleDownAfter": "10m"}},
+        {"replicas": {"max": 3}},
     ],
 )
 def test_valid_specs_pass_and_parse(spec: dict[str, Any]) -> None:
@@ -214,6 +221,14 @@ INVALID_SPECS: list[tuple[dict[str, Any], str]] = [
     ({"ollama": {"image": "ollama/ollama; rm -rf /"}}, "spec.ollama.image"),
     ({"ollama": {"env": {"OLLAMA_X": "a$(id)"}}}, "spec.ollama.env.OLLAMA_X"),
     ({"ollama": {"env": {"OLLAMA_X": 4}}}, "spec.ollama.env.OLLAMA_X"),
+    ({"replicas": {"min": 3, "max": 2}}, "spec.replicas.min"),
+    ({"replicas": {"min": 2}}, "spec.replicas.min"),  # above the default max 1
+    ({"replicas": {"max": 0}}, "spec.replicas.max"),
+    ({"replicas": {"max": 65}}, "spec.replicas.max"),
+    ({"replicas": {"min": -1}}, "spec.replicas.min"),
+    ({"replicas": {"max": 2, "targetInFlight": 0}}, "spec.replicas.targetInFlight"),
+    ({"replicas": {"scaleDownAfter": "soon"}}, "spec.replicas.scaleDownAfter"),
+    ({"replicas": {"maximum": 3}}, "spec.replicas.maximum"),
 ]
 
 
@@ -317,3 +332,24 @@ def test_new_fields_default_and_parse() -> None:
     assert full.client_auth_secret == "keys"
     assert full.ollama.env == (("OLLAMA_NUM_PARALLEL", "4"),)
     assert parse_spec(full.to_dict() | {"credentialsSecretRef": {"name": "c"}}).ollama == full.ollama
+
+
+def test_replicas_default_to_one_vm_and_target_ollamas_parallelism() -> None:
+    """No spec.replicas: one VM, as before; targetInFlight follows OLLAMA_NUM_PARALLEL, else 4."""
+    stored = apply_defaults(make())
+    assert stored["spec"]["replicas"] == {"min": 0, "max": 1, "scaleDownAfter": "5m"}
+    parsed = parse_spec(stored["spec"])
+    assert (parsed.replicas.min, parsed.replicas.max, parsed.replicas.scale_down_after) == (0, 1, 300.0)
+    assert parsed.target_in_flight == 4
+    parallel = parse_spec(make(ollama={"env": {"OLLAMA_NUM_PARALLEL": "2"}}, replicas={"max": 3})["spec"])
+    assert parallel.target_in_flight == 2 and parallel.replicas.max == 3
+    both = make(ollama={"env": {"OLLAMA_NUM_PARALLEL": "2"}}, replicas={"max": 3, "targetInFlight": 6})
+    assert parse_spec(both["spec"]).target_in_flight == 6
+    again = parse_spec(parallel.to_dict() | {"credentialsSecretRef": {"name": "c"}})
+    assert again.replicas == parallel.replicas and again.target_in_flight == 2
+
+
+def test_replicas_min_above_max_is_one_clear_problem() -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(make(replicas={"min": 3, "max": 2})["spec"])
+    assert info.value.problems == [("spec.replicas.min", "must be <= spec.replicas.max (2): 3")]

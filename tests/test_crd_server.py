@@ -56,3 +56,14 @@ def test_kubectl_explain_and_columns_come_from_the_server(kube: KubeNamespace) -
     columns = [c["name"].upper() for c in version["additionalPrinterColumns"] if not c.get("priority")]
     assert header == ["NAME", *columns], header
     assert "granite" in kube.kubectl("get", "ai", check=True).stdout  # the category
+
+
+def test_kubectl_scale_sets_the_replica_floor_within_max(kube: KubeNamespace) -> None:
+    """`kubectl scale rol X --replicas N` (the scale subresource) sets spec.replicas.min; above max
+    the server refuses it naming the rule."""
+    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(named("granite", replicas={"max": 3})), check=True)
+    kube.kubectl("scale", "rol", "granite", "--replicas", "2", check=True)
+    stored = json.loads(kube.kubectl("get", "rol", "granite", "-o", "json", check=True).stdout)
+    assert stored["spec"]["replicas"] == {"min": 2, "max": 3, "scaleDownAfter": "5m"}
+    refused = kube.kubectl("scale", "rol", "granite", "--replicas", "4")
+    assert refused.returncode != 0 and "min must not exceed max" in refused.stderr, refused.stderr

@@ -204,6 +204,20 @@ def test_bad_settings_list_every_problem() -> None:
         RemoteOllama(api_key="k", api_secret="s", colour="blue")
 
 
+def test_scale_out_is_refused_not_ignored() -> None:
+    """The embedded API runs one VM: max_replicas above 1 (keyword or variable) is a clear error."""
+    with pytest.raises(ConfigError) as err:
+        RemoteOllama(api_key="k", api_secret="s", max_replicas=3)
+    (line,) = err.value.problems
+    assert line.startswith("max_replicas (REMOTE_OLLAMA_MAX_REPLICAS)='3'") and "one VM" in line
+    with pytest.raises(ConfigError, match="REMOTE_OLLAMA_MAX_REPLICAS='2'"):
+        RemoteOllama.from_env(
+            {"EXOSCALE_API_KEY": "k", "EXOSCALE_API_SECRET": "s", "REMOTE_OLLAMA_MAX_REPLICAS": "2"}
+        )
+    one = RemoteOllama(api_key="k", api_secret="s", max_replicas=1, target_in_flight=2)
+    assert one.aio.config.spec.target_in_flight == 2
+
+
 def test_help_teaches_it_and_repr_hides_secrets() -> None:
     text = pydoc.render_doc(RemoteOllama, renderer=pydoc.plaintext)
     for word in ("ensure_instance", "start_idle_monitor", "destroy", "shutdown", "remote_url", "on_exit"):

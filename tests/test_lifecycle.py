@@ -114,6 +114,17 @@ def test_always_on_never_stops() -> None:
     assert step(inst("running", spec), spec=spec, minutes=100000).kinds == ()
 
 
+def test_replicas_min_one_keeps_the_one_vm_warm_and_wakes_it() -> None:
+    """`kubectl scale rol X --replicas 1` (spec.replicas.min 1): never stopped for idleness, and a
+    stopped VM is started without a request; back to 0, the idle policy applies again."""
+    warm = replace(SPEC, replicas=replace(SPEC.replicas, min=1))
+    d = step(inst("running", warm), spec=warm, minutes=600, activity=Activity(last_activity=T0))
+    assert d.kinds == () and d.phase == Phase.READY
+    d = step(inst("stopped", warm), spec=warm, minutes=5, memory=down_mem())
+    assert d.kinds == (A.START_INSTANCE,) and d.actions[0].reason == "KeepWarm"
+    assert step(inst("running"), minutes=600, activity=Activity(last_activity=T0)).kinds == (A.STOP_INSTANCE,)
+
+
 def test_suspend_stops_a_running_vm_now() -> None:
     spec = replace(SPEC, suspend=True)
     d = step(inst("running", spec), spec=spec, activity=Activity(last_activity=T0))

@@ -74,6 +74,9 @@ def test_cloud_init_runs_the_chosen_image_with_the_chosen_settings() -> None:
     passed = {args[i + 1] for i, a in enumerate(args) if a == "-e"}
     assert {f"{k}={v}" for k, v in env.items()} <= passed
     assert parse_user_data(encode_user_data(text)).ollama_version == OLD
+    # the simulated VM serves as many generations at once as the unit's OLLAMA_NUM_PARALLEL says
+    assert parse_user_data(encode_user_data(text)).num_parallel == 4
+    assert parse_user_data(encode_user_data(render_user_data(creds, [CHAT]))).num_parallel is None
 
 
 @pytest.mark.parametrize(

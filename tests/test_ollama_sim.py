@@ -432,3 +432,46 @@ async def test_anthropic_sse_event_order(sim: Sim, http: aiohttp.ClientSession) 
     assert names[:2] == ["message_start", "content_block_start"]  # no ping: Ollama 0.17.4 sends none
     assert set(names[2:-3]) == {"content_block_delta"}
     assert names[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+
+
+# --- saturation: OLLAMA_NUM_PARALLEL slots, a bounded queue beyond ---------------------------------
+
+
+async def test_num_parallel_streams_run_at_once_and_the_rest_queue() -> None:
+    """With OLLAMA_NUM_PARALLEL=2 six streams of 10 tokens at 20 tokens/s take three rounds, two at a
+    time, and every one completes: saturation is real, as on a GPU."""
+    async with serve(make_ollama_app([CHAT], token_delay=0.05, num_parallel=2)) as sim:
+        sim.state.reply_length = 10
+        async with aiohttp.ClientSession() as session:
+
+            async def one(i: int) -> int:
+                async with session.post(
+                    sim.url + "/api/generate", json={"model": CHAT, "prompt": str(i)}
+                ) as r:
+                    return len((await r.read()).splitlines())
+
+            started = time.monotonic()
+            counts = await asyncio.gather(*(one(i) for i in range(6)))
+        assert counts == [11] * 6 and sim.state.completed_generations == 6
+        assert sim.state.peak_active == 2
+        assert time.monotonic() - started >= 3 * 10 * 0.05
+
+
+async def test_beyond_the_queue_ollama_answers_server_busy() -> None:
+    async with serve(make_ollama_app([CHAT], token_delay=0.5, num_parallel=1)) as sim:
+        sim.state.max_queue = 1
+        sim.state.reply_length = 4
+        async with aiohttp.ClientSession() as session:
+            body = {"model": CHAT, "prompt": "x"}
+            first = asyncio.ensure_future(session.post(sim.url + "/api/generate", json=body))
+            await sim.state.wait_active(1, timeout=30)
+            second = asyncio.ensure_future(session.post(sim.url + "/api/generate", json=body))
+            await sim.state.wait_until(lambda: sim.state.queued == 1, timeout=30)
+            async with session.post(sim.url + "/api/generate", json=body) as third:
+                assert third.status == 503
+                assert await third.json() == {
+                    "error": "server busy, please try again.  maximum pending requests exceeded"
+                }
+            for pending in (first, second):
+                response = await pending
+                assert response.status == 200 and (await response.read()).count(b'"done":true') == 1

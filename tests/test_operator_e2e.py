@@ -75,7 +75,8 @@ def test_apply_ready_serve_idle_wake_delete(kube: KubeNamespace, monkeypatch: py
 
         table = kube.kubectl("get", "rol").stdout
         header = table.splitlines()[0].split()
-        assert header[:6] == ["NAME", "PHASE", "TYPE", "ZONE", "IP", "LAST-ACTIVITY"], table
+        assert header[:7] == ["NAME", "PHASE", "TYPE", "ZONE", "REPLICAS", "IP", "LAST-ACTIVITY"], table
+        assert table.splitlines()[1].split()[4] == "1/1", table  # ready/desired
 
         # no secret value in status or annotations (Events: tests/test_operator_bad_input.py, where
         # the operator runs as its own process and posts them)

@@ -10,6 +10,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import ollama
@@ -41,7 +42,7 @@ def sandbox(tmp_path: Path) -> Iterator[Program]:
 def test_the_readme_documents_the_command_and_flags_used_here() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "remote-ollama sandbox" in readme
-    for flag in ("--port", "--idle", "--boot"):
+    for flag in ("--port", "--idle", "--boot", "--max-replicas", "--num-parallel"):
         assert flag in readme
 
 
@@ -115,3 +116,29 @@ def test_a_newcomers_ollama_pull_works_in_the_sandbox(sandbox: Program) -> None:
     client = ollama.Client(host=sandbox.url, timeout=60)
     assert client.pull("llama3.2:1b").status == "success"
     assert "llama3.2:1b" in [m.model for m in client.list().models]
+
+
+SCALE_OUT = ["--max-replicas", "3", "--num-parallel", "2", "--token-delay", "0.3"]
+
+
+def test_max_replicas_scales_out_under_a_burst_and_every_stream_completes(tmp_path: Path) -> None:
+    """`remote-ollama sandbox --max-replicas 3`: six long streams on VMs that serve two at once
+    bring up more than one simulated VM, and every stream completes."""
+    port = free_port()
+    prog = Program(
+        ["sandbox", "--port", str(port), "--idle", "3s", "--boot", "0.5", *SCALE_OUT],
+        clean_env(),
+        tmp_path / "sandbox.log",
+        port=port,
+    )
+    try:
+        prog.wait_listening()
+        assert "up to 3 VMs: one more per 2 requests in flight" in prog.output()
+        with ThreadPoolExecutor(6) as pool:
+            answers = pool.map(lambda i: generate(prog.url, f"question {i}"), range(6))
+            peak = prog.wait_status(lambda s: s["ready_replicas"] >= 2, 60, "two replicas Ready")
+            assert all(a.strip() for a in answers)
+        assert peak["desired_replicas"] >= 2 and len(peak["replicas"]) == 3
+        assert prog.terminate(timeout=30) == 0
+    finally:
+        prog.kill()

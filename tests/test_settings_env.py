@@ -19,8 +19,13 @@ def test_new_variables_parse() -> None:
             "REMOTE_OLLAMA_WAKE_PROGRESS": "1",
             "OLLAMA_IMAGE": "ollama/ollama:0.11.4",
             "OLLAMA_ENV": "OLLAMA_NUM_PARALLEL=4,OLLAMA_FLASH_ATTENTION=1",
+            "REMOTE_OLLAMA_MAX_REPLICAS": "3",
+            "REMOTE_OLLAMA_TARGET_IN_FLIGHT": "2",
+            "REMOTE_OLLAMA_SCALE_DOWN_AFTER": "90s",
         }
     )
+    assert cfg.spec.replicas.max == 3 and cfg.spec.target_in_flight == 2
+    assert cfg.spec.replicas.scale_down_after == 90
     assert cfg.client_keys == {"k1", "k2"}
     assert cfg.spec.model_management is False
     assert cfg.spec.wake.max_held_body_bytes == 1024 and cfg.spec.wake.progress is True
@@ -34,6 +39,9 @@ def test_standalone_defaults_for_new_variables() -> None:
     assert cfg.spec.model_management is True  # standalone: the user owns the VM
     assert cfg.spec.wake.max_held_body_bytes == 64 * 1024 * 1024 and cfg.spec.wake.progress is False
     assert cfg.spec.ollama.image is None and cfg.spec.ollama.env == ()
+    assert cfg.spec.replicas.max == 1 and cfg.spec.target_in_flight == 4  # one VM, as before
+    parallel = StandaloneConfig.from_env(BASE | {"OLLAMA_ENV": "OLLAMA_NUM_PARALLEL=3"})
+    assert parallel.spec.target_in_flight == 3
 
 
 @pytest.mark.parametrize(
@@ -46,6 +54,11 @@ def test_standalone_defaults_for_new_variables() -> None:
         ("OLLAMA_ENV", "HOME=/root"),
         ("OLLAMA_ENV", "OLLAMA_X=$(id)"),
         ("OLLAMA_ENV", "OLLAMA_X"),
+        ("REMOTE_OLLAMA_MAX_REPLICAS", "0"),
+        ("REMOTE_OLLAMA_MAX_REPLICAS", "65"),
+        ("REMOTE_OLLAMA_MAX_REPLICAS", "two"),
+        ("REMOTE_OLLAMA_TARGET_IN_FLIGHT", "0"),
+        ("REMOTE_OLLAMA_SCALE_DOWN_AFTER", "soon"),
     ],
 )
 def test_bad_values_are_named(name: str, value: str) -> None:

@@ -106,3 +106,14 @@ def test_a_wake_with_unknown_milestones_reports_only_whole_phases() -> None:
     assert sample("remote_ollama_wake_seconds_count", {"phase": "to_models"}) is None
     assert sample("remote_ollama_wake_seconds_sum", {"phase": "to_running"}) == 40.0
     assert sample("remote_ollama_wake_seconds_sum", {"phase": "to_ready"}) == 35.0
+
+
+def test_the_replicas_column_and_the_scale_status_for_one_vm() -> None:
+    """kubectl get rol shows Replicas ready/desired; status.replicas lists the one VM (issue 19)."""
+    ready = status_patch(body(), decision(Memory(phase=Phase.READY), None), None, [], T0)
+    assert (ready["readyReplicas"], ready["desiredReplicas"], ready["replicaSummary"]) == (1, 1, "1/1")
+    assert ready["replicas"] == [{"index": 0, "phase": "Ready", "inFlight": 0}]
+    validate_remoteollama(body(applied(ready)))
+    down = replace(decision(Memory(phase=Phase.STOPPED), None), phase=Phase.STOPPED)
+    stopped = status_patch(body(), down, None, [], T0)
+    assert stopped["replicaSummary"] == "0/0" and stopped["readyReplicas"] == 0

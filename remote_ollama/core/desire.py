@@ -99,6 +99,8 @@ def desire(obs: Observation) -> Desire:
     if window is not None:
         closes = window[1].strftime("%Y-%m-%dT%H:%M:%SZ")
         return Desire(True, Reason.KEEP_WARM, f"inside a keep-warm window (spec.schedule) until {closes}")
+    if spec.replicas.max == 1 and spec.replicas.min >= 1:  # one VM; a replica group keeps its own floor
+        return Desire(True, Reason.KEEP_WARM, "spec.replicas.min keeps the VM running (kubectl scale)")
     if not obs.idle_monitor:  # the embedding program turned idleness off: no stop, and no wake by itself
         if mem.scaled_down_at is not None and (last_use is None or last_use <= mem.scaled_down_at):
             return Desire(False, Reason.IDLE, "scaled to zero; waiting for a request to wake it")

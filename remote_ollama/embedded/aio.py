@@ -23,7 +23,7 @@ from remote_ollama.spec.vocabulary import Phase
 
 from ..proxy.app import PROXY_KEY, make_proxy_app, start_proxy
 from ..proxy.interfaces import NotReady, proxy_settings
-from .config import KWARG_ENV, config_from
+from .config import KWARG_ENV, config_from, one_vm
 
 
 class InstanceNotReady(TimeoutError):
@@ -48,7 +48,8 @@ class AsyncRemoteOllama:
     idle_timeout (1800 s or "30m"), ollama_model or model (a name or a list), ollama_key (an extra VM
     API key nginx checks besides mutual TLS), api_endpoint or endpoint (API URL override), state_file,
     on_exit ("stop", "keep" or "destroy"), exit_timeout, hold_timeout, destroy_after, client_keys,
-    model_management, max_body, wake_progress, first_request, ollama_image, ollama_env (a dict). Invalid
+    model_management, max_body, wake_progress, first_request, ollama_image, ollama_env (a dict),
+    max_replicas (1: the embedded API runs one VM), target_in_flight, scale_down_after. Invalid
     values raise `ConfigError` listing every problem, each naming its keyword. Extra: `idle_monitor` (default: on from `async with`, off
     after a bare `start()` until `start_idle_monitor()`; True/False: from the start / never),
     `host`/`port` of the local endpoint (127.0.0.1, ephemeral), `poll_interval` (upper bound on the
@@ -68,7 +69,7 @@ class AsyncRemoteOllama:
     ):
         if config is not None and settings:
             raise TypeError("pass either config= or settings keywords, not both")
-        self.config = config or config_from({}, settings)
+        self.config = one_vm(config) if config else config_from({}, settings)
         self._idle_timeout = self.config.spec.idle.stop_after
         # None: on from `async with` / `with` on, off after a bare start() until start_idle_monitor()
         self._monitor_choice = idle_monitor

@@ -52,9 +52,22 @@ def config_from(env: Mapping[str, str], overrides: Mapping[str, Any]) -> Standal
     if not merged.get("REMOTE_OLLAMA_STATE_FILE"):
         merged["REMOTE_OLLAMA_STATE_FILE"] = str(default_state_file(env))
     try:
-        return StandaloneConfig.from_env(merged)
+        config = StandaloneConfig.from_env(merged)
     except ConfigError as exc:
         raise ConfigError([_by_keyword(line, given) for line in exc.problems]) from None
+    return one_vm(config, given)
+
+
+def one_vm(config: StandaloneConfig, given: Mapping[str, str] | None = None) -> StandaloneConfig:
+    """`config`, unless it asks for more than one VM: the embedded API runs one LocalController, so
+    saying yes to max_replicas above 1 would run one VM silently (scale out is standalone's)."""
+    if config.spec.replicas.max > 1:
+        line = (
+            f"REMOTE_OLLAMA_MAX_REPLICAS={str(config.spec.replicas.max)!r}: the embedded API runs one VM;"
+            " scale out with `remote-ollama standalone`"
+        )
+        raise ConfigError([_by_keyword(line, given or {})])
+    return config
 
 
 def _by_keyword(line: str, given: Mapping[str, str]) -> str:

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from remote_ollama.core.types import WakeTiming
 
@@ -31,3 +33,28 @@ class LifecycleMetrics:
     def observe_wake(self, wake: WakeTiming) -> None:
         for phase, seconds in wake.phases().items():
             self.wake_seconds.labels(phase).observe(seconds)
+
+
+class ReplicaMetrics:
+    """A replicated endpoint's replicas (issue 19): how many are in each state, and how many the
+    load asks for."""
+
+    STATES = ("ready", "starting", "stopped")
+
+    def __init__(self, registry: CollectorRegistry):
+        self.replicas = Gauge(
+            "remote_ollama_replicas",
+            "Replicas (VMs) of the endpoint by state: ready, starting (on the way up), stopped",
+            ["state"],
+            registry=registry,
+        )
+        self.desired = Gauge(
+            "remote_ollama_desired_replicas",
+            "Replicas the requests in flight ask for, within spec.replicas.min and max",
+            registry=registry,
+        )
+
+    def observe(self, by_state: Mapping[str, int], desired: int) -> None:
+        for state in self.STATES:
+            self.replicas.labels(state).set(by_state.get(state, 0))
+        self.desired.set(desired)

@@ -29,6 +29,7 @@ from remote_ollama.spec.names import (
     LABEL_MANAGED_BY,
     LABEL_MANAGED_BY_VALUE,
     LABEL_OWNER,
+    LABEL_REPLICA,
     LABEL_SPEC_HASH,
     MAX_TEMPLATE_GB,
     template_name,
@@ -82,6 +83,10 @@ class Target:
     # mark the group with the owner uid and converge only a group carrying that mark (operator mode;
     # standalone's group name holds its random owner id and predates the mark)
     mark_group: bool = False
+    # a replica of a replicated endpoint (issue 19): its index is a label; the replicas share the
+    # first one's security group, which only that one deletes
+    replica: int | None = None
+    owns_group: bool = True
 
     def labels(self, spec: Spec) -> dict[str, str]:
         return {
@@ -89,7 +94,7 @@ class Target:
             LABEL_OWNER: self.owner_uid,
             LABEL_CLUSTER: self.cluster,
             LABEL_SPEC_HASH: spec.instance_hash(),
-        }
+        } | ({LABEL_REPLICA: str(self.replica)} if self.replica is not None else {})
 
 
 @dataclass
@@ -446,7 +451,8 @@ class Reconciler:
                     legacy_ours = True
                 await self.cloud.delete_instance(inst.id, wait=True)
                 deleted.append(inst.id)
-        await self.cloud.delete_security_group(self.target.security_group)
+        if self.target.owns_group:
+            await self.cloud.delete_security_group(self.target.security_group)
         if legacy and legacy_ours:
             await self.cloud.delete_security_group(legacy)
         for tpl in await self.cloud.private_templates(

@@ -37,6 +37,12 @@ COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("Phase", "string", ".status.phase", "Where the VM is in its lifecycle."),
     ("Type", "string", ".spec.instanceType", ""),
     ("Zone", "string", ".spec.zone", ""),
+    (
+        "Replicas",
+        "string",
+        ".status.replicaSummary",
+        "Ready replicas / desired replicas (status.replicaSummary).",
+    ),
     ("IP", "string", ".status.instance.publicIP", "The VM's public IP address while it exists."),
     ("Last-Activity", "date", ".status.lastActivity", "When the proxy last served a request."),
     (

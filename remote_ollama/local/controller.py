@@ -20,7 +20,7 @@ from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.cloud.port import Cloud
 from remote_ollama.core import cost
 from remote_ollama.core.backoff import UNREACHABLE_GRACE, backoff
-from remote_ollama.core.types import ActionKind, Activity, Decision, Memory, WakeTiming
+from remote_ollama.core.types import ActionKind, Activity, Decision, Health, Memory, WakeTiming
 from remote_ollama.engine.reconciler import Reconciler, Target, instance_name
 from remote_ollama.engine.status_doc import status_document
 from remote_ollama.engine.vm_client import RECORD_KEYS, CredentialStore, InstanceRecord
@@ -75,6 +75,8 @@ class LocalController:
         clock: Clock = utcnow,
         start_down: bool = True,
         max_backoff: float = 60.0,
+        replica: int | None = None,
+        security_group: str | None = None,
     ):
         self.spec = spec
         self.files = StateFile(state_file)
@@ -89,17 +91,23 @@ class LocalController:
                 phase=Phase.STOPPED if start_down else Phase.PENDING,
             )
             self.persist()
+        # a replica of a replicated endpoint (local/replicas.py): the index in its name and labels,
+        # the first replica's security group shared
+        self.replica = replica
         target = Target(
             owner_uid=self.saved.owner_id,
             cluster=STANDALONE_CLUSTER,
-            name=instance_name(self.saved.owner_id),
-            security_group=f"remote-ollama-{self.saved.owner_id}",
+            name=instance_name(self.saved.owner_id, *([f"r{replica}"] if replica is not None else [])),
+            security_group=security_group or f"remote-ollama-{self.saved.owner_id}",
+            replica=replica,
+            owns_group=security_group is None,
         )
         self.reconciler = Reconciler(cloud, target, FileCredentialStore(self), fixed_api_key=ollama_key)
         self.reconciler.vm.notify = self._kick_now  # a finished warm-up is looked at now
         self.activity = Activity(last_activity=self.saved.last_activity)
         self.decision: Decision | None = None
         self.instance_state: str | None = None
+        self.health: Health | None = None  # what the VM's Ollama last answered (models, /api/ps)
         self.error: str | None = None
         self._kick = asyncio.Event()
         self._changed = asyncio.Condition()
@@ -129,6 +137,12 @@ class LocalController:
         # (to the proxy's polling cache) as they come.
         self.on_answer: Callable[[dict[str, Any]], None] | None = None
         self.reconciler.vm.on_answer = self._answered
+        self.on_change: Callable[[], None] | None = None  # after every round (a replica group looks)
+        # A replica's own use, read live from the proxy's router: (requests in flight on this VM,
+        # requests ever begun on it). Its lifecycle never stops it under a request, and idleness
+        # counts from its own last use (local/replicas.py); None: the proxy's touches say it.
+        self.usage: Callable[[], tuple[int, int]] | None = None
+        self._begun = 0
 
     # -- persistence -----------------------------------------------------------------------------------
 
@@ -172,6 +186,33 @@ class LocalController:
         self._upstream_cache = (d.endpoint, self.saved.credentials, up)
         return up
 
+    def refusal(self) -> NotReady | None:
+        """Why no wait can help, if so. A round that began after the last wake request saw a
+        permanent reason (as the operator's proxy reads it from the status; a newer wake request gets
+        a round of its own first: the quota may have been raised meanwhile); so does an unreachable
+        cloud API, once it has been so for UNREACHABLE_GRACE; or the VM's setup failed; or the budget refuses."""
+        since = self._unreachable_since
+        outage = 0.0 if since is None else asyncio.get_running_loop().time() - since
+        err = self.permanent_error
+        fresh = self._permanent_seen_at >= self._wake_asked_at
+        if err is not None and fresh and (not err.retryable or outage >= UNREACHABLE_GRACE):
+            retry_at = self._retry_at if err.retryable else None
+            return NotReady(
+                str(self.state_phase()), str(err), refused=True, reason=err.reason, retry_at=retry_at
+            )
+        d = self.decision  # the VM's setup failed, seen by a round after the last wake request
+        if d is not None and d.reason is Reason.SETUP_FAILED and self._round_began >= self._wake_asked_at:
+            return NotReady(str(d.phase), d.message, refused=True, reason=Reason.SETUP_FAILED)
+        if self.budget_refusal:
+            return NotReady(
+                str(self.state_phase()),
+                self.budget_refusal,
+                refused=True,
+                retry_at=self.budget_resets_at,
+                reason=Reason.BUDGET_EXCEEDED,
+            )
+        return None
+
     async def await_ready(self, deadline: float) -> Upstream:
         loop = asyncio.get_running_loop()
         async with self._changed:
@@ -179,39 +220,15 @@ class LocalController:
                 up = self._upstream()
                 if up is not None:
                     return up
-                # A round that began after the last wake request saw a permanent reason: no wait can
-                # help (as the operator's proxy reads it from the status). A newer wake request gets a
-                # round of its own first: the quota may have been raised meanwhile.
-                # So does an unreachable cloud API, once it has been so for UNREACHABLE_GRACE.
-                since = self._unreachable_since
-                outage = 0.0 if since is None else loop.time() - since
-                err = self.permanent_error
-                fresh = self._permanent_seen_at >= self._wake_asked_at
-                if err is not None and fresh and (not err.retryable or outage >= UNREACHABLE_GRACE):
-                    retry_at = self._retry_at if err.retryable else None
-                    raise NotReady(
-                        str(self.state_phase()), str(err), refused=True, reason=err.reason, retry_at=retry_at
-                    )
-                # the VM's setup failed, seen by a round after the last wake request (a newer one tries again)
-                d = self.decision
-                if (
-                    d is not None
-                    and d.reason is Reason.SETUP_FAILED
-                    and self._round_began >= self._wake_asked_at
-                ):
-                    raise NotReady(str(d.phase), d.message, refused=True, reason=Reason.SETUP_FAILED)
-                if self.budget_refusal:
-                    raise NotReady(
-                        str(self.state_phase()),
-                        self.budget_refusal,
-                        refused=True,
-                        retry_at=self.budget_resets_at,
-                        reason=Reason.BUDGET_EXCEEDED,
-                    )
+                refused = self.refusal()
+                if refused is not None:
+                    raise refused
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     state = self.state()
                     raise NotReady(state.phase, self.error or state.down_words())
+                since = self._unreachable_since
+                outage = 0.0 if since is None else loop.time() - since
                 if since is not None and outage < UNREACHABLE_GRACE:
                     remaining = min(remaining, UNREACHABLE_GRACE - outage)  # look again at the grace's end
                 await wait_at_most(self._changed.wait(), remaining)
@@ -231,6 +248,18 @@ class LocalController:
         self._wake_asked_at = asyncio.get_running_loop().time()
         self._kick.set()
 
+    def note_usage(self, now: datetime) -> None:
+        """Take this replica's use from `usage`: in use now, or used since the last look, is activity."""
+        if self.usage is None:
+            return
+        in_flight, begun = self.usage()
+        act = replace(self.activity, in_flight=in_flight)
+        if (in_flight or begun != self._begun) and (act.last_activity is None or now > act.last_activity):
+            act = replace(act, last_activity=now)
+            self.saved.last_activity = now
+        self._begun = begun
+        self.activity = act
+
     def _kick_now(self) -> None:
         self._kick.set()
 
@@ -243,6 +272,7 @@ class LocalController:
     async def step(self) -> Decision:
         """Observe, decide, act: one reconcile round."""
         began = asyncio.get_running_loop().time()
+        self.note_usage(self.clock())
         asked = self.files.take_sleep_request()
         if asked is not None:
             log.info(
@@ -261,6 +291,7 @@ class LocalController:
             idle_monitor=self.idle_monitor,
         )
         instance, decision, verdict = look.instance, look.decision, look.verdict
+        self.health = look.health
         self.instance_state = instance.state if instance else None
         self.saved.cost = {
             **cost.to_status(look.meter, self.prices),
@@ -334,6 +365,8 @@ class LocalController:
                 log.exception("lifecycle round failed; retrying in %.0f s", delay)
             async with self._changed:
                 self._changed.notify_all()
+            if self.on_change is not None:
+                self.on_change()
             await wait_at_most(self._kick.wait(), delay)
 
     def start(self) -> None:

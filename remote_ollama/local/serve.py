@@ -16,12 +16,14 @@ import socket
 from collections.abc import Awaitable, Callable
 
 from remote_ollama.cloud.port import Cloud
-from remote_ollama.engine.metrics import LifecycleMetrics
+from remote_ollama.engine.metrics import LifecycleMetrics, ReplicaMetrics
 from remote_ollama.proxy.app import PROXY_KEY, make_proxy_app, start_proxy
 from remote_ollama.proxy.guard import is_loopback_address
 from remote_ollama.proxy.interfaces import proxy_settings
+from remote_ollama.proxy.routing import Router
 
 from .controller import LocalController, make_cloud
+from .replicas import ReplicaGroup
 from .settings import HOST_ENV, StandaloneConfig
 
 log = logging.getLogger("remote_ollama")
@@ -61,12 +63,25 @@ async def serve_standalone(
     *,
     cloud: Cloud | None = None,
     drain_timeout: float = 30.0,
-    on_listening: Callable[[LocalController], Awaitable[None]] | None = None,
+    on_listening: Callable[[LocalController | ReplicaGroup], Awaitable[None]] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
-    controller = LocalController(
-        config.spec, cloud or make_cloud(config), config.state_file, ollama_key=config.ollama_key
-    )
+    router = Router()
+    controller: LocalController | ReplicaGroup
+    if config.spec.replicas.max > 1:  # scale-out; one VM is the one controller, as always
+        controller = ReplicaGroup(
+            config.spec,
+            cloud or make_cloud(config),
+            config.state_file,
+            router=router,
+            ollama_key=config.ollama_key,
+        )
+        members = controller.members
+    else:
+        controller = LocalController(
+            config.spec, cloud or make_cloud(config), config.state_file, ollama_key=config.ollama_key
+        )
+        members = [controller]
     settings = proxy_settings(
         config.spec,
         os.environ,
@@ -89,12 +104,16 @@ async def serve_standalone(
             port,
             fix,
         )
-    app = make_proxy_app(controller, controller, settings)
-    # real details once a VM answered; after a restart, what it answered before
-    app[PROXY_KEY].cache.learn(controller.saved.ollama or {})
-    controller.on_answer = app[PROXY_KEY].cache.learn
+    app = make_proxy_app(controller, controller, settings, router=router)
     # the wake phase histograms (remote_ollama_wake_seconds) on the proxy's /metrics
-    controller.on_wake = LifecycleMetrics(app[PROXY_KEY].metrics.registry).observe_wake
+    wake_metrics = LifecycleMetrics(app[PROXY_KEY].metrics.registry)
+    if isinstance(controller, ReplicaGroup):
+        controller.metrics = ReplicaMetrics(app[PROXY_KEY].metrics.registry)
+    for member in members:
+        # real details once a VM answered; after a restart, what it answered before
+        app[PROXY_KEY].cache.learn(member.saved.ollama or {})
+        member.on_answer = app[PROXY_KEY].cache.learn
+        member.on_wake = wake_metrics.observe_wake
     try:
         runner, _ = await start_proxy(app, host, port, shutdown_timeout=drain_timeout)
     except OSError as exc:

@@ -37,6 +37,7 @@ from remote_ollama.proxy.metrics import ProxyMetrics, route_class
 from remote_ollama.proxy.nginx_pages import is_nginx_page
 from remote_ollama.proxy.offline import is_json_route, refusal, requested_model
 from remote_ollama.proxy.polling import PollingCache, is_polling
+from remote_ollama.proxy.routing import Router
 from remote_ollama.proxy.upstream import (
     MAX_WHOLE_REPLY,
     BodyBudgetSpent,
@@ -62,8 +63,11 @@ class Proxy:
         sink: ActivitySink,
         settings: ProxySettings,
         reporter: ActivityReporter | None = None,
+        router: Router | None = None,
     ) -> None:
         self.resolver = resolver
+        # requests outstanding per upstream: a replicated endpoint's resolver routes by them
+        self.router = router or Router()
         self.settings = settings
         self.metrics = ProxyMetrics()
         self.reporter = reporter or ActivityReporter(sink, settings.activity_interval)
@@ -314,6 +318,15 @@ class Proxy:
         self, request: web.Request, response: web.StreamResponse, upstream: Upstream, body: bytes
     ) -> None:
         """The real lines follow the waking lines; an error status becomes an error line."""
+        self.router.begin(upstream)
+        try:
+            await self._continue_counted(request, response, upstream, body)
+        finally:
+            self.router.end(upstream)
+
+    async def _continue_counted(
+        self, request: web.Request, response: web.StreamResponse, upstream: Upstream, body: bytes
+    ) -> None:
         route = route_class(request.path)
         try:
             up, pooled, _ = await self.forwarder.open(request, upstream, route, body=body)
@@ -348,6 +361,8 @@ class Proxy:
     async def _stream_or_502(
         self, request: web.Request, upstream: Upstream, body: bytes | None = None
     ) -> web.StreamResponse:
+        router = self.router
+        router.begin(upstream)
         try:
             return await self.forwarder.stream(request, upstream, route_class(request.path), body=body)
         except BodyReadTimeout as exc:
@@ -361,6 +376,8 @@ class Proxy:
             # a wake request makes the operator / controller look now instead of at its next check.
             self.reporter.request_wake()
             return json_error(502, f"remote instance unreachable: {exc}")
+        finally:
+            router.end(upstream)
 
     # -- the proxy's own paths ----------------------------------------------------------------------
     async def status(self, request: web.Request) -> web.Response:
@@ -419,10 +436,11 @@ def make_proxy_app(
     settings: ProxySettings | None = None,
     *,
     reporter: ActivityReporter | None = None,
+    router: Router | None = None,
 ) -> web.Application:
     """The proxy as an aiohttp app; serve it with `run_proxy`/`start_proxy` (they cancel handlers
     of clients that disconnect, which is what stops the VM's generation)."""
-    proxy = Proxy(resolver, sink, settings or ProxySettings(), reporter)
+    proxy = Proxy(resolver, sink, settings or ProxySettings(), reporter, router)
     app = web.Application(client_max_size=1 << 62, handler_args={"tcp_keepalive": True})
     app[PROXY_KEY] = proxy
     edge = proxy.at_edge

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.local.controller import LocalController
+from remote_ollama.local.replicas import ReplicaGroup
 from remote_ollama.local.serve import serve_standalone
 from remote_ollama.local.settings import ConfigError, StandaloneConfig
 from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
@@ -67,6 +68,10 @@ async def run_sandbox(args: argparse.Namespace) -> int:
                 "REMOTE_OLLAMA_STATE_FILE": state_file,
                 "REMOTE_OLLAMA_ON_EXIT": "destroy",
                 "REMOTE_OLLAMA_EXIT_TIMEOUT": "5",
+                "REMOTE_OLLAMA_MAX_REPLICAS": str(args.max_replicas),
+                "REMOTE_OLLAMA_SCALE_DOWN_AFTER": args.idle,  # the extras go as soon as the last would
+                # the simulated VMs serve this many streams at once and queue the rest (as Ollama)
+                "OLLAMA_ENV": f"OLLAMA_NUM_PARALLEL={args.num_parallel}",
             }
         )
     except ConfigError as exc:
@@ -79,8 +84,17 @@ async def run_sandbox(args: argparse.Namespace) -> int:
     )
     url = f"http://{args.host}:{args.port}"
 
-    async def banner(controller: LocalController) -> None:
-        controller.poll_cap = 1.0
+    async def banner(controller: LocalController | ReplicaGroup) -> None:
+        for member in controller.members if isinstance(controller, ReplicaGroup) else [controller]:
+            member.poll_cap = 1.0
+        replicas = (
+            [
+                f"  up to {spec.replicas.max} VMs: one more per {spec.target_in_flight} requests in flight,"
+                f" one fewer after {format_duration(spec.replicas.scale_down_after)} below that"
+            ]
+            if spec.replicas.max > 1
+            else []
+        )
         print(
             "\n".join(
                 [
@@ -93,6 +107,7 @@ async def run_sandbox(args: argparse.Namespace) -> int:
                     "  the instance CLI and the embedded API (RemoteOllama.from_env()) reach it with:",
                     f"    export EXOSCALE_API_KEY={SANDBOX_KEY} EXOSCALE_API_SECRET={SANDBOX_SECRET} "
                     f"EXOSCALE_API_ENDPOINT={shlex.quote(api)} REMOTE_OLLAMA_STATE_FILE={shlex.quote(state_file)}",
+                    *replicas,
                 ]
             ),
             flush=True,

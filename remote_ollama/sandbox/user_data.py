@@ -27,6 +27,7 @@ from remote_ollama.vm.ollama_release import DEFAULT_OLLAMA_VERSION, version_of
 from remote_ollama.vm.pki import make_vm_identity
 
 _IMAGE_RE = re.compile(r"^ExecStart=/usr/bin/docker run .* (\S+)\s*$", re.MULTILINE)
+_PARALLEL_RE = re.compile(r'"-e" "OLLAMA_NUM_PARALLEL=([0-9]{1,4})"')
 
 
 class UserDataError(ValueError):
@@ -43,6 +44,7 @@ class VMConfig:
     # clients must present a certificate issued by this CA (None: a VM of the pre-mutual-TLS contract)
     client_ca_pem: bytes | None = None
     image: str = ""  # the Ollama image the unit runs
+    num_parallel: int | None = None  # OLLAMA_NUM_PARALLEL of the Ollama unit's -e arguments, if any
 
 
 def _decode_file(entry: dict[str, Any]) -> bytes:
@@ -95,8 +97,10 @@ def parse_user_data(user_data: str | None) -> VMConfig:
     if api_key == "":
         raise UserDataError(f"{API_KEY_PATH} is empty")
     models = tuple(m.strip() for m in files[MODELS_PATH].decode().splitlines() if m.strip())
-    found = _IMAGE_RE.search(files.get(OLLAMA_UNIT_PATH, b"").decode(errors="replace"))
+    unit = files.get(OLLAMA_UNIT_PATH, b"").decode(errors="replace")
+    found = _IMAGE_RE.search(unit)
     version = version_of(found[1]) if found else DEFAULT_OLLAMA_VERSION
+    parallel = _PARALLEL_RE.search(unit)
     return VMConfig(
         files[TLS_CERT_PATH],
         files[TLS_KEY_PATH],
@@ -105,4 +109,5 @@ def parse_user_data(user_data: str | None) -> VMConfig:
         version,
         files.get(CA_PATH),
         found[1] if found else "",
+        max(1, int(parallel[1])) if parallel else None,
     )

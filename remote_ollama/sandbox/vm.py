@@ -168,14 +168,19 @@ def _fallback_ollama_app(models: list[str], *, token_delay: float, pull_delay: f
 
 
 def make_vm_ollama_app(
-    models: list[str], *, token_delay: float, pull_delay: float, version: str = DEFAULT_OLLAMA_VERSION
+    models: list[str],
+    *,
+    token_delay: float,
+    pull_delay: float,
+    version: str = DEFAULT_OLLAMA_VERSION,
+    num_parallel: int | None = None,
 ) -> web.Application:
     try:
         from remote_ollama.sandbox.ollama.server import make_ollama_app
     except ImportError:
         return _fallback_ollama_app(models, token_delay=token_delay, pull_delay=pull_delay)
     app: web.Application = make_ollama_app(
-        models, token_delay=token_delay, pull_delay=pull_delay, version=version
+        models, token_delay=token_delay, pull_delay=pull_delay, version=version, num_parallel=num_parallel
     )
     return app
 
@@ -334,6 +339,7 @@ class SimulatedVM:
             token_delay=self.timings.token,
             pull_delay=self.timings.pull,
             version=config.ollama_version,
+            num_parallel=config.num_parallel,
         )
         if config.api_key is not None:
             app.middlewares.insert(0, key_check(config.api_key))

@@ -55,6 +55,8 @@ class Field:
 
 DEFAULT_MAX_HELD_BODY = 64 * 1024 * 1024
 _STOP_AFTER = "30m"  # the CR's default and standalone's (where idle.destroyAfter defaults to never)
+MAX_REPLICAS = 64  # VMs behind one endpoint, at most
+DEFAULT_TARGET_IN_FLIGHT = 4  # requests in flight per VM when ollama.env sets no OLLAMA_NUM_PARALLEL
 
 FIELDS: tuple[Field, ...] = (
     Field(
@@ -195,6 +197,57 @@ FIELDS: tuple[Field, ...] = (
         env="REMOTE_OLLAMA_WAKE_PROGRESS",
         env_doc="1: held streaming generate/chat get wake progress chunks",
         doc="True sends waking-progress chunks on every held streaming generate and chat request (as the request header X-Remote-Ollama-Progress does for one request).",
+    ),
+    Field(
+        "replicas",
+        "object",
+        {},
+        schema={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.min) || !has(self.max) || self.min <= self.max",
+                    "message": "min must not exceed max",
+                    "fieldPath": ".min",
+                }
+            ]
+        },
+        doc="How many VMs serve the endpoint. Each replica is its own VM with the idle policy above (stopped when idle, woken on demand); the proxy routes to the least busy Ready one. The desired count follows the requests in flight (in-flight / targetInFlight, rounded up), never below min nor above max. max 1 is one VM. kubectl scale sets min.",
+    ),
+    Field(
+        "replicas.min",
+        "integer",
+        0,
+        minimum=0,
+        maximum=MAX_REPLICAS,
+        doc="Replicas kept running whatever the load (kubectl scale and an HPA or KEDA set this); 0 lets every VM scale to zero when idle.",
+    ),
+    Field(
+        "replicas.max",
+        "integer",
+        1,
+        minimum=1,
+        maximum=MAX_REPLICAS,
+        env="REMOTE_OLLAMA_MAX_REPLICAS",
+        env_doc="the most VMs behind the endpoint, by load (default 1: one VM)",
+        doc="The most VMs run at once; 1 is one VM (no scale-out).",
+    ),
+    Field(  # no default: OLLAMA_NUM_PARALLEL from ollama.env when set, else DEFAULT_TARGET_IN_FLIGHT
+        "replicas.targetInFlight",
+        "integer",
+        minimum=1,
+        maximum=1024,
+        env="REMOTE_OLLAMA_TARGET_IN_FLIGHT",
+        env_doc="requests in flight one VM carries (default OLLAMA_NUM_PARALLEL, 4)",
+        doc="Requests in flight one replica is meant to carry; more start another replica. Unset: OLLAMA_NUM_PARALLEL from spec.ollama.env when set, else 4.",
+    ),
+    Field(
+        "replicas.scaleDownAfter",
+        "duration",
+        "5m",
+        minimum=0,
+        env="REMOTE_OLLAMA_SCALE_DOWN_AFTER",
+        env_doc="load below one VM fewer this long stops one (default 5m)",
+        doc="How long the load must stay below what one replica fewer carries before one replica is stopped (one at a time, never one with a request in flight): seconds or a duration such as 5m.",
     ),
     Field(
         "suspend",

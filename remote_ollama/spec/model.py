@@ -27,8 +27,10 @@ from .sections import (
     NetworkPolicySettings,
     OllamaSettings,
     Placement,
+    ReplicaPolicy,
     WakePolicy,
     parse_instance_type,
+    target_in_flight,
 )
 
 
@@ -66,6 +68,12 @@ class Spec:
     network_policy: NetworkPolicySettings = field(default_factory=NetworkPolicySettings)
     ollama: OllamaSettings = field(default_factory=OllamaSettings)
     cold_start: ColdStart = field(default_factory=ColdStart)
+    replicas: ReplicaPolicy = field(default_factory=ReplicaPolicy)
+
+    @property
+    def target_in_flight(self) -> int:
+        """Requests in flight one replica is meant to carry (spec.replicas.targetInFlight resolved)."""
+        return target_in_flight(self.replicas, self.ollama.env)
 
     def candidates(self) -> tuple[Placement, ...]:
         """Every placement in preference order: the spec's own zone and type first, no duplicates."""

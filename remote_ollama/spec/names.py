@@ -28,6 +28,7 @@ LABEL_SPEC_HASH = "remote-ollama-spec"
 # A random token per create, recorded before the call: finds our instance after a crash before its
 # id was recorded (a look-alike can copy it only from our instance, so it is always younger).
 LABEL_CREATION = "remote-ollama-creation"
+LABEL_REPLICA = "remote-ollama-replica"  # the replica's index, on a replicated endpoint's VMs (issue 19)
 STANDALONE_CLUSTER = "standalone"
 
 VM_PORT = 11435

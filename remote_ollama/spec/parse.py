@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from typing import Any
 
 from .fields import ZONES
@@ -17,8 +18,10 @@ from .rows import Own, Problems, RowParser, attr
 from .schedule import parse_window
 from .sections import (
     SECTIONS,
+    IdlePolicy,
     InstanceType,
     Placement,
+    ReplicaPolicy,
     parse_known_instance_type,
     parse_placement,
     secret_ref_name,
@@ -93,6 +96,23 @@ def _items(path: str, parse: Any, shape: str) -> Own:
     return read
 
 
+def _idle_rule(idle: IdlePolicy) -> Problems:
+    if idle.destroy_after is not None and idle.stop_after is None:
+        return [("spec.idle.destroyAfter", "requires spec.idle.stopAfter")]
+    return []
+
+
+def _replicas_rule(replicas: ReplicaPolicy) -> Problems:
+    if replicas.min > replicas.max:
+        return [("spec.replicas.min", f"must be <= spec.replicas.max ({replicas.max}): {replicas.min}")]
+    return []
+
+
+# Rules across one section's fields, by the section's path, checked once its fields are valid (the CRD
+# says each as a CEL rule in its row's `schema`).
+RULES: dict[str, Callable[[Any], Problems]] = {"idle": _idle_rule, "replicas": _replicas_rule}
+
+
 def parse_spec(raw: dict[str, Any] | None, *, require_credentials: bool = True) -> Spec:
     """Build a Spec from the CR's `spec` (camelCase), applying defaults.
 
@@ -124,9 +144,9 @@ def parse_spec(raw: dict[str, Any] | None, *, require_credentials: bool = True) 
     for path, section in SECTIONS.items():
         if isinstance(values.get(attr(path)), dict):
             values[attr(path)] = section(**values[attr(path)])
-    idle = raw.get("idle")
-    if isinstance(idle, dict) and "destroyAfter" in idle and "stopAfter" not in idle:
-        rows.problems.append(("spec.idle.destroyAfter", "requires spec.idle.stopAfter"))
+            valid = not any(p == f"spec.{path}" or p.startswith(f"spec.{path}.") for p, _ in rows.problems)
+            if path in RULES and valid:
+                rows.problems += RULES[path](values[attr(path)])
     if rows.problems:
         raise SpecError(rows.problems)
     values["credentials_secret"] = values.pop("credentials_secret_ref")

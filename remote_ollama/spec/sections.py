@@ -1,6 +1,6 @@
 """The spec's parts (pure): durations, instance types, the idle/wake/budget/placement/network-policy/
-ollama sections as the program holds them, with their defaults (from fields.py). `parse.parse_spec` fills them
-from a CR by the field table.
+ollama/replicas sections as the program holds them, with their defaults (from fields.py).
+`parse.parse_spec` fills them from a CR by the field table.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from .fields import FIELD, default
+from .fields import DEFAULT_TARGET_IN_FLIGHT, FIELD, default
 from .patterns import DNS1123_SUBDOMAIN
 
 _DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
@@ -148,6 +148,30 @@ class WakePolicy:
 
 
 @dataclass(frozen=True)
+class ReplicaPolicy:
+    """How many VMs serve the endpoint (spec.replicas). max 1: one VM, today's behaviour.
+
+    target_in_flight None: OLLAMA_NUM_PARALLEL from spec.ollama.env, else 4 (`Spec.target_in_flight`),
+    so one replica is asked to carry what its Ollama runs at once.
+    """
+
+    min: int = default("replicas.min")
+    max: int = default("replicas.max")
+    target_in_flight: int | None = None
+    scale_down_after: float = parse_duration(default("replicas.scaleDownAfter"))
+
+
+def target_in_flight(replicas: ReplicaPolicy, ollama_env: tuple[tuple[str, str], ...]) -> int:
+    """The in-flight requests one replica is meant to carry: the spec's, else Ollama's parallelism."""
+    if replicas.target_in_flight is not None:
+        return replicas.target_in_flight
+    parallel = dict(ollama_env).get("OLLAMA_NUM_PARALLEL", "")
+    if parallel.isdigit() and 1 <= int(parallel) <= (FIELD["replicas.targetInFlight"].maximum or 0):
+        return int(parallel)
+    return DEFAULT_TARGET_IN_FLIGHT
+
+
+@dataclass(frozen=True)
 class NetworkPolicySettings:
     """allow_from empty: only the resource's own namespace may reach the proxy."""
 
@@ -228,4 +252,5 @@ SECTIONS: dict[str, type] = {
     "networkPolicy": NetworkPolicySettings,
     "ollama": OllamaSettings,
     "coldStart": ColdStart,
+    "replicas": ReplicaPolicy,
 }

@@ -79,6 +79,13 @@ class Reason(StrEnum):
     BOOTING = "Booting"
     NEW = "New"
     ACTIVE = "Active"
+    # -- scale-out: why the desired number of replicas is what it is (core/replicas.py) -----------------
+    SCALING_UP = "ScalingUp"  # the requests in flight need more replicas than run
+    SCALING_DOWN = "ScalingDown"  # the load stayed below one replica fewer for scaleDownAfter
+    SCALE_DOWN_PENDING = "ScaleDownPending"  # below target, waiting for scaleDownAfter or an idle replica
+    AT_TARGET = "AtTarget"  # the replicas carry the load
+    AT_MAX_REPLICAS = "AtMaxReplicas"  # more would help, spec.replicas.max (or the budget) forbids
+    SCALE_OUT_UNSUPPORTED = "ScaleOutUnsupported"  # the operator runs one VM whatever spec.replicas.max
     # -- the lifecycle: what the round is doing -----------------------------------------------------------
     CREATING = "Creating"
     WAITING_FOR_OLD_INSTANCE = "WaitingForOldInstance"
@@ -189,6 +196,7 @@ WARNING = (
     | {
         Reason.CAPACITY_UNAVAILABLE,
         Reason.MALFORMED_ANNOTATION,
+        Reason.SCALE_OUT_UNSUPPORTED,
         Reason.CLOUD_OBJECTS_ABANDONED,
         Reason.CLOUD_OBJECTS_UNKNOWN,
         Reason.INTERNAL_ERROR,

@@ -141,6 +141,7 @@ class ResourceContext:
     access_generation: Any = None  # the generation whose allowedSourceCIDRs the security group has
     blocked_rounds: int = 0
     warned_annotations: set[str] = field(default_factory=set)
+    warned_replicas: int = 1  # the spec.replicas.max last warned about (one Event per value)
     _reconciler: Reconciler | None = None
     _cloud: Cloud | None = None
 

@@ -193,6 +193,15 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
         if key not in ctx.warned_annotations:
             ctx.warned_annotations.add(key)
             event(body, Reason.MALFORMED_ANNOTATION, f"{key} is not an RFC 3339 time; ignored")
+    if spec.replicas.max != ctx.warned_replicas:
+        ctx.warned_replicas = spec.replicas.max
+        if spec.replicas.max > 1:
+            event(
+                body,
+                Reason.SCALE_OUT_UNSUPPORTED,
+                f"spec.replicas.max is {spec.replicas.max}, but this operator runs one VM per resource "
+                "(scale-out is carried out by standalone mode so far); spec.replicas.min keeps it warm",
+            )
     await ensure_children(ctx, body, spec_changed=ctx.children_generation != body.metadata.get("generation"))
 
     problem, cloud = await ctx.cloud_for(spec)

@@ -26,7 +26,7 @@ from remote_ollama.spec.names import (
     PROXY_PORT,
 )
 from remote_ollama.spec.schedule import utcnow
-from remote_ollama.spec.vocabulary import ConditionType, Reason
+from remote_ollama.spec.vocabulary import ConditionType, Phase, Reason
 
 JSON = dict[str, Any]
 
@@ -185,6 +185,7 @@ def status_patch(
     activity = activity_from(meta)
     if activity.last_activity:
         patch["lastActivity"] = rfc3339(activity.last_activity)
+    patch |= replica_status(decision, instance, activity)
     if decision.last_wake is not None:
         w = decision.last_wake
         patch["lastWake"] = {
@@ -196,6 +197,28 @@ def status_patch(
             "seconds": round(w.seconds, 3),
         }
     return patch
+
+
+UP = frozenset({Phase.PENDING, Phase.PROVISIONING, Phase.STARTING, Phase.READY})
+
+
+def replica_status(decision: Decision, instance: ObservedInstance | None, activity: Activity) -> JSON:
+    """The replica fields of the status for the operator's one VM (replica 0; scale-out, issue 19,
+    is carried out by standalone so far): the Replicas column (ready/desired), the scale
+    subresource's readyReplicas and status.replicas with its one member."""
+    ready = int(decision.phase is Phase.READY)
+    desired = int(decision.phase in UP)
+    member: JSON = {"index": 0, "phase": str(decision.phase), "inFlight": activity.in_flight}
+    if instance is not None and decision.memory.instance_id:
+        member |= {"zone": instance.zone} | ({"publicIP": instance.public_ip} if instance.public_ip else {})
+    if activity.last_activity:
+        member["lastActivity"] = rfc3339(activity.last_activity)
+    return {
+        "readyReplicas": ready,
+        "desiredReplicas": desired,
+        "replicaSummary": f"{ready}/{desired}",
+        "replicas": [member],
+    }
 
 
 class OllamaAnswers:

@@ -172,13 +172,18 @@ def make_ollama_app(
     token_delay: float = 0.02,
     pull_delay: float = 0.0,
     version: str = DEFAULT_OLLAMA_VERSION,
+    num_parallel: int | None = None,
 ) -> web.Application:
     """An aiohttp app that behaves like `ollama serve` `version` with `models` already pulled.
+
+    `num_parallel` (OLLAMA_NUM_PARALLEL): generations served at once; more queue, as Ollama's do.
 
     Routes `version` does not serve are absent (404, as Gin answers), per `ollama_release`.
     """
     app = web.Application(client_max_size=CLIENT_MAX_SIZE, middlewares=[_cors, _errors, _observe])
-    state = OllamaState(version=version, token_delay=token_delay, pull_delay=pull_delay)
+    state = OllamaState(
+        version=version, token_delay=token_delay, pull_delay=pull_delay, num_parallel=num_parallel
+    )
     state.set_models(models)
     app[OLLAMA_STATE] = state
     for method, path, fn in _ROUTES:

@@ -19,9 +19,12 @@ from typing import Any
 
 from aiohttp import web
 
+from remote_ollama.sandbox.ollama.http import BadRequest
 from remote_ollama.sandbox.ollama.models import ModelRecord, normalize_name
 
 POLL_INTERVAL = 0.01
+# Ollama's answer when more than OLLAMA_MAX_QUEUE requests wait for a slot (server/sched.go ErrMaxQueue)
+SERVER_BUSY = "server busy, please try again.  maximum pending requests exceeded"
 
 
 class ClientGone(Exception):
@@ -149,6 +152,13 @@ class OllamaState:
     extra_origins: list[str] = field(default_factory=list)
     load_delay: float = 0.0
     reply_length: int | None = None
+    # OLLAMA_NUM_PARALLEL: generations run at once, each at 1/token_delay tokens/s; more wait in a
+    # queue of at most max_queue (OLLAMA_MAX_QUEUE), then 503. None: no limit (the simulator's default).
+    num_parallel: int | None = None
+    max_queue: int = 512
+    queued: int = 0
+    peak_active: int = 0
+    _slots: asyncio.Semaphore | None = None
     mid_stream_message: str = "an error was encountered while running the model: simulated failure"
     _failures: dict[str, Failure] = field(default_factory=dict)
     _mid_stream_after: int | None = None
@@ -210,10 +220,39 @@ class OllamaState:
     async def generation(
         self, request: web.Request, model: str, *, streaming: bool
     ) -> AsyncIterator[Generation]:
+        async with self._slot(), self._running(request, model, streaming=streaming) as gen:
+            yield gen
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """One of OLLAMA_NUM_PARALLEL slots, waited for in a queue bounded as Ollama's."""
+        if self.num_parallel is None:
+            yield
+            return
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.num_parallel)
+        if self._slots.locked() and self.queued >= self.max_queue:
+            raise BadRequest(503, SERVER_BUSY)
+        self.queued += 1
+        self._notify()
+        try:
+            await self._slots.acquire()
+        finally:
+            self.queued -= 1
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    @contextlib.asynccontextmanager
+    async def _running(
+        self, request: web.Request, model: str, *, streaming: bool
+    ) -> AsyncIterator[Generation]:
         gen = Generation(self, request, model, next(self._ids))
         if streaming and self._mid_stream_after is not None:
             gen.fail_after, self._mid_stream_after = self._mid_stream_after, None
         self._active.add(gen)
+        self.peak_active = max(self.peak_active, len(self._active))
         self._ensure_watcher()
         self._notify()
         try:
