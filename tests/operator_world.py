@@ -137,7 +137,7 @@ class OperatorWorld:
         return [i for i in every if not live or i.state not in gone]
 
     def security_groups(self) -> list[Any]:
-        return [sg for state in self.sim.sim.states.values() for sg in list(state.security_groups.values())]
+        return list(self.sim.sim.account.security_groups.values())  # shared by every zone, as on Exoscale
 
     # -- the proxy, as the Deployment says ---------------------------------------------------------------
     def start_proxy(self, name: str = "granite", namespace: str | None = None) -> str:
