@@ -433,16 +433,12 @@ class LocalController:
         if self.saved.cost:
             c = self.saved.cost
             out["cost"] = {
-                k: c.get(k)
-                for k in (
-                    "month",
-                    "runningHoursThisMonth",
-                    "estimatedSpend",
-                    "currency",
-                    "templateStorageGB",
-                    "templateMonthlySpend",
-                )
+                k: c.get(k) for k in ("month", "runningHoursThisMonth", "estimatedSpend", "currency")
             }
+            # a baked template's storage, only when there is one
+            out["cost"].update(
+                {k: c[k] for k in ("templateStorageGB", "templateMonthlySpend") if c.get(k) is not None}
+            )
         if self.budget_refusal:
             out["budget_exceeded"] = self.budget_refusal
         if self.error:
