@@ -97,7 +97,9 @@ async def test_baked_reused_rebaked_on_a_setup_change_and_deleted_with_the_resou
         assert baked.name == f"{template_prefix(STANDALONE_CLUSTER, owner)}{setup_hash()}"
         assert baked.size == 50 and first.id in {i.id for i in live(sim)}  # the VM itself stays (stopped)
         gb = round(50 * 1024**3 / 1e9, 1)
-        await until(lambda: controller.status()["cost"].get("templateStorageGB") == gb, 10, "its storage in cost")
+        await until(
+            lambda: controller.status()["cost"].get("templateStorageGB") == gb, 10, "its storage in cost"
+        )
         assert controller.status()["cost"]["templateMonthlySpend"] > 0
 
         # destroyed (idle.destroyAfter), then woken: the new VM boots from the template
