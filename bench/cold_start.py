@@ -33,7 +33,8 @@ from remote_ollama.local.controller import LocalController
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import proxy_settings
 from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
-from remote_ollama.sandbox.exoscale.state import GONE_STATES, SimTimings
+from remote_ollama.sandbox.exoscale.objects import GONE_STATES
+from remote_ollama.sandbox.exoscale.timings import SimTimings
 from remote_ollama.spec.parse import parse_spec
 
 KEY, SECRET = "EXObenchcoldstart000000", "bench-cold-start-secret-0123456789"

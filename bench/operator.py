@@ -39,8 +39,8 @@ from operator_world import KEY, SECRET, credentials_secret  # noqa: E402
 from ports import free_port  # noqa: E402
 
 from remote_ollama.core import lifecycle  # noqa: E402
-from remote_ollama.sandbox.exoscale.api import SimulatorThread  # noqa: E402
-from remote_ollama.sandbox.exoscale.state import SimTimings  # noqa: E402
+from remote_ollama.sandbox.exoscale.thread import SimulatorThread  # noqa: E402
+from remote_ollama.sandbox.exoscale.timings import SimTimings  # noqa: E402
 
 TIMINGS = SimTimings(boot=0.2, stop=0.1, destroy=0.1, operation=0.02, cloud_init=0.1, pull=0.0, token=0.001)
 BOOT = TIMINGS.boot + TIMINGS.cloud_init + TIMINGS.pull

@@ -34,7 +34,7 @@ from remote_ollama.proxy.app import make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import proxy_settings
 from remote_ollama.proxy.routing import Router
 from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
-from remote_ollama.sandbox.exoscale.state import SimTimings
+from remote_ollama.sandbox.exoscale.timings import SimTimings
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.sections import IdlePolicy, OllamaSettings, ReplicaPolicy
 

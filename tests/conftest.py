@@ -14,7 +14,7 @@ from exoscale_openapi import check_exchange, recorded_problems
 from ollama_real.fixtures import real_ollama  # noqa: F401  (fixtures)
 from ollama_real.server import build_ollama
 
-from remote_ollama.sandbox.exoscale.api import EXCHANGE_OBSERVERS, RECORD_ENV
+from remote_ollama.sandbox.exoscale.wire import EXCHANGE_OBSERVERS, RECORD_ENV
 
 # fixture a test needs → the build it waits for (its script and what it builds)
 _BUILDS: tuple[tuple[str, str, Callable[[], Path]], ...] = (

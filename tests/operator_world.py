@@ -30,8 +30,9 @@ from kubernetes.config import kube_config
 from ports import free_port
 from waiting import wait_until
 
-from remote_ollama.sandbox.exoscale.api import SimulatorThread
-from remote_ollama.sandbox.exoscale.state import InstanceHooks, SimTimings
+from remote_ollama.sandbox.exoscale.state import InstanceHooks
+from remote_ollama.sandbox.exoscale.thread import SimulatorThread
+from remote_ollama.sandbox.exoscale.timings import SimTimings
 from remote_ollama.spec.names import LABEL_OWNER
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,7 +20,7 @@ from typing import Any
 
 from waiting import wait_until
 
-from remote_ollama.sandbox.exoscale.api import RECORD_ENV
+from remote_ollama.sandbox.exoscale.wire import RECORD_ENV
 
 BIN = shutil.which("remote-ollama", path=str(Path(sys.executable).parent)) or "remote-ollama"
 

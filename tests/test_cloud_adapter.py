@@ -29,9 +29,10 @@ from remote_ollama.cloud.errors import (
 from remote_ollama.cloud.exoscale.adapter import ExoscaleCloud, owner_labels
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.core.observed import ObservedInstance
-from remote_ollama.engine.vm_client import first_contact
-from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator, SimulatorThread
-from remote_ollama.sandbox.exoscale.state import SimTimings
+from remote_ollama.engine.credentials import first_contact
+from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
+from remote_ollama.sandbox.exoscale.thread import SimulatorThread
+from remote_ollama.sandbox.exoscale.timings import SimTimings
 from remote_ollama.spec.names import API_KEY_HEADER, VM_PORT, VM_TLS_SERVER_NAME, security_group_name
 from remote_ollama.vm.cloudinit import encode_user_data, render_user_data
 from remote_ollama.vm.pki import VMCredentials, client_ssl_context, generate_vm_credentials, pem_of

@@ -20,7 +20,8 @@ from remote_ollama.core.observed import ObservedInstance
 from remote_ollama.core.types import ActionKind, Activity, Memory, Observation
 from remote_ollama.local.controller import LocalController
 from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
-from remote_ollama.sandbox.exoscale.state import GONE_STATES, Instance, SimTimings
+from remote_ollama.sandbox.exoscale.objects import GONE_STATES, Instance
+from remote_ollama.sandbox.exoscale.timings import SimTimings
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import LABEL_SPEC_HASH, STANDALONE_CLUSTER, template_prefix
 from remote_ollama.spec.parse import parse_spec

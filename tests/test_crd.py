@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 from crd_schema import InvalidResource, apply_defaults, load_crd, openapi_schema, validate_remoteollama
 
-from remote_ollama.spec import fields as spec_fields
+from remote_ollama.spec import fields_row, patterns
 from remote_ollama.spec import names as resource
-from remote_ollama.spec import patterns
 from remote_ollama.spec.model import SpecError
 from remote_ollama.spec.parse import parse_spec
 from remote_ollama.spec.sections import (
@@ -116,7 +115,7 @@ def test_schema_is_structural() -> None:
 
 def test_enums_and_patterns_mirror_the_spec() -> None:
     props = openapi_schema()["properties"]["spec"]["properties"]
-    assert props["zone"]["enum"] == list(spec_fields.ZONES)
+    assert props["zone"]["enum"] == list(fields_row.ZONES)
     assert props["instanceType"]["pattern"] == patterns.INSTANCE_TYPE_PATTERN
     durations = [props["idle"]["properties"][k] for k in ("stopAfter", "destroyAfter")]
     durations += [props["wake"]["properties"]["holdTimeout"], props["activityInterval"]]

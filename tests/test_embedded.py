@@ -28,8 +28,10 @@ from remote_ollama import AsyncRemoteOllama, RemoteOllama
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.embedded import VM_TLS_SERVER_NAME, InstanceNotReady
 from remote_ollama.local.settings import ConfigError
-from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator, SimulatorThread
-from remote_ollama.sandbox.exoscale.state import GONE_STATES, SimTimings
+from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
+from remote_ollama.sandbox.exoscale.objects import GONE_STATES
+from remote_ollama.sandbox.exoscale.thread import SimulatorThread
+from remote_ollama.sandbox.exoscale.timings import SimTimings
 from remote_ollama.spec.names import API_KEY_HEADER
 
 KEY, SECRET = "EXOembeddedtest", "embedded-test-secret"

@@ -11,10 +11,10 @@ from typing import Any
 
 from exoscale_openapi import check_exchange, described_statuses, documented_preconditions, recorded_problems
 
-from remote_ollama.sandbox.exoscale.api import RECORD_ENV
 from remote_ollama.sandbox.exoscale.catalog import Catalog
 from remote_ollama.sandbox.exoscale.handlers import HANDLERS
-from remote_ollama.sandbox.exoscale.state import Instance
+from remote_ollama.sandbox.exoscale.objects import Instance
+from remote_ollama.sandbox.exoscale.wire import RECORD_ENV
 
 
 def _instance_answer(**changes: Any) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from remote_ollama.embedded.config import config_from, keywords
 from remote_ollama.kube import crd
 from remote_ollama.local.settings import VARIABLES, ConfigError
 from remote_ollama.spec.env import cr_shape, env_rows, keyword
-from remote_ollama.spec.fields import FIELDS, Field
+from remote_ollama.spec.fields import FIELDS
+from remote_ollama.spec.fields_row import Field
 from remote_ollama.spec.rows import RowParser
 
 DUMMY = Field(

@@ -25,7 +25,7 @@ from waiting import wait_until
 
 from remote_ollama.proxy.interfaces import ProxySettings
 from remote_ollama.proxy.polling import CACHED_HEADER
-from remote_ollama.sandbox.exoscale.api import SimulatorThread
+from remote_ollama.sandbox.exoscale.thread import SimulatorThread
 from remote_ollama.vm.ollama_release import DEFAULT_OLLAMA_VERSION
 
 MODEL = "granite3.1-dense:8b"

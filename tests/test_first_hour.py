@@ -26,8 +26,8 @@ from subprocess_world import BIN, Program, clean_env
 
 from remote_ollama.local.settings import VARIABLES
 from remote_ollama.proxy.interfaces import ProxySettings
-from remote_ollama.sandbox.exoscale.api import SimulatorThread
-from remote_ollama.sandbox.exoscale.state import SimTimings
+from remote_ollama.sandbox.exoscale.thread import SimulatorThread
+from remote_ollama.sandbox.exoscale.timings import SimTimings
 
 MODEL = "granite3.1-dense:8b"
 ROOT = Path(__file__).resolve().parents[1]

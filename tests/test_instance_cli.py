@@ -19,8 +19,9 @@ from subprocess_world import BIN, clean_env
 from remote_ollama.cloud.exoscale.adapter import ExoscaleCloud, owner_labels
 from remote_ollama.core.cost import DEFAULT_PER_HOUR
 from remote_ollama.local.state_file import StandaloneState, StateFile
-from remote_ollama.sandbox.exoscale.api import SimulatorThread
-from remote_ollama.sandbox.exoscale.state import GONE_STATES, SimTimings
+from remote_ollama.sandbox.exoscale.objects import GONE_STATES
+from remote_ollama.sandbox.exoscale.thread import SimulatorThread
+from remote_ollama.sandbox.exoscale.timings import SimTimings
 from remote_ollama.spec.names import STANDALONE_CLUSTER
 
 KEY, SECRET = "EXOinstanceclitest", "instance-cli-secret"

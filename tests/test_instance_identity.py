@@ -19,10 +19,11 @@ from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.core.cost import PriceTable
 from remote_ollama.core.observed import ObservedInstance
 from remote_ollama.core.types import Activity, Memory, Phase
-from remote_ollama.engine.reconciler import Reconciler, Target
-from remote_ollama.engine.vm_client import RECORD_KEYS, CredentialStore, InstanceRecord
+from remote_ollama.engine.credentials import RECORD_KEYS, CredentialStore, InstanceRecord
+from remote_ollama.engine.reconciler import Reconciler
+from remote_ollama.engine.target import Target
 from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
-from remote_ollama.sandbox.exoscale.state import SimTimings
+from remote_ollama.sandbox.exoscale.timings import SimTimings
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import (
     LABEL_CLUSTER,
@@ -72,11 +73,13 @@ async def world() -> AsyncIterator[tuple[ExoscaleSimulator, AsyncExoscaleCloud]]
         yield sim, cloud
 
 
-def reconciler(cloud: AsyncExoscaleCloud, uid: str = OURS) -> tuple[Reconciler, list[tuple[str, str]]]:
+def reconciler(
+    cloud: AsyncExoscaleCloud, uid: str = OURS, store: MemoryStore | None = None
+) -> tuple[Reconciler, list[tuple[str, str]]]:
     target = Target(
         uid, CLUSTER, f"remote-ollama-{uid[:8]}", security_group_name(CLUSTER, uid), mark_group=True
     )
-    rec = Reconciler(cloud, target, MemoryStore())
+    rec = Reconciler(cloud, target, store or MemoryStore())
     warnings: list[tuple[str, str]] = []
     rec.warn = lambda reason, message: warnings.append((reason, message))
     return rec, warnings
@@ -207,8 +210,7 @@ async def test_after_a_crash_before_the_id_was_recorded_our_instance_not_its_cop
     sim.state.instances[look_alike.id].created_at = later.strftime("%Y-%m-%dT%H:%M:%SZ")
     await store.keep(InstanceRecord(creation_token=record.creation_token))  # the id never got recorded
 
-    fresh, _ = reconciler(cloud)
-    fresh.store = store
+    fresh, _ = reconciler(cloud, store=store)
     look = await one_round(fresh, Memory(created_at=now), Activity(wake_requested=now))
     assert look.instance is not None and look.instance.id == ours.id
     assert InstanceRecord.from_data(store.data).instance_id == ours.id
@@ -250,9 +252,9 @@ async def test_a_vm_from_before_records_is_kept_if_labelled_ours_and_then_record
     assert look.instance is not None and look.instance.id == ours.id
     assert InstanceRecord.from_data(store.data).instance_id == ours.id
 
-    fresh, warnings = reconciler(cloud)  # another version's status, now patched to name theirs
-    fresh.store = MemoryStore()
-    fresh.store.data = generate_vm_credentials().to_secret_data()
+    other = MemoryStore()
+    other.data = generate_vm_credentials().to_secret_data()
+    fresh, warnings = reconciler(cloud, store=other)  # another version's status, now patched to name theirs
     look = await one_round(fresh, status_memory(foreign.id), Activity(last_activity=now))
     assert look.instance is None or look.instance.id != foreign.id
     assert touched(sim, foreign.id) == []

@@ -3,10 +3,11 @@
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from remote_ollama.core.lifecycle import WARM_UP_TIMEOUT, decide
+from remote_ollama.core.conditions import WARM_UP_TIMEOUT
+from remote_ollama.core.lifecycle import decide
 from remote_ollama.core.observed import ObservedInstance
 from remote_ollama.core.types import ActionKind, Activity, Decision, Health, Memory, Observation, WakeTiming
-from remote_ollama.engine.vm_client import ollama_keep_alive
+from remote_ollama.engine.vm_tasks import ollama_keep_alive
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import LABEL_SPEC_HASH
 from remote_ollama.spec.parse import parse_spec

@@ -22,13 +22,7 @@ from simulated_ollama import Sim, serve
 from remote_ollama.sandbox.ollama.server import make_ollama_app
 from remote_ollama.sandbox.user_data import parse_user_data
 from remote_ollama.spec.parse import parse_spec
-from remote_ollama.vm.cloudinit import (
-    OLLAMA_IMAGE,
-    OLLAMA_UNIT_PATH,
-    UserDataError,
-    encode_user_data,
-    render_user_data,
-)
+from remote_ollama.vm.cloudinit import OLLAMA_IMAGE, UserDataError, encode_user_data, render_user_data
 from remote_ollama.vm.ollama_release import (
     DEFAULT_OLLAMA_IMAGE,
     DEFAULT_OLLAMA_VERSION,
@@ -38,6 +32,7 @@ from remote_ollama.vm.ollama_release import (
     serves,
     version_of,
 )
+from remote_ollama.vm.paths import OLLAMA_UNIT_PATH
 from remote_ollama.vm.pki import generate_vm_credentials
 
 CHAT, EMBED = "llama3.2:1b", "nomic-embed-text"

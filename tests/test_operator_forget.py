@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from remote_ollama.engine.reconciler import Reconciler, Target
-from remote_ollama.engine.vm_client import CredentialStore
+from remote_ollama.engine.credentials import CredentialStore
+from remote_ollama.engine.reconciler import Reconciler
+from remote_ollama.engine.target import Target
 from remote_ollama.kube.operator.context import Operator, ResourceContext
 
 

@@ -13,7 +13,7 @@ from cluster.fixtures import KubeNamespace
 from operator_world import credentials_secret, operator_world, remote_ollama
 from waiting import wait_until
 
-from remote_ollama.sandbox.exoscale.state import SimTimings
+from remote_ollama.sandbox.exoscale.timings import SimTimings
 
 STOP_AFTER, INTERVAL = 1.0, 3.0
 SLOW = SimTimings(boot=0.3, stop=0.3, destroy=0.3, operation=0.05, cloud_init=0.2, pull=0.1, token=0.7)

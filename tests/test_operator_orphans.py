@@ -15,7 +15,7 @@ from operator_world import KEY, SECRET, CloudWorld, cloud_world, credentials_sec
 from waiting import wait_until
 
 from remote_ollama.cloud.exoscale.adapter import ExoscaleCloud
-from remote_ollama.sandbox.exoscale.state import PrivateTemplate
+from remote_ollama.sandbox.exoscale.objects import PrivateTemplate
 from remote_ollama.spec.names import (
     LABEL_CLUSTER,
     LABEL_MANAGED_BY,

@@ -9,7 +9,7 @@ from cluster.fixtures import KubeNamespace
 from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama
 from waiting import wait_until
 
-from remote_ollama.sandbox.exoscale.state import SimTimings
+from remote_ollama.sandbox.exoscale.timings import SimTimings
 
 SLOW_BOOT = SimTimings(boot=2.0, stop=0.3, destroy=0.3, operation=0.05, cloud_init=0.2, pull=0.1)
 

@@ -16,7 +16,7 @@ from cluster.fixtures import KubeNamespace
 from operator_world import OperatorWorld, credentials_secret, operator_world, remote_ollama, wait_until
 
 from remote_ollama.core.lifecycle import POLL_PROBE
-from remote_ollama.sandbox.exoscale.state import SimTimings
+from remote_ollama.sandbox.exoscale.timings import SimTimings
 
 TIMINGS = SimTimings(
     boot=0.3, stop=0.3, destroy=0.3, operation=0.05, cloud_init=0.2, token=0.005, docker=1.0, image=4.0

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from remote_ollama.spec.names import VM_TLS_SERVER_NAME
-from remote_ollama.vm import cloudinit
+from remote_ollama.vm import paths
 from remote_ollama.vm.cloudinit import (
     MAX_USER_DATA_B64,
     OLLAMA_IMAGE,
@@ -73,11 +73,11 @@ def test_the_vms_own_certificate_names_the_fixed_vm_name_and_is_no_ca(vm_identit
 def test_the_key_script_makes_a_certificate_the_operator_pins(creds: VMCredentials, tmp_path: Path) -> None:
     """The user-data's key script, run as on the VM (paths moved under tmp), makes a key and a
     certificate that pass the first-contact check; run again it keeps them (first boot only)."""
-    script = _files(render_user_data(creds, ["m:1"]))[cloudinit.TLS_KEY_SCRIPT_PATH]["content"]
+    script = _files(render_user_data(creds, ["m:1"]))[paths.TLS_KEY_SCRIPT_PATH]["content"]
     conf = tmp_path / "conf"
     conf.mkdir()
     path = tmp_path / "tls-key"
-    path.write_text(script.replace(cloudinit.CONF_DIR, str(conf)))
+    path.write_text(script.replace(paths.CONF_DIR, str(conf)))
     made = []
     for _ in range(2):
         out = subprocess.run(["sh", str(path)], capture_output=True, text=True)
@@ -270,31 +270,31 @@ def test_write_files_carry_the_vm_contract(creds: VMCredentials) -> None:
     assert "/etc/remote-ollama/api-key" not in files
     assert creds.client_key_pem not in text and creds.client_cert_pem not in text
     assert "PRIVATE KEY" not in text
-    assert cloudinit.TLS_KEY_PATH not in files and cloudinit.TLS_CERT_PATH not in files
+    assert paths.TLS_KEY_PATH not in files and paths.TLS_CERT_PATH not in files
 
 
 def test_the_vm_makes_its_own_key_before_nginx_starts(creds: VMCredentials) -> None:
     files = _files(render_user_data(creds, ["granite3.1-dense:8b"]))
-    setup = files[cloudinit.SETUP_PATH]["content"]
-    assert setup.index(cloudinit.TLS_KEY_SCRIPT_PATH) < setup.index("nginx -t")
-    script = files[cloudinit.TLS_KEY_SCRIPT_PATH]["content"]
-    assert "openssl req -x509" in script and f"-keyout {cloudinit.TLS_KEY_PATH}.new" in script
+    setup = files[paths.SETUP_PATH]["content"]
+    assert setup.index(paths.TLS_KEY_SCRIPT_PATH) < setup.index("nginx -t")
+    script = files[paths.TLS_KEY_SCRIPT_PATH]["content"]
+    assert "openssl req -x509" in script and f"-keyout {paths.TLS_KEY_PATH}.new" in script
 
 
 def test_a_users_ollama_key_is_an_extra_exact_check(creds: VMCredentials) -> None:
     keyed = generate_vm_credentials(api_key="Chosen-By-The-User-0123")
     files = _files(render_user_data(keyed, ["granite3.1-dense:8b"]))
-    check = files[cloudinit.API_KEY_CHECK_PATH]
+    check = files[paths.API_KEY_CHECK_PATH]
     assert check["permissions"] == "0600"
     # `!=` compares case-sensitively (a map, as before, matched any case)
     assert 'if ($http_x_ollama_key != "Chosen-By-The-User-0123")' in check["content"]
-    assert f"include {cloudinit.API_KEY_CHECK_PATH};" in files[cloudinit.NGINX_SITE_PATH]["content"]
-    assert "ssl_verify_client      on;" in files[cloudinit.NGINX_SITE_PATH]["content"]
+    assert f"include {paths.API_KEY_CHECK_PATH};" in files[paths.NGINX_SITE_PATH]["content"]
+    assert "ssl_verify_client      on;" in files[paths.NGINX_SITE_PATH]["content"]
 
 
 def test_nginx_requires_the_client_certificate_and_streams_unbuffered(creds: VMCredentials) -> None:
     text = render_user_data(creds, ["granite3.1-dense:8b"])
-    nginx = _files(text)[cloudinit.NGINX_SITE_PATH]["content"]
+    nginx = _files(text)[paths.NGINX_SITE_PATH]["content"]
     assert "listen 11435 ssl;" in nginx
     assert "ssl_certificate        /etc/remote-ollama/tls.crt;" in nginx
     assert "ssl_certificate_key    /etc/remote-ollama/tls.key;" in nginx
@@ -316,10 +316,10 @@ def test_setup_script_echoes_no_secret_and_containers_cannot_reach_the_metadata_
     creds: VMCredentials,
 ) -> None:
     files = _files(render_user_data(generate_vm_credentials(api_key="chosen-by-the-user-0123"), ["m:1"]))
-    setup = files[cloudinit.SETUP_PATH]["content"]
+    setup = files[paths.SETUP_PATH]["content"]
     assert "set -x" not in setup and "set -eux" not in setup and "umask 077" in setup
     assert "chosen-by-the-user-0123" not in setup and "api-key" not in setup
-    unit = files[cloudinit.OLLAMA_UNIT_PATH]["content"]
+    unit = files[paths.OLLAMA_UNIT_PATH]["content"]
     assert "iptables -I DOCKER-USER -d 169.254.169.254/32 -j REJECT" in unit
     assert unit.index("DOCKER-USER") < unit.index("ExecStart=/usr/bin/docker run")
 
@@ -334,17 +334,15 @@ def test_rendered_nginx_config_passes_nginx_t(tmp_path: Path, api_key: str | Non
     files = _files(render_user_data(creds, ["granite3.1-dense:8b"]))
     root = tmp_path / "root"
     for path, entry in files.items():
-        if path.startswith(cloudinit.CONF_DIR):
+        if path.startswith(paths.CONF_DIR):
             target = root / path.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(entry["content"])
-    conf = root / cloudinit.CONF_DIR.lstrip("/")
-    site = files[cloudinit.NGINX_SITE_PATH]["content"].replace(cloudinit.CONF_DIR, str(conf))
+    conf = root / paths.CONF_DIR.lstrip("/")
+    site = files[paths.NGINX_SITE_PATH]["content"].replace(paths.CONF_DIR, str(conf))
     (root / "etc/remote-ollama/nginx.conf").write_text(site)
     key_script = tmp_path / "tls-key"  # as the setup script does first on the VM
-    key_script.write_text(
-        files[cloudinit.TLS_KEY_SCRIPT_PATH]["content"].replace(cloudinit.CONF_DIR, str(conf))
-    )
+    key_script.write_text(files[paths.TLS_KEY_SCRIPT_PATH]["content"].replace(paths.CONF_DIR, str(conf)))
     subprocess.run(["sh", str(key_script)], check=True)
     include = root / "etc/remote-ollama/api-key.conf"
     main = tmp_path / "nginx.conf"
@@ -365,22 +363,22 @@ def test_gpu_stack_and_pinned_ollama_on_loopback(creds: VMCredentials) -> None:
     doc = yaml.safe_load(text)
     files = _files(text)
     assert "docker.io" in doc["packages"] and "nginx" in doc["packages"]
-    setup = files[cloudinit.SETUP_PATH]["content"]
+    setup = files[paths.SETUP_PATH]["content"]
     assert "ubuntu-drivers install" in setup and "nvidia-container-toolkit" in setup
     assert "nvidia-ctk runtime configure --runtime=docker" in setup
-    unit = files[cloudinit.OLLAMA_UNIT_PATH]["content"]
+    unit = files[paths.OLLAMA_UNIT_PATH]["content"]
     assert "--gpus all" in unit and "-p 127.0.0.1:11434:11434" in unit
     tag = OLLAMA_IMAGE.split(":", 1)[1]
     assert OLLAMA_IMAGE.startswith("ollama/ollama:") and tag[0].isdigit() and tag != "latest"
     assert OLLAMA_IMAGE in unit
-    assert "/etc/remote-ollama/models" in files[cloudinit.PULL_PATH]["content"]
-    assert doc["runcmd"] == [[cloudinit.SETUP_PATH]]
+    assert "/etc/remote-ollama/models" in files[paths.PULL_PATH]["content"]
+    assert doc["runcmd"] == [[paths.SETUP_PATH]]
 
 
 @pytest.mark.skipif(shutil.which("sh") is None, reason="no POSIX shell")
 def test_boot_scripts_are_valid_shell(creds: VMCredentials, tmp_path: Path) -> None:
     files = _files(render_user_data(creds, ["granite3.1-dense:8b"]))
-    for path in (cloudinit.SETUP_PATH, cloudinit.PULL_PATH, cloudinit.TLS_KEY_SCRIPT_PATH):
+    for path in (paths.SETUP_PATH, paths.PULL_PATH, paths.TLS_KEY_SCRIPT_PATH):
         script = tmp_path / Path(path).name
         script.write_text(files[path]["content"])
         out = subprocess.run(["sh", "-n", str(script)], capture_output=True, text=True)

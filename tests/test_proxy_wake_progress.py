@@ -12,8 +12,9 @@ import ollama
 import pytest
 from proxy_world import MODELS, World, world
 
-from remote_ollama.proxy.app import PROGRESS_HEADER, PROXY_KEY
+from remote_ollama.proxy.app import PROXY_KEY
 from remote_ollama.proxy.interfaces import ProxySettings, wake_progress_from_env
+from remote_ollama.proxy.waking import PROGRESS_HEADER
 
 MODEL = MODELS[0]
 FAST = ProxySettings(pull_progress_interval=0.02)

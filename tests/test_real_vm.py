@@ -22,13 +22,14 @@ from ports import free_port
 from subprocess_world import Program, clean_env
 from yarl import URL
 
-from remote_ollama.engine.vm_client import first_contact
+from remote_ollama.engine.credentials import first_contact
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import ProxySettings, Upstream
 from remote_ollama.proxy.local import LocalResolver, RecordingSink
-from remote_ollama.sandbox.exoscale.api import SimulatorThread
 from remote_ollama.sandbox.exoscale.catalog import InstanceTypeEntry
-from remote_ollama.sandbox.exoscale.state import Instance, SimTimings
+from remote_ollama.sandbox.exoscale.objects import Instance
+from remote_ollama.sandbox.exoscale.thread import SimulatorThread
+from remote_ollama.sandbox.exoscale.timings import SimTimings
 from remote_ollama.sandbox.vm import SimulatedVM
 from remote_ollama.spec.names import API_KEY_HEADER, VM_PORT, VM_TLS_SERVER_NAME
 from remote_ollama.vm.cloudinit import encode_user_data, render_user_data

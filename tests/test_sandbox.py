@@ -18,7 +18,7 @@ import pytest
 from ports import free_port
 from subprocess_world import Program, clean_env
 
-from remote_ollama.sandbox.exoscale.api import RECORD_ENV
+from remote_ollama.sandbox.exoscale.wire import RECORD_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "granite3.1-dense:8b"

@@ -8,7 +8,7 @@ import base64
 from dataclasses import replace
 from typing import Any
 
-from remote_ollama.engine.vm_client import InstanceRecord
+from remote_ollama.engine.credentials import InstanceRecord
 from remote_ollama.kube.operator import children
 from remote_ollama.kube.operator.context import SecretStore
 from remote_ollama.vm.pki import VMCredentials, generate_vm_credentials, make_vm_identity

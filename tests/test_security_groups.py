@@ -13,10 +13,11 @@ import pytest
 from remote_ollama.cloud.errors import CloudError
 from remote_ollama.cloud.exoscale.adapter import owner_labels
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
-from remote_ollama.engine.reconciler import Reconciler, Target
-from remote_ollama.engine.vm_client import CredentialStore, InstanceRecord
+from remote_ollama.engine.credentials import CredentialStore, InstanceRecord
+from remote_ollama.engine.reconciler import Reconciler
+from remote_ollama.engine.target import Target
 from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
-from remote_ollama.sandbox.exoscale.state import SimTimings
+from remote_ollama.sandbox.exoscale.timings import SimTimings
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import legacy_security_group_name, security_group_name
 from remote_ollama.vm.cloudinit import encode_user_data, render_user_data

@@ -8,7 +8,7 @@ from typing import Any
 
 from crd_schema import openapi_schema
 
-from remote_ollama.spec import fields as spec_fields
+from remote_ollama.spec import fields_row
 from remote_ollama.spec.fields import FIELD, FIELDS
 from remote_ollama.spec.parse import parse_spec
 from remote_ollama.spec.patterns import DURATION_PATTERN
@@ -77,7 +77,7 @@ def test_every_type_default_enum_pattern_and_bound_agree() -> None:
 def test_the_parser_uses_the_table() -> None:
     """parse_spec's defaults are the table's (parsed), so the CR path, standalone and the proxy agree."""
     spec = parse_spec({"credentialsSecretRef": {"name": "c"}})
-    assert spec.zone == FIELD["zone"].default and FIELD["zone"].enum == spec_fields.ZONES
+    assert spec.zone == FIELD["zone"].default and FIELD["zone"].enum == fields_row.ZONES
     assert spec.instance_type.name == FIELD["instanceType"].default
     assert spec.template == FIELD["template"].default
     assert spec.disk_size == FIELD["diskSize"].default

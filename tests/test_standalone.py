@@ -24,8 +24,9 @@ from waiting import wait_until
 from remote_ollama.core.types import Memory
 from remote_ollama.local.settings import ConfigError, StandaloneConfig
 from remote_ollama.local.state_file import StandaloneState, StateFile
-from remote_ollama.sandbox.exoscale.api import SimulatorThread
-from remote_ollama.sandbox.exoscale.state import GONE_STATES, SimTimings
+from remote_ollama.sandbox.exoscale.objects import GONE_STATES
+from remote_ollama.sandbox.exoscale.thread import SimulatorThread
+from remote_ollama.sandbox.exoscale.timings import SimTimings
 from remote_ollama.spec.vocabulary import Phase
 
 KEY, SECRET = "EXOstandalonetest", "standalone-test-secret"

@@ -18,8 +18,8 @@ from ports import free_port
 from subprocess_world import Program, clean_env
 from waiting import wait_until
 
-from remote_ollama.sandbox.exoscale.api import SimulatorThread
-from remote_ollama.sandbox.exoscale.state import SimTimings
+from remote_ollama.sandbox.exoscale.thread import SimulatorThread
+from remote_ollama.sandbox.exoscale.timings import SimTimings
 
 KEY, SECRET = "EXOreplicastest", "replicas-test-secret"
 MODEL = "granite3.1-dense:8b"

@@ -20,10 +20,12 @@ from aiohttp import web
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.core.observed import ObservedInstance
 from remote_ollama.core.types import Action, ActionKind
-from remote_ollama.engine import vm_client as vm_ollama
-from remote_ollama.engine.reconciler import Reconciler, Target
-from remote_ollama.engine.vm_client import CredentialStore, InstanceRecord
-from remote_ollama.sandbox.vm import LoopbackPool, server_ssl_context
+from remote_ollama.engine import vm_tasks
+from remote_ollama.engine.credentials import CredentialStore, InstanceRecord
+from remote_ollama.engine.reconciler import Reconciler
+from remote_ollama.engine.target import Target
+from remote_ollama.sandbox.fleet import LoopbackPool
+from remote_ollama.sandbox.vm_front import server_ssl_context
 from remote_ollama.spec.names import VM_PORT
 from remote_ollama.vm.pki import VMCredentials, generate_vm_credentials, make_vm_identity
 
@@ -173,7 +175,7 @@ async def test_a_pull_that_never_ends_is_abandoned(
     vm: Any, kind: str, monkeypatch: pytest.MonkeyPatch, peak_rss: dict[str, int]
 ) -> None:
     rec, instance, hostile = vm
-    monkeypatch.setattr(vm_ollama, "PULL_DEADLINE", 2.0, raising=False)
+    monkeypatch.setattr(vm_tasks, "PULL_DEADLINE", 2.0)
     rec.vm.start_pulls(instance, Action(ActionKind.PULL_MODELS, models=(kind,)))
     await asyncio.wait_for(rec.vm._pulls[kind], 60)
     await asyncio.wait_for(hostile.done(kind).wait(), 30)  # the operator hung up

@@ -26,12 +26,13 @@ from remote_ollama.local.controller import LocalController
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import proxy_settings
 from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
-from remote_ollama.sandbox.exoscale.state import GONE_STATES, SimTimings
+from remote_ollama.sandbox.exoscale.objects import GONE_STATES
+from remote_ollama.sandbox.exoscale.timings import SimTimings
 from remote_ollama.sandbox.ollama.server import make_ollama_app
 from remote_ollama.spec.names import LABEL_SPEC_HASH, SETUP_STATUS_PATH
 from remote_ollama.spec.parse import parse_spec
 from remote_ollama.spec.vocabulary import ConditionType, Phase, Reason
-from remote_ollama.vm import cloudinit
+from remote_ollama.vm import paths, scripts, services
 from remote_ollama.vm.pki import make_vm_identity
 
 RUN = "0123456789abcdef"
@@ -146,10 +147,10 @@ async def test_the_setup_scripts_recorder_writes_what_the_operator_reads(tmp_pat
     models.write_text(f"{MODEL}\n")
     async with serve(make_ollama_app([], token_delay=0.0, pull_delay=0.05)) as ollama:
         tool = (
-            cloudinit.STEP_TOOL.replace(cloudinit.SETUP_DOC_PATH, str(doc))
-            .replace(cloudinit.SETUP_LOG_PATH, str(log))
-            .replace(cloudinit.TLS_CERT_PATH, str(cert))
-            .replace(cloudinit.MODELS_PATH, str(models))
+            scripts.STEP_TOOL.replace(paths.SETUP_DOC_PATH, str(doc))
+            .replace(paths.SETUP_LOG_PATH, str(log))
+            .replace(paths.TLS_CERT_PATH, str(cert))
+            .replace(paths.MODELS_PATH, str(models))
             .replace("http://127.0.0.1:11434", ollama.url)
         )
         script = tmp_path / "step.py"
@@ -196,14 +197,14 @@ async def test_the_setup_scripts_recorder_writes_what_the_operator_reads(tmp_pat
 
 
 def test_nginx_serves_the_document_behind_the_same_mutual_tls() -> None:
-    site = cloudinit.NGINX_SITE
+    site = services.NGINX_SITE
     location = site.index(f"location = {SETUP_STATUS_PATH}")
     assert site.index("ssl_verify_client      on;") < location
-    assert f"alias {cloudinit.SETUP_DOC_PATH};" in site[location:]
+    assert f"alias {paths.SETUP_DOC_PATH};" in site[location:]
 
 
 def test_every_step_checks_first_whether_it_is_there() -> None:
-    script = cloudinit.SETUP_SCRIPT
+    script = scripts.SETUP_SCRIPT
     for step, check in (
         ("driver", "if nvidia-smi >/dev/null 2>&1; then ok present"),
         ("docker", "if grep -qs nvidia /etc/docker/daemon.json; then ok present"),

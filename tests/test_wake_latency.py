@@ -19,8 +19,9 @@ from waiting import wait_until
 
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.local.controller import LocalController
-from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator, SimulatorThread
-from remote_ollama.sandbox.exoscale.state import SimTimings
+from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
+from remote_ollama.sandbox.exoscale.thread import SimulatorThread
+from remote_ollama.sandbox.exoscale.timings import SimTimings
 from remote_ollama.spec.parse import parse_spec
 from remote_ollama.spec.vocabulary import Phase
 

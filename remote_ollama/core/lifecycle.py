@@ -9,127 +9,35 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
-from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import LABEL_SPEC_HASH, VM_PORT
 from remote_ollama.spec.schedule import next_edge
 from remote_ollama.spec.sections import IdleMode, format_duration
-from remote_ollama.spec.vocabulary import INSTANCE_IN, ConditionType, Phase, Reason
+from remote_ollama.spec.vocabulary import INSTANCE_IN, Phase, Reason
 
+from .conditions import (
+    WARM_UP_TIMEOUT,
+    has_model,
+    round_conditions,
+    setup_condition,
+    setup_failed,
+    warm_up_target,
+)
 from .desire import Desire, credible, desire, wake_pending
 from .observed import GONE, ObservedInstance
-from .setup import SetupReport
-from .types import Action, ActionKind, Condition, Decision, Health, Memory, Observation, WakeTiming
+from .types import Action, ActionKind, Decision, Health, Memory, Observation, WakeTiming
 
 POLL_TRANSITION = 5.0
 POLL_PROBE = 3.0
 POLL_STEADY = 300.0
-# A warm-up that has not loaded the model by then is given up: the VM is declared Ready anyway, so
-# held requests are served (they load the model themselves) rather than wait for a load that fails.
-WARM_UP_TIMEOUT = 300.0
-
-
-def endpoint_for(ip: str | None) -> str | None:
-    return f"https://{ip}:{VM_PORT}" if ip else None
-
-
-def warm_up_target(spec: Spec) -> str | None:
-    """The model a wake loads before Ready: models[0], unless warm-up is off or keepAlive is 0
-    (a load with keep_alive 0 unloads at once, so waiting for it would never end)."""
-    if not spec.warm_up or not spec.models or not any(c in "123456789" for c in spec.keep_alive):
-        return None
-    return spec.models[0]
-
-
-def _model_loaded(spec: Spec, health: Health | None, warming: bool, timed_out: bool) -> Condition | None:
-    """ModelLoaded, present only while the VM's Ollama says what it has in memory (GET /api/ps)."""
-    if health is None or health.loaded is None or not spec.models:
-        return None
-    target = spec.models[0]
-    if _has_model(health.loaded, target):
-        return Condition(ConditionType.MODEL_LOADED, True, Reason.LOADED, f"{target} is in memory")
-    if warming:
-        return Condition(
-            ConditionType.MODEL_LOADED, False, Reason.LOADING, f"loading {target} into memory (warm-up)"
-        )
-    if timed_out:
-        return Condition(
-            ConditionType.MODEL_LOADED,
-            False,
-            Reason.WARM_UP_TIMED_OUT,
-            f"{target} did not load within {format_duration(WARM_UP_TIMEOUT)}; the first request loads it",
-        )
-    if warm_up_target(spec) is None:
-        return Condition(
-            ConditionType.MODEL_LOADED, False, Reason.WARM_UP_DISABLED, f"{target} loads on the first request"
-        )
-    return Condition(
-        ConditionType.MODEL_LOADED,
-        False,
-        Reason.NOT_LOADED,
-        f"{target} is not in memory; the next request loads it",
-    )
-
-
-def _conditions(
-    spec: Spec,
-    running: bool,
-    health: Health | None,
-    missing: tuple[str, ...],
-    ready_msg: str,
-    warming: bool = False,
-    timed_out: bool = False,
-) -> tuple[Condition, ...]:
-    ollama = running and health is not None
-    models = ollama and not missing
-    ready = models and not warming
-    loaded = _model_loaded(spec, health if ollama else None, warming, timed_out)
-    return (
-        Condition(
-            ConditionType.READY,
-            ready,
-            Reason.READY if ready else Reason.WARMING_UP if warming else Reason.NOT_READY,
-            ready_msg,
-        ),
-        Condition(ConditionType.INSTANCE_RUNNING, running, Reason.RUNNING if running else Reason.NOT_RUNNING),
-        Condition(
-            ConditionType.OLLAMA_READY,
-            ollama,
-            Reason.ANSWERING if ollama else Reason.NOT_ANSWERING,
-            f"Ollama {health.version}" if health else "",
-        ),
-        Condition(
-            ConditionType.MODELS_READY,
-            models,
-            Reason.ALL_PRESENT if models else (Reason.MISSING if ollama else Reason.UNKNOWN),
-            f"missing: {', '.join(missing)}" if missing else "",
-        ),
-    ) + ((loaded,) if loaded else ())
-
-
-def _setup_condition(report: SetupReport | None) -> Condition | None:
-    """VMSetup, present while the VM's setup document was read this round."""
-    if report is None:
-        return None
-    if report.failed:
-        return Condition(ConditionType.VM_SETUP, False, Reason.SETUP_FAILED, report.failure())
-    if report.state == "done":
-        return Condition(ConditionType.VM_SETUP, True, Reason.SETUP_DONE, report.describe())
-    return Condition(ConditionType.VM_SETUP, False, Reason.SETUP_IN_PROGRESS, report.describe())
-
-
-def _setup_failed(conditions: tuple[Condition, ...], message: str) -> tuple[Condition, ...]:
-    """Ready=False SetupFailed (a permanent reason: the proxy answers held requests at once)."""
-    return tuple(
-        Condition(ConditionType.READY, False, Reason.SETUP_FAILED, message)
-        if c.type == ConditionType.READY
-        else c
-        for c in conditions
-    )
 
 
 def _without_milestones(mem: Memory) -> Memory:
     """Per-wake milestones are cleared when a wake starts or the VM scales to zero."""
     return replace(mem, instance_running_at=None, ollama_at=None, models_at=None, warm_up_at=None)
+
+
+def endpoint_for(ip: str | None) -> str | None:
+    return f"https://{ip}:{VM_PORT}" if ip else None
 
 
 @dataclass
@@ -157,12 +65,12 @@ class _Round:
     ) -> Decision:
         inst, health = self.obs.instance, self.obs.health
         live = inst if inst and inst.state not in GONE else None
-        conditions = _conditions(
+        conditions = round_conditions(
             self.obs.spec, running, health if running else None, missing, message, warming, timed_out
         )
         if reason is Reason.SETUP_FAILED:
-            conditions = _setup_failed(conditions, message)
-        setup = _setup_condition(self.obs.setup if running else None)
+            conditions = setup_failed(conditions, message)
+        setup = setup_condition(self.obs.setup if running else None)
         return Decision(
             actions=tuple(self.actions),
             phase=phase,
@@ -326,7 +234,7 @@ def _running(r: _Round, inst: ObservedInstance) -> Decision:
         return r.done(Phase.STARTING, Reason.WAITING_FOR_OLLAMA, message, POLL_PROBE, running=True)
     if r.mem.ollama_at is None:
         r.mem = replace(r.mem, ollama_at=now)
-    missing = tuple(m for m in spec.models if not _has_model(health.models, m))
+    missing = tuple(m for m in spec.models if not has_model(health.models, m))
     if missing:
         r.mem = replace(r.mem, models_at=None)
         r.actions.append(Action(ActionKind.PULL_MODELS, inst.id, models=missing))
@@ -347,7 +255,7 @@ def _warm_up(r: _Round, inst: ObservedInstance, health: Health) -> Decision:
         r.obs.memory.phase != Phase.READY
         and target is not None
         and health.loaded is not None
-        and not _has_model(health.loaded, target)
+        and not has_model(health.loaded, target)
     ):
         since = r.mem.warm_up_at or now
         if (now - since).total_seconds() < WARM_UP_TIMEOUT:
@@ -413,9 +321,3 @@ def _to_bake(obs: Observation) -> bool:
     instance whose setup completed (so its disk holds the driver, Docker, the image and nginx)."""
     inst = obs.instance
     return obs.baked is False and inst is not None and obs.memory.set_up_instance == inst.id
-
-
-def _has_model(present: tuple[str, ...], wanted: str) -> bool:
-    """Ollama reports `name:tag`; a spec may omit `:latest`."""
-    full = wanted if ":" in wanted.rsplit("/", 1)[-1] else f"{wanted}:latest"
-    return wanted in present or full in present

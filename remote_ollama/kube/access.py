@@ -16,7 +16,7 @@ import logging
 import os
 from typing import Any
 
-from remote_ollama.proxy.app import Proxy
+from remote_ollama.proxy.handlers import Proxy
 from remote_ollama.proxy.interfaces import proxy_settings
 from remote_ollama.proxy.runloop import wait_at_most
 from remote_ollama.spec.parse import spec_or_defaults

@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from remote_ollama.spec.fields import FIELDS, Field
+from remote_ollama.spec.fields import FIELDS
+from remote_ollama.spec.fields_row import Field
 from remote_ollama.spec.patterns import DURATION_PATTERN
 
 FRAME = Path(__file__).with_name("crd_frame.yaml")

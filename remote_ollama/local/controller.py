@@ -12,18 +12,16 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from remote_ollama.cloud.errors import CloudError
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.cloud.port import Cloud
 from remote_ollama.core import cost
-from remote_ollama.core.backoff import UNREACHABLE_GRACE, backoff
 from remote_ollama.core.types import ActionKind, Activity, Decision, Health, Memory, WakeTiming
-from remote_ollama.engine.reconciler import Reconciler, Target, instance_name
-from remote_ollama.engine.status_doc import status_document
-from remote_ollama.engine.vm_client import RECORD_KEYS, CredentialStore, InstanceRecord
+from remote_ollama.engine.reconciler import Reconciler
+from remote_ollama.engine.target import Target, instance_name
 from remote_ollama.proxy.interfaces import NotReady, Upstream, UpstreamState
 from remote_ollama.proxy.runloop import wait_at_most
 from remote_ollama.spec.model import Spec
@@ -31,35 +29,17 @@ from remote_ollama.spec.names import STANDALONE_CLUSTER, VM_TLS_SERVER_NAME
 from remote_ollama.spec.schedule import utcnow
 from remote_ollama.spec.sections import format_duration
 from remote_ollama.spec.vocabulary import Phase, Reason
-from remote_ollama.vm.pki import VMCredentials
 
+from .credential_store import FileCredentialStore
+from .failures import CloudFailures
+from .leaving import leave
 from .settings import StandaloneConfig
 from .state_file import StandaloneState, StateFile
+from .status import standalone_status
 
 log = logging.getLogger("remote_ollama")
 
 Clock = Callable[[], datetime]
-
-
-class FileCredentialStore(CredentialStore):
-    def __init__(self, controller: LocalController):
-        self._c = controller
-
-    async def load(self) -> VMCredentials | None:
-        return self._c.files.credentials(self._c.saved)
-
-    async def save(self, creds: VMCredentials, record: InstanceRecord) -> None:
-        self._c.saved.credentials = {**creds.to_secret_data(), **record.to_data()}
-        self._c.persist()
-
-    async def record(self) -> InstanceRecord | None:
-        data = self._c.saved.credentials
-        return InstanceRecord.from_data(data) if data else None
-
-    async def keep(self, record: InstanceRecord) -> None:
-        data = {k: v for k, v in (self._c.saved.credentials or {}).items() if k not in RECORD_KEYS}
-        self._c.saved.credentials = {**data, **record.to_data()}
-        self._c.persist()
 
 
 class LocalController:
@@ -111,21 +91,12 @@ class LocalController:
         self.error: str | None = None
         self._kick = asyncio.Event()
         self._changed = asyncio.Condition()
-        self._max_backoff = max_backoff
-        self._failures = 0
+        self.failures = CloudFailures(max_backoff, clock)
         self._task: asyncio.Task[None] | None = None
         # Upper bound on the wait between rounds (the sandbox uses 1 s so a person sees each step).
         self.poll_cap: float | None = None
         self._upstream_cache: tuple[str, dict[str, str] | None, Upstream] | None = None
         self.prices = cost.prices_from(os.environ)
-        # A cloud error retrying cannot fix (quota, credentials): held requests fail after one round
-        # that still sees it, instead of waiting out the whole hold timeout.
-        # ... and so does a cloud API unreachable for UNREACHABLE_GRACE (a burst of failures that one
-        # more round outlives is ridden through): held requests get a 503 naming the host.
-        self.permanent_error: CloudError | None = None
-        self._permanent_seen_at = 0.0  # loop time the round that saw it began
-        self._unreachable_since: float | None = None  # loop time the current outage's first round began
-        self._retry_at: datetime | None = None  # when the loop tries again after that error
         self._wake_asked_at = 0.0  # loop time of the last wake request
         self._round_began = 0.0  # loop time the round of the current decision began
         self.setup: dict[str, Any] | None = None  # the VM's setup report of the last round that read one
@@ -191,15 +162,10 @@ class LocalController:
         permanent reason (as the operator's proxy reads it from the status; a newer wake request gets
         a round of its own first: the quota may have been raised meanwhile); so does an unreachable
         cloud API, once it has been so for UNREACHABLE_GRACE; or the VM's setup failed; or the budget refuses."""
-        since = self._unreachable_since
-        outage = 0.0 if since is None else asyncio.get_running_loop().time() - since
-        err = self.permanent_error
-        fresh = self._permanent_seen_at >= self._wake_asked_at
-        if err is not None and fresh and (not err.retryable or outage >= UNREACHABLE_GRACE):
-            retry_at = self._retry_at if err.retryable else None
-            return NotReady(
-                str(self.state_phase()), str(err), refused=True, reason=err.reason, retry_at=retry_at
-            )
+        now = asyncio.get_running_loop().time()
+        refused = self.failures.refusal(str(self.state_phase()), self._wake_asked_at, now)
+        if refused is not None:
+            return refused
         d = self.decision  # the VM's setup failed, seen by a round after the last wake request
         if d is not None and d.reason is Reason.SETUP_FAILED and self._round_began >= self._wake_asked_at:
             return NotReady(str(d.phase), d.message, refused=True, reason=Reason.SETUP_FAILED)
@@ -227,10 +193,7 @@ class LocalController:
                 if remaining <= 0:
                     state = self.state()
                     raise NotReady(state.phase, self.error or state.down_words())
-                since = self._unreachable_since
-                outage = 0.0 if since is None else loop.time() - since
-                if since is not None and outage < UNREACHABLE_GRACE:
-                    remaining = min(remaining, UNREACHABLE_GRACE - outage)  # look again at the grace's end
+                remaining = self.failures.look_again_in(remaining, loop.time())
                 await wait_at_most(self._changed.wait(), remaining)
 
     # -- ActivitySink ------------------------------------------------------------------------------------
@@ -340,34 +303,24 @@ class LocalController:
                 delay = (await self.step()).recheck_after
                 if self.poll_cap is not None:
                     delay = min(delay, self.poll_cap)
-                self._failures = 0
-                self.permanent_error = None
-                self._unreachable_since = None
+                self.failures.cleared()
             except CloudError as exc:
-                self._failures += 1
                 self.error = str(exc)
-                unreachable = exc.reason is Reason.CLOUD_UNAVAILABLE
-                self.permanent_error = exc if unreachable or not exc.retryable else None
-                self._permanent_seen_at = began
-                if not unreachable:
-                    self._unreachable_since = None
-                elif self._unreachable_since is None:
-                    self._unreachable_since = began
-                delay = backoff(self._failures, cap=self._max_backoff, jitter="half")
-                if not exc.retryable:
-                    delay = max(delay, self._max_backoff)
-                self._retry_at = self.clock() + timedelta(seconds=delay)
+                delay = self.failures.failed(exc, began)
                 log.warning("cloud error (%s), retrying in %.0f s: %s", exc.reason, delay, exc)
             except Exception as exc:  # a bug must not end the loop: held requests would wait in vain
-                self._failures += 1
                 self.error = f"internal error: {type(exc).__name__}: {exc}"
-                delay = self._max_backoff
+                delay = self.failures.crashed()
                 log.exception("lifecycle round failed; retrying in %.0f s", delay)
             async with self._changed:
                 self._changed.notify_all()
             if self.on_change is not None:
                 self.on_change()
             await wait_at_most(self._kick.wait(), delay)
+
+    def status(self) -> dict[str, Any]:
+        """The /status document."""
+        return standalone_status(self)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="remote-ollama-lifecycle")
@@ -379,7 +332,7 @@ class LocalController:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         try:
-            await asyncio.wait_for(self._leave(policy), timeout)
+            await asyncio.wait_for(leave(self, policy), timeout)
         except (TimeoutError, CloudError) as exc:
             known = self.saved.memory.instance_id
             what = f"instance {known}" if known else "any instance (none is known to exist)"
@@ -387,63 +340,6 @@ class LocalController:
                 "on exit: could not %s %s (%s); it is left as it is", policy, what, type(exc).__name__
             )
         await self.reconciler.close()
-
-    async def _leave(self, policy: str) -> None:
-        mem = self.saved.memory
-        if policy == "keep":
-            return
-        if policy == "destroy":
-            # by labels (a VM created in the round before SIGTERM has no id in memory yet); the
-            # security group can go only once the instance is gone: waits for it (bounded by stop())
-            deleted = await self.reconciler.destroy_all()
-            if deleted:
-                log.info("on exit: destroyed instance %s and its security group", ", ".join(deleted))
-            else:
-                log.info("on exit: no instance to destroy")
-            self.saved.memory = replace(mem, destroyed_for_idle=True, scaled_down_at=self.clock())
-            self.persist()
-            return
-        # By id, else by labels: a VM created in the round before SIGTERM has no id in memory yet.
-        instance = await self.reconciler.observe_instance(mem)
-        if instance is None:
-            log.info("on exit: no instance to stop")
-            return
-        if instance.state in ("running", "starting"):
-            await self.reconciler.cloud.stop_instance(instance.id, wait=False)
-            self.saved.memory = replace(mem, scaled_down_at=self.clock(), phase=Phase.STOPPING)
-            log.info("on exit: stopping instance %s", instance.id)
-        else:
-            log.info("on exit: instance %s is already %s", instance.id, instance.state)
-        self.persist()
-
-    # -- /status -----------------------------------------------------------------------------------------
-
-    def status(self) -> dict[str, Any]:
-        """The /status document."""
-        d = self.decision
-        phase = d.phase if d else self.saved.memory.phase
-        out = status_document(
-            self.spec,
-            phase=phase,
-            error=bool(self.error),
-            instance_status=self.instance_state or "none",
-            remote_url=d.endpoint if d else None,
-            setup=self.setup,
-        )
-        if self.saved.cost:
-            c = self.saved.cost
-            out["cost"] = {
-                k: c.get(k) for k in ("month", "runningHoursThisMonth", "estimatedSpend", "currency")
-            }
-            # a baked template's storage, only when there is one
-            out["cost"].update(
-                {k: c[k] for k in ("templateStorageGB", "templateMonthlySpend") if c.get(k) is not None}
-            )
-        if self.budget_refusal:
-            out["budget_exceeded"] = self.budget_refusal
-        if self.error:
-            out["error"] = self.error
-        return out
 
 
 def make_cloud(config: StandaloneConfig) -> AsyncExoscaleCloud:

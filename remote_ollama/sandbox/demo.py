@@ -18,7 +18,7 @@ from remote_ollama.local.replicas import ReplicaGroup
 from remote_ollama.local.serve import serve_standalone
 from remote_ollama.local.settings import ConfigError, StandaloneConfig
 from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
-from remote_ollama.sandbox.exoscale.state import SimTimings
+from remote_ollama.sandbox.exoscale.timings import SimTimings
 from remote_ollama.spec.sections import (
     format_duration,
     parse_duration,

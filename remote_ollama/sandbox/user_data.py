@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from remote_ollama.vm.cloudinit import (
+from remote_ollama.vm.ollama_release import DEFAULT_OLLAMA_VERSION, version_of
+from remote_ollama.vm.paths import (
     API_KEY_PATH,
     CA_PATH,
     MODELS_PATH,
@@ -23,7 +24,6 @@ from remote_ollama.vm.cloudinit import (
     TLS_KEY_PATH,
     TLS_KEY_SCRIPT_PATH,
 )
-from remote_ollama.vm.ollama_release import DEFAULT_OLLAMA_VERSION, version_of
 from remote_ollama.vm.pki import make_vm_identity
 
 _IMAGE_RE = re.compile(r"^ExecStart=/usr/bin/docker run .* (\S+)\s*$", re.MULTILINE)

@@ -19,40 +19,33 @@ a later boot (a start, or a boot from a template of this disk) finds it present 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
 import logging
-import os
-import socket
 import ssl
-import tempfile
-import threading
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from remote_ollama.core.setup import run_id
-from remote_ollama.sandbox.exoscale.state import Instance, SimTimings
-from remote_ollama.spec.names import API_KEY_HEADER, SETUP_STATUS_PATH, VM_PORT
+from remote_ollama.sandbox.exoscale.timings import SimTimings
+from remote_ollama.sandbox.ollama.server import make_ollama_app, ollama_state
+from remote_ollama.sandbox.vm_front import (
+    NGINX_502,
+    client_cert_check,
+    key_check,
+    server_ssl_context,
+)
+from remote_ollama.spec.names import SETUP_STATUS_PATH
 from remote_ollama.vm.ollama_release import DEFAULT_OLLAMA_VERSION
 
 from .user_data import UserDataError, VMConfig, parse_user_data
 
 log = logging.getLogger(__name__)
 
-
-# What the cloud-init nginx site answers (vm/cloudinit.py: `return 401 '…'` under default_type).
-NGINX_401 = '{"error":"missing or wrong X-Ollama-Key"}\n'
-
-
 # The setup steps of a first boot, in order (a model pull per model follows them).
 SETUP_STEPS = ("nginx", "driver", "docker", "image", "ollama")
 SETUP_DONE = "setup-done"  # on the disk once the whole setup ran
-NGINX_502 = "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>\n"
 
 
 @dataclass
@@ -98,75 +91,6 @@ class SetupDocument:
         return out
 
 
-def server_ssl_context(cert_pem: bytes, key_pem: bytes, client_ca_pem: bytes | None = None) -> ssl.SSLContext:
-    """nginx's `ssl_protocols TLSv1.3; ssl_verify_client on;` (load_cert_chain only reads files:
-    they go to a private temp dir for the call). nginx asks for a certificate and verifies one that
-    is sent, but a client sending none still gets its TLS session, then an HTTP 400 page
-    (`client_cert_check`). A certificate of another CA fails the handshake here, where nginx also
-    answers 400: Python cannot accept a certificate it failed to verify (the real-nginx tests cover it)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    if client_ca_pem is not None:
-        ctx.verify_mode = ssl.CERT_OPTIONAL
-        ctx.load_verify_locations(cadata=client_ca_pem.decode())
-    with tempfile.TemporaryDirectory(prefix="sim-vm-") as tmp:
-        cert, key = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
-        for path, data in ((cert, cert_pem), (key, key_pem)):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-        ctx.load_cert_chain(cert, key)
-    return ctx
-
-
-# -- the Ollama behind nginx ------------------------------------------------------------------------
-
-
-def _fallback_ollama_app(models: list[str], *, token_delay: float, pull_delay: float) -> web.Application:
-    """A minimal Ollama used until remote_ollama.sandbox.ollama.server exists."""
-    ready_at = time.monotonic() + pull_delay
-
-    def present() -> list[str]:
-        return list(models) if time.monotonic() >= ready_at else []
-
-    async def root(request: web.Request) -> web.Response:
-        return web.Response(text="Ollama is running")
-
-    async def version(request: web.Request) -> web.Response:
-        return web.json_response({"version": "0.0.0-sim"})
-
-    async def tags(request: web.Request) -> web.Response:
-        stamp = datetime.now(UTC).isoformat()
-        entries = [
-            {"name": m, "model": m, "modified_at": stamp, "size": 1, "digest": "0" * 64} for m in present()
-        ]
-        return web.json_response({"models": entries})
-
-    async def generate(request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        model = body.get("model", "")
-        if model not in present():
-            return web.json_response({"error": f"model '{model}' not found"}, status=404)
-        words = ["This", " is", " a", " simulated", " answer", "."]
-        if body.get("stream", True) is False:
-            return web.json_response({"model": model, "response": "".join(words), "done": True})
-        resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-        await resp.prepare(request)
-        for word in words:
-            await asyncio.sleep(token_delay)
-            await resp.write(json.dumps({"model": model, "response": word, "done": False}).encode() + b"\n")
-        await resp.write(json.dumps({"model": model, "response": "", "done": True}).encode() + b"\n")
-        await resp.write_eof()
-        return resp
-
-    app = web.Application()
-    app.router.add_get("/", root)
-    app.router.add_get("/api/version", version)
-    app.router.add_get("/api/tags", tags)
-    app.router.add_post("/api/generate", generate)
-    return app
-
-
 def make_vm_ollama_app(
     models: list[str],
     *,
@@ -175,92 +99,13 @@ def make_vm_ollama_app(
     version: str = DEFAULT_OLLAMA_VERSION,
     num_parallel: int | None = None,
 ) -> web.Application:
-    try:
-        from remote_ollama.sandbox.ollama.server import make_ollama_app
-    except ImportError:
-        return _fallback_ollama_app(models, token_delay=token_delay, pull_delay=pull_delay)
-    app: web.Application = make_ollama_app(
+    return make_ollama_app(
         models, token_delay=token_delay, pull_delay=pull_delay, version=version, num_parallel=num_parallel
     )
-    return app
 
 
-def key_check(api_key: str) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """nginx's `if ($http_x_ollama_key != …) { return 401; }`, outermost."""
-
-    @web.middleware
-    async def middleware(
-        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        given = request.headers.get(API_KEY_HEADER, "")
-        if not hmac.compare_digest(given.encode(), api_key.encode()):
-            return web.Response(
-                status=401,
-                body=NGINX_401.encode(),
-                content_type="application/octet-stream",
-                headers={"Server": "nginx"},
-            )
-        return await handler(request)
-
-    return middleware
-
-
-def nginx_page(status: int, title: str, line: str) -> web.Response:
-    """An nginx error page as nginx-light 1.22 sends it (495/496 go out as 400)."""
-    page = (
-        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
-        f"<center><h1>{status} Bad Request</h1></center>\r\n<center>{line}</center>\r\n"
-        "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-    )
-    return web.Response(status=status, text=page, content_type="text/html", headers={"Server": "nginx"})
-
-
-@web.middleware
-async def client_cert_check(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """nginx's `ssl_verify_client on` for a client that sent no certificate, before anything else."""
-    if not request.transport or not request.transport.get_extra_info("peercert"):
-        return nginx_page(
-            400, "400 No required SSL certificate was sent", "No required SSL certificate was sent"
-        )
-    return await handler(request)
-
-
-# -- addresses -----------------------------------------------------------------------------------
-
-
-class LoopbackPool:
-    """Hands out 127.0.X.Y addresses whose VM port is free; shared by all simulators of a process."""
-
-    _taken: set[str] = set()
-    _lock = threading.Lock()
-
-    def __init__(self, port: int = VM_PORT):
-        self.port = port
-        self._start = os.getpid() % 240
-
-    def _free(self, ip: str) -> bool:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind((ip, self.port))
-            except OSError:
-                return False
-        return True
-
-    def allocate_ip(self) -> str:
-        with self._lock:
-            for n in range(240 * 254):
-                third, fourth = 10 + (self._start + n // 254) % 240, 1 + n % 254
-                ip = f"127.0.{third}.{fourth}"
-                if ip not in self._taken and self._free(ip):
-                    self._taken.add(ip)
-                    return ip
-        raise RuntimeError("no free loopback address for a simulated VM")
-
-    def release_ip(self, ip: str) -> None:
-        with self._lock:
-            self._taken.discard(ip)
+def _add_model(app: web.Application, name: str) -> None:
+    ollama_state(app).add_model(name)
 
 
 # -- one VM ----------------------------------------------------------------------------------------
@@ -447,109 +292,3 @@ class SimulatedVM:
                 conn.force_close()
         await runner.cleanup()
         log.info("simulated VM %s (%s) is down", self.instance_id, self.ip)
-
-
-def _add_model(app: web.Application, name: str) -> None:
-    try:
-        from remote_ollama.sandbox.ollama.server import ollama_state
-    except ImportError:  # pragma: no cover - the fallback app has all its models
-        return
-    ollama_state(app).add_model(name)
-
-
-class VMFleet:
-    """InstanceHooks that run a SimulatedVM per running instance, one transition at a time each."""
-
-    def __init__(self, timings: SimTimings, *, port: int = VM_PORT):
-        self.timings = timings
-        self.pool = LoopbackPool(port)
-        self.port = port
-        self.vms: dict[str, SimulatedVM] = {}
-        self.disks: dict[str, Disk] = {}  # per instance: what its first boot wrote and installed
-        # per private template id: what its disk had installed (a boot from it skips those steps)
-        self.templates: dict[str, set[str]] = {}
-        self._snapshots: dict[str, set[str]] = {}
-        # setup steps that fail, with the log line they print (tests, the sandbox's --fail-setup)
-        self.fail_steps: dict[str, str] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._booting: dict[str, asyncio.Task[None]] = {}
-
-    def allocate_ip(self) -> str:
-        return self.pool.allocate_ip()
-
-    def release_ip(self, ip: str) -> None:
-        self.pool.release_ip(ip)
-
-    def _serialised(self, instance_id: str, step: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
-        lock = self._locks.setdefault(instance_id, asyncio.Lock())
-
-        async def run() -> None:
-            async with lock:
-                await step()
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    def booted(self, instance: Instance) -> None:
-        if not instance.public_ip:
-            log.warning("instance %s has no public IP: its VM is unreachable", instance.id)
-            return
-        vm = SimulatedVM(
-            instance.id,
-            instance.public_ip,
-            instance.user_data,
-            port=self.port,
-            timings=self.timings,
-            disk=self.disks.get(instance.id),
-            base=self.templates.get(instance.template_id),
-            fail_steps=self.fail_steps,
-        )
-
-        async def boot() -> None:
-            old = self.vms.get(instance.id)
-            if old is not None:
-                await old.shutdown()
-            self.vms[instance.id] = vm
-            await vm.boot()
-
-        def keep_disk(task: asyncio.Task[None]) -> None:
-            if vm.disk is not None:
-                self.disks[instance.id] = vm.disk
-
-        task = self._serialised(instance.id, boot)
-        task.add_done_callback(keep_disk)
-        self._booting[instance.id] = task
-
-    def halted(self, instance: Instance) -> None:
-        booting = self._booting.pop(instance.id, None)
-        if booting is not None and not booting.done():
-            booting.cancel()  # power cut during cloud-init: it never gets to listen
-
-        async def halt() -> None:
-            vm = self.vms.pop(instance.id, None)
-            if vm is not None:
-                await vm.shutdown()
-                if vm.disk is not None:
-                    self.disks[instance.id] = vm.disk
-
-        self._serialised(instance.id, halt)
-
-    def snapshotted(self, instance: Instance, snapshot_id: str) -> None:
-        disk = self.disks.get(instance.id)
-        self._snapshots[snapshot_id] = set(disk.installed) if disk is not None else set()
-
-    def promoted(self, snapshot_id: str, template_id: str) -> None:
-        # what a boot from the template finds installed; the first boot's "setup done" mark is not
-        # carried: cloud-init runs the setup again for the new instance (it skips what is there)
-        self.templates[template_id] = self._snapshots.get(snapshot_id, set()) - {SETUP_DONE}
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        for vm in list(self.vms.values()):
-            await vm.shutdown()
-        self.vms.clear()

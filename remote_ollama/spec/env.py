@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .fields import FIELDS, Field
+from remote_ollama.spec.fields import FIELDS
+from remote_ollama.spec.fields_row import Field
+
 from .model import SpecError
 from .sections import parse_duration
 

@@ -11,7 +11,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from .fields import ZONES
+from remote_ollama.spec.fields_row import ZONES
+
 from .model import Spec, SpecError
 from .patterns import OLLAMA_ENV_KEY_PATTERN
 from .rows import Own, Problems, RowParser, attr

@@ -10,7 +10,9 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .fields import FIELD, Field
+from remote_ollama.spec.fields import FIELD
+from remote_ollama.spec.fields_row import Field
+
 from .sections import parse_duration
 
 Problems = list[tuple[str, str]]

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from .fields import DEFAULT_TARGET_IN_FLIGHT, FIELD, default
+from remote_ollama.spec.fields import FIELD, default
+from remote_ollama.spec.fields_row import DEFAULT_TARGET_IN_FLIGHT
+
 from .patterns import DNS1123_SUBDOMAIN
 
 _DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")

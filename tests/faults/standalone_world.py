@@ -17,8 +17,10 @@ from waiting import until
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.local.controller import LocalController
 from remote_ollama.proxy.interfaces import Upstream
-from remote_ollama.sandbox.exoscale.api import BASE_PATH, ExoscaleSimulator, match_operation, split_zone
-from remote_ollama.sandbox.exoscale.state import GONE_STATES, Instance, SimTimings
+from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
+from remote_ollama.sandbox.exoscale.objects import GONE_STATES, Instance
+from remote_ollama.sandbox.exoscale.timings import SimTimings
+from remote_ollama.sandbox.exoscale.wire import BASE_PATH, match_operation, split_zone
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import LABEL_OWNER
 from remote_ollama.spec.sections import IdlePolicy, parse_instance_type

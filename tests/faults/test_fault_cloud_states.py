@@ -18,7 +18,7 @@ from waiting import until
 
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import NotReady, ProxySettings
-from remote_ollama.sandbox.exoscale.state import Operation
+from remote_ollama.sandbox.exoscale.objects import Operation
 from remote_ollama.spec.vocabulary import Phase
 
 

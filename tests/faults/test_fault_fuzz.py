@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from proxy_world import World, threaded_world
 
 from remote_ollama.kube.operator.status import parse_time
-from remote_ollama.spec.fields import ZONES
+from remote_ollama.spec.fields_row import ZONES
 from remote_ollama.spec.model import Spec, SpecError
 from remote_ollama.spec.parse import parse_spec
 from remote_ollama.spec.sections import (

@@ -16,7 +16,7 @@ from summary import record
 
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import ProxySettings
-from remote_ollama.sandbox.exoscale.state import SimTimings
+from remote_ollama.sandbox.exoscale.timings import SimTimings
 
 STOP_AFTER, INTERVAL = 1.0, 3.0
 SLOW = SimTimings(boot=0.2, stop=0.1, destroy=0.1, operation=0.02, token=0.7)

@@ -25,16 +25,10 @@ from pathlib import Path
 import yaml
 from cluster.control_plane import _die_with_parent
 
-from remote_ollama.sandbox.exoscale.state import Instance
-from remote_ollama.sandbox.vm import LoopbackPool
+from remote_ollama.sandbox.exoscale.objects import Instance
+from remote_ollama.sandbox.fleet import LoopbackPool
 from remote_ollama.spec.names import PROXY_PORT, VM_PORT
-from remote_ollama.vm.cloudinit import (
-    CONF_DIR,
-    NGINX_SITE_PATH,
-    TLS_CERT_PATH,
-    TLS_KEY_PATH,
-    TLS_KEY_SCRIPT_PATH,
-)
+from remote_ollama.vm.paths import CONF_DIR, NGINX_SITE_PATH, TLS_CERT_PATH, TLS_KEY_PATH, TLS_KEY_SCRIPT_PATH
 
 log = logging.getLogger(__name__)
 

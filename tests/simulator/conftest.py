@@ -11,7 +11,8 @@ import pytest
 from exoscale.api.v2 import Client
 from sim_api_world import FAST, KEY, SECRET, TLSMaterial
 
-from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator, SimulatorThread
+from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
+from remote_ollama.sandbox.exoscale.thread import SimulatorThread
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ import aiohttp
 import yaml
 from exoscale.api.v2 import Client
 
-from remote_ollama.sandbox.exoscale.state import SimTimings
+from remote_ollama.sandbox.exoscale.timings import SimTimings
 from remote_ollama.spec.names import API_KEY_HEADER, VM_PORT, VM_TLS_SERVER_NAME
 from remote_ollama.vm.pki import make_vm_identity
 

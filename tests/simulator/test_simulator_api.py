@@ -226,7 +226,7 @@ async def test_user_data_from_the_cloud_init_renderer_sets_up_the_vm(
     pins; the VM requires the client certificate of its CA (mutual TLS); a user-data replaced
     after the first boot (update-instance) is recorded and changes nothing on the VM, whose key
     stays on its disk across a stop and start."""
-    from remote_ollama.engine.vm_client import first_contact
+    from remote_ollama.engine.credentials import first_contact
     from remote_ollama.vm.cloudinit import encode_user_data, render_user_data
     from remote_ollama.vm.pki import client_ssl_context, pem_of
 

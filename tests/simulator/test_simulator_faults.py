@@ -4,8 +4,6 @@ thread runner for synchronous callers."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import requests
 from exoscale.api.exceptions import (
@@ -29,7 +27,8 @@ from sim_api_world import (
     vm_refuses,
 )
 
-from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator, SimulatorThread
+from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
+from remote_ollama.sandbox.exoscale.thread import SimulatorThread
 
 
 async def test_quota_counts_gpus_and_refuses_beyond_the_limit(sim: ExoscaleSimulator, client: Client) -> None:
@@ -191,24 +190,3 @@ async def test_reboot_takes_the_vm_down_and_back(
     await sim.wait_for(lambda: sim.vm(instance_id) not in (None, machine_before), what="a fresh boot")
     await until(lambda: serves(ip, tls), "VM serving after reboot")
     assert await vm_models(ip, tls) == sorted(MODELS)
-
-
-async def test_fallback_ollama_when_the_full_simulation_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """vm.py keeps working without sandbox/ollama.py: a minimal Ollama answers the basics."""
-    import sys
-
-    from aiohttp.test_utils import TestClient, TestServer
-
-    from remote_ollama.sandbox.vm import make_vm_ollama_app
-
-    monkeypatch.setitem(
-        sys.modules, "remote_ollama.sandbox.ollama.server", None
-    )  # import now raises ImportError
-    app = make_vm_ollama_app(["m:1"], token_delay=0.0, pull_delay=0.0)
-    async with TestClient(TestServer(app)) as http:
-        assert await (await http.get("/")).text() == "Ollama is running"
-        assert (await (await http.get("/api/tags")).json())["models"][0]["name"] == "m:1"
-        resp = await http.post("/api/generate", json={"model": "m:1", "prompt": "x"})
-        lines = [json.loads(line) for line in (await resp.text()).splitlines()]
-        assert lines[-1]["done"] is True
-        assert (await http.post("/api/generate", json={"model": "nope", "prompt": "x"})).status == 404

@@ -24,9 +24,10 @@ from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.cloud.port import Cloud
 from remote_ollama.core.observed import GONE
 from remote_ollama.core.types import WakeTiming
+from remote_ollama.engine.credentials import RECORD_KEYS, CredentialStore, InstanceRecord
 from remote_ollama.engine.metrics import LifecycleMetrics
-from remote_ollama.engine.reconciler import Reconciler, Target, instance_name
-from remote_ollama.engine.vm_client import RECORD_KEYS, CredentialStore, InstanceRecord
+from remote_ollama.engine.reconciler import Reconciler
+from remote_ollama.engine.target import Target, instance_name
 from remote_ollama.kube.api import KubeAPI, KubeError, path_for
 from remote_ollama.kube.operator.events import event
 from remote_ollama.spec.model import Spec

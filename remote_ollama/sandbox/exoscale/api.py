@@ -17,126 +17,41 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import re
-import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
-from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 from aiohttp import web
-from exoscale.api.v2 import Client
 
 from remote_ollama.sandbox.exoscale.catalog import Catalog
 from remote_ollama.sandbox.exoscale.faults import FailRule, Faults
 from remote_ollama.sandbox.exoscale.handlers import HANDLERS, ApiContext
+from remote_ollama.sandbox.exoscale.objects import ApiError, Instance
 from remote_ollama.sandbox.exoscale.signing import SignatureError, verify
-from remote_ollama.sandbox.exoscale.state import (
-    Account,
-    ApiError,
-    CloudState,
-    Instance,
-    InstanceHooks,
-    NoMachines,
-    SimTimings,
+from remote_ollama.sandbox.exoscale.state import Account, CloudState, InstanceHooks, NoMachines
+from remote_ollama.sandbox.exoscale.timings import SimTimings
+from remote_ollama.sandbox.exoscale.wire import (
+    BASE_PATH,
+    UNSIGNED_OPERATIONS,
+    Call,
+    answer,
+    error,
+    match_operation,
+    query_of,
+    split_zone,
 )
-from remote_ollama.sandbox.vm import SimulatedVM, VMFleet
-from remote_ollama.spec.fields import ZONES
+from remote_ollama.sandbox.fleet import VMFleet
+from remote_ollama.sandbox.vm import SimulatedVM
+from remote_ollama.spec.fields_row import ZONES
 from remote_ollama.spec.names import VM_PORT
 from remote_ollama.spec.sections import DEFAULT_ZONE
 
-__all__ = ["Call", "ExoscaleSimulator", "SimTimings", "SimulatorThread"]
+__all__ = ["ExoscaleSimulator"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-BASE_PATH = "/v2"
 ZONE = "{zone}"  # the placeholder in `url`, as in the API description's own server URL
 MAX_CALLS = 20000
-UNSIGNED_OPERATIONS = {"list-zones"}  # the SDK sends it without credentials
-Observer = Callable[[str, Any, int, Any], None]
-# Called with (operationId, request body, status, answer) for each answered call, errors included:
-# the tests hold the simulator's traffic to the API's own description with it
-# (tests/exoscale_openapi.py). A simulator in another process (the sandbox) appends the same
-# exchanges as JSON lines to the file RECORD_ENV names, for the tests to read back.
-EXCHANGE_OBSERVERS: list[Observer] = []
-RECORD_ENV = "REMOTE_OLLAMA_SIMULATOR_RECORD"
-MAX_RECORD_BYTES = 64 * 1024 * 1024
-
-
-class ExchangeRecorder:
-    """Appends each exchange to a file as a JSON line (capped: a long sandbox session stops adding)."""
-
-    def __init__(self, path: Path, limit: int = MAX_RECORD_BYTES):
-        self.path, self.limit = path, limit
-        self.lock = threading.Lock()
-
-    def __call__(self, operation: str, body: Any, status: int, answer: Any) -> None:
-        line = json.dumps({"operation": operation, "body": body, "status": status, "answer": answer})
-        with self.lock:
-            size = self.path.stat().st_size if self.path.exists() else 0
-            if size + len(line) < self.limit:  # user-data is in there: the owner's file only
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-                with os.fdopen(fd, "a", encoding="utf-8") as out:
-                    out.write(line + "\n")
-
-
-if os.environ.get(RECORD_ENV):
-    EXCHANGE_OBSERVERS.append(ExchangeRecorder(Path(os.environ[RECORD_ENV])))
-
-
-class Call(NamedTuple):
-    method: str
-    path: str  # the API path, "/v2/..." (without the zone prefix)
-    operation: str
-    zone: str = DEFAULT_ZONE
-
-
-def _compile_routes() -> list[tuple[str, re.Pattern[str], str, dict[str, str]]]:
-    """(verb, regex, operationId, group->param name) for every path in the SDK's spec."""
-    routes = []
-    for op_id, entry in Client._by_operation.items():
-        names: dict[str, str] = {}
-
-        def group(m: re.Match[str], names: dict[str, str] = names) -> str:
-            key = f"p{len(names)}"
-            names[key] = m.group(1)
-            return f"(?P<{key}>[^/:]+)"
-
-        parts = re.split(r"(\{[^}]+\})", entry["path"])
-        pattern = "".join(
-            re.sub(r"^\{([^}]+)\}$", group, p) if p.startswith("{") else re.escape(p) for p in parts
-        )
-        routes.append((entry["verb"].upper(), re.compile(f"^{pattern}$"), op_id, names))
-    routes.sort(key=lambda r: len(r[3]))  # literal segments win over parameters
-    return routes
-
-
-_ROUTES = _compile_routes()
-
-
-def match_operation(method: str, path: str) -> tuple[str, dict[str, str]] | None:
-    for verb, regex, op_id, names in _ROUTES:
-        m = regex.match(path)
-        if m and verb == method:
-            return op_id, {names[k]: v for k, v in m.groupdict().items()}
-    return None
-
-
-def _answer(operation: str, body: Any, status: int, answer: dict[str, Any]) -> web.Response:
-    for observe in EXCHANGE_OBSERVERS:
-        observe(operation, body, status, answer)
-    return web.json_response(answer, status=status)
-
-
-def _error(status: int, message: str, operation: str = "unknown", body: Any = None) -> web.Response:
-    return _answer(operation, body, status, {"message": message})
-
-
-def split_zone(path: str) -> tuple[str, str]:
-    """The zone and the API path of "/<zone>/v2/..." ("/v2/...")."""
-    head, sep, tail = path.lstrip("/").partition("/")
-    return (head, f"/{tail}") if sep else (head, "")
 
 
 class ExoscaleSimulator:
@@ -267,7 +182,7 @@ class ExoscaleSimulator:
             await asyncio.sleep(delay)
         injected = self.state.faults.take_failure(op_id, path)
         if injected is not None:
-            return _error(injected.status, injected.message, op_id)
+            return error(injected.status, injected.message, op_id)
         body = await request.read()
         header = request.headers.get("Authorization")
         if op_id not in UNSIGNED_OPERATIONS or header:
@@ -283,24 +198,24 @@ class ExoscaleSimulator:
                 )
             except SignatureError as exc:
                 log.info("rejected %s %s: %s", request.method, path, exc)
-                return _error(403, "Invalid request signature", op_id)
+                return error(403, "Invalid request signature", op_id)
         if state is None:
-            return _error(404, f"no zone {zone!r}: the API is served under /<zone>{BASE_PATH}")
+            return error(404, f"no zone {zone!r}: the API is served under /<zone>{BASE_PATH}")
         if route is None:
-            return _error(404, f"no route for {request.method} {path}")
+            return error(404, f"no route for {request.method} {path}")
         handler = HANDLERS.get(op_id)
         if handler is None:
-            return _error(501, f"{op_id} is not implemented by the simulator", op_id)
+            return error(501, f"{op_id} is not implemented by the simulator", op_id)
         try:
             payload = json.loads(body) if body else None
         except ValueError:
-            return _error(400, "request body is not valid JSON", op_id)
+            return error(400, "request body is not valid JSON", op_id)
         ctx = ApiContext(state, self.catalog, zone, self.url, self.quota_error_status)
         try:
-            answer = handler(ctx, params, _multi(request), payload)
+            reply = handler(ctx, params, query_of(request), payload)
         except ApiError as exc:
-            return _error(exc.status, exc.message, op_id, payload)
-        return _answer(op_id, payload, 200, answer)
+            return error(exc.status, exc.message, op_id, payload)
+        return answer(op_id, payload, 200, reply)
 
     # -- fault injection -----------------------------------------------------------------------
     def fail_next(
@@ -412,56 +327,3 @@ class ExoscaleSimulator:
             return (vm is not None and vm.serving) == serving
 
         await self.wait_for(reached, timeout, f"VM {instance_id} serving={serving}")
-
-
-def _multi(request: web.Request) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for key, value in request.rel_url.query.items():
-        out.setdefault(key, []).append(value)
-    return out
-
-
-class SimulatorThread:
-    """Runs an ExoscaleSimulator on its own event loop in a daemon thread, for synchronous code."""
-
-    def __init__(self, **kwargs: Any):
-        self.sim = ExoscaleSimulator(**kwargs)
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="exoscale-sim", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return self.sim.url
-
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._thread.start()
-        return self.run(self.sim.start(host, port))
-
-    def stop(self) -> None:
-        if not self._thread.is_alive():
-            return
-        self.run(self.sim.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
-        self.loop.close()
-
-    def run(self, coro: Coroutine[Any, Any, T] | Awaitable[T], timeout: float = 60.0) -> T:
-        """Run a coroutine on the simulator's loop and return its result."""
-
-        async def wrap() -> T:
-            return await coro
-
-        return asyncio.run_coroutine_threadsafe(wrap(), self.loop).result(timeout=timeout)
-
-    def offline(self) -> None:
-        self.run(self.sim.go_offline())
-
-    def online(self) -> None:
-        self.run(self.sim.go_online())
-
-    def __enter__(self) -> SimulatorThread:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

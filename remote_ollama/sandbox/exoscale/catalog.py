@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from remote_ollama.spec.fields import ZONES
+from remote_ollama.spec.fields_row import ZONES
 
 _NS = uuid.UUID("6f1c1f0e-5d3b-4d1e-9a51-2b9c1d0e7a11")
 

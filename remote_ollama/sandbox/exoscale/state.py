@@ -8,230 +8,21 @@ tell the VM fleet when an instance's machine should come up or go down.
 from __future__ import annotations
 
 import asyncio
-import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from remote_ollama.sandbox.exoscale.catalog import InstanceTypeEntry
 from remote_ollama.sandbox.exoscale.faults import Faults
-
-GONE_STATES = ("destroying", "destroyed", "expunging")
-
-
-@dataclass(frozen=True)
-class SimTimings:
-    """Seconds each transition takes. `operation` is how long an async operation stays pending;
-    `cloud_init` is the wait between `running` and the VM's TLS port answering (packages, nginx);
-    `pull` is how long an /api/pull takes. The setup steps a first boot goes through (`driver`,
-    `docker`, `image`, `ollama_start`, and each model's `model_bytes` at `bandwidth` bytes/s) and
-    the services' start on a later boot (`services`) are 0 here (tests); `seed()` gives the real
-    figures, scaled."""
-
-    boot: float = 0.2
-    stop: float = 0.2
-    destroy: float = 0.2
-    operation: float = 0.05
-    cloud_init: float = 0.0
-    pull: float = 0.0
-    token: float = 0.005
-    driver: float = 0.0
-    docker: float = 0.0
-    image: float = 0.0
-    ollama_start: float = 0.0
-    services: float = 0.0  # a boot whose disk is set up already: Docker and Ollama start
-    model_bytes: int = 4_900_000_000  # granite3.1-dense:8b
-    bandwidth: float = 0.0  # bytes/s of a model pull; 0: at once
-    snapshot: float = 0.0  # create-snapshot of a stopped instance's disk
-    template: float = 0.0  # promote-snapshot-to-template
-    template_boot: float = 0.0  # cloud-init's packages step on a boot from a baked template (all there)
-
-    @classmethod
-    def seed(cls, scale: float = 1.0, **override: float) -> SimTimings:
-        """The seed's measured figures on real Exoscale (boot 1-2 min, NVIDIA driver and Docker 2-3
-        min, Ollama image 1-2 min, model 1-2 min; 30-60 s from stopped), times `scale`."""
-        figures = {
-            "boot": 40.0,  # the instance to running (a start from stopped too)
-            "stop": 20.0,
-            "destroy": 20.0,
-            "operation": 1.0,
-            "cloud_init": 45.0,  # package lists and packages (nginx, Docker) before the setup script
-            "pull": 100.0,
-            "driver": 120.0,
-            "docker": 40.0,
-            "image": 80.0,
-            "ollama_start": 5.0,
-            "services": 10.0,
-            "bandwidth": 50e6,  # 4.9 GB in ~100 s
-            "snapshot": 60.0,
-            "template": 120.0,
-            "template_boot": 15.0,  # package lists only: the packages are on the baked disk
-        }
-        out: dict[str, Any] = {k: (v / scale if k == "bandwidth" else v * scale) for k, v in figures.items()}
-        return cls(**{"token": 0.005, **out, **override})
-
-
-class ApiError(Exception):
-    """An error the API answers synchronously: HTTP status and the `message` the client sees."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-@dataclass
-class Rule:
-    id: str
-    flow_direction: str
-    protocol: str
-    network: str | None = None
-    start_port: int | None = None
-    end_port: int | None = None
-    description: str = ""
-
-    def to_api(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": self.id,
-            "flow-direction": self.flow_direction,
-            "protocol": self.protocol,
-        }
-        if self.network is not None:
-            out["network"] = self.network
-        if self.start_port is not None:
-            out["start-port"] = self.start_port
-        if self.end_port is not None:
-            out["end-port"] = self.end_port
-        if self.description:
-            out["description"] = self.description
-        return out
-
-
-@dataclass
-class SecurityGroup:
-    id: str
-    name: str
-    description: str = ""
-    rules: list[Rule] = field(default_factory=list)
-
-    def to_api(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "name": self.name, "rules": [r.to_api() for r in self.rules]}
-        if self.description:
-            out["description"] = self.description
-        return out
-
-
-@dataclass
-class Instance:
-    id: str
-    name: str
-    instance_type: InstanceTypeEntry
-    template_id: str
-    disk_size: int
-    state: str
-    created_at: str
-    user_data: str | None = None
-    # every user-data an update-instance replaced (oldest first): tests see what was scrubbed
-    replaced_user_data: list[str] = field(default_factory=list, repr=False)
-    labels: dict[str, str] = field(default_factory=dict)
-    security_group_ids: list[str] = field(default_factory=list)
-    public_ip: str | None = None
-    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
-
-    def to_api(self, *, summary: bool = False) -> dict[str, Any]:
-        """`summary`: the shorter shape list-instances returns (no user-data, no disk-size)."""
-        out: dict[str, Any] = {
-            "id": self.id,
-            "name": self.name,
-            "state": self.state,
-            "created-at": self.created_at,
-            "labels": dict(self.labels),
-            "instance-type": {"id": self.instance_type.id},
-            "template": {"id": self.template_id},
-            "security-groups": [{"id": sg} for sg in self.security_group_ids],
-            "public-ip-assignment": "inet4" if self.public_ip else "none",
-        }
-        if self.public_ip:
-            out["public-ip"] = self.public_ip
-        if not summary:
-            out["disk-size"] = self.disk_size
-            if self.user_data is not None:
-                out["user-data"] = self.user_data
-        return out
-
-
-@dataclass
-class Snapshot:
-    """create-snapshot of an instance's root disk (dies with its instance)."""
-
-    id: str
-    name: str
-    instance_id: str
-    size: int  # GiB
-    created_at: str
-    state: str = "snapshotting"
-
-    def to_api(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "created-at": self.created_at,
-            "state": self.state,
-            "size": self.size,
-            "instance": {"id": self.instance_id},
-        }
-
-
-@dataclass
-class PrivateTemplate:
-    """promote-snapshot-to-template: a private template (outlives the instance), 10-100 GB."""
-
-    id: str
-    name: str
-    description: str
-    size: int  # GiB (the API shows bytes)
-    zone: str
-    created_at: str
-    default_user: str = "ubuntu"
-
-    def to_api(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "description": self.description,
-            "family": "other",
-            "default-user": self.default_user,
-            "boot-mode": "legacy",
-            "password-enabled": False,
-            "ssh-key-enabled": True,
-            "visibility": "private",
-            "size": self.size * 1024**3,
-            "zones": [self.zone],
-            "created-at": self.created_at,
-        }
-
-
-@dataclass
-class Operation:
-    id: str
-    reference_id: str
-    link: str
-    command: str
-    state: str = "pending"
-    reason: str | None = None
-    message: str | None = None
-
-    def to_api(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": self.id,
-            "state": self.state,
-            "reference": {"id": self.reference_id, "link": self.link, "command": self.command},
-        }
-        if self.reason:
-            out["reason"] = self.reason
-        if self.message:
-            out["message"] = self.message
-        return out
+from remote_ollama.sandbox.exoscale.objects import (
+    GONE_STATES,
+    ApiError,
+    Instance,
+    Operation,
+    PrivateTemplate,
+    SecurityGroup,
+    Snapshot,
+    new_id,
+    now_rfc3339,
+)
+from remote_ollama.sandbox.exoscale.timings import SimTimings
 
 
 class InstanceHooks(Protocol):
@@ -269,14 +60,6 @@ class NoMachines:
 
     def promoted(self, snapshot_id: str, template_id: str) -> None:
         pass
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Account:

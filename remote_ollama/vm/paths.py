@@ -1,0 +1,21 @@
+"""Where the user-data's files and the setup's records are on the VM."""
+
+CONF_DIR = "/etc/remote-ollama"
+CA_PATH = f"{CONF_DIR}/ca.crt"
+TLS_CERT_PATH = f"{CONF_DIR}/tls.crt"
+TLS_KEY_PATH = f"{CONF_DIR}/tls.key"
+API_KEY_PATH = f"{CONF_DIR}/api-key"
+API_KEY_CHECK_PATH = f"{CONF_DIR}/api-key.conf"  # nginx include, 0600 (the nginx master reads it as root)
+METADATA_SERVER = "169.254.169.254"
+MODELS_PATH = f"{CONF_DIR}/models"
+IMAGE_PATH = f"{CONF_DIR}/image"
+TLS_ID_PATH = f"{CONF_DIR}/tls.instance-id"  # the instance the key was made for
+SETUP_DOC_PATH = "/var/lib/remote-ollama/setup.json"
+SETUP_LOG_PATH = "/var/log/remote-ollama-setup.log"
+STEP_TOOL_PATH = "/usr/local/sbin/remote-ollama-step"
+NGINX_SITE_PATH = f"{CONF_DIR}/nginx.conf"
+SETUP_PATH = "/usr/local/sbin/remote-ollama-setup"
+TLS_KEY_SCRIPT_PATH = "/usr/local/sbin/remote-ollama-tls-key"
+PULL_PATH = "/usr/local/sbin/remote-ollama-pull-models"
+OLLAMA_UNIT_PATH = "/etc/systemd/system/remote-ollama-ollama.service"
+MODELS_UNIT_PATH = "/etc/systemd/system/remote-ollama-models.service"
