@@ -185,7 +185,7 @@ async def test_api_unreachable_while_ready_degrades_status_keeps_serving_and_rec
         started = time.monotonic()
         await until(lambda: c.status()["provisioning_status"] == "error", 5, "status to degrade")
         # A long outage in fast time: many consecutive failed rounds.
-        await until(lambda: c._failures >= 12, 20, "12 failed rounds")
+        await until(lambda: c.failures.count >= 12, 20, "12 failed rounds")
         window = time.monotonic() - started
         assert c._task is not None and not c._task.done(), "the loop must keep running"
         assert c.state().ready, "the VM itself still serves while the API is away"
