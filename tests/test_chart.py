@@ -32,7 +32,7 @@ from chart_world import (
 )
 
 from remote_ollama.core import cost
-from remote_ollama.spec.policy import policy_from
+from remote_ollama.spec.policy import Policy, policy_from_data
 
 
 @pytest.fixture(scope="module")
@@ -110,11 +110,16 @@ def test_default_install_is_the_operator_and_nothing_else(
     assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == [
         ("ClusterRole", "remote-ollama"),
         ("ClusterRoleBinding", "remote-ollama"),
+        ("ConfigMap", "remote-ollama-policy"),  # the spend policy (empty: anything goes)
         ("Deployment", "remote-ollama"),
+        ("Role", "remote-ollama"),  # the policy and the namespaces' spend meters, in its own namespace
+        ("RoleBinding", "remote-ollama"),
         ("ServiceAccount", "remote-ollama"),
         # the proxies may change only their activity annotations
         ("ValidatingAdmissionPolicy", "remote-ollama-proxy-activity-only"),
+        ("ValidatingAdmissionPolicy", "remote-ollama-spend-policy"),
         ("ValidatingAdmissionPolicyBinding", "remote-ollama-proxy-activity-only"),
+        ("ValidatingAdmissionPolicyBinding", "remote-ollama-spend-policy"),
     ]
 
 
@@ -163,17 +168,34 @@ def test_prices_reach_the_operator_as_json(default_install: tuple[list[dict[str,
     assert prices == {"currency": cost.DEFAULT_CURRENCY, "perHour": cost.DEFAULT_PER_HOUR}
 
 
-def test_the_spend_policy_reaches_the_operator_as_json_and_parses(
+def test_the_spend_policy_is_one_configmap_that_admission_and_the_operator_read(
     default_install: tuple[list[dict[str, Any]], str], full_install: tuple[list[dict[str, Any]], str]
 ) -> None:
     def env(objects: list[dict[str, Any]]) -> dict[str, Any]:
         (container,) = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
         return {e["name"]: e.get("value") for e in container["env"]}
 
-    assert "REMOTE_OLLAMA_POLICY" not in env(default_install[0])  # no policy: anything goes
-    text = env(full_install[0])["REMOTE_OLLAMA_POLICY"]
-    assert json.loads(text) == ALL_FEATURES["policy"]
-    assert policy_from({"REMOTE_OLLAMA_POLICY": text}).max_disk_size == 200  # what the operator reads
+    for objects, _ in (default_install, full_install):
+        (params,) = [o for o in objects if o["kind"] == "ConfigMap"]
+        name, namespace = params["metadata"]["name"], params["metadata"]["namespace"]
+        assert env(objects)["REMOTE_OLLAMA_POLICY_CONFIGMAP"] == name and "REMOTE_OLLAMA_POLICY" not in env(
+            objects
+        )
+        (binding,) = [
+            o
+            for o in by_kind(objects, "ValidatingAdmissionPolicyBinding")
+            if "spend" in o["metadata"]["name"]
+        ]
+        assert binding["spec"]["paramRef"] == {
+            "name": name,
+            "namespace": namespace,
+            "parameterNotFoundAction": "Deny",
+        }
+    assert policy_from_data(one(default_install[0], "ConfigMap")["data"], "p") == Policy()
+    policy = policy_from_data(one(full_install[0], "ConfigMap")["data"], "p")  # what the operator reads
+    assert policy.instance_types == ("gpua5000.small", "gpu3080ti.*") and policy.zones == ("at-vie-2",)
+    assert policy.max_disk_size == 200 and [str(n) for n in policy.source_cidrs] == ["10.0.0.0/8"]
+    assert policy.namespace_monthly_spend == 250.5
 
 
 @pytest.mark.parametrize("install", ["default_install", "full_install"])

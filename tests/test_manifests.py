@@ -63,18 +63,23 @@ def test_install_is_the_operator_and_nothing_else() -> None:
     assert sorted(key(o) for o in install_objects()) == [
         ("ClusterRole", "remote-ollama"),
         ("ClusterRoleBinding", "remote-ollama"),
+        ("ConfigMap", "remote-ollama-policy"),  # the spend policy: admission and the operator read it
         ("CustomResourceDefinition", "clusterkopfpeerings.kopf.dev"),
         ("CustomResourceDefinition", "kopfpeerings.kopf.dev"),
         ("CustomResourceDefinition", "remoteollamas.remoteollama.dev"),
         ("Deployment", "remote-ollama"),
         ("Namespace", "remote-ollama"),
+        ("Role", "remote-ollama"),
+        ("RoleBinding", "remote-ollama"),
         ("ServiceAccount", "remote-ollama"),
         # the proxies may change only their activity annotations
         ("ValidatingAdmissionPolicy", "remote-ollama-proxy-activity-only"),
+        ("ValidatingAdmissionPolicy", "remote-ollama-spend-policy"),
         ("ValidatingAdmissionPolicyBinding", "remote-ollama-proxy-activity-only"),
+        ("ValidatingAdmissionPolicyBinding", "remote-ollama-spend-policy"),
     ]
     for obj in install_objects():
-        if obj["kind"] in {"Deployment", "ServiceAccount"}:
+        if obj["kind"] in {"Deployment", "ServiceAccount", "ConfigMap", "Role", "RoleBinding"}:
             assert obj["metadata"]["namespace"] == "remote-ollama"
 
 

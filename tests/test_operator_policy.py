@@ -51,3 +51,38 @@ def test_a_spec_outside_the_policy_is_refused_before_any_cloud_call(kube: KubeNa
         wait_until(
             lambda: (ready_condition(world) or {}).get("reason") != "PolicyViolation", 30, "refusal lifted"
         )
+
+
+def test_the_operator_reads_the_policy_configmap_that_admission_reads(kube: KubeNamespace) -> None:
+    """Under the chart the policy's one home is the ConfigMap `remote-ollama-policy` in the
+    operator's namespace: a resource admitted before the platform team tightened it is refused by
+    the operator at its next round, naming that ConfigMap, with no restart and no cloud call."""
+    params = ("configmap", "remote-ollama-policy", "-n", "remote-ollama")
+    env = {
+        "REMOTE_OLLAMA_POLICY_CONFIGMAP": "remote-ollama-policy",
+        "REMOTE_OLLAMA_NAMESPACE": "remote-ollama",
+    }
+    with cloud_world(kube) as world:
+        world.start_operator(**env)
+        world.apply(remote_ollama(instanceType="gpu3.huge"))  # admitted: no policy yet (and no Secret)
+        wait_until(lambda: world.phase() == "Pending", 30, "the resource waiting for its Secret")
+        try:
+            tighten = '{"data": {"instanceTypes": "gpua5000.small"}}'
+            kube.kubectl("patch", *params, "--type=merge", "-p", tighten, check=True)
+            world.apply(credentials_secret())
+            stamp = "remoteollama.dev/wake-requested=2026-12-02T10:00:00Z"  # a request: a round now
+            kube.kubectl("annotate", "rol", "granite", stamp, "--overwrite", check=True)
+
+            def refused() -> dict[str, Any] | None:
+                cond = ready_condition(world)
+                return cond if cond and cond["reason"] == "PolicyViolation" else None
+
+            message = wait_until(refused, 30, "Ready=False PolicyViolation")["message"]
+            assert message == (
+                "platform policy remote-ollama/remote-ollama-policy: spec.instanceType gpu3.huge is not "
+                "allowed (allowed: gpua5000.small)"
+            )
+            assert world.sim.sim.calls == []
+        finally:
+            empty = '[{"op": "replace", "path": "/data", "value": {}}]'
+            kube.kubectl("patch", *params, "--type=json", "-p", empty)

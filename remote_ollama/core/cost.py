@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from remote_ollama.spec.vocabulary import Reason
+
 # Instance states in which Exoscale holds (and bills) the GPU.
 BILLABLE_STATES = frozenset({"starting", "running", "stopping", "migrating"})
 
@@ -227,6 +229,19 @@ class BudgetVerdict:
     exceeded: str | None = None
     recheck_after: float | None = None
     resets_at: datetime | None = None
+    reason: Reason = Reason.BUDGET_EXCEEDED  # whose cap: the resource's budget or its namespace's
+
+
+def stricter(own: BudgetVerdict, other: BudgetVerdict | None) -> BudgetVerdict:
+    """Two caps at once (the resource's and its namespace's): refused when either refuses (the
+    other's words first); else looked at again when the sooner of the two may be reached."""
+    if other is None:
+        return own
+    for verdict in (other, own):
+        if verdict.exceeded:
+            return verdict
+    waits = [w for w in (own.recheck_after, other.recheck_after) if w is not None]
+    return BudgetVerdict(None, min(waits) if waits else None)
 
 
 def budget_verdict(

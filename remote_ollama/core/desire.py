@@ -75,7 +75,7 @@ def desire(obs: Observation) -> Desire:
     if obs.blocked_reason:
         return Desire(False, Reason.BLOCKED, obs.blocked_reason)
     if obs.budget is not None and obs.budget.exceeded:
-        return Desire(False, Reason.BUDGET_EXCEEDED, obs.budget.exceeded)
+        return Desire(False, obs.budget.reason, obs.budget.exceeded)
     if spec.suspend:
         return Desire(False, Reason.SUSPENDED, "spec.suspend is true")
     failed_at = mem.setup_failed_at

@@ -134,7 +134,11 @@ def _book_wake(r: _Round) -> None:
                 wake_refused_at=None,
             )
             r.events.append(f"waking: {want.message}")
-    elif want.reason in (Reason.BUDGET_EXCEEDED, Reason.BLOCKED) and wake_pending(r.obs):
+    elif want.reason in (
+        Reason.BUDGET_EXCEEDED,
+        Reason.NAMESPACE_SPEND_CAP_REACHED,
+        Reason.BLOCKED,
+    ) and wake_pending(r.obs):
         r.mem = replace(r.mem, wake_refused_at=now)
     elif mem.scaled_down_at is None:
         r.mem = replace(_without_milestones(r.mem), scaled_down_at=now, wake_requested_at=None)

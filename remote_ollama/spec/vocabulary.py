@@ -67,6 +67,9 @@ class Reason(StrEnum):
     SECURITY_GROUP_IN_USE = "SecurityGroupInUse"
     # -- refusals that end by themselves at a known time -----------------------------------------------
     BUDGET_EXCEEDED = "BudgetExceeded"
+    # the namespace's estimated spend this month reached the platform policy's namespaceMonthlySpend:
+    # every RemoteOllama of the namespace is stopped and refused until the month ends
+    NAMESPACE_SPEND_CAP_REACHED = "NamespaceSpendCapReached"
     # -- the lifecycle: why the VM should run, or not (a decision's reason) ----------------------------
     BLOCKED = "Blocked"  # something outside the spec stops it (e.g. the credentials Secret)
     SUSPENDED = "Suspended"
@@ -203,6 +206,7 @@ WARNING = (
         Reason.NAME_CONFLICT,
         Reason.FOREIGN_INSTANCE_IGNORED,
         Reason.UNRECORDED_INSTANCE_IGNORED,
+        Reason.NAMESPACE_SPEND_CAP_REACHED,
     }
 )
 # The reason of a VM in a transitional state (any other: INSTANCE_TRANSITIONING).

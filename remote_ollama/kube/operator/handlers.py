@@ -36,7 +36,7 @@ from remote_ollama.spec.names import (
     security_group_name,
 )
 from remote_ollama.spec.parse import parse_spec
-from remote_ollama.spec.policy import POLICY_ENV, policy_from, violations
+from remote_ollama.spec.policy import violations
 from remote_ollama.spec.schedule import utcnow
 from remote_ollama.spec.vocabulary import ConditionType, Phase, Reason
 
@@ -46,6 +46,7 @@ from .cost_round import CostRound, prices
 from .events import event
 from .fallback import fall_back, placing_for
 from .ownership import NameConflict, converge_children, remove_children
+from .policy_source import SOURCE as POLICY
 from .status import (
     OllamaAnswers,
     activity_from,
@@ -167,14 +168,13 @@ async def refuse(ctx: ResourceContext, body: kopf.Body, reason: Reason, message:
     return MAX_BACKOFF
 
 
-def policy_problems(spec: Spec) -> list[str]:
-    """How `spec` leaves the operator's policy ($REMOTE_OLLAMA_POLICY); a policy that does not
-    parse refuses every spec."""
-    try:
-        policy = policy_from(os.environ)
-    except ValueError as exc:
-        return [f"the operator's policy does not parse, so nothing is created: {exc}"]
-    return [f"{POLICY_ENV}: {v}" for v in violations(spec, policy)]
+async def policy_problems(spec: Spec) -> list[str]:
+    """How `spec` leaves the platform team's policy; a policy that cannot be read or parsed
+    refuses every spec."""
+    read = await POLICY.read(OPERATOR.api)
+    if read.problem is not None:
+        return [f"{read.name} cannot be used, so nothing is created: {read.problem}"]
+    return [f"{read.name}: {v}" for v in violations(spec, read.policy)]
 
 
 async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
@@ -185,7 +185,7 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
         placing = placing_for(parse_spec(dict(body.spec)), raw)
     except SpecError as exc:
         return await refuse(ctx, body, Reason.INVALID_SPEC, str(exc))
-    outside = policy_problems(placing.base)
+    outside = await policy_problems(placing.base)
     if outside:  # before any cloud call: the platform team's policy, which tenants cannot write
         return await refuse(ctx, body, Reason.POLICY_VIOLATION, "; ".join(outside))
     spec = placing.spec  # zone and instance type of the current placement (spec.placements)
