@@ -96,8 +96,10 @@ class Reconciler:
         clock: Callable[[], datetime],
         *,
         idle_monitor: bool = True,
+        cap: cost.BudgetVerdict | None = None,
     ) -> Look:
-        """Observe -> probe -> cost -> decide; nothing is changed on the cloud."""
+        """Observe -> probe -> cost -> decide; nothing is changed on the cloud. `cap`: the verdict of
+        a cap beside the spec's budget (the namespace's monthly spend), the stricter one counts."""
         instance = await self.ownership.observe_instance(memory)
         health = await self.vm.probe(instance)
         # the setup document only matters until the VM is Ready (and says what a slow wake is doing)
@@ -115,6 +117,7 @@ class Reconciler:
             prices,
             now,
         )
+        verdict = cost.stricter(verdict, cap)
         observation = Observation(
             spec,
             instance,

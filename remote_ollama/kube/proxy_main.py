@@ -213,7 +213,11 @@ def refusal_from(status: JSON, now: datetime | None = None) -> Refusal | None:
     """
     for cond in status.get("conditions") or []:
         if cond.get("type") == ConditionType.BUDGET_EXCEEDED and cond.get("status") == "True":
-            return Refusal(str(cond.get("message") or "budget exceeded"), Reason.BUDGET_EXCEEDED)
+            capped = (
+                Reason.of(cond.get("reason")) is Reason.NAMESPACE_SPEND_CAP_REACHED
+            )  # the namespace's cap
+            cap = Reason.NAMESPACE_SPEND_CAP_REACHED if capped else Reason.BUDGET_EXCEEDED
+            return Refusal(str(cond.get("message") or "budget exceeded"), cap)
         reason = Reason.of(cond.get("reason"))
         outage = unreachable_since(cond)
         if outage is not None and ((now or utcnow()) - outage).total_seconds() >= UNREACHABLE_GRACE:

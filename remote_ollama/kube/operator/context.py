@@ -288,6 +288,12 @@ class Operator:
             )
         return ctx
 
+    def kick_namespace(self, namespace: str) -> None:
+        """A round now for every resource of `namespace` (its spend cap was just reached)."""
+        for ctx in self.contexts.values():
+            if ctx.namespace == namespace:
+                ctx.kick.set()
+
     async def forget(self, uid: str) -> None:
         """The resource is gone: drop its context and close its VM client's HTTP session."""
         ctx = self.contexts.pop(uid, None)

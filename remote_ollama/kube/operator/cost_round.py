@@ -54,8 +54,16 @@ class CostRound:
             c for c in patch.get("conditions") or [] if c.get("type") != ConditionType.BUDGET_EXCEEDED
         ]
         patch["conditions"] += conditions(previous, [self.condition()], generation, now)
+        if self.verdict.exceeded:  # Ready says whose cap keeps the VM down, not just NotReady
+            for cond in patch["conditions"]:
+                if cond.get("type") == ConditionType.READY and cond.get("status") == "False":
+                    cond["reason"], cond["message"] = str(self.verdict.reason), self.verdict.exceeded
 
     def condition(self) -> Condition:
         if self.verdict.exceeded:
-            return Condition(ConditionType.BUDGET_EXCEEDED, True, Reason.OVER_BUDGET, self.verdict.exceeded)
+            # whose cap: the resource's budget (OverBudget) or its namespace's (NamespaceSpendCapReached)
+            reason = (
+                Reason.OVER_BUDGET if self.verdict.reason is Reason.BUDGET_EXCEEDED else self.verdict.reason
+            )
+            return Condition(ConditionType.BUDGET_EXCEEDED, True, reason, self.verdict.exceeded)
         return Condition(ConditionType.BUDGET_EXCEEDED, False, Reason.WITHIN_BUDGET, "")

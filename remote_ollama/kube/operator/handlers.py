@@ -22,7 +22,7 @@ from remote_ollama.core.backoff import backoff
 from remote_ollama.core.lifecycle import decide
 from remote_ollama.core.types import Condition, Decision, Observation
 from remote_ollama.kube.api import KubeError
-from remote_ollama.spec.model import Spec, SpecError
+from remote_ollama.spec.model import SpecError
 from remote_ollama.spec.names import (
     ANN_ABANDON_CLOUD_OBJECTS,
     ANN_IN_FLIGHT,
@@ -36,7 +36,6 @@ from remote_ollama.spec.names import (
     security_group_name,
 )
 from remote_ollama.spec.parse import parse_spec
-from remote_ollama.spec.policy import violations
 from remote_ollama.spec.schedule import utcnow
 from remote_ollama.spec.vocabulary import ConditionType, Phase, Reason
 
@@ -47,6 +46,7 @@ from .events import event
 from .fallback import fall_back, placing_for
 from .ownership import NameConflict, converge_children, remove_children
 from .policy_source import SOURCE as POLICY
+from .spend_ledger import LEDGER
 from .status import (
     OllamaAnswers,
     activity_from,
@@ -168,15 +168,6 @@ async def refuse(ctx: ResourceContext, body: kopf.Body, reason: Reason, message:
     return MAX_BACKOFF
 
 
-async def policy_problems(spec: Spec) -> list[str]:
-    """How `spec` leaves the platform team's policy; a policy that cannot be read or parsed
-    refuses every spec."""
-    read = await POLICY.read(OPERATOR.api)
-    if read.problem is not None:
-        return [f"{read.name} cannot be used, so nothing is created: {read.problem}"]
-    return [f"{read.name}: {v}" for v in violations(spec, read.policy)]
-
-
 async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
     """One round for one resource; returns when to look again."""
     now = OPERATOR.clock()
@@ -185,7 +176,8 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
         placing = placing_for(parse_spec(dict(body.spec)), raw)
     except SpecError as exc:
         return await refuse(ctx, body, Reason.INVALID_SPEC, str(exc))
-    outside = await policy_problems(placing.base)
+    policy = await POLICY.read(OPERATOR.api)
+    outside = policy.problems(placing.base)
     if outside:  # before any cloud call: the platform team's policy, which tenants cannot write
         return await refuse(ctx, body, Reason.POLICY_VIOLATION, "; ".join(outside))
     spec = placing.spec  # zone and instance type of the current placement (spec.placements)
@@ -223,6 +215,7 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
     reconciler.vm.notify = ctx.kick.set  # a finished warm-up is looked at now, not at the next poll
     reconciler.warn = lambda reason, message: event(body, reason, message)
     table = prices()
+    cap = await LEDGER.before(OPERATOR.api, body, policy.policy, table, OPERATOR.clock())
     look = await reconciler.look(
         spec,
         memory,
@@ -230,7 +223,10 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
         body.status.get("cost"),
         table,
         OPERATOR.clock,
+        cap=cap,
     )
+    if await LEDGER.after(OPERATOR.api, body, cap, look, table):  # the others stop theirs now too
+        OPERATOR.kick_namespace(ctx.namespace)
     instance, decision, now = look.instance, look.decision, look.now
     spent = CostRound(look.meter, look.verdict, table, look.template_gb)
     generation = body.metadata.get("generation")

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from remote_ollama.kube.api import KubeAPI, KubeError, path_for
-from remote_ollama.spec.policy import POLICY_ENV, Policy, policy_from, policy_from_data
+from remote_ollama.spec.model import Spec
+from remote_ollama.spec.policy import POLICY_ENV, Policy, policy_from, policy_from_data, violations
 
 POLICY_CONFIGMAP_ENV = "REMOTE_OLLAMA_POLICY_CONFIGMAP"
 NAMESPACE_ENV = "REMOTE_OLLAMA_NAMESPACE"
@@ -27,6 +28,12 @@ class PolicyRead:
     policy: Policy
     name: str
     problem: str | None = None
+
+    def problems(self, spec: Spec) -> list[str]:
+        """How `spec` leaves the policy; one that cannot be read or parsed refuses every spec."""
+        if self.problem is not None:
+            return [f"{self.name} cannot be used, so nothing is created: {self.problem}"]
+        return [f"{self.name}: {v}" for v in violations(spec, self.policy)]
 
 
 class PolicySource:

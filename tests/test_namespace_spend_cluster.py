@@ -1,0 +1,152 @@
+"""End to end: the platform policy's namespaceMonthlySpend caps the spend of all RemoteOllamas of a
+namespace together, on a meter the tenant cannot reset (a ConfigMap in the operator's namespace).
+
+The operator's clock is one the test moves (hours pass in an instant); the rest is real: the
+kube-apiserver, kopf, the Exoscale simulator and the proxy process.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from cluster.fixtures import KubeNamespace
+from operator_world import OperatorWorld, credentials_secret, operator_world, remote_ollama
+from waiting import wait_until
+
+from remote_ollama.kube.operator.context import OPERATOR
+
+PRICES = {"currency": "CHF", "perHour": {"gpua5000.small": 1.5}}
+NAMES = ("granite", "phi")
+
+
+class FakeClock:
+    def __init__(self, start: datetime):
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def kick(world: OperatorWorld, name: str, at: datetime) -> None:
+    """A new wake-requested value makes the operator run a round for `name` at once."""
+    stamp = f"remoteollama.dev/wake-requested={at.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    world.kube.kubectl("annotate", "rol", name, stamp, "--overwrite", check=True)
+
+
+def condition(world: OperatorWorld, name: str, kind: str) -> dict[str, Any]:
+    obj = world.get("remoteollama", name) or {}
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == kind), {})
+
+
+def ledger(world: OperatorWorld) -> dict[str, dict[str, Any]]:
+    """The namespace's meter, by resource name (what only the operator can write)."""
+    name = f"remote-ollama-spend.{world.namespace}"
+    obj = world.get("configmap", name, "remote-ollama") or {}
+    return {e["name"]: e for e in map(json.loads, (obj.get("data") or {}).values())}
+
+
+def hours(world: OperatorWorld, name: str) -> float | None:
+    entry = ledger(world).get(name)
+    return entry["runningHoursThisMonth"] if entry else None
+
+
+def test_two_resources_share_the_namespace_cap_on_a_meter_status_patches_cannot_reset(
+    kube: KubeNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock(datetime(2025, 1, 31, 10, 0, tzinfo=UTC))
+    monkeypatch.setattr(OPERATOR, "clock", clock)
+    env = {
+        "REMOTE_OLLAMA_PRICES": json.dumps(PRICES),
+        "REMOTE_OLLAMA_POLICY": json.dumps({"namespaceMonthlySpend": 10}),
+        "REMOTE_OLLAMA_NAMESPACE": "remote-ollama",  # the operator's namespace: the meter's home
+    }
+    try:
+        with operator_world(kube, monkeypatch, extra_env=env) as world:
+            run(world, clock)
+    finally:
+        kube.kubectl("delete", "configmap", f"remote-ollama-spend.{kube.namespace}", "-n", "remote-ollama")
+
+
+def run(world: OperatorWorld, clock: FakeClock) -> None:
+    world.apply(credentials_secret())
+    for name in NAMES:  # both always on, neither with a budget of its own
+        world.apply(remote_ollama(name, idle={}))
+    for name in NAMES:
+        world.wait_phase("Ready", name, timeout=60)
+
+    def advance(to: datetime, name: str, want: float) -> None:
+        clock.now = to
+        kick(world, name, to)
+        wait_until(lambda: hours(world, name) == want, 20, f"{name} metered {want} h")
+
+    for name in NAMES:  # two hours each: 6 CHF of 10
+        advance(datetime(2025, 1, 31, 12, 0, tzinfo=UTC), name, 2.0)
+    assert {c: condition(world, c, "BudgetExceeded").get("status") for c in NAMES} == dict.fromkeys(
+        NAMES, "False"
+    )
+
+    # the tenant zeroes granite's status.cost: its own meter restarts, the namespace's does not
+    zero = {
+        "status": {"cost": {"month": "2025-01", "secondsByType": [], "estimatedSpend": 0, "observedAt": None}}
+    }
+    world.kube.kubectl(
+        "patch", "rol", "granite", "--subresource=status", "--type=merge", "-p", json.dumps(zero), check=True
+    )
+    advance(datetime(2025, 1, 31, 13, 30, tzinfo=UTC), "phi", 3.5)  # 3.5 h + 2 h: 8.25 CHF
+    assert condition(world, "phi", "BudgetExceeded").get("status") == "False"
+    advance(datetime(2025, 1, 31, 13, 30, tzinfo=UTC), "granite", 3.5)  # 7 h: 10.5 CHF, over the cap
+
+    for name in NAMES:  # both stopped, both told why
+        cond = wait_until(
+            lambda n=name: (
+                condition(world, n, "BudgetExceeded").get("status") == "True"
+                and condition(world, n, "BudgetExceeded")
+            ),
+            20,
+            f"{name} capped",
+        )
+        assert cond["reason"] == "NamespaceSpendCapReached"
+        assert f"namespace {world.namespace} spent an estimated 10.50 CHF this month" in cond["message"]
+        assert (
+            "namespaceMonthlySpend is 10.00" in cond["message"] and "2025-02-01T00:00:00Z" in cond["message"]
+        )
+        ready = condition(world, name, "Ready")
+        assert (ready["status"], ready["reason"]) == ("False", "NamespaceSpendCapReached")
+    wait_until(
+        lambda: sorted(i.state for i in world.instances()) == ["stopped", "stopped"], 30, "both VMs stopped"
+    )
+    events = json.loads(world.kube.kubectl("get", "events", "-o", "json", check=True).stdout)["items"]
+    warned = {
+        e["involvedObject"]["name"]
+        for e in events
+        if e.get("reason") == "NamespaceSpendCapReached" and e.get("type") == "Warning"
+    }
+    assert warned == set(NAMES)
+
+    url = world.start_proxy("granite")
+    started = time.monotonic()
+    reply = httpx.post(
+        f"{url}/api/generate", json={"model": "granite3.1-dense:8b", "prompt": "hi"}, timeout=30
+    )
+    assert reply.status_code == 503 and "namespace spend cap reached" in reply.json()["error"]
+    assert time.monotonic() - started < 5, "refused at once, not held for holdTimeout"
+    assert sorted(i.state for i in world.instances()) == ["stopped", "stopped"], (
+        "a request past the cap wakes nothing"
+    )
+
+    # the next month the cap resets: both always-on VMs run again
+    clock.now = datetime(2025, 2, 1, 0, 0, 1, tzinfo=UTC)
+    for name in NAMES:
+        kick(world, name, clock.now)
+    for name in NAMES:
+        wait_until(
+            lambda n=name: condition(world, n, "BudgetExceeded").get("status") == "False", 20, f"{name} reset"
+        )
+    wait_until(
+        lambda: sorted(i.state for i in world.instances()) == ["running", "running"], 30, "both VMs up"
+    )
