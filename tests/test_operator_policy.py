@@ -5,6 +5,7 @@ Event, before any cloud call; within it, the same resource gets its VM."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from cluster.fixtures import KubeNamespace
@@ -47,6 +48,8 @@ def test_a_spec_outside_the_policy_is_refused_before_any_cloud_call(kube: KubeNa
         assert world.sim.sim.calls == [], "a refused spec reached the cloud"
 
         world.apply(remote_ollama(allowedSourceCIDRs=["10.1.0.0/16"]))  # within the policy
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # a request (idle: no VM before one)
+        world.kube.kubectl("annotate", "rol", "granite", f"remoteollama.dev/wake-requested={now}", check=True)
         wait_until(lambda: world.calls("create-instance") == 1, 90, "the VM created within the policy")
         wait_until(
             lambda: (ready_condition(world) or {}).get("reason") != "PolicyViolation", 30, "refusal lifted"
