@@ -43,7 +43,11 @@ def policies() -> list[dict[str, Any]]:
         for d in yaml.safe_load_all((ROOT / "manifests" / "07-proxy-admission-policy.yaml").read_text())
         if d and d["kind"] == "ValidatingAdmissionPolicy"
     ]
-    charted = [o for o in render()[0] if o["kind"] == "ValidatingAdmissionPolicy"]
+    charted = [
+        o
+        for o in render()[0]
+        if o["kind"] == "ValidatingAdmissionPolicy" and o["metadata"]["name"].endswith("proxy-activity-only")
+    ]
     assert len(plain) == len(charted) == 1
     assert plain[0]["spec"] == charted[0]["spec"], "chart and manifests ship the same policy"
     return plain
