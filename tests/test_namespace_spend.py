@@ -52,6 +52,7 @@ def test_the_next_month_starts_from_zero_and_old_keys_are_dropped() -> None:
     assert namespace_spend.verdict("team-a", meters, 10, PRICES, feb).exceeded is None
     # a stopped meter of an earlier month counts nothing: dropped; a running one stays (its round comes)
     assert namespace_spend.stale(meters, feb) == ["gone"]
+    assert namespace_spend.stale(meters, T0 + timedelta(hours=5)) == []  # deleted this month: still counted
     assert namespace_spend.stale({"b": meters["b"]}, feb + timedelta(days=32)) == ["b"]
 
 

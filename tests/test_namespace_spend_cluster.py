@@ -134,6 +134,7 @@ def run(world: OperatorWorld, clock: FakeClock) -> None:
         f"{url}/api/generate", json={"model": "granite3.1-dense:8b", "prompt": "hi"}, timeout=30
     )
     assert reply.status_code == 503 and "namespace spend cap reached" in reply.json()["error"]
+    assert reply.headers.get("Retry-After"), "a refusal that ends with the month says when"
     assert time.monotonic() - started < 5, "refused at once, not held for holdTimeout"
     assert sorted(i.state for i in world.instances()) == ["stopped", "stopped"], (
         "a request past the cap wakes nothing"
