@@ -94,12 +94,22 @@ def run(world: OperatorWorld, clock: FakeClock) -> None:
     zero = {
         "status": {"cost": {"month": "2025-01", "secondsByType": [], "estimatedSpend": 0, "observedAt": None}}
     }
-    world.kube.kubectl(
-        "patch", "rol", "granite", "--subresource=status", "--type=merge", "-p", json.dumps(zero), check=True
+    kube, ns = world.kube, world.namespace  # the tenant: every verb on every resource of its namespace
+    kube.kubectl("create", "serviceaccount", "tenant", check=True)
+    kube.kubectl("create", "role", "everything", "--verb=*", "--resource=*.*", check=True)
+    kube.kubectl(
+        "create", "rolebinding", "tenant", "--role=everything", f"--serviceaccount={ns}:tenant", check=True
     )
+    tenant = kube.kubeconfig_for("tenant")
+    patch = ("patch", "rol", "granite", "--subresource=status", "--type=merge", "-p", json.dumps(zero))
+    kube.kubectl(*patch, kubeconfig=tenant, check=True)
+    meter = ("get", "configmap", f"remote-ollama-spend.{ns}", "-n", "remote-ollama")
+    assert "Forbidden" in kube.kubectl(*meter, kubeconfig=tenant).stderr  # nor can it reach the meter
     advance(datetime(2025, 1, 31, 13, 30, tzinfo=UTC), "phi", 3.5)  # 3.5 h + 2 h: 8.25 CHF
     assert condition(world, "phi", "BudgetExceeded").get("status") == "False"
     advance(datetime(2025, 1, 31, 13, 30, tzinfo=UTC), "granite", 3.5)  # 7 h: 10.5 CHF, over the cap
+    own = ((world.get("remoteollama", "granite") or {}).get("status") or {}).get("cost") or {}
+    assert own.get("runningHoursThisMonth", 0) <= 1.5, own  # the status meter did restart
 
     for name in NAMES:  # both stopped, both told why
         cond = wait_until(
