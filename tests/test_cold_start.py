@@ -5,22 +5,18 @@ snapshot and template calls follow the API v2 document bundled with python-exosc
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from cold_start_world import MODEL, controller_world, live, ready, steps
 from waiting import until
 
-from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.core.lifecycle import decide
 from remote_ollama.core.observed import ObservedInstance
 from remote_ollama.core.types import ActionKind, Activity, Memory, Observation
 from remote_ollama.local.controller import LocalController
 from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
-from remote_ollama.sandbox.exoscale.objects import GONE_STATES, Instance
 from remote_ollama.sandbox.exoscale.timings import SimTimings
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import LABEL_SPEC_HASH, STANDALONE_CLUSTER, template_prefix
@@ -28,8 +24,6 @@ from remote_ollama.spec.parse import parse_spec
 from remote_ollama.spec.vocabulary import Phase
 from remote_ollama.vm.cloudinit import setup_hash
 
-KEY, SECRET = "EXOcoldstart00000000000", "cold-start-secret-value-0123456789"
-MODEL = "granite3.1-dense:8b"
 TIMINGS = SimTimings(boot=0.1, stop=0.1, destroy=0.1, operation=0.02, token=0.001, snapshot=0.1, template=0.1)
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
@@ -40,36 +34,12 @@ def spec(**over: object) -> Spec:
     return parse_spec(raw, require_credentials=False)
 
 
-@contextlib.asynccontextmanager
-async def world(tmp_path: Path, the_spec: Spec) -> AsyncIterator[tuple[ExoscaleSimulator, LocalController]]:
-    async with ExoscaleSimulator({KEY: SECRET}, timings=TIMINGS) as sim:
-        cloud = AsyncExoscaleCloud.connect(
-            KEY, SECRET, "at-vie-2", endpoint=sim.url, poll_interval=0.02, backoff_base=0.01
-        )
-        controller = LocalController(the_spec, cloud, str(tmp_path / "state.json"), max_backoff=0.2)
-        controller.poll_cap = 0.05
-        controller.start()
-        try:
-            yield sim, controller
-        finally:
-            await controller.stop("keep", timeout=5)
-
-
-def live(sim: ExoscaleSimulator) -> list[Instance]:
-    return [i for i in sim.state.instances.values() if i.state not in GONE_STATES]
-
-
-async def ready(controller: LocalController) -> None:
-    await controller.request_wake(datetime.now(UTC))
-    await controller.await_ready(asyncio.get_running_loop().time() + 30)
-
-
 async def stopped_and_baked(
     sim: ExoscaleSimulator, controller: LocalController, image: str | None = None
 ) -> None:
     """Scaled to zero by stop; then its disk is the one template (of this setup), the snapshot gone."""
     controller.request_sleep()
-    await until(lambda: [i.state for i in live(sim)] == ["stopped"], 30, "the VM stopped")
+    await until(lambda: [i.state for i in live(sim.state)] == ["stopped"], 30, "the VM stopped")
     await until(
         lambda: (
             [t.name[-12:] for t in sim.state.templates.values()] == [setup_hash(image)]
@@ -80,23 +50,19 @@ async def stopped_and_baked(
     )
 
 
-def steps(sim: ExoscaleSimulator, instance_id: str) -> dict[str, str]:
-    vm = sim.fleet.vms[instance_id] if sim.fleet else None
-    assert vm is not None and vm.setup is not None
-    return {s["name"]: s["state"] for s in vm.setup.steps}
-
-
 async def test_baked_reused_rebaked_on_a_setup_change_and_deleted_with_the_resource(tmp_path: Path) -> None:
-    async with world(tmp_path, spec()) as (sim, controller):
+    async with controller_world(tmp_path, spec(), TIMINGS) as (sim, controller):
         await ready(controller)
-        first = live(sim)[0]
+        first = live(sim.state)[0]
         stock = first.template_id
         assert steps(sim, first.id)["driver"] == "done" and steps(sim, first.id)["image"] == "done"
         await stopped_and_baked(sim, controller)
         (baked,) = sim.state.templates.values()
         owner = controller.saved.owner_id
         assert baked.name == f"{template_prefix(STANDALONE_CLUSTER, owner)}{setup_hash()}"
-        assert baked.size == 50 and first.id in {i.id for i in live(sim)}  # the VM itself stays (stopped)
+        assert baked.size == 50 and first.id in {
+            i.id for i in live(sim.state)
+        }  # the VM itself stays (stopped)
         gb = round(50 * 1024**3 / 1e9, 1)
         await until(
             lambda: controller.status()["cost"].get("templateStorageGB") == gb, 10, "its storage in cost"
@@ -106,9 +72,9 @@ async def test_baked_reused_rebaked_on_a_setup_change_and_deleted_with_the_resou
         # destroyed (idle.destroyAfter), then woken: the new VM boots from the template
         controller.spec = spec(idle={"stopAfter": "10m", "destroyAfter": 0})
         controller.request_sleep()
-        await until(lambda: not live(sim), 30, "the stopped VM destroyed")
+        await until(lambda: not live(sim.state), 30, "the stopped VM destroyed")
         await ready(controller)
-        second = live(sim)[0]
+        second = live(sim.state)[0]
         assert second.template_id == baked.id and second.id != first.id
         done = steps(sim, second.id)
         assert (done["driver"], done["docker"], done["image"], done[f"model:{MODEL}"]) == ("present",) * 4
@@ -119,10 +85,10 @@ async def test_baked_reused_rebaked_on_a_setup_change_and_deleted_with_the_resou
         image = "ollama/ollama:0.33.0"
         controller.spec = spec(ollama={"image": image})
         await controller.request_wake(datetime.now(UTC))
-        await until(lambda: [i.id for i in live(sim) if i.id != second.id], 30, "the replacing VM")
+        await until(lambda: [i.id for i in live(sim.state) if i.id != second.id], 30, "the replacing VM")
         await until(lambda: controller.saved.memory.instance_id not in (None, second.id), 30, "it is in use")
         await ready(controller)
-        (third,) = live(sim)
+        (third,) = live(sim.state)
         assert third.template_id == stock and steps(sim, third.id)["image"] == "done"
         await stopped_and_baked(sim, controller, image)
         (rebaked,) = sim.state.templates.values()
@@ -130,15 +96,15 @@ async def test_baked_reused_rebaked_on_a_setup_change_and_deleted_with_the_resou
 
         # the resource goes: its template goes with it
         await controller.stop("destroy", timeout=20)
-        assert sim.state.templates == {} and not live(sim)
+        assert sim.state.templates == {} and not live(sim.state)
 
 
 async def test_no_template_over_exoscales_100_gb_or_when_off(tmp_path: Path) -> None:
     for the_spec in (spec(diskSize=200), spec(coldStart={"template": "off"})):
-        async with world(tmp_path / str(id(the_spec)), the_spec) as (sim, controller):
+        async with controller_world(tmp_path / str(id(the_spec)), the_spec, TIMINGS) as (sim, controller):
             await ready(controller)
             controller.request_sleep()
-            await until(lambda: [i.state for i in live(sim)] == ["stopped"], 30, "the VM stopped")
+            await until(lambda: [i.state for i in live(sim.state)] == ["stopped"], 30, "the VM stopped")
             for _ in range(5):  # a few rounds while stopped
                 await controller.step()
             assert sim.state.templates == {} and not any(c.operation == "create-snapshot" for c in sim.calls)

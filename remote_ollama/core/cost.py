@@ -33,9 +33,11 @@ log = logging.getLogger("remote_ollama")
 PRICES_ENV = "REMOTE_OLLAMA_PRICES"
 
 
-# Storage of a private template (spec.coldStart), per GB and month: an estimate, set yours with
-# REMOTE_OLLAMA_PRICES' templateGBMonth.
+# Storage of a private template and of a block-storage volume (spec.coldStart), per GB and month:
+# placeholders (Exoscale's storage prices were not at hand), set yours with REMOTE_OLLAMA_PRICES'
+# templateGBMonth and volumeGBMonth.
 DEFAULT_TEMPLATE_GB_MONTH = 0.03
+DEFAULT_VOLUME_GB_MONTH = 0.10
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class PriceTable:
     currency: str = DEFAULT_CURRENCY
     per_hour: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_PER_HOUR))
     template_gb_month: float = DEFAULT_TEMPLATE_GB_MONTH
+    volume_gb_month: float = DEFAULT_VOLUME_GB_MONTH
 
     def hourly(self, instance_type: str) -> float:
         """Price per running hour; 0 for a type the table does not know (it then costs nothing here)."""
@@ -70,15 +73,20 @@ def parse_prices(text: str | None) -> PriceTable:
     currency = raw.get("currency", DEFAULT_CURRENCY)
     if not isinstance(currency, str) or not currency:
         raise ValueError(f"{PRICES_ENV}.currency must be a currency code such as EUR")
-    storage = raw.get("templateGBMonth", DEFAULT_TEMPLATE_GB_MONTH)
-    if (
-        isinstance(storage, bool)
-        or not isinstance(storage, int | float)
-        or storage < 0
-        or math.isnan(storage)
-    ):
-        raise ValueError(f"{PRICES_ENV}.templateGBMonth must be a number >= 0: {storage!r}")
-    return PriceTable(currency, table, float(storage))
+    return PriceTable(
+        currency,
+        table,
+        _rate(raw, "templateGBMonth", DEFAULT_TEMPLATE_GB_MONTH),
+        _rate(raw, "volumeGBMonth", DEFAULT_VOLUME_GB_MONTH),
+    )
+
+
+def _rate(raw: dict[str, Any], key: str, default: float) -> float:
+    """A storage price per GB and month of the table (`default` when not given)."""
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or math.isnan(value):
+        raise ValueError(f"{PRICES_ENV}.{key} must be a number >= 0: {value!r}")
+    return float(value)
 
 
 _loaded: tuple[str | None, PriceTable] | None = None
@@ -187,14 +195,29 @@ def to_status(meter: CostMeter, prices: PriceTable) -> dict[str, Any]:
     }
 
 
-def template_status(template_gb: float, prices: PriceTable) -> dict[str, Any]:
-    """status.cost's part for a baked template (spec.coldStart): its size and monthly storage cost."""
-    if template_gb <= 0:
-        return {"templateStorageGB": None, "templateMonthlySpend": None}
-    return {
-        "templateStorageGB": round(template_gb, 1),
-        "templateMonthlySpend": round(template_gb * prices.template_gb_month, 2),
-    }
+@dataclass(frozen=True)
+class Storage:
+    """What the resource keeps besides its VM (spec.coldStart), in GB: billed whether a VM runs or not."""
+
+    template_gb: float = 0.0  # its baked template(s)
+    volume_gb: float = 0.0  # its model volume
+
+
+STORAGE_KEYS = ("StorageGB", "MonthlySpend")  # status.cost's storage fields end so (after the kind)
+
+
+def storage_status(storage: Storage, prices: PriceTable) -> dict[str, Any]:
+    """status.cost's part for the baked template and the model volume: sizes and monthly cost
+    (None where there is none)."""
+    out: dict[str, Any] = {}
+    for kind, gb, rate in (
+        ("template", storage.template_gb, prices.template_gb_month),
+        ("volume", storage.volume_gb, prices.volume_gb_month),
+    ):
+        there = gb > 0
+        out[f"{kind}{STORAGE_KEYS[0]}"] = round(gb, 1) if there else None
+        out[f"{kind}{STORAGE_KEYS[1]}"] = round(gb * rate, 2) if there else None
+    return out
 
 
 def from_status(raw: Any) -> CostMeter:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ from remote_ollama.engine.vm_client import VMClient
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import (
     LABEL_CREATION,
+    LABEL_VOLUME,
 )
 from remote_ollama.spec.vocabulary import Phase, Reason
 from remote_ollama.vm.cloudinit import encode_user_data, render_user_data
@@ -34,6 +35,7 @@ from remote_ollama.vm.pki import generate_vm_credentials
 from .ownership import Ownership
 from .target import Target
 from .templates import BakedTemplates
+from .volumes import ModelVolumes
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,8 @@ class Look:
     decision: Decision
     now: datetime
     setup: SetupReport | None = None  # what the VM's setup document said this round
-    template_gb: float = 0.0  # size of the resource's baked template(s) (spec.coldStart), for status.cost
+    # what the resource keeps besides its VM (spec.coldStart: template, model volume), for status.cost
+    storage: cost.Storage = field(default_factory=cost.Storage)
 
     @property
     def takes_down(self) -> bool:
@@ -71,11 +74,15 @@ class Reconciler:
     _scrubbed: set[str] = field(default_factory=set)  # instances whose user-data holds no key
     templates: BakedTemplates = field(init=False)
     ownership: Ownership = field(init=False)
+    volumes: ModelVolumes = field(init=False)  # spec.coldStart.modelVolume
 
     def __post_init__(self) -> None:
         self.vm = VMClient(self.store)
         self.templates = BakedTemplates(self.cloud, self.target)
         self.ownership = Ownership(self.cloud, self.target, self.store, self._post_warning)
+        self.volumes = ModelVolumes(
+            self.cloud, self.target.name, self.ownership.owner_labels(), self.target.replica
+        )
 
     def _post_warning(self, reason: Reason, message: str) -> None:
         if self.warn is not None:  # set after construction by the operator (and tests)
@@ -107,6 +114,7 @@ class Reconciler:
             await self.vm.read_setup(instance) if health is None or memory.phase is not Phase.READY else None
         )
         baked = await self.templates.baked(spec, instance)
+        await self.volumes.ensure_attached(spec, instance)
         now = clock()
         meter, verdict = cost.account(
             stored_cost,
@@ -130,7 +138,12 @@ class Reconciler:
             setup=setup,
             baked=baked,
         )
-        return Look(instance, health, meter, verdict, decide(observation), now, setup, self.templates.size_gb)
+        decision = decide(observation)
+        volume = self.volumes.condition(spec)
+        if volume is not None:
+            decision = replace(decision, conditions=(*decision.conditions, volume))
+        storage = cost.Storage(self.templates.size_gb, self.volumes.gb)
+        return Look(instance, health, meter, verdict, decision, now, setup, storage)
 
     # -- the baked template (spec.coldStart.template) ------------------------------------------------
 
@@ -161,7 +174,7 @@ class Reconciler:
             elif action.kind is ActionKind.STOP_INSTANCE:
                 await self.cloud.stop_instance(_id(action), wait=False)
             elif action.kind is ActionKind.DELETE_INSTANCE:
-                await self.cloud.delete_instance(_id(action), wait=False)
+                await self._delete(instance, _id(action))
             elif action.kind is ActionKind.PULL_MODELS and instance is not None:
                 self.vm.start_pulls(instance, action)
             elif action.kind is ActionKind.BAKE_TEMPLATE:
@@ -178,6 +191,12 @@ class Reconciler:
             self.vm.watch_for_ollama(instance)
         elif not coming_up:
             self.vm.stop_watching()
+
+    async def _delete(self, instance: ObservedInstance | None, instance_id: str, wait: bool = False) -> None:
+        """Delete a VM; one made for the model volume lets it go first (the volume is kept)."""
+        if instance is not None and instance.id == instance_id and instance.labels.get(LABEL_VOLUME):
+            await self.volumes.release(instance_id)
+        await self.cloud.delete_instance(instance_id, wait=wait)
 
     async def _scrub_user_data(self, spec: Spec, instance: ObservedInstance) -> None:
         """A VM made before enrolment had its server key in user-data (which the API and the
@@ -229,9 +248,14 @@ class Reconciler:
         creds = generate_vm_credentials(self.fixed_api_key)
         token = secrets.token_hex(8)
         await self.store.save(creds, InstanceRecord(creation_token=token))
+        volume = await self.volumes.for_create(spec)
         user_data = encode_user_data(
             render_user_data(
-                creds, spec.models, ollama_image=spec.ollama.image, ollama_env=dict(spec.ollama.env)
+                creds,
+                spec.models,
+                ollama_image=spec.ollama.image,
+                ollama_env=dict(spec.ollama.env),
+                volume_id=volume.id if volume else None,
             )
         )
         baked = await self.templates.current(spec)
@@ -244,11 +268,16 @@ class Reconciler:
             disk_size=spec.disk_size,
             user_data_b64=user_data,
             security_group_id=sg_id,
-            labels={**self.target.labels(spec), LABEL_CREATION: token},
+            labels={
+                **self.target.labels(spec),
+                LABEL_CREATION: token,
+                **({LABEL_VOLUME: volume.id} if volume else {}),
+            },
             wait=False,
             confirm=bool(spec.placements),
         )
         await self.store.keep(InstanceRecord(created.id, token))
+        await self.volumes.ensure_attached(spec, created)
         return created
 
     async def destroy_all(self) -> list[str]:
@@ -261,13 +290,15 @@ class Reconciler:
             if inst.state not in GONE:
                 if legacy and legacy in await self.cloud.instance_security_groups(inst.id):
                     legacy_ours = True
-                await self.cloud.delete_instance(inst.id, wait=True)
+                await self._delete(inst, inst.id, wait=True)
                 deleted.append(inst.id)
         if self.target.owns_group:
             await self.cloud.delete_security_group(self.target.security_group)
         if legacy and legacy_ours:
             await self.cloud.delete_security_group(legacy)
         await self.templates.delete_all()
+        if self.target.replica in (None, 0):
+            await self.volumes.delete()
         return deleted
 
 

@@ -258,7 +258,7 @@ class LocalController:
         self.instance_state = instance.state if instance else None
         self.saved.cost = {
             **cost.to_status(look.meter, self.prices),
-            **cost.template_status(look.template_gb, self.prices),
+            **cost.storage_status(look.storage, self.prices),
         }
         self.budget_refusal = verdict.exceeded
         self.budget_resets_at = verdict.resets_at if verdict.exceeded else None

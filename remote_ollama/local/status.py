@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from remote_ollama.core.cost import STORAGE_KEYS
 from remote_ollama.engine.status_doc import status_document
+from remote_ollama.spec.vocabulary import ConditionType
 
 log = logging.getLogger("remote_ollama")
 
@@ -26,15 +28,20 @@ def standalone_status(c: LocalController) -> dict[str, Any]:
         remote_url=d.endpoint if d else None,
         setup=c.setup,
     )
+    volume = next((x for x in d.conditions if x.type == ConditionType.MODEL_VOLUME), None) if d else None
+    if volume is not None:  # spec.coldStart.modelVolume: the volume, or why there is none
+        out["model_volume"] = {
+            "ready": volume.status,
+            "reason": str(volume.reason),
+            "message": volume.message,
+        }
     if c.saved.cost:
         spent = c.saved.cost
         out["cost"] = {
             k: spent.get(k) for k in ("month", "runningHoursThisMonth", "estimatedSpend", "currency")
         }
-        # a baked template's storage, only when there is one
-        out["cost"].update(
-            {k: spent[k] for k in ("templateStorageGB", "templateMonthlySpend") if spent.get(k) is not None}
-        )
+        # a baked template's and a model volume's storage, only when there is one
+        out["cost"].update({k: v for k, v in spent.items() if k.endswith(STORAGE_KEYS) and v is not None})
     if c.budget_refusal:
         out["budget_exceeded"] = c.budget_refusal
     if c.error:

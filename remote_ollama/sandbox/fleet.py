@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from remote_ollama.sandbox.exoscale.objects import Instance
 from remote_ollama.sandbox.exoscale.timings import SimTimings
 from remote_ollama.sandbox.vm import SETUP_DONE, Disk, SimulatedVM
+from remote_ollama.sandbox.vm_volume import VolumeLookup
 from remote_ollama.spec.names import VM_PORT
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class VMFleet:
         # per private template id: what its disk had installed (a boot from it skips those steps)
         self.templates: dict[str, set[str]] = {}
         self._snapshots: dict[str, set[str]] = {}
+        self.volumes: VolumeLookup | None = None  # the simulator's block storage, by instance
         # setup steps that fail, with the log line they print (tests, the sandbox's --fail-setup)
         self.fail_steps: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -102,6 +104,7 @@ class VMFleet:
             disk=self.disks.get(instance.id),
             base=self.templates.get(instance.template_id),
             fail_steps=self.fail_steps,
+            volumes=self.volumes,
         )
 
         async def boot() -> None:

@@ -25,6 +25,7 @@ from remote_ollama.vm.paths import (
     TLS_KEY_SCRIPT_PATH,
 )
 from remote_ollama.vm.pki import make_vm_identity
+from remote_ollama.vm.volume import VOLUME_PATH
 
 _IMAGE_RE = re.compile(r"^ExecStart=/usr/bin/docker run .* (\S+)\s*$", re.MULTILINE)
 _PARALLEL_RE = re.compile(r'"-e" "OLLAMA_NUM_PARALLEL=([0-9]{1,4})"')
@@ -45,6 +46,7 @@ class VMConfig:
     client_ca_pem: bytes | None = None
     image: str = ""  # the Ollama image the unit runs
     num_parallel: int | None = None  # OLLAMA_NUM_PARALLEL of the Ollama unit's -e arguments, if any
+    volume_id: str | None = None  # the model volume the setup mounts (spec.coldStart.modelVolume)
 
 
 def _decode_file(entry: dict[str, Any]) -> bytes:
@@ -110,4 +112,5 @@ def parse_user_data(user_data: str | None) -> VMConfig:
         files.get(CA_PATH),
         found[1] if found else "",
         max(1, int(parallel[1])) if parallel else None,
+        files[VOLUME_PATH].decode().strip() or None if VOLUME_PATH in files else None,
     )

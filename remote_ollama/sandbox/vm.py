@@ -38,14 +38,22 @@ from remote_ollama.sandbox.vm_front import (
 )
 from remote_ollama.spec.names import SETUP_STATUS_PATH
 from remote_ollama.vm.ollama_release import DEFAULT_OLLAMA_VERSION
+from remote_ollama.vm.volume import VOLUME_WAIT
 
 from .user_data import UserDataError, VMConfig, parse_user_data
+from .vm_volume import VolumeLookup, mounted, wait_for
 
 log = logging.getLogger(__name__)
 
 # The setup steps of a first boot, in order (a model pull per model follows them).
 SETUP_STEPS = ("nginx", "driver", "docker", "image", "ollama")
 SETUP_DONE = "setup-done"  # on the disk once the whole setup ran
+FORMATTED = "filesystem"  # on a model volume once a setup formatted it
+
+
+def setup_steps(config: VMConfig) -> list[str]:
+    """The setup's steps for this user-data: the volume step only when it names a model volume."""
+    return [*SETUP_STEPS[:-1], *(["volume"] if config.volume_id else []), SETUP_STEPS[-1]]
 
 
 @dataclass
@@ -128,6 +136,7 @@ class SimulatedVM:
         disk: Disk | None = None,
         base: set[str] | None = None,
         fail_steps: dict[str, str] | None = None,
+        volumes: VolumeLookup | None = None,
     ):
         self.instance_id = instance_id
         self.ip = ip
@@ -137,6 +146,7 @@ class SimulatedVM:
         self.disk = disk
         self.base = base
         self.fail_steps = fail_steps if fail_steps is not None else {}
+        self.volumes = volumes  # the model volume's device, when the user-data names one
         self.problem: str | None = None
         self.setup: SetupDocument | None = None
         self.ollama_up = False
@@ -179,8 +189,10 @@ class SimulatedVM:
             log.warning("simulated VM %s: %s", self.instance_id, self.problem)
             return
         models = list(config.models)
+        volume = mounted(self.volumes, self.instance_id, config.volume_id)  # in fstab: a later boot
+        store = volume.contents if volume is not None else disk.installed
         app = make_vm_ollama_app(
-            [m for m in models if f"model:{m}" in disk.installed],
+            [m for m in models if f"model:{m}" in store],
             token_delay=self.timings.token,
             pull_delay=self.timings.pull,
             version=config.ollama_version,
@@ -189,7 +201,7 @@ class SimulatedVM:
         if config.api_key is not None:
             app.middlewares.insert(0, key_check(config.api_key))
         self.setup = SetupDocument(
-            run_id(config.cert_pem.decode()), [*SETUP_STEPS, *(f"model:{m}" for m in models)]
+            run_id(config.cert_pem.decode()), [*setup_steps(config), *(f"model:{m}" for m in models)]
         )
         app.middlewares.insert(0, self._front)  # inside the certificate check, as nginx's location
         if config.client_ca_pem is not None:
@@ -208,7 +220,7 @@ class SimulatedVM:
         self.problem = None
         log.info("simulated VM %s: nginx answers on %s; setting up", self.instance_id, self.url)
         if first or SETUP_DONE not in disk.installed:  # cut short before: the script runs again
-            await self._set_up(disk, models)
+            await self._set_up(disk, models, store)
         else:  # a later boot: the enabled units start Docker and Ollama; the disk has the rest
             for name in self.setup.body()["steps"]:
                 self.setup.mark(name["name"], "present")
@@ -218,9 +230,10 @@ class SimulatedVM:
         if self.ollama_up:
             log.info("simulated VM %s serving %s with models %s", self.instance_id, self.url, models)
 
-    async def _set_up(self, disk: Disk, models: list[str]) -> None:
+    async def _set_up(self, disk: Disk, models: list[str], store: set[str]) -> None:
         """The setup script's steps: present ones are skipped, each takes its duration; a step in
-        `fail_steps` fails with its log line (the VM keeps serving the document, Ollama never starts)."""
+        `fail_steps` fails with its log line (the VM keeps serving the document, Ollama never starts).
+        The models are in `store`: the disk's, or the model volume's once the volume step mounted it."""
         assert self.setup is not None
         durations = {
             "nginx": 0.0,
@@ -230,10 +243,20 @@ class SimulatedVM:
             "ollama": self.timings.ollama_start,
         }
         image = f"image:{disk.config.image}"
-        for name in [*SETUP_STEPS, *(f"model:{m}" for m in models)]:
+        for name in [*setup_steps(disk.config), *(f"model:{m}" for m in models)]:
             key = image if name == "image" else name
-            if key in disk.installed and name not in ("nginx", "ollama"):
+            if name == "volume":
+                store = await self._mount(disk.config) or store
+                if self.setup.state == "failed":
+                    return
+                continue
+            if key in (store if name.startswith("model:") else disk.installed) and name not in (
+                "nginx",
+                "ollama",
+            ):
                 self.setup.mark(name, "present")
+                if name.startswith("model:") and self._app is not None:
+                    _add_model(self._app, name.removeprefix("model:"))
                 continue
             self.setup.mark(name, "running")
             log.info("simulated VM %s: setup step %s", self.instance_id, name)
@@ -249,13 +272,28 @@ class SimulatedVM:
                 log.warning("simulated VM %s: setup step %s failed: %s", self.instance_id, name, failure)
                 return
             self.setup.mark(name, "done")
-            disk.installed.add(key)
+            (store if name.startswith("model:") else disk.installed).add(key)
             if name == "ollama":
                 self.ollama_up = True
             elif name.startswith("model:") and self._app is not None:
                 _add_model(self._app, name.removeprefix("model:"))
         self.setup.state = "done"
         disk.installed.add(SETUP_DONE)
+
+    async def _mount(self, config: VMConfig) -> set[str] | None:
+        """The `volume` step: wait for the attached device, format it if blank (`present` when not),
+        mount it; the models are then on it. Fails as the script does when it never comes."""
+        assert self.setup is not None and config.volume_id is not None
+        self.setup.mark("volume", "running")
+        volume = await wait_for(self.volumes, self.instance_id, config.volume_id)
+        if volume is None:
+            self.setup.mark("volume", "failed")
+            self.setup.state = "failed"
+            self.setup.log = ["+ volume", f"volume {config.volume_id} not attached after {VOLUME_WAIT} s"]
+            return None
+        self.setup.mark("volume", "present" if FORMATTED in volume.contents else "done")
+        volume.contents.add(FORMATTED)
+        return volume.contents
 
     async def _pull(self, name: str, models: tuple[str, ...]) -> None:
         assert self.setup is not None

@@ -106,4 +106,36 @@ ACCESS: tuple[Field, ...] = (
         "changes, deleted with the resource; only for diskSize up to 100 (Exoscale's template limit). "
         "off: always a stock template.",
     ),
+    Field(
+        "coldStart.modelVolume",
+        "object",
+        {},
+        doc="Ollama's model directory on an Exoscale block-storage volume that outlives the VM: created at "
+        "the first create (named after the resource, labelled with the cluster and owner uid), attached to "
+        "the VM (replica 0 only: a volume attaches to one instance at a time), kept when the VM is "
+        "destroyed, attached again to the next one (which pulls only what is missing), deleted with the "
+        "resource. Where block storage is not offered (zone or instance family), the ModelVolume "
+        "condition says so and models are pulled to the VM's disk.",
+    ),
+    Field(
+        "coldStart.modelVolume.enabled",
+        "boolean",
+        False,
+        env="REMOTE_OLLAMA_MODEL_VOLUME",
+        env_doc="1: models on a block-storage volume that survives a destroy (billed as storage)",
+        doc="Off by default: a volume is billed per GB and month for as long as the resource exists, VM "
+        "or not (status.cost shows it), and a baked template already carries the models pulled before it.",
+    ),
+    Field(
+        "coldStart.modelVolume.size",
+        "integer",
+        100,
+        minimum=10,
+        maximum=10240,
+        env="REMOTE_OLLAMA_MODEL_VOLUME_SIZE",
+        env_doc="its size in GiB, 10 to 10240 (default 100)",
+        doc="The volume's size in GiB (Exoscale: 10 GiB to 10 TiB). A volume can only grow: a larger size "
+        "is applied to the existing volume while it is detached; a smaller one leaves it as it is "
+        "(Exoscale volumes only grow).",
+    ),
 )

@@ -29,6 +29,8 @@ LABEL_SPEC_HASH = "remote-ollama-spec"
 # id was recorded (a look-alike can copy it only from our instance, so it is always younger).
 LABEL_CREATION = "remote-ollama-creation"
 LABEL_REPLICA = "remote-ollama-replica"  # the replica's index, on a replicated endpoint's VMs (issue 19)
+# on a VM made for the model volume (spec.coldStart.modelVolume): the volume's id, attached to it
+LABEL_VOLUME = "remote-ollama-volume"
 STANDALONE_CLUSTER = "standalone"
 
 VM_PORT = 11435

@@ -6,7 +6,7 @@ ollama/replicas sections as the program holds them, with their defaults (from fi
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -190,11 +190,25 @@ class OllamaSettings:
 
 
 @dataclass(frozen=True)
+class ModelVolume:
+    """spec.coldStart.modelVolume: Ollama's model directory on a block-storage volume (GiB)."""
+
+    enabled: bool = default("coldStart.modelVolume.enabled")
+    size: int = default("coldStart.modelVolume.size")
+
+
+@dataclass(frozen=True)
 class ColdStart:
     """spec.coldStart. `template`: auto bakes the set-up VM's disk into a private template and
-    creates the next VM from it; off always sets a stock template up."""
+    creates the next VM from it; off always sets a stock template up. `model_volume`: the parser
+    hands the nested object over as a mapping of its fields."""
 
     template: str = "auto"
+    model_volume: ModelVolume = field(default_factory=ModelVolume)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model_volume, dict):
+            object.__setattr__(self, "model_volume", ModelVolume(**self.model_volume))
 
     @property
     def bake(self) -> bool:

@@ -34,6 +34,7 @@ class ConditionType(StrEnum):
     BUDGET_EXCEEDED = "BudgetExceeded"
     CAPACITY_UNAVAILABLE = "CapacityUnavailable"
     VM_SETUP = "VMSetup"  # what the VM's setup script says it is doing (present while it says so)
+    MODEL_VOLUME = "ModelVolume"  # spec.coldStart.modelVolume: the models' volume, or why there is none
 
 
 class Reason(StrEnum):
@@ -128,6 +129,9 @@ class Reason(StrEnum):
     AVAILABLE = "Available"
     FELL_BACK = "FellBack"
     CAPACITY_UNAVAILABLE = "CapacityUnavailable"
+    VOLUME_READY = "VolumeReady"
+    # block storage refused here (zone or instance family): the models go to the VM's disk
+    VOLUME_UNSUPPORTED = "VolumeUnsupported"
     # -- Events about the resource's objects --------------------------------------------------------------
     MALFORMED_ANNOTATION = "MalformedAnnotation"
     CLOUD_OBJECTS_ABANDONED = "CloudObjectsAbandoned"
@@ -200,6 +204,7 @@ WARNING = (
         Reason.CAPACITY_UNAVAILABLE,
         Reason.MALFORMED_ANNOTATION,
         Reason.SCALE_OUT_UNSUPPORTED,
+        Reason.VOLUME_UNSUPPORTED,
         Reason.CLOUD_OBJECTS_ABANDONED,
         Reason.CLOUD_OBJECTS_UNKNOWN,
         Reason.INTERNAL_ERROR,

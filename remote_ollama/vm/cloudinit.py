@@ -55,6 +55,7 @@ from .paths import (
 from .pki import VMCredentials
 from .scripts import PULL_SCRIPT, SETUP_SCRIPT, STEP_TOOL, TLS_KEY_SCRIPT
 from .services import KEY_CHECK, KEY_CHECK_INCLUDE, MODELS_UNIT, NGINX_SITE, OLLAMA_UNIT
+from .volume import MODEL_DIR, VOLUME_PATH, VOLUME_SCRIPT, VOLUME_SCRIPT_PATH
 
 OLLAMA_IMAGE = DEFAULT_OLLAMA_IMAGE  # spec.ollama.image / OLLAMA_IMAGE override it
 MAX_USER_DATA_B64 = 32768
@@ -79,6 +80,7 @@ def setup_hash(ollama_image: str | None = None) -> str:
         NGINX_SITE,
         OLLAMA_UNIT,
         MODELS_UNIT,
+        VOLUME_SCRIPT,
         ollama_image or OLLAMA_IMAGE,
     )
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:SETUP_HASH_LENGTH]
@@ -107,8 +109,10 @@ def render_user_data(
     *,
     ollama_image: str | None = None,
     ollama_env: Mapping[str, str] | None = None,
+    volume_id: str | None = None,
 ) -> str:
-    """The `#cloud-config` document for one resource's VM (see module docstring).
+    """The `#cloud-config` document for one resource's VM (see module docstring); `volume_id`: the
+    model volume its setup mounts (vm/volume.py).
 
     `ollama_env` (spec.ollama.env) goes to the Ollama
     container as quoted `-e` arguments of the unit's ExecStart; `env_problems` refuses whatever
@@ -134,7 +138,9 @@ def render_user_data(
     if creds.api_key:  # EXOSCALE_OLLAMA_KEY: an extra, weaker check (it is in user-data)
         files.append(_file(API_KEY_PATH, creds.api_key + "\n", "0600"))
         files.append(_file(API_KEY_CHECK_PATH, KEY_CHECK.format(key=creds.api_key), "0600"))
-    unit = OLLAMA_UNIT.format(port=PROXY_PORT, image=ollama_image, env=env_args, metadata=METADATA_SERVER)
+    unit = OLLAMA_UNIT.format(
+        port=PROXY_PORT, image=ollama_image, env=env_args, metadata=METADATA_SERVER, model_dir=MODEL_DIR
+    )
     files += [
         _file(MODELS_PATH, "".join(f"{m}\n" for m in models), "0644"),
         _file(IMAGE_PATH, ollama_image + "\n", "0644"),
@@ -144,8 +150,13 @@ def render_user_data(
         _file(PULL_PATH, PULL_SCRIPT, "0755"),
         _file(TLS_KEY_SCRIPT_PATH, TLS_KEY_SCRIPT, "0755"),
         _file(STEP_TOOL_PATH, STEP_TOOL, "0755"),
+        _file(VOLUME_SCRIPT_PATH, VOLUME_SCRIPT, "0755"),
         _file(SETUP_PATH, SETUP_SCRIPT, "0755"),
     ]
+    if volume_id is not None:
+        if not re.fullmatch(r"[0-9a-f-]{36}", volume_id):
+            raise UserDataError(f"invalid volume id: {volume_id!r}")
+        files.append(_file(VOLUME_PATH, volume_id + "\n", "0644"))
     doc: dict[str, Any] = {
         "package_update": True,
         "packages": ["docker.io", "nginx", "curl", "gnupg", "ca-certificates", "ubuntu-drivers-common"],

@@ -20,6 +20,7 @@ from .paths import (
     TLS_KEY_PATH,
     TLS_KEY_SCRIPT_PATH,
 )
+from .volume import VOLUME_STEP, volume_steps
 
 STEP_TOOL = f"""\
 #!/usr/bin/python3
@@ -67,6 +68,16 @@ def mark(doc, name, state, **extra):
     found[0].update(state=state, **extra)
 
 
+def there(model):
+    # Ollama has the model (its files are in the model directory): no pull
+    body = json.dumps({{"model": model}}).encode()
+    try:
+        urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:{PROXY_PORT}/api/show", body), timeout=60)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 cmd, args = sys.argv[1], sys.argv[2:]
 if cmd == "begin":
     with open("{MODELS_PATH}") as f:
@@ -84,6 +95,8 @@ elif cmd == "fail":
         doc["log"] = [SECRET.sub("[redacted]", line)[:200] for line in f.read().splitlines()[-12:]]
 elif cmd == "finish":
     doc["state"] = "done"
+elif cmd == "pull" and there(args[0]):  # on the model volume or a baked disk already
+    mark(doc, "model:" + args[0], "present")
 elif cmd == "pull":
     name, shown = "model:" + args[0], 0.0
     mark(doc, name, "running")
@@ -158,7 +171,7 @@ umask 077
 exec >>{SETUP_LOG_PATH} 2>&1
 {TLS_KEY_SCRIPT_PATH}
 STEP={STEP_TOOL_PATH}
-"$STEP" begin nginx driver docker image ollama
+"$STEP" begin nginx driver docker image {volume_steps()} ollama
 NOW=nginx
 trap '[ $? -eq 0 ] || "$STEP" fail "$NOW"' EXIT
 run() {{ NOW=$1; echo "== $1"; "$STEP" mark "$1" running; }}
@@ -200,6 +213,8 @@ fi
 run image
 if docker image inspect "$IMAGE" >/dev/null 2>&1; then ok present; else docker pull -q "$IMAGE"; ok; fi
 
+# the model volume (spec.coldStart.modelVolume), mounted at Ollama's model directory before it starts
+{VOLUME_STEP}
 systemctl daemon-reload
 systemctl enable remote-ollama-ollama.service remote-ollama-models.service
 if nvidia-smi; then

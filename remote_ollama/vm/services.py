@@ -74,7 +74,7 @@ ExecStartPre=/bin/sh -c 'iptables -C DOCKER-USER -d {metadata}/32 -j REJECT 2>/d
 || iptables -I DOCKER-USER -d {metadata}/32 -j REJECT'
 ExecStartPre=-/usr/bin/docker rm -f ollama
 ExecStart=/usr/bin/docker run --rm --name ollama --gpus all -p 127.0.0.1:{port}:{port} \
--v /var/lib/ollama:/root/.ollama -e OLLAMA_KEEP_ALIVE=-1 {env}{image}
+-v {model_dir}:/root/.ollama -e OLLAMA_KEEP_ALIVE=-1 {env}{image}
 ExecStop=/usr/bin/docker stop ollama
 Restart=always
 RestartSec=5

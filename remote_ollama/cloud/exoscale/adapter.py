@@ -29,6 +29,7 @@ from .catalogue import Catalogue
 from .security_groups import RULE_DESCRIPTION, SecurityGroups
 from .templates import Templates
 from .transport import JSON, ExoscaleTransport, make_client
+from .volumes import Volumes
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class ExoscaleCloud:
         self.catalogue = Catalogue(self.api, zone)
         self.security_groups = SecurityGroups(self.api)
         self.templates = Templates(self.api)
+        self.volumes = Volumes(self.api)
 
     def __repr__(self) -> str:
         return f"<ExoscaleCloud zone={self.zone} endpoint={self.client.endpoint}>"

@@ -65,6 +65,30 @@ class AsyncExoscaleCloud:
     async def delete_template(self, template_id: str) -> None:
         await asyncio.to_thread(self.sync.templates.delete_template, template_id)
 
+    async def volumes(self, labels: Mapping[str, str]) -> list[JSON]:
+        return await asyncio.to_thread(self.sync.volumes.volumes, labels)
+
+    async def create_volume(self, name: str, size_gib: int, labels: Mapping[str, str]) -> JSON:
+        return await asyncio.to_thread(self.sync.volumes.create_volume, name, size_gib, labels)
+
+    async def grow_volume(self, volume_id: str, size_gib: int) -> None:
+        await asyncio.to_thread(self.sync.volumes.grow_volume, volume_id, size_gib)
+
+    async def attach_volume(self, volume_id: str, instance_id: str) -> None:
+        await asyncio.to_thread(self.sync.volumes.attach_volume, volume_id, instance_id)
+
+    async def detach_volume(self, volume_id: str) -> None:
+        await asyncio.to_thread(self.sync.volumes.detach_volume, volume_id)
+
+    async def delete_volume(self, volume_id: str) -> None:
+        await asyncio.to_thread(self.sync.volumes.delete_volume, volume_id)
+
+    async def volume_snapshots(self, labels: Mapping[str, str]) -> list[JSON]:
+        return await asyncio.to_thread(self.sync.volumes.volume_snapshots, labels)
+
+    async def delete_volume_snapshot(self, snapshot_id: str) -> None:
+        await asyncio.to_thread(self.sync.volumes.delete_volume_snapshot, snapshot_id)
+
     async def find_instances(self, labels: Mapping[str, str]) -> list[ObservedInstance]:
         return await asyncio.to_thread(self.sync.find_instances, labels)
 

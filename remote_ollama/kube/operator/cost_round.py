@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,12 +31,14 @@ class CostRound:
     meter: cost.CostMeter
     verdict: cost.BudgetVerdict
     prices: cost.PriceTable
-    template_gb: float = 0.0  # the baked template's size (spec.coldStart): its storage is a cost too
+    storage: cost.Storage = field(
+        default_factory=cost.Storage
+    )  # the baked template and model volume: a cost too
 
     def status(self) -> dict[str, Any]:
         return {
             **cost.to_status(self.meter, self.prices),
-            **cost.template_status(self.template_gb, self.prices),
+            **cost.storage_status(self.storage, self.prices),
         }
 
     def add_to(self, patch: dict[str, Any], body: dict[str, Any], now: datetime) -> None:

@@ -228,7 +228,7 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
     if await LEDGER.after(OPERATOR.api, body, cap, look, table):  # the others stop theirs now too
         OPERATOR.kick_namespace(ctx.namespace)
     instance, decision, now = look.instance, look.decision, look.now
-    spent = CostRound(look.meter, look.verdict, table, look.template_gb)
+    spent = CostRound(look.meter, look.verdict, table, look.storage)
     generation = body.metadata.get("generation")
     if instance is not None and ctx.access_generation != generation:
         # allowedSourceCIDRs may have changed: the rules follow without re-creating the VM

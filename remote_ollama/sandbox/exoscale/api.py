@@ -30,6 +30,7 @@ from remote_ollama.sandbox.exoscale.objects import ApiError, Instance
 from remote_ollama.sandbox.exoscale.signing import SignatureError, verify
 from remote_ollama.sandbox.exoscale.state import Account, CloudState, InstanceHooks, NoMachines
 from remote_ollama.sandbox.exoscale.timings import SimTimings
+from remote_ollama.sandbox.exoscale.volumes import BLOCK_STORAGE_ZONES, Volume, of
 from remote_ollama.sandbox.exoscale.wire import (
     BASE_PATH,
     UNSIGNED_OPERATIONS,
@@ -46,7 +47,7 @@ from remote_ollama.spec.fields_row import ZONES
 from remote_ollama.spec.names import VM_PORT
 from remote_ollama.spec.sections import DEFAULT_ZONE
 
-__all__ = ["ExoscaleSimulator"]
+__all__ = ["BLOCK_STORAGE_ZONES", "ExoscaleSimulator"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -86,6 +87,8 @@ class ExoscaleSimulator:
             name: CloudState(self.timings, hooks, zone=name, account=self.account, faults=faults)
             for name in dict.fromkeys([zone, *zones])
         }
+        if self.fleet is not None:  # a simulated VM finds its model volume's device
+            self.fleet.volumes = self.attached_volumes
         self.quota_error_status = quota_error_status
         self.calls: list[Call] = []
         self.url = ""
@@ -108,6 +111,10 @@ class ExoscaleSimulator:
         return next(
             (z.instances[instance_id] for z in self.states.values() if instance_id in z.instances), None
         )
+
+    def attached_volumes(self, instance_id: str) -> list[Volume]:
+        """The block-storage volumes attached to an instance, in whichever zone."""
+        return [v for z in self.states.values() for v in of(z).attached_to(instance_id)]
 
     def zone_of(self, instance_id: str) -> str | None:
         return next((name for name, z in self.states.items() if instance_id in z.instances), None)

@@ -32,6 +32,7 @@ class SimTimings:
     snapshot: float = 0.0  # create-snapshot of a stopped instance's disk
     template: float = 0.0  # promote-snapshot-to-template
     template_boot: float = 0.0  # cloud-init's packages step on a boot from a baked template (all there)
+    volume_attach: float = 0.0  # attach-block-storage-volume-to-instance (spec.coldStart.modelVolume)
 
     @classmethod
     def seed(cls, scale: float = 1.0, **override: float) -> SimTimings:
@@ -53,6 +54,7 @@ class SimTimings:
             "snapshot": 60.0,
             "template": 120.0,
             "template_boot": 15.0,  # package lists only: the packages are on the baked disk
+            "volume_attach": 10.0,  # the volume's operation until the device shows on the VM
         }
         out: dict[str, Any] = {k: (v / scale if k == "bandwidth" else v * scale) for k, v in figures.items()}
         return cls(**{"token": 0.005, **out, **override})

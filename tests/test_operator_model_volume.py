@@ -1,0 +1,47 @@
+"""In a cluster: spec.coldStart.modelVolume shows in the resource's status (the ModelVolume
+condition, its storage in status.cost) and the volume goes with the resource."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from cluster.fixtures import KubeNamespace
+from operator_world import OperatorWorld, credentials_secret, operator_world, remote_ollama, wait_until
+
+from remote_ollama.sandbox.exoscale import volumes
+from remote_ollama.spec.names import LABEL_OWNER
+
+
+def status(world: OperatorWorld) -> dict[str, Any]:
+    return dict(((world.get("remoteollama", "granite") or {}).get("status")) or {})
+
+
+def condition(world: OperatorWorld, kind: str) -> dict[str, Any]:
+    return next((c for c in status(world).get("conditions") or [] if c["type"] == kind), {})
+
+
+def test_the_volume_shows_in_status_and_goes_with_the_resource(
+    kube: KubeNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with operator_world(kube, monkeypatch) as world:
+        store = volumes.of(world.sim.sim.states["ch-gva-2"])  # a zone with block storage
+        world.apply(credentials_secret())
+        cold_start = {"modelVolume": {"enabled": True, "size": 10}}
+        world.apply(remote_ollama(zone="ch-gva-2", idle={"stopAfter": "10m"}, coldStart=cold_start))
+        ready = world.wait_phase("Ready", timeout=60)
+        instance = ready["status"]["instance"]["id"]
+        (volume,) = store.volumes.values()
+        assert volume.instance_id == instance and volume.labels[LABEL_OWNER] == ready["metadata"]["uid"]
+        wait_until(
+            lambda: condition(world, "ModelVolume").get("reason") == "VolumeReady", 30, "the condition"
+        )
+        assert condition(world, "ModelVolume")["status"] == "True"
+        assert f"{volume.name} (10 GiB) attached to {instance}" in condition(world, "ModelVolume")["message"]
+        wait_until(
+            lambda: (status(world).get("cost") or {}).get("volumeStorageGB") == 10.7, 30, "its storage"
+        )
+
+        kube.kubectl("delete", "remoteollama", "granite", "--wait=false", check=True)
+        wait_until(lambda: world.get("remoteollama", "granite") is None, 60, "the resource deleted")
+        assert store.volumes == {}
