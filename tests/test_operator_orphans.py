@@ -6,15 +6,18 @@ cluster or for standalone mode are never stopped, started or deleted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
+from collections.abc import Iterator
 
 from cluster.fixtures import KubeNamespace
 from operator_world import KEY, SECRET, CloudWorld, cloud_world, credentials_secret, remote_ollama
 from waiting import wait_until
 
 from remote_ollama.cloud.exoscale.adapter import ExoscaleCloud
+from remote_ollama.sandbox.exoscale import volumes
 from remote_ollama.sandbox.exoscale.objects import PrivateTemplate
 from remote_ollama.spec.names import (
     LABEL_CLUSTER,
@@ -46,20 +49,26 @@ def planted(world: CloudWorld, cluster: str, name: str) -> str:
     return inst.id
 
 
+@contextlib.contextmanager
+def swept_world(kube: KubeNamespace, quota: int | None = None) -> Iterator[tuple[CloudWorld, str]]:
+    """The operator sweeping every 0.5 s with a grace of GRACE, one resource Ready (its instance id)."""
+    env = {"REMOTE_OLLAMA_ORPHAN_GRACE": str(GRACE), "REMOTE_OLLAMA_ORPHAN_INTERVAL": "0.5"}
+    with cloud_world(kube, env=env) as world:
+        if quota is not None:
+            world.sim.sim.set_quota("gpua5000", quota)
+        world.apply(credentials_secret())
+        world.start_operator()
+        world.apply(remote_ollama(idle={}))
+        yield world, world.wait_phase("Ready")["status"]["instance"]["id"]
+
+
 def touched(world: CloudWorld, instance_id: str) -> list[str]:
     verbs = {"stop-instance", "start-instance", "delete-instance", "reboot-instance"}
     return [c.operation for c in list(world.sim.sim.calls) if instance_id in c.path and c.operation in verbs]
 
 
 def test_orphans_of_this_cluster_only_are_deleted_after_the_grace(kube: KubeNamespace) -> None:
-    env = {"REMOTE_OLLAMA_ORPHAN_GRACE": str(GRACE), "REMOTE_OLLAMA_ORPHAN_INTERVAL": "0.5"}
-    with cloud_world(kube, env=env) as world:
-        world.sim.sim.set_quota("gpua5000", 10)
-        world.apply(credentials_secret())
-        world.start_operator()
-        world.apply(remote_ollama(idle={}))
-        ours = world.wait_phase("Ready")["status"]["instance"]["id"]
-
+    with swept_world(kube, quota=10) as (world, ours):
         planted_at = time.monotonic()
         orphan = planted(world, world.cluster_id(), "orphan")
         foreign = planted(world, "another-clusters-uid", "foreign")
@@ -90,12 +99,7 @@ def test_orphaned_security_groups_and_templates_of_this_cluster_go_after_the_gra
     kube: KubeNamespace,
 ) -> None:
     """Security groups and baked templates carry no labels: their names say cluster and owner uid."""
-    env = {"REMOTE_OLLAMA_ORPHAN_GRACE": str(GRACE), "REMOTE_OLLAMA_ORPHAN_INTERVAL": "0.5"}
-    with cloud_world(kube, env=env) as world:
-        world.apply(credentials_secret())
-        world.start_operator()
-        world.apply(remote_ollama(idle={}))
-        world.wait_phase("Ready")
+    with swept_world(kube) as (world, _):
         cloud = ExoscaleCloud(KEY, SECRET, world.sim.sim.zone, endpoint=world.sim.url, poll_interval=0.05)
         ours = security_group_name(world.cluster_id(), world.uid())
         gone_owner = str(uuid.uuid4())
@@ -121,3 +125,38 @@ def test_orphaned_security_groups_and_templates_of_this_cluster_go_after_the_gra
         sweeps = world.calls("list-security-groups")
         wait_until(lambda: world.calls("list-security-groups") >= sweeps + 3, 10, "three more sweeps")
         assert {ours, foreign_group, foreign_tpl} <= names()
+
+
+def test_orphaned_model_volumes_and_volume_snapshots_of_this_cluster_go_after_the_grace(
+    kube: KubeNamespace,
+) -> None:
+    """Volumes and their snapshots carry labels: this cluster's whose owner is gone are deleted (an
+    attached one detached first); another cluster's and a live owner's are never touched."""
+    with swept_world(kube) as (world, ours):
+        store = volumes.of(world.sim.sim.state)
+        gone = str(uuid.uuid4())
+        owners = {"orphan": (world.cluster_id(), gone), "attached": (world.cluster_id(), gone)}
+        owners |= {"foreign": ("another-clusters-uid", gone), "live": (world.cluster_id(), world.uid())}
+        planted_at = time.monotonic()
+        for name, (cluster, owner) in owners.items():
+            labels = {LABEL_MANAGED_BY: LABEL_MANAGED_BY_VALUE, LABEL_CLUSTER: cluster, LABEL_OWNER: owner}
+            volume = volumes.Volume(str(uuid.uuid4()), name, 10, labels, "2026-01-01T00:00:00Z")
+            store.volumes[volume.id] = volume
+            snap = volumes.VolumeSnapshot(str(uuid.uuid4()), name, volume.id, 10, labels, volume.created_at)
+            store.snapshots[snap.id] = snap
+        attached = next(v for v in store.volumes.values() if v.name == "attached")
+        attached.instance_id, attached.state = ours, "attached"  # to a live VM: let go first
+
+        def names() -> set[str]:
+            return {f"vol:{v.name}" for v in store.volumes.values()} | {
+                f"snap:{s.name}" for s in store.snapshots.values()
+            }
+
+        orphans = {"vol:orphan", "vol:attached", "snap:orphan", "snap:attached"}
+        wait_until(lambda: not orphans & names(), 20, "the orphans deleted")
+        assert time.monotonic() - planted_at >= GRACE
+        assert world.calls("detach-block-storage-volume") == 1
+        sweeps = world.calls("list-block-storage-volumes")
+        wait_until(lambda: world.calls("list-block-storage-volumes") >= sweeps + 3, 10, "three more sweeps")
+        assert names() == {"vol:foreign", "vol:live", "snap:foreign", "snap:live"}
+        assert [i.state for i in world.instances() if i.id == ours] == ["running"]

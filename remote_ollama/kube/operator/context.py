@@ -1,7 +1,7 @@
 """Process-wide operator state: the API client, the cluster id, one context per resource, orphans.
 
-Orphan clean-up deletes only instances with this cluster's label whose owner uid no longer
-exists, after a grace period: clusters and standalone users may share one Exoscale account.
+Orphan clean-up (orphans.py) deletes only what this cluster's resources left whose owner uid no
+longer exists, after a grace period: clusters and standalone users may share one Exoscale account.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from remote_ollama import __version__
 from remote_ollama.cloud.errors import CloudError
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.cloud.port import Cloud
-from remote_ollama.core.observed import GONE
 from remote_ollama.core.types import WakeTiming
 from remote_ollama.engine.credentials import RECORD_KEYS, CredentialStore, InstanceRecord
 from remote_ollama.engine.metrics import LifecycleMetrics
@@ -33,16 +32,9 @@ from remote_ollama.kube.operator.events import event
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import (
     GROUP,
-    LABEL_CLUSTER,
-    LABEL_MANAGED_BY,
-    LABEL_MANAGED_BY_VALUE,
-    LABEL_OWNER,
     PLURAL,
-    SETUP_HASH_LENGTH,
-    TEMPLATE_PREFIX,
     VERSION,
     legacy_security_group_name,
-    owner_in_name,
     secret_name,
     security_group_name,
     vm_secret_name,
@@ -52,6 +44,7 @@ from remote_ollama.spec.vocabulary import Reason
 from remote_ollama.vm.pki import KEY_CA, KEY_KEY, VMCredentials
 
 from . import children
+from .orphans import OrphanSweep
 from .ownership import NameConflict, apply_owned, owned_by
 
 log = logging.getLogger("remote_ollama.kube.operator")
@@ -205,7 +198,7 @@ class Operator:
         self.cluster_id = os.environ.get("REMOTE_OLLAMA_CLUSTER_ID", "")
         self.contexts: dict[str, ResourceContext] = {}
         self._clouds: dict[tuple[str, str, str], AsyncExoscaleCloud] = {}
-        self._orphans_seen: dict[str, float] = {}
+        self.orphans = OrphanSweep(self.cluster_id, ORPHAN_GRACE)
         self._last_sweep: dict[tuple[str, str], float] = {}
         # every account and zone seen, with a resource to report on: swept even when no round runs
         self._sweep_targets: dict[tuple[str, str], tuple[Cloud, kopf.Body]] = {}
@@ -228,7 +221,7 @@ class Operator:
         self._api = None
         self.contexts.clear()
         self._clouds.clear()
-        self._orphans_seen.clear()
+        self.orphans.seen.clear()
         self._last_sweep.clear()
         self._sweep_targets.clear()
         self.proxy_image = os.environ.get("REMOTE_OLLAMA_PROXY_IMAGE", self.proxy_image)
@@ -309,7 +302,8 @@ class Operator:
         return self._clouds[ident]
 
     async def maybe_sweep_orphans(self, cloud: Cloud, body: kopf.Body) -> None:
-        """At most every ORPHAN_EVERY per account and zone: delete our cluster's unowned instances."""
+        """At most every ORPHAN_EVERY per account and zone: delete what our cluster's deleted
+        resources left (orphans.py)."""
         loop = asyncio.get_running_loop()
         key = (str(id(cloud)), cloud.zone)
         self._sweep_targets[key] = (cloud, body)
@@ -319,59 +313,18 @@ class Operator:
         if loop.time() - self._last_sweep.get(key, -1e9) < self.orphan_every:
             return
         self._last_sweep[key] = loop.time()
-        mine = await cloud.find_instances(
-            {LABEL_MANAGED_BY: LABEL_MANAGED_BY_VALUE, LABEL_CLUSTER: self.cluster_id}
+        self.orphans.cluster_id, self.orphans.grace = self.cluster_id, self.orphan_grace
+        await self.orphans.sweep(
+            cloud, self._owners, lambda message: event(body, Reason.ORPHAN_DELETED, message), loop.time()
         )
-        # security groups and baked templates carry no labels: their names say cluster and owner
-        group_prefix = security_group_name(self.cluster_id, "")
-        tpl_prefix = f"{TEMPLATE_PREFIX}-{self.cluster_id}-"
-        groups = await cloud.security_group_names(group_prefix)
-        templates = await cloud.private_templates(tpl_prefix)
-        if not (mine or groups or templates):
-            return
+
+    async def _owners(self) -> set[str] | None:
+        """The uids of every RemoteOllama of the cluster (None: unreadable)."""
         try:
             listing = await self.api.request("GET", path_for(f"{GROUP}/{VERSION}", PLURAL))
         except KubeError:
-            return  # cannot prove ownership: delete nothing
-        owners = {(i.get("metadata") or {}).get("uid") for i in listing.get("items", [])}
-        for inst in mine:
-            owner = inst.labels.get(LABEL_OWNER)
-            if inst.labels.get(LABEL_CLUSTER) != self.cluster_id or owner in owners or inst.state in GONE:
-                self._orphans_seen.pop(inst.id, None)
-                continue
-            first = self._orphans_seen.setdefault(inst.id, loop.time())
-            if loop.time() - first >= self.orphan_grace:
-                await cloud.delete_instance(inst.id, wait=False)
-                self._orphans_seen.pop(inst.id, None)
-                event(
-                    body,
-                    Reason.ORPHAN_DELETED,
-                    f"deleted instance {inst.id} of deleted owner {owner} (cluster {self.cluster_id})",
-                )
-        for group in groups:
-            owner = owner_in_name(group, group_prefix)
-            if owner is None or owner in owners or not self._orphan_due(f"sg:{group}", loop.time()):
-                continue
-            try:  # refused while an instance still uses it: the next sweep tries again
-                await cloud.delete_security_group(group)
-            except CloudError as exc:
-                log.info("orphaned security group %s not deleted yet: %s", group, exc)
-                continue
-            self._orphans_seen.pop(f"sg:{group}", None)
-            event(body, Reason.ORPHAN_DELETED, f"deleted security group {group} of deleted owner {owner}")
-        for tpl in templates:
-            name = str(tpl.get("name", ""))
-            owner = owner_in_name(name, tpl_prefix, SETUP_HASH_LENGTH)
-            seen_key = f"tpl:{tpl.get('id')}"
-            if owner is None or owner in owners or not self._orphan_due(seen_key, loop.time()):
-                continue
-            await cloud.delete_template(str(tpl["id"]))
-            self._orphans_seen.pop(seen_key, None)
-            event(body, Reason.ORPHAN_DELETED, f"deleted template {name} of deleted owner {owner}")
-
-    def _orphan_due(self, key: str, now: float) -> bool:
-        """Unowned since at least the grace period (first seen now: not yet)."""
-        return now - self._orphans_seen.setdefault(key, now) >= self.orphan_grace
+            return None
+        return {str((i.get("metadata") or {}).get("uid")) for i in listing.get("items", [])}
 
     def observe_wake(self, wake: WakeTiming) -> None:
         self.metrics.observe_wake(wake)
