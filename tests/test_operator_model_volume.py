@@ -3,6 +3,7 @@ condition, its storage in status.cost) and the volume goes with the resource."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -45,3 +46,24 @@ def test_the_volume_shows_in_status_and_goes_with_the_resource(
         kube.kubectl("delete", "remoteollama", "granite", "--wait=false", check=True)
         wait_until(lambda: world.get("remoteollama", "granite") is None, 60, "the resource deleted")
         assert store.volumes == {}
+
+
+def test_where_block_storage_is_not_offered_the_condition_and_a_warning_say_so(
+    kube: KubeNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with operator_world(kube, monkeypatch) as world:
+        world.apply(credentials_secret())
+        cold_start = {"modelVolume": {"enabled": True}}
+        world.apply(remote_ollama(zone="at-vie-2", idle={"stopAfter": "10m"}, coldStart=cold_start))
+        world.wait_phase("Ready", timeout=60)  # made as without a volume
+        wait_until(lambda: condition(world, "ModelVolume").get("reason") == "VolumeUnsupported", 30, "it")
+        assert "at-vie-2" in condition(world, "ModelVolume")["message"]
+        assert condition(world, "ModelVolume")["status"] == "False"
+
+        def warnings() -> list[dict[str, Any]]:
+            out = world.kube.kubectl("get", "events", "-n", world.namespace, "-o", "json", check=True)
+            items = json.loads(out.stdout)["items"]
+            return [e for e in items if e.get("reason") == "VolumeUnsupported" and e.get("type") == "Warning"]
+
+        wait_until(warnings, 30, "a VolumeUnsupported Warning Event")
+        assert all(volumes.of(state).volumes == {} for state in world.sim.sim.states.values())

@@ -81,7 +81,11 @@ class Reconciler:
         self.templates = BakedTemplates(self.cloud, self.target)
         self.ownership = Ownership(self.cloud, self.target, self.store, self._post_warning)
         self.volumes = ModelVolumes(
-            self.cloud, self.target.name, self.ownership.owner_labels(), self.target.replica
+            self.cloud,
+            self.target.name,
+            self.ownership.owner_labels(),
+            self.target.replica,
+            self._post_warning,
         )
 
     def _post_warning(self, reason: Reason, message: str) -> None:

@@ -13,7 +13,7 @@ itself is kept (a later VM of another type may use it; it goes with the resource
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from remote_ollama.cloud.errors import CloudError, NotFoundError
@@ -23,6 +23,7 @@ from remote_ollama.core.observed import GONE, ObservedInstance
 from remote_ollama.core.types import Condition
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import LABEL_VOLUME
+from remote_ollama.spec.vocabulary import Reason
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ class ModelVolumes:
     instance_name: str
     labels: Mapping[str, str]  # the resource's owner labels
     replica: int | None = None
+    # a refusal's Warning (operator: an Event), once per zone and family and process
+    warn: Callable[[Reason, str], None] | None = None
     _volume: Volume | None = None
     _listed: bool = False
     _refused: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -47,8 +50,11 @@ class ModelVolumes:
         return self._refused.get(unsupported_key(self.cloud.zone, spec.instance_type.name))
 
     def _refuse(self, spec: Spec, exc: CloudError) -> None:
-        log.warning("no model volume in %s for %s: %s", self.cloud.zone, spec.instance_type.name, exc)
+        message = f"no model volume in {self.cloud.zone} for {spec.instance_type.name}: {exc.message}"
+        log.warning("%s", message)
         self._refused[unsupported_key(self.cloud.zone, spec.instance_type.name)] = exc.message
+        if self.warn is not None:
+            self.warn(Reason.VOLUME_UNSUPPORTED, f"{message}; models are pulled to the VM's disk")
 
     async def current(self) -> Volume | None:
         """The resource's volume in this zone (listed once, then kept up to date)."""
