@@ -360,6 +360,9 @@ def test_a_release_workflow_builds_both_architectures_and_pushes_image_and_chart
     # the packaged chart's default image is the one pushed: the sed matches the values file's line
     values = (ROOT / "charts" / "remote-ollama" / "values.yaml").read_text()
     assert '\n  repository: ""\n' in values and 's|^  repository: \\"\\"|' in script
+    # ... by the digest the push returned, not by its tag
+    assert build["id"] == "image" and "${{ steps.image.outputs.digest }}" in str(steps)
+    assert '\n  digest: ""\n' in values and 's|^  digest: \\"\\"|  digest: ${DIGEST}|' in script
 
 
 @pytest.fixture(scope="session")
