@@ -114,7 +114,9 @@ def test_the_operator_still_manages_its_children(kube: KubeNamespace, operator: 
         assert out.returncode == 0, (kind, out.stderr)
     # a tenant who strips the label does not lock out drift repair (its RemoteOllama still owns it)
     kube.kubectl("label", "service", "granite", f"{children.MANAGED_BY_LABEL}-", check=True)
-    again = kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(children.service(body)), kubeconfig=operator)
+    again = kube.kubectl(
+        "apply", "-f", "-", input=yaml.safe_dump(children.service(body)), kubeconfig=operator
+    )
     assert again.returncode == 0, again.stderr
     for obj in made:
         kind, name = obj["kind"].lower(), obj["metadata"]["name"]
@@ -136,7 +138,12 @@ def test_a_child_cannot_be_shaped_into_an_escalation(kube: KubeNamespace, operat
     service = children.service(body)
     service["spec"]["type"] = "LoadBalancer"
 
-    for obj, why in ((binding, "RoleBinding binds only"), (role, "Role grants only"), (deployment, "ServiceAccount"), (service, "ClusterIP")):
+    for obj, why in (
+        (binding, "RoleBinding binds only"),
+        (role, "Role grants only"),
+        (deployment, "ServiceAccount"),
+        (service, "ClusterIP"),
+    ):
         code, message = create(kube, obj, operator)
         assert code != 0 and why in message, (obj["kind"], message)
 
