@@ -102,6 +102,7 @@ def test_the_operator_still_manages_its_children(kube: KubeNamespace, operator: 
         children.proxy_role_binding(body),
         children.deployment(body, "registry.example.com/remote-ollama:0.1.0"),
         children.service(body),
+        children.network_policy(body) or {},
         children.vm_secret(body, {"ca.crt": "x"}, secret_name("granite")),
     ]
     for obj in made:
@@ -126,7 +127,7 @@ def test_the_operator_still_manages_its_children(kube: KubeNamespace, operator: 
 
 def test_a_child_cannot_be_shaped_into_an_escalation(kube: KubeNamespace, operator: Path) -> None:
     """Marked as a child, an object still cannot bind another subject, grant more, run as another
-    ServiceAccount or expose the proxy outside the cluster."""
+    ServiceAccount, receive another Service's traffic, isolate other pods or expose the proxy."""
     body = resource(kube)
     binding = children.proxy_role_binding(body)
     binding["subjects"][0]["namespace"] = "kube-system"  # its Secrets' reader elsewhere
@@ -135,6 +136,11 @@ def test_a_child_cannot_be_shaped_into_an_escalation(kube: KubeNamespace, operat
     role["rules"].append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]})  # any name
     deployment = children.deployment(body, "registry.example.com/remote-ollama:0.1.0")
     deployment["spec"]["template"]["spec"]["serviceAccountName"] = "default"
+    impostor = children.deployment(body, "registry.example.com/remote-ollama:0.1.0")
+    impostor["spec"]["template"]["metadata"]["labels"]["app"] = "web"  # the team's Service `web` selects it
+    policy = children.network_policy(body)
+    assert policy is not None
+    policy["spec"]["podSelector"] = {}  # every pod of the namespace isolated
     service = children.service(body)
     service["spec"]["type"] = "LoadBalancer"
 
@@ -142,6 +148,8 @@ def test_a_child_cannot_be_shaped_into_an_escalation(kube: KubeNamespace, operat
         (binding, "RoleBinding binds only"),
         (role, "Role grants only"),
         (deployment, "ServiceAccount"),
+        (impostor, "labels its pods only as its proxy's"),
+        (policy, "selects only its proxy's pods"),
         (service, "ClusterIP"),
     ):
         code, message = create(kube, obj, operator)
