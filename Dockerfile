@@ -11,14 +11,16 @@ FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md constraints.txt ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY remote_ollama ./remote_ollama
-# Build the project's wheel, then install it with its dependencies at the versions constraints.txt
-# locks (all published as wheels: no compiler needed) into a self-contained venv that the final
-# stage copies alone.
+# Into a self-contained venv that the final stage copies alone: exactly the packages
+# requirements.lock lists, each file checked against its sha256 (all published as wheels: no
+# compiler needed), then the project built by the locked setuptools; pip check fails the build if
+# the lock misses a dependency.
 RUN python -m venv /opt/venv \
- && python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
- && /opt/venv/bin/pip install --no-cache-dir -c constraints.txt /wheels/*.whl
+ && /opt/venv/bin/pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock \
+ && /opt/venv/bin/pip install --no-cache-dir --no-deps --no-build-isolation . \
+ && /opt/venv/bin/pip check
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="remote-ollama" \

@@ -115,9 +115,11 @@ def test_default_install_is_the_operator_and_nothing_else(
         ("Role", "remote-ollama"),  # the policy and the namespaces' spend meters, in its own namespace
         ("RoleBinding", "remote-ollama"),
         ("ServiceAccount", "remote-ollama"),
-        # the proxies may change only their activity annotations
+        # the operator may write only its children; the proxies only their activity annotations
+        ("ValidatingAdmissionPolicy", "remote-ollama-operator-children-only"),
         ("ValidatingAdmissionPolicy", "remote-ollama-proxy-activity-only"),
         ("ValidatingAdmissionPolicy", "remote-ollama-spend-policy"),
+        ("ValidatingAdmissionPolicyBinding", "remote-ollama-operator-children-only"),
         ("ValidatingAdmissionPolicyBinding", "remote-ollama-proxy-activity-only"),
         ("ValidatingAdmissionPolicyBinding", "remote-ollama-spend-policy"),
     ]

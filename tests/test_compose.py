@@ -121,3 +121,10 @@ def test_every_variable_of_the_readme_table_reaches_the_container() -> None:
     assert "REMOTE_OLLAMA_HOST" not in container
     # the state file is fixed to the named volume (the README says so)
     assert container["REMOTE_OLLAMA_STATE_FILE"] == "/data/state.json"
+
+
+def test_the_image_is_built_here_never_pulled_by_its_name() -> None:
+    """The project publishes no image under compose's name; a pull would run whatever the holder of
+    that registry namespace put there. Built from the Dockerfile, whose base is pinned by digest."""
+    svc = service()
+    assert svc["build"] == "." and svc["pull_policy"] == "build"

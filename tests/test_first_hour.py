@@ -208,7 +208,7 @@ def test_standalone_help_lists_the_readme_variables_and_the_first_command_is_pin
     assert all(name in out.stdout for name in table)
     assert "default 127.0.0.1" in out.stdout  # loopback outside the image
     first = next(line for line in readme.splitlines() if "remote-ollama sandbox" in line)
-    assert "-c constraints.txt" in first
+    assert "--require-hashes --no-deps -r requirements.lock" in first
 
 
 def test_standalone_listens_on_loopback_by_default_and_leaves_no_state_file(tmp_path: Path) -> None:
@@ -360,6 +360,9 @@ def test_a_release_workflow_builds_both_architectures_and_pushes_image_and_chart
     # the packaged chart's default image is the one pushed: the sed matches the values file's line
     values = (ROOT / "charts" / "remote-ollama" / "values.yaml").read_text()
     assert '\n  repository: ""\n' in values and 's|^  repository: \\"\\"|' in script
+    # ... by the digest the push returned, not by its tag
+    assert build["id"] == "image" and "${{ steps.image.outputs.digest }}" in str(steps)
+    assert '\n  digest: ""\n' in values and 's|^  digest: \\"\\"|  digest: ${DIGEST}|' in script
 
 
 @pytest.fixture(scope="session")

@@ -72,9 +72,11 @@ def test_install_is_the_operator_and_nothing_else() -> None:
         ("Role", "remote-ollama"),
         ("RoleBinding", "remote-ollama"),
         ("ServiceAccount", "remote-ollama"),
-        # the proxies may change only their activity annotations
+        # the operator may write only its children; the proxies only their activity annotations
+        ("ValidatingAdmissionPolicy", "remote-ollama-operator-children-only"),
         ("ValidatingAdmissionPolicy", "remote-ollama-proxy-activity-only"),
         ("ValidatingAdmissionPolicy", "remote-ollama-spend-policy"),
+        ("ValidatingAdmissionPolicyBinding", "remote-ollama-operator-children-only"),
         ("ValidatingAdmissionPolicyBinding", "remote-ollama-proxy-activity-only"),
         ("ValidatingAdmissionPolicyBinding", "remote-ollama-spend-policy"),
     ]
@@ -142,6 +144,13 @@ def test_manifests_and_chart_grant_the_same_privileges() -> None:
     assert rules(install_objects()) == rules(chart_objects())
     plain_text = (MANIFESTS / "04-rbac.yaml").read_text()
     assert "credentialsSecretRef" in plain_text and "name pattern" in plain_text
+
+
+def test_manifests_and_chart_hold_the_same_admission_policies() -> None:
+    def policies(objects: list[dict[str, Any]]) -> dict[tuple[str, str], Any]:
+        return {key(o): o["spec"] for o in objects if o["kind"].startswith("ValidatingAdmissionPolicy")}
+
+    assert policies(install_objects()) == policies(chart_objects())
 
 
 def test_manifests_and_chart_run_the_same_operator() -> None:

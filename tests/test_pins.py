@@ -1,9 +1,10 @@
-"""Supply chain: the image's base is pinned by digest, and every Python dependency is locked in one
-constraints file that both the image build and CI install from."""
+"""Supply chain: the image's base is pinned by digest, and every Python dependency is locked by
+hash, once, in the lock files that the image build, CI and the README install from."""
 
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,17 +17,56 @@ def test_base_image_is_pinned_by_digest_with_its_source_named() -> None:
     assert "docker-library/repo-info" in text
 
 
-def test_image_and_ci_install_from_the_same_constraints() -> None:
-    pins = [
-        line
-        for line in (ROOT / "constraints.txt").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    assert pins and all(re.fullmatch(r"[A-Za-z0-9_.\-]+==[^\s=]+", p) for p in pins), pins
-    names = {p.split("==")[0].lower().replace("_", "-") for p in pins}
-    for dependency in ("aiohttp", "kopf", "exoscale", "cryptography", "uvloop", "pytest", "ollama"):
-        assert dependency in names
-    assert "-c constraints.txt" in (ROOT / "Dockerfile").read_text()
-    assert "COPY pyproject.toml README.md constraints.txt" in (ROOT / "Dockerfile").read_text()
-    assert "pip install -c constraints.txt -e '.[test]'" in (ROOT / ".ci" / "run").read_text()
-    assert "!constraints.txt" in (ROOT / ".dockerignore").read_text()
+def locked(name: str) -> dict[str, list[str]]:
+    """Package (normalised name) -> its sha256 hashes, from one lock file."""
+    pins: dict[str, list[str]] = {}
+    current = ""
+    for line in (ROOT / name).read_text().splitlines():
+        if line.startswith(("#", "-r ")) or not line.strip():
+            continue
+        if not line[0].isspace():
+            m = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([^\s=;]+)( ; [^\\]+)? \\", line)  # marker
+            assert m, f"{name}: not `name==version \\`: {line!r}"
+            current = re.sub(r"[-_.]+", "-", m.group(1)).lower()
+            assert current not in pins, f"{name}: {current} twice"
+            pins[current] = []
+        else:
+            m = re.fullmatch(r"\s+--hash=sha256:([0-9a-f]{64})( \\)?", line)
+            assert m and current, f"{name}: not a sha256 hash line: {line!r}"
+            pins[current].append(m.group(1))
+    return pins
+
+
+def requirement_names(requirements: list[str]) -> set[str]:
+    return {re.sub(r"[-_.]+", "-", re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0]).lower() for r in requirements}
+
+
+def test_every_dependency_is_locked_once_with_hashes() -> None:
+    image, tests = locked("requirements.lock"), locked("requirements-test.lock")
+    assert all(image.values()) and all(tests.values()), "a package without a hash"
+    assert not set(image) & set(tests), "a package pinned twice"
+    assert (ROOT / "requirements-test.lock").read_text().count("\n-r requirements.lock\n") == 1
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert requirement_names(project["project"]["dependencies"]) <= set(image)
+    assert requirement_names(project["build-system"]["requires"]) <= set(image)  # built by locked tools
+    assert requirement_names(project["project"]["optional-dependencies"]["test"]) <= set(image) | set(tests)
+    # every platform's file, not only this machine's: numpy publishes a wheel per platform and Python
+    assert len(tests["numpy"]) > 10 and len(image["aiohttp"]) > 10
+
+
+def test_image_ci_and_readme_install_only_hashed_files() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "COPY pyproject.toml README.md requirements.lock ./" in dockerfile
+    assert "pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock" in dockerfile
+    assert "pip install --no-cache-dir --no-deps --no-build-isolation ." in dockerfile
+    assert "pip check" in dockerfile
+    assert "!requirements.lock" in (ROOT / ".dockerignore").read_text()
+    test_setup = (
+        "pip install --require-hashes --no-deps -r requirements-test.lock"
+        " && pip install --no-deps --no-build-isolation -e ."
+    )
+    assert test_setup in (ROOT / ".ci" / "run").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert test_setup in readme
+    for text in (dockerfile, readme, (ROOT / ".ci" / "run").read_text()):
+        assert "-c constraints.txt" not in text

@@ -18,7 +18,8 @@ def shipped(objects: list[dict[str, Any]]) -> dict[tuple[str, str], Any]:
     """Each object's content without its labels (Helm's differ from kubectl's)."""
     out: dict[tuple[str, str], Any] = {}
     for o in objects:
-        if o["kind"] in KINDS and "proxy" not in o["metadata"]["name"]:
+        name = o["metadata"]["name"]
+        if o["kind"] in KINDS and not name.endswith(("-proxy-activity-only", "-operator-children-only")):
             body = {k: v for k, v in o.items() if k not in ("metadata", "apiVersion")}
             out[o["kind"], o["metadata"]["name"]] = (o["metadata"].get("namespace"), body)
     return out

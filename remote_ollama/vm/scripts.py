@@ -8,6 +8,7 @@ from remote_ollama.spec.names import (
     VM_TLS_SERVER_NAME,
 )
 
+from .nvidia_key import NVIDIA_KEY_FUNCTION, NVIDIA_KEYRING_PATH
 from .paths import (
     IMAGE_PATH,
     MODELS_PATH,
@@ -177,7 +178,7 @@ trap '[ $? -eq 0 ] || "$STEP" fail "$NOW"' EXIT
 run() {{ NOW=$1; echo "== $1"; "$STEP" mark "$1" running; }}
 ok() {{ "$STEP" mark "$NOW" "${{1:-done}}"; }}
 IMAGE=$(cat {IMAGE_PATH})
-
+{NVIDIA_KEY_FUNCTION}
 run nginx
 chmod 0600 {TLS_KEY_PATH}
 rm -f /etc/nginx/sites-enabled/default
@@ -198,10 +199,9 @@ fi
 # NVIDIA container toolkit, so that docker run --gpus all works
 run docker
 if grep -qs nvidia /etc/docker/daemon.json; then ok present; else
-  curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey \\
-    | gpg --batch --yes --dearmor -o /usr/share/keyrings/nvidia-container-toolkit-keyring.gpg
+  nvidia_key {NVIDIA_KEYRING_PATH}  # only the key of the pinned fingerprint (vm/nvidia_key.py)
   curl -fsSL https://nvidia.github.io/libnvidia-container/stable/deb/nvidia-container-toolkit.list \\
-    | sed 's#deb https://#deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg] https://#' \\
+    | sed 's#deb https://#deb [signed-by={NVIDIA_KEYRING_PATH}] https://#' \\
     > /etc/apt/sources.list.d/nvidia-container-toolkit.list
   apt-get update
   apt-get install -y nvidia-container-toolkit
