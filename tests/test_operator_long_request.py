@@ -41,7 +41,9 @@ def test_a_long_generation_is_never_cut(kube: KubeNamespace, monkeypatch: pytest
             took = time.monotonic() - streaming_from
         assert chunks[-1]["done"] is True, chunks[-1]
         assert took > STOP_AFTER + INTERVAL, f"the stream took only {took:.1f}s: not a long request"
-        assert world.sim.sim.call_count("stop-instance") == stops_before, "the VM was stopped under a running request"
+        assert world.sim.sim.call_count("stop-instance") == stops_before, (
+            "the VM was stopped under a running request"
+        )
         world.wait_phase("Stopped", timeout=30)
         obj = world.get("remoteollama", "granite")
         assert obj is not None and obj["metadata"]["annotations"]["remoteollama.dev/in-flight"] == "0"
