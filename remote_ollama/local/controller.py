@@ -7,7 +7,6 @@ finds the VM down wakes the loop at once, and the loop tells held requests when 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from remote_ollama.core.types import ActionKind, Activity, Decision, Health, Mem
 from remote_ollama.engine.reconciler import Reconciler
 from remote_ollama.engine.target import Target, instance_name
 from remote_ollama.proxy.interfaces import NotReady, Upstream, UpstreamState
-from remote_ollama.proxy.runloop import wait_at_most
+from remote_ollama.proxy.runloop import cancel_and_wait, wait_at_most
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import STANDALONE_CLUSTER, VM_TLS_SERVER_NAME
 from remote_ollama.spec.schedule import utcnow
@@ -327,10 +326,7 @@ class LocalController:
 
     async def stop(self, policy: str = "keep", timeout: float = 30.0) -> None:
         """Stop the loop, then leave the VM as `policy` says, never waiting longer than `timeout`."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         try:
             await asyncio.wait_for(leave(self, policy), timeout)
         except (TimeoutError, CloudError) as exc:
