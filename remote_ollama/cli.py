@@ -48,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     # loopback outside a container, as Ollama listens; the image sets REMOTE_OLLAMA_HOST=0.0.0.0
     _serving(p, host=os.environ.get(HOST_ENV) or "127.0.0.1")
 
+    _sandbox_command(sub)
+    _instance_command(sub)
+    _control_commands(sub, " (a RemoteOllama, through your kubeconfig)")
+    return parser
+
+
+def _sandbox_command(sub: Any) -> None:
     p = sub.add_parser("sandbox", help="the whole lifecycle on this machine against a simulated Exoscale")
     _serving(p, host="127.0.0.1")
     p.add_argument(
@@ -69,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="streams each simulated VM serves at once, the rest queue (OLLAMA_NUM_PARALLEL, default 4)",
     )
 
+
+def _instance_command(sub: Any) -> None:
     p = sub.add_parser(
         "instance",
         help="inspect or control the standalone VM directly on Exoscale (EXOSCALE_* env vars)",
@@ -81,9 +90,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-y", "--yes", action="store_true", help="destroy without asking")
     p.add_argument("--no-wait", action="store_true", help="start/stop/destroy: return once requested")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for start/stop/destroy")
-
-    _control_commands(sub, " (a RemoteOllama, through your kubeconfig)")
-    return parser
 
 
 def _control_commands(sub: Any, suffix: str = "") -> None:

@@ -15,6 +15,12 @@ class CloudError(Exception):
 
     reason: Reason = Reason.CLOUD_ERROR
 
+    def __init_subclass__(cls, reason: Reason | None = None, **kwargs: object) -> None:
+        """`class X(CloudError, reason=Reason.Y)`: the reason every X carries (unless given one)."""
+        super().__init_subclass__(**kwargs)
+        if reason is not None:
+            cls.reason = reason
+
     def __init__(self, message: str, *, reason: Reason | None = None, status: int | None = None):
         super().__init__(message)
         self.message = message
@@ -27,16 +33,12 @@ class CloudError(Exception):
         return not self.reason.permanent
 
 
-class CredentialsError(CloudError):
+class CredentialsError(CloudError, reason=Reason.INVALID_CREDENTIALS):
     """The API key/secret pair was refused (403); retrying cannot help."""
 
-    reason = Reason.INVALID_CREDENTIALS
 
-
-class QuotaError(CloudError):
+class QuotaError(CloudError, reason=Reason.QUOTA_EXCEEDED):
     """The organisation may not run (more of) this instance type in this zone."""
-
-    reason = Reason.QUOTA_EXCEEDED
 
     def __init__(
         self,
@@ -55,43 +57,33 @@ class QuotaError(CloudError):
         self.usage = usage
 
 
-class NotAuthorizedError(QuotaError):
+class NotAuthorizedError(QuotaError, reason=Reason.INSTANCE_TYPE_NOT_AUTHORIZED):
     """The instance type exists but the organisation is not authorised to use it (`authorized: false`)."""
 
-    reason = Reason.INSTANCE_TYPE_NOT_AUTHORIZED
 
-
-class CapacityError(CloudError):
+class CapacityError(CloudError, reason=Reason.INSUFFICIENT_CAPACITY):
     """The zone has no free capacity for this type right now; later may work."""
 
-    reason = Reason.INSUFFICIENT_CAPACITY
+
+class NotFoundError(CloudError, reason=Reason.NOT_FOUND):
+    """The API answered 404: the object does not exist (any more)."""
 
 
-class NotFoundError(CloudError):
-    reason = Reason.NOT_FOUND
+class TemplateNotFound(NotFoundError, reason=Reason.TEMPLATE_NOT_FOUND):
+    """No template of that name or id in the zone."""
 
 
-class TemplateNotFound(NotFoundError):
-    reason = Reason.TEMPLATE_NOT_FOUND
+class InstanceTypeNotFound(NotFoundError, reason=Reason.INSTANCE_TYPE_NOT_FOUND):
+    """No instance type of that name in the zone."""
 
 
-class InstanceTypeNotFound(NotFoundError):
-    reason = Reason.INSTANCE_TYPE_NOT_FOUND
-
-
-class CloudUnavailable(CloudError):
+class CloudUnavailable(CloudError, reason=Reason.CLOUD_UNAVAILABLE):
     """5xx, 429, timeouts or connection errors that outlasted every retry."""
 
-    reason = Reason.CLOUD_UNAVAILABLE
 
-
-class OperationTimeout(CloudError):
+class OperationTimeout(CloudError, reason=Reason.OPERATION_TIMEOUT):
     """An operation was still pending at its deadline; the cloud may still finish it."""
 
-    reason = Reason.OPERATION_TIMEOUT
 
-
-class OperationFailed(CloudError):
+class OperationFailed(CloudError, reason=Reason.OPERATION_FAILED):
     """An asynchronous operation ended in `failure` or `timeout`."""
-
-    reason = Reason.OPERATION_FAILED

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import ssl
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ from remote_ollama.spec.vocabulary import Phase
 
 from ..proxy.app import PROXY_KEY, make_proxy_app, start_proxy
 from ..proxy.interfaces import NotReady, proxy_settings
+from ..proxy.runloop import cancel_and_wait
 from .config import KWARG_ENV, config_from, one_vm
 
 
@@ -146,10 +146,7 @@ class AsyncRemoteOllama:
 
     async def _pause(self) -> None:
         task, self._loop_task = self._loop_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     def _kick(self) -> None:
         """Run a lifecycle round now (after a policy change) rather than at the next recheck."""

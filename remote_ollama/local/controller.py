@@ -7,7 +7,6 @@ finds the VM down wakes the loop at once, and the loop tells held requests when 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -20,10 +19,10 @@ from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.cloud.port import Cloud
 from remote_ollama.core import cost
 from remote_ollama.core.types import ActionKind, Activity, Decision, Health, Memory, WakeTiming
-from remote_ollama.engine.reconciler import Reconciler
+from remote_ollama.engine.reconciler import Look, Reconciler
 from remote_ollama.engine.target import Target, instance_name
 from remote_ollama.proxy.interfaces import NotReady, Upstream, UpstreamState
-from remote_ollama.proxy.runloop import wait_at_most
+from remote_ollama.proxy.runloop import cancel_and_wait, wait_at_most
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import STANDALONE_CLUSTER, VM_TLS_SERVER_NAME
 from remote_ollama.spec.schedule import utcnow
@@ -40,6 +39,28 @@ from .status import standalone_status
 log = logging.getLogger("remote_ollama")
 
 Clock = Callable[[], datetime]
+
+
+def first_memory(now: datetime, start_down: bool) -> Memory:
+    """Standalone starts at zero (on-demand creation): the first request wakes it."""
+    return Memory(
+        created_at=now,
+        scaled_down_at=now if start_down else None,
+        phase=Phase.STOPPED if start_down else Phase.PENDING,
+    )
+
+
+def standalone_target(owner_id: str, replica: int | None, security_group: str | None) -> Target:
+    """A replica of a replicated endpoint (local/replicas.py) has its index in its name and labels
+    and shares the first replica's security group (given), which only the first deletes."""
+    return Target(
+        owner_uid=owner_id,
+        cluster=STANDALONE_CLUSTER,
+        name=instance_name(owner_id, *([f"r{replica}"] if replica is not None else [])),
+        security_group=security_group or f"remote-ollama-{owner_id}",
+        replica=replica,
+        owns_group=security_group is None,
+    )
 
 
 class LocalController:
@@ -63,25 +84,10 @@ class LocalController:
         self.saved: StandaloneState = self.files.load()
         self.clock = clock
         if self.saved.memory.created_at is None:
-            now = clock()
-            # Standalone starts at zero (on-demand creation): the first request wakes it.
-            self.saved.memory = Memory(
-                created_at=now,
-                scaled_down_at=now if start_down else None,
-                phase=Phase.STOPPED if start_down else Phase.PENDING,
-            )
+            self.saved.memory = first_memory(clock(), start_down)
             self.persist()
-        # a replica of a replicated endpoint (local/replicas.py): the index in its name and labels,
-        # the first replica's security group shared
         self.replica = replica
-        target = Target(
-            owner_uid=self.saved.owner_id,
-            cluster=STANDALONE_CLUSTER,
-            name=instance_name(self.saved.owner_id, *([f"r{replica}"] if replica is not None else [])),
-            security_group=security_group or f"remote-ollama-{self.saved.owner_id}",
-            replica=replica,
-            owns_group=security_group is None,
-        )
+        target = standalone_target(self.saved.owner_id, replica, security_group)
         self.reconciler = Reconciler(cloud, target, FileCredentialStore(self), fixed_api_key=ollama_key)
         self.reconciler.vm.notify = self._kick_now  # a finished warm-up is looked at now
         self.activity = Activity(last_activity=self.saved.last_activity)
@@ -236,14 +242,7 @@ class LocalController:
         """Observe, decide, act: one reconcile round."""
         began = asyncio.get_running_loop().time()
         self.note_usage(self.clock())
-        asked = self.files.take_sleep_request()
-        if asked is not None:
-            log.info(
-                "sleep requested (remote-ollama instance stop): the instance stays stopped until a request"
-            )
-            # The CLI has stopped the VM already, so nothing is in flight on it any more; the end of
-            # a request that was (reported later, debounced) must not undo the sleep either.
-            self.activity = replace(self.activity, sleep_requested=max(asked, self.clock()), in_flight=0)
+        self._take_sleep_request()
         look = await self.reconciler.look(
             self.spec,
             self.saved.memory,
@@ -253,7 +252,39 @@ class LocalController:
             self.clock,
             idle_monitor=self.idle_monitor,
         )
-        instance, decision, verdict = look.instance, look.decision, look.verdict
+        decision = look.decision
+        self._keep_look(look)
+        for sentence in decision.events:  # a warning reason (a failed setup) is logged as one
+            (log.warning if decision.reason.warning else log.info)("%s", sentence)
+        previous, self.decision = self.decision, decision
+        self._round_began = began
+        self._keep_setup(previous, decision)
+        if decision.phase is not Phase.READY:
+            # Taking the VM down (or not up yet): no request may be sent to it from now on,
+            # even while the stop/delete call is still under way.
+            async with self._changed:
+                self._changed.notify_all()
+        await self.reconciler.act(look, self.spec)
+        self._log_news(previous, decision)
+        self.saved.memory = decision.memory
+        self.persist()
+        self.error = None
+        async with self._changed:
+            self._changed.notify_all()
+        return decision
+
+    def _take_sleep_request(self) -> None:
+        asked = self.files.take_sleep_request()
+        if asked is None:
+            return
+        log.info("sleep requested (remote-ollama instance stop): the instance stays stopped until a request")
+        # The CLI has stopped the VM already, so nothing is in flight on it any more; the end of
+        # a request that was (reported later, debounced) must not undo the sleep either.
+        self.activity = replace(self.activity, sleep_requested=max(asked, self.clock()), in_flight=0)
+
+    def _keep_look(self, look: Look) -> None:
+        """What the round saw: the VM's health and state, the cost, the budget's verdict."""
+        instance, verdict = look.instance, look.verdict
         self.health = look.health
         self.instance_state = instance.state if instance else None
         self.saved.cost = {
@@ -262,22 +293,16 @@ class LocalController:
         }
         self.budget_refusal = verdict.exceeded
         self.budget_resets_at = verdict.resets_at if verdict.exceeded else None
-        for sentence in decision.events:  # a warning reason (a failed setup) is logged as one
-            (log.warning if decision.reason.warning else log.info)("%s", sentence)
-        previous, self.decision = self.decision, decision
-        self._round_began = began
+
+    def _keep_setup(self, previous: Decision | None, decision: Decision) -> None:
         if decision.setup is not None:
             self.setup = decision.setup.to_status()
             if previous is None or previous.message != decision.message:
                 log.info("%s", decision.setup.describe())
         elif ActionKind.CREATE_INSTANCE in decision.kinds:
             self.setup = None  # kept after the VM is gone (a failed setup's log) until a new one
-        if decision.phase is not Phase.READY:
-            # Taking the VM down (or not up yet): no request may be sent to it from now on,
-            # even while the stop/delete call is still under way.
-            async with self._changed:
-                self._changed.notify_all()
-        await self.reconciler.act(look, self.spec)
+
+    def _log_news(self, previous: Decision | None, decision: Decision) -> None:
         if decision.last_wake is not None:
             log.info("woke in %.1f s", decision.last_wake.seconds)
             if self.on_wake is not None:
@@ -288,12 +313,6 @@ class LocalController:
                 log.info(
                     "will scale to zero after %s without requests", format_duration(self.spec.idle.stop_after)
                 )
-        self.saved.memory = decision.memory
-        self.persist()
-        self.error = None
-        async with self._changed:
-            self._changed.notify_all()
-        return decision
 
     async def run(self) -> None:
         while True:
@@ -327,10 +346,7 @@ class LocalController:
 
     async def stop(self, policy: str = "keep", timeout: float = 30.0) -> None:
         """Stop the loop, then leave the VM as `policy` says, never waiting longer than `timeout`."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         try:
             await asyncio.wait_for(leave(self, policy), timeout)
         except (TimeoutError, CloudError) as exc:

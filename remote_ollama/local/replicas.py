@@ -14,7 +14,6 @@ idle monitors are off, so no two replicas stop at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from remote_ollama.core.replicas import ScaleDecision, ScaleInput, ScaleMemory, 
 from remote_ollama.engine.metrics import ReplicaMetrics
 from remote_ollama.proxy.interfaces import NotReady, Upstream, UpstreamState
 from remote_ollama.proxy.routing import Router
-from remote_ollama.proxy.runloop import wait_at_most
+from remote_ollama.proxy.runloop import cancel_and_wait, wait_at_most
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.schedule import active_window, utcnow
 from remote_ollama.spec.vocabulary import Phase
@@ -258,10 +257,7 @@ class ReplicaGroup:
         self._task = asyncio.create_task(self.run(), name="remote-ollama-replicas")
 
     async def stop(self, policy: str = "keep", timeout: float = 30.0) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         # the first replica last: it owns the security group the others use
         for m in reversed(self.members):
             await m.stop(policy, timeout)

@@ -15,6 +15,8 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable
 
+from aiohttp import web
+
 from remote_ollama.cloud.port import Cloud
 from remote_ollama.engine.metrics import LifecycleMetrics, ReplicaMetrics
 from remote_ollama.proxy.app import PROXY_KEY, make_proxy_app, start_proxy
@@ -56,6 +58,62 @@ class PortInUse(Exception):
         )
 
 
+def make_controller(
+    config: StandaloneConfig, cloud: Cloud | None, router: Router
+) -> tuple[LocalController | ReplicaGroup, list[LocalController]]:
+    """The lifecycle (a replica group for scale-out; one VM is the one controller, as always) and
+    its controllers."""
+    if config.spec.replicas.max > 1:
+        group = ReplicaGroup(
+            config.spec,
+            cloud or make_cloud(config),
+            config.state_file,
+            router=router,
+            ollama_key=config.ollama_key,
+        )
+        return group, group.members
+    one = LocalController(
+        config.spec, cloud or make_cloud(config), config.state_file, ollama_key=config.ollama_key
+    )
+    return one, [one]
+
+
+def warn_if_open(config: StandaloneConfig, host: str, port: int) -> None:
+    """Listening beyond loopback with no client keys: anyone reaching the port runs up the bill."""
+    if config.client_keys or is_loopback_address(host):
+        return
+    # in the image the address comes from REMOTE_OLLAMA_HOST: the fix is where the port is published
+    in_image = os.environ.get(HOST_ENV) == host
+    fix = (
+        f"publish the port on loopback only (docker run -p 127.0.0.1:{port}:{port})"
+        if in_image
+        else "leave out --host (the default is 127.0.0.1)"
+    )
+    log.warning(
+        "WARNING: listening on %s with no client keys: anyone who can reach port %d can use "
+        "(and run up the bill of) the GPU VM. Set REMOTE_OLLAMA_CLIENT_KEYS, or %s.",
+        host,
+        port,
+        fix,
+    )
+
+
+def connect_proxy(
+    app: web.Application, controller: LocalController | ReplicaGroup, members: list[LocalController]
+) -> None:
+    """The proxy's metrics and polling cache fed by the lifecycle."""
+    proxy = app[PROXY_KEY]
+    # the wake phase histograms (remote_ollama_wake_seconds) on the proxy's /metrics
+    wake_metrics = LifecycleMetrics(proxy.metrics.registry)
+    if isinstance(controller, ReplicaGroup):
+        controller.metrics = ReplicaMetrics(proxy.metrics.registry)
+    for member in members:
+        # real details once a VM answered; after a restart, what it answered before
+        proxy.cache.learn(member.saved.ollama or {})
+        member.on_answer = proxy.cache.learn
+        member.on_wake = wake_metrics.observe_wake
+
+
 async def serve_standalone(
     config: StandaloneConfig,
     host: str,
@@ -67,21 +125,7 @@ async def serve_standalone(
     stop: asyncio.Event | None = None,
 ) -> None:
     router = Router()
-    controller: LocalController | ReplicaGroup
-    if config.spec.replicas.max > 1:  # scale-out; one VM is the one controller, as always
-        controller = ReplicaGroup(
-            config.spec,
-            cloud or make_cloud(config),
-            config.state_file,
-            router=router,
-            ollama_key=config.ollama_key,
-        )
-        members = controller.members
-    else:
-        controller = LocalController(
-            config.spec, cloud or make_cloud(config), config.state_file, ollama_key=config.ollama_key
-        )
-        members = [controller]
+    controller, members = make_controller(config, cloud, router)
     settings = proxy_settings(
         config.spec,
         os.environ,
@@ -89,31 +133,9 @@ async def serve_standalone(
         status_extra=controller.status,
         client_api_keys=config.client_keys,
     )
-    if not config.client_keys and not is_loopback_address(host):
-        # in the image the address comes from REMOTE_OLLAMA_HOST: the fix is where the port is published
-        in_image = os.environ.get(HOST_ENV) == host
-        fix = (
-            f"publish the port on loopback only (docker run -p 127.0.0.1:{port}:{port})"
-            if in_image
-            else "leave out --host (the default is 127.0.0.1)"
-        )
-        log.warning(
-            "WARNING: listening on %s with no client keys: anyone who can reach port %d can use "
-            "(and run up the bill of) the GPU VM. Set REMOTE_OLLAMA_CLIENT_KEYS, or %s.",
-            host,
-            port,
-            fix,
-        )
+    warn_if_open(config, host, port)
     app = make_proxy_app(controller, controller, settings, router=router)
-    # the wake phase histograms (remote_ollama_wake_seconds) on the proxy's /metrics
-    wake_metrics = LifecycleMetrics(app[PROXY_KEY].metrics.registry)
-    if isinstance(controller, ReplicaGroup):
-        controller.metrics = ReplicaMetrics(app[PROXY_KEY].metrics.registry)
-    for member in members:
-        # real details once a VM answered; after a restart, what it answered before
-        app[PROXY_KEY].cache.learn(member.saved.ollama or {})
-        member.on_answer = app[PROXY_KEY].cache.learn
-        member.on_wake = wake_metrics.observe_wake
+    connect_proxy(app, controller, members)
     try:
         runner, _ = await start_proxy(app, host, port, shutdown_timeout=drain_timeout)
     except OSError as exc:

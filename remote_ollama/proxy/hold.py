@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -36,21 +37,15 @@ def not_ready_response(exc: NotReady, retry_after: int) -> web.Response:
     return web.json_response(body, status=503, headers=headers)
 
 
+@dataclass(eq=False)  # one per proxy: compared by identity
 class Hold:
-    def __init__(
-        self,
-        resolver: UpstreamResolver,
-        reporter: ActivityReporter,
-        settings: ProxySettings,
-        metrics: ProxyMetrics,
-    ) -> None:
-        self.resolver = resolver
-        self.reporter = reporter
-        self.settings = settings
-        self.metrics = metrics
-        self.held = 0
-        # When the first request of the current wake began to wait (loop clock); None between wakes.
-        self.wake_started: float | None = None
+    resolver: UpstreamResolver
+    reporter: ActivityReporter
+    settings: ProxySettings
+    metrics: ProxyMetrics
+    held: int = 0
+    # When the first request of the current wake began to wait (loop clock); None between wakes.
+    wake_started: float | None = None
 
     async def admit(self) -> Upstream:
         """The upstream, at once when ready, else after waiting for it (raises `HoldRejected`)."""

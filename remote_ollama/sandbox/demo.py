@@ -19,6 +19,7 @@ from remote_ollama.local.serve import serve_standalone
 from remote_ollama.local.settings import ConfigError, StandaloneConfig
 from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
 from remote_ollama.sandbox.exoscale.timings import SimTimings
+from remote_ollama.spec.model import Spec
 from remote_ollama.spec.sections import (
     format_duration,
     parse_duration,
@@ -37,6 +38,54 @@ def sandbox_timings(boot: float, token_delay: float) -> SimTimings:
     )
 
 
+def sandbox_config(args: argparse.Namespace, api: str, state_file: str) -> StandaloneConfig:
+    """Built as standalone builds it (its defaults: model management allowed, so `ollama pull` works)."""
+    return StandaloneConfig.from_env(
+        {
+            "EXOSCALE_API_KEY": SANDBOX_KEY,
+            "EXOSCALE_API_SECRET": SANDBOX_SECRET,
+            "EXOSCALE_API_ENDPOINT": api,
+            "EXOSCALE_INSTANCE_TYPE": "gpua5000.small",
+            "EXOSCALE_DISK_SIZE": "50",
+            "OLLAMA_MODEL": args.model,
+            "EXOSCALE_IDLE_TIMEOUT": args.idle,
+            "REMOTE_OLLAMA_HOLD_TIMEOUT": "120",
+            "REMOTE_OLLAMA_STATE_FILE": state_file,
+            "REMOTE_OLLAMA_ON_EXIT": "destroy",
+            "REMOTE_OLLAMA_EXIT_TIMEOUT": "5",
+            "REMOTE_OLLAMA_MAX_REPLICAS": str(args.max_replicas),
+            "REMOTE_OLLAMA_SCALE_DOWN_AFTER": args.idle,  # the extras go as soon as the last would
+            # the simulated VMs serve this many streams at once and queue the rest (as Ollama)
+            "OLLAMA_ENV": f"OLLAMA_NUM_PARALLEL={args.num_parallel}",
+        }
+    )
+
+
+def banner_lines(args: argparse.Namespace, spec: Spec, api: str, state_file: str, idle: float) -> list[str]:
+    """What the sandbox prints once it listens: what is simulated, where, and how to reach it."""
+    url = f"http://{args.host}:{args.port}"
+    replicas = (
+        [
+            f"  up to {spec.replicas.max} VMs: one more per {spec.target_in_flight} requests in flight,"
+            f" one fewer after {format_duration(spec.replicas.scale_down_after)} below that"
+        ]
+        if spec.replicas.max > 1
+        else []
+    )
+    return [
+        "remote-ollama sandbox: the Exoscale cloud here is SIMULATED (no account, no cost).",
+        f"  simulated Exoscale API: {api}   simulated GPU VMs: TLS servers on 127.x.y.z:11435",
+        f"  Ollama endpoint: {url}   (OLLAMA_HOST={url})",
+        f'  try: curl {url}/api/generate -d \'{{"model":"{args.model}","prompt":"hi"}}\'',
+        f"  the VM starts on the first request and stops after {format_duration(idle)} without one;",
+        f"  watch it here, or: curl {url}/status",
+        "  the instance CLI and the embedded API (RemoteOllama.from_env()) reach it with:",
+        f"    export EXOSCALE_API_KEY={SANDBOX_KEY} EXOSCALE_API_SECRET={SANDBOX_SECRET} "
+        f"EXOSCALE_API_ENDPOINT={shlex.quote(api)} REMOTE_OLLAMA_STATE_FILE={shlex.quote(state_file)}",
+        *replicas,
+    ]
+
+
 async def run_sandbox(args: argparse.Namespace) -> int:
     try:
         idle = parse_duration(args.idle)
@@ -53,65 +102,20 @@ async def run_sandbox(args: argparse.Namespace) -> int:
         {SANDBOX_KEY: SANDBOX_SECRET}, timings=sandbox_timings(args.boot, args.token_delay)
     )
     api = await sim.start("127.0.0.1", 0)
-    # Built as standalone builds it (its defaults: model management allowed, so `ollama pull` works).
     try:
-        config = StandaloneConfig.from_env(
-            {
-                "EXOSCALE_API_KEY": SANDBOX_KEY,
-                "EXOSCALE_API_SECRET": SANDBOX_SECRET,
-                "EXOSCALE_API_ENDPOINT": api,
-                "EXOSCALE_INSTANCE_TYPE": "gpua5000.small",
-                "EXOSCALE_DISK_SIZE": "50",
-                "OLLAMA_MODEL": args.model,
-                "EXOSCALE_IDLE_TIMEOUT": args.idle,
-                "REMOTE_OLLAMA_HOLD_TIMEOUT": "120",
-                "REMOTE_OLLAMA_STATE_FILE": state_file,
-                "REMOTE_OLLAMA_ON_EXIT": "destroy",
-                "REMOTE_OLLAMA_EXIT_TIMEOUT": "5",
-                "REMOTE_OLLAMA_MAX_REPLICAS": str(args.max_replicas),
-                "REMOTE_OLLAMA_SCALE_DOWN_AFTER": args.idle,  # the extras go as soon as the last would
-                # the simulated VMs serve this many streams at once and queue the rest (as Ollama)
-                "OLLAMA_ENV": f"OLLAMA_NUM_PARALLEL={args.num_parallel}",
-            }
-        )
+        config = sandbox_config(args, api, state_file)
     except ConfigError as exc:
         await sim.stop()
         print(f"remote-ollama sandbox: {exc}")
         return 2
-    spec = config.spec
     cloud = AsyncExoscaleCloud.connect(
-        SANDBOX_KEY, SANDBOX_SECRET, spec.zone, endpoint=api, poll_interval=0.2
+        SANDBOX_KEY, SANDBOX_SECRET, config.spec.zone, endpoint=api, poll_interval=0.2
     )
-    url = f"http://{args.host}:{args.port}"
 
     async def banner(controller: LocalController | ReplicaGroup) -> None:
         for member in controller.members if isinstance(controller, ReplicaGroup) else [controller]:
             member.poll_cap = 1.0
-        replicas = (
-            [
-                f"  up to {spec.replicas.max} VMs: one more per {spec.target_in_flight} requests in flight,"
-                f" one fewer after {format_duration(spec.replicas.scale_down_after)} below that"
-            ]
-            if spec.replicas.max > 1
-            else []
-        )
-        print(
-            "\n".join(
-                [
-                    "remote-ollama sandbox: the Exoscale cloud here is SIMULATED (no account, no cost).",
-                    f"  simulated Exoscale API: {api}   simulated GPU VMs: TLS servers on 127.x.y.z:11435",
-                    f"  Ollama endpoint: {url}   (OLLAMA_HOST={url})",
-                    f'  try: curl {url}/api/generate -d \'{{"model":"{args.model}","prompt":"hi"}}\'',
-                    f"  the VM starts on the first request and stops after {format_duration(idle)} without one;",
-                    f"  watch it here, or: curl {url}/status",
-                    "  the instance CLI and the embedded API (RemoteOllama.from_env()) reach it with:",
-                    f"    export EXOSCALE_API_KEY={SANDBOX_KEY} EXOSCALE_API_SECRET={SANDBOX_SECRET} "
-                    f"EXOSCALE_API_ENDPOINT={shlex.quote(api)} REMOTE_OLLAMA_STATE_FILE={shlex.quote(state_file)}",
-                    *replicas,
-                ]
-            ),
-            flush=True,
-        )
+        print("\n".join(banner_lines(args, config.spec, api, state_file, idle)), flush=True)
 
     try:
         await serve_standalone(

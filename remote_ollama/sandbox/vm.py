@@ -191,22 +191,10 @@ class SimulatedVM:
         models = list(config.models)
         volume = mounted(self.volumes, self.instance_id, config.volume_id)  # in fstab: a later boot
         store = volume.contents if volume is not None else disk.installed
-        app = make_vm_ollama_app(
-            [m for m in models if f"model:{m}" in store],
-            token_delay=self.timings.token,
-            pull_delay=self.timings.pull,
-            version=config.ollama_version,
-            num_parallel=config.num_parallel,
-        )
-        if config.api_key is not None:
-            app.middlewares.insert(0, key_check(config.api_key))
         self.setup = SetupDocument(
             run_id(config.cert_pem.decode()), [*setup_steps(config), *(f"model:{m}" for m in models)]
         )
-        app.middlewares.insert(0, self._front)  # inside the certificate check, as nginx's location
-        if config.client_ca_pem is not None:
-            app.middlewares.insert(0, client_cert_check)
-        self._app = app
+        self._app = app = self._nginx_and_ollama(config, store)
         runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
         self._runner = runner  # set first: a shutdown racing this boot still cleans it up
         await runner.setup()
@@ -221,14 +209,36 @@ class SimulatedVM:
         log.info("simulated VM %s: nginx answers on %s; setting up", self.instance_id, self.url)
         if first or SETUP_DONE not in disk.installed:  # cut short before: the script runs again
             await self._set_up(disk, models, store)
-        else:  # a later boot: the enabled units start Docker and Ollama; the disk has the rest
-            for name in self.setup.body()["steps"]:
-                self.setup.mark(name["name"], "present")
-            await asyncio.sleep(self.timings.services)
-            self.ollama_up = True
-            self.setup.state = "done"
+        else:
+            await self._start_services(self.setup)
         if self.ollama_up:
             log.info("simulated VM %s serving %s with models %s", self.instance_id, self.url, models)
+
+    def _nginx_and_ollama(self, config: VMConfig, store: set[str]) -> web.Application:
+        """The Ollama with the models in `store` (the disk's or the model volume's), behind nginx's
+        checks: the client certificate, then this front (setup document, 502 until Ollama is up),
+        then the key (when set)."""
+        app = make_vm_ollama_app(
+            [m for m in config.models if f"model:{m}" in store],
+            token_delay=self.timings.token,
+            pull_delay=self.timings.pull,
+            version=config.ollama_version,
+            num_parallel=config.num_parallel,
+        )
+        if config.api_key is not None:
+            app.middlewares.insert(0, key_check(config.api_key))
+        app.middlewares.insert(0, self._front)  # inside the certificate check, as nginx's location
+        if config.client_ca_pem is not None:
+            app.middlewares.insert(0, client_cert_check)
+        return app
+
+    async def _start_services(self, setup: SetupDocument) -> None:
+        """A later boot: the enabled units start Docker and Ollama; the disk has the rest."""
+        for name in setup.body()["steps"]:
+            setup.mark(name["name"], "present")
+        await asyncio.sleep(self.timings.services)
+        self.ollama_up = True
+        setup.state = "done"
 
     async def _set_up(self, disk: Disk, models: list[str], store: set[str]) -> None:
         """The setup script's steps: present ones are skipped, each takes its duration; a step in

@@ -103,6 +103,22 @@ def _file(path: str, content: str, permissions: str) -> dict[str, Any]:
     return {"path": path, "content": content, "owner": "root:root", "permissions": permissions}
 
 
+def _check(creds: VMCredentials, models: Sequence[str], ollama_image: str, env: dict[str, str]) -> None:
+    """Refuse what could break out of the files, units and nginx config it is written into."""
+    problems = env_problems(env)
+    if problems:
+        raise UserDataError("invalid spec.ollama.env: " + "; ".join(problems))
+    if creds.api_key is not None and not _API_KEY_RE.fullmatch(creds.api_key):
+        raise UserDataError(
+            "VM API key must be 16-512 characters from A-Z a-z 0-9 _ - . + / = (it is matched by nginx)"
+        )
+    bad = [m for m in models if not _MODEL_RE.fullmatch(m)]
+    if bad or not models:
+        raise UserDataError(f"invalid model names: {bad!r}" if bad else "at least one model is required")
+    if not re.fullmatch(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$", ollama_image):
+        raise UserDataError(f"invalid image reference: {ollama_image!r}")
+
+
 def render_user_data(
     creds: VMCredentials,
     models: Sequence[str],
@@ -120,19 +136,8 @@ def render_user_data(
     """
     ollama_image = ollama_image or OLLAMA_IMAGE
     env = dict(ollama_env or {})
-    problems = env_problems(env)
-    if problems:
-        raise UserDataError("invalid spec.ollama.env: " + "; ".join(problems))
+    _check(creds, models, ollama_image, env)
     env_args = "".join(f'"-e" "{name}={value}" ' for name, value in sorted(env.items()))
-    if creds.api_key is not None and not _API_KEY_RE.fullmatch(creds.api_key):
-        raise UserDataError(
-            "VM API key must be 16-512 characters from A-Z a-z 0-9 _ - . + / = (it is matched by nginx)"
-        )
-    bad = [m for m in models if not _MODEL_RE.fullmatch(m)]
-    if bad or not models:
-        raise UserDataError(f"invalid model names: {bad!r}" if bad else "at least one model is required")
-    if not re.fullmatch(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$", ollama_image):
-        raise UserDataError(f"invalid image reference: {ollama_image!r}")
     site = NGINX_SITE.replace("{key_check}", KEY_CHECK_INCLUDE if creds.api_key else "")
     files = [_file(CA_PATH, creds.ca_pem, "0644")]  # public: the VM's own key is made on the VM
     if creds.api_key:  # EXOSCALE_OLLAMA_KEY: an extra, weaker check (it is in user-data)

@@ -184,6 +184,21 @@ def _leaf(
     return key, cert
 
 
+def _self_signed(
+    name: x509.Name, key: ec.EllipticCurvePrivateKey, now: dt.datetime, validity: dt.timedelta
+) -> x509.CertificateBuilder:
+    """A certificate of `key` issued by itself, valid from a little before `now` for `validity`."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + validity)
+    )
+
+
 def generate_vm_credentials(api_key: str | None = None, *, now: dt.datetime | None = None) -> VMCredentials:
     """A fresh CA and a client certificate for the proxy signed by it (the VM's certificate is
     pinned later); `api_key` (EXOSCALE_OLLAMA_KEY) only when the user chose one."""
@@ -191,13 +206,7 @@ def generate_vm_credentials(api_key: str | None = None, *, now: dt.datetime | No
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("remote-ollama per-resource CA")
     ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + CA_VALIDITY)
+        _self_signed(ca_name, ca_key, now, CA_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -232,13 +241,7 @@ def make_vm_identity(*, now: dt.datetime | None = None) -> tuple[str, str]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = _name(VM_TLS_SERVER_NAME)
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + SERVER_VALIDITY)
+        _self_signed(name, key, now, SERVER_VALIDITY)
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(VM_TLS_SERVER_NAME)]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_LEAF_USAGE, critical=True)

@@ -67,19 +67,8 @@ class ExoscaleCloud:
     ):
         self.zone = zone
         self.endpoint = endpoint
-        self.poll_interval = poll_interval
-        self._sleep = sleep
-        self._clock = clock
         self.client = make_client(api_key, api_secret, zone, endpoint, timeout)
-        self.api = ExoscaleTransport(
-            self.client,
-            zone,
-            retries=retries,
-            backoff_base=backoff_base,
-            sleep=sleep,
-            clock=clock,
-            poll_interval=poll_interval,
-        )
+        self.api = ExoscaleTransport(self.client, zone, retries, backoff_base, sleep, clock, poll_interval)
         self._call = self.api.call
         self._wait_operation = self.api.wait_operation
         self.catalogue = Catalogue(self.api, zone)
@@ -93,7 +82,7 @@ class ExoscaleCloud:
     def _wait_state(
         self, instance_id: str, done: Callable[[JSON | None], bool], deadline: float, what: str
     ) -> JSON | None:
-        end = self._clock() + deadline
+        end = self.api.clock() + deadline
         while True:
             try:
                 raw: JSON | None = self._call("get_instance", id=instance_id)
@@ -103,12 +92,12 @@ class ExoscaleCloud:
                 return raw
             if raw is not None and raw.get("state") == "error":
                 raise OperationFailed(f"instance {instance_id} is in state error while waiting to be {what}")
-            if self._clock() >= end:
+            if self.api.clock() >= end:
                 state = raw.get("state") if raw else "gone"
                 raise OperationTimeout(
                     f"instance {instance_id} not {what} after {deadline:.0f}s (state {state})"
                 )
-            self._sleep(self.poll_interval)
+            self.api.sleep(self.api.poll_interval)
 
     # instances ------------------------------------------------------------------------------------
     def _observe(self, raw: JSON) -> ObservedInstance:
@@ -252,9 +241,9 @@ class ExoscaleCloud:
             instance_id = result["reference"]["id"]
             log.info("exoscale creating instance %s (%s) operation %s", name, instance_id, result["id"])
             if wait or confirm:
-                started = self._clock()
+                started = self.api.clock()
                 self._wait_operation(result, deadline)
-                deadline = max(1.0, deadline - (self._clock() - started))
+                deadline = max(1.0, deadline - (self.api.clock() - started))
         if wait:
             raw = self._wait_state(
                 instance_id, lambda r: r is not None and r.get("state") == "running", deadline, "running"
@@ -290,7 +279,7 @@ class ExoscaleCloud:
                     raise NotFoundError(f"instance {instance_id} vanished", status=404)
                 current = self._observe(raw)
             if current.state != target:
-                started = self._clock()
+                started = self.api.clock()
                 op = self._call(
                     f"{verb}_instance",
                     id=instance_id,
@@ -300,7 +289,7 @@ class ExoscaleCloud:
                     log.info("exoscale %s instance %s operation %s", verb, instance_id, op.get("id"))
                     if wait or confirm:
                         self._wait_operation(op, deadline)
-                        deadline = max(1.0, deadline - (self._clock() - started))
+                        deadline = max(1.0, deadline - (self.api.clock() - started))
         if not wait:
             return self.get_instance(instance_id) or current
         raw = self._wait_state(instance_id, lambda r: r is None or r.get("state") == target, deadline, target)
@@ -330,7 +319,7 @@ class ExoscaleCloud:
             return
         log.info("exoscale deleting instance %s operation %s", instance_id, op.get("id"))
         if wait:
-            started = self._clock()
+            started = self.api.clock()
             try:
                 self._wait_operation(op, deadline)
             except OperationFailed as exc:
@@ -338,7 +327,7 @@ class ExoscaleCloud:
                     raise
                 log.info("exoscale delete of %s reported %s but it is gone", instance_id, exc.reason)
                 return
-            rest = max(1.0, deadline - (self._clock() - started))
+            rest = max(1.0, deadline - (self.api.clock() - started))
             self._wait_state(
                 instance_id, lambda r: r is None or r.get("state") == "destroyed", rest, "deleted"
             )

@@ -55,30 +55,36 @@ class SecurityGroups:
                 "nothing was changed",
                 reason=Reason.SECURITY_GROUP_CONFLICT,
             )
-        if group is None:
-            try:
-                op = self._call(
-                    "create_security_group",
-                    name=name,
-                    description=f"remote-ollama: access to the GPU VM's TLS port {mark}".strip(),
-                    before_retry=lambda: self._find_security_group(name),
-                )
-            except CloudError as exc:
-                if exc.status != 409:
-                    raise
-                op = None  # created concurrently (or by a retried request): use it
-            if op is not None and "state" in op:
-                sg_id = str(self._wait_operation(op, 60)["reference"]["id"])
-                log.info("exoscale created security group %s (%s)", name, sg_id)
-            else:
-                found = op if op is not None else self._find_security_group(name)
-                if found is None:
-                    raise CloudError(
-                        f"security group {name} vanished while being created", reason=Reason.CONFLICT
-                    )
-                sg_id = str(found["id"])
-        else:
-            sg_id = str(group["id"])
+        sg_id = str(group["id"]) if group is not None else self._create_group(name, mark)
+        have = self._keep_exact_rules(sg_id, wanted, port)
+        for network in sorted(wanted - set(have)):
+            self._add_rule(sg_id, network, port)
+        return sg_id
+
+    def _create_group(self, name: str, mark: str) -> str:
+        """Create the group (`mark` in its description); one created concurrently is used."""
+        try:
+            op = self._call(
+                "create_security_group",
+                name=name,
+                description=f"remote-ollama: access to the GPU VM's TLS port {mark}".strip(),
+                before_retry=lambda: self._find_security_group(name),
+            )
+        except CloudError as exc:
+            if exc.status != 409:
+                raise
+            op = None  # created concurrently (or by a retried request): use it
+        if op is not None and "state" in op:
+            sg_id = str(self._wait_operation(op, 60)["reference"]["id"])
+            log.info("exoscale created security group %s (%s)", name, sg_id)
+            return sg_id
+        found = op if op is not None else self._find_security_group(name)
+        if found is None:
+            raise CloudError(f"security group {name} vanished while being created", reason=Reason.CONFLICT)
+        return str(found["id"])
+
+    def _keep_exact_rules(self, sg_id: str, wanted: set[str], port: int) -> dict[str, str]:
+        """Remove every ingress rule but one tcp `port` rule per wanted network; the kept ones by network."""
         full: JSON = self._call("get_security_group", id=sg_id)
         have: dict[str, str] = {}
         for rule in full.get("rules", []):
@@ -96,23 +102,24 @@ class SecurityGroups:
                 op = self._call("delete_rule_from_security_group", id=sg_id, rule_id=rule["id"])
                 self._wait_operation(op, 60)
                 log.info("exoscale removed rule %s from security group %s", rule["id"], sg_id)
-        for network in sorted(wanted - set(have)):
-            op = self._call(
-                "add_rule_to_security_group",
-                # an answer lost after the rule was added must not add a twin rule on retry
-                before_retry=functools.partial(self._rule_present, sg_id, network, port),
-                id=sg_id,
-                flow_direction="ingress",
-                protocol="tcp",
-                network=network,
-                start_port=port,
-                end_port=port,
-                description=RULE_DESCRIPTION,
-            )
-            if "present" not in op:
-                self._wait_operation(op, 60)
-            log.info("exoscale allowed %s on tcp/%d in security group %s", network, port, sg_id)
-        return sg_id
+        return have
+
+    def _add_rule(self, sg_id: str, network: str, port: int) -> None:
+        op = self._call(
+            "add_rule_to_security_group",
+            # an answer lost after the rule was added must not add a twin rule on retry
+            before_retry=functools.partial(self._rule_present, sg_id, network, port),
+            id=sg_id,
+            flow_direction="ingress",
+            protocol="tcp",
+            network=network,
+            start_port=port,
+            end_port=port,
+            description=RULE_DESCRIPTION,
+        )
+        if "present" not in op:
+            self._wait_operation(op, 60)
+        log.info("exoscale allowed %s on tcp/%d in security group %s", network, port, sg_id)
 
     def _rule_present(self, sg_id: str, network: str, port: int) -> JSON | None:
         for rule in self._call("get_security_group", id=sg_id).get("rules", []):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -119,27 +120,17 @@ def make_client(api_key: str, api_secret: str, zone: str, endpoint: str | None, 
     return client
 
 
+@dataclass
 class ExoscaleTransport:
     """Calls SDK operations by name with the retry policy; waits on operations."""
 
-    def __init__(
-        self,
-        client: Client,
-        zone: str,
-        *,
-        retries: int,
-        backoff_base: float,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        poll_interval: float = 2.0,
-    ):
-        self.client = client
-        self.zone = zone
-        self.retries = retries
-        self.backoff_base = backoff_base
-        self.poll_interval = poll_interval
-        self.sleep = sleep
-        self.clock = clock
+    client: Client
+    zone: str
+    retries: int = 5
+    backoff_base: float = 0.5
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    poll_interval: float = 2.0
 
     def backoff(self, attempt: int, exc: Exception) -> float:
         """Full jitter: uniform(0, base * 2**attempt), capped; a server's Retry-After is a floor."""

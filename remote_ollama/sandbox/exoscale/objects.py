@@ -7,9 +7,11 @@ import asyncio
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from remote_ollama.sandbox.exoscale.catalog import InstanceTypeEntry
+
+T = TypeVar("T")
 
 GONE_STATES = ("destroying", "destroyed", "expunging")
 
@@ -175,6 +177,13 @@ class Operation:
         if self.message:
             out["message"] = self.message
         return out
+
+
+def found(got: T | None, what: str, ident: str) -> T:
+    """`got` (looked up by `ident`), else the API's 404 naming `what`."""
+    if got is None:
+        raise ApiError(404, f"{what} {ident} not found")
+    return got
 
 
 def new_id() -> str:

@@ -19,6 +19,7 @@ from remote_ollama.sandbox.exoscale.objects import (
     PrivateTemplate,
     SecurityGroup,
     Snapshot,
+    found,
     new_id,
     now_rfc3339,
 )
@@ -121,6 +122,12 @@ class CloudState:
         self.operations[op.id] = op
         return op
 
+    def done_soon(self, reference_id: str, kind: str) -> Operation:
+        """An operation that succeeds after the usual delay (the change itself is made already)."""
+        op = self.new_operation(reference_id, kind)
+        self.finish_later(op)
+        return op
+
     def op_delay(self) -> float:
         return self.timings.operation + self.faults.operation_delay
 
@@ -173,10 +180,7 @@ class CloudState:
         return op
 
     def get_instance(self, instance_id: str) -> Instance:
-        inst = self.instances.get(instance_id)
-        if inst is None:
-            raise ApiError(404, f"Instance {instance_id} not found")
-        return inst
+        return found(self.instances.get(instance_id), "Instance", instance_id)
 
     def _require(self, inst: Instance, allowed: tuple[str, ...], verb: str) -> None:
         if inst.state not in allowed:
@@ -200,9 +204,7 @@ class CloudState:
             inst.timer = None
 
         self._after(inst, self.timings.stop, stopped)
-        op = self.new_operation(inst.id, "instance")
-        self.finish_later(op)
-        return op
+        return self.done_soon(inst.id, "instance")
 
     def update_instance(
         self, instance_id: str, *, name: str | None, user_data: str | None, labels: dict[str, str] | None
@@ -218,9 +220,7 @@ class CloudState:
             inst.user_data = user_data
         if labels is not None:
             inst.labels = labels
-        op = self.new_operation(inst.id, "instance")
-        self.finish_later(op)
-        return op
+        return self.done_soon(inst.id, "instance")
 
     def reboot_instance(self, instance_id: str) -> Operation:
         inst = self.get_instance(instance_id)
@@ -232,9 +232,7 @@ class CloudState:
             self.hooks.booted(inst)
 
         self._after(inst, self.timings.boot, up_again)
-        op = self.new_operation(inst.id, "instance")
-        self.finish_later(op)
-        return op
+        return self.done_soon(inst.id, "instance")
 
     def delete_instance(self, instance_id: str) -> Operation:
         inst = self.get_instance(instance_id)
@@ -266,17 +264,12 @@ class CloudState:
         return op
 
     def get_snapshot(self, snapshot_id: str) -> Snapshot:
-        snap = self.snapshots.get(snapshot_id)
-        if snap is None:
-            raise ApiError(404, f"Snapshot {snapshot_id} not found")
-        return snap
+        return found(self.snapshots.get(snapshot_id), "Snapshot", snapshot_id)
 
     def delete_snapshot(self, snapshot_id: str) -> Operation:
         snap = self.get_snapshot(snapshot_id)
         del self.snapshots[snap.id]
-        op = self.new_operation(snap.id, "snapshot")
-        self.finish_later(op)
-        return op
+        return self.done_soon(snap.id, "snapshot")
 
     def promote_snapshot(self, snapshot_id: str, name: str, description: str, default_user: str) -> Operation:
         snap = self.get_snapshot(snapshot_id)
@@ -298,9 +291,7 @@ class CloudState:
     def delete_template(self, template_id: str) -> Operation:
         if self.templates.pop(template_id, None) is None:
             raise ApiError(404, f"Template {template_id} not found")
-        op = self.new_operation(template_id, "template")
-        self.finish_later(op)
-        return op
+        return self.done_soon(template_id, "template")
 
     def _remove(self, inst: Instance) -> None:
         if inst.timer is not None:
@@ -322,19 +313,14 @@ class CloudState:
 
     # security groups ------------------------------------------------------------------------------
     def get_security_group(self, sg_id: str) -> SecurityGroup:
-        sg = self.security_groups.get(sg_id)
-        if sg is None:
-            raise ApiError(404, f"Security Group {sg_id} not found")
-        return sg
+        return found(self.security_groups.get(sg_id), "Security Group", sg_id)
 
     def create_security_group(self, name: str, description: str) -> Operation:
         if any(sg.name == name for sg in self.security_groups.values()):
             raise ApiError(409, f"a Security Group named {name!r} already exists")
         sg = SecurityGroup(new_id(), name, description)
         self.security_groups[sg.id] = sg
-        op = self.new_operation(sg.id, "security-group")
-        self.finish_later(op)
-        return op
+        return self.done_soon(sg.id, "security-group")
 
     def delete_security_group(self, sg_id: str) -> Operation:
         sg = self.get_security_group(sg_id)
@@ -343,6 +329,4 @@ class CloudState:
         if users:
             raise ApiError(400, f"Security Group {sg.id} is in use by instance(s) {', '.join(users)}")
         del self.security_groups[sg.id]
-        op = self.new_operation(sg.id, "security-group")
-        self.finish_later(op)
-        return op
+        return self.done_soon(sg.id, "security-group")

@@ -18,7 +18,7 @@ from remote_ollama.sandbox.ollama.http import (
     stream_response,
 )
 from remote_ollama.sandbox.ollama.models import count_tokens
-from remote_ollama.sandbox.ollama.state import MidStreamFault, OllamaState
+from remote_ollama.sandbox.ollama.state import OllamaState, Wire
 
 _STOP = {"stop": "end_turn", "length": "max_tokens"}
 
@@ -65,18 +65,13 @@ async def messages(request: web.Request, state: OllamaState) -> web.StreamRespon
     }
     async with state.generation(request, record.name, streaming=job.stream) as gen:
         response = stream_response(SSE)
-        sent: list[str] = []
-        try:
-            async for token in gen.tokens(tokens, cold=not is_warm(load)):
-                if job.stream and not sent:
-                    await gen.write(response, _opening(message))
-                sent.append(token)
-                if job.stream:
-                    delta = {"type": "text_delta", "text": token}
-                    event = {"type": "content_block_delta", "index": 0, "delta": delta}
-                    await gen.write(response, sse_event(event, "content_block_delta"))
-        except MidStreamFault as fault:
-            await gen.write(response, sse_event(anthropic_error_body(500, str(fault)), "error"))
+        wire = Wire(
+            _delta,
+            lambda text: sse_event(anthropic_error_body(500, text), "error"),
+            lambda: _opening(message),
+        )
+        sent = await gen.reply(response, tokens, wire, cold=not is_warm(load), streaming=job.stream)
+        if sent is None:
             return response
         if not job.stream:
             message.update(
@@ -89,6 +84,11 @@ async def messages(request: web.Request, state: OllamaState) -> web.StreamRespon
             await gen.write(response, _opening(message))
         await gen.write(response, _closing(reason, usage["input_tokens"], len(sent)))
         return response
+
+
+def _delta(token: str) -> bytes:
+    event = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": token}}
+    return sse_event(event, "content_block_delta")
 
 
 def _opening(message: dict[str, Any]) -> bytes:

@@ -27,7 +27,7 @@ from remote_ollama.sandbox.ollama.models import (
     reply_tokens,
     token_ids,
 )
-from remote_ollama.sandbox.ollama.state import MidStreamFault, OllamaState
+from remote_ollama.sandbox.ollama.state import OllamaState, Wire
 
 DEFAULT_KEEP_ALIVE = 300.0
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -192,14 +192,11 @@ async def _run(
     async with state.generation(request, job.record.name, streaming=job.stream) as gen:
         eval_started = time.monotonic()
         response = stream_response(NDJSON)
-        sent: list[str] = []
-        try:
-            async for token in gen.tokens(tokens, cold=not is_warm(load)):
-                sent.append(token)
-                if job.stream:
-                    await gen.write(response, dumps(_chunk(job, chat, token)) + b"\n")
-        except MidStreamFault as fault:
-            await gen.write(response, dumps({"error": str(fault)}) + b"\n")
+        wire = Wire(
+            lambda token: dumps(_chunk(job, chat, token)) + b"\n", lambda text: dumps({"error": text}) + b"\n"
+        )
+        sent = await gen.reply(response, tokens, wire, cold=not is_warm(load), streaming=job.stream)
+        if sent is None:
             return response
         final = _chunk(job, chat, "" if job.stream else "".join(sent))
         final.update(done=True, done_reason=reason)

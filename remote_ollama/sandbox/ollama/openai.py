@@ -24,7 +24,7 @@ from remote_ollama.sandbox.ollama.http import (
     stream_response,
 )
 from remote_ollama.sandbox.ollama.models import ModelRecord, count_tokens, embedding
-from remote_ollama.sandbox.ollama.state import MidStreamFault, OllamaState
+from remote_ollama.sandbox.ollama.state import OllamaState, Wire
 from remote_ollama.vm.ollama_release import EMBEDDINGS_BASE64, at_least
 
 FINGERPRINT = "fp_ollama"
@@ -95,18 +95,16 @@ async def _complete(
     usage = {"prompt_tokens": count_tokens(job.prompt), "completion_tokens": 0, "total_tokens": 0}
     options = body.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    wire = Wire(
+        lambda token: sse_event(
+            {**_envelope(job, chat, ident, created, True), "choices": [_choice(chat, token, None, True)]}
+        ),
+        lambda text: sse_event(openai_error_body(500, text)),
+    )
     async with state.generation(request, job.record.name, streaming=job.stream) as gen:
         response = stream_response(SSE)
-        sent: list[str] = []
-        try:
-            async for token in gen.tokens(tokens, cold=not is_warm(load)):
-                sent.append(token)
-                if job.stream:
-                    chunk = _envelope(job, chat, ident, created, True)
-                    chunk["choices"] = [_choice(chat, token, None, True)]
-                    await gen.write(response, sse_event(chunk))
-        except MidStreamFault as fault:
-            await gen.write(response, sse_event(openai_error_body(500, str(fault))))
+        sent = await gen.reply(response, tokens, wire, cold=not is_warm(load), streaming=job.stream)
+        if sent is None:
             return response
         usage["completion_tokens"] = len(sent)
         usage["total_tokens"] = usage["prompt_tokens"] + len(sent)

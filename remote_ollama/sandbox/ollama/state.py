@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
@@ -33,6 +33,15 @@ class ClientGone(Exception):
     def __init__(self, response: web.StreamResponse | None = None) -> None:
         super().__init__("client disconnected")
         self.response = response
+
+
+class Wire(NamedTuple):
+    """How one API streams a reply: a token's chunk, the error chunk of a mid-stream fault, and
+    what goes before the first token (if anything)."""
+
+    chunk: Callable[[str], bytes]
+    fault: Callable[[str], bytes]
+    opening: Callable[[], bytes] | None = None
 
 
 class MidStreamFault(Exception):
@@ -113,6 +122,25 @@ class Generation:
             yield token
         if self.fail_after is not None and self.fail_after >= len(tokens):
             raise MidStreamFault(self.state.mid_stream_message)
+
+    async def reply(
+        self, response: web.StreamResponse, tokens: Sequence[str], wire: Wire, *, cold: bool, streaming: bool
+    ) -> list[str] | None:
+        """The tokens of one reply, as sent; when `streaming` each goes out as `wire.chunk(token)`
+        (after `wire.opening()`, before the first). A mid-stream fault goes out as `wire.fault`: None."""
+        chunk, fault, opening = wire
+        sent: list[str] = []
+        try:
+            async for token in self.tokens(tokens, cold=cold):
+                if streaming and not sent and opening is not None:
+                    await self.write(response, opening())
+                sent.append(token)
+                if streaming:
+                    await self.write(response, chunk(token))
+        except MidStreamFault as exc:
+            await self.write(response, fault(str(exc)))
+            return None
+        return sent
 
     async def write(self, response: web.StreamResponse, data: bytes) -> None:
         """Write one chunk (preparing the response on the first, as Ollama sends headers late)."""

@@ -5,7 +5,13 @@ ApiError with the status and `message` the real API would give. Shapes follow th
 openapi.json: hyphenated keys, lists wrapped under their plural name, writes answering an operation.
 """
 
-from remote_ollama.sandbox.exoscale.handlers import block_storage, catalogue, instances, security_groups
+from remote_ollama.sandbox.exoscale.handlers import (
+    block_storage,
+    by_id,
+    catalogue,
+    instances,
+    security_groups,
+)
 from remote_ollama.sandbox.exoscale.handlers.registry import HANDLERS, ApiContext
 
-__all__ = ["HANDLERS", "ApiContext", "block_storage", "catalogue", "instances", "security_groups"]
+__all__ = ["HANDLERS", "ApiContext", "block_storage", "by_id", "catalogue", "instances", "security_groups"]

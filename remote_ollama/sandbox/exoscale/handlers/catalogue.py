@@ -6,8 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from remote_ollama.sandbox.exoscale.catalog import zone_entries
-from remote_ollama.sandbox.exoscale.handlers.registry import ApiContext, Query, handles, json_object
-from remote_ollama.sandbox.exoscale.objects import ApiError
+from remote_ollama.sandbox.exoscale.handlers.registry import (
+    ApiContext,
+    Query,
+    handles,
+    json_object,
+    required_name,
+)
+from remote_ollama.sandbox.exoscale.objects import ApiError, found
 
 # -- catalogue -----------------------------------------------------------------------------------
 
@@ -31,10 +37,7 @@ def get_template(ctx: ApiContext, path: dict[str, str], query: Query, body: Any)
     private = ctx.state.templates.get(path["id"])
     if private is not None:
         return private.to_api()
-    tpl = ctx.catalog.template(path["id"])
-    if tpl is None:
-        raise ApiError(404, f"Template {path['id']} not found")
-    return tpl.to_api()
+    return found(ctx.catalog.template(path["id"]), "Template", path["id"]).to_api()
 
 
 @handles("delete-template")
@@ -47,32 +50,15 @@ def delete_template(ctx: ApiContext, path: dict[str, str], query: Query, body: A
 # -- snapshots -------------------------------------------------------------------------------------
 
 
-@handles("create-snapshot")
-def create_snapshot(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
-    return ctx.state.create_snapshot(path["id"]).to_api()
-
-
 @handles("list-snapshots")
 def list_snapshots(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
     return {"snapshots": [s.to_api() for s in ctx.state.snapshots.values()]}
 
 
-@handles("get-snapshot")
-def get_snapshot(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
-    return ctx.state.get_snapshot(path["id"]).to_api()
-
-
-@handles("delete-snapshot")
-def delete_snapshot(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
-    return ctx.state.delete_snapshot(path["id"]).to_api()
-
-
 @handles("promote-snapshot-to-template")
 def promote_snapshot(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
     data = json_object(body)
-    name = data.get("name")
-    if not isinstance(name, str) or not 1 <= len(name) <= 255:
-        raise ApiError(400, "name: required, 1 to 255 characters")
+    name = required_name(data)
     description = data.get("description", "")
     if not isinstance(description, str) or len(description) > 4096:
         raise ApiError(400, "description: at most 4096 characters")
@@ -87,10 +73,7 @@ def list_instance_types(ctx: ApiContext, path: dict[str, str], query: Query, bod
 
 @handles("get-instance-type")
 def get_instance_type(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
-    itype = ctx.catalog.instance_type(path["id"])
-    if itype is None:
-        raise ApiError(404, f"Instance type {path['id']} not found")
-    return itype.to_api()
+    return found(ctx.catalog.instance_type(path["id"]), "Instance type", path["id"]).to_api()
 
 
 # -- quotas ----------------------------------------------------------------------------------------
@@ -119,7 +102,4 @@ def list_quotas(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) 
 
 @handles("get-operation")
 def get_operation(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
-    op = ctx.state.operations.get(path["id"])
-    if op is None:
-        raise ApiError(404, f"Operation {path['id']} not found")
-    return op.to_api()
+    return found(ctx.state.operations.get(path["id"]), "Operation", path["id"]).to_api()

@@ -127,11 +127,6 @@ def list_instances(ctx: ApiContext, path: dict[str, str], query: Query, body: An
     return {"instances": [i.to_api(summary=True) for i in found]}
 
 
-@handles("get-instance")
-def get_instance(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
-    return ctx.state.get_instance(path["id"]).to_api()
-
-
 @handles("update-instance")
 def update_instance(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
     data = json_object(body)
@@ -142,23 +137,3 @@ def update_instance(ctx: ApiContext, path: dict[str, str], query: Query, body: A
     return ctx.state.update_instance(
         path["id"], name=name, user_data=_user_data(data.get("user-data")), labels=labels
     ).to_api()
-
-
-@handles("start-instance")
-def start_instance(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
-    return ctx.state.start_instance(path["id"]).to_api()
-
-
-@handles("stop-instance")
-def stop_instance(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
-    return ctx.state.stop_instance(path["id"]).to_api()
-
-
-@handles("reboot-instance")
-def reboot_instance(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
-    return ctx.state.reboot_instance(path["id"]).to_api()
-
-
-@handles("delete-instance")
-def delete_instance(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
-    return ctx.state.delete_instance(path["id"]).to_api()

@@ -47,3 +47,10 @@ def ref_id(body: dict[str, Any], key: str) -> str:
     if not isinstance(ref, dict) or not isinstance(ref.get("id"), str):
         raise ApiError(400, f"{key}: required, an object with an id")
     return str(ref["id"])
+
+
+def required_name(data: dict[str, Any]) -> str:
+    name = data.get("name")
+    if not isinstance(name, str) or not 1 <= len(name) <= 255:
+        raise ApiError(400, "name: required, 1 to 255 characters")
+    return name

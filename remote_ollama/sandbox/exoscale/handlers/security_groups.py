@@ -5,7 +5,13 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from remote_ollama.sandbox.exoscale.handlers.registry import ApiContext, Query, handles, json_object
+from remote_ollama.sandbox.exoscale.handlers.registry import (
+    ApiContext,
+    Query,
+    handles,
+    json_object,
+    required_name,
+)
 from remote_ollama.sandbox.exoscale.objects import ApiError, Rule, new_id
 
 _PROTOCOLS = ("ah", "all", "esp", "gre", "icmp", "icmpv6", "ipip", "tcp", "udp")
@@ -20,23 +26,10 @@ def list_security_groups(ctx: ApiContext, path: dict[str, str], query: Query, bo
     return {"security-groups": [sg.to_api() for sg in ctx.state.security_groups.values()]}
 
 
-@handles("get-security-group")
-def get_security_group(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
-    return ctx.state.get_security_group(path["id"]).to_api()
-
-
 @handles("create-security-group")
 def create_security_group(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
     data = json_object(body)
-    name = data.get("name")
-    if not isinstance(name, str) or not 1 <= len(name) <= 255:
-        raise ApiError(400, "name: required, 1 to 255 characters")
-    return ctx.state.create_security_group(name, str(data.get("description", ""))).to_api()
-
-
-@handles("delete-security-group")
-def delete_security_group(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> dict[str, Any]:
-    return ctx.state.delete_security_group(path["id"]).to_api()
+    return ctx.state.create_security_group(required_name(data), str(data.get("description", ""))).to_api()
 
 
 def _port(data: dict[str, Any], key: str) -> int | None:
@@ -71,9 +64,7 @@ def add_rule(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) -> 
     sg.rules.append(
         Rule(new_id(), direction, protocol, network, start, end, str(data.get("description", "")))
     )
-    op = ctx.state.new_operation(sg.id, "security-group")
-    ctx.state.finish_later(op)
-    return op.to_api()
+    return ctx.state.done_soon(sg.id, "security-group").to_api()
 
 
 @handles("delete-rule-from-security-group")
@@ -83,6 +74,4 @@ def delete_rule(ctx: ApiContext, path: dict[str, str], query: Query, body: Any) 
     if len(kept) == len(sg.rules):
         raise ApiError(404, f"Security Group rule {path['rule-id']} not found")
     sg.rules = kept
-    op = ctx.state.new_operation(sg.id, "security-group")
-    ctx.state.finish_later(op)
-    return op.to_api()
+    return ctx.state.done_soon(sg.id, "security-group").to_api()
