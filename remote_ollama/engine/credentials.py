@@ -7,9 +7,11 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from remote_ollama.core.observed import ObservedInstance
+from remote_ollama.engine.volume_record import VolumeRecord
 from remote_ollama.spec.names import VM_PORT, VM_TLS_SERVER_NAME
 from remote_ollama.vm.pki import VMCredentials, pem_of, vm_certificate_problem
 
@@ -66,6 +68,14 @@ class CredentialStore:
 
     async def keep(self, record: InstanceRecord) -> None:
         """Replace the record, keeping the credentials."""
+        raise NotImplementedError
+
+    async def volumes(self) -> dict[str, VolumeRecord]:
+        """The model volumes' record, per zone (kept across `save`: a volume outlives its VMs)."""
+        raise NotImplementedError
+
+    async def keep_volumes(self, volumes: Mapping[str, VolumeRecord]) -> None:
+        """Replace the model volumes' record, keeping everything else."""
         raise NotImplementedError
 
 

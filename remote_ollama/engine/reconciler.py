@@ -82,6 +82,7 @@ class Reconciler:
         self.ownership = Ownership(self.cloud, self.target, self.store, self._post_warning)
         self.volumes = ModelVolumes(
             self.cloud,
+            self.store,
             self.target.name,
             self.ownership.owner_labels(),
             self.target.replica,
@@ -284,9 +285,12 @@ class Reconciler:
         await self.volumes.ensure_attached(spec, created)
         return created
 
-    async def destroy_all(self) -> list[str]:
+    async def destroy_all(
+        self, elsewhere: Callable[[str], Awaitable[Cloud | None]] | None = None
+    ) -> list[str]:
         """Deletion: every instance with our labels, then the security group (and an old-named one
-        that one of those instances proved ours). Idempotent; returns the instances deleted."""
+        that one of those instances proved ours), and the model volume of every zone recorded
+        (`elsewhere`: the cloud of another zone). Idempotent; returns the instances deleted."""
         legacy = self.target.legacy_security_group
         legacy_ours = False
         deleted: list[str] = []
@@ -302,7 +306,7 @@ class Reconciler:
             await self.cloud.delete_security_group(legacy)
         await self.templates.delete_all()
         if self.target.replica in (None, 0):
-            await self.volumes.delete()
+            await self.volumes.delete(elsewhere)
         return deleted
 
 

@@ -148,6 +148,9 @@ class Reason(StrEnum):
     # an instance carries this resource's labels but its id was never recorded (labels can be copied
     # by anyone in the organisation): it is not adopted, a new VM is made when one is needed
     UNRECORDED_INSTANCE_IGNORED = "UnrecordedInstanceIgnored"
+    # a block-storage volume carries this resource's labels but its id was never recorded: it is
+    # never attached (it would be Ollama's model directory), grown, detached nor deleted
+    UNRECORDED_VOLUME_IGNORED = "UnrecordedVolumeIgnored"
 
     @property
     def permanent(self) -> bool:
@@ -211,6 +214,7 @@ WARNING = (
         Reason.NAME_CONFLICT,
         Reason.FOREIGN_INSTANCE_IGNORED,
         Reason.UNRECORDED_INSTANCE_IGNORED,
+        Reason.UNRECORDED_VOLUME_IGNORED,
         Reason.NAMESPACE_SPEND_CAP_REACHED,
     }
 )

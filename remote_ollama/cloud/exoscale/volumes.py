@@ -38,10 +38,14 @@ class Volumes:
         return _labelled(found, labels)
 
     def _named(self, name: str, labels: Mapping[str, str]) -> JSON | None:
-        return next((v for v in self.volumes(labels) if v.get("name") == name), None)
+        """The oldest volume of that name carrying `labels` (which hold the create's token: a copy
+        can only be younger)."""
+        named = [v for v in self.volumes(labels) if v.get("name") == name]
+        return min(named, key=lambda v: str(v.get("created-at") or "")) if named else None
 
     def create_volume(self, name: str, size_gib: int, labels: Mapping[str, str]) -> JSON:
-        """A new empty volume (a retry after a lost answer adopts the one it made)."""
+        """A new empty volume (a retry after a lost answer adopts the one it made, found by its
+        labels: the caller puts a creation token among them)."""
 
         def made() -> JSON | None:
             found = self._named(name, labels)

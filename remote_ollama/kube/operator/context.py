@@ -11,7 +11,7 @@ import base64
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -27,6 +27,7 @@ from remote_ollama.engine.credentials import RECORD_KEYS, CredentialStore, Insta
 from remote_ollama.engine.metrics import LifecycleMetrics
 from remote_ollama.engine.reconciler import Reconciler
 from remote_ollama.engine.target import Target, instance_name
+from remote_ollama.engine.volume_record import RECORD_VOLUMES, VolumeRecord, volumes_data, volumes_from
 from remote_ollama.kube.api import KubeAPI, KubeError, path_for
 from remote_ollama.kube.operator.events import event
 from remote_ollama.spec.model import Spec
@@ -98,11 +99,20 @@ class SecretStore(CredentialStore):
         return InstanceRecord.from_data(data) if data and data.get(KEY_CA) else None
 
     async def save(self, creds: VMCredentials, record: InstanceRecord) -> None:
-        await self._write({**creds.to_secret_data(), **record.to_data()})
+        kept = volumes_data(volumes_from(await self._data()))
+        await self._write({**creds.to_secret_data(), **record.to_data(), **kept})
 
     async def keep(self, record: InstanceRecord) -> None:
         data = {k: v for k, v in (await self._data() or {}).items() if k not in RECORD_KEYS}
         await self._write({**data, **record.to_data()})
+
+    async def volumes(self) -> dict[str, VolumeRecord]:
+        return volumes_from(await self._data())
+
+    async def keep_volumes(self, volumes: Mapping[str, VolumeRecord]) -> None:
+        data = {k: v for k, v in (await self._data() or {}).items() if k != RECORD_VOLUMES}
+        if data or volumes:  # a volume is made after the VM's credentials: they are there
+            await self._write({**data, **volumes_data(volumes)})
 
     async def _write(self, data: dict[str, str]) -> None:
         await self._apply(self.own, data)
@@ -146,7 +156,12 @@ class ResourceContext:
     async def patch_status(self, patch: dict[str, Any]) -> None:
         await OPERATOR.api.merge_patch(self.status_path, {"status": patch})
 
-    async def cloud_for(self, spec: Spec) -> tuple[str | None, Cloud | None]:
+    async def cloud_in(self, spec: Spec, zone: str) -> Cloud | None:
+        """The client for this resource's credentials in another zone (a spec.placements zone
+        whose model volume goes with the resource); None when the credentials are unreadable."""
+        return (await self.cloud_for(spec, zone))[1]
+
+    async def cloud_for(self, spec: Spec, zone: str | None = None) -> tuple[str | None, Cloud | None]:
         """The cloud client for this resource's credentials, or the reason there is none."""
         try:
             path = path_for("v1", "secrets", self.namespace, spec.credentials_secret)
@@ -161,7 +176,7 @@ class ResourceContext:
             return f"credentials Secret {spec.credentials_secret!r} has no {' or '.join(missing)}", None
         key = base64.b64decode(data["api-key"]).decode().strip()
         secret_value = base64.b64decode(data["api-secret"]).decode().strip()
-        return None, OPERATOR.cloud(key, secret_value, spec.zone)
+        return None, OPERATOR.cloud(key, secret_value, zone or spec.zone)
 
     def reconciler(self, cloud: Cloud) -> Reconciler:
         if self._reconciler is None or self._cloud is not cloud:

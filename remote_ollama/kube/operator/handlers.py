@@ -379,7 +379,7 @@ async def cleanup(body: kopf.Body, **_: Any) -> None:
                 _stuck_or_abandon(body, ctx, f"cannot delete the VM: {problem}", 30)
         else:
             try:
-                await ctx.reconciler(cloud).destroy_all()
+                await ctx.reconciler(cloud).destroy_all(lambda zone: ctx.cloud_in(spec, zone))
             except CloudError as exc:
                 event(body, exc.reason, f"deleting cloud objects: {exc.message}")
                 if isinstance(exc, CredentialsError) and nothing_created(raw):
