@@ -142,7 +142,7 @@ async def standalone_world(
         cloud = AsyncExoscaleCloud.connect(
             KEY,
             SECRET,
-            "at-vie-2",
+            sim.zone,
             endpoint=sim.url,
             poll_interval=0.05,
             backoff_base=0.01,

@@ -66,14 +66,40 @@ class Volumes:
         """A larger size (volumes only grow; only while detached or on a stopped instance)."""
         self._call("resize_block_storage_volume", id=volume_id, size=size_gib)
 
+    def _attached_to(self, volume_id: str) -> str | None:
+        volume: JSON = self._call("get_block_storage_volume", id=volume_id)
+        return str((volume.get("instance") or {}).get("id") or "") or None
+
     def attach_volume(self, volume_id: str, instance_id: str) -> None:
-        op = self._call("attach_block_storage_volume_to_instance", id=volume_id, instance={"id": instance_id})
-        self._wait_operation(op, DEADLINE)
+        """Attach; a retry after a lost answer first looks whether the attach was carried out (a
+        second attach would be refused: "detach it first")."""
+
+        def done() -> JSON | None:
+            return {"done": True} if self._attached_to(volume_id) == instance_id else None
+
+        op = self._call(
+            "attach_block_storage_volume_to_instance",
+            before_retry=done,
+            id=volume_id,
+            instance={"id": instance_id},
+        )
+        if "done" not in op:
+            self._wait_operation(op, DEADLINE)
         log.info("exoscale volume %s attached to instance %s", volume_id, instance_id)
 
     def detach_volume(self, volume_id: str) -> None:
-        """Detach (kept for the next VM); a volume already gone is left as it is."""
-        self._unless_gone("detach_block_storage_volume", volume_id)
+        """Detach (kept for the next VM); a volume already gone is left as it is, and a retry after
+        a lost answer first looks whether the detach was carried out."""
+
+        def done() -> JSON | None:
+            return {"done": True} if self._attached_to(volume_id) is None else None
+
+        try:
+            op = self._call("detach_block_storage_volume", before_retry=done, id=volume_id)
+        except NotFoundError:
+            return
+        if "done" not in op:
+            self._wait_operation(op, DEADLINE)
 
     def delete_volume(self, volume_id: str) -> None:
         """Delete one volume; an absent one is already deleted."""
