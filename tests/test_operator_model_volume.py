@@ -67,3 +67,33 @@ def test_where_block_storage_is_not_offered_the_condition_and_a_warning_say_so(
 
         wait_until(warnings, 30, "a VolumeUnsupported Warning Event")
         assert all(volumes.of(state).volumes == {} for state in world.sim.sim.states.values())
+
+
+def test_a_volume_made_in_each_placement_zone_goes_with_the_resource(
+    kube: KubeNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No room in Geneva once its volume is made: the VM and a volume of its own come up in
+    Frankfurt (spec.placements). Deleting the resource removes both zones' volumes and the VM."""
+    with operator_world(kube, monkeypatch) as world:
+        sim = world.sim.sim
+        sim.fail_capacity(1, on=("create",), zone="ch-gva-2")
+        world.apply(credentials_secret())
+        cold_start = {"modelVolume": {"enabled": True, "size": 10}}
+        world.apply(
+            remote_ollama(
+                zone="ch-gva-2",
+                placements=[{"zone": "de-fra-1"}],
+                idle={"stopAfter": "10m"},
+                coldStart=cold_start,
+            )
+        )
+        ready = world.wait_phase("Ready", timeout=60)
+        assert ready["status"]["placement"]["zone"] == "de-fra-1"
+        (vm,) = world.instances()
+        (there,) = volumes.of(sim.states["de-fra-1"]).volumes.values()
+        assert there.instance_id == vm.id and len(volumes.of(sim.states["ch-gva-2"]).volumes) == 1
+
+        kube.kubectl("delete", "remoteollama", "granite", "--wait=false", check=True)
+        wait_until(lambda: world.get("remoteollama", "granite") is None, 60, "the resource deleted")
+        assert [z for z in ("ch-gva-2", "de-fra-1") if volumes.of(sim.states[z]).volumes] == []
+        assert world.instances() == []

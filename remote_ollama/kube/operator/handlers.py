@@ -368,8 +368,8 @@ async def cleanup(body: kopf.Body, **_: Any) -> None:
     """No VM, no security group, no secret, no proxy left behind; retried until the cloud agrees."""
     raw = dict(body)
     ctx = _ctx(body)
-    try:
-        spec = parse_spec(dict(body.spec))
+    try:  # the current placement's zone, where the VM is (spec.placements)
+        spec = placing_for(parse_spec(dict(body.spec)), raw).spec
     except SpecError:
         spec = None
     if spec is not None:
