@@ -55,6 +55,8 @@ async def test_a_look_alike_volume_with_our_labels_and_name_is_never_attached(
         store = volumes.of(zone(sim))
         labels = owner_labels(controller.saved.owner_id)
         name = f"{controller.reconciler.target.name}-models"
+        warnings: list[tuple[str, str]] = []  # what the operator posts as Warning Events
+        controller.reconciler.warn = lambda reason, message: warnings.append((reason, message))
         planted = store.create(name, 20, labels)["reference"]["id"]
         await until(lambda: store.volumes[planted].state == "detached", 5, "the look-alike made")
 
@@ -65,6 +67,7 @@ async def test_a_look_alike_volume_with_our_labels_and_name_is_never_attached(
         assert ours.instance_id == vm.id
         assert steps(sim, vm.id)["volume"] == "done"  # a blank volume of our own, formatted
         assert touched(sim, planted) == []
+        assert any(r == "UnrecordedVolumeIgnored" and planted in m for r, m in warnings), warnings
         assert any(
             "UnrecordedVolumeIgnored" in r.getMessage() and planted in r.getMessage() for r in caplog.records
         )

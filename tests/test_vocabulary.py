@@ -75,6 +75,7 @@ def test_an_events_type_comes_from_its_reason_and_synonyms_are_merged() -> None:
         "InternalError",
         "ForeignInstanceIgnored",
         "UnrecordedInstanceIgnored",
+        "UnrecordedVolumeIgnored",
     ):
         assert Reason(r).warning, r
     for r in ("Ready", "Idle", "Creating", "Deleted", "OrphanDeleted", "Suspended"):
