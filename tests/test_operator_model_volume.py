@@ -8,10 +8,21 @@ from typing import Any
 
 import pytest
 from cluster.fixtures import KubeNamespace
-from operator_world import OperatorWorld, credentials_secret, operator_world, remote_ollama, wait_until
+from operator_world import (
+    KEY,
+    SECRET,
+    OperatorWorld,
+    credentials_secret,
+    operator_world,
+    remote_ollama,
+    wait_until,
+)
 
+from remote_ollama.cloud.exoscale.adapter import ExoscaleCloud
+from remote_ollama.core.model_volume import volume_name
+from remote_ollama.engine.target import instance_name
 from remote_ollama.sandbox.exoscale import volumes
-from remote_ollama.spec.names import LABEL_OWNER
+from remote_ollama.spec.names import LABEL_CLUSTER, LABEL_MANAGED_BY, LABEL_MANAGED_BY_VALUE, LABEL_OWNER
 
 
 def status(world: OperatorWorld) -> dict[str, Any]:
@@ -97,3 +108,46 @@ def test_a_volume_made_in_each_placement_zone_goes_with_the_resource(
         wait_until(lambda: world.get("remoteollama", "granite") is None, 60, "the resource deleted")
         assert [z for z in ("ch-gva-2", "de-fra-1") if volumes.of(sim.states[z]).volumes] == []
         assert world.instances() == []
+
+
+def test_a_look_alike_volume_is_never_attached_and_a_warning_event_says_so(
+    kube: KubeNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another organisation member plants a volume with our labels and name before the first VM
+    (the resource waits for its credentials Secret): the VM gets a volume of its own, the
+    look-alike no call, and an UnrecordedVolumeIgnored Warning Event names it."""
+    with operator_world(kube, monkeypatch) as world:
+        zone = world.sim.sim.states["ch-gva-2"]
+        world.apply(remote_ollama(zone="ch-gva-2", coldStart={"modelVolume": {"enabled": True, "size": 10}}))
+        uid = wait_until(
+            lambda: (world.get("remoteollama", "granite") or {}).get("metadata", {}).get("uid"), 30, "uid"
+        )
+        cluster = (world.get("namespace", "kube-system") or {})["metadata"]["uid"]  # the cluster id
+        labels = {
+            LABEL_MANAGED_BY: LABEL_MANAGED_BY_VALUE,
+            LABEL_OWNER: uid,
+            LABEL_CLUSTER: cluster,
+        }
+        name = volume_name(instance_name(world.namespace, "granite"))
+        member = ExoscaleCloud(KEY, SECRET, "ch-gva-2", endpoint=world.sim.url)  # the same organisation
+        planted = str(member.volumes.create_volume(name, 10, labels)["id"])
+        made = len(world.sim.sim.calls)  # the member's own calls made it
+        world.apply(credentials_secret())
+        ready = world.wait_phase("Ready", timeout=60)
+        vm = ready["status"]["instance"]["id"]
+        assert volumes.of(zone).volumes[planted].instance_id is None, "the look-alike is the model directory"
+        (ours,) = (v for v in volumes.of(zone).volumes.values() if v.id != planted)
+        assert ours.instance_id == vm
+        assert [c.operation for c in world.sim.sim.calls[made:] if planted in c.path] == []
+
+        def warnings() -> list[dict[str, Any]]:
+            out = world.kube.kubectl("get", "events", "-n", world.namespace, "-o", "json", check=True)
+            items = json.loads(out.stdout)["items"]
+            return [
+                e
+                for e in items
+                if e.get("reason") == "UnrecordedVolumeIgnored" and e.get("type") == "Warning"
+            ]
+
+        (event,) = wait_until(warnings, 30, "an UnrecordedVolumeIgnored Warning Event")
+        assert planted in event["message"]
