@@ -179,7 +179,7 @@ class Reconciler:
             elif action.kind is ActionKind.STOP_INSTANCE:
                 await self.cloud.stop_instance(_id(action), wait=False)
             elif action.kind is ActionKind.DELETE_INSTANCE:
-                await self._delete(instance, _id(action))
+                await self.delete_instance(instance, _id(action))
             elif action.kind is ActionKind.PULL_MODELS and instance is not None:
                 self.vm.start_pulls(instance, action)
             elif action.kind is ActionKind.BAKE_TEMPLATE:
@@ -197,7 +197,9 @@ class Reconciler:
         elif not coming_up:
             self.vm.stop_watching()
 
-    async def _delete(self, instance: ObservedInstance | None, instance_id: str, wait: bool = False) -> None:
+    async def delete_instance(
+        self, instance: ObservedInstance | None, instance_id: str, wait: bool = False
+    ) -> None:
         """Delete a VM; one made for the model volume lets it go first (the volume is kept)."""
         if instance is not None and instance.id == instance_id and instance.labels.get(LABEL_VOLUME):
             await self.volumes.release(instance_id)
@@ -298,7 +300,7 @@ class Reconciler:
             if inst.state not in GONE:
                 if legacy and legacy in await self.cloud.instance_security_groups(inst.id):
                     legacy_ours = True
-                await self._delete(inst, inst.id, wait=True)
+                await self.delete_instance(inst, inst.id, wait=True)
                 deleted.append(inst.id)
         if self.target.owns_group:
             await self.cloud.delete_security_group(self.target.security_group)

@@ -68,7 +68,8 @@ async def fall_back(
     started = any(a.kind is ActionKind.START_INSTANCE for a in decision.actions)
     if started and instance is not None and len(placing.base.candidates()) > 1:
         # the stopped VM stays where it is: delete it, or it would be left behind in the old zone
-        await reconciler.cloud.delete_instance(instance.id, wait=False)
+        # (its model volume detached first, kept there and deleted with the resource)
+        await reconciler.delete_instance(instance, instance.id)
     event(body, Reason.CAPACITY_UNAVAILABLE, step.message)
     patch: dict[str, Any] = {
         "phase": str(Phase.PROVISIONING),
