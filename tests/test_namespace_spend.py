@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from remote_ollama.core import cost, namespace_spend
-from remote_ollama.kube.proxy_main import Refusal, refusal_from
+from remote_ollama.kube.proxy_main import refusal_from
+from remote_ollama.proxy.interfaces import Refusal
 from remote_ollama.spec.vocabulary import Reason
 
 PRICES = cost.PriceTable("CHF", {"gpua5000.small": 1.5, "gpu3.huge": 17.0})

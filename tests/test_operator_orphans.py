@@ -142,7 +142,9 @@ def test_orphaned_model_volumes_and_volume_snapshots_of_this_cluster_go_after_th
             labels = {LABEL_MANAGED_BY: LABEL_MANAGED_BY_VALUE, LABEL_CLUSTER: cluster, LABEL_OWNER: owner}
             volume = volumes.Volume(str(uuid.uuid4()), name, 10, labels, "2026-01-01T00:00:00Z")
             store.volumes[volume.id] = volume
-            snap = volumes.VolumeSnapshot(str(uuid.uuid4()), name, volume.id, 10, labels, volume.created_at)
+            snap = volumes.VolumeSnapshot(
+                str(uuid.uuid4()), name, 10, labels, volume.created_at, volume_id=volume.id
+            )
             store.snapshots[snap.id] = snap
         attached = next(v for v in store.volumes.values() if v.name == "attached")
         attached.instance_id, attached.state = ours, "attached"  # to a live VM: let go first

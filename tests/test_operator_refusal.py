@@ -4,7 +4,8 @@ for a wake the operator cannot perform: budget, quota, credentials. Transient tr
 from datetime import UTC, datetime
 
 from remote_ollama.core.backoff import UNREACHABLE_GRACE
-from remote_ollama.kube.proxy_main import Refusal, refusal_from
+from remote_ollama.kube.proxy_main import refusal_from
+from remote_ollama.proxy.interfaces import Refusal
 from remote_ollama.spec.vocabulary import Reason
 
 

@@ -9,7 +9,7 @@ import aiohttp
 from proxy_world import MODELS, world
 
 from remote_ollama.kube.proxy_main import budget_resets_at
-from remote_ollama.proxy.interfaces import ProxySettings
+from remote_ollama.proxy.interfaces import ProxySettings, Refusal
 
 
 async def post(url: str) -> tuple[int, dict[str, str], dict[str, object]]:
@@ -23,12 +23,12 @@ async def post(url: str) -> tuple[int, dict[str, str], dict[str, object]]:
 async def test_budget_refusal_is_not_provisioning_and_retries_at_the_reset() -> None:
     async with world(ProxySettings(retry_after=10), ready=False) as w:
         reset = datetime.now(UTC) + timedelta(hours=3)
-        w.resolver.set_refusing("Stopped", "budget exceeded: 10 running hours today", reset)
+        w.resolver.set_refusing("Stopped", Refusal("budget exceeded: 10 running hours today", retry_at=reset))
         status, headers, body = await post(w.url)
         assert status == 503 and body["provisioning"] is False and body["error"].startswith("budget")
         assert 3 * 3600 - 60 <= int(headers["Retry-After"]) <= 3 * 3600
 
-        w.resolver.set_refusing("Stopped", "credentials refused")  # no known end
+        w.resolver.set_refusing("Stopped", Refusal("credentials refused"))  # no known end
         status, headers, body = await post(w.url)
         assert status == 503 and body["provisioning"] is False and "Retry-After" not in headers
 

@@ -14,14 +14,14 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from remote_ollama.core.backoff import UNREACHABLE_GRACE
 from remote_ollama.engine.status_doc import status_document
 from remote_ollama.proxy.app import PROXY_KEY, make_proxy_app, start_proxy
-from remote_ollama.proxy.interfaces import Upstream, proxy_settings
+from remote_ollama.proxy.interfaces import Refusal, Upstream, proxy_settings
 from remote_ollama.proxy.local import LocalResolver
 from remote_ollama.proxy.polling import PollingCache
 from remote_ollama.spec.names import (
@@ -127,13 +127,11 @@ class ResourceFollower:
         self._look_again_at_grace_end(status)
         refusal = refusal_from(status)
         if refusal is not None:
-            self.resolver.set_refusing(
-                phase, refusal.message, budget_resets_at(status), refusal.reason, retry_in=refusal.retry_in
-            )
+            self.resolver.set_refusing(phase, replace(refusal, retry_at=budget_resets_at(status)))
             return
         if phase == Phase.READY and endpoint and not str(endpoint).startswith("https://"):
             # the VM credential (client certificate, key) never goes over plain HTTP
-            self.resolver.set_refusing(phase, f"refusing non-https endpoint {endpoint!r}")
+            self.resolver.set_refusing(phase, Refusal(f"refusing non-https endpoint {endpoint!r}"))
             return
         if phase == Phase.READY and endpoint:
             upstream = await self._upstream_for(str(endpoint))
@@ -192,14 +190,6 @@ def budget_resets_at(status: JSON) -> datetime | None:
             with contextlib.suppress(TypeError, ValueError):
                 return datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
     return None
-
-
-@dataclass(frozen=True)
-class Refusal:
-    message: str
-    reason: Reason
-    # A time-bounded refusal (an unreachable cloud API): retrying after this many seconds makes sense.
-    retry_in: float | None = None
 
 
 def refusal_from(status: JSON, now: datetime | None = None) -> Refusal | None:

@@ -10,7 +10,6 @@ import asyncio
 
 from aiohttp import web
 
-from remote_ollama.proxy.activity import ActivityReporter
 from remote_ollama.proxy.guard import is_loopback_address
 from remote_ollama.proxy.handlers import Proxy
 from remote_ollama.proxy.interfaces import ActivitySink, ProxySettings, UpstreamResolver
@@ -20,16 +19,11 @@ PROXY_KEY = web.AppKey("proxy", Proxy)
 
 
 def make_proxy_app(
-    resolver: UpstreamResolver,
-    sink: ActivitySink,
-    settings: ProxySettings | None = None,
-    *,
-    reporter: ActivityReporter | None = None,
-    router: Router | None = None,
+    resolver: UpstreamResolver, sink: ActivitySink, settings: ProxySettings, *, router: Router | None = None
 ) -> web.Application:
     """The proxy as an aiohttp app; serve it with `run_proxy`/`start_proxy` (they cancel handlers
     of clients that disconnect, which is what stops the VM's generation)."""
-    proxy = Proxy(resolver, sink, settings or ProxySettings(), reporter, router)
+    proxy = Proxy(resolver, sink, settings, router)
     app = web.Application(client_max_size=1 << 62, handler_args={"tcp_keepalive": True})
     app[PROXY_KEY] = proxy
     edge = proxy.at_edge

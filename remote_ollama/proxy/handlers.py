@@ -51,7 +51,6 @@ class Proxy:
         resolver: UpstreamResolver,
         sink: ActivitySink,
         settings: ProxySettings,
-        reporter: ActivityReporter | None = None,
         router: Router | None = None,
     ) -> None:
         self.resolver = resolver
@@ -59,7 +58,7 @@ class Proxy:
         self.router = router or Router()
         self.settings = settings
         self.metrics = ProxyMetrics()
-        self.reporter = reporter or ActivityReporter(sink, settings.activity_interval)
+        self.reporter = ActivityReporter(sink, settings.activity_interval)
         self.hold = Hold(resolver, self.reporter, settings, self.metrics)
         self.pool = UpstreamPool(connect_timeout=settings.connect_timeout)
         # The VM's Ollama never sees a browser Origin, so CORS headers are the proxy's alone.

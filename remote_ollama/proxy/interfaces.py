@@ -58,6 +58,18 @@ class UpstreamState:
         return "no remote instance yet" if not self.instance else f"remote instance is {self.phase.lower()}"
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why no wake is coming soon (a budget cap, bad credentials, an unreachable cloud API), so
+    requests fail at once with `message`; retrying makes sense at `retry_at` when known, or
+    `retry_in` seconds after each answer (a time-bounded refusal)."""
+
+    message: str
+    reason: Reason | None = None  # the status vocabulary's word, if any
+    retry_in: float | None = None
+    retry_at: datetime | None = None
+
+
 class NotReady(Exception):
     """The upstream did not become ready before the deadline.
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
-from remote_ollama.proxy.interfaces import NotReady, Upstream, UpstreamState
+from remote_ollama.proxy.interfaces import NotReady, Refusal, Upstream, UpstreamState
 from remote_ollama.proxy.runloop import wait_at_most
 from remote_ollama.spec.schedule import utcnow
-from remote_ollama.spec.vocabulary import Phase, Reason
+from remote_ollama.spec.vocabulary import Phase
 
 
 class LocalResolver:
@@ -17,11 +17,8 @@ class LocalResolver:
     def __init__(self, upstream: Upstream | None = None, phase: str | None = None) -> None:
         self._upstream = upstream
         self._phase = phase or (Phase.READY if upstream else Phase.STOPPED)
-        self._refusal: str | None = None
+        self._refusal: Refusal | None = None  # why waiting is pointless (e.g. a budget cap): answer at once
         self._instance = True
-        self._retry_at: datetime | None = None
-        self._retry_in: float | None = None
-        self._reason: Reason | None = None  # why waiting is pointless (e.g. a budget cap): answer at once
         self._detail = ""
         self._changed = asyncio.Event()
 
@@ -35,21 +32,9 @@ class LocalResolver:
         self._detail = detail
         self._wake_waiters()
 
-    def set_refusing(
-        self,
-        phase: str,
-        message: str,
-        retry_at: datetime | None = None,
-        reason: Reason | None = None,
-        *,
-        retry_in: float | None = None,
-    ) -> None:
-        """Down and not coming up soon: held and new requests fail at once with `message`
-        (retrying makes sense at `retry_at`, when known, or `retry_in` seconds after each answer)."""
-        self._upstream, self._phase, self._refusal = None, phase, message
-        self._retry_at = retry_at
-        self._retry_in = retry_in
-        self._reason = reason
+    def set_refusing(self, phase: str, refusal: Refusal) -> None:
+        """Down and not coming up soon: held and new requests fail at once with `refusal.message`."""
+        self._upstream, self._phase, self._refusal = None, phase, refusal
         self._wake_waiters()
 
     def _wake_waiters(self) -> None:
@@ -69,12 +54,13 @@ class LocalResolver:
     async def await_ready(self, deadline: float) -> Upstream:
         loop = asyncio.get_running_loop()
         while self._upstream is None:
-            if self._refusal is not None:
-                retry_at = self._retry_at
-                if retry_at is None and self._retry_in is not None:
-                    retry_at = utcnow() + timedelta(seconds=self._retry_in)
+            refusal = self._refusal
+            if refusal is not None:
+                retry_at = refusal.retry_at
+                if retry_at is None and refusal.retry_in is not None:
+                    retry_at = utcnow() + timedelta(seconds=refusal.retry_in)
                 raise NotReady(
-                    self._phase, self._refusal, refused=True, retry_at=retry_at, reason=self._reason
+                    self._phase, refusal.message, refused=True, retry_at=retry_at, reason=refusal.reason
                 )
             remaining = deadline - loop.time()
             if remaining <= 0:

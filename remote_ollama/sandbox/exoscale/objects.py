@@ -14,6 +14,19 @@ from remote_ollama.sandbox.exoscale.catalog import InstanceTypeEntry
 T = TypeVar("T")
 
 GONE_STATES = ("destroying", "destroyed", "expunging")
+GIB = 1024**3
+
+
+def api_shape(obj: object, *names: str, optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`obj`'s attributes `names` in the API's spelling (`created_at` -> `created-at`), then those of
+    `optional` that are set (not None or ""); dicts are copied so no answer aliases the state."""
+    out: dict[str, Any] = {}
+    for name in names + optional:
+        value = getattr(obj, name)
+        if name in optional and value in (None, ""):
+            continue
+        out[name.replace("_", "-")] = dict(value) if isinstance(value, dict) else value
+    return out
 
 
 class ApiError(Exception):
@@ -36,20 +49,8 @@ class Rule:
     description: str = ""
 
     def to_api(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": self.id,
-            "flow-direction": self.flow_direction,
-            "protocol": self.protocol,
-        }
-        if self.network is not None:
-            out["network"] = self.network
-        if self.start_port is not None:
-            out["start-port"] = self.start_port
-        if self.end_port is not None:
-            out["end-port"] = self.end_port
-        if self.description:
-            out["description"] = self.description
-        return out
+        set_only = ("network", "start_port", "end_port", "description")
+        return api_shape(self, "id", "flow_direction", "protocol", optional=set_only)
 
 
 @dataclass
@@ -60,10 +61,8 @@ class SecurityGroup:
     rules: list[Rule] = field(default_factory=list)
 
     def to_api(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "name": self.name, "rules": [r.to_api() for r in self.rules]}
-        if self.description:
-            out["description"] = self.description
-        return out
+        rules = [r.to_api() for r in self.rules]
+        return api_shape(self, "id", "name", optional=("description",)) | {"rules": rules}
 
 
 @dataclass
@@ -85,24 +84,15 @@ class Instance:
 
     def to_api(self, *, summary: bool = False) -> dict[str, Any]:
         """`summary`: the shorter shape list-instances returns (no user-data, no disk-size)."""
-        out: dict[str, Any] = {
-            "id": self.id,
-            "name": self.name,
-            "state": self.state,
-            "created-at": self.created_at,
-            "labels": dict(self.labels),
+        out = api_shape(self, "id", "name", "state", "created_at", "labels", optional=("public_ip",)) | {
             "instance-type": {"id": self.instance_type.id},
             "template": {"id": self.template_id},
             "security-groups": [{"id": sg} for sg in self.security_group_ids],
             "public-ip-assignment": "inet4" if self.public_ip else "none",
         }
-        if self.public_ip:
-            out["public-ip"] = self.public_ip
-        if not summary:
-            out["disk-size"] = self.disk_size
-            if self.user_data is not None:
-                out["user-data"] = self.user_data
-        return out
+        if summary:
+            return out
+        return out | api_shape(self, "disk_size", optional=("user_data",))
 
 
 @dataclass
@@ -117,14 +107,18 @@ class Snapshot:
     state: str = "snapshotting"
 
     def to_api(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "created-at": self.created_at,
-            "state": self.state,
-            "size": self.size,
-            "instance": {"id": self.instance_id},
+        return api_shape(self, "id", "name", "created_at", "state", "size") | {
+            "instance": {"id": self.instance_id}
         }
+
+
+PRIVATE_TEMPLATE = {  # what every private template shows alike
+    "family": "other",
+    "boot-mode": "legacy",
+    "password-enabled": False,
+    "ssh-key-enabled": True,
+    "visibility": "private",
+}
 
 
 @dataclass
@@ -140,20 +134,8 @@ class PrivateTemplate:
     default_user: str = "ubuntu"
 
     def to_api(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "description": self.description,
-            "family": "other",
-            "default-user": self.default_user,
-            "boot-mode": "legacy",
-            "password-enabled": False,
-            "ssh-key-enabled": True,
-            "visibility": "private",
-            "size": self.size * 1024**3,
-            "zones": [self.zone],
-            "created-at": self.created_at,
-        }
+        shown = api_shape(self, "id", "name", "description", "default_user", "created_at")
+        return shown | PRIVATE_TEMPLATE | {"size": self.size * GIB, "zones": [self.zone]}
 
 
 @dataclass
@@ -167,16 +149,8 @@ class Operation:
     message: str | None = None
 
     def to_api(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": self.id,
-            "state": self.state,
-            "reference": {"id": self.reference_id, "link": self.link, "command": self.command},
-        }
-        if self.reason:
-            out["reason"] = self.reason
-        if self.message:
-            out["message"] = self.message
-        return out
+        reference = {"id": self.reference_id, "link": self.link, "command": self.command}
+        return api_shape(self, "id", "state", optional=("reason", "message")) | {"reference": reference}
 
 
 def found(got: T | None, what: str, ident: str) -> T:

@@ -18,63 +18,48 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from remote_ollama.sandbox.exoscale.objects import GONE_STATES, ApiError, new_id, now_rfc3339
+from remote_ollama.sandbox.exoscale.objects import GIB, GONE_STATES, ApiError, api_shape, new_id, now_rfc3339
 from remote_ollama.sandbox.exoscale.state import CloudState
 
 BLOCK_STORAGE_ZONES = ("at-vie-1", "ch-gva-2", "de-fra-1")
 MIN_GIB, MAX_GIB = 10, 10240
 MAX_PER_INSTANCE = 5
-GIB = 1024**3
 
 
 @dataclass
-class Volume:
+class BlockStorageObject:
+    """What a volume and a volume snapshot both are: a labelled, sized thing in a state."""
+
     id: str
     name: str
-    size: int  # GiB
+    size: int  # GiB (the API shows bytes)
     labels: dict[str, str]
     created_at: str
+    state: str
+
+    def to_api(self) -> dict[str, Any]:
+        return api_shape(self, "id", "name", "labels", "state", "created_at") | {"size": self.size * GIB}
+
+
+@dataclass
+class Volume(BlockStorageObject):
     state: str = "detached"
     instance_id: str | None = None
     contents: set[str] = field(default_factory=set)  # what a simulated VM wrote on it
 
     def to_api(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": self.id,
-            "name": self.name,
-            "size": self.size * GIB,
-            "labels": dict(self.labels),
-            "state": self.state,
-            "created-at": self.created_at,
-            "blocksize": 4096,
-            "encrypted": False,
-        }
-        if self.instance_id is not None:
-            out["instance"] = {"id": self.instance_id}
-        return out
+        attached = {} if self.instance_id is None else {"instance": {"id": self.instance_id}}
+        return super().to_api() | {"blocksize": 4096, "encrypted": False} | attached
 
 
 @dataclass
-class VolumeSnapshot:
-    id: str
-    name: str
-    volume_id: str
-    size: int  # GiB
-    labels: dict[str, str]
-    created_at: str
+class VolumeSnapshot(BlockStorageObject):
     state: str = "created"
+    volume_id: str = field(kw_only=True)
 
     def to_api(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "size": self.size * GIB,
-            "volume-size": self.size * GIB,
-            "labels": dict(self.labels),
-            "state": self.state,
-            "created-at": self.created_at,
-            "block-storage-volume": {"id": self.volume_id},
-        }
+        of_volume = {"volume-size": self.size * GIB, "block-storage-volume": {"id": self.volume_id}}
+        return super().to_api() | of_volume
 
 
 class BlockStorage:
@@ -165,7 +150,7 @@ class BlockStorage:
 
     def snapshot(self, volume_id: str, name: str, labels: dict[str, str]) -> dict[str, Any]:
         volume = self.get(volume_id)
-        snap = VolumeSnapshot(new_id(), name, volume.id, volume.size, labels, now_rfc3339())
+        snap = VolumeSnapshot(new_id(), name, volume.size, labels, now_rfc3339(), volume_id=volume.id)
         self.snapshots[snap.id] = snap
         return self.later(snap.id, "block-storage-snapshot", 0.0, lambda: None)
 
