@@ -39,6 +39,7 @@ HOP_BY_HOP = frozenset(
 _REQUEST_DROP = frozenset(
     {"host", API_KEY_HEADER.lower(), "authorization", "x-api-key", "accept-encoding", "origin", "expect"}
 )
+_DROPPED_PREFIXES = ("proxy-", "access-control-")  # the VM's CORS headers never pass: CORS is the proxy's
 _SKIP_AUTO = frozenset({"Accept-Encoding", "User-Agent", "Accept", "Content-Type"})
 _TAIL = 4096
 _SMALL_BODY = 256 * 1024  # request bodies up to this size (with a Content-Length) are read, then sent
@@ -59,21 +60,22 @@ class BodyBudgetSpent(Exception):
 
 def end_to_end(
     headers: Mapping[str, str] | CIMultiDictProxy[str], drop: Iterable[str] = ()
-) -> CIMultiDict[str]:
+) -> list[tuple[str, str]]:
     """Headers without hop-by-hop ones (fixed list, Proxy-*, those listed in Connection) and `drop`
-    (a frozenset is taken as already lower case: the forwarder's, built once, on the hot path)."""
-    getall = headers.getall if isinstance(headers, CIMultiDictProxy) else None
-    connection = getall("Connection", []) if getall else [headers.get("Connection", "")]
-    listed = {token.strip().lower() for value in connection for token in value.split(",") if token}
-    dropped = drop if isinstance(drop, frozenset) else {d.lower() for d in drop}
-    skip = HOP_BY_HOP | listed | dropped
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers.items():
-        lname = name.lower()
-        if lname in skip or lname.startswith("proxy-"):
-            continue
-        out.add(name, value)
-    return out
+    (a frozenset is taken as already lower case and holding HOP_BY_HOP: the forwarder's, built
+    once, on the hot path), as pairs: aiohttp copies what it is given into its own multidict."""
+    skip = (
+        drop if isinstance(drop, frozenset) and drop >= HOP_BY_HOP else HOP_BY_HOP | {d.lower() for d in drop}
+    )
+    if "Connection" in headers:
+        getall = headers.getall if isinstance(headers, CIMultiDictProxy) else None
+        connection = getall("Connection") if getall else [headers["Connection"]]
+        skip = skip | {token.strip().lower() for value in connection for token in value.split(",") if token}
+    return [
+        (name, value)
+        for name, value in headers.items()
+        if (lname := name.lower()) not in skip and not lname.startswith(_DROPPED_PREFIXES)
+    ]
 
 
 @functools.lru_cache(maxsize=64)  # the same few upstream URLs on every request (hot path)
@@ -89,31 +91,44 @@ def pool_key(upstream: Upstream) -> tuple[str, int, str | None]:
 class _Pooled:
     session: aiohttp.ClientSession
     upstream: Upstream  # keeps the SSLContext alive, so its id() in the key stays unique
+    key: tuple[str, int, str | None]
     in_flight: int = 0
     retired: bool = False
 
 
+MAX_POOLS = 128  # sessions kept (one per replica's origin); past it the oldest idle ones close
+
+
 @dataclass
 class UpstreamPool:
-    """One `ClientSession` per upstream (origin + CA identity + TLS name); a replaced one is closed
-    once its last request finishes, so a new endpoint never cuts streams still running on the old."""
+    """One `ClientSession` per upstream origin (each replica's VM), for its CA identity and TLS name:
+    a replaced one (a new CA or name at the same origin) is closed once its last request finishes,
+    so a new endpoint never cuts streams still running on the old. Replicas never replace each
+    other's sessions: alternating between VMs reuses each one's kept-alive connections."""
 
     connect_timeout: float = 10.0
-    _pools: dict[tuple[str, int, str | None], _Pooled] = field(default_factory=dict)
+    _pools: dict[str, _Pooled] = field(default_factory=dict)
 
     def acquire(self, upstream: Upstream) -> _Pooled:
         key = pool_key(upstream)
-        pooled = self._pools.get(key)
-        if pooled is None:
-            for old_key, old in list(self._pools.items()):
-                old.retired = True
-                del self._pools[old_key]
-                if old.in_flight == 0:
-                    asyncio.get_running_loop().create_task(old.session.close())
-            pooled = _Pooled(self._new_session(), upstream)
-            self._pools[key] = pooled
+        pooled = self._pools.get(key[0])
+        if pooled is None or pooled.key != key:
+            if pooled is not None:
+                self._retire(key[0])
+            excess = len(self._pools) + 1 - MAX_POOLS
+            if excess > 0:  # endpoints of VMs long gone (dict order: the oldest first)
+                for origin in [o for o, p in self._pools.items() if p.in_flight == 0][:excess]:
+                    self._retire(origin)
+            pooled = _Pooled(self._new_session(), upstream, key)
+            self._pools[key[0]] = pooled
         pooled.in_flight += 1
         return pooled
+
+    def _retire(self, origin: str) -> None:
+        old = self._pools.pop(origin)
+        old.retired = True
+        if old.in_flight == 0:
+            asyncio.get_running_loop().create_task(old.session.close())
 
     def release(self, pooled: _Pooled) -> None:
         pooled.in_flight -= 1
@@ -147,16 +162,16 @@ class UpstreamUnreachable(Exception):
 class Forwarder:
     pool: UpstreamPool
     metrics: ProxyMetrics
-    request_drop: frozenset[str] = _REQUEST_DROP
-    response_drop: frozenset[str] = frozenset()
+    request_drop: frozenset[str] = HOP_BY_HOP | _REQUEST_DROP
+    response_drop: frozenset[str] = HOP_BY_HOP
     # the held-body budget small bodies read whole are counted in (None: not counted)
     bodies: HeldBodies | None = None
     max_body: int = 0
 
-    def _request_headers(self, request: web.BaseRequest, upstream: Upstream) -> CIMultiDict[str]:
+    def _request_headers(self, request: web.BaseRequest, upstream: Upstream) -> list[tuple[str, str]]:
         headers = end_to_end(request.headers, self.request_drop)
         if upstream.api_key:
-            headers[API_KEY_HEADER] = upstream.api_key
+            headers.append((API_KEY_HEADER, upstream.api_key))  # the client's was dropped
         return headers
 
     async def _read_small(self, request: web.BaseRequest, length: int) -> bytes:
@@ -168,6 +183,8 @@ class Forwarder:
         if not self.bodies.reserve(length, self.max_body):
             raise BodyBudgetSpent("too many request bodies in flight; retry shortly")
         try:
+            if request.content.is_eof():  # arrived with the headers, as a prompt does: no timer
+                return await request.read()
             async with asyncio.timeout(BODY_READ_TIMEOUT):
                 return await request.read()
         except TimeoutError:
@@ -222,7 +239,7 @@ class Forwarder:
         self.metrics.upstream_took(route, asyncio.get_running_loop().time() - started)
         return response, pooled, counted
 
-    def response_headers(self, upstream_response: aiohttp.ClientResponse) -> CIMultiDict[str]:
+    def response_headers(self, upstream_response: aiohttp.ClientResponse) -> list[tuple[str, str]]:
         return end_to_end(upstream_response.headers, self.response_drop)
 
     async def stream(
@@ -313,4 +330,4 @@ class Forwarder:
             self.pool.release(pooled)
         self.metrics.bytes_in.inc(counted[0])
         self.metrics.bytes_out.inc(len(body))
-        return up.status, self.response_headers(up), body
+        return up.status, CIMultiDict(self.response_headers(up)), body
