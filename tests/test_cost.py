@@ -118,3 +118,25 @@ def test_budget_unset_or_stopped_needs_no_recheck() -> None:
     meter = observe(CostMeter(), at(3, 8), None)
     assert budget_verdict(meter, None, None, PRICES, at(3, 8)) == cost.BudgetVerdict()
     assert budget_verdict(meter, 5, 100, PRICES, at(3, 8)) == cost.BudgetVerdict()
+
+
+def test_the_budget_counts_every_replica() -> None:
+    """Three replicas of an endpoint: the caps hold for their time and spend together, and the
+    next look comes as soon as all of them together would reach a cap."""
+    now = at(10, 12)
+    one = observe(observe(CostMeter(), at(10, 9), T), at(10, 11), T)  # 2 h so far, still running
+    other = cost.to_status(observe(observe(CostMeter(), at(10, 10), T), at(10, 11), T), PRICES)  # 1 h, runs
+    stopped = cost.to_status(observe(observe(CostMeter(), at(10, 8), T), at(10, 9), None), PRICES)  # 1 h
+    stored = cost.to_status(one, PRICES)
+    alone = cost.account(stored, "running", T, 6, None, PRICES, now)[1]
+    assert alone.exceeded is None and alone.recheck_after == pytest.approx(3 * 3600)  # 3 h of its own
+    meter, shared = cost.account(stored, "running", T, 6, None, PRICES, now, [other, stopped])
+    assert meter.seconds_today == pytest.approx(3 * 3600)  # its own meter stays its own (status per member)
+    # together: 3 + 2 (the other, credited up to now) + 1 = 6 h today: the cap is reached
+    assert shared.exceeded is not None and "6.00 running hours today" in shared.exceeded
+    # an hour earlier: 4 h together, two running: the cap is 1 h away
+    early = cost.account(stored, "running", T, 6, None, PRICES, at(10, 11), [other, stopped])[1]
+    assert early.exceeded is None and early.recheck_after == pytest.approx(3600)
+    spend = cost.account(stored, "running", T, None, 8.0, PRICES, at(10, 11), [other, stopped])[1]
+    assert spend.exceeded is None  # 4 h x 1.34 = 5.36: (8 - 5.36) / (2 x 1.34) h left
+    assert spend.recheck_after == pytest.approx((8 - 4 * 1.34) / (2 * 1.34) * 3600)

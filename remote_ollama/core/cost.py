@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -267,14 +267,39 @@ def stricter(own: BudgetVerdict, other: BudgetVerdict | None) -> BudgetVerdict:
     return BudgetVerdict(None, min(waits) if waits else None)
 
 
+def together(meters: Sequence[CostMeter], now: datetime) -> CostMeter:
+    """Replicas' meters as one (the endpoint's budget counts them all): each credited up to `now`
+    with what it last ran, then this month's seconds per type and today's summed; what runs now is
+    the running type of the first that runs (`running_rate` has them all)."""
+    seconds: dict[str, float] = {}
+    today = 0.0
+    for meter in meters:
+        meter = observe(meter, now, meter.running_type)
+        for kind, s in meter.seconds_by_type.items():
+            seconds[kind] = seconds.get(kind, 0.0) + s
+        today += meter.seconds_today
+    running = next((m.running_type for m in meters if m.running_type), None)
+    return CostMeter(month_of(now), seconds, day_of(now), today, now, running)
+
+
+def running_rate(meters: Sequence[CostMeter], prices: PriceTable) -> float:
+    """What the running ones cost per hour together."""
+    return sum(prices.hourly(m.running_type) for m in meters if m.running_type)
+
+
 def budget_verdict(
     meter: CostMeter,
     max_hours_per_day: float | None,
     max_monthly_spend: float | None,
     prices: PriceTable,
     now: datetime,
+    *,
+    running: int = 1,
+    rate: float | None = None,
 ) -> BudgetVerdict:
-    """Over a cap: refuse until the day (or month) resets. Under: look again when a cap would be hit."""
+    """Over a cap: refuse until the day (or month) resets. Under: look again when a cap would be hit.
+    `meter` may be several replicas' together (`together`): `running` of them run, at `rate` per
+    hour together (default: one, at its type's price)."""
     hours_today = meter.seconds_today / 3600.0
     spend = meter.spend(prices)
     over_spend = max_monthly_spend is not None and spend >= max_monthly_spend
@@ -296,8 +321,8 @@ def budget_verdict(
         return BudgetVerdict()
     waits: list[float] = []
     if max_hours_per_day is not None:
-        waits.append((max_hours_per_day - hours_today) * 3600.0)
-    rate = prices.hourly(meter.running_type)
+        waits.append((max_hours_per_day - hours_today) * 3600.0 / max(running, 1))
+    rate = prices.hourly(meter.running_type) if rate is None else rate
     if max_monthly_spend is not None and rate > 0:
         waits.append((max_monthly_spend - spend) / rate * 3600.0)
     return BudgetVerdict(None, min(waits) if waits else None)
@@ -311,10 +336,25 @@ def account(
     max_monthly_spend: float | None,
     prices: PriceTable,
     now: datetime,
+    others: Sequence[Any] = (),
 ) -> tuple[CostMeter, BudgetVerdict]:
     """The round's cost step (both shells): the meter from its stored form (status.cost or the state
     file) credited up to `now` with what runs, and the budget's verdict before deciding.
 
-    `instance_type` is what the instance reports, else what the spec asks for."""
+    `instance_type` is what the instance reports, else what the spec asks for. `others`: the other
+    replicas' stored meters: the budget is the endpoint's, so their time and spend count too."""
     meter = observe(from_status(stored), now, billed_type(state, instance_type) if state else None)
-    return meter, budget_verdict(meter, max_hours_per_day, max_monthly_spend, prices, now)
+    if not others:
+        return meter, budget_verdict(meter, max_hours_per_day, max_monthly_spend, prices, now)
+    meters = [meter, *(from_status(o) for o in others)]
+    running = sum(1 for m in meters if m.running_type)
+    verdict = budget_verdict(
+        together(meters, now),
+        max_hours_per_day,
+        max_monthly_spend,
+        prices,
+        now,
+        running=running,
+        rate=running_rate(meters, prices),
+    )
+    return meter, verdict
