@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 
-from remote_ollama.proxy.interfaces import Upstream
+from remote_ollama.proxy.interfaces import RouteKey, Upstream
 from remote_ollama.proxy.route_key import PREFIX_BYTES, route_key
 from remote_ollama.proxy.routing import (
     PREFIX_AFFINITY,
     Ring,
-    RouteKey,
     Router,
     bounded_choice,
     least_outstanding,

@@ -21,7 +21,7 @@ from remote_ollama.core import cost
 from remote_ollama.core.types import ActionKind, Activity, Decision, Health, Memory, WakeTiming
 from remote_ollama.engine.reconciler import Look, Reconciler
 from remote_ollama.engine.target import Target, instance_name
-from remote_ollama.proxy.interfaces import NotReady, Upstream, UpstreamState
+from remote_ollama.proxy.interfaces import NotReady, RouteKey, Upstream, UpstreamState
 from remote_ollama.proxy.runloop import cancel_and_wait, wait_at_most
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import STANDALONE_CLUSTER, VM_TLS_SERVER_NAME
@@ -136,7 +136,7 @@ class LocalController:
 
     # -- UpstreamResolver --------------------------------------------------------------------------------
 
-    def state(self) -> UpstreamState:
+    def state(self, key: RouteKey | None = None) -> UpstreamState:
         phase = self.decision.phase if self.decision else self.state_phase()
         exists = self.instance_state is not None or self.saved.memory.instance_id is not None
         up = self._upstream()

@@ -24,7 +24,7 @@ from typing import Any
 from remote_ollama.cloud.port import Cloud
 from remote_ollama.core.replicas import ScaleDecision, ScaleInput, ScaleMemory, decide_replicas
 from remote_ollama.engine.metrics import ReplicaMetrics
-from remote_ollama.proxy.interfaces import NotReady, Upstream, UpstreamState
+from remote_ollama.proxy.interfaces import NotReady, RouteKey, Upstream, UpstreamState
 from remote_ollama.proxy.routing import Router
 from remote_ollama.proxy.runloop import cancel_and_wait, wait_at_most
 from remote_ollama.spec.model import Spec
@@ -128,7 +128,7 @@ class ReplicaGroup:
 
     # -- UpstreamResolver ------------------------------------------------------------------------------
 
-    def state(self) -> UpstreamState:
+    def state(self, key: RouteKey | None = None) -> UpstreamState:
         ready = self.ready()
         running = self.running()
         if len(running) < len(self.members) and (
@@ -136,7 +136,9 @@ class ReplicaGroup:
         ):
             self._kick.set()  # the signal crossed: the scale round runs now, not at its next tick
         coming = len(running) > len(ready) or bool(self.last and self.last.desired > len(ready))
-        picked = self.router.pick([u for _, u in ready], self.spec.target_in_flight, more_coming=coming)
+        picked = self.router.pick(
+            [u for _, u in ready], self.spec.target_in_flight, more_coming=coming, key=key
+        )
         if ready:
             phase = Phase.READY
         else:

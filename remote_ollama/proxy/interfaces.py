@@ -42,6 +42,16 @@ class Upstream:
 
 
 @dataclass(frozen=True)
+class RouteKey:
+    """What a request says about where it is best served (proxy/route_key.py reads it): its model,
+    and the first bytes of its prompt or messages (raw JSON text: a conversation sends the same
+    bytes each turn). A replicated endpoint's resolver routes by it (proxy/routing.py)."""
+
+    model: str = ""
+    prefix: bytes = b""
+
+
+@dataclass(frozen=True)
 class UpstreamState:
     """A snapshot for decisions that must not wait: `phase` is the resource phase (Ready, Stopped...)."""
 
@@ -103,7 +113,10 @@ class UpstreamResolver(Protocol):
         """
         ...
 
-    def state(self) -> UpstreamState: ...
+    def state(self, key: RouteKey | None = None) -> UpstreamState:
+        """Now, without waiting; when ready, `upstream` is where this request goes (`key`: what
+        it says about where it is best served, when the proxy read it: more than one replica)."""
+        ...
 
 
 class ActivitySink(Protocol):

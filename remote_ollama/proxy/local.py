@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
-from remote_ollama.proxy.interfaces import NotReady, Refusal, Upstream, UpstreamState
+from remote_ollama.proxy.interfaces import NotReady, Refusal, RouteKey, Upstream, UpstreamState
 from remote_ollama.proxy.runloop import wait_at_most
 from remote_ollama.spec.schedule import utcnow
 from remote_ollama.spec.vocabulary import Phase
@@ -41,7 +41,7 @@ class LocalResolver:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    def state(self) -> UpstreamState:
+    def state(self, key: RouteKey | None = None) -> UpstreamState:
         up = self._upstream is not None
         return UpstreamState(
             phase=self._phase,

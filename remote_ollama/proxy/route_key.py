@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 
-from remote_ollama.proxy.routing import RouteKey
+from remote_ollama.proxy.interfaces import RouteKey
 
 # Prefix affinity's key: this many bytes from the start of the prompt (or messages), and as many
 # around the first user turn (a long system prompt shared by every conversation would otherwise be

@@ -26,9 +26,8 @@ import bisect
 import hashlib
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 
-from remote_ollama.proxy.interfaces import Upstream
+from remote_ollama.proxy.interfaces import RouteKey, Upstream
 from remote_ollama.proxy.offline import full_name
 
 LEAST_OUTSTANDING = "leastOutstanding"
@@ -36,15 +35,6 @@ PREFIX_AFFINITY = "prefixAffinity"
 ROUTINGS = (LEAST_OUTSTANDING, PREFIX_AFFINITY)
 LOAD_BOUND = 1.25  # prefix affinity: no replica above this times the average load (with the new request)
 VNODES = 100  # points per replica on the ring: shares within a few percent of even
-
-
-@dataclass(frozen=True)
-class RouteKey:
-    """What a request says about where it is best served: its model, and the first bytes of its
-    prompt or messages (raw JSON text: the same conversation sends the same bytes each turn)."""
-
-    model: str = ""
-    prefix: bytes = b""
 
 
 def _point(data: bytes) -> int:
