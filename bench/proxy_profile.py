@@ -6,7 +6,7 @@ The client sends `--requests` sequential small requests (the TTFB probe of bench
 (own time, and time including callees) and the share the proxy's own modules take. `--floor`
 profiles bench/proxy.py's minimal aiohttp pass-through instead, to compare.
 
-    python bench/proxy_profile.py [--floor] [--requests 3000] [--streams 64] [--top 30]
+    python bench/proxy_profile.py [--floor] [--tls] [--path /api/generate] [--requests 3000] [--streams 64]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import cProfile
 import pstats
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,16 +25,17 @@ import aiohttp
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from proxy import MODEL, floor_app, free_port, wait_listening
+from proxy import MODEL, TLSFiles, floor_app, free_port, wait_listening
 
 
-def client(url: str, requests: int, streams: int) -> None:
+def client(url: str, requests: int, streams: int, path: str) -> None:
     """The load, in its own process."""
+    body = {"model": MODEL, "prompt": "x"} if path == "/api/generate" else {"model": MODEL}
 
     async def main() -> None:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as http:
             for _ in range(requests):
-                async with http.post(f"{url}/api/show", json={"model": MODEL}) as r:
+                async with http.post(f"{url}{path}", json=body) as r:
                     await r.read()
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
 
@@ -51,29 +53,44 @@ async def profile(args: argparse.Namespace) -> pstats.Stats:
     from remote_ollama.proxy.app import make_proxy_app, start_proxy
     from remote_ollama.proxy.interfaces import Upstream
     from remote_ollama.proxy.local import LocalResolver, RecordingSink
+    from remote_ollama.spec.names import VM_TLS_SERVER_NAME
 
     up_port, proxy_port = free_port(), free_port()
     here = str(Path(__file__).resolve().parent / "proxy.py")
+    folder = tempfile.mkdtemp()
+    tls = TLSFiles.make(Path(folder)) if args.tls else None
+    serve = [here, "--serve-upstream", str(up_port), "--token-delay", str(args.token_delay)]
     upstream = subprocess.Popen(
-        [sys.executable, here, "--serve-upstream", str(up_port), "--token-delay", "0.01", "--tokens", "200"]
+        [sys.executable, *serve, "--tokens", str(args.tokens), *(["--tls-dir", folder] if tls else [])]
     )
+    context, name = (tls.client_context(), VM_TLS_SERVER_NAME) if tls else (None, None)
     try:
-        await wait_listening(f"http://127.0.0.1:{up_port}")
-        up_url = f"http://127.0.0.1:{up_port}"
+        up_url = f"{'https' if tls else 'http'}://127.0.0.1:{up_port}"
+        await wait_listening(up_url, tls=tls)
         if args.floor:
-            runner = web.AppRunner(floor_app(up_url), access_log=None)
+            runner = web.AppRunner(floor_app(up_url, context, name), access_log=None)
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", proxy_port).start()
         else:
-            runner, _ = await start_proxy(
-                make_proxy_app(LocalResolver(Upstream(up_url)), RecordingSink()), "127.0.0.1", proxy_port
-            )
+            resolver = LocalResolver(Upstream(up_url, context, None, name))
+            runner, _ = await start_proxy(make_proxy_app(resolver, RecordingSink()), "127.0.0.1", proxy_port)
         url = f"http://127.0.0.1:{proxy_port}"
-        me = [sys.executable, __file__, "--client", url, "--requests", "50", "--streams", "1"]
+        me = [
+            sys.executable,
+            __file__,
+            "--client",
+            url,
+            "--path",
+            args.path,
+            "--requests",
+            "50",
+            "--streams",
+            "1",
+        ]
         warm = await asyncio.create_subprocess_exec(*me)
         await warm.wait()
         profiler = cProfile.Profile()
-        load = [sys.executable, __file__, "--client", url]
+        load = [sys.executable, __file__, "--client", url, "--path", args.path]
         load += ["--requests", str(args.requests), "--streams", str(args.streams)]
         started = time.perf_counter()
         profiler.enable()
@@ -122,9 +139,13 @@ if __name__ == "__main__":
     parser.add_argument("--streams", type=int, default=64)
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--floor", action="store_true", help="profile the aiohttp floor instead")
+    parser.add_argument("--tls", action="store_true", help="mutual TLS to the upstream, as to a VM")
+    parser.add_argument("--path", default="/api/show", help="what the sequential requests ask")
+    parser.add_argument("--token-delay", type=float, default=0.01)
+    parser.add_argument("--tokens", type=int, default=200)
     parser.add_argument("--client", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.client:
-        client(options.client, options.requests, options.streams)
+        client(options.client, options.requests, options.streams, options.path)
     else:
         report(asyncio.run(profile(options)), options)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import json
+import bisect
+import itertools
 import re
-from typing import Any
+from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 # Route classes keep label cardinality bounded whatever paths clients send.
 _FIXED_ROUTES = frozenset(
@@ -61,6 +64,9 @@ _LATENCY_BUCKETS = (
     60,
     300,
 )
+# A final chunk's counts (`"eval_count":12`); "prompt_eval_count" is not matched as "eval_count".
+_PROMPT_COUNT = re.compile(rb'"prompt_eval_count"\s*:\s*(\d{1,18})[,}\s]')
+_EVAL_COUNT = re.compile(rb'(?<!prompt_)"eval_count"\s*:\s*(\d{1,18})[,}\s]')
 _HOLD_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1200)
 
 
@@ -73,13 +79,64 @@ def route_class(path: str) -> str:
     return "other"
 
 
+class Tally:
+    """A counter the request path adds to (a float add): exported at scrape time by `HotMetrics`."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+
+class HotMetrics(Collector):
+    """What every request counts, kept in plain numbers and turned into Prometheus samples only when
+    scraped: prometheus_client's own metrics take a lock and a label lookup per update, a
+    measurable part of the proxy's added time per request (bench/proxy_profile.py)."""
+
+    def __init__(self) -> None:
+        self.answers: dict[tuple[str, str], int] = {}
+        self.latency: dict[str, list[float]] = {}  # route -> counts per bucket (+Inf last), then the sum
+        self.bytes_in, self.bytes_out = Tally(), Tally()
+        self.prompt_tokens, self.eval_tokens = Tally(), Tally()
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "remote_ollama_proxy_requests", "Requests answered", labels=["route", "code"]
+        )
+        for (route, code), n in list(self.answers.items()):
+            requests.add_metric([route, code], n)
+        yield requests
+        latency = HistogramMetricFamily(
+            "remote_ollama_proxy_upstream_latency_seconds",
+            "Time from forwarding to the upstream's response headers",
+            labels=["route"],
+        )
+        for route, counts in list(self.latency.items()):
+            cumulative = list(itertools.accumulate(counts[:-1]))
+            bounds = [*(repr(float(b)) for b in _LATENCY_BUCKETS), "+Inf"]
+            latency.add_metric([route], list(zip(bounds, cumulative, strict=True)), counts[-1])
+        yield latency
+        traffic = CounterMetricFamily(
+            "remote_ollama_proxy_bytes", "Body bytes passed through", labels=["direction"]
+        )
+        traffic.add_metric(["in"], self.bytes_in.value)
+        traffic.add_metric(["out"], self.bytes_out.value)
+        yield traffic
+        tokens = CounterMetricFamily(
+            "remote_ollama_proxy_tokens", "Tokens reported by final chunks", labels=["kind"]
+        )
+        tokens.add_metric(["prompt"], self.prompt_tokens.value)
+        tokens.add_metric(["eval"], self.eval_tokens.value)
+        yield tokens
+
+
 class ProxyMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter(
-            "remote_ollama_proxy_requests", "Requests answered", ["route", "code"], registry=r
-        )
         self.held = Gauge("remote_ollama_proxy_held_requests", "Requests waiting for the VM", registry=r)
         self.hold_seconds = Histogram(
             "remote_ollama_proxy_hold_seconds",
@@ -93,54 +150,33 @@ class ProxyMetrics:
             buckets=_HOLD_BUCKETS,
             registry=r,
         )
-        self.upstream_latency = Histogram(
-            "remote_ollama_proxy_upstream_latency_seconds",
-            "Time from forwarding to the upstream's response headers",
-            ["route"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.bytes = Counter(
-            "remote_ollama_proxy_bytes", "Body bytes passed through", ["direction"], registry=r
-        )
-        self._answered: dict[tuple[str, ...], Any] = {}
-        self._latency: dict[tuple[str, ...], Any] = {}
-        self.bytes_in = self.bytes.labels("in")
-        self.bytes_out = self.bytes.labels("out")
-        self.tokens = Counter(
-            "remote_ollama_proxy_tokens", "Tokens reported by final chunks", ["kind"], registry=r
-        )
+        self.hot = HotMetrics()
+        r.register(self.hot)
+        self.bytes_in, self.bytes_out = self.hot.bytes_in, self.hot.bytes_out
 
     def answered(self, route: str, code: str) -> None:
         """Count one answer."""
-        self._child(self._answered, self.requests, route, code).inc()
+        answers = self.hot.answers
+        key = (route, code)
+        answers[key] = answers.get(key, 0) + 1
 
     def upstream_took(self, route: str, seconds: float) -> None:
-        self._child(self._latency, self.upstream_latency, route).observe(seconds)
-
-    @staticmethod
-    def _child(children: dict[tuple[str, ...], Any], metric: Any, *labels: str) -> Any:
-        """The labelled child, looked up once per label set, not per request (hot path)."""
-        child = children.get(labels)
-        if child is None:
-            child = children[labels] = metric.labels(*labels)
-        return child
+        counts = self.hot.latency.get(route)
+        if counts is None:
+            counts = self.hot.latency[route] = [0.0] * (len(_LATENCY_BUCKETS) + 2)
+        counts[bisect.bisect_left(_LATENCY_BUCKETS, seconds)] += 1
+        counts[-1] += seconds
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
     def count_tokens(self, tail: bytes) -> None:
-        """Read `prompt_eval_count`/`eval_count` from the last JSON line of a body, if it has them."""
+        """Read `prompt_eval_count`/`eval_count` from the last JSON line of a body, if it has them
+        (two searches of that line: a final chunk is flat, its counts plain integers)."""
         if b"eval_count" not in tail:
             return
         line = tail.rstrip().rsplit(b"\n", 1)[-1]
-        try:
-            final = json.loads(line)
-        except ValueError:
-            return
-        if not isinstance(final, dict):
-            return
-        for key, kind in (("prompt_eval_count", "prompt"), ("eval_count", "eval")):
-            value = final.get(key)
-            if isinstance(value, int) and value >= 0:
-                self.tokens.labels(kind).inc(value)
+        for pattern, tally in ((_PROMPT_COUNT, self.hot.prompt_tokens), (_EVAL_COUNT, self.hot.eval_tokens)):
+            found = pattern.search(line)
+            if found is not None:
+                tally.inc(int(found.group(1)))
