@@ -146,6 +146,7 @@ class UpstreamPool:
             cookie_jar=aiohttp.DummyCookieJar(),  # clients' cookies must never mix
             trust_env=False,
             read_bufsize=2**17,
+            skip_auto_headers=_SKIP_AUTO,  # the client's own, or none: built once, not per request
         )
 
     async def close(self) -> None:
@@ -227,7 +228,6 @@ class Forwarder:
                 server_hostname=upstream.server_hostname if url.scheme == "https" else None,
                 allow_redirects=False,
                 auto_decompress=False,
-                skip_auto_headers=_SKIP_AUTO,
                 compress=None,
             )
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
