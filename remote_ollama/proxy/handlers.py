@@ -28,12 +28,16 @@ from remote_ollama.proxy.guard import (
     too_large,
 )
 from remote_ollama.proxy.hold import Hold, HoldRejected, not_ready_response
-from remote_ollama.proxy.interfaces import ActivitySink, ProxySettings, Upstream, UpstreamResolver
+from remote_ollama.proxy.interfaces import ActivitySink, ProxySettings, RouteKey, Upstream, UpstreamResolver
+from remote_ollama.proxy.loaded import LoadedModels
 from remote_ollama.proxy.metrics import ProxyMetrics, route_class
 from remote_ollama.proxy.offline import is_json_route, refusal, requested_model
 from remote_ollama.proxy.polling import PollingCache, is_polling
+from remote_ollama.proxy.route_key import route_key
 from remote_ollama.proxy.routing import Router
 from remote_ollama.proxy.upstream import (
+    BODY_READ_TIMEOUT,
+    SMALL_BODY,
     BodyBudgetSpent,
     BodyReadTimeout,
     Forwarder,
@@ -136,14 +140,11 @@ class Proxy:
             self.hold.first_byte()
 
     def add_cors(self, request: web.Request, response: web.StreamResponse) -> None:
-        """Streamed answers get CORS headers before their headers go out; the upstream's never pass.
-        An allowed preflight is the proxy's own answer, complete already (methods, headers, max age)."""
+        """Streamed answers get CORS headers before their headers go out (the upstream's never pass:
+        the forwarder drops them). An allowed preflight is the proxy's own answer, complete already
+        (methods, headers, max age)."""
         origin = request.get(ORIGIN)
-        if origin is not None and is_preflight(request):
-            return
-        for name in [n for n in response.headers if n[:15].lower() == "access-control-"]:
-            del response.headers[name]
-        if origin is not None:
+        if origin is not None and not is_preflight(request):
             response.headers.update(self.origins.cors_headers(origin))
 
     # -- Ollama routes ------------------------------------------------------------------------------
@@ -160,14 +161,51 @@ class Proxy:
             # a read never starts a GPU VM: any web page can make a browser send one (an <img>)
             return json_error(503, f"{state.down_words()}; a {request.method} request does not wake it")
         body: bytes | None = None
+        key: RouteKey | None = None
         try:
             if state.upstream is None and is_json_route(request.method, path):
                 early, body = await self._answer_offline(request, path)
                 if early is not None:
                     return early  # the VM could only refuse it (or describe from memory): no wake
-            return await self._forward_as_use(request, path, state.upstream, body)
+            elif self.router.keyed and request.method == "POST":
+                try:
+                    body = await self._small_body(request)
+                except (BodyReadTimeout, BodyBudgetSpent) as exc:
+                    return self.body_refusal(exc)
+                if body is not None:  # several replicas: the one for this model and prompt
+                    key = route_key(body)
+                    state = self.resolver.state(key)
+            response = await self._forward_as_use(request, path, state.upstream, body)
+            if key is not None and state.upstream is not None and response.status == 200:
+                self.router.learn(state.upstream.url, key.model)  # it has the model loaded now
+            return response
         finally:
             self.held_bodies.release(len(body or b""))
+
+    async def _small_body(self, request: web.Request) -> bytes | None:
+        """A prompt's body read whole (counted in the held-body budget, released by the caller), so
+        a replicated endpoint routes by what it asks; None for what is streamed as it comes (an
+        upload, a body of unknown length, one that does not fit the budget now)."""
+        length = request.content_length
+        if length is None or length > SMALL_BODY or length > self.settings.max_body:
+            return None
+        try:
+            if request.content.is_eof():  # arrived with the headers, as a prompt does
+                return await self.held_bodies.read(request, self.settings.max_body)
+            async with asyncio.timeout(BODY_READ_TIMEOUT):
+                return await self.held_bodies.read(request, self.settings.max_body)
+        except HeldBytesExhausted:
+            raise BodyBudgetSpent("too many request bodies in flight; retry shortly") from None
+        except TimeoutError:
+            raise BodyReadTimeout(f"request body not received within {BODY_READ_TIMEOUT:g}s") from None
+
+    def body_refusal(self, exc: BodyReadTimeout | BodyBudgetSpent) -> web.Response:
+        """A body not received in time (408), or no room for it now (503, retry)."""
+        if isinstance(exc, BodyReadTimeout):
+            return json_error(408, str(exc))
+        refusal = json_error(503, str(exc))
+        refusal.headers["Retry-After"] = str(self.settings.retry_after)
+        return refusal
 
     async def _forward_as_use(
         self, request: web.Request, path: str, upstream: Upstream | None, body: bytes | None
@@ -176,7 +214,7 @@ class Proxy:
         try:
             if upstream is not None:  # ready: straight through, nothing held
                 self.reporter.instance_ready()
-                return await self.stream_or_502(request, upstream, None)
+                return await self.stream_or_502(request, upstream, body)
             if request.method == "POST" and self._progress_for(request):
                 return await stream_while_waking(self, request, path, body)
             return await self._admit_and_stream(request, body)
@@ -249,12 +287,8 @@ class Proxy:
         router.begin(upstream)
         try:
             return await self.forwarder.stream(request, upstream, route_class(request.path), body=body)
-        except BodyReadTimeout as exc:
-            return json_error(408, str(exc))
-        except BodyBudgetSpent as exc:
-            refusal = json_error(503, str(exc))
-            refusal.headers["Retry-After"] = str(self.settings.retry_after)
-            return refusal
+        except (BodyReadTimeout, BodyBudgetSpent) as exc:
+            return self.body_refusal(exc)
         except UpstreamUnreachable as exc:
             # The lifecycle thinks the VM is up but it does not answer (deleted out of band, crashed):
             # a wake request makes the operator / controller look now instead of at its next check.
@@ -283,9 +317,12 @@ class Proxy:
 
     async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
         ticker = asyncio.create_task(self.reporter.run())
+        # which replica has which model loaded (only looks while more than one is Ready)
+        looker = asyncio.create_task(LoadedModels(self.router, self.pool).run())
         yield
-        ticker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await ticker
+        for task in (ticker, looker):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.reporter.settle()
         await self.pool.close()

@@ -42,7 +42,7 @@ _REQUEST_DROP = frozenset(
 _DROPPED_PREFIXES = ("proxy-", "access-control-")  # the VM's CORS headers never pass: CORS is the proxy's
 _SKIP_AUTO = frozenset({"Accept-Encoding", "User-Agent", "Accept", "Content-Type"})
 _TAIL = 4096
-_SMALL_BODY = 256 * 1024  # request bodies up to this size (with a Content-Length) are read, then sent
+SMALL_BODY = 256 * 1024  # request bodies up to this size (with a Content-Length) are read, then sent
 # The most of a VM answer read whole (polling routes, an error's body): a list of hundreds of models
 # is tens of KiB; past it the proxy answers from what it last saw.
 MAX_WHOLE_REPLY = 1 << 20
@@ -208,7 +208,7 @@ class Forwarder:
             data, counted[0] = body, len(body)
         elif request.body_exists:
             length = request.content_length
-            if length is not None and length <= _SMALL_BODY:
+            if length is not None and length <= SMALL_BODY:
                 # a prompt, not an upload: sent whole with its length (no chunked encoding, no
                 # generator), as cheap as the library's floor on the hot path
                 data = await self._read_small(request, length)
