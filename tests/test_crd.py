@@ -165,6 +165,7 @@ def test_enums_and_patterns_mirror_the_spec() -> None:
         },
         {"networkPolicy": {"enabled": False}, "ollama": {"image": "registry.example:5000/ollama:custom"}},
         {"replicas": {"min": 1, "max": 4, "targetInFlight": 2, "scaleDownAfter": "10m"}},
+        {"replicas": {"max": 4, "routing": "prefixAffinity"}},
         {"replicas": {"max": 3}},
     ],
 )
@@ -228,6 +229,7 @@ INVALID_SPECS: list[tuple[dict[str, Any], str]] = [
     ({"replicas": {"max": 2, "targetInFlight": 0}}, "spec.replicas.targetInFlight"),
     ({"replicas": {"scaleDownAfter": "soon"}}, "spec.replicas.scaleDownAfter"),
     ({"replicas": {"maximum": 3}}, "spec.replicas.maximum"),
+    ({"replicas": {"max": 2, "routing": "roundRobin"}}, "spec.replicas.routing"),
 ]
 
 
@@ -336,9 +338,17 @@ def test_new_fields_default_and_parse() -> None:
 def test_replicas_default_to_one_vm_and_target_ollamas_parallelism() -> None:
     """No spec.replicas: one VM, as before; targetInFlight follows OLLAMA_NUM_PARALLEL, else 4."""
     stored = apply_defaults(make())
-    assert stored["spec"]["replicas"] == {"min": 0, "max": 1, "scaleDownAfter": "5m"}
+    assert stored["spec"]["replicas"] == {
+        "min": 0,
+        "max": 1,
+        "scaleDownAfter": "5m",
+        "routing": "leastOutstanding",
+    }
     parsed = parse_spec(stored["spec"])
     assert (parsed.replicas.min, parsed.replicas.max, parsed.replicas.scale_down_after) == (0, 1, 300.0)
+    assert parsed.replicas.routing == "leastOutstanding"
+    affine = parse_spec(make(replicas={"max": 3, "routing": "prefixAffinity"})["spec"])
+    assert affine.replicas.routing == "prefixAffinity"
     assert parsed.target_in_flight == 4
     parallel = parse_spec(make(ollama={"env": {"OLLAMA_NUM_PARALLEL": "2"}}, replicas={"max": 3})["spec"])
     assert parallel.target_in_flight == 2 and parallel.replicas.max == 3

@@ -22,9 +22,11 @@ def test_new_variables_parse() -> None:
             "REMOTE_OLLAMA_MAX_REPLICAS": "3",
             "REMOTE_OLLAMA_TARGET_IN_FLIGHT": "2",
             "REMOTE_OLLAMA_SCALE_DOWN_AFTER": "90s",
+            "REMOTE_OLLAMA_ROUTING": "prefixAffinity",
         }
     )
     assert cfg.spec.replicas.max == 3 and cfg.spec.target_in_flight == 2
+    assert cfg.spec.replicas.routing == "prefixAffinity"
     assert cfg.spec.replicas.scale_down_after == 90
     assert cfg.client_keys == {"k1", "k2"}
     assert cfg.spec.model_management is False
@@ -40,6 +42,7 @@ def test_standalone_defaults_for_new_variables() -> None:
     assert cfg.spec.wake.max_held_body_bytes == 64 * 1024 * 1024 and cfg.spec.wake.progress is False
     assert cfg.spec.ollama.image is None and cfg.spec.ollama.env == ()
     assert cfg.spec.replicas.max == 1 and cfg.spec.target_in_flight == 4  # one VM, as before
+    assert cfg.spec.replicas.routing == "leastOutstanding"
     parallel = StandaloneConfig.from_env(BASE | {"OLLAMA_ENV": "OLLAMA_NUM_PARALLEL=3"})
     assert parallel.spec.target_in_flight == 3
 
@@ -59,6 +62,7 @@ def test_standalone_defaults_for_new_variables() -> None:
         ("REMOTE_OLLAMA_MAX_REPLICAS", "two"),
         ("REMOTE_OLLAMA_TARGET_IN_FLIGHT", "0"),
         ("REMOTE_OLLAMA_SCALE_DOWN_AFTER", "soon"),
+        ("REMOTE_OLLAMA_ROUTING", "roundRobin"),
     ],
 )
 def test_bad_values_are_named(name: str, value: str) -> None:

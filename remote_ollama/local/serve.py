@@ -124,7 +124,7 @@ async def serve_standalone(
     on_listening: Callable[[LocalController | ReplicaGroup], Awaitable[None]] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
-    router = Router()
+    router = Router(config.spec.replicas.routing)
     controller, members = make_controller(config, cloud, router)
     settings = proxy_settings(
         config.spec,

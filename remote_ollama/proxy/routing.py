@@ -29,10 +29,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from remote_ollama.proxy.interfaces import RouteKey, Upstream
 from remote_ollama.proxy.offline import full_name
+from remote_ollama.spec.fields_row import ROUTINGS
 
-LEAST_OUTSTANDING = "leastOutstanding"
-PREFIX_AFFINITY = "prefixAffinity"
-ROUTINGS = (LEAST_OUTSTANDING, PREFIX_AFFINITY)
+LEAST_OUTSTANDING, PREFIX_AFFINITY = ROUTINGS  # spec.replicas.routing
 LOAD_BOUND = 1.25  # prefix affinity: no replica above this times the average load (with the new request)
 VNODES = 100  # points per replica on the ring: shares within a few percent of even
 

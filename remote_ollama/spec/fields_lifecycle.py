@@ -7,6 +7,7 @@ from .fields_row import (
     DAYS,
     DEFAULT_MAX_HELD_BODY,
     MAX_REPLICAS,
+    ROUTINGS,
     STOP_AFTER,
     ZONES,
     Field,
@@ -139,6 +140,15 @@ LIFECYCLE: tuple[Field, ...] = (
         env="REMOTE_OLLAMA_SCALE_DOWN_AFTER",
         env_doc="load below one VM fewer this long stops one (default 5m)",
         doc="How long the load must stay below what one replica fewer carries before one replica is stopped (one at a time, never one with a request in flight): seconds or a duration such as 5m.",
+    ),
+    Field(
+        "replicas.routing",
+        "string",
+        ROUTINGS[0],
+        enum=ROUTINGS,
+        env="REMOTE_OLLAMA_ROUTING",
+        env_doc="leastOutstanding or prefixAffinity (default leastOutstanding)",
+        doc="How a request picks its replica: leastOutstanding (the fewest requests in flight, preferring one with the model loaded) or prefixAffinity (the replica the prompt's first bytes hash to, unless it carries more than 1.25 times the average: a conversation returns to the VM holding its KV cache).",
     ),
     Field(
         "suspend",

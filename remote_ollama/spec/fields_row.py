@@ -41,5 +41,7 @@ class Field:
 
 DEFAULT_MAX_HELD_BODY = 64 * 1024 * 1024
 STOP_AFTER = "30m"  # the CR's default and standalone's (where idle.destroyAfter defaults to never)
+# spec.replicas.routing (proxy/routing.py): the first is the default
+ROUTINGS = ("leastOutstanding", "prefixAffinity")
 MAX_REPLICAS = 64  # VMs behind one endpoint, at most
 DEFAULT_TARGET_IN_FLIGHT = 4  # requests in flight per VM when ollama.env sets no OLLAMA_NUM_PARALLEL

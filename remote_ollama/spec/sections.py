@@ -161,6 +161,7 @@ class ReplicaPolicy:
     max: int = default("replicas.max")
     target_in_flight: int | None = None
     scale_down_after: float = parse_duration(default("replicas.scaleDownAfter"))
+    routing: str = default("replicas.routing")  # proxy/routing.py: leastOutstanding or prefixAffinity
 
 
 def target_in_flight(replicas: ReplicaPolicy, ollama_env: tuple[tuple[str, str], ...]) -> int:
