@@ -11,7 +11,9 @@ import pytest
 
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.local.controller import LocalController
+from remote_ollama.local.replicas import ReplicaGroup
 from remote_ollama.proxy.interfaces import NotReady
+from remote_ollama.proxy.routing import Router
 from remote_ollama.sandbox.exoscale.thread import SimulatorThread
 from remote_ollama.sandbox.exoscale.timings import SimTimings
 from remote_ollama.spec.parse import parse_spec
@@ -78,5 +80,41 @@ async def test_standalone_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         again = LocalController(spec, cloud, str(tmp_path / "state.json"), clock=clock)
         assert again.saved.cost is not None and again.saved.cost["estimatedSpend"] == 5.0
         await ctl.reconciler.close()
+    finally:
+        sim.stop()
+
+
+async def test_the_budget_counts_every_replica(tmp_path: Path) -> None:
+    """Two replicas of one endpoint, each 2 h up: 4 running hours today together, over a cap of 3
+    that neither reaches alone; both stop and waking is refused."""
+    timings = SimTimings(boot=0.2, stop=0.2, destroy=0.2, operation=0.05, cloud_init=0.1, pull=0.05)
+    sim = SimulatorThread(keys={KEY: SECRET}, timings=timings)
+    sim.start()
+    try:
+        spec = parse_spec(
+            {"idle": {}, "budget": {"maxRunningHoursPerDay": 3}, "replicas": {"max": 2}},
+            require_credentials=False,
+        )
+        cloud = AsyncExoscaleCloud.connect(KEY, SECRET, spec.zone, endpoint=sim.url, poll_interval=0.05)
+        clock = FakeClock(datetime(2025, 6, 10, 9, 0, tzinfo=UTC))
+        group = ReplicaGroup(spec, cloud, str(tmp_path / "state.json"), router=Router(), clock=clock)
+        clock.now += timedelta(seconds=1)  # a request after the replicas began stopped
+        for member in group.members:
+            await member.request_wake(clock())
+            await step_until(member, Phase.READY)
+
+        clock.now += timedelta(hours=2)
+        decisions = [await m.step() for m in group.members]
+        assert [d.reason for d in decisions] == ["BudgetExceeded"] * 2, decisions
+        assert "4.00 running hours today" in decisions[0].message
+        assert group.status()["cost"]["runningHoursThisMonth"] == 4.0  # each replica's own, summed
+        for member in group.members:
+            await step_until(member, Phase.STOPPED)
+        loop = asyncio.get_running_loop()
+        with pytest.raises(NotReady, match="budget exceeded") as refused:
+            await group.await_ready(loop.time() + 30)
+        assert refused.value.refused
+        for member in group.members:
+            await member.reconciler.close()
     finally:
         sim.stop()

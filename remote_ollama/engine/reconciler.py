@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -109,9 +109,11 @@ class Reconciler:
         *,
         idle_monitor: bool = True,
         cap: cost.BudgetVerdict | None = None,
+        other_costs: Sequence[Any] = (),
     ) -> Look:
         """Observe -> probe -> cost -> decide; nothing is changed on the cloud. `cap`: the verdict of
-        a cap beside the spec's budget (the namespace's monthly spend), the stricter one counts."""
+        a cap beside the spec's budget (the namespace's monthly spend), the stricter one counts.
+        `other_costs`: the stored meters of the endpoint's other replicas, which the budget counts too."""
         instance = await self.ownership.observe_instance(memory)
         health = await self.vm.probe(instance)
         # the setup document only matters until the VM is Ready (and says what a slow wake is doing)
@@ -129,6 +131,7 @@ class Reconciler:
             spec.budget.max_monthly_spend,
             prices,
             now,
+            other_costs,
         )
         verdict = cost.stricter(verdict, cap)
         observation = Observation(

@@ -119,6 +119,9 @@ class LocalController:
         # requests ever begun on it). Its lifecycle never stops it under a request, and idleness
         # counts from its own last use (local/replicas.py); None: the proxy's touches say it.
         self.usage: Callable[[], tuple[int, int]] | None = None
+        # The other replicas' stored meters (status.cost form): the budget is the endpoint's, so
+        # their running time and spend count in this replica's verdict too (local/replicas.py).
+        self.other_costs: Callable[[], list[Any]] = list
         self._begun = 0
 
     # -- persistence -----------------------------------------------------------------------------------
@@ -251,6 +254,7 @@ class LocalController:
             self.prices,
             self.clock,
             idle_monitor=self.idle_monitor,
+            other_costs=self.other_costs(),
         )
         decision = look.decision
         self._keep_look(look)

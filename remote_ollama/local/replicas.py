@@ -86,6 +86,7 @@ class ReplicaGroup:
         for i, member in enumerate(self.members):
             member.on_change = self._member_changed
             member.usage = functools.partial(self.usage, i)
+            member.other_costs = functools.partial(self.costs_besides, i)
             # the group stops replicas, one at a time; each keeps waking, destroyAfter, its budget
             member.idle_monitor = False
 
@@ -100,6 +101,10 @@ class ReplicaGroup:
         while it stops, so requests still streaming from it count)."""
         d = self.members[index].decision
         return self.router.usage(d.endpoint if d else None)
+
+    def costs_besides(self, index: int) -> list[Any]:
+        """The other replicas' stored meters: each replica's budget verdict counts them all."""
+        return [m.saved.cost for i, m in enumerate(self.members) if i != index and m.saved.cost]
 
     def running(self) -> frozenset[int]:
         """Replicas up or on their way up (or told to start and not yet seen starting)."""
