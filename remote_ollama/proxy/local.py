@@ -21,6 +21,7 @@ class LocalResolver:
         self._instance = True
         self._detail = ""
         self._changed = asyncio.Event()
+        self._state: UpstreamState | None = None  # built once per change: the request path only reads it
 
     def set_ready(self, upstream: Upstream) -> None:
         self._upstream, self._phase, self._refusal = upstream, Phase.READY, None
@@ -38,18 +39,21 @@ class LocalResolver:
         self._wake_waiters()
 
     def _wake_waiters(self) -> None:
+        self._state = None
         self._changed.set()
         self._changed = asyncio.Event()
 
     def state(self, key: RouteKey | None = None) -> UpstreamState:
-        up = self._upstream is not None
-        return UpstreamState(
-            phase=self._phase,
-            ready=up,
-            instance=up or self._instance,
-            upstream=self._upstream,
-            detail="" if up else self._detail,
-        )
+        if self._state is None:
+            up = self._upstream is not None
+            self._state = UpstreamState(
+                phase=self._phase,
+                ready=up,
+                instance=up or self._instance,
+                upstream=self._upstream,
+                detail="" if up else self._detail,
+            )
+        return self._state
 
     async def await_ready(self, deadline: float) -> Upstream:
         loop = asyncio.get_running_loop()
