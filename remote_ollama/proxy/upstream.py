@@ -290,16 +290,16 @@ class Forwarder:
     ) -> tuple[int, bool]:
         """Copy the upstream body chunk by chunk; returns (bytes sent, whether it ended cleanly).
 
-        Counts tokens from the last line of NDJSON/JSON bodies.
+        Counts tokens from the last line of NDJSON/JSON bodies (in the last two chunks: a final
+        line is a few hundred bytes, written at once; nothing is copied per chunk).
         """
         watch = up.content_type in ("application/x-ndjson", "application/json")
-        tail = b""
+        previous = last = b""
         sent = 0
         try:
             async for chunk in up.content.iter_any():
                 sent += len(chunk)
-                if watch:
-                    tail = chunk if len(chunk) >= _TAIL else tail[-_TAIL:] + chunk
+                previous, last = last, chunk
                 await response.write(chunk)
         except aiohttp.ClientPayloadError as exc:
             # The upstream broke off mid-body: the status is already sent, so the honest signal is
@@ -310,7 +310,7 @@ class Forwarder:
                 request.transport.abort()
             return sent, False
         if watch:
-            self.metrics.count_tokens(tail)
+            self.metrics.count_tokens(previous[-_TAIL:] + last if len(last) < _TAIL else last)
         return sent, True
 
     async def read_whole(
