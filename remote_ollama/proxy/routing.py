@@ -47,7 +47,8 @@ class Ring:
         points = sorted((_point(f"{url}#{i}".encode()), url) for url in urls for i in range(VNODES))
         self.hashes = [h for h, _ in points]
         self.urls = [u for _, u in points]
-        self.members = len(set(urls))
+        self.replicas = tuple(dict.fromkeys(urls))
+        self.members = len(self.replicas)
 
     def walk(self, key: bytes) -> Iterator[str]:
         """The replicas in ring order from `key`'s point, each once."""
@@ -69,7 +70,7 @@ def bounded_choice(ring: Ring, key: bytes, loads: Mapping[str, int], bound: floa
     times the average (rounded up, so an idle set always has room): None for an empty ring."""
     if not ring.members:
         return None
-    total = sum(loads.get(u, 0) for u in set(ring.urls)) + 1
+    total = sum(loads.get(u, 0) for u in ring.replicas) + 1
     cap = math.ceil(bound * total / ring.members)
     first: str | None = None
     for url in ring.walk(key):
