@@ -242,6 +242,24 @@ def from_status(raw: Any) -> CostMeter:
         return CostMeter()
 
 
+def combined(meters: list[CostMeter], at: datetime) -> CostMeter:
+    """A replicated endpoint's meter: its replicas' seconds of the month and day of `at`, added up
+    (the budget caps the endpoint, not each VM)."""
+    rolled = [_roll(m, at) for m in meters]
+    by_type: dict[str, float] = {}
+    for m in rolled:
+        for t, secs in m.seconds_by_type.items():
+            by_type[t] = by_type.get(t, 0.0) + secs
+    return CostMeter(
+        month=month_of(at),
+        seconds_by_type=by_type,
+        day=day_of(at),
+        seconds_today=sum(m.seconds_today for m in rolled),
+        observed_at=max((m.observed_at for m in rolled if m.observed_at), default=None),
+        running_type=next((m.running_type for m in rolled if m.running_type), None),
+    )
+
+
 # -- budget -------------------------------------------------------------------------------------------
 
 
@@ -267,21 +285,6 @@ def stricter(own: BudgetVerdict, other: BudgetVerdict | None) -> BudgetVerdict:
     return BudgetVerdict(None, min(waits) if waits else None)
 
 
-def together(meters: Sequence[CostMeter], now: datetime) -> CostMeter:
-    """Replicas' meters as one (the endpoint's budget counts them all): each credited up to `now`
-    with what it last ran, then this month's seconds per type and today's summed; what runs now is
-    the running type of the first that runs (`running_rate` has them all)."""
-    seconds: dict[str, float] = {}
-    today = 0.0
-    for meter in meters:
-        meter = observe(meter, now, meter.running_type)
-        for kind, s in meter.seconds_by_type.items():
-            seconds[kind] = seconds.get(kind, 0.0) + s
-        today += meter.seconds_today
-    running = next((m.running_type for m in meters if m.running_type), None)
-    return CostMeter(month_of(now), seconds, day_of(now), today, now, running)
-
-
 def running_rate(meters: Sequence[CostMeter], prices: PriceTable) -> float:
     """What the running ones cost per hour together."""
     return sum(prices.hourly(m.running_type) for m in meters if m.running_type)
@@ -298,8 +301,8 @@ def budget_verdict(
     rate: float | None = None,
 ) -> BudgetVerdict:
     """Over a cap: refuse until the day (or month) resets. Under: look again when a cap would be hit.
-    `meter` may be several replicas' together (`together`): `running` of them run, at `rate` per
-    hour together (default: one, at its type's price)."""
+    `meter` may be several replicas' (`combined`): `running` of them run, at `rate` per hour
+    together (default: one, at its type's price)."""
     hours_today = meter.seconds_today / 3600.0
     spend = meter.spend(prices)
     over_spend = max_monthly_spend is not None and spend >= max_monthly_spend
@@ -346,10 +349,11 @@ def account(
     meter = observe(from_status(stored), now, billed_type(state, instance_type) if state else None)
     if not others:
         return meter, budget_verdict(meter, max_hours_per_day, max_monthly_spend, prices, now)
-    meters = [meter, *(from_status(o) for o in others)]
+    # each other replica credited up to now with what it ran when it last looked
+    meters = [meter, *(observe(m, now, m.running_type) for m in map(from_status, others))]
     running = sum(1 for m in meters if m.running_type)
     verdict = budget_verdict(
-        together(meters, now),
+        combined(meters, now),
         max_hours_per_day,
         max_monthly_spend,
         prices,
