@@ -100,3 +100,27 @@ async def test_a_replica_that_answered_a_model_is_preferred_for_it() -> None:
         router.learn(b.url, CHAT)
         await generate(http, url, CHAT)
         assert served(sims) == [2, 1]
+
+
+async def test_prefix_affinity_sends_a_conversation_back_to_its_replica() -> None:
+    async with endpoint() as (url, sims, router, _), aiohttp.ClientSession() as http:
+        router.routing = "prefixAffinity"
+        for sim in sims:
+            sim.state.reply_length = 2
+
+        async def turn(name: str, turns: int) -> int:
+            """One turn of conversation `name` (its history so far): the index of the replica it went to."""
+            messages = [{"role": "user", "content": f"conversation {name}: tell me about it"}]
+            messages += [{"role": "assistant", "content": "..."}, {"role": "user", "content": "more"}] * turns
+            before = [s.state.requests["/api/chat"] for s in sims]
+            async with http.post(f"{url}/api/chat", json={"model": CHAT, "messages": messages}) as r:
+                assert r.status == 200
+                await r.read()
+            after = [s.state.requests["/api/chat"] for s in sims]
+            return next(i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b)
+
+        names = [f"c{i}" for i in range(12)]
+        first = {name: await turn(name, 0) for name in names}
+        assert set(first.values()) == {0, 1}  # the conversations spread over both replicas
+        for turns in (1, 2):
+            assert {name: await turn(name, turns) for name in names} == first  # each returns home

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from remote_ollama.proxy.interfaces import RouteKey, Upstream
-from remote_ollama.proxy.route_key import PREFIX_BYTES, route_key
+from remote_ollama.proxy.route_key import PREFIX_CHARS, route_key
 from remote_ollama.proxy.routing import (
     PREFIX_AFFINITY,
     Ring,
@@ -148,24 +148,37 @@ def test_prefix_affinity_routes_by_the_key_and_holds_as_least_outstanding_does()
 # -- the key, from the raw body --------------------------------------------------------------------
 
 
-def test_route_key_reads_the_model_and_the_prompt_prefix_without_parsing() -> None:
-    chat = {"model": "llama3", "messages": [{"role": "user", "content": "hi there"}], "stream": True}
+def test_a_conversation_keeps_its_key_turn_after_turn() -> None:
+    first = {"role": "user", "content": "hi there"}
+    chat = {"model": "llama3", "messages": [first], "stream": True}
     key = route_key(json.dumps(chat).encode())
-    assert key.model == "llama3" and key.prefix.startswith(b'[{"role": "user", "content": "hi there"}')
-    later = dict(chat, messages=[*chat["messages"], {"role": "assistant", "content": "hello"}])  # type: ignore[list-item]
-    assert route_key(json.dumps(later).encode()).prefix[:40] == key.prefix[:40]
-    generate = route_key(b'{"prompt":"Why is the sky blue?","model":"a\\u00e9:1"}')
-    assert generate == RouteKey("a\u00e9:1", b'"Why is the sky blue?","model":"a\\u00e9:1"}')
+    assert key.model == "llama3" and b"hi there" in key.prefix
+    for turns in range(1, 4):  # later turns add messages (and options) after the opening
+        history = [
+            first,
+            *[{"role": "assistant", "content": "hello"}, {"role": "user", "content": "go on"}] * turns,
+        ]
+        later = {"model": "llama3", "messages": history, "options": {"seed": turns}}
+        assert route_key(json.dumps(later, separators=(",", ":")).encode()).prefix == key.prefix
+    other = dict(chat, messages=[{"role": "user", "content": "another conversation"}])
+    assert route_key(json.dumps(other).encode()).prefix != key.prefix
+
+
+def test_the_key_of_a_prompt_is_its_first_characters_only() -> None:
+    generate = route_key(b'{"prompt":"Why is the sky blue?","model":"a\\u00e9:1","options":{"seed":1}}')
+    assert generate == RouteKey("a\u00e9:1", b"Why is the sky blue?")
+    long = route_key(json.dumps({"model": "m", "prompt": "x" * 5000}).encode())
+    assert long.prefix == b"x" * PREFIX_CHARS
     assert route_key(b"not json") == RouteKey()
+    assert route_key(b'{"model":"m","messages":' + b"[" * 60_000 + b"]" * 60_000 + b"}") == RouteKey("m")
 
 
 def test_a_long_shared_system_prompt_still_tells_conversations_apart() -> None:
-    def body(question: str) -> bytes:
+    def body(question: str, *later: dict[str, str]) -> bytes:
         system = {"role": "system", "content": "You are helpful. " * 100}
-        return json.dumps(
-            {"model": "m", "messages": [system, {"role": "user", "content": question}]}
-        ).encode()
+        messages = [system, {"role": "user", "content": question}, *later]
+        return json.dumps({"model": "m", "messages": messages}).encode()
 
     one, two = route_key(body("first question")), route_key(body("second question"))
-    assert one.prefix[:PREFIX_BYTES] == two.prefix[:PREFIX_BYTES] and one.prefix != two.prefix
-    assert route_key(body("first question")) == one
+    assert one.prefix != two.prefix
+    assert route_key(body("first question", {"role": "assistant", "content": "an answer"})) == one

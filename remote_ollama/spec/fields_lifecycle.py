@@ -148,7 +148,7 @@ LIFECYCLE: tuple[Field, ...] = (
         enum=ROUTINGS,
         env="REMOTE_OLLAMA_ROUTING",
         env_doc="leastOutstanding or prefixAffinity (default leastOutstanding)",
-        doc="How a request picks its replica: leastOutstanding (the fewest requests in flight, preferring one with the model loaded) or prefixAffinity (the replica the prompt's first bytes hash to, unless it carries more than 1.25 times the average: a conversation returns to the VM holding its KV cache).",
+        doc="How a request picks its replica: leastOutstanding (the fewest requests in flight, preferring one with the model loaded) or prefixAffinity (the replica the conversation's opening hashes to, unless it carries more than 1.25 times the average: a conversation returns to the VM holding its KV cache).",
     ),
     Field(
         "suspend",
