@@ -124,10 +124,11 @@ def report(stats: pstats.Stats, args: argparse.Namespace) -> None:
     print(
         f"profiled {total:.3f}s, busy {busy:.3f}s; remote_ollama's own code (own time) {own / busy:.1%} of busy"
     )
-    print(f"--- own time, top {top}")
-    for key, (_, calls, tt, _, _) in sorted(entries.items(), key=lambda kv: -kv[1][2])[:top]:
+    print(f"--- own time (share of busy), top {top}")
+    working = [(k, v) for k, v in entries.items() if not ("poll" in k[2] and not k[1])]
+    for key, (_, calls, tt, _, _) in sorted(working, key=lambda kv: -kv[1][2])[:top]:
         print(f"{tt / busy:6.1%} {calls:8d} {name(key)}")
-    print(f"--- including callees, top {top} (remote_ollama only)")
+    print(f"--- including callees (share of busy), top {top}, remote_ollama only")
     mine = [(k, v) for k, v in entries.items() if "remote_ollama" in k[0]]
     for key, (_, calls, _, ct, _) in sorted(mine, key=lambda kv: -kv[1][3])[:top]:
         print(f"{ct / busy:6.1%} {calls:8d} {name(key)}")
