@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator
 
@@ -17,6 +18,7 @@ from remote_ollama.proxy.interfaces import RouteKey, Upstream, UpstreamState
 from remote_ollama.proxy.loaded import LoadedModels
 from remote_ollama.proxy.local import RecordingSink
 from remote_ollama.proxy.routing import Router
+from remote_ollama.proxy.upstream import UpstreamPool
 from remote_ollama.sandbox.ollama.server import make_ollama_app
 
 CHAT, OTHER = "granite3.1-dense:8b", "qwen3:4b"
@@ -124,3 +126,21 @@ async def test_prefix_affinity_sends_a_conversation_back_to_its_replica() -> Non
         assert set(first.values()) == {0, 1}  # the conversations spread over both replicas
         for turns in (1, 2):
             assert {name: await turn(name, turns) for name in names} == first  # each returns home
+
+
+async def test_each_replica_keeps_its_upstream_session() -> None:
+    """Requests alternating between replicas reuse each one's kept-alive connections; a new CA at
+    one replica's address replaces that replica's session only."""
+    pool = UpstreamPool()
+    a, b = Upstream("https://127.0.10.1:11435"), Upstream("https://127.0.10.2:11435")
+    first = pool.acquire(a)
+    pool.release(first)
+    other = pool.acquire(b)
+    pool.release(other)
+    again = pool.acquire(a)
+    pool.release(again)
+    assert again is first and not first.retired and not other.retired
+    renewed = pool.acquire(Upstream(a.url, ssl.create_default_context()))
+    assert renewed is not first and first.retired and not other.retired
+    pool.release(renewed)
+    await pool.close()
