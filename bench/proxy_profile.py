@@ -51,7 +51,7 @@ def client(url: str, requests: int, streams: int, path: str) -> None:
 
 async def profile(args: argparse.Namespace) -> pstats.Stats:
     from remote_ollama.proxy.app import make_proxy_app, start_proxy
-    from remote_ollama.proxy.interfaces import Upstream
+    from remote_ollama.proxy.interfaces import ProxySettings, Upstream
     from remote_ollama.proxy.local import LocalResolver, RecordingSink
     from remote_ollama.spec.names import VM_TLS_SERVER_NAME
 
@@ -73,7 +73,8 @@ async def profile(args: argparse.Namespace) -> pstats.Stats:
             await web.TCPSite(runner, "127.0.0.1", proxy_port).start()
         else:
             resolver = LocalResolver(Upstream(up_url, context, None, name))
-            runner, _ = await start_proxy(make_proxy_app(resolver, RecordingSink()), "127.0.0.1", proxy_port)
+            app = make_proxy_app(resolver, RecordingSink(), ProxySettings())
+            runner, _ = await start_proxy(app, "127.0.0.1", proxy_port)
         url = f"http://127.0.0.1:{proxy_port}"
         me = [
             sys.executable,

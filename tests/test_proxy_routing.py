@@ -14,7 +14,7 @@ import aiohttp
 from simulated_ollama import Sim, serve
 
 from remote_ollama.proxy.app import PROXY_KEY, make_proxy_app, start_proxy
-from remote_ollama.proxy.interfaces import RouteKey, Upstream, UpstreamState
+from remote_ollama.proxy.interfaces import ProxySettings, RouteKey, Upstream, UpstreamState
 from remote_ollama.proxy.loaded import LoadedModels
 from remote_ollama.proxy.local import RecordingSink
 from remote_ollama.proxy.routing import Router
@@ -49,7 +49,7 @@ async def endpoint() -> AsyncIterator[tuple[str, list[Sim], Router, LoadedModels
     ):
         router = Router()
         resolver = Replicas(router, [Upstream(a.url), Upstream(b.url)])
-        app = make_proxy_app(resolver, RecordingSink(), router=router)
+        app = make_proxy_app(resolver, RecordingSink(), ProxySettings(), router=router)
         runner, port = await start_proxy(app, "127.0.0.1", 0)
         try:
             resolver.state()  # the router sees both Ready, as after any pick
