@@ -141,8 +141,9 @@ class OperatorWorld:
         return list(self.sim.sim.account.security_groups.values())  # shared by every zone, as on Exoscale
 
     # -- the proxy, as the Deployment says ---------------------------------------------------------------
-    def start_proxy(self, name: str = "granite", namespace: str | None = None) -> str:
-        """The proxy as its Deployment says, authenticated with its ServiceAccount's token."""
+    def start_proxy(self, name: str = "granite", namespace: str | None = None, pod_name: str = "") -> str:
+        """The proxy as its Deployment says, authenticated with its ServiceAccount's token; `pod_name`:
+        its pod name (the downward API's metadata.name), `<name>-proxy-0` by default."""
         dep = wait_until(lambda: self.get("deployment", name, namespace), 20, "proxy Deployment")
         pod = dep["spec"]["template"]["spec"]
         container = pod["containers"][0]
@@ -158,7 +159,7 @@ class OperatorWorld:
             if "value" in item:
                 env[item["name"]] = item["value"]
             elif "fieldRef" in (item.get("valueFrom") or {}):
-                env[item["name"]] = f"{name}-proxy-0"
+                env[item["name"]] = pod_name or f"{name}-proxy-0"
         command = container.get("command") or [
             shutil.which("remote-ollama") or str(Path(sys.executable).parent / "remote-ollama")
         ]

@@ -82,22 +82,3 @@ def test_malformed_annotation_is_ignored_with_an_event(kube: KubeNamespace) -> N
         assert '"kind": "Event"' in visible and '"endpoint": "https://' in visible
         for value in (vm_key, SECRET):
             assert value not in visible
-
-
-def test_replicas_beyond_one_are_said_to_be_one_vm_with_a_warning(kube: KubeNamespace) -> None:
-    """spec.replicas.max 3 is valid, but the operator runs one VM: a Warning says so, once."""
-    with cloud_world(kube) as world:
-        operator = world.start_operator()
-        world.apply(credentials_secret())
-        world.apply(remote_ollama(replicas={"max": 3}))
-        wait_until(
-            lambda: any(e.get("reason") == "ScaleOutUnsupported" for e in events(world)),
-            30,
-            "a ScaleOutUnsupported Event",
-        )
-        (event,) = [e for e in events(world) if e.get("reason") == "ScaleOutUnsupported"]
-        assert event["type"] == "Warning" and "one VM per resource" in event["message"]
-        assert "spec.replicas.max is 3" in event["message"]
-        wait_until(lambda: world.phase() == "Ready", 60, "Ready")
-        assert len(world.instances()) == 1  # one VM, as it says
-        assert operator.alive()

@@ -70,7 +70,6 @@ def test_an_events_type_comes_from_its_reason_and_synonyms_are_merged() -> None:
         "InvalidSpec",
         "InvalidCredentials",
         "MalformedAnnotation",
-        "ScaleOutUnsupported",
         "CloudObjectsAbandoned",
         "InternalError",
         "ForeignInstanceIgnored",

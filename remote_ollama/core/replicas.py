@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from remote_ollama.spec.model import Spec
+from remote_ollama.spec.schedule import active_window
 from remote_ollama.spec.sections import ReplicaPolicy
 from remote_ollama.spec.vocabulary import Reason
 
@@ -129,3 +131,19 @@ def _step_down(
     memory = ScaleMemory(samples, given.now)
     message = f"{why}: stopping replica(s) {', '.join(map(str, stop))}"
     return ScaleDecision(desired, (), stop, reason, message, memory, given.policy.scale_down_after)
+
+
+def last_replica_floor(
+    spec: Spec, now: datetime, *, running: bool, busy: bool, last_use: datetime | None
+) -> int:
+    """The last replica stays as one VM would: inside a keep-warm window, while in use (`busy`:
+    requests in flight or held), and until spec.idle.stopAfter after its `last_use` (a request or
+    readiness; never, without stopAfter). Both shells (local/replicas.py, the operator) pass it as `floor`."""
+    if spec.schedule and active_window(spec.schedule, now) is not None:
+        return 1
+    if not running:
+        return 0
+    stop_after = spec.idle.stop_after
+    if stop_after is None or busy:
+        return 1
+    return 1 if last_use is None or (now - last_use).total_seconds() < stop_after else 0

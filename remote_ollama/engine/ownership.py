@@ -18,6 +18,7 @@ from remote_ollama.spec.names import (
     LABEL_MANAGED_BY,
     LABEL_MANAGED_BY_VALUE,
     LABEL_OWNER,
+    LABEL_REPLICA,
 )
 from remote_ollama.spec.vocabulary import Reason
 
@@ -106,7 +107,7 @@ class Ownership:
     async def _warn_unrecorded(self) -> None:
         """Instances with our labels but no record of their create: each warned about once."""
         for inst in await self.cloud.find_instances(self.owner_labels()):
-            if inst.state not in GONE:
+            if inst.state not in GONE and self._same_replica(inst):
                 self.warn(
                     Reason.UNRECORDED_INSTANCE_IGNORED,
                     inst.id,
@@ -120,6 +121,12 @@ class Ownership:
             LABEL_OWNER: self.target.owner_uid,
             LABEL_CLUSTER: self.target.cluster,
         }
+
+    def _same_replica(self, instance: ObservedInstance) -> bool:
+        """The operator's replicas share the owner uid: another replica's VM is not a look-alike of
+        this one's (a VM without the label is replica 0's, made while `max` was 1)."""
+        replica = self.target.replica
+        return replica is None or instance.labels.get(LABEL_REPLICA, "0") == str(replica)
 
     def _labelled_ours(self, instance: ObservedInstance) -> bool:
         return all(instance.labels.get(k) == v for k, v in self.owner_labels().items())

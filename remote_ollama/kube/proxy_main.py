@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -24,6 +25,8 @@ from remote_ollama.proxy.app import PROXY_KEY, make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import Refusal, Upstream, proxy_settings
 from remote_ollama.proxy.local import LocalResolver
 from remote_ollama.proxy.polling import PollingCache
+from remote_ollama.proxy.replicated import ReplicaResolver
+from remote_ollama.proxy.routing import Router
 from remote_ollama.spec.names import (
     ANN_IN_FLIGHT,
     ANN_LAST_ACTIVITY,
@@ -42,6 +45,9 @@ from remote_ollama.vm.pki import VMCredentials
 
 from .access import AccessFollower, client_secret_name
 from .api import JSON, KubeAPI, KubeError, path_for
+from .member_follower import MemberFollower, replica_counts
+from .operator.children import owner_reference
+from .signal import LeaseWriter
 
 log = logging.getLogger("remote_ollama.proxy")
 
@@ -92,6 +98,7 @@ class ResourceFollower:
         self._grace_timer: asyncio.TimerHandle | None = None
         self._reapply: set[asyncio.Future[None]] = set()  # strong references to the re-applies
         self.spec = spec_or_defaults(None)  # the body's spec, parsed by the one settings model
+        self.members: MemberFollower | None = None  # a replicated endpoint's replicas (spec.replicas.max > 1)
 
     async def _upstream_for(self, endpoint: str) -> Upstream | None:
         """The VM's endpoint with the per-resource Secret's pinned VM certificate and client certificate (mutual TLS),
@@ -126,8 +133,16 @@ class ResourceFollower:
         endpoint = status.get("endpoint")
         self._look_again_at_grace_end(status)
         refusal = refusal_from(status)
+        replicated = self.members is not None and self.spec.replicas.max > 1
+        if self.members is not None:
+            self.members.resolver.configure(self.spec.target_in_flight, self.spec.replicas.max)
         if refusal is not None:
             self.resolver.set_refusing(phase, replace(refusal, retry_at=budget_resets_at(status)))
+            if self.members is not None:
+                self.members.resolver.set_members({}, 0)
+            return
+        if replicated and self.members is not None:
+            await self.members.apply(status)
             return
         if phase == Phase.READY and endpoint and not str(endpoint).startswith("https://"):
             # the VM credential (client certificate, key) never goes over plain HTTP
@@ -241,9 +256,16 @@ async def run_resource_proxy(resource: str, host: str, port: int) -> int:
         print("remote-ollama proxy: --resource must be NAMESPACE/NAME")
         return 2
     api = KubeAPI.from_environment("proxy")
-    resolver = LocalResolver(phase="Pending")
-    follower = ResourceFollower(api, namespace, name, resolver)
+    router = Router()
+    replicas = ReplicaResolver(router)
+    follower = ResourceFollower(api, namespace, name, replicas.base)
+    follower.members = MemberFollower(api, namespace, name, replicas)
     body = await api.get(follower.path)
+    pod = os.environ.get("POD_NAME") or socket.gethostname()
+    lease = LeaseWriter(api, namespace, name, pod, lambda: replica_counts(replicas))
+    replicas.on_load = lease.kick
+    if body is not None:  # the Lease goes with the resource (an expired one counts for nothing)
+        lease.owner = owner_reference(body)
     if ((body or {}).get("metadata", {}).get("annotations") or {}).get(ANN_IN_FLIGHT, "0") != "0":
         # a previous proxy left requests counted that died with it: nothing is in flight here yet
         await AnnotationSink(api, follower.path)._annotate({ANN_IN_FLIGHT: "0"})
@@ -269,7 +291,7 @@ async def run_resource_proxy(resource: str, host: str, port: int) -> int:
         client_auth_required=bool(client_secret_name(spec)),
         status_extra=status_extra,
     )
-    app = make_proxy_app(resolver, AnnotationSink(api, follower.path), settings)
+    app = make_proxy_app(replicas, AnnotationSink(api, follower.path), settings, router=router)
     access = AccessFollower(api, namespace, app[PROXY_KEY])
     access.apply_spec(spec)
     follower.on_spec = access.apply_spec
@@ -278,6 +300,7 @@ async def run_resource_proxy(resource: str, host: str, port: int) -> int:
     log.info("proxy for %s listening on %s:%d", resource, host, port)
     watcher = asyncio.create_task(follower.run())
     key_reader = asyncio.create_task(access.run())
+    signal_writer = asyncio.create_task(lease.run(lambda: follower.spec.replicas.max > 1))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -288,6 +311,7 @@ async def run_resource_proxy(resource: str, host: str, port: int) -> int:
     finally:
         watcher.cancel()
         key_reader.cancel()
+        signal_writer.cancel()
         await runner.cleanup()
         await api.close()
     return 0

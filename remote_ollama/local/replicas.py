@@ -22,13 +22,19 @@ from pathlib import Path
 from typing import Any
 
 from remote_ollama.cloud.port import Cloud
-from remote_ollama.core.replicas import ScaleDecision, ScaleInput, ScaleMemory, decide_replicas
+from remote_ollama.core.replicas import (
+    ScaleDecision,
+    ScaleInput,
+    ScaleMemory,
+    decide_replicas,
+    last_replica_floor,
+)
 from remote_ollama.engine.metrics import ReplicaMetrics
 from remote_ollama.proxy.interfaces import NotReady, RouteKey, Upstream, UpstreamState
 from remote_ollama.proxy.routing import Router
 from remote_ollama.proxy.runloop import cancel_and_wait, wait_at_most
 from remote_ollama.spec.model import Spec
-from remote_ollama.spec.schedule import active_window, utcnow
+from remote_ollama.spec.schedule import utcnow
 from remote_ollama.spec.vocabulary import Phase
 
 from .controller import LocalController
@@ -231,21 +237,18 @@ class ReplicaGroup:
         return {"ready": ready, "starting": starting, "stopped": len(self.members) - ready - starting}
 
     def floor(self, now: datetime, running: frozenset[int], in_flight: dict[int, int]) -> int:
-        """The last replica stays as one VM would: inside a keep-warm window, while in use, and until
-        spec.idle.stopAfter without a request (never, without stopAfter)."""
-        if self.spec.schedule and active_window(self.spec.schedule, now) is not None:
-            return 1
-        if not running:
-            return 0
-        stop_after = self.spec.idle.stop_after
-        if stop_after is None or any(in_flight.values()) or self.waiting:
-            return 1
+        """The last replica stays as one VM would (core.replicas.last_replica_floor)."""
         for m in self.members:
             m.note_usage(now)
         used = [m.activity.last_activity for m in self.members if m.activity.last_activity]
         ready = [m.saved.memory.ready_at for m in self.members if m.saved.memory.ready_at]
-        last = max(used + ready, default=None)
-        return 1 if last is None or (now - last).total_seconds() < stop_after else 0
+        return last_replica_floor(
+            self.spec,
+            now,
+            running=bool(running),
+            busy=any(in_flight.values()) or bool(self.waiting),
+            last_use=max(used + ready, default=None),
+        )
 
     async def run(self) -> None:
         while True:

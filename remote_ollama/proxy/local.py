@@ -55,17 +55,22 @@ class LocalResolver:
             )
         return self._state
 
+    def refused(self) -> NotReady | None:
+        """What a held request is answered while refusing (None: not refusing)."""
+        refusal = self._refusal
+        if refusal is None:
+            return None
+        retry_at = refusal.retry_at
+        if retry_at is None and refusal.retry_in is not None:
+            retry_at = utcnow() + timedelta(seconds=refusal.retry_in)
+        return NotReady(self._phase, refusal.message, refused=True, retry_at=retry_at, reason=refusal.reason)
+
     async def await_ready(self, deadline: float) -> Upstream:
         loop = asyncio.get_running_loop()
         while self._upstream is None:
-            refusal = self._refusal
+            refusal = self.refused()
             if refusal is not None:
-                retry_at = refusal.retry_at
-                if retry_at is None and refusal.retry_in is not None:
-                    retry_at = utcnow() + timedelta(seconds=refusal.retry_in)
-                raise NotReady(
-                    self._phase, refusal.message, refused=True, retry_at=retry_at, reason=refusal.reason
-                )
+                raise refusal
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise NotReady(self._phase, f"remote instance not ready in time ({self._phase})")

@@ -91,3 +91,21 @@ def vm_secret_name(name: str) -> str:
     """The operator's own Secret: the VM credentials and the record of its instance (which the
     proxy's Role does not name)."""
     return f"{name}-remote-ollama-vm"
+
+
+# The load signal of a replicated endpoint (issue 19): each proxy pod keeps a coordination.k8s.io
+# Lease `<resource>-proxy-<pod>` carrying its requests in flight per replica and its held requests.
+ANN_SIGNAL_IN_FLIGHT = "remoteollama.dev/in-flight-by-replica"  # JSON {"<index>": count}
+ANN_SIGNAL_HELD = "remoteollama.dev/held"  # requests held for want of a Ready replica with room
+ANN_SIGNAL_LAST_ACTIVITY = "remoteollama.dev/last-activity-by-replica"  # JSON {"<index>": RFC 3339}
+SIGNAL_COMPONENT = "proxy-signal"  # the Leases' app.kubernetes.io/component label
+
+
+def signal_lease_name(resource: str, pod: str) -> str:
+    return f"{resource}-proxy-{pod}"[:253]
+
+
+def replica_secret_suffix(index: int) -> str:
+    """Replica 0 keeps the resource's two Secrets (its VM is the one VM of `max: 1`); replica i>0
+    has its own pair, `<secret>-<i>`: its own credentials and the record of its instance."""
+    return f"-{index}" if index else ""

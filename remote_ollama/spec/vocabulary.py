@@ -89,7 +89,6 @@ class Reason(StrEnum):
     SCALE_DOWN_PENDING = "ScaleDownPending"  # below target, waiting for scaleDownAfter or an idle replica
     AT_TARGET = "AtTarget"  # the replicas carry the load
     AT_MAX_REPLICAS = "AtMaxReplicas"  # more would help, spec.replicas.max (or the budget) forbids
-    SCALE_OUT_UNSUPPORTED = "ScaleOutUnsupported"  # the operator runs one VM whatever spec.replicas.max
     # -- the lifecycle: what the round is doing -----------------------------------------------------------
     CREATING = "Creating"
     WAITING_FOR_OLD_INSTANCE = "WaitingForOldInstance"
@@ -206,7 +205,6 @@ WARNING = (
     | {
         Reason.CAPACITY_UNAVAILABLE,
         Reason.MALFORMED_ANNOTATION,
-        Reason.SCALE_OUT_UNSUPPORTED,
         Reason.VOLUME_UNSUPPORTED,
         Reason.CLOUD_OBJECTS_ABANDONED,
         Reason.CLOUD_OBJECTS_UNKNOWN,

@@ -9,7 +9,15 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from remote_ollama.spec.names import GROUP, KIND, PLURAL, PROXY_PORT, VERSION, secret_name
+from remote_ollama.spec.names import (
+    GROUP,
+    KIND,
+    PLURAL,
+    PROXY_PORT,
+    VERSION,
+    replica_secret_suffix,
+    secret_name,
+)
 from remote_ollama.spec.parse import spec_or_defaults
 
 JSON = dict[str, Any]
@@ -57,10 +65,13 @@ def proxy_name(body: JSON) -> str:
 
 
 def proxy_role(body: JSON) -> JSON:
-    """The proxy may read and annotate its own RemoteOllama and read its own Secret and its client
-    keys Secret (spec.clientAuth), by name: nothing else."""
+    """The proxy may read and annotate its own RemoteOllama, read its own Secrets (one per replica)
+    and its client keys Secret (spec.clientAuth), by name, and keep its load-signal Lease: nothing
+    else. RBAC cannot restrict `create` by name, and the pod's name is not known here: the Leases
+    it may write are those of its own namespace (kube/signal.py says what the operator trusts)."""
     name = body["metadata"]["name"]
-    secrets = [secret_name(name)]
+    replicas = spec_or_defaults(body.get("spec") or {}).replicas.max
+    secrets = [secret_name(name) + replica_secret_suffix(i) for i in range(replicas)]
     client_keys = (((body.get("spec") or {}).get("clientAuth") or {}).get("secretRef") or {}).get("name")
     if isinstance(client_keys, str) and client_keys and client_keys not in secrets:
         secrets.append(client_keys)
@@ -82,6 +93,11 @@ def proxy_role(body: JSON) -> JSON:
                 "resources": ["secrets"],
                 "resourceNames": secrets,
                 "verbs": ["get"],
+            },
+            {
+                "apiGroups": ["coordination.k8s.io"],
+                "resources": ["leases"],
+                "verbs": ["create", "get", "patch"],
             },
         ],
     }

@@ -22,6 +22,7 @@ from remote_ollama import __version__
 from remote_ollama.cloud.errors import CloudError
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.cloud.port import Cloud
+from remote_ollama.core.replicas import ScaleMemory
 from remote_ollama.core.types import WakeTiming
 from remote_ollama.engine.credentials import RECORD_KEYS, CredentialStore, InstanceRecord
 from remote_ollama.engine.metrics import LifecycleMetrics
@@ -36,6 +37,7 @@ from remote_ollama.spec.names import (
     PLURAL,
     VERSION,
     legacy_security_group_name,
+    replica_secret_suffix,
     secret_name,
     security_group_name,
     vm_secret_name,
@@ -62,12 +64,13 @@ class SecretStore(CredentialStore):
     certificate, the API key: what the proxy uses). A Secret from before the split (everything in
     `<name>-remote-ollama`) is read until the next write."""
 
-    def __init__(self, api: KubeAPI, body: dict[str, Any]):
+    def __init__(self, api: KubeAPI, body: dict[str, Any], replica: int = 0):
         self.api = api
         self.body = body
         meta = body["metadata"]
         self.namespace, self.uid = meta["namespace"], meta["uid"]
-        self.own, self.proxy = vm_secret_name(meta["name"]), secret_name(meta["name"])
+        suffix = replica_secret_suffix(replica)  # replica i > 0 of a replicated endpoint: its own pair
+        self.own, self.proxy = vm_secret_name(meta["name"]) + suffix, secret_name(meta["name"]) + suffix
         self._cached: dict[str, str] | None = None
 
     async def _read(self, name: str) -> dict[str, str] | None:
@@ -132,6 +135,13 @@ class SecretStore(CredentialStore):
 _closing: set[asyncio.Future[None]] = set()
 
 
+def retire(reconciler: Reconciler) -> None:
+    """Close a replaced reconciler's VM session in the background."""
+    retired = asyncio.ensure_future(reconciler.close())
+    _closing.add(retired)
+    retired.add_done_callback(_closing.discard)
+
+
 @dataclass
 class ResourceContext:
     uid: str
@@ -145,7 +155,12 @@ class ResourceContext:
     access_generation: Any = None  # the generation whose allowedSourceCIDRs the security group has
     blocked_rounds: int = 0
     warned_annotations: set[str] = field(default_factory=set)
-    warned_replicas: int = 1  # the spec.replicas.max last warned about (one Event per value)
+    # a replicated endpoint (replica_set.py): one reconciler per replica index, the scaler's memory,
+    # and the proxies' Lease counts last seen (a renewal that changes nothing does not kick)
+    members: dict[int, Reconciler] = field(default_factory=dict)
+    members_cloud: Cloud | None = None
+    scale_memory: ScaleMemory = field(default_factory=ScaleMemory)
+    signal_seen: dict[str, Any] = field(default_factory=dict)
     _reconciler: Reconciler | None = None
     _cloud: Cloud | None = None
 
@@ -181,9 +196,7 @@ class ResourceContext:
     def reconciler(self, cloud: Cloud) -> Reconciler:
         if self._reconciler is None or self._cloud is not cloud:
             if self._reconciler is not None:  # other credentials: the old one's session is closed
-                retired = asyncio.ensure_future(self._reconciler.close())
-                _closing.add(retired)
-                retired.add_done_callback(_closing.discard)
+                retire(self._reconciler)
             self._cloud = cloud
             target = Target(
                 owner_uid=self.uid,
@@ -200,6 +213,9 @@ class ResourceContext:
         if self._reconciler is not None:
             await self._reconciler.close()
             self._reconciler = None
+        for member in self.members.values():
+            await member.close()
+        self.members.clear()
 
     def had_instance(self, body: dict[str, Any]) -> bool:
         return bool(((body.get("status") or {}).get("lifecycle") or {}).get("instance_id"))
@@ -270,8 +286,7 @@ class Operator:
                 await self._sweeper
             self._sweeper = None
         for ctx in self.contexts.values():
-            if ctx._reconciler is not None:
-                await ctx._reconciler.close()
+            await ctx.close()
         if self._api is not None:
             await self._api.close()
             self._api = None

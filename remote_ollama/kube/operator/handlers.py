@@ -47,6 +47,7 @@ from .fallback import fall_back, placing_for
 from .ownership import NameConflict, converge_children, remove_children
 from .policy_source import SOURCE as POLICY
 from .spend_ledger import LEDGER
+from .replica_set import reconcile_replicas
 from .status import (
     OllamaAnswers,
     activity_from,
@@ -185,15 +186,6 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
         if key not in ctx.warned_annotations:
             ctx.warned_annotations.add(key)
             event(body, Reason.MALFORMED_ANNOTATION, f"{key} is not an RFC 3339 time; ignored")
-    if spec.replicas.max != ctx.warned_replicas:
-        ctx.warned_replicas = spec.replicas.max
-        if spec.replicas.max > 1:
-            event(
-                body,
-                Reason.SCALE_OUT_UNSUPPORTED,
-                f"spec.replicas.max is {spec.replicas.max}, but this operator runs one VM per resource "
-                "(scale-out is carried out by standalone mode so far); spec.replicas.min keeps it warm",
-            )
     await ensure_children(ctx, body, spec_changed=ctx.children_generation != body.metadata.get("generation"))
 
     problem, cloud = await ctx.cloud_for(spec)
@@ -211,6 +203,8 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
         base = float(os.environ.get("REMOTE_OLLAMA_CREDENTIALS_RETRY", CREDENTIALS_RETRY))
         return backoff(min(ctx.blocked_rounds, 6), base=base, cap=MAX_BACKOFF)
     ctx.blocked_rounds = 0
+    if spec.replicas.max > 1:
+        return await reconcile_replicas(ctx, body, spec, cloud)
     reconciler = ctx.reconciler(cloud)
     reconciler.vm.notify = ctx.kick.set  # a finished warm-up is looked at now, not at the next poll
     reconciler.warn = lambda reason, message: event(body, reason, message)

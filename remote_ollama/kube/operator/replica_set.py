@@ -1,0 +1,242 @@
+"""The operator's replicated endpoint (spec.replicas.max > 1, issue 19): one VM per replica index.
+
+Each replica is today's one VM: its own `Reconciler` (own credentials and instance record in its
+own Secret pair, `members.py` keeps its memory in status.replicas[i]), stopped, woken and destroyed
+by the lifecycle engine as one VM is; the replicas share replica 0's security group. Which replicas
+run is `core.replicas.decide_replicas` on the load the proxies report in their Leases
+(`kube/signal.py`); the engine carries it out through each replica's wake and sleep requests, so a
+replica with a request in flight is never stopped (its in-flight count keeps it up).
+`spec.replicas.max: 1` never comes here: handlers.reconcile runs the one VM as before.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import kopf
+
+from remote_ollama.cloud.port import Cloud
+from remote_ollama.core.replicas import ScaleDecision, ScaleInput, decide_replicas, last_replica_floor
+from remote_ollama.engine.reconciler import Look, Reconciler, Target, instance_name
+from remote_ollama.kube.signal import Signal, read_signal
+from remote_ollama.spec.model import Spec
+from remote_ollama.spec.names import SIGNAL_COMPONENT, legacy_security_group_name, security_group_name
+from remote_ollama.spec.vocabulary import Phase
+
+from . import children
+from .context import OPERATOR, ResourceContext, SecretStore, retire
+from .cost_round import CostRound, prices
+from .events import event
+from .members import Member, aggregate_phase, items_of, member_from, member_item, summed_cost
+from .status import OllamaAnswers, credentials_condition, status_patch
+
+log = logging.getLogger("remote_ollama.kube.operator")
+
+SIGNAL_LOOK = 5.0  # while replicas run, look at least this often (a dead proxy's Lease expires silently)
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+
+
+def member_reconciler(ctx: ResourceContext, cloud: Cloud, index: int) -> Reconciler:
+    """Replica `index`'s reconciler (kept across rounds; new ones when the credentials change)."""
+    if ctx.members_cloud is not cloud:
+        for old in ctx.members.values():
+            retire(old)
+        ctx.members.clear()
+        ctx.members_cloud = cloud
+    if index not in ctx.members:
+        target = Target(
+            owner_uid=ctx.uid,
+            cluster=OPERATOR.cluster_id,
+            name=instance_name(ctx.namespace, ctx.name, *([f"r{index}"] if index else [])),
+            security_group=security_group_name(OPERATOR.cluster_id, ctx.uid),
+            legacy_security_group=legacy_security_group_name(ctx.namespace, ctx.name) if index == 0 else None,
+            mark_group=True,
+            replica=index,
+            owns_group=index == 0,
+        )
+        ctx.members[index] = Reconciler(cloud, target, SecretStore(OPERATOR.api, ctx.body, index))
+    return ctx.members[index]
+
+
+@dataclasses.dataclass
+class Round:
+    member: Member
+    reconciler: Reconciler
+    look: Look
+    in_flight: int
+
+
+def scale(spec: Spec, members: list[Member], signal: Signal, ctx: ResourceContext) -> ScaleDecision:
+    """This round's desired replicas, from the Leases' load (pure apart from the memory kept in ctx)."""
+    now = OPERATOR.clock()
+    running = frozenset(
+        m.index
+        for m in members
+        if m.up
+        or (m.wake is not None and (m.memory.scaled_down_at is None or m.wake > m.memory.scaled_down_at))
+    )
+    in_flight = {i: signal.in_flight.get(i, 0) for i in running}
+    uses = [signal.last_activity.get(m.index) or m.last_activity for m in members] + [
+        m.memory.ready_at for m in members
+    ]
+    floor = last_replica_floor(
+        spec,
+        now,
+        running=bool(running),
+        busy=bool(sum(signal.in_flight.values()) or signal.held),
+        last_use=max((u for u in uses if u is not None), default=None),
+    )
+    decision = decide_replicas(
+        ScaleInput(
+            spec.replicas,
+            spec.target_in_flight,
+            now,
+            running,
+            in_flight,
+            signal.held,
+            floor,
+            memory=ctx.scale_memory,
+        )
+    )
+    ctx.scale_memory = decision.memory
+    return decision
+
+
+async def reconcile_replicas(ctx: ResourceContext, body: kopf.Body, spec: Spec, cloud: Cloud) -> float:
+    """One round for a replicated resource; returns when to look again."""
+    raw = dict(body)
+    now = OPERATOR.clock()
+    signal = await read_signal(OPERATOR.api, ctx.namespace, ctx.name, now)
+    items = items_of(raw)
+    count = max([spec.replicas.max] + [i + 1 for i, item in items.items() if item.get("instanceID")])
+    members = [member_from(raw, i, items.get(i)) for i in range(min(count, 64))]
+    decision = scale(spec, members, signal, ctx)
+    if decision.start or decision.stop:
+        event(body, decision.reason, decision.message)
+    members = [
+        dataclasses.replace(m, wake=now, sleep=None)
+        if m.index in decision.start
+        else dataclasses.replace(m, sleep=now)
+        if m.index in decision.stop
+        else m
+        for m in members
+    ]
+    table = prices()
+    rounds: list[Round] = []
+    for m in members:
+        reconciler = member_reconciler(ctx, cloud, m.index)
+        reconciler.vm.notify = ctx.kick.set
+        reconciler.warn = lambda reason, message: event(body, reason, message)
+        in_flight = signal.in_flight.get(m.index, 0)
+        activity = m.activity(in_flight, signal.last_activity.get(m.index))
+        look = await reconciler.look(
+            spec, m.memory, activity, m.cost, table, OPERATOR.clock, idle_monitor=False
+        )
+        for sentence in look.decision.events:
+            event(body, look.decision.reason, f"replica {m.index}: {sentence}")
+        rounds.append(Round(m, reconciler, look, in_flight))
+    generation = body.metadata.get("generation")
+    first = rounds[0]
+    if ctx.access_generation != generation and first.look.instance is not None:
+        await first.reconciler.ensure_access(spec, first.look.instance)  # the replicas' one group
+        ctx.access_generation = generation
+    if any(r.look.takes_down for r in rounds):  # the proxies stop sending to it before it goes
+        await publish(ctx, body, rounds, decision, table)
+    for r in rounds:
+        await r.reconciler.act(r.look, spec)
+    await publish(ctx, body, rounds, decision, table)
+    await OPERATOR.maybe_sweep_orphans(cloud, body)
+    rechecks = [float(r.look.decision.recheck_after) for r in rounds]
+    if decision.recheck_after is not None:
+        rechecks.append(decision.recheck_after)
+    if any(r.member.up for r in rounds) or signal.proxies:
+        rechecks.append(SIGNAL_LOOK)
+    return max(0.5, min(rechecks))
+
+
+async def publish(
+    ctx: ResourceContext, body: kopf.Body, rounds: list[Round], scaled: ScaleDecision, table: Any
+) -> None:
+    """The resource's status: the replicas one by one, and as one endpoint (phase, conditions, cost)."""
+    raw = dict(body)
+    now = OPERATOR.clock()
+    phases = [r.look.decision.phase for r in rounds]
+    rep = next((r for r in rounds if r.look.decision.phase is Phase.READY), None) or next(
+        (r for r in rounds if r.look.decision.phase in (Phase.STARTING, Phase.PROVISIONING, Phase.PENDING)),
+        rounds[0],
+    )
+    extra = [credentials_condition(None)]
+    patch = status_patch(raw, rep.look.decision, rep.look.instance, extra, now)
+    zero = status_patch(raw, rounds[0].look.decision, rounds[0].look.instance, extra, now)
+    for key in ("lifecycle", "instance", "setup"):  # replica 0 is the VM of `max: 1`
+        if key in zero:
+            patch[key] = zero[key]
+        else:
+            patch.pop(key, None)
+    previous = items_of(raw)
+    costs = {
+        r.member.index: CostRound(r.look.meter, r.look.verdict, table, r.look.template_gb) for r in rounds
+    }
+    items = []
+    for r in rounds:
+        activity = r.member.activity(r.in_flight, None)
+        loaded = tuple(r.look.health.loaded) if r.look.health and r.look.health.loaded is not None else None
+        cost = costs[r.member.index].status()
+        items.append(
+            member_item(
+                r.member,
+                r.look.decision,
+                r.look.instance,
+                activity,
+                cost,
+                loaded,
+                previous.get(r.member.index),
+            )
+        )
+    ready = sum(1 for p in phases if p is Phase.READY)
+    patch["phase"] = str(aggregate_phase(phases))
+    patch["message"] = (
+        f"{ready}/{scaled.desired} replicas Ready ({scaled.message}); replica {rep.member.index}: {rep.look.decision.message}"
+    )
+    patch["replicas"] = items
+    patch |= {
+        "readyReplicas": ready,
+        "desiredReplicas": scaled.desired,
+        "replicaSummary": f"{ready}/{scaled.desired}",
+    }
+    costs[rep.member.index].add_to(patch, raw, now)  # BudgetExceeded and the template's storage
+    patch["cost"] |= summed_cost([item["cost"] for item in items]) or {}
+    patch.pop("error", None)
+    OllamaAnswers(rep.reconciler.vm.answered).add_to(patch, raw, now)
+    before = body.status.get("phase")
+    await ctx.patch_status(patch)
+    if before != patch["phase"]:
+        kopf.info(body, reason=str(patch["phase"]), message=patch["message"][:1024])
+    for r in rounds:
+        if r.look.decision.last_wake is not None:
+            OPERATOR.metrics.observe_wake(r.look.decision.last_wake)
+
+
+@kopf.on.event("coordination.k8s.io", "v1", "leases", labels={children.COMPONENT_LABEL: SIGNAL_COMPONENT})
+async def load_signal(body: kopf.Body, type: str | None, **_: Any) -> None:
+    """A proxy's Lease changed its counts (or went): its resource's round runs now (scale up within
+    a second of the signal). Renewals that change nothing do not wake it."""
+    resource = (body.metadata.labels or {}).get(INSTANCE_LABEL)
+    ann = body.metadata.annotations or {}
+    key = (
+        type == "DELETED",
+        tuple(
+            sorted(
+                (k, v)
+                for k, v in ann.items()
+                if k.startswith("remoteollama.dev/") and "last-activity" not in k
+            )
+        ),
+    )
+    for ctx in list(OPERATOR.contexts.values()):
+        mine = ctx.namespace == body.metadata.namespace and ctx.name == resource
+        if mine and ctx.signal_seen.get(str(body.metadata.name)) != key:
+            ctx.signal_seen[str(body.metadata.name)] = key
+            ctx.kick.set()

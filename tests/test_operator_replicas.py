@@ -1,0 +1,122 @@
+"""Operator scale-out (issue 19) on the real kube-apiserver with the Exoscale simulator: one VM per
+replica, scaled on the in-flight counts the proxies write in their Leases. The simulated VMs serve
+OLLAMA_NUM_PARALLEL streams at a fixed token rate and queue the rest, so one VM saturates for real."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import httpx
+import pytest
+from cluster.fixtures import KubeNamespace
+from operator_world import OperatorWorld, credentials_secret, operator_world, remote_ollama
+from waiting import wait_until
+
+from remote_ollama.sandbox.exoscale.state import SimTimings
+from remote_ollama.spec.names import LABEL_REPLICA
+
+MODEL = "granite3.1-dense:8b"
+TARGET = 2  # OLLAMA_NUM_PARALLEL, and so targetInFlight
+# 0.4 s a token: a reply of 8-16 tokens streams for 3-6 s, long enough to saturate a VM
+SLOW = SimTimings(boot=0.5, stop=0.3, destroy=0.3, operation=0.05, cloud_init=0.2, pull=0.1, token=0.4)
+
+
+def replicated(**spec: Any) -> str:
+    return remote_ollama(
+        replicas={"min": 0, "max": 3, "scaleDownAfter": "2s"},
+        ollama={"env": {"OLLAMA_NUM_PARALLEL": str(TARGET)}},
+        idle={"stopAfter": "4s"},
+        warmUp=False,
+        **spec,
+    )
+
+
+def status(world: OperatorWorld) -> dict[str, Any]:
+    return dict((world.get("remoteollama", "granite") or {}).get("status") or {})
+
+
+def running(world: OperatorWorld) -> list[Any]:
+    return [i for i in world.instances() if i.state == "running"]
+
+
+def stream(url: str, n: int, out: list[Any]) -> None:
+    """One long generation, read to its end: its last chunk (or the failure) goes to `out`."""
+    try:
+        with (
+            httpx.Client(timeout=120) as http,
+            http.stream(
+                "POST", f"{url}/api/generate", json={"model": MODEL, "prompt": f"tell me {n}"}
+            ) as resp,
+        ):
+            if resp.status_code != 200:
+                out.append(("status", resp.status_code, resp.read().decode(errors="replace")))
+                return
+            last = None
+            for line in resp.iter_lines():
+                if line.strip():
+                    last = json.loads(line)
+            out.append(last)
+    except Exception as exc:
+        out.append(("error", repr(exc)))
+
+
+def burst(urls: list[str], count: int) -> list[Any]:
+    out: list[Any] = []
+    threads = [threading.Thread(target=stream, args=(urls[n % len(urls)], n, out)) for n in range(count)]
+    for t in threads:
+        t.start()
+    return out, threads  # type: ignore[return-value]
+
+
+def test_a_burst_from_zero_brings_up_replicas_every_stream_completes_and_idle_returns_to_zero(
+    kube: KubeNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with operator_world(kube, monkeypatch, timings=SLOW) as world:
+        world.apply(credentials_secret())
+        world.apply(replicated())
+        url = world.start_proxy()
+        wait_until(lambda: status(world).get("phase") == "Stopped", 30, "starts at zero (min 0)")
+        assert world.instances() == []
+
+        out, threads = burst([url], 3 * TARGET)
+        seen_ready: list[int] = []
+
+        def two_ready() -> bool:
+            seen_ready.append(int(status(world).get("readyReplicas") or 0))
+            return seen_ready[-1] >= 2
+
+        wait_until(two_ready, 90, ">= 2 replicas Ready under the burst")
+        for t in threads:
+            t.join(120)
+        assert len(out) == 3 * TARGET
+        assert all(isinstance(o, dict) and o.get("done") is True for o in out), out
+        st = status(world)
+        members = {m["index"]: m for m in st["replicas"]}
+        up = [m for m in members.values() if m.get("publicIP")]
+        assert len(up) >= 2 and all(
+            m.get("zone") and m.get("endpoint", "").startswith("https://") for m in up
+        )
+        # each replica is its own VM, labelled with its index, with its own credentials
+        labels = sorted(i.labels.get(LABEL_REPLICA) for i in world.instances())
+        assert len(labels) == len(set(labels)) >= 2
+        assert world.get("secret", "granite-remote-ollama-1") is not None
+        # one security group for the resource, whatever the replicas
+        assert len(world.security_groups()) == 1
+
+        # idle: back to min (0), one replica at a time, none under a request
+        wait_until(lambda: not running(world), 90, "every replica stopped once idle")
+        assert world.sim.sim.call_count("stop-instance") >= 2
+        steps = [e for e in events(world) if e.get("reason") == "ScalingDown"]
+        assert steps and all(
+            "stopping replica(s) " in e["message"]
+            and "," not in e["message"].split("stopping replica(s) ")[1]
+            for e in steps
+        )
+        wait_until(lambda: status(world).get("readyReplicas") == 0, 30, "readyReplicas 0")
+
+
+def events(world: OperatorWorld) -> list[dict[str, Any]]:
+    out = world.kube.kubectl("get", "events", "-n", world.namespace, "-o", "json")
+    return list(json.loads(out.stdout).get("items", [])) if out.returncode == 0 else []
