@@ -31,6 +31,7 @@ EXPECTED_GRANTS = {
     ("rbac.authorization.k8s.io", "roles"): {"get", "create", "patch", "delete"},
     ("rbac.authorization.k8s.io", "rolebindings"): {"get", "create", "patch", "delete"},
     ("", "events"): {"create"},
+    ("policy", "poddisruptionbudgets"): {"get", "create", "patch", "delete"},
     ("coordination.k8s.io", "leases"): {"get", "list", "watch", "create", "patch"},
     ("", "namespaces"): {"get"},
     ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch", "create"},

@@ -26,6 +26,15 @@ JUSTIFIED_UNUSED = {
     ("rbac.authorization.k8s.io", "roles", "patch"),
     ("rbac.authorization.k8s.io", "rolebindings", "patch"),
     ("networking.k8s.io", "networkpolicies", "patch"),
+    # held only so the operator may grant them to each proxy's Role: the proxies keep their load
+    # signal Leases (the operator lists and watches them); used with spec.replicas.max > 1
+    # (tests/test_operator_replicas.py), as is the proxies' PodDisruptionBudget
+    ("coordination.k8s.io", "leases", "get"),
+    ("coordination.k8s.io", "leases", "create"),
+    ("coordination.k8s.io", "leases", "patch"),
+    ("policy", "poddisruptionbudgets", "create"),
+    ("policy", "poddisruptionbudgets", "patch"),
+    ("policy", "poddisruptionbudgets", "delete"),
     # Events: kopf posts them from a logging handler, which pytest's log capture can starve in this
     # in-process run; tests/test_operator_bad_input.py sees them from the operator as a process
     ("", "events", "create"),

@@ -62,12 +62,13 @@ def stream(url: str, n: int, out: list[Any]) -> None:
         out.append(("error", repr(exc)))
 
 
-def burst(urls: list[str], count: int) -> list[Any]:
+def burst(urls: list[str], count: int) -> tuple[list[Any], list[threading.Thread]]:
+    """`count` streams at once, spread over `urls`: their results (filled as they end) and threads."""
     out: list[Any] = []
     threads = [threading.Thread(target=stream, args=(urls[n % len(urls)], n, out)) for n in range(count)]
     for t in threads:
         t.start()
-    return out, threads  # type: ignore[return-value]
+    return out, threads
 
 
 def test_a_burst_from_zero_brings_up_replicas_every_stream_completes_and_idle_returns_to_zero(
@@ -120,3 +121,57 @@ def test_a_burst_from_zero_brings_up_replicas_every_stream_completes_and_idle_re
 def events(world: OperatorWorld) -> list[dict[str, Any]]:
     out = world.kube.kubectl("get", "events", "-n", world.namespace, "-o", "json")
     return list(json.loads(out.stdout).get("items", [])) if out.returncode == 0 else []
+
+
+def test_two_proxies_share_the_signal_a_killed_one_loses_only_its_streams_and_scale_keeps_two_warm(
+    kube: KubeNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with operator_world(kube, monkeypatch, timings=SLOW) as world:
+        world.apply(credentials_secret())
+        world.apply(replicated())
+        # the proxy runs as two pods behind a budget that keeps one
+        dep = wait_until(lambda: world.get("deployment", "granite"), 30, "proxy Deployment")
+        assert dep["spec"]["replicas"] == 2
+        pdb = wait_until(lambda: world.get("pdb", "granite-proxy"), 30, "PodDisruptionBudget")
+        assert pdb["spec"]["minAvailable"] == 1
+        assert pdb["metadata"]["ownerReferences"][0]["kind"] == "RemoteOllama"
+        first = world.start_proxy(pod_name="granite-proxy-a")
+        second = world.start_proxy(pod_name="granite-proxy-b")
+        wait_until(lambda: status(world).get("phase") == "Stopped", 30, "starts at zero")
+
+        _carried_by_first, first_threads = burst([first], TARGET + 1)
+        carried_by_second, second_threads = burst([second], 2 * TARGET)
+        wait_until(
+            lambda: int(status(world).get("readyReplicas") or 0) >= 2, 90, ">= 2 Ready from both signals"
+        )
+        world.procs[0].kill()  # the first proxy dies mid-burst (SIGKILL: its Lease is left to expire)
+        for t in first_threads + second_threads:
+            t.join(120)
+        assert len(carried_by_second) == 2 * TARGET
+        assert all(isinstance(o, dict) and o.get("done") is True for o in carried_by_second), (
+            carried_by_second
+        )
+        # the dead proxy's counts expire with its Lease: every replica goes back to zero
+        wait_until(lambda: not running(world), 120, "back to zero after the dead proxy's Lease expired")
+
+        # kubectl scale sets spec.replicas.min: two replicas stay warm, idle or not
+        world.kube.kubectl("scale", "rol", "granite", "--replicas", "2", check=True)
+        wait_until(lambda: status(world).get("readyReplicas") == 2, 90, "two Ready after kubectl scale")
+        out: list[Any] = []
+        stream(second, 0, out)  # used, then idle past stopAfter + scaleDownAfter
+        assert isinstance(out[0], dict) and out[0]["done"] is True
+        watched = wait_until(
+            lambda: [len(running(world))] if _idle_for(world, 4 + 2 + 3) else None, 60, "idle past the timers"
+        )
+        assert watched == [2] and status(world).get("readyReplicas") == 2
+
+
+def _idle_for(world: OperatorWorld, seconds: float) -> bool:
+    """Every replica's last activity is at least `seconds` old (by the operator's own status)."""
+    from datetime import UTC, datetime
+
+    stamps = [m.get("lastActivity") for m in status(world).get("replicas") or [] if m.get("lastActivity")]
+    if not stamps:
+        return False
+    newest = max(datetime.fromisoformat(s.replace("Z", "+00:00")) for s in stamps)
+    return (datetime.now(UTC) - newest).total_seconds() >= seconds

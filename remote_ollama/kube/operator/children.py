@@ -146,6 +146,28 @@ def network_policy(body: JSON) -> JSON | None:
     }
 
 
+def proxy_replicas(body: JSON) -> int:
+    """Two proxy pods for a replicated endpoint (their Leases carry the load signal, and one may go
+    while the other serves); one for `max: 1`, whose in-flight annotation one proxy writes."""
+    return 2 if spec_or_defaults(body.get("spec") or {}).replicas.max > 1 else 1
+
+
+def disruption_budget(body: JSON) -> JSON | None:
+    """minAvailable 1 over the proxy pods of a replicated endpoint (None: one proxy, no budget)."""
+    if proxy_replicas(body) < 2:
+        return None
+    name = body["metadata"]["name"]
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(body, proxy_name(body)),
+        "spec": {
+            "minAvailable": 1,
+            "selector": {"matchLabels": {"app.kubernetes.io/instance": name, COMPONENT_LABEL: "proxy"}},
+        },
+    }
+
+
 def service(body: JSON) -> JSON:
     name = body["metadata"]["name"]
     return {
@@ -198,7 +220,7 @@ def deployment(body: JSON, image: str, *, image_pull_policy: str = "IfNotPresent
         "kind": "Deployment",
         "metadata": _meta(body, name),
         "spec": {
-            "replicas": 1,
+            "replicas": proxy_replicas(body),
             "selector": {"matchLabels": selector},
             "template": {
                 "metadata": {"labels": {**labels(name), **selector}},

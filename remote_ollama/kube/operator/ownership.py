@@ -8,12 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 from remote_ollama.kube.api import JSON, KubeAPI, KubeError, path_for, segment
-from remote_ollama.spec.names import secret_name, vm_secret_name
+from remote_ollama.spec.names import replica_secret_suffix, secret_name, vm_secret_name
+from remote_ollama.spec.parse import spec_or_defaults
 from remote_ollama.spec.vocabulary import Reason
 
 from . import children
 
 NETWORKING = "networking.k8s.io/v1"
+POLICY = "policy/v1"
 
 
 class NameConflict(KubeError):
@@ -101,6 +103,9 @@ def _children(raw: JSON, image: str) -> list[tuple[str, JSON]]:
     policy = children.network_policy(raw)
     if policy is not None:
         out.append((path_for(NETWORKING, "networkpolicies", ns), policy))
+    budget = children.disruption_budget(raw)
+    if budget is not None:
+        out.append((path_for(POLICY, "poddisruptionbudgets", ns), budget))
     return out
 
 
@@ -111,9 +116,11 @@ async def converge_children(api: KubeAPI, raw: JSON, image: str) -> None:
     found = await check_free(api, wanted, uid)
     for (collection, body), existing in zip(wanted, found, strict=True):
         await apply_owned(api, collection, body, uid, existing)
+    ns, name = raw["metadata"]["namespace"], raw["metadata"]["name"]
     if children.network_policy(raw) is None:
-        ns, name = raw["metadata"]["namespace"], raw["metadata"]["name"]
         await delete_owned(api, path_for(NETWORKING, "networkpolicies", ns, name), uid)
+    if children.disruption_budget(raw) is None:
+        await delete_owned(api, path_for(POLICY, "poddisruptionbudgets", ns, f"{name}-proxy"), uid)
 
 
 async def remove_children(api: KubeAPI, raw: JSON) -> None:
@@ -125,8 +132,12 @@ async def remove_children(api: KubeAPI, raw: JSON) -> None:
         path_for("apps/v1", "deployments", ns, name),
         path_for("v1", "services", ns, name),
         path_for(NETWORKING, "networkpolicies", ns, name),
-        path_for("v1", "secrets", ns, secret_name(name)),
-        path_for("v1", "secrets", ns, vm_secret_name(name)),
+        path_for(POLICY, "poddisruptionbudgets", ns, f"{name}-proxy"),
+        *(
+            path_for("v1", "secrets", ns, secret(name) + replica_secret_suffix(i))
+            for i in range(spec_or_defaults(raw.get("spec") or {}).replicas.max)
+            for secret in (secret_name, vm_secret_name)
+        ),
         path_for(rbac, "rolebindings", ns, f"{name}-proxy"),
         path_for(rbac, "roles", ns, f"{name}-proxy"),
         path_for("v1", "serviceaccounts", ns, f"{name}-proxy"),

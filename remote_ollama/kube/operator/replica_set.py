@@ -19,6 +19,7 @@ import kopf
 
 from remote_ollama.cloud.port import Cloud
 from remote_ollama.core.replicas import ScaleDecision, ScaleInput, decide_replicas, last_replica_floor
+from remote_ollama.core.types import Activity
 from remote_ollama.engine.reconciler import Look, Reconciler, Target, instance_name
 from remote_ollama.kube.signal import Signal, read_signal
 from remote_ollama.spec.model import Spec
@@ -65,7 +66,7 @@ class Round:
     member: Member
     reconciler: Reconciler
     look: Look
-    in_flight: int
+    activity: Activity  # what the round told the lifecycle (in flight, last use, the scaler's asks)
 
 
 def scale(spec: Spec, members: list[Member], signal: Signal, ctx: ResourceContext) -> ScaleDecision:
@@ -136,7 +137,7 @@ async def reconcile_replicas(ctx: ResourceContext, body: kopf.Body, spec: Spec, 
         )
         for sentence in look.decision.events:
             event(body, look.decision.reason, f"replica {m.index}: {sentence}")
-        rounds.append(Round(m, reconciler, look, in_flight))
+        rounds.append(Round(m, reconciler, look, activity))
     generation = body.metadata.get("generation")
     first = rounds[0]
     if ctx.access_generation != generation and first.look.instance is not None:
@@ -181,7 +182,6 @@ async def publish(
     }
     items = []
     for r in rounds:
-        activity = r.member.activity(r.in_flight, None)
         loaded = tuple(r.look.health.loaded) if r.look.health and r.look.health.loaded is not None else None
         cost = costs[r.member.index].status()
         items.append(
@@ -189,7 +189,7 @@ async def publish(
                 r.member,
                 r.look.decision,
                 r.look.instance,
-                activity,
+                r.activity,
                 cost,
                 loaded,
                 previous.get(r.member.index),
