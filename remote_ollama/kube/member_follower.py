@@ -18,6 +18,20 @@ from .api import JSON, KubeAPI, KubeError, path_for
 log = logging.getLogger("remote_ollama.proxy")
 
 
+async def pinned_credentials(api: KubeAPI, namespace: str, name: str) -> VMCredentials | None:
+    """The proxy's half of a VM's credentials from Secret `name`, once the operator pinned the VM's
+    certificate (None before: the VM is not to be trusted yet)."""
+    secret = await api.get(path_for("v1", "secrets", namespace, name))
+    if secret is None:
+        return None
+    data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+    try:
+        creds = VMCredentials.from_secret_data(data, proxy=True)
+    except KeyError:
+        return None
+    return creds if creds.pinned else None
+
+
 class MemberFollower:
     def __init__(self, api: KubeAPI, namespace: str, name: str, resolver: ReplicaResolver) -> None:
         self.api, self.namespace, self.name, self.resolver = api, namespace, name, resolver
@@ -27,23 +41,14 @@ class MemberFollower:
 
     async def upstream(self, index: int, endpoint: str) -> Upstream | None:
         """Replica `index`'s VM with its pinned certificate; None until the operator pinned it."""
-        path = path_for(
-            "v1", "secrets", self.namespace, secret_name(self.name) + replica_secret_suffix(index)
-        )
+        name = secret_name(self.name) + replica_secret_suffix(index)
         try:
-            secret = await self.api.get(path)
+            creds = await pinned_credentials(self.api, self.namespace, name)
         except (KubeError, OSError) as exc:
             log.warning("reading replica %d's Secret: %s", index, exc)
             built = self._built.get(index)
             return built[1] if built and built[0][0] == endpoint else None
-        if secret is None:
-            return None
-        data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
-        try:
-            creds = VMCredentials.from_secret_data(data, proxy=True)
-        except KeyError:
-            return None
-        if not creds.pinned:
+        if creds is None:
             return None
         key = (endpoint, creds)
         built = self._built.get(index)

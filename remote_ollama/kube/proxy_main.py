@@ -8,7 +8,6 @@ which its Role lets it read by name only.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import os
@@ -45,7 +44,7 @@ from remote_ollama.vm.pki import VMCredentials
 
 from .access import AccessFollower, client_secret_name
 from .api import JSON, KubeAPI, KubeError, path_for
-from .member_follower import MemberFollower, replica_counts
+from .member_follower import MemberFollower, pinned_credentials, replica_counts
 from .operator.children import owner_reference
 from .signal import LeaseWriter
 
@@ -103,15 +102,8 @@ class ResourceFollower:
     async def _upstream_for(self, endpoint: str) -> Upstream | None:
         """The VM's endpoint with the per-resource Secret's pinned VM certificate and client certificate (mutual TLS),
         plus the optional API key; rebuilt only when the endpoint or the Secret changes."""
-        secret = await self.api.get(path_for("v1", "secrets", self.namespace, secret_name(self.name)))
-        if secret is None:
-            return None
-        data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
-        try:
-            creds = VMCredentials.from_secret_data(data, proxy=True)
-        except KeyError:
-            return None
-        if not creds.pinned:  # the operator pins the VM's certificate before it says Ready
+        creds = await pinned_credentials(self.api, self.namespace, secret_name(self.name))
+        if creds is None:  # the operator pins the VM's certificate before it says Ready
             return None
         key = (endpoint, creds)
         if self._upstream is None or self._creds_key != key:

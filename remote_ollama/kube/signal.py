@@ -36,6 +36,7 @@ from remote_ollama.spec.schedule import utcnow
 
 from .api import JSON, KubeAPI, KubeError, path_for
 from .operator.children import COMPONENT_LABEL, labels
+from .operator.status import parse_time
 
 log = logging.getLogger("remote_ollama.proxy")
 
@@ -69,16 +70,6 @@ def micro_time(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _time(raw: Any) -> datetime | None:
-    if not isinstance(raw, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def _count(raw: Any) -> int:
     return min(raw, MAX_COUNT) if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0 else 0
 
@@ -106,7 +97,7 @@ def signal_from(leases: Iterable[JSON], resource: str, now: datetime) -> Signal:
             continue
         if any((meta.get("labels") or {}).get(k) != v for k, v in signal_labels(resource).items()):
             continue
-        renewed = _time(spec.get("renewTime"))
+        renewed = parse_time(spec.get("renewTime"))
         duration = spec.get("leaseDurationSeconds")
         if renewed is None or not isinstance(duration, int) or duration <= 0:
             continue
@@ -119,7 +110,7 @@ def signal_from(leases: Iterable[JSON], resource: str, now: datetime) -> Signal:
         raw_held = str(ann.get(ANN_SIGNAL_HELD, ""))[:9]
         held = min(MAX_COUNT, held + (_count(int(raw_held)) if raw_held.isdigit() else 0))
         for index, stamp in _index_map(ann.get(ANN_SIGNAL_LAST_ACTIVITY)).items():
-            at = _time(stamp)
+            at = parse_time(stamp)
             if (
                 at is not None
                 and at <= now + timedelta(seconds=60)
@@ -175,7 +166,11 @@ class LeaseWriter:
         }
         if self.owner is not None:
             meta["ownerReferences"] = [self.owner]
-        spec = {"holderIdentity": self.pod, "leaseDurationSeconds": DURATION, "renewTime": micro_time(now)}
+        spec = {
+            "holderIdentity": self.pod,
+            "leaseDurationSeconds": DURATION,
+            "renewTime": micro_time(now),
+        }
         return {"apiVersion": LEASES, "kind": "Lease", "metadata": meta, "spec": spec}
 
     async def write(self, now: datetime) -> None:
