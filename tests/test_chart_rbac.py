@@ -32,7 +32,7 @@ EXPECTED_GRANTS = {
     ("rbac.authorization.k8s.io", "rolebindings"): {"get", "create", "patch", "delete"},
     ("", "events"): {"create"},
     ("policy", "poddisruptionbudgets"): {"get", "create", "patch", "delete"},
-    ("coordination.k8s.io", "leases"): {"get", "list", "watch", "create", "patch"},
+    ("coordination.k8s.io", "leases"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "namespaces"): {"get"},
     ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch", "create"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},

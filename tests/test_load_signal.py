@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from remote_ollama.kube.signal import DURATION, LeaseWriter, micro_time, signal_from, signal_labels
+from remote_ollama.kube.signal import (
+    DURATION,
+    LeaseWriter,
+    micro_time,
+    read_signal,
+    signal_from,
+    signal_labels,
+)
 from remote_ollama.proxy.interfaces import NotReady, Upstream
 from remote_ollama.proxy.replicated import ReplicaResolver
 from remote_ollama.proxy.routing import Router
@@ -100,3 +107,23 @@ def test_the_proxys_lease_says_its_counts_and_goes_with_the_resource() -> None:
     assert body["metadata"]["ownerReferences"] == [{"kind": "RemoteOllama", "uid": "u-1"}]
     got = signal_from([body], "granite", NOW + timedelta(seconds=1))
     assert (got.in_flight, got.held) == ({0: 2}, 3) and got.last_activity == {0: NOW}
+
+
+class ListingAPI:
+    """The API calls read_signal makes, answered from a list of Leases."""
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        self.items, self.deleted = items, []  # type: ignore[var-annotated]
+
+    async def request(self, method: str, path: str, body: Any = None, **_: Any) -> dict[str, Any]:
+        if method == "DELETE":
+            self.deleted.append(path.rsplit("/", 1)[1])
+        return {"items": self.items}
+
+
+async def test_the_operator_deletes_the_lease_of_a_proxy_gone_for_ten_minutes_and_only_that() -> None:
+    api = ListingAPI(
+        [lease("live", {"0": 1}), lease("late", {"0": 1}, age=DURATION + 5), lease("gone", {}, age=601)]
+    )
+    got = await read_signal(api, "ai", "granite", NOW)  # type: ignore[arg-type]
+    assert api.deleted == ["granite-proxy-gone"] and got.in_flight == {0: 1}

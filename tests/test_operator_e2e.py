@@ -32,6 +32,7 @@ JUSTIFIED_UNUSED = {
     ("coordination.k8s.io", "leases", "get"),
     ("coordination.k8s.io", "leases", "create"),
     ("coordination.k8s.io", "leases", "patch"),
+    ("coordination.k8s.io", "leases", "delete"),  # a dead proxy's Lease, 10 minutes on
     ("policy", "poddisruptionbudgets", "create"),
     ("policy", "poddisruptionbudgets", "patch"),
     ("policy", "poddisruptionbudgets", "delete"),

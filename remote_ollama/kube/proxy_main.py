@@ -45,8 +45,7 @@ from remote_ollama.vm.pki import VMCredentials
 from .access import AccessFollower, client_secret_name
 from .api import JSON, KubeAPI, KubeError, path_for
 from .member_follower import MemberFollower, pinned_credentials, replica_counts
-from .operator.children import owner_reference
-from .signal import LeaseWriter
+from .signal import LeaseWriter, lease_owner
 
 log = logging.getLogger("remote_ollama.proxy")
 
@@ -257,7 +256,7 @@ async def run_resource_proxy(resource: str, host: str, port: int) -> int:
     lease = LeaseWriter(api, namespace, name, pod, lambda: replica_counts(replicas))
     replicas.on_load = lease.kick
     if body is not None:  # the Lease goes with the resource (an expired one counts for nothing)
-        lease.owner = owner_reference(body)
+        lease.owner = lease_owner(body)
     if ((body or {}).get("metadata", {}).get("annotations") or {}).get(ANN_IN_FLIGHT, "0") != "0":
         # a previous proxy left requests counted that died with it: nothing is in flight here yet
         await AnnotationSink(api, follower.path)._annotate({ANN_IN_FLIGHT: "0"})

@@ -17,6 +17,7 @@ and budget the neighbour set, within one namespace (one tenant); no Lease of ano
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -43,6 +44,7 @@ log = logging.getLogger("remote_ollama.proxy")
 LEASES = "coordination.k8s.io/v1"
 RENEW = 2.0  # seconds between renewals of a proxy's Lease
 DURATION = 10  # leaseDurationSeconds: a proxy silent this long no longer counts
+FORGET_AFTER = 600.0  # seconds after its last renewal a dead proxy's Lease is deleted
 MIN_GAP = 0.1  # a change is written at once, but at most this often
 MAX_COUNT = 100_000  # a count above this is not believed (capped)
 MAX_REPLICAS = 64  # indices at or above are ignored (the CRD's bound)
@@ -56,6 +58,18 @@ class Signal:
     held: int = 0
     last_activity: dict[int, datetime] = field(default_factory=dict)
     proxies: int = 0
+
+
+def lease_owner(body: JSON) -> JSON:
+    """The resource as the Lease's owner (garbage collected with it): not a controller reference and
+    without blockOwnerDeletion, which would need the proxy to be allowed to set the resource's finalizers."""
+    meta = body.get("metadata") or {}
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "name": meta.get("name"),
+        "uid": meta.get("uid"),
+    }
 
 
 def signal_labels(resource: str) -> dict[str, str]:
@@ -121,11 +135,22 @@ def signal_from(leases: Iterable[JSON], resource: str, now: datetime) -> Signal:
 
 
 async def read_signal(api: KubeAPI, namespace: str, resource: str, now: datetime) -> Signal:
-    """The operator's read: the resource's Leases in its namespace, by label."""
+    """The operator's read: the resource's Leases in its namespace, by label. Leases of proxy pods
+    gone for FORGET_AFTER are deleted (each pod ever run would leave one behind)."""
     listing = await api.request(
         "GET", path_for(LEASES, "leases", namespace), query={"labelSelector": selector(resource)}
     )
-    return signal_from(listing.get("items") or [], resource, now)
+    items = listing.get("items") or []
+    for lease in items:
+        renewed = parse_time((lease.get("spec") or {}).get("renewTime"))
+        meta = lease.get("metadata") or {}
+        if renewed is not None and (now - renewed).total_seconds() > FORGET_AFTER:
+            body = {"preconditions": {"uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")}}
+            with contextlib.suppress(KubeError):  # renewed or deleted meanwhile: kept, or gone already
+                await api.request(
+                    "DELETE", path_for(LEASES, "leases", namespace, str(meta.get("name"))), body
+                )
+    return signal_from(items, resource, now)
 
 
 Counts = Callable[[], tuple[Mapping[int, int], int]]  # (in flight per replica index, held)
