@@ -59,15 +59,16 @@ def member_from(body: JSON, index: int, item: JSON | None) -> Member:
     created = parse_time((body.get("metadata") or {}).get("creationTimestamp"))
     item = item or {}
     stored = item.get("lifecycle")
+    status = body.get("status") or {}
+    spent = item.get("cost")
     if isinstance(stored, dict):
         flat = {snake: stored.get(camel) for snake, camel in LIFECYCLE_FIELDS.items()}
         flat |= {"instance_id": item.get("instanceID"), "phase": item.get("phase")}
         flat["created_at"] = created.isoformat() if created else None
         memory = memory_from_json({k: v for k, v in flat.items() if v is not None})
-    elif index == 0 and (
-        (body.get("status") or {}).get("lifecycle") or (body.get("status") or {}).get("instance")
-    ):
-        memory = memory_from(body)  # the VM of the resource's `max: 1` days
+    elif index == 0 and (status.get("lifecycle") or status.get("instance")):
+        memory = memory_from(body)  # the VM of the resource's `max: 1` days, and its meter
+        spent = status.get("cost")
     else:
         memory = Memory(created_at=created, scaled_down_at=created, phase=Phase.STOPPED)
     return Member(
@@ -76,7 +77,7 @@ def member_from(body: JSON, index: int, item: JSON | None) -> Member:
         parse_time(item.get("wakeRequestedAt")),
         parse_time(item.get("sleepRequestedAt")),
         parse_time(item.get("lastActivity")),
-        item.get("cost"),
+        spent,
     )
 
 
@@ -127,24 +128,3 @@ def aggregate_phase(phases: list[Phase]) -> Phase:
     if Phase.READY in phases:
         return Phase.READY
     return next((p for p in COMING if p in phases), phases[0] if phases else Phase.STOPPED)
-
-
-def summed_cost(costs: list[JSON]) -> JSON | None:
-    """The endpoint's spend: its replicas' meters of the latest month, added up."""
-    costs = [c for c in costs if isinstance(c, dict) and c.get("month")]
-    if not costs:
-        return None
-    month = max(str(c.get("month")) for c in costs)
-    same = [c for c in costs if str(c.get("month")) == month]
-
-    def total(key: str) -> float:
-        return round(sum(float(c.get(key) or 0) for c in same), 2)
-
-    return {
-        "month": month,
-        "runningHoursThisMonth": total("runningHoursThisMonth"),
-        "estimatedSpend": total("estimatedSpend"),
-        "currency": same[0].get("currency"),
-        "day": max(str(c.get("day") or "") for c in same) or None,
-        "runningHoursToday": total("runningHoursToday"),
-    }

@@ -18,6 +18,7 @@ from typing import Any
 import kopf
 
 from remote_ollama.cloud.port import Cloud
+from remote_ollama.core import cost
 from remote_ollama.core.replicas import ScaleDecision, ScaleInput, decide_replicas, last_replica_floor
 from remote_ollama.core.types import Activity
 from remote_ollama.engine.reconciler import Look, Reconciler, Target, instance_name
@@ -30,7 +31,7 @@ from . import children
 from .context import OPERATOR, ResourceContext, SecretStore, retire
 from .cost_round import CostRound, prices
 from .events import event
-from .members import Member, aggregate_phase, items_of, member_from, member_item, summed_cost
+from .members import Member, aggregate_phase, items_of, member_from, member_item
 from .status import OllamaAnswers, credentials_condition, status_patch
 
 log = logging.getLogger("remote_ollama.kube.operator")
@@ -69,8 +70,18 @@ class Round:
     activity: Activity  # what the round told the lifecycle (in flight, last use, the scaler's asks)
 
 
-def scale(spec: Spec, members: list[Member], signal: Signal, ctx: ResourceContext) -> ScaleDecision:
-    """This round's desired replicas, from the Leases' load (pure apart from the memory kept in ctx)."""
+def endpoint_budget(spec: Spec, meters: list[cost.CostMeter], table: cost.PriceTable) -> cost.BudgetVerdict:
+    """spec.budget over the replicas together: their hours today and spend this month, added up."""
+    now = OPERATOR.clock()
+    caps = spec.budget.max_running_hours_per_day, spec.budget.max_monthly_spend
+    return cost.budget_verdict(cost.combined(meters, now), *caps, table, now)
+
+
+def scale(
+    spec: Spec, members: list[Member], signal: Signal, ctx: ResourceContext, budget: cost.BudgetVerdict
+) -> ScaleDecision:
+    """This round's desired replicas, from the Leases' load (pure apart from the memory kept in ctx);
+    over budget, none is started and the idle ones stop (a busy one finishes its requests first)."""
     now = OPERATOR.clock()
     running = frozenset(
         m.index
@@ -113,7 +124,9 @@ async def reconcile_replicas(ctx: ResourceContext, body: kopf.Body, spec: Spec, 
     items = items_of(raw)
     count = max([spec.replicas.max] + [i + 1 for i, item in items.items() if item.get("instanceID")])
     members = [member_from(raw, i, items.get(i)) for i in range(min(count, 64))]
-    decision = scale(spec, members, signal, ctx)
+    table = prices()
+    budget = endpoint_budget(spec, [cost.from_status(m.cost) for m in members], table)
+    decision = scale(spec, members, signal, ctx, budget)
     if decision.start or decision.stop:
         event(body, decision.reason, decision.message)
     members = [
@@ -124,7 +137,6 @@ async def reconcile_replicas(ctx: ResourceContext, body: kopf.Body, spec: Spec, 
         else m
         for m in members
     ]
-    table = prices()
     rounds: list[Round] = []
     for m in members:
         reconciler = member_reconciler(ctx, cloud, m.index)
@@ -144,10 +156,10 @@ async def reconcile_replicas(ctx: ResourceContext, body: kopf.Body, spec: Spec, 
         await first.reconciler.ensure_access(spec, first.look.instance)  # the replicas' one group
         ctx.access_generation = generation
     if any(r.look.takes_down for r in rounds):  # the proxies stop sending to it before it goes
-        await publish(ctx, body, rounds, decision, table)
+        await publish(ctx, body, spec, rounds, decision, table)
     for r in rounds:
         await r.reconciler.act(r.look, spec)
-    await publish(ctx, body, rounds, decision, table)
+    await publish(ctx, body, spec, rounds, decision, table)
     await OPERATOR.maybe_sweep_orphans(cloud, body)
     rechecks = [float(r.look.decision.recheck_after) for r in rounds]
     if decision.recheck_after is not None:
@@ -158,7 +170,12 @@ async def reconcile_replicas(ctx: ResourceContext, body: kopf.Body, spec: Spec, 
 
 
 async def publish(
-    ctx: ResourceContext, body: kopf.Body, rounds: list[Round], scaled: ScaleDecision, table: Any
+    ctx: ResourceContext,
+    body: kopf.Body,
+    spec: Spec,
+    rounds: list[Round],
+    scaled: ScaleDecision,
+    table: cost.PriceTable,
 ) -> None:
     """The resource's status: the replicas one by one, and as one endpoint (phase, conditions, cost)."""
     raw = dict(body)
@@ -177,20 +194,17 @@ async def publish(
         else:
             patch.pop(key, None)
     previous = items_of(raw)
-    costs = {
-        r.member.index: CostRound(r.look.meter, r.look.verdict, table, r.look.template_gb) for r in rounds
-    }
     items = []
     for r in rounds:
         loaded = tuple(r.look.health.loaded) if r.look.health and r.look.health.loaded is not None else None
-        cost = costs[r.member.index].status()
+        spent = cost.to_status(r.look.meter, table)  # the replica's own meter, kept with it
         items.append(
             member_item(
                 r.member,
                 r.look.decision,
                 r.look.instance,
                 r.activity,
-                cost,
+                spent,
                 loaded,
                 previous.get(r.member.index),
             )
@@ -206,8 +220,12 @@ async def publish(
         "desiredReplicas": scaled.desired,
         "replicaSummary": f"{ready}/{scaled.desired}",
     }
-    costs[rep.member.index].add_to(patch, raw, now)  # BudgetExceeded and the template's storage
-    patch["cost"] |= summed_cost([item["cost"] for item in items]) or {}
+    # status.cost is the replicas' meters together, and BudgetExceeded says whether they are over
+    # spec.budget together (the proxies refuse held requests on it)
+    meters = [r.look.meter for r in rounds]
+    together = cost.combined(meters, now)
+    budget = endpoint_budget(spec, meters, table)
+    CostRound(together, budget, table, rep.look.template_gb).add_to(patch, raw, now)
     patch.pop("error", None)
     OllamaAnswers(rep.reconciler.vm.answered).add_to(patch, raw, now)
     before = body.status.get("phase")
