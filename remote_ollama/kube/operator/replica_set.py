@@ -21,7 +21,8 @@ from remote_ollama.cloud.port import Cloud
 from remote_ollama.core import cost
 from remote_ollama.core.replicas import ScaleDecision, ScaleInput, decide_replicas, last_replica_floor
 from remote_ollama.core.types import Activity
-from remote_ollama.engine.reconciler import Look, Reconciler, Target, instance_name
+from remote_ollama.engine.reconciler import Look, Reconciler
+from remote_ollama.engine.target import Target, instance_name
 from remote_ollama.kube.signal import Signal, read_signal
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import SIGNAL_COMPONENT, legacy_security_group_name, security_group_name
