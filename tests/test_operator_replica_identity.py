@@ -18,7 +18,11 @@ def test_a_status_naming_another_teams_vm_as_a_replica_does_not_hand_it_over(kub
         world.sim.sim.set_quota("gpua5000", 10)
         world.apply(credentials_secret())
         world.start_operator()
-        world.apply(remote_ollama(replicas={"min": 2, "max": 2, "scaleDownAfter": "1s"}, idle={"stopAfter": "3s"}, warmUp=False))
+        world.apply(
+            remote_ollama(
+                replicas={"min": 2, "max": 2, "scaleDownAfter": "1s"}, idle={"stopAfter": "3s"}, warmUp=False
+            )
+        )
 
         def members() -> dict[int, dict[str, Any]]:
             obj = world.get("remoteollama", "granite") or {}

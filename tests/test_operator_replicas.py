@@ -15,8 +15,10 @@ import httpx
 import pytest
 from cluster.fixtures import KubeNamespace
 from operator_world import OperatorWorld, credentials_secret, operator_world, remote_ollama
+from prometheus_client import generate_latest
 from waiting import wait_until
 
+from remote_ollama.kube.operator.context import OPERATOR
 from remote_ollama.sandbox.exoscale.state import SimTimings
 from remote_ollama.spec.names import LABEL_REPLICA
 
@@ -92,6 +94,8 @@ def test_a_burst_from_zero_brings_up_replicas_every_stream_completes_and_idle_re
             return seen_ready[-1] >= 2
 
         wait_until(two_ready, 90, ">= 2 replicas Ready under the burst")
+        # the operator's metrics say it too, per endpoint
+        assert wait_until(lambda: gauge(world, "ready") >= 2, 30, "remote_ollama_replicas{state=ready} >= 2")
         for t in threads:
             t.join(120)
         assert len(out) == 3 * TARGET
@@ -117,6 +121,13 @@ def test_a_burst_from_zero_brings_up_replicas_every_stream_completes_and_idle_re
         assert drops and max(drops) == 1, counts
         assert world.sim.sim.call_count("stop-instance") >= 2
         wait_until(lambda: status(world).get("readyReplicas") == 0, 30, "readyReplicas 0")
+
+
+def gauge(world: OperatorWorld, state: str) -> float:
+    """remote_ollama_replicas{namespace, name="granite", state} from the in-process operator's metrics."""
+    text = generate_latest(OPERATOR.metrics.registry).decode()
+    series = f'remote_ollama_replicas{{name="granite",namespace="{world.namespace}",state="{state}"}} '
+    return next((float(line[len(series) :]) for line in text.splitlines() if line.startswith(series)), 0.0)
 
 
 def sample_running(world: OperatorWorld, until: Callable[[], bool], timeout: float) -> list[int]:

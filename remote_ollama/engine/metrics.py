@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -37,24 +38,34 @@ class LifecycleMetrics:
 
 class ReplicaMetrics:
     """A replicated endpoint's replicas (issue 19): how many are in each state, and how many the
-    load asks for."""
+    load asks for. `per`: labels naming the endpoint (the operator's: namespace, name; standalone
+    serves one endpoint and has none)."""
 
     STATES = ("ready", "starting", "stopped")
 
-    def __init__(self, registry: CollectorRegistry):
+    def __init__(self, registry: CollectorRegistry, per: tuple[str, ...] = ()):
         self.replicas = Gauge(
             "remote_ollama_replicas",
             "Replicas (VMs) of the endpoint by state: ready, starting (on the way up), stopped",
-            ["state"],
+            [*per, "state"],
             registry=registry,
         )
         self.desired = Gauge(
             "remote_ollama_desired_replicas",
             "Replicas the requests in flight ask for, within spec.replicas.min and max",
+            list(per),
             registry=registry,
         )
 
-    def observe(self, by_state: Mapping[str, int], desired: int) -> None:
+    def observe(self, by_state: Mapping[str, int], desired: int, *endpoint: str) -> None:
         for state in self.STATES:
-            self.replicas.labels(state).set(by_state.get(state, 0))
-        self.desired.set(desired)
+            self.replicas.labels(*endpoint, state).set(by_state.get(state, 0))
+        (self.desired.labels(*endpoint) if endpoint else self.desired).set(desired)
+
+    def forget(self, *endpoint: str) -> None:
+        """The endpoint is gone: its series go too."""
+        for state in self.STATES:
+            with contextlib.suppress(KeyError):
+                self.replicas.remove(*endpoint, state)
+        with contextlib.suppress(KeyError):
+            self.desired.remove(*endpoint)

@@ -25,7 +25,7 @@ from remote_ollama.cloud.port import Cloud
 from remote_ollama.core.replicas import ScaleMemory
 from remote_ollama.core.types import WakeTiming
 from remote_ollama.engine.credentials import RECORD_KEYS, CredentialStore, InstanceRecord
-from remote_ollama.engine.metrics import LifecycleMetrics
+from remote_ollama.engine.metrics import LifecycleMetrics, ReplicaMetrics
 from remote_ollama.engine.reconciler import Reconciler
 from remote_ollama.engine.target import Target, instance_name
 from remote_ollama.engine.volume_record import RECORD_VOLUMES, VolumeRecord, volumes_data, volumes_from
@@ -235,6 +235,8 @@ class Operator:
         self._sweep_targets: dict[tuple[str, str], tuple[Cloud, kopf.Body]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self.metrics = LifecycleMetrics()
+        # remote_ollama_replicas{namespace,name,state}, remote_ollama_desired_replicas (max > 1)
+        self.replica_metrics = ReplicaMetrics(self.metrics.registry, per=("namespace", "name"))
         # what "now" is for the lifecycle and cost (tests replace it to simulate days and months)
         self.clock: Callable[[], datetime] = utcnow
         self.cloud_options: dict[str, Any] = {}
@@ -321,6 +323,7 @@ class Operator:
         """The resource is gone: drop its context and close its VM client's HTTP session."""
         ctx = self.contexts.pop(uid, None)
         if ctx is not None:
+            self.replica_metrics.forget(ctx.namespace, ctx.name)
             await ctx.close()
 
     def cloud(self, key: str, secret: str, zone: str) -> AsyncExoscaleCloud:

@@ -32,7 +32,7 @@ from . import children
 from .context import OPERATOR, ResourceContext, SecretStore, retire
 from .cost_round import CostRound, prices
 from .events import event
-from .members import Member, aggregate_phase, items_of, member_from, member_item
+from .members import UP, Member, aggregate_phase, items_of, member_from, member_item
 from .status import OllamaAnswers, credentials_condition, status_patch
 
 log = logging.getLogger("remote_ollama.kube.operator")
@@ -229,6 +229,9 @@ async def publish(
     CostRound(together, budget, table, rep.look.template_gb).add_to(patch, raw, now)
     patch.pop("error", None)
     OllamaAnswers(rep.reconciler.vm.answered).add_to(patch, raw, now)
+    starting = sum(1 for p in phases if p in UP) - ready
+    by_state = {"ready": ready, "starting": starting, "stopped": len(phases) - ready - starting}
+    OPERATOR.replica_metrics.observe(by_state, scaled.desired, ctx.namespace, ctx.name)
     before = body.status.get("phase")
     await ctx.patch_status(patch)
     if before != patch["phase"]:
