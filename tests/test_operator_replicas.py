@@ -196,3 +196,23 @@ def _idle_for(world: OperatorWorld, seconds: float) -> bool:
         return False
     newest = max(datetime.fromisoformat(s.replace("Z", "+00:00")) for s in stamps)
     return (datetime.now(UTC) - newest).total_seconds() >= seconds
+
+
+def test_a_replica_the_quota_refuses_leaves_the_others_serving_and_no_request_waits_for_it(
+    kube: KubeNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with operator_world(kube, monkeypatch, timings=SLOW) as world:
+        world.sim.sim.set_quota("gpua5000", 2)  # room for two of the three replicas
+        world.apply(credentials_secret())
+        world.apply(replicated())
+        url = world.start_proxy()
+        wait_until(lambda: status(world).get("phase") == "Stopped", 30, "starts at zero")
+        out, threads = burst([url], 3 * TARGET)
+        wait_until(lambda: int(status(world).get("readyReplicas") or 0) == 2, 90, "two Ready")
+        for t in threads:
+            t.join(120)
+        assert all(isinstance(o, dict) and o.get("done") is True for o in out), out
+        st = status(world)
+        assert st["phase"] == "Ready" and len(world.instances()) == 2
+        ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "True"

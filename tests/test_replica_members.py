@@ -10,9 +10,10 @@ from typing import Any
 from remote_ollama.core import cost
 from remote_ollama.core.observed import ObservedInstance
 from remote_ollama.core.types import Decision, Memory
+from remote_ollama.engine.target import instance_name
 from remote_ollama.kube.operator.context import OPERATOR
 from remote_ollama.kube.operator.members import member_from, member_item
-from remote_ollama.kube.operator.replica_set import endpoint_budget
+from remote_ollama.kube.operator.replica_set import endpoint_budget, replica_instance_name
 from remote_ollama.spec.parse import parse_spec
 from remote_ollama.spec.vocabulary import Phase, Reason
 
@@ -88,3 +89,13 @@ def test_the_budget_caps_the_replicas_together() -> None:
     finally:
         OPERATOR.clock = original
     assert cost.combined([meter, meter, old], NOW).seconds_this_month == 0
+
+
+def test_each_replicas_vm_name_keeps_its_index_however_long_the_names() -> None:
+    names = [
+        replica_instance_name("t1-a-rather-long-namespace-name", "granite-a-long-name", i) for i in range(3)
+    ]
+    assert len(set(names)) == 3 and all(len(n) <= 63 for n in names)
+    assert names[1].endswith("-r1") and names[0] == instance_name(
+        "t1-a-rather-long-namespace-name", "granite-a-long-name"
+    )

@@ -161,6 +161,8 @@ class ResourceContext:
     members_cloud: Cloud | None = None
     scale_memory: ScaleMemory = field(default_factory=ScaleMemory)
     signal_seen: dict[str, Any] = field(default_factory=dict)
+    member_failures: dict[int, tuple[int, float]] = field(default_factory=dict)  # failures, retry at
+    member_errors: dict[int, str] = field(default_factory=dict)  # the last one said (one Event each)
     _reconciler: Reconciler | None = None
     _cloud: Cloud | None = None
 

@@ -11,14 +11,17 @@ replica with a request in flight is never stopped (its in-flight count keeps it 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from typing import Any
 
 import kopf
 
+from remote_ollama.cloud.errors import CloudError
 from remote_ollama.cloud.port import Cloud
 from remote_ollama.core import cost
+from remote_ollama.core.backoff import backoff
 from remote_ollama.core.replicas import ScaleDecision, ScaleInput, decide_replicas, last_replica_floor
 from remote_ollama.core.types import Activity
 from remote_ollama.engine.reconciler import Look, Reconciler
@@ -37,8 +40,16 @@ from .status import OllamaAnswers, credentials_condition, status_patch
 
 log = logging.getLogger("remote_ollama.kube.operator")
 
+REPLICA_BACKOFF = 300.0  # the longest wait before acting again on a replica the cloud refused
 SIGNAL_LOOK = 5.0  # while replicas run, look at least this often (a dead proxy's Lease expires silently)
 INSTANCE_LABEL = "app.kubernetes.io/instance"
+
+
+def replica_instance_name(namespace: str, name: str, index: int) -> str:
+    """Replica 0 has the one VM's name; replica i its `-r<i>` kept whatever the length (63 at most)."""
+    base = instance_name(namespace, name)
+    suffix = f"-r{index}" if index else ""
+    return base[: 63 - len(suffix)].rstrip("-") + suffix
 
 
 def member_reconciler(ctx: ResourceContext, cloud: Cloud, index: int) -> Reconciler:
@@ -52,7 +63,7 @@ def member_reconciler(ctx: ResourceContext, cloud: Cloud, index: int) -> Reconci
         target = Target(
             owner_uid=ctx.uid,
             cluster=OPERATOR.cluster_id,
-            name=instance_name(ctx.namespace, ctx.name, *([f"r{index}"] if index else [])),
+            name=replica_instance_name(ctx.namespace, ctx.name, index),
             security_group=security_group_name(OPERATOR.cluster_id, ctx.uid),
             legacy_security_group=legacy_security_group_name(ctx.namespace, ctx.name) if index == 0 else None,
             mark_group=True,
@@ -69,6 +80,7 @@ class Round:
     reconciler: Reconciler
     look: Look
     activity: Activity  # what the round told the lifecycle (in flight, last use, the scaler's asks)
+    error: str | None = None  # why acting on this replica failed (a quota, capacity, an API error)
 
 
 def endpoint_budget(spec: Spec, meters: list[cost.CostMeter], table: cost.PriceTable) -> cost.BudgetVerdict:
@@ -158,8 +170,7 @@ async def reconcile_replicas(ctx: ResourceContext, body: kopf.Body, spec: Spec, 
         ctx.access_generation = generation
     if any(r.look.takes_down for r in rounds):  # the proxies stop sending to it before it goes
         await publish(ctx, body, spec, rounds, decision, table)
-    for r in rounds:
-        await r.reconciler.act(r.look, spec)
+    await act(ctx, body, spec, rounds)
     await publish(ctx, body, spec, rounds, decision, table)
     await OPERATOR.maybe_sweep_orphans(cloud, body)
     rechecks = [float(r.look.decision.recheck_after) for r in rounds]
@@ -168,6 +179,34 @@ async def reconcile_replicas(ctx: ResourceContext, body: kopf.Body, spec: Spec, 
     if any(r.member.up for r in rounds) or signal.proxies:
         rechecks.append(SIGNAL_LOOK)
     return max(0.5, min(rechecks))
+
+
+async def act(ctx: ResourceContext, body: kopf.Body, spec: Spec, rounds: list[Round]) -> None:
+    """Carry out each replica's decision. A replica the cloud refuses (a GPU quota, no capacity, an
+    API error) waits its own backoff while the others serve; only when none is Ready or on its way up
+    does the error become the resource's (Ready=False with its reason, which the proxies answer at once)."""
+    loop = asyncio.get_running_loop()
+    failed: list[CloudError] = []
+    for r in rounds:
+        index = r.member.index
+        count, retry_at = ctx.member_failures.get(index, (0, 0.0))
+        if count and loop.time() < retry_at and r.look.decision.actions:
+            r.error = ctx.member_errors.get(index)
+            continue
+        try:
+            await r.reconciler.act(r.look, spec)
+        except CloudError as exc:
+            failed.append(exc)
+            r.error = f"{exc.reason}: {exc.message}"[:1024]
+            ctx.member_failures[index] = (count + 1, loop.time() + backoff(count + 1, cap=REPLICA_BACKOFF))
+            if ctx.member_errors.get(index) != r.error:
+                event(body, exc.reason, f"replica {index}: {exc.message}")
+            ctx.member_errors[index] = r.error
+        else:
+            ctx.member_failures.pop(index, None)
+            ctx.member_errors.pop(index, None)
+    if failed and not any(r.look.decision.phase in UP and not r.error for r in rounds):
+        raise failed[0]  # none serves or is on its way: the resource's error, as with one VM
 
 
 async def publish(
@@ -210,16 +249,21 @@ async def publish(
                 previous.get(r.member.index),
             )
         )
+        if r.error:
+            items[-1]["message"] = r.error
     ready = sum(1 for p in phases if p is Phase.READY)
+    # a replica the cloud refuses is not coming: the proxies must not hold requests for it
+    refused = sum(1 for r in rounds if r.error and r.look.decision.phase is not Phase.READY)
+    desired = max(ready, scaled.desired - refused)
     patch["phase"] = str(aggregate_phase(phases))
     patch["message"] = (
-        f"{ready}/{scaled.desired} replicas Ready ({scaled.message}); replica {rep.member.index}: {rep.look.decision.message}"
+        f"{ready}/{desired} replicas Ready ({scaled.message}); replica {rep.member.index}: {rep.look.decision.message}"
     )
     patch["replicas"] = items
     patch |= {
         "readyReplicas": ready,
-        "desiredReplicas": scaled.desired,
-        "replicaSummary": f"{ready}/{scaled.desired}",
+        "desiredReplicas": desired,
+        "replicaSummary": f"{ready}/{desired}",
     }
     # status.cost is the replicas' meters together, and BudgetExceeded says whether they are over
     # spec.budget together (the proxies refuse held requests on it)
@@ -231,7 +275,7 @@ async def publish(
     OllamaAnswers(rep.reconciler.vm.answered).add_to(patch, raw, now)
     starting = sum(1 for p in phases if p in UP) - ready
     by_state = {"ready": ready, "starting": starting, "stopped": len(phases) - ready - starting}
-    OPERATOR.replica_metrics.observe(by_state, scaled.desired, ctx.namespace, ctx.name)
+    OPERATOR.replica_metrics.observe(by_state, desired, ctx.namespace, ctx.name)
     before = body.status.get("phase")
     await ctx.patch_status(patch)
     if before != patch["phase"]:
