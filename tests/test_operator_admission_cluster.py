@@ -38,6 +38,13 @@ ADMIN_MADE = {
     },
     "secret": {"apiVersion": "v1", "kind": "Secret", "stringData": {"password": "hunter2"}},
     "service": {"apiVersion": "v1", "kind": "Service", "spec": {"ports": [{"port": 80}]}},
+    # e.g. a controller's leader election: the operator deletes only its proxies' Leases
+    "lease": {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "spec": {"holderIdentity": "x"}},
+    "poddisruptionbudget": {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}},
+    },
 }
 
 
@@ -76,6 +83,11 @@ def resource(kube: KubeNamespace) -> dict[str, Any]:
     return got
 
 
+def replicated(body: dict[str, Any]) -> dict[str, Any]:
+    """The resource with spec.replicas.max 2: its proxy runs two pods behind a disruption budget."""
+    return {**body, "spec": {**body["spec"], "replicas": {"max": 2}}}
+
+
 def test_the_operator_writes_only_its_children(kube: KubeNamespace, operator: Path) -> None:
     for kind, body in ADMIN_MADE.items():
         assert create(kube, {**body, "metadata": {"name": "team", "namespace": kube.namespace}})[0] == 0, kind
@@ -104,6 +116,7 @@ def test_the_operator_still_manages_its_children(kube: KubeNamespace, operator: 
         children.service(body),
         children.network_policy(body) or {},
         children.vm_secret(body, {"ca.crt": "x"}, secret_name("granite")),
+        children.disruption_budget(replicated(body)) or {},
     ]
     for obj in made:
         code, err = create(kube, obj, operator)
@@ -143,6 +156,10 @@ def test_a_child_cannot_be_shaped_into_an_escalation(kube: KubeNamespace, operat
     policy["spec"]["podSelector"] = {}  # every pod of the namespace isolated
     service = children.service(body)
     service["spec"]["type"] = "LoadBalancer"
+    budget = children.disruption_budget(replicated(body)) or {}
+    budget["spec"]["selector"] = {"matchLabels": {"app": "web"}}  # the team's pods kept from eviction
+    leases = children.proxy_role(body)
+    leases["rules"][-1]["verbs"].append("delete")  # another proxy's load signal
 
     for obj, why in (
         (binding, "RoleBinding binds only"),
@@ -151,6 +168,8 @@ def test_a_child_cannot_be_shaped_into_an_escalation(kube: KubeNamespace, operat
         (impostor, "labels its pods only as its proxy's"),
         (policy, "selects only its proxy's pods"),
         (service, "ClusterIP"),
+        (budget, "PodDisruptionBudget selects only"),
+        (leases, "Role grants only"),
     ):
         code, message = create(kube, obj, operator)
         assert code != 0 and why in message, (obj["kind"], message)

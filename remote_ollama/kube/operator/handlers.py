@@ -46,8 +46,8 @@ from .events import event
 from .fallback import fall_back, placing_for
 from .ownership import NameConflict, converge_children, remove_children
 from .policy_source import SOURCE as POLICY
-from .spend_ledger import LEDGER
 from .replica_set import reconcile_replicas
+from .spend_ledger import LEDGER
 from .status import (
     OllamaAnswers,
     activity_from,
@@ -204,7 +204,7 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
         return backoff(min(ctx.blocked_rounds, 6), base=base, cap=MAX_BACKOFF)
     ctx.blocked_rounds = 0
     if spec.replicas.max > 1:
-        return await reconcile_replicas(ctx, body, spec, cloud)
+        return await reconcile_replicas(ctx, body, spec, cloud, policy.policy)
     reconciler = ctx.reconciler(cloud)
     reconciler.vm.notify = ctx.kick.set  # a finished warm-up is looked at now, not at the next poll
     reconciler.warn = lambda reason, message: event(body, reason, message)

@@ -29,6 +29,7 @@ from remote_ollama.engine.target import Target, instance_name
 from remote_ollama.kube.signal import Signal, read_signal
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import SIGNAL_COMPONENT, legacy_security_group_name, security_group_name
+from remote_ollama.spec.policy import Policy
 from remote_ollama.spec.vocabulary import Phase
 
 from . import children
@@ -36,6 +37,7 @@ from .context import OPERATOR, ResourceContext, SecretStore, retire
 from .cost_round import CostRound, prices
 from .events import event
 from .members import UP, Member, aggregate_phase, items_of, member_from, member_item
+from .spend_ledger import LEDGER
 from .status import OllamaAnswers, credentials_condition, status_patch
 
 log = logging.getLogger("remote_ollama.kube.operator")
@@ -129,7 +131,17 @@ def scale(
     return decision
 
 
-async def reconcile_replicas(ctx: ResourceContext, body: kopf.Body, spec: Spec, cloud: Cloud) -> float:
+def ledger_body(body: kopf.Body, index: int) -> dict[str, Any]:
+    """Replica `index` as the namespace spend ledger sees it: the resource under its own key
+    (`<uid>.r<i>`; replica 0 the resource's uid), as each key meters one VM."""
+    raw = dict(body)
+    uid = str(body.metadata.uid) + (f".r{index}" if index else "")
+    return {**raw, "metadata": {**dict(body.metadata), "uid": uid}}
+
+
+async def reconcile_replicas(
+    ctx: ResourceContext, body: kopf.Body, spec: Spec, cloud: Cloud, policy: Policy
+) -> float:
     """One round for a replicated resource; returns when to look again."""
     raw = dict(body)
     now = OPERATOR.clock()
@@ -157,9 +169,13 @@ async def reconcile_replicas(ctx: ResourceContext, body: kopf.Body, spec: Spec, 
         reconciler.warn = lambda reason, message: event(body, reason, message)
         in_flight = signal.in_flight.get(m.index, 0)
         activity = m.activity(in_flight, signal.last_activity.get(m.index))
+        ledger = ledger_body(body, m.index)  # the namespace's monthly spend cap, if the policy sets one
+        cap = await LEDGER.before(OPERATOR.api, ledger, policy, table, OPERATOR.clock())
         look = await reconciler.look(
-            spec, m.memory, activity, m.cost, table, OPERATOR.clock, idle_monitor=False
+            spec, m.memory, activity, m.cost, table, OPERATOR.clock, idle_monitor=False, cap=cap
         )
+        if await LEDGER.after(OPERATOR.api, ledger, cap, look, table):
+            OPERATOR.kick_namespace(ctx.namespace)
         for sentence in look.decision.events:
             event(body, look.decision.reason, f"replica {m.index}: {sentence}")
         rounds.append(Round(m, reconciler, look, activity))
@@ -270,7 +286,7 @@ async def publish(
     meters = [r.look.meter for r in rounds]
     together = cost.combined(meters, now)
     budget = endpoint_budget(spec, meters, table)
-    CostRound(together, budget, table, rep.look.template_gb).add_to(patch, raw, now)
+    CostRound(together, budget, table, rep.look.storage).add_to(patch, raw, now)
     patch.pop("error", None)
     OllamaAnswers(rep.reconciler.vm.answered).add_to(patch, raw, now)
     starting = sum(1 for p in phases if p in UP) - ready
