@@ -14,6 +14,12 @@ from test_operator_orphans import planted, touched
 from waiting import wait_until
 
 
+def patch_status(kube: KubeNamespace, status: dict[str, object]) -> None:
+    """What anyone allowed to patch `remoteollamas/status` can do."""
+    patch = json.dumps({"status": status})
+    kube.kubectl("patch", "rol", "granite", "--subresource=status", "--type=merge", "-p", patch, check=True)
+
+
 def test_a_status_naming_another_teams_vm_does_not_hand_it_over(kube: KubeNamespace) -> None:
     with cloud_world(kube) as world:
         world.apply(credentials_secret())
@@ -26,17 +32,7 @@ def test_a_status_naming_another_teams_vm_does_not_hand_it_over(kube: KubeNamesp
         )
         user_data = world.sim.sim.state.instances[foreign].user_data
 
-        patch = {"status": {"instance": {"id": foreign}}}
-        kube.kubectl(
-            "patch",
-            "rol",
-            "granite",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            json.dumps(patch),
-            check=True,
-        )
+        patch_status(kube, {"instance": {"id": foreign}})
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         kube.kubectl(
             "annotate", "rol", "granite", f"remoteollama.dev/sleep-requested={now}", "--overwrite", check=True

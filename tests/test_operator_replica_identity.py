@@ -9,6 +9,7 @@ from typing import Any
 
 from cluster.fixtures import KubeNamespace
 from operator_world import cloud_world, credentials_secret, remote_ollama
+from test_operator_identity import patch_status
 from test_operator_orphans import planted, touched
 from waiting import wait_until
 
@@ -40,16 +41,7 @@ def test_a_status_naming_another_teams_vm_as_a_replica_does_not_hand_it_over(kub
         user_data = world.sim.sim.state.instances[foreign].user_data
 
         forged = [dict(m, instanceID=foreign) if i == 1 else m for i, m in sorted(members().items())]
-        kube.kubectl(
-            "patch",
-            "rol",
-            "granite",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            json.dumps({"status": {"replicas": forged}}),
-            check=True,
-        )
+        patch_status(kube, {"replicas": forged})
         # back to zero: both replicas stop, replica 1's own VM included, theirs untouched
         kube.kubectl("scale", "rol", "granite", "--replicas", "0", check=True)
 
