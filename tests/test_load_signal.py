@@ -19,7 +19,7 @@ from remote_ollama.kube.signal import (
     signal_from,
     signal_labels,
 )
-from remote_ollama.proxy.interfaces import NotReady, Upstream
+from remote_ollama.proxy.interfaces import NotReady, Refusal, Upstream
 from remote_ollama.proxy.replicated import ReplicaResolver
 from remote_ollama.proxy.routing import Router
 from remote_ollama.spec.names import ANN_SIGNAL_HELD, ANN_SIGNAL_IN_FLIGHT
@@ -92,7 +92,7 @@ async def test_the_resolver_routes_least_busy_and_holds_while_all_are_at_target_
 
 async def test_with_max_one_it_is_the_one_vm_resolver_as_before() -> None:
     resolver = ReplicaResolver(Router())
-    resolver.base.set_refusing("Failed", "quota exceeded")
+    resolver.base.set_refusing("Failed", Refusal("quota exceeded"))
     with pytest.raises(NotReady, match="quota exceeded"):
         await resolver.await_ready(asyncio.get_running_loop().time() + 5)
     resolver.base.set_ready(upstream(1))

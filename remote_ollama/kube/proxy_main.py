@@ -126,7 +126,8 @@ class ResourceFollower:
         refusal = refusal_from(status)
         replicated = self.members is not None and self.spec.replicas.max > 1
         if self.members is not None:
-            self.members.resolver.configure(self.spec.target_in_flight, self.spec.replicas.max)
+            replicas = self.spec.replicas
+            self.members.resolver.configure(self.spec.target_in_flight, replicas.max, replicas.routing)
         if refusal is not None:
             self.resolver.set_refusing(phase, replace(refusal, retry_at=budget_resets_at(status)))
             if self.members is not None:

@@ -1,5 +1,6 @@
 """The operator-mode proxy's resolver for a replicated endpoint (issue 19): routes each request to
-the least busy Ready replica (`Router.pick`), holds it while every Ready one is at target and
+the Ready replica `Router.pick` chooses (least outstanding, the request's model loaded first, or
+prefixAffinity), holds it while every Ready one is at target and
 another is coming, and says how many it holds (the load signal the operator scales on).
 
 With `spec.replicas.max: 1` it is a pass-through to its `LocalResolver` (`base`), which the
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 
-from remote_ollama.proxy.interfaces import NotReady, Upstream, UpstreamState
+from remote_ollama.proxy.interfaces import NotReady, RouteKey, Upstream, UpstreamState
 from remote_ollama.proxy.local import LocalResolver
 from remote_ollama.proxy.routing import Router
 from remote_ollama.proxy.runloop import wait_at_most
@@ -32,8 +33,11 @@ class ReplicaResolver:
         self._changed = asyncio.Event()
         router.on_change = self._wake  # a request ended: a held one may fit now
 
-    def configure(self, target: int, replicas_max: int) -> None:
+    def configure(self, target: int, replicas_max: int, routing: str | None = None) -> None:
+        """spec.targetInFlight, spec.replicas.max and spec.replicas.routing, as the resource says now."""
         self.target, self.max = target, replicas_max
+        if routing:
+            self.router.routing = routing
         if replicas_max <= 1 and self.members:
             self.set_members({}, 0)
 
@@ -60,14 +64,14 @@ class ReplicaResolver:
         if self.on_load is not None:
             self.on_load()
 
-    def state(self) -> UpstreamState:
+    def state(self, key: RouteKey | None = None) -> UpstreamState:
         if self.max <= 1 or not self.members:
-            return self.base.state()
+            return self.base.state(key)
         ready = list(self.members.values())
         if self.router.total + self.waiting >= self.target * len(ready):
             self._signal()  # at or over what the Ready replicas carry: the operator hears it now
         coming = self.desired > len(ready)
-        picked = self.router.pick(ready, self.target, more_coming=coming)
+        picked = self.router.pick(ready, self.target, more_coming=coming, key=key)
         return UpstreamState(phase=str(Phase.READY), ready=picked is not None, instance=True, upstream=picked)
 
     async def await_ready(self, deadline: float) -> Upstream:
