@@ -15,7 +15,7 @@ import httpx
 import pytest
 from cluster.fixtures import KubeNamespace
 from operator_world import OperatorWorld, credentials_secret, operator_world, remote_ollama
-from waiting import wait_until
+from waiting import LIFECYCLE, wait_until
 
 from remote_ollama.kube.operator.context import OPERATOR
 
@@ -64,7 +64,7 @@ def test_cost_over_a_month_turn_and_daily_budget(
         world.apply(credentials_secret())
         # always on (no stopAfter), at most 3 running hours per UTC day
         world.apply(remote_ollama(idle={}, budget={"maxRunningHoursPerDay": 3}))
-        world.wait_phase("Ready", timeout=40)
+        world.wait_phase("Ready")
         assert cost(world)["month"] == "2025-01"
         assert cost(world)["currency"] == "CHF"
 
@@ -103,10 +103,14 @@ def test_cost_over_a_month_turn_and_daily_budget(
             "3.5 h today",
         )
         assert cost(world)["estimatedSpend"] == 5.25
-        wait_until(lambda: condition(world, "BudgetExceeded").get("status") == "True", 10, "BudgetExceeded")
+        wait_until(
+            lambda: condition(world, "BudgetExceeded").get("status") == "True", LIFECYCLE, "BudgetExceeded"
+        )
         assert "maxRunningHoursPerDay" in condition(world, "BudgetExceeded")["message"]
-        wait_until(lambda: [i.state for i in world.instances()] == ["stopped"], 20, "VM stopped by budget")
-        world.wait_phase("Stopped", timeout=20)
+        wait_until(
+            lambda: [i.state for i in world.instances()] == ["stopped"], LIFECYCLE, "VM stopped by budget"
+        )
+        world.wait_phase("Stopped")
 
         url = world.start_proxy()
         started = time.monotonic()
@@ -121,5 +125,7 @@ def test_cost_over_a_month_turn_and_daily_budget(
         # the next UTC day the cap resets
         clock.now = datetime(2025, 2, 2, 0, 0, 1, tzinfo=UTC)
         kick(world, clock.now + timedelta(seconds=1))
-        wait_until(lambda: condition(world, "BudgetExceeded").get("status") == "False", 20, "budget reset")
+        wait_until(
+            lambda: condition(world, "BudgetExceeded").get("status") == "False", LIFECYCLE, "budget reset"
+        )
         assert cost(world)["runningHoursToday"] == 0.0

@@ -21,7 +21,7 @@ from proxy_world import world
 from subprocess_world import Program, clean_env
 from test_standalone import KEY, SECRET, live_instances
 from test_standalone import sim as sim
-from waiting import wait_until
+from waiting import LIFECYCLE, wait_until
 
 from remote_ollama.proxy.interfaces import ProxySettings
 from remote_ollama.proxy.polling import CACHED_HEADER
@@ -150,7 +150,7 @@ def test_operator_mode_first_contact_and_a_restarted_proxy_answers_as_the_vm_did
         picked = httpx.get(url + "/v1/models").json()["data"][0]["id"]
         reply = client.chat(model=picked, messages=[{"role": "user", "content": "hi"}], stream=False)
         assert reply.message.content
-        obj = world.wait_phase("Ready", timeout=40)
+        obj = world.wait_phase("Ready")
         wait_until(
             lambda: ((world.get("remoteollama", "granite") or {}).get("status") or {}).get("ollama"),
             10,
@@ -254,7 +254,7 @@ def test_a_restarted_standalone_answers_as_the_vm_did_while_it_sleeps(
         assert first.terminate(timeout=25) == 0  # stops the VM
     finally:
         first.kill()
-    wait_until(lambda: [i.state for i in live_instances(sim)] == ["stopped"], 20, "the VM stopped")
+    wait_until(lambda: [i.state for i in live_instances(sim)] == ["stopped"], LIFECYCLE, "the VM stopped")
     second = start()
     try:
         client = ollama.Client(host=second.url, timeout=10)

@@ -22,6 +22,7 @@ import ollama
 import openai
 import pytest
 from simulated_ollama import Sim, serve
+from waiting import deadline
 
 from remote_ollama.sandbox.ollama.server import make_ollama_app
 from remote_ollama.vm.ollama_release import DEFAULT_OLLAMA_VERSION
@@ -195,24 +196,24 @@ async def test_blob_upload_chunked_and_content_length(sim: Sim, http: aiohttp.Cl
 
 
 @pytest.mark.parametrize("handler_cancellation", [False, True])
-async def test_stream_disconnect_is_noticed_within_100ms(handler_cancellation: bool) -> None:
-    app = make_ollama_app([CHAT], token_delay=0.5)
-    async with serve(app, handler_cancellation=handler_cancellation) as sim:
-        sim.state.reply_length = 1000
-        session = aiohttp.ClientSession()
-        resp = await session.post(sim.url + "/api/generate", json={"model": CHAT, "prompt": "long"})
-        await resp.content.readline()  # first token arrived; the next is 0.5 s away
-        resp.close()
-        closed_at = time.monotonic()
-        cancel = await sim.state.wait_cancelled(timeout=2)
-        await session.close()
-        assert cancel.noticed_at - closed_at < 0.1
+async def test_stream_disconnect_is_noticed_while_nothing_is_written(handler_cancellation: bool) -> None:
+    """The generation stalls after its first token: no write can fail, so only noticing the closed
+    connection ends it (how fast: bench/disconnect.py)."""
+    async with serve(
+        make_ollama_app([CHAT], token_delay=0.01), handler_cancellation=handler_cancellation
+    ) as sim:
+        sim.state.stall_next_after(1)
+        async with aiohttp.ClientSession() as session:
+            resp = await session.post(sim.url + "/api/generate", json={"model": CHAT, "prompt": "long"})
+            await resp.content.readline()  # the first token arrived; no other will ever be written
+            resp.close()
+            cancel = await sim.state.wait_cancelled(timeout=deadline(30))
         assert (cancel.path, cancel.model, cancel.chunks_sent) == ("/api/generate", "llama3.2:1b", 1)
         assert sim.state.active_generations == 0
 
 
 async def test_non_streaming_disconnect_is_noticed(sim: Sim) -> None:
-    sim.state.reply_length = 5000  # 10 s of generation at 2 ms a token
+    sim.state.stall_next_after(3)  # a reply that never ends: only the disconnect can stop it
     async with aiohttp.ClientSession() as session:
         body = {"model": CHAT, "messages": [{"role": "user", "content": "x"}], "stream": False}
         request = asyncio.ensure_future(session.post(sim.url + "/api/chat", json=body))
@@ -220,9 +221,8 @@ async def test_non_streaming_disconnect_is_noticed(sim: Sim) -> None:
         request.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await request
-        closed_at = time.monotonic()
-        cancel = await sim.state.wait_cancelled(timeout=2)
-    assert cancel.noticed_at - closed_at < 0.1 and cancel.path == "/api/chat"
+        cancel = await sim.state.wait_cancelled(timeout=deadline(30))
+    assert cancel.path == "/api/chat" and sim.state.completed_generations == 0
 
 
 async def test_a_thousand_concurrent_streams(http: aiohttp.ClientSession) -> None:
@@ -237,11 +237,9 @@ async def test_a_thousand_concurrent_streams(http: aiohttp.ClientSession) -> Non
                 ) as r:
                     return len((await r.read()).splitlines())
 
-            started = time.monotonic()
-            counts = await asyncio.gather(*(one(i) for i in range(1000)))
+            counts = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(1000))), deadline(60))
         assert counts == [6] * 1000
         assert sim.state.completed_generations == 1000 and not sim.state.cancellations
-        assert time.monotonic() - started < 30
 
 
 # --- the official ollama client ------------------------------------------------------------------
@@ -464,9 +462,9 @@ async def test_beyond_the_queue_ollama_answers_server_busy() -> None:
         async with aiohttp.ClientSession() as session:
             body = {"model": CHAT, "prompt": "x"}
             first = asyncio.ensure_future(session.post(sim.url + "/api/generate", json=body))
-            await sim.state.wait_active(1, timeout=30)
+            await sim.state.wait_active(1, timeout=deadline(30))
             second = asyncio.ensure_future(session.post(sim.url + "/api/generate", json=body))
-            await sim.state.wait_until(lambda: sim.state.queued == 1, timeout=30)
+            await sim.state.wait_until(lambda: sim.state.queued == 1, timeout=deadline(30))
             async with session.post(sim.url + "/api/generate", json=body) as third:
                 assert third.status == 503
                 assert await third.json() == {

@@ -15,7 +15,7 @@ from typing import Any
 
 from cluster.fixtures import KubeNamespace
 from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama
-from waiting import wait_until
+from waiting import LIFECYCLE, wait_until
 
 from remote_ollama.kube.operator.status import parse_time
 
@@ -34,7 +34,7 @@ def later_second(obj: dict[str, Any]) -> None:
     """Wake stamps have second precision, like the recorded scale-down: the wake must be a later second."""
     scaled_down = parse_time(obj["status"]["lifecycle"]["scaledDownAt"])
     assert scaled_down is not None
-    wait_until(lambda: datetime.now(UTC).replace(microsecond=0) > scaled_down, 3, "a newer second")
+    wait_until(lambda: datetime.now(UTC).replace(microsecond=0) > scaled_down, LIFECYCLE, "a newer second")
 
 
 def instance_state(world: CloudWorld) -> list[str]:
@@ -56,7 +56,7 @@ def test_sleep_wake_suspend_and_the_cli(kube: KubeNamespace) -> None:
         text = run(world, "kubectl", "remoteollama", "sleep", "granite", "-n", world.namespace)
         assert "sleep requested" in text
         obj = world.wait_phase("Stopped")
-        wait_until(lambda: instance_state(world) == ["stopped"], 10, "instance stopped")
+        wait_until(lambda: instance_state(world) == ["stopped"], LIFECYCLE, "instance stopped")
         assert obj["status"]["endpoint"], "the endpoint is kept while stopped"
 
         # wake-requested must be newer than the recorded scale-down (both have second precision)
@@ -72,7 +72,7 @@ def test_sleep_wake_suspend_and_the_cli(kube: KubeNamespace) -> None:
             "--overwrite",
             check=True,
         )
-        wait_until(lambda: world.calls("start-instance") > starts, 5, "start-instance call")
+        wait_until(lambda: world.calls("start-instance") > starts, LIFECYCLE, "start-instance call")
         latency = time.monotonic() - began
         assert latency < 1.0, f"annotate -> start call took {latency:.3f}s"
 
@@ -84,7 +84,7 @@ def test_sleep_wake_suspend_and_the_cli(kube: KubeNamespace) -> None:
         # `remote-ollama wake` on a stopped VM, via the CLI this time
         run(world, "kubectl", "remoteollama", "sleep", "granite")
         obj = world.wait_phase("Stopped")
-        wait_until(lambda: instance_state(world) == ["stopped"], 10, "instance stopped")
+        wait_until(lambda: instance_state(world) == ["stopped"], LIFECYCLE, "instance stopped")
         later_second(obj)
         text = run(world, str(BIN / "remote-ollama"), "wake", "granite", "-n", world.namespace)
         assert "wake requested" in text
@@ -96,4 +96,4 @@ def test_sleep_wake_suspend_and_the_cli(kube: KubeNamespace) -> None:
         )
         obj = world.wait_phase("Stopped")
         assert "suspend" in obj["status"]["message"]
-        wait_until(lambda: instance_state(world) == ["stopped"], 10, "instance stopped")
+        wait_until(lambda: instance_state(world) == ["stopped"], LIFECYCLE, "instance stopped")

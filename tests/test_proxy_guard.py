@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from proxy_world import MODELS, world
-from waiting import until
+from waiting import LIFECYCLE, until
 
 from remote_ollama.proxy.app import PROXY_KEY
 from remote_ollama.proxy.interfaces import ProxySettings
@@ -210,7 +210,7 @@ async def test_held_bodies_together_are_bounded_too(http: aiohttp.ClientSession)
         assert proxy.held_bodies.in_memory == 2 * len(body)
         for r in first:
             r.close()
-        await until(lambda: proxy.held_bodies.in_memory == 0, 10, "held bodies released")
+        await until(lambda: proxy.held_bodies.in_memory == 0, LIFECYCLE, "held bodies released")
 
 
 @pytest.mark.parametrize("header", [b"Authorization: Bearer \xff\xfe", b"X-Api-Key: \xc3\x28\xff"])

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from ports import free_port
 from subprocess_world import Program, clean_env
-from waiting import wait_until
+from waiting import LIFECYCLE, wait_until
 
 from remote_ollama.core.types import Memory
 from remote_ollama.local.settings import ConfigError, StandaloneConfig
@@ -89,8 +89,8 @@ def test_sigkill_mid_provision_then_restart_adopts_the_one_instance(
         assert first.wait_listening()["provisioning_status"] == "idle"
         # A held request wakes it; it dies with the process, which is the point.
         threading.Thread(target=generate, args=(first, 30), daemon=True).start()
-        wait_until(lambda: sim.sim.call_count("create-instance") == 1, 20, "the create call")
-        created = wait_until(lambda: live_instances(sim), 5, "the instance to exist")
+        wait_until(lambda: sim.sim.call_count("create-instance") == 1, LIFECYCLE, "the create call")
+        created = wait_until(lambda: live_instances(sim), LIFECYCLE, "the instance to exist")
         assert created[0].state == "starting", "killed before the VM was Ready"
         first.proc.kill()
         first.proc.wait(5)
@@ -122,7 +122,7 @@ def test_sigkill_mid_provision_then_restart_adopts_the_one_instance(
         assert second.terminate(timeout=25) == 0
     finally:
         second.kill()
-    wait_until(lambda: instances[0].state == "stopped", 10, "the instance to be stopped")
+    wait_until(lambda: instances[0].state == "stopped", LIFECYCLE, "the instance to be stopped")
     assert [i.id for i in live_instances(sim)] == [created[0].id]
 
 
@@ -145,12 +145,12 @@ def test_first_request_503_answers_at_once_and_on_exit_destroy_leaves_no_instanc
         assert status["provisioning_status"] in ("provisioning", "ready")
         # SIGTERM as soon as the VM exists, before the loop has even looked at it again.
         # the call is counted when it arrives, the instance exists once the simulator has answered it
-        wait_until(lambda: len(live_instances(sim)) == 1, 20, "the created instance")
+        wait_until(lambda: len(live_instances(sim)) == 1, LIFECYCLE, "the created instance")
         assert sim.sim.call_count("create-instance") == 1
         assert prog.terminate(timeout=25) == 0
     finally:
         prog.kill()
-    wait_until(lambda: not live_instances(sim), 10, "no instance left")
+    wait_until(lambda: not live_instances(sim), LIFECYCLE, "no instance left")
     assert sim.sim.state.security_groups == {}, "destroy leaves no security group either"
 
 

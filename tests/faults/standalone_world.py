@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from waiting import until
+from waiting import LIFECYCLE, deadline, until
 
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.local.controller import LocalController
@@ -102,23 +102,23 @@ class StandaloneWorld:
     async def wake(self) -> None:
         await self.controller.request_wake(datetime.now(UTC))
 
-    async def ready(self, timeout: float = 15.0) -> Upstream:
+    async def ready(self, timeout: float = LIFECYCLE) -> Upstream:
         loop = asyncio.get_running_loop()
-        return await self.controller.await_ready(loop.time() + timeout)
+        return await self.controller.await_ready(loop.time() + deadline(timeout))
 
-    async def instance_in(self, state: str, timeout: float = 10.0) -> Instance:
+    async def instance_in(self, state: str, timeout: float = LIFECYCLE) -> Instance:
         found: list[Instance] = await until(
             lambda: [i for i in self.live() if i.state == state], timeout, f"an instance {state}"
         )
         return found[0]
 
-    async def none_live(self, timeout: float = 10.0) -> None:
+    async def none_live(self, timeout: float = LIFECYCLE) -> None:
         await until(lambda: not self.live(), timeout, "no live instance")
 
-    async def phase(self, phase: Phase, timeout: float = 10.0) -> None:
+    async def phase(self, phase: Phase, timeout: float = LIFECYCLE) -> None:
         await until(lambda: self.controller.state().phase == str(phase), timeout, f"phase {phase}")
 
-    async def sleep_now(self, timeout: float = 10.0) -> None:
+    async def sleep_now(self, timeout: float = LIFECYCLE) -> None:
         self.controller.request_sleep()
         await until(
             lambda: self.live() and all(i.state == "stopped" for i in self.live()), timeout, "stopped"
@@ -163,7 +163,7 @@ async def standalone_world(
                 await watcher
             w.sample()
             sim.clear_faults()
-            await controller.stop("keep", timeout=5)
+            await controller.stop("keep", timeout=deadline(30))
 
 
 # Every Exoscale operation the standalone engine calls over a full cycle (create, stop and bake the
@@ -189,7 +189,7 @@ ENGINE_OPERATIONS = (
 )
 
 
-async def full_cycle(w: StandaloneWorld, timeout: float = 15.0) -> None:
+async def full_cycle(w: StandaloneWorld, timeout: float = LIFECYCLE) -> None:
     """Wake from zero, scale to zero by stop, wake the stopped VM, scale to zero by delete."""
     await w.wake()
     await w.ready(timeout)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from standalone_world import ENGINE_OPERATIONS, full_cycle, standalone_world
 from summary import record
-from waiting import until
+from waiting import LIFECYCLE, until
 
 from remote_ollama.sandbox.exoscale.faults import FailRule
 
@@ -55,7 +55,7 @@ async def test_5xx_burst(
             assert not errors, f"a burst within the retries must not reach /status: {errors}"
         # recovered: the round after the burst is clean (a bake that failed at the last stop is
         # retried by the round that deletes the VM, which may still be finishing here)
-        await until(lambda: "error" not in w.controller.status(), 10, "a clean round after the burst")
+        await until(lambda: "error" not in w.controller.status(), LIFECYCLE, "a clean round after the burst")
         assert w.controller._task is not None and not w.controller._task.done()
     assert w.duplicates == 0
     assert len(w.live()) == 0
@@ -85,7 +85,7 @@ async def test_a_failing_user_data_scrub_is_retried_and_never_stops_the_service(
         inst.user_data = base64.b64encode(("#cloud-config\n" + yaml.safe_dump(doc)).encode()).decode()
         w.controller.reconciler._scrubbed.clear()  # this version's first look at that VM
         w.sim.fail_next(RETRIES + 2, 503, operation="update-instance")
-        await until(lambda: bool(inst.replaced_user_data), 15, "the scrub, once the API answers again")
+        await until(lambda: bool(inst.replaced_user_data), LIFECYCLE, "the scrub, once the API answers again")
         assert any("could not remove the TLS key" in r.getMessage() for r in caplog.records)
         assert b"PRIVATE KEY" not in base64.b64decode(inst.user_data or "")
         assert "error" not in w.controller.status()
@@ -102,5 +102,7 @@ async def test_a_failing_snapshot_delete_keeps_the_baked_template_and_the_snapsh
         await full_cycle(w)
         assert "error" not in w.controller.status() and not any("error" in s for s in w.statuses)
         assert len(w.sim.state.templates) == 1, "baked once, not again"
-        await until(lambda: not w.sim.state.snapshots, 10, "the snapshot gone with the deleted instance")
+        await until(
+            lambda: not w.sim.state.snapshots, LIFECYCLE, "the snapshot gone with the deleted instance"
+        )
     record("5xx on delete-snapshot", injected=RETRIES + 2, recovered=RETRIES + 2, note="template kept")

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from standalone_world import MODEL, StandaloneWorld, standalone_world
 from summary import record
-from waiting import until
+from waiting import LIFECYCLE, until
 
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import NotReady, ProxySettings
@@ -150,10 +150,10 @@ async def test_instance_deleted_out_of_band_is_noticed_at_the_next_check_and_rec
         def noticed() -> bool:
             return any(f"instance {old} vanished out of band" in r.getMessage() for r in caplog.records)
 
-        await until(noticed, 5, "the vanish to be noticed")
+        await until(noticed, LIFECYCLE, "the vanish to be noticed")
         delay = time.monotonic() - vanished_at
         assert delay < interval + 1.0, f"noticed after {delay:.2f}s, check interval {interval}s"
-        await until(lambda: not c.state().ready, 5, "the proxy to stop using the gone VM")
+        await until(lambda: not c.state().ready, LIFECYCLE, "the proxy to stop using the gone VM")
         assert any(s["provisioning_status"] == "provisioning" for s in w.statuses)
         up = await w.ready()
         new = c.saved.memory.instance_id
@@ -183,16 +183,16 @@ async def test_api_unreachable_while_ready_degrades_status_keeps_serving_and_rec
         c = w.controller
         await w.sim.go_offline()
         started = time.monotonic()
-        await until(lambda: c.status()["provisioning_status"] == "error", 5, "status to degrade")
+        await until(lambda: c.status()["provisioning_status"] == "error", LIFECYCLE, "status to degrade")
         # A long outage in fast time: many consecutive failed rounds.
-        await until(lambda: c.failures.count >= 12, 20, "12 failed rounds")
+        await until(lambda: c.failures.count >= 12, LIFECYCLE, "12 failed rounds")
         window = time.monotonic() - started
         assert c._task is not None and not c._task.done(), "the loop must keep running"
         assert c.state().ready, "the VM itself still serves while the API is away"
         assert not any("lifecycle round failed" in r.getMessage() for r in caplog.records)
         rounds = sum("cloud error" in r.getMessage() for r in caplog.records)
         await w.sim.go_online()
-        await until(lambda: "error" not in c.status(), 10, "recovery")
+        await until(lambda: "error" not in c.status(), LIFECYCLE, "recovery")
         assert c.status()["provisioning_status"] == "ready"
         assert len(w.live()) == 1
     record(

@@ -36,11 +36,11 @@ async def slow_burst(w: StandaloneWorld, operation: str, calls: int) -> int:
 async def test_timeouts(operation: str, tmp_path: Path) -> None:
     async with standalone_world(tmp_path, timeout=CLIENT_TIMEOUT, retries=4) as w:
         burst = asyncio.create_task(slow_burst(w, operation, SLOW_CALLS))
-        await full_cycle(w, timeout=20)
+        await full_cycle(w)
         injected = await asyncio.wait_for(burst, 5)
         # Late answers still land after the cycle: give them time, then nothing may be alive.
         await asyncio.sleep(0)
-        await w.none_live(timeout=SLOW * 3)
+        await w.none_live()
         assert "error" not in w.controller.status()
         sg = [g for g in w.sim.state.security_groups.values() if g.name.endswith(w.owner)]
         assert len(sg) == 1, "one security group per owner"
@@ -74,8 +74,8 @@ async def test_lost_answers(operation: str, tmp_path: Path) -> None:
     ) as w:
         assert isinstance(w.sim, LateAnswerSimulator)
         w.sim.answer_late(operation, SLOW_CALLS, SLOW)
-        await full_cycle(w, timeout=20)
-        await w.none_live(timeout=SLOW * 3)
+        await full_cycle(w)
+        await w.none_live()
         lost = SLOW_CALLS - w.sim.late[operation][0]
         assert lost >= 1, f"no {operation} answer was lost"
         surfaced = [s["error"] for s in w.statuses if "error" in s]

@@ -15,7 +15,7 @@ import pytest
 from proxy_world import API_KEY, MODELS, make_pki, world
 from standalone_world import FAST, KEY, SECRET, full_cycle, spec, standalone_world
 from summary import record
-from waiting import until
+from waiting import LIFECYCLE, until
 
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import ProxySettings, Upstream
@@ -88,7 +88,7 @@ async def test_security_group_admits_only_the_allowed_cidrs_on_the_vm_port(tmp_p
         )
         # a round already under way decided with the old spec: let one finish before asking
         before = w.controller.decision
-        await until(lambda: w.controller.decision is not before, 5, "a round with the new spec")
+        await until(lambda: w.controller.decision is not before, LIFECYCLE, "a round with the new spec")
         w.controller.request_sleep()
         await w.none_live()
         w.controller.spec = dataclasses.replace(spec(), allowed_source_cidrs=("198.51.100.7/32",))

@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 from standalone_world import MODEL, standalone_world
 from summary import record
-from waiting import until
+from waiting import LIFECYCLE, until
 
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import ProxySettings
@@ -36,7 +36,9 @@ async def test_unreachable_vm_triggers_a_check_and_a_replacement(tmp_path: Path)
                     assert resp.status == 502
                     assert "unreachable" in (await resp.json())["error"]
                 # the 502 asked for a check: the gone VM is noticed and replaced without waiting an hour
-                new = await until(lambda: [i.id for i in w.live() if i.id != old], 10, "a replacement VM")
+                new = await until(
+                    lambda: [i.id for i in w.live() if i.id != old], LIFECYCLE, "a replacement VM"
+                )
                 async with http.post(url, json=body) as resp:
                     assert resp.status == 200, await resp.text()
                 assert [i.id for i in w.live()] == new
