@@ -1,4 +1,4 @@
-"""Wake and sleep by hand: the annotation reaches the cloud in under a second; suspend forces zero.
+"""Wake and sleep by hand: the annotation reaches the cloud by the watch; suspend forces zero.
 
 Also the user's tools: `remote-ollama status|wake|sleep` and the `kubectl remoteollama` plugin.
 """
@@ -8,15 +8,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cluster.fixtures import KubeNamespace
 from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama
-from waiting import LIFECYCLE, wait_until
+from waiting import LIFECYCLE, deadline, wait_until
 
+from remote_ollama.core.lifecycle import POLL_STEADY
 from remote_ollama.kube.operator.status import parse_time
 
 BIN = Path(sys.executable).parent
@@ -62,7 +62,6 @@ def test_sleep_wake_suspend_and_the_cli(kube: KubeNamespace) -> None:
         # wake-requested must be newer than the recorded scale-down (both have second precision)
         later_second(obj)
         starts = world.calls("start-instance")
-        began = time.monotonic()
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         world.kube.kubectl(
             "annotate",
@@ -72,9 +71,10 @@ def test_sleep_wake_suspend_and_the_cli(kube: KubeNamespace) -> None:
             "--overwrite",
             check=True,
         )
+        # A Stopped resource is looked at again only at the steady horizon (minutes, past this
+        # deadline): the start is the annotation's doing, seen by the watch (how fast: bench/operator.py).
+        assert deadline(LIFECYCLE) < POLL_STEADY
         wait_until(lambda: world.calls("start-instance") > starts, LIFECYCLE, "start-instance call")
-        latency = time.monotonic() - began
-        assert latency < 1.0, f"annotate -> start call took {latency:.3f}s"
 
         obj = world.wait_phase("Ready")
         assert obj["status"]["lastWake"]["seconds"] > 0

@@ -1,10 +1,13 @@
 """In-process standalone world for cloud faults: the Exoscale simulator and a `LocalController`
-with fast polls and backoffs, plus a watcher that counts live instances (duplicates, leaks)."""
+with fast polls and backoffs, plus a watcher that counts live instances (duplicates, leaks) and
+sees the service recover. A world with a `scenario` records its row of the fault summary when it
+ends, pass or fail: injected and recovered are measured, not claimed."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -12,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from summary import record
 from waiting import LIFECYCLE, deadline, until
 
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
@@ -57,6 +61,7 @@ class LateAnswerSimulator(ExoscaleSimulator):
         left, delay = self.late.get(route[0] if route else "", (0, 0.0))
         if left > 0 and response.status < 400:
             self.late[route[0] if route else ""] = (left - 1, delay)
+            self.state.faults.taken.append(time.monotonic())
             await asyncio.sleep(delay)
         return response
 
@@ -70,6 +75,10 @@ class StandaloneWorld:
     seen_ids: set[str] = field(default_factory=set)
     max_live: int = 0
     statuses: list[dict[str, Any]] = field(default_factory=list)
+    clean_at: list[float] = field(default_factory=list)  # when the status turned Ready or Stopped, no error
+    scenario: str = ""  # its row in the fault summary
+    note: str = ""
+    out_of_band: list[float] = field(default_factory=list)  # faults made by the scenario itself
 
     @property
     def owner(self) -> str:
@@ -86,6 +95,24 @@ class StandaloneWorld:
     def duplicates(self) -> int:
         return max(0, self.max_live - 1)
 
+    def leaked(self) -> int:
+        """Live instances of ours the state file does not know (nobody would ever delete them)."""
+        return sum(1 for i in self.live() if i.id != self.controller.saved.memory.instance_id)
+
+    def inject(self) -> None:
+        """Note a fault the scenario made itself (out of band: a vanished VM, the API offline)."""
+        self.out_of_band.append(time.monotonic())
+
+    def faults(self) -> list[float]:
+        """When each fault took effect: the simulator's injected failures, slow answers and capacity
+        refusals, and the scenario's own."""
+        return sorted([*self.sim.state.faults.taken, *self.out_of_band])
+
+    def recovered(self) -> int:
+        """Faults after which the status turned clean again (Ready or Stopped, no error)."""
+        last = max(self.clean_at, default=float("-inf"))
+        return sum(1 for t in self.faults() if t < last)
+
     def sample(self) -> None:
         live = self.live()
         self.seen_ids.update(i.id for i in live)
@@ -93,6 +120,19 @@ class StandaloneWorld:
         status = self.controller.status()
         if not self.statuses or self.statuses[-1] != status:
             self.statuses.append(status)
+            if "error" not in status and status.get("phase") in (Phase.READY, Phase.STOPPED):
+                self.clean_at.append(time.monotonic())
+
+    def record(self) -> None:
+        if self.scenario:
+            record(
+                self.scenario,
+                injected=len(self.faults()),
+                recovered=self.recovered(),
+                leaked=self.leaked(),
+                duplicates=self.duplicates,
+                note=self.note,
+            )
 
     async def watch(self) -> None:
         while True:
@@ -162,6 +202,7 @@ async def standalone_world(
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
             w.sample()
+            w.record()
             sim.clear_faults()
             await controller.stop("keep", timeout=deadline(30))
 
