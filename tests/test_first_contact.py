@@ -18,7 +18,7 @@ from cluster.fixtures import KubeNamespace
 from operator_world import credentials_secret, operator_world, remote_ollama
 from ports import free_port
 from proxy_world import world
-from subprocess_world import Program, clean_env
+from subprocess_world import Program, clean_env, sandbox_program
 from test_standalone import KEY, SECRET, live_instances
 from test_standalone import sim as sim
 from waiting import LIFECYCLE, wait_until
@@ -69,13 +69,7 @@ async def test_no_vm_yet_answers_the_spec_models_the_pinned_version_and_nothing_
 
 
 def test_sandbox_lists_models_without_waking_then_chats_from_cold(tmp_path: Path) -> None:
-    port = free_port()
-    prog = Program(
-        ["sandbox", "--port", str(port), "--idle", "1m", "--boot", "0.5"],
-        clean_env(),
-        tmp_path / "sandbox.log",
-        port=port,
-    )
+    prog = sandbox_program(tmp_path, "--idle", "1m")
     try:
         prog.wait_listening()
         client = ollama.Client(host=prog.url, timeout=60)
