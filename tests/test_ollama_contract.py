@@ -91,12 +91,12 @@ async def test_the_simulated_ollama_answers_as_the_real_one(
 
 @pytest.mark.parametrize(("method", "path"), sorted(FIRST_VERSION), ids=lambda v: str(v))
 async def test_the_route_table_matches_the_real_0_17_4(
-    real_ollama: RealOllama, simulated: str, http: aiohttp.ClientSession, method: str, path: str
+    real_ollama: RealOllama, simulated: str, ollama_http: aiohttp.ClientSession, method: str, path: str
 ) -> None:
     concrete = path.replace("{model:.+}", TINY)
-    async with http.request(method, real_ollama.url + concrete, json={}) as r:
+    async with ollama_http.request(method, real_ollama.url + concrete, json={}) as r:
         real_404 = r.status == 404 and r.content_type == "text/plain"
-    async with http.request(method, simulated + concrete, json={}) as r:
+    async with ollama_http.request(method, simulated + concrete, json={}) as r:
         sim_404 = r.status == 404 and r.content_type == "text/plain"
     if real_404:
         assert sim_404, f"{method} {path}: the real {VERSION} has no such route, the simulated one has"

@@ -23,14 +23,13 @@ def deadline(seconds: float) -> float:
     return seconds * SLOWDOWN
 
 
-def wait_until(
-    predicate: Callable[[], T], timeout: float = 30.0, what: str = "", interval: float = 0.02
-) -> T:
-    """Poll `predicate` until it returns something truthy; fail naming `what` after `timeout`
-    seconds (scaled by `deadline`)."""
+def _poller(predicate: Callable[[], T], timeout: float, what: str) -> Callable[[], T | None]:
+    """One look at `predicate`: its value when truthy, None to look again, AssertionError naming
+    `what` once `timeout` seconds (scaled by `deadline`) have passed."""
     timeout = deadline(timeout)
     end = time.monotonic() + timeout
-    while True:
+
+    def poll() -> T | None:
         value = predicate()
         if value:
             return value
@@ -38,21 +37,26 @@ def wait_until(
             raise AssertionError(
                 f"timed out after {timeout}s waiting for {what or predicate!r} (last: {value!r})"
             )
+        return None
+
+    return poll
+
+
+def wait_until(
+    predicate: Callable[[], T], timeout: float = 30.0, what: str = "", interval: float = 0.02
+) -> T:
+    """Poll `predicate` until it returns something truthy; fail naming `what` after `timeout` seconds."""
+    poll = _poller(predicate, timeout, what)
+    while (value := poll()) is None:
         time.sleep(interval)
+    return value
 
 
 async def until(
     predicate: Callable[[], T], timeout: float = 30.0, what: str = "", interval: float = 0.01
 ) -> T:
     """`wait_until` for async tests: yields to the event loop between polls."""
-    timeout = deadline(timeout)
-    end = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(
-                f"timed out after {timeout}s waiting for {what or predicate!r} (last: {value!r})"
-            )
+    poll = _poller(predicate, timeout, what)
+    while (value := poll()) is None:
         await asyncio.sleep(interval)
+    return value
