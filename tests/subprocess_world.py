@@ -132,3 +132,16 @@ def sandbox_program(tmp_path: Path, *args: str) -> Program:
         tmp_path / "sandbox.log",
         port=port,
     )
+
+
+def standalone_program(tmp_path: Path, env: Mapping[str, str], port: int | None = None) -> Program:
+    """`remote-ollama standalone` on 127.0.0.1 (`port`, or a free one) with `env` over a clean
+    environment; its log in `tmp_path`. The caller kills it."""
+    port = port or free_port()
+    host = "127.0.0.1"
+    return Program(
+        ["standalone", "--host", host, "--port", str(port)],
+        clean_env(env),
+        tmp_path / "standalone.log",
+        port=port,
+    )

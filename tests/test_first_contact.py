@@ -18,7 +18,7 @@ from cluster.fixtures import KubeNamespace
 from operator_world import credentials_secret, operator_world, remote_ollama
 from ports import free_port
 from proxy_world import world
-from subprocess_world import Program, clean_env, sandbox_program
+from subprocess_world import Program, clean_env, sandbox_program, standalone_program
 from test_standalone import KEY, SECRET, live_instances
 from test_standalone import sim as sim
 from waiting import LIFECYCLE, wait_until
@@ -90,7 +90,6 @@ def test_sandbox_lists_models_without_waking_then_chats_from_cold(tmp_path: Path
 
 
 def test_standalone_first_contact_creates_nothing(sim: SimulatorThread, tmp_path: Path) -> None:
-    port = free_port()
     env = {
         "EXOSCALE_API_KEY": KEY,
         "EXOSCALE_API_SECRET": SECRET,
@@ -100,12 +99,7 @@ def test_standalone_first_contact_creates_nothing(sim: SimulatorThread, tmp_path
         "REMOTE_OLLAMA_STATE_FILE": str(tmp_path / "state.json"),
         "REMOTE_OLLAMA_FIRST_REQUEST": "503",
     }
-    prog = Program(
-        ["standalone", "--host", "127.0.0.1", "--port", str(port)],
-        clean_env(env),
-        tmp_path / "s.log",
-        port=port,
-    )
+    prog = standalone_program(tmp_path, env)
     try:
         prog.wait_listening()
         client = ollama.Client(host=prog.url, timeout=30)
@@ -181,7 +175,6 @@ def test_standalone_vm_runs_the_chosen_older_ollama_and_lacks_its_missing_routes
     sim: SimulatorThread,
     tmp_path: Path,
 ) -> None:
-    port = free_port()
     env = {
         "EXOSCALE_API_KEY": KEY,
         "EXOSCALE_API_SECRET": SECRET,
@@ -191,12 +184,7 @@ def test_standalone_vm_runs_the_chosen_older_ollama_and_lacks_its_missing_routes
         "OLLAMA_ENV": "OLLAMA_NUM_PARALLEL=2",
         "REMOTE_OLLAMA_STATE_FILE": str(tmp_path / "state.json"),
     }
-    prog = Program(
-        ["standalone", "--host", "127.0.0.1", "--port", str(port)],
-        clean_env(env),
-        tmp_path / "s.log",
-        port=port,
-    )
+    prog = standalone_program(tmp_path, env)
     try:
         prog.wait_listening()
         code, _, answer = prog.request(

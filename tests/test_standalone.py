@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from ports import free_port
-from subprocess_world import Program, clean_env
+from subprocess_world import Program, standalone_program
 from waiting import LIFECYCLE, wait_until
 
 from remote_ollama.core.types import Memory
@@ -66,12 +66,7 @@ def standalone(sim: SimulatorThread, tmp_path: Path, port: int, **env: str) -> P
         "REMOTE_OLLAMA_EXIT_TIMEOUT": "15",
     }
     base.update(env)
-    return Program(
-        ["standalone", "--host", "127.0.0.1", "--port", str(port)],
-        clean_env(base),
-        tmp_path / "standalone.log",
-        port=port,
-    )
+    return standalone_program(tmp_path, base, port)
 
 
 def generate(prog: Program, timeout: float = 60) -> tuple[int, dict[str, str], Any]:
