@@ -59,12 +59,6 @@ def test_quota_and_capacity_failures_move_to_the_next_placement(
         assert all(e["type"] == "Warning" for e in events)
 
 
-@pytest.mark.xfail(
-    reason="product bug found by the per-zone simulator (issue 23): in 2 of 3 runs here, after the "
-    "start-capacity fallback created the VM in de-fra-1, status.placement goes back to index 0 "
-    "(at-vie-2) and stays there; a round seems to act on a body read before fall_back's patch",
-    strict=False,
-)
 def test_no_room_to_start_the_stopped_vm_moves_it_to_the_next_zone(
     kube: KubeNamespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -45,6 +45,7 @@ from remote_ollama.spec.vocabulary import Reason
 from remote_ollama.vm.pki import KEY_CA, KEY_KEY, VMCredentials
 
 from . import children
+from .freshest import Freshest
 from .orphans import OrphanSweep
 from .ownership import NameConflict, apply_owned, owned_by
 
@@ -146,6 +147,7 @@ class ResourceContext:
     blocked_rounds: int = 0
     warned_annotations: set[str] = field(default_factory=set)
     warned_replicas: int = 1  # the spec.replicas.max last warned about (one Event per value)
+    fresh: Freshest = field(default_factory=Freshest)  # our last status patch, until the watch has it
     _reconciler: Reconciler | None = None
     _cloud: Cloud | None = None
 
@@ -154,7 +156,7 @@ class ResourceContext:
         return path_for(f"{GROUP}/{VERSION}", PLURAL, self.namespace, self.name, "status")
 
     async def patch_status(self, patch: dict[str, Any]) -> None:
-        await OPERATOR.api.merge_patch(self.status_path, {"status": patch})
+        self.fresh.wrote(await OPERATOR.api.merge_patch(self.status_path, {"status": patch}))
 
     async def cloud_in(self, spec: Spec, zone: str) -> Cloud | None:
         """The client for this resource's credentials in another zone (a spec.placements zone
