@@ -46,7 +46,7 @@ from remote_ollama.cloud.errors import (
 )
 from remote_ollama.cloud.exoscale.adapter import ExoscaleCloud, owner_labels
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
-from remote_ollama.sandbox.exoscale import api as simulator_api
+from remote_ollama.sandbox.exoscale import wire as simulator_wire
 from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
 from remote_ollama.sandbox.exoscale.thread import SimulatorThread
 from remote_ollama.spec.names import VM_PORT
@@ -309,8 +309,8 @@ def test_a_hanging_api_times_out_instead_of_blocking_forever(
     sim_thread: SimulatorThread, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     answered: list[str] = []
-    observers = [*simulator_api.EXCHANGE_OBSERVERS, lambda operation, *_: answered.append(operation)]
-    monkeypatch.setattr(simulator_api, "EXCHANGE_OBSERVERS", observers)
+    observers = [*simulator_wire.EXCHANGE_OBSERVERS, lambda operation, *_: answered.append(operation)]
+    monkeypatch.setattr(simulator_wire, "EXCHANGE_OBSERVERS", observers)
     sim_thread.sim.slow_responses(3.0)
     cloud = make_cloud(sim_thread.url, timeout=0.3, retries=1, sleep=SleepLog())
     with pytest.raises(CloudUnavailable, match="Timeout"):

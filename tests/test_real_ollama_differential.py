@@ -126,24 +126,24 @@ def test_the_anthropic_client(proxied: str) -> None:
 
 
 async def test_a_model_is_created_through_the_proxy_s_blob_upload_and_create(
-    real_ollama: RealOllama, proxied: str, http: aiohttp.ClientSession, tmp_path: Path
+    real_ollama: RealOllama, proxied: str, ollama_http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     """The path `ollama create` takes (HEAD, then POST /api/blobs/<digest>, then /api/create), proxied."""
     gguf = write_tiny_gguf(tmp_path / "other.gguf", seed=1).read_bytes()
     digest = "sha256:" + hashlib.sha256(gguf).hexdigest()
-    async with http.head(f"{proxied}/api/blobs/{digest}") as r:
+    async with ollama_http.head(f"{proxied}/api/blobs/{digest}") as r:
         assert r.status == 404
-    async with http.post(f"{proxied}/api/blobs/{digest}", data=gguf) as r:
+    async with ollama_http.post(f"{proxied}/api/blobs/{digest}", data=gguf) as r:
         assert r.status == 201, await r.text()
-    async with http.head(f"{proxied}/api/blobs/{digest}") as r:
+    async with ollama_http.head(f"{proxied}/api/blobs/{digest}") as r:
         assert r.status == 200
-    async with http.post(f"{proxied}/api/create", json=create_request("proxied", digest)) as r:
+    async with ollama_http.post(f"{proxied}/api/create", json=create_request("proxied", digest)) as r:
         assert (r.status, await r.json()) == (200, {"status": "success"})
-    async with http.get(f"{real_ollama.url}/api/tags") as r:
+    async with ollama_http.get(f"{real_ollama.url}/api/tags") as r:
         assert "proxied:latest" in [m["name"] for m in (await r.json())["models"]]
-    async with http.delete(f"{proxied}/api/delete", json={"model": "proxied"}) as r:
+    async with ollama_http.delete(f"{proxied}/api/delete", json={"model": "proxied"}) as r:
         assert r.status == 200
-    async with http.get(f"{real_ollama.url}/api/tags") as r:
+    async with ollama_http.get(f"{real_ollama.url}/api/tags") as r:
         assert "proxied:latest" not in [m["name"] for m in (await r.json())["models"]]
 
 
