@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import ollama
 import pytest
-from waiting import LIFECYCLE, until, wait_until
+from waiting import LIFECYCLE, deadline, until, wait_until
 
 from remote_ollama import AsyncRemoteOllama, RemoteOllama
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
@@ -171,7 +171,7 @@ async def test_async_ensure_idle_wake_destroy(tmp_path: Path) -> None:
             await remote.ensure_instance(timeout=30)
             assert remote.instance_id not in (None, first_id)
         # on_exit=destroy on leaving the block
-        await sim.wait_for(lambda: not live(sim), 10, "on_exit destroy")
+        await sim.wait_for(lambda: not live(sim), deadline(LIFECYCLE), "on_exit destroy")
 
 
 async def test_ensure_times_out_with_the_reason(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import ollama
 import pytest
 from subprocess_world import Program, sandbox_program
+from waiting import LIFECYCLE
 
 from remote_ollama.sandbox.exoscale.wire import RECORD_ENV
 
@@ -57,7 +58,7 @@ def test_cold_start_scale_to_zero_wake_and_clean_exit(sandbox: Program) -> None:
 
     # Cold start: the request is held while the simulated VM is created and boots.
     assert generate(sandbox.url, "hi").strip()
-    ready = sandbox.wait_status(lambda s: s["provisioning_status"] == "ready", 5, "ready")
+    ready = sandbox.wait_status(lambda s: s["provisioning_status"] == "ready", LIFECYCLE, "ready")
     assert ready["instance_status"] == "running"
     remote_url = ready["remote_url"]
     assert remote_url and remote_url.startswith("https://127.")
@@ -79,7 +80,7 @@ def test_cold_start_scale_to_zero_wake_and_clean_exit(sandbox: Program) -> None:
 
     # Wake: the same instance starts again and answers; no second instance is created.
     assert generate(sandbox.url, "again").strip()
-    woke = sandbox.wait_status(lambda s: s["provisioning_status"] == "ready", 5, "ready again")
+    woke = sandbox.wait_status(lambda s: s["provisioning_status"] == "ready", LIFECYCLE, "ready again")
     assert woke["remote_url"] == remote_url
     out = sandbox.output()
     assert len(re.findall(r"creating instance \S+ \(", out)) == 1

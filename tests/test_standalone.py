@@ -102,7 +102,7 @@ def test_sigkill_mid_provision_then_restart_adopts_the_one_instance(
         assert [i.id for i in instances] == [created[0].id]
         assert sim.sim.call_count("create-instance") == 1
 
-        status = second.wait_status(lambda s: s["provisioning_status"] == "ready", 10, "ready")
+        status = second.wait_status(lambda s: s["provisioning_status"] == "ready", LIFECYCLE, "ready")
         assert set(status) >= SEED_STATUS_FIELDS
         assert status["service"] == "remote-ollama"
         assert status["instance_status"] == "running"
@@ -136,7 +136,9 @@ def test_first_request_503_answers_at_once_and_on_exit_destroy_leaves_no_instanc
         assert int(headers["Retry-After"]) > 0
         assert body["provisioning"] is True
         assert body["error"] and body["status"]
-        status = prog.wait_status(lambda s: s["provisioning_status"] != "idle", 5, "the wake to begin")
+        status = prog.wait_status(
+            lambda s: s["provisioning_status"] != "idle", LIFECYCLE, "the wake to begin"
+        )
         assert status["provisioning_status"] in ("provisioning", "ready")
         # SIGTERM as soon as the VM exists, before the loop has even looked at it again.
         # the call is counted when it arrives, the instance exists once the simulator has answered it
@@ -155,7 +157,7 @@ def test_a_cloud_error_shows_in_status(sim: SimulatorThread, tmp_path: Path) -> 
     try:
         prog.wait_listening()
         assert generate(prog)[0] == 503
-        status = prog.wait_status(lambda s: s["provisioning_status"] == "error", 20, "error status")
+        status = prog.wait_status(lambda s: s["provisioning_status"] == "error", LIFECYCLE, "error status")
         assert "quota" in status["error"].lower()
         assert not live_instances(sim)
         assert prog.terminate(timeout=25) == 0
