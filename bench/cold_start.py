@@ -15,7 +15,10 @@ The volume lines are each from a resource of their own that had its volume from 
 the zone is ch-gva-2, where Exoscale's documentation lists block storage.
 
 Times are printed as measured and divided by `--scale` (what they mean at real speed). The goal is
-"from destroyed" at most 25 % of a first start, "from stopped" unchanged.
+"from destroyed" at most 25 % of a first start, "from stopped" unchanged. Also printed: Ready after
+the VM's Ollama first answered, on the wakes whose model is on the disk (not scaled: the engine's own
+reaction), goal <= 1 s each time, against the 3 s probe recheck that would find it otherwise (the
+tests only assert that it comes by the watch).
 
     python bench/cold_start.py [--scale 0.02]
 """
@@ -101,6 +104,25 @@ async def session(scale: float, cold_start: dict[str, object], cases: list[str])
             def live() -> list[str]:
                 return [i.state for i in sim.state.instances.values() if i.state not in GONE_STATES]
 
+            def serving() -> bool:
+                return any(vm.serving for vm in (sim.fleet.vms.values() if sim.fleet else ()))
+
+            async def answered_to_ready(delays: list[float]) -> None:
+                """Seconds from a VM's Ollama answering to the controller being Ready, each wake."""
+                answered_at: float | None = None
+                while True:
+                    if serving() and answered_at is None:
+                        answered_at = time.monotonic()
+                    if answered_at is not None and controller.state().ready:
+                        delays.append(time.monotonic() - answered_at)
+                        answered_at = None
+                        while serving():
+                            await asyncio.sleep(0.005)
+                    await asyncio.sleep(0.005)
+
+            delays: list[float] = []
+            watcher = asyncio.create_task(answered_to_ready(delays))
+
             async def scale_down(done: Callable[[], object]) -> None:
                 """Asked again until done: the proxy reports the request's activity after it ended,
                 which makes an earlier sleep request stale."""
@@ -124,8 +146,12 @@ async def session(scale: float, cold_start: dict[str, object], cases: list[str])
                 await scale_down(lambda: not live())
                 out["from destroyed"] = await first_token(url)
             finally:
+                watcher.cancel()
                 await runner.cleanup()
                 await controller.stop("destroy", timeout=60)
+    # (the first start's Ollama answers before its model is pulled: not this figure)
+    for case, delay in list(zip(list(out), delays, strict=False))[1:]:
+        out[f"Ready after Ollama answered, {case}"] = delay
     return out
 
 
@@ -142,6 +168,7 @@ async def run(scale: float) -> dict[str, float]:
         "from destroyed + template": plain["from destroyed"],
         "from destroyed + tpl + volume": both["from destroyed"],
         "from destroyed + volume only": alone["from destroyed"],
+        **{k: v for k, v in plain.items() if k.startswith("Ready after")},
     }
 
 
@@ -158,8 +185,12 @@ def main() -> None:
     first = results["first start"]
     print(f"wake to first token, simulator with the seed's durations x {args.scale:g}")
     print(f"{'case':<30}{'measured s':>12}{'at real speed s':>18}{'of first start':>16}")
+    readies = {k: v for k, v in results.items() if k.startswith("Ready after")}
     for case, seconds in results.items():
-        print(f"{case:<30}{seconds:>12.2f}{seconds / args.scale:>18.0f}{seconds / first:>15.0%}")
+        if case not in readies:
+            print(f"{case:<30}{seconds:>12.2f}{seconds / args.scale:>18.0f}{seconds / first:>15.0%}")
+    for case, seconds in readies.items():
+        print(f"{case:<50}{seconds:>8.2f} s (goal <= 1 s: {'met' if seconds <= 1.0 else 'NOT met'})")
     ratio = max(results["from destroyed + template"], results["from destroyed + tpl + volume"]) / first
     print(
         f"goal: from destroyed <= 25% of a first start: {'met' if ratio <= 0.25 else 'NOT met'} ({ratio:.0%})"

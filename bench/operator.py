@@ -265,6 +265,11 @@ def main() -> None:
             f"{r['wake_p99'] * 1000:>7.0f}ms {r['overhead_p50']:>12.2f}s {r['overhead_p95']:>12.2f}s",
             flush=True,
         )
+        print(
+            f"     goal: wake p50 < 1 s: {'met' if r['wake_p50'] < 1.0 else 'NOT met'}; "
+            f"overhead p50 <= 1 s: {'met' if r['overhead_p50'] <= 1.0 else 'NOT met'}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

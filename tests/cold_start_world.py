@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from waiting import LIFECYCLE, deadline
+
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.local.controller import LocalController
 from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
@@ -45,7 +47,7 @@ def live(state: CloudState) -> list[Instance]:
 
 async def ready(controller: LocalController) -> None:
     await controller.request_wake(datetime.now(UTC))
-    await controller.await_ready(asyncio.get_running_loop().time() + 30)
+    await controller.await_ready(asyncio.get_running_loop().time() + deadline(LIFECYCLE))
 
 
 def steps(sim: ExoscaleSimulator, instance_id: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ import pytest
 from cluster.control_plane import build_binaries
 from cluster.fixtures import control_plane, k8s, kube, operator_release  # noqa: F401  (fixtures)
 from exoscale_openapi import check_exchange, recorded_problems
-from ollama_real.fixtures import real_ollama  # noqa: F401  (fixtures)
+from ollama_real.fixtures import ollama_http, real_ollama  # noqa: F401  (fixtures)
 from ollama_real.server import build_ollama
 
 from remote_ollama.sandbox.exoscale.wire import EXCHANGE_OBSERVERS, RECORD_ENV

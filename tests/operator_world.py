@@ -28,7 +28,7 @@ from cluster.fixtures import KubeNamespace
 from kopf.testing import KopfRunner
 from kubernetes.config import kube_config
 from ports import free_port
-from waiting import wait_until
+from waiting import LIFECYCLE, wait_until
 
 from remote_ollama.sandbox.exoscale.state import InstanceHooks
 from remote_ollama.sandbox.exoscale.thread import SimulatorThread
@@ -123,7 +123,7 @@ class OperatorWorld:
         obj = self.get("remoteollama", name)
         return ((obj or {}).get("status") or {}).get("phase")
 
-    def wait_phase(self, phase: str, name: str = "granite", timeout: float = 30.0) -> dict[str, Any]:
+    def wait_phase(self, phase: str, name: str = "granite", timeout: float = LIFECYCLE) -> dict[str, Any]:
         wait_until(lambda: self.phase(name) == phase, timeout, f"{name} phase {phase}")
         obj = self.get("remoteollama", name)
         assert obj is not None
@@ -144,7 +144,7 @@ class OperatorWorld:
     def start_proxy(self, name: str = "granite", namespace: str | None = None, pod_name: str = "") -> str:
         """The proxy as its Deployment says, authenticated with its ServiceAccount's token; `pod_name`:
         its pod name (the downward API's metadata.name), `<name>-proxy-0` by default."""
-        dep = wait_until(lambda: self.get("deployment", name, namespace), 20, "proxy Deployment")
+        dep = wait_until(lambda: self.get("deployment", name, namespace), LIFECYCLE, "proxy Deployment")
         pod = dep["spec"]["template"]["spec"]
         container = pod["containers"][0]
         args = list(container.get("args") or [])
@@ -177,7 +177,7 @@ class OperatorWorld:
                 return True
             return False
 
-        wait_until(healthy, 20, "proxy listening")
+        wait_until(healthy, LIFECYCLE, "proxy listening")
         return url
 
     def proxy_log(self) -> str:
@@ -323,7 +323,7 @@ class CloudWorld(OperatorWorld):
         return "\n".join(f"--- {op.log_path.name}\n{op.log()[-6000:]}" for op in self.operators)
 
     def uid(self, name: str = "granite", namespace: str | None = None) -> str:
-        obj = wait_until(lambda: self.get("remoteollama", name, namespace), 10, f"{name} exists")
+        obj = wait_until(lambda: self.get("remoteollama", name, namespace), LIFECYCLE, f"{name} exists")
         return str(obj["metadata"]["uid"])
 
     def owned(self, uid: str, *, live: bool = True) -> list[Any]:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ports import free_port
 from waiting import wait_until
 
 from remote_ollama.sandbox.exoscale.wire import RECORD_ENV
@@ -119,3 +120,28 @@ class Program:
             self.proc.kill()
             self.proc.wait(10)
         self._log.close()
+
+
+def sandbox_program(tmp_path: Path, *args: str) -> Program:
+    """`remote-ollama sandbox` on a free port, its simulated VMs booting in 0.5 s, plus `args`; its
+    log in `tmp_path`. The caller kills it."""
+    port = free_port()
+    return Program(
+        ["sandbox", "--port", str(port), "--boot", "0.5", *args],
+        clean_env(),
+        tmp_path / "sandbox.log",
+        port=port,
+    )
+
+
+def standalone_program(tmp_path: Path, env: Mapping[str, str], port: int | None = None) -> Program:
+    """`remote-ollama standalone` on 127.0.0.1 (`port`, or a free one) with `env` over a clean
+    environment; its log in `tmp_path`. The caller kills it."""
+    port = port or free_port()
+    host = "127.0.0.1"
+    return Program(
+        ["standalone", "--host", host, "--port", str(port)],
+        clean_env(env),
+        tmp_path / "standalone.log",
+        port=port,
+    )

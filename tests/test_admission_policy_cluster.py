@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 from cluster.fixtures import KubeNamespace
-from waiting import wait_until
+from waiting import LIFECYCLE, wait_until
 
 from remote_ollama.kube.operator import children
 
@@ -50,7 +50,7 @@ def test_the_proxy_may_patch_only_its_activity_annotations(kube: KubeNamespace) 
         code, err = patch(kube, {"spec": {"budget": {"maxMonthlySpend": 100000}}}, proxy)
         return err if code != 0 else None
 
-    message = wait_until(denied, 20, "the proxy's spec patch denied")
+    message = wait_until(denied, LIFECYCLE, "the proxy's spec patch denied")
     assert "ValidatingAdmissionPolicy" in message and "not the spec" in message
     for forbidden in (
         {"metadata": {"annotations": {"remoteollama.dev/sleep-requested": "2026-12-02T10:00:00Z"}}},

@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import ollama
 import pytest
-from waiting import until, wait_until
+from waiting import LIFECYCLE, deadline, until, wait_until
 
 from remote_ollama import AsyncRemoteOllama, RemoteOllama
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
@@ -112,8 +112,8 @@ def test_sync_ensure_idle_wake_destroy(sim_thread: SimulatorThread, tmp_path: Pa
         assert first_id and [i.id for i in live(sim)] == [first_id]
         remote.record_activity()
         remote.start_idle_monitor()
-        wait_until(lambda: live(sim)[0].state == "stopped", 15, "scale to zero")
-        wait_until(lambda: remote.status()["provisioning_status"] == "idle", 5, "status idle")
+        wait_until(lambda: live(sim)[0].state == "stopped", LIFECYCLE, "scale to zero")
+        wait_until(lambda: remote.status()["provisioning_status"] == "idle", LIFECYCLE, "status idle")
         assert remote.remote_url is None
 
         # Ensure again: the same instance starts; no second create.
@@ -161,7 +161,7 @@ async def test_async_ensure_idle_wake_destroy(tmp_path: Path) -> None:
                     assert MODEL in [m["name"] for m in (await r.json())["models"]]
             first_id = remote.instance_id
             await remote.start_idle_monitor()
-            await until(lambda: live(sim) and live(sim)[0].state == "stopped", 15, "scale to zero")
+            await until(lambda: live(sim) and live(sim)[0].state == "stopped", LIFECYCLE, "scale to zero")
             await remote.ensure_instance(timeout=30)
             assert remote.instance_id == first_id and sim.call_count("create-instance") == 1
             await remote.destroy(timeout=30)
@@ -171,7 +171,7 @@ async def test_async_ensure_idle_wake_destroy(tmp_path: Path) -> None:
             await remote.ensure_instance(timeout=30)
             assert remote.instance_id not in (None, first_id)
         # on_exit=destroy on leaving the block
-        await sim.wait_for(lambda: not live(sim), 10, "on_exit destroy")
+        await sim.wait_for(lambda: not live(sim), deadline(LIFECYCLE), "on_exit destroy")
 
 
 async def test_ensure_times_out_with_the_reason(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from cluster.fixtures import KubeNamespace
 from operator_world import OperatorWorld, credentials_secret, operator_world, remote_ollama
-from waiting import wait_until
+from waiting import LIFECYCLE, wait_until
 
 from remote_ollama.kube.operator.context import OPERATOR
 
@@ -62,16 +62,16 @@ def test_window_pre_wakes_and_keeps_warm(kube: KubeNamespace, monkeypatch: pytes
     with operator_world(kube, monkeypatch) as world:
         world.apply(credentials_secret())
         world.apply(remote_ollama(idle={"stopAfter": "5m"}, schedule=[window]))
-        world.wait_phase("Ready", timeout=40)
+        world.wait_phase("Ready")
 
         # outside the window: idle scale-down as usual
         advance(world, clock, monday + timedelta(minutes=30))
-        world.wait_phase("Stopped", timeout=20)
-        wait_until(lambda: states(world) == ["stopped"], 20, "stopped for idleness")
+        world.wait_phase("Stopped")
+        wait_until(lambda: states(world) == ["stopped"], LIFECYCLE, "stopped for idleness")
 
         # the window opens: woken with no request at all
         advance(world, clock, monday + timedelta(hours=1, seconds=30))
-        obj = world.wait_phase("Ready", timeout=30)
+        obj = world.wait_phase("Ready")
         assert states(world) == ["running"]
         assert obj["status"]["lastWake"]["seconds"] >= 0
         wait_until(
@@ -80,12 +80,12 @@ def test_window_pre_wakes_and_keeps_warm(kube: KubeNamespace, monkeypatch: pytes
 
         # 50 idle minutes inside the window (stopAfter is 5m): still running
         advance(world, clock, monday + timedelta(hours=1, minutes=50))
-        wait_until(lambda: observed_at(world) == clock.now, 10, "a round at 07:50")
+        wait_until(lambda: observed_at(world) == clock.now, LIFECYCLE, "a round at 07:50")
         assert world.phase() == "Ready" and states(world) == ["running"]
 
         # the window closes: idle for long, so scaled to zero at once
         advance(world, clock, monday + timedelta(hours=2, seconds=1))
-        world.wait_phase("Stopped", timeout=20)
+        world.wait_phase("Stopped")
 
 
 def observed_at(world: OperatorWorld) -> datetime | None:

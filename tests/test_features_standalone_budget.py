@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from waiting import LIFECYCLE, deadline
 
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.local.controller import LocalController
@@ -71,7 +72,7 @@ async def test_standalone_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         loop = asyncio.get_running_loop()
         started = loop.time()
         with pytest.raises(NotReady, match="budget exceeded") as refused:
-            await ctl.await_ready(loop.time() + 30)
+            await ctl.await_ready(loop.time() + deadline(LIFECYCLE))
         assert loop.time() - started < 1
         # a refusal, not provisioning: retrying makes sense at the monthly reset
         assert refused.value.refused and refused.value.retry_at == datetime(2025, 7, 1, tzinfo=UTC)

@@ -18,10 +18,10 @@ from cluster.fixtures import KubeNamespace
 from operator_world import credentials_secret, operator_world, remote_ollama
 from ports import free_port
 from proxy_world import world
-from subprocess_world import Program, clean_env
+from subprocess_world import Program, clean_env, sandbox_program, standalone_program
 from test_standalone import KEY, SECRET, live_instances
 from test_standalone import sim as sim
-from waiting import wait_until
+from waiting import LIFECYCLE, wait_until
 
 from remote_ollama.proxy.interfaces import ProxySettings
 from remote_ollama.proxy.polling import CACHED_HEADER
@@ -69,13 +69,7 @@ async def test_no_vm_yet_answers_the_spec_models_the_pinned_version_and_nothing_
 
 
 def test_sandbox_lists_models_without_waking_then_chats_from_cold(tmp_path: Path) -> None:
-    port = free_port()
-    prog = Program(
-        ["sandbox", "--port", str(port), "--idle", "1m", "--boot", "0.5"],
-        clean_env(),
-        tmp_path / "sandbox.log",
-        port=port,
-    )
+    prog = sandbox_program(tmp_path, "--idle", "1m")
     try:
         prog.wait_listening()
         client = ollama.Client(host=prog.url, timeout=60)
@@ -96,7 +90,6 @@ def test_sandbox_lists_models_without_waking_then_chats_from_cold(tmp_path: Path
 
 
 def test_standalone_first_contact_creates_nothing(sim: SimulatorThread, tmp_path: Path) -> None:
-    port = free_port()
     env = {
         "EXOSCALE_API_KEY": KEY,
         "EXOSCALE_API_SECRET": SECRET,
@@ -106,12 +99,7 @@ def test_standalone_first_contact_creates_nothing(sim: SimulatorThread, tmp_path
         "REMOTE_OLLAMA_STATE_FILE": str(tmp_path / "state.json"),
         "REMOTE_OLLAMA_FIRST_REQUEST": "503",
     }
-    prog = Program(
-        ["standalone", "--host", "127.0.0.1", "--port", str(port)],
-        clean_env(env),
-        tmp_path / "s.log",
-        port=port,
-    )
+    prog = standalone_program(tmp_path, env)
     try:
         prog.wait_listening()
         client = ollama.Client(host=prog.url, timeout=30)
@@ -150,7 +138,7 @@ def test_operator_mode_first_contact_and_a_restarted_proxy_answers_as_the_vm_did
         picked = httpx.get(url + "/v1/models").json()["data"][0]["id"]
         reply = client.chat(model=picked, messages=[{"role": "user", "content": "hi"}], stream=False)
         assert reply.message.content
-        obj = world.wait_phase("Ready", timeout=40)
+        obj = world.wait_phase("Ready")
         wait_until(
             lambda: ((world.get("remoteollama", "granite") or {}).get("status") or {}).get("ollama"),
             10,
@@ -187,7 +175,6 @@ def test_standalone_vm_runs_the_chosen_older_ollama_and_lacks_its_missing_routes
     sim: SimulatorThread,
     tmp_path: Path,
 ) -> None:
-    port = free_port()
     env = {
         "EXOSCALE_API_KEY": KEY,
         "EXOSCALE_API_SECRET": SECRET,
@@ -197,12 +184,7 @@ def test_standalone_vm_runs_the_chosen_older_ollama_and_lacks_its_missing_routes
         "OLLAMA_ENV": "OLLAMA_NUM_PARALLEL=2",
         "REMOTE_OLLAMA_STATE_FILE": str(tmp_path / "state.json"),
     }
-    prog = Program(
-        ["standalone", "--host", "127.0.0.1", "--port", str(port)],
-        clean_env(env),
-        tmp_path / "s.log",
-        port=port,
-    )
+    prog = standalone_program(tmp_path, env)
     try:
         prog.wait_listening()
         code, _, answer = prog.request(
@@ -254,7 +236,7 @@ def test_a_restarted_standalone_answers_as_the_vm_did_while_it_sleeps(
         assert first.terminate(timeout=25) == 0  # stops the VM
     finally:
         first.kill()
-    wait_until(lambda: [i.state for i in live_instances(sim)] == ["stopped"], 20, "the VM stopped")
+    wait_until(lambda: [i.state for i in live_instances(sim)] == ["stopped"], LIFECYCLE, "the VM stopped")
     second = start()
     try:
         client = ollama.Client(host=second.url, timeout=10)

@@ -12,9 +12,9 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from ollama_real.compare import Answer, fetch
+from ollama_real.cases import CASES
+from ollama_real.compare import Answer, fetch_both
 from ollama_real.server import TINY, VERSION, RealOllama
-from test_real_ollama_differential import CASES
 
 from remote_ollama.sandbox.ollama.server import make_ollama_app
 from remote_ollama.vm.ollama_release import FIRST_VERSION
@@ -67,31 +67,22 @@ async def simulated() -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=90)) as s:
-        yield s
-
-
 @pytest.mark.parametrize(("name", "method", "path", "body", "headers"), CASES, ids=[c[0] for c in CASES])
 async def test_the_simulated_ollama_answers_as_the_real_one(
     real_ollama: RealOllama,
     simulated: str,
-    http: aiohttp.ClientSession,
+    ollama_http: aiohttp.ClientSession,
     name: str,
     method: str,
     path: str,
     body: Any,
     headers: dict[str, str],
 ) -> None:
-    raw = body if isinstance(body, bytes) else None
-    json_body = None if raw is not None else body
     if name in _NOT_SIMULATED:
-        async with http.request(method, simulated + path, json=json_body) as r:
+        async with ollama_http.request(method, simulated + path, json=body) as r:
             assert (r.status, await r.text()) == (404, "404 page not found")  # absent, not wrong
         return
-    real = await fetch(http, method, real_ollama.url + path, json_body, raw=raw, headers=headers)
-    sim = await fetch(http, method, simulated + path, json_body, raw=raw, headers=headers)
+    real, sim = await fetch_both(ollama_http, (method, path, body, headers), real_ollama.url, simulated)
     if name in _MODEL_FILES:
         assert (sim.status, sim.content_type) == (real.status, real.content_type)
         return
@@ -100,12 +91,12 @@ async def test_the_simulated_ollama_answers_as_the_real_one(
 
 @pytest.mark.parametrize(("method", "path"), sorted(FIRST_VERSION), ids=lambda v: str(v))
 async def test_the_route_table_matches_the_real_0_17_4(
-    real_ollama: RealOllama, simulated: str, http: aiohttp.ClientSession, method: str, path: str
+    real_ollama: RealOllama, simulated: str, ollama_http: aiohttp.ClientSession, method: str, path: str
 ) -> None:
     concrete = path.replace("{model:.+}", TINY)
-    async with http.request(method, real_ollama.url + concrete, json={}) as r:
+    async with ollama_http.request(method, real_ollama.url + concrete, json={}) as r:
         real_404 = r.status == 404 and r.content_type == "text/plain"
-    async with http.request(method, simulated + concrete, json={}) as r:
+    async with ollama_http.request(method, simulated + concrete, json={}) as r:
         sim_404 = r.status == 404 and r.content_type == "text/plain"
     if real_404:
         assert sim_404, f"{method} {path}: the real {VERSION} has no such route, the simulated one has"

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from cluster.fixtures import KubeNamespace
 from operator_world import KEY, CloudWorld, cloud_world, credentials_secret, remote_ollama
-from waiting import wait_until
+from waiting import LIFECYCLE, wait_until
 
 from remote_ollama.spec.names import ANN_ABANDON_CLOUD_OBJECTS
 
@@ -46,9 +46,9 @@ def test_wrong_credentials_and_nothing_created_deletes_at_once(kube: KubeNamespa
         world.apply(wrong_secret())
         world.start_operator()
         world.apply(remote_ollama())
-        wait_until(lambda: refused(world), 20, "Ready=False for the refused credentials")
+        wait_until(lambda: refused(world), LIFECYCLE, "Ready=False for the refused credentials")
         kube.kubectl("delete", "rol", "granite", "--wait=false", check=True)
-        wait_until(lambda: world.get("remoteollama", "granite") is None, 20, "the resource gone")
+        wait_until(lambda: world.get("remoteollama", "granite") is None, LIFECYCLE, "the resource gone")
         assert world.instances() == []
 
 
@@ -59,7 +59,7 @@ def test_a_vm_left_behind_waits_for_the_secret_or_the_abandon_annotation(kube: K
         world.apply(remote_ollama(idle={"stopAfter": "10m"}))
         kube.kubectl("annotate", "rol", "granite", "remoteollama.dev/wake-requested=2099-01-01T00:00:00Z")
         wait_until(lambda: world.instances(), 30, "a VM")
-        world.wait_phase("Ready", timeout=40)
+        world.wait_phase("Ready")
         (vm,) = world.instances()
         world.apply(wrong_secret())  # credentials revoked
         kube.kubectl("delete", "rol", "granite", "--wait=false", check=True)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from cluster.fixtures import KubeNamespace
 from operator_world import credentials_secret, operator_world, remote_ollama
-from waiting import wait_until
+from waiting import LIFECYCLE, wait_until
 
 from remote_ollama.kube.access import KEY_REFRESH_SECONDS
 
@@ -46,12 +46,12 @@ def test_client_keys_model_management_and_rotation(
         world.apply(credentials_secret())
         world.apply(keys_secret(alice=OLD))
         world.apply(remote_ollama(clientAuth={"secretRef": {"name": "granite-clients"}}))
-        world.wait_phase("Ready", timeout=40)
+        world.wait_phase("Ready")
         deployment = world.get("deployment", "granite")
         assert deployment is not None and OLD not in json.dumps(deployment), "a key in the Deployment"
         url = world.start_proxy()
 
-        wait_until(lambda: status_of(url, "/api/tags", OLD) == 200, 20, "the key accepted")
+        wait_until(lambda: status_of(url, "/api/tags", OLD) == 200, LIFECYCLE, "the key accepted")
         assert status_of(url, "/api/tags") == 401
         assert status_of(url, "/api/tags", "wrong") == 401
         assert status_of(url, "/healthz") == 200

@@ -7,7 +7,7 @@ from typing import Any
 import yaml
 from cluster.fixtures import KubeNamespace
 from operator_world import KEY, CloudWorld, cloud_world, credentials_secret, remote_ollama
-from waiting import wait_until
+from waiting import LIFECYCLE, wait_until
 
 
 def credentials(world: CloudWorld) -> dict[str, Any] | None:
@@ -26,7 +26,9 @@ def test_missing_secret_or_key_blocks_without_cloud_calls_then_recovers(kube: Ku
         world.start_operator()
         world.apply(remote_ollama())
 
-        wait_until(lambda: blocked_with(world, "not found"), 20, "CredentialsValid=False, Secret not found")
+        wait_until(
+            lambda: blocked_with(world, "not found"), LIFECYCLE, "CredentialsValid=False, Secret not found"
+        )
         cond = credentials(world)
         assert cond is not None and cond["reason"] == "InvalidCredentials"
         assert "'exoscale'" in cond["message"]
@@ -43,12 +45,14 @@ def test_missing_secret_or_key_blocks_without_cloud_calls_then_recovers(kube: Ku
             "stringData": {"api-key": KEY},
         }
         world.apply(yaml.safe_dump(partial))
-        wait_until(lambda: blocked_with(world, "api-secret"), 10, "CredentialsValid=False naming api-secret")
+        wait_until(
+            lambda: blocked_with(world, "api-secret"), LIFECYCLE, "CredentialsValid=False naming api-secret"
+        )
         assert world.sim.sim.calls == [], "no Exoscale call without credentials"
         assert world.instances() == []
 
         world.apply(credentials_secret())
-        obj = world.wait_phase("Ready", timeout=20)
+        obj = world.wait_phase("Ready")
         cond = credentials(world)
         assert cond is not None and cond["status"] == "True"
         assert len(world.instances()) == 1

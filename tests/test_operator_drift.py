@@ -7,7 +7,7 @@ from typing import Any
 
 from cluster.fixtures import KubeNamespace
 from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama
-from waiting import wait_until
+from waiting import LIFECYCLE, wait_until
 
 
 def recreated(world: CloudWorld, kind: str, old_uid: str) -> dict[str, Any] | None:
@@ -55,7 +55,7 @@ def test_edited_children_are_reset_by_the_periodic_repair(kube: KubeNamespace) -
                 svc and dep and svc["spec"]["ports"][0]["port"] == 11434 and dep["spec"]["replicas"] == 1
             )
 
-        wait_until(repaired, 10, "Service port and Deployment replicas reset")
+        wait_until(repaired, LIFECYCLE, "Service port and Deployment replicas reset")
 
 
 CHILD_KINDS = "deployment,service,serviceaccount,role,rolebinding,secret,networkpolicy"

@@ -12,7 +12,7 @@ import pytest
 from chart_world import render, rules_of
 from cluster.fixtures import KubeNamespace
 from operator_world import SECRET, credentials_secret, operator_world, remote_ollama
-from waiting import wait_until
+from waiting import LIFECYCLE, wait_until
 
 # Grants this run does not exercise, and why they exist (everything else must be used here).
 JUSTIFIED_UNUSED = {
@@ -67,7 +67,7 @@ def test_apply_ready_serve_idle_wake_delete(kube: KubeNamespace, monkeypatch: py
     with operator_world(kube, monkeypatch) as world:
         world.apply(credentials_secret())
         world.apply(remote_ollama())
-        obj = world.wait_phase("Ready", timeout=40)
+        obj = world.wait_phase("Ready")
         status = obj["status"]
         assert status["endpoint"].startswith("https://127.")
         assert status["serviceURL"] == f"http://granite.{kube.namespace}.svc:11434"
@@ -108,15 +108,15 @@ def test_apply_ready_serve_idle_wake_delete(kube: KubeNamespace, monkeypatch: py
         assert "".join(c.response for c in chunks).strip()
 
         # no traffic for stopAfter -> the VM is stopped, not destroyed
-        world.wait_phase("Stopped", timeout=30)
-        wait_until(lambda: [i.state for i in world.instances()] == ["stopped"], 10, "instance stopped")
+        world.wait_phase("Stopped")
+        wait_until(lambda: [i.state for i in world.instances()] == ["stopped"], LIFECYCLE, "instance stopped")
         first_id = world.instances()[0].id
 
         # a request wakes it: held by the proxy, answered once Ready, same instance
         reply = client.generate(model="granite3.1-dense:8b", prompt="again", stream=False)
         assert reply.done and reply.response
         assert [i.id for i in world.instances()] == [first_id]
-        obj = world.wait_phase("Ready", timeout=10)
+        obj = world.wait_phase("Ready")
         assert obj["status"]["lastWake"]["seconds"] > 0
 
         # the proxy goes first: once deletion begins the operator removes its Role, and a last

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from cluster.fixtures import KubeNamespace
 from operator_world import cloud_world, credentials_secret, remote_ollama
 from test_operator_orphans import planted, touched
-from waiting import wait_until
+from waiting import LIFECYCLE, wait_until
 
 
 def patch_status(kube: KubeNamespace, status: dict[str, object]) -> None:
@@ -49,7 +49,7 @@ def test_a_status_naming_another_teams_vm_does_not_hand_it_over(kube: KubeNamesp
         wait_until(
             lambda: touched(world, ours) == ["stop-instance"], 30, "our VM stopped on the sleep request"
         )
-        (event,) = wait_until(warned, 20, "Warning Event ForeignInstanceIgnored")
+        (event,) = wait_until(warned, LIFECYCLE, "Warning Event ForeignInstanceIgnored")
         assert event["type"] == "Warning"
         assert touched(world, foreign) == []
         after = world.sim.sim.state.instances[foreign]

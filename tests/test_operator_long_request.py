@@ -11,7 +11,7 @@ import httpx
 import pytest
 from cluster.fixtures import KubeNamespace
 from operator_world import credentials_secret, operator_world, remote_ollama
-from waiting import wait_until
+from waiting import LIFECYCLE, wait_until
 
 from remote_ollama.sandbox.exoscale.timings import SimTimings
 
@@ -44,7 +44,7 @@ def test_a_long_generation_is_never_cut(kube: KubeNamespace, monkeypatch: pytest
         assert world.sim.sim.call_count("stop-instance") == stops_before, (
             "the VM was stopped under a running request"
         )
-        world.wait_phase("Stopped", timeout=30)
+        world.wait_phase("Stopped")
         obj = world.get("remoteollama", "granite")
         assert obj is not None and obj["metadata"]["annotations"]["remoteollama.dev/in-flight"] == "0"
-        wait_until(lambda: [i.state for i in world.instances()] == ["stopped"], 10, "instance stopped")
+        wait_until(lambda: [i.state for i in world.instances()] == ["stopped"], LIFECYCLE, "instance stopped")

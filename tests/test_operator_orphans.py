@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from cluster.fixtures import KubeNamespace
 from operator_world import KEY, SECRET, CloudWorld, cloud_world, credentials_secret, remote_ollama
-from waiting import wait_until
+from waiting import LIFECYCLE, wait_until
 
 from remote_ollama.cloud.exoscale.adapter import ExoscaleCloud
 from remote_ollama.sandbox.exoscale import volumes
@@ -74,7 +74,7 @@ def test_orphans_of_this_cluster_only_are_deleted_after_the_grace(kube: KubeName
         foreign = planted(world, "another-clusters-uid", "foreign")
         standalone = planted(world, STANDALONE_CLUSTER, "laptop")
 
-        wait_until(lambda: touched(world, orphan), 15, "orphan deleted")
+        wait_until(lambda: touched(world, orphan), LIFECYCLE, "orphan deleted")
         assert time.monotonic() - planted_at >= GRACE
         assert touched(world, orphan) == ["delete-instance"]
 
@@ -84,11 +84,11 @@ def test_orphans_of_this_cluster_only_are_deleted_after_the_grace(kube: KubeName
                 e for e in items if e.get("reason") == "OrphanDeleted" and orphan in str(e.get("message"))
             ]
 
-        wait_until(event, 10, "OrphanDeleted event")
+        wait_until(event, LIFECYCLE, "OrphanDeleted event")
 
         # a few more sweeps: the other clusters' instances and our own live one stay untouched
         sweeps = world.calls("list-instances")
-        wait_until(lambda: world.calls("list-instances") >= sweeps + 3, 10, "three more sweeps")
+        wait_until(lambda: world.calls("list-instances") >= sweeps + 3, LIFECYCLE, "three more sweeps")
         for other in (foreign, standalone, ours):
             assert touched(world, other) == [], other
         states = {i.id: i.state for i in world.instances()}
@@ -120,10 +120,10 @@ def test_orphaned_security_groups_and_templates_of_this_cluster_go_after_the_gra
                 t.name for t in state.templates.values()
             }
 
-        wait_until(lambda: not {orphan_group, orphan_tpl} & names(), 20, "the orphans deleted")
+        wait_until(lambda: not {orphan_group, orphan_tpl} & names(), LIFECYCLE, "the orphans deleted")
         assert time.monotonic() - planted_at >= GRACE
         sweeps = world.calls("list-security-groups")
-        wait_until(lambda: world.calls("list-security-groups") >= sweeps + 3, 10, "three more sweeps")
+        wait_until(lambda: world.calls("list-security-groups") >= sweeps + 3, LIFECYCLE, "three more sweeps")
         assert {ours, foreign_group, foreign_tpl} <= names()
 
 

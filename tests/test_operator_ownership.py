@@ -10,7 +10,7 @@ import pytest
 import yaml
 from cluster.fixtures import KubeNamespace
 from operator_world import credentials_secret, operator_world, remote_ollama
-from waiting import wait_until
+from waiting import LIFECYCLE, wait_until
 
 FOREIGN_SERVICE = {
     "apiVersion": "v1",
@@ -55,7 +55,10 @@ def test_a_taken_name_is_reported_and_left_untouched(
             events = json.loads(kube.kubectl("get", "events", "-o", "json").stdout)["items"]
             return [e for e in events if e.get("reason") == "NameConflict" and e.get("type") == "Warning"]
 
-        assert f"Service {kube.namespace}/granite" in wait_until(warned, 20, "Warning Event")[0]["message"]
+        assert (
+            f"Service {kube.namespace}/granite"
+            in wait_until(warned, LIFECYCLE, "Warning Event")[0]["message"]
+        )
 
         kube.kubectl("delete", "rol", "granite", "--wait=false", check=True)
         wait_until(lambda: world.get("remoteollama", "granite") is None, 30, "resource gone")

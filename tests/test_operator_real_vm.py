@@ -13,15 +13,15 @@ import aiohttp
 import ollama
 import pytest
 from cluster.fixtures import KubeNamespace
+from ollama_real.cases import CASES
 from ollama_real.compare import cors_differences, fetch
 from ollama_real.real_vm import RealVMFleet
 from ollama_real.server import TINY, RealOllama
 from operator_world import credentials_secret, operator_world, remote_ollama
-from test_real_ollama_differential import CASES
 
 
 async def _differential(direct: str, proxy: str) -> list[str]:
-    """The differential requests (test_real_ollama_differential.CASES), straight and through the
+    """The differential requests (ollama_real/cases.py), straight and through the
     operator's proxy, the VM's nginx and mutual TLS between."""
     out = []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=90)) as http:

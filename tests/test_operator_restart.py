@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from cluster.fixtures import KubeNamespace
 from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama
-from waiting import wait_until
+from waiting import LIFECYCLE, wait_until
 
 from remote_ollama.sandbox.exoscale.timings import SimTimings
 
@@ -38,7 +38,7 @@ def test_killed_right_after_create_restarts_and_adopts(kube: KubeNamespace) -> N
         world.sim.sim.clear_faults()
 
         world.start_operator()
-        obj = world.wait_phase("Ready", timeout=30)
+        obj = world.wait_phase("Ready")
         assert world.calls("create-instance") == 1
         assert [i.id for i in world.owned(uid)] == [obj["status"]["instance"]["id"]]
 
@@ -52,7 +52,7 @@ def test_deleted_while_provisioning_leaves_nothing(kube: KubeNamespace) -> None:
         wait_until(lambda: [i.state for i in world.owned(uid)] == ["starting"], 30, "instance starting")
         world.kube.kubectl("delete", "rol", "granite", "--wait=false", check=True)
         wait_until(lambda: world.get("remoteollama", "granite") is None, 30, "resource gone")
-        wait_until(lambda: nothing_left(world, uid), 10, "no instance, security group or secret")
+        wait_until(lambda: nothing_left(world, uid), LIFECYCLE, "no instance, security group or secret")
         assert world.calls("create-instance") == 1
 
 
@@ -68,7 +68,7 @@ def test_deleted_while_the_create_call_is_in_flight_leaves_nothing(kube: KubeNam
         wait_until(lambda: world.calls("create-instance") == 1, 30, "create call sent")
         world.kube.kubectl("delete", "rol", "granite", "--wait=false", check=True)
         wait_until(lambda: world.get("remoteollama", "granite") is None, 30, "resource gone")
-        wait_until(lambda: nothing_left(world, uid), 20, "no instance, security group or secret")
+        wait_until(lambda: nothing_left(world, uid), LIFECYCLE, "no instance, security group or secret")
         assert world.calls("create-instance") == 1
 
 
@@ -85,7 +85,7 @@ def test_killed_while_provisioning_then_deleted_cleans_up_on_restart(kube: KubeN
         assert world.get("remoteollama", "granite") is not None
         world.start_operator()
         wait_until(lambda: world.get("remoteollama", "granite") is None, 30, "resource gone")
-        wait_until(lambda: nothing_left(world, uid), 10, "no instance, security group or secret")
+        wait_until(lambda: nothing_left(world, uid), LIFECYCLE, "no instance, security group or secret")
         assert world.calls("create-instance") == 1
 
 
@@ -96,7 +96,7 @@ def test_watches_survive_a_kube_apiserver_restart(kube: KubeNamespace) -> None:
         world.apply(credentials_secret())
         operator = world.start_operator()
         world.apply(remote_ollama(idle={"stopAfter": "10m"}))
-        world.wait_phase("Ready", timeout=40)
+        world.wait_phase("Ready")
 
         kube.plane.restart_apiserver()
         world.apiserver_restarted = True

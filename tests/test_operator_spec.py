@@ -6,7 +6,7 @@ from typing import Any
 
 from cluster.fixtures import KubeNamespace
 from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama
-from waiting import wait_until
+from waiting import LIFECYCLE, wait_until
 
 
 def patch_spec(world: CloudWorld, spec: str) -> None:
@@ -41,7 +41,7 @@ def test_disk_size_replaces_the_vm_and_cidrs_change_in_place(kube: KubeNamespace
         assert world.calls("create-instance") == 1
 
         patch_spec(world, '{"diskSize":200}')
-        wait_until(lambda: world.calls("create-instance") == 2, 15, "a replacement VM")
+        wait_until(lambda: world.calls("create-instance") == 2, LIFECYCLE, "a replacement VM")
         obj = wait_until(
             lambda: next((ready_on(world, i.id) for i in world.instances() if i.id != first), None),
             20,

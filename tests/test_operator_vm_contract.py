@@ -24,7 +24,7 @@ def test_user_data_never_holds_a_bearer_secret_or_a_private_key(
     with operator_world(kube, monkeypatch) as world:
         world.apply(credentials_secret())
         world.apply(remote_ollama())
-        world.wait_phase("Ready", timeout=40)
+        world.wait_phase("Ready")
         (inst,) = world.instances()
         assert inst.replaced_user_data == [], "nothing to scrub: the user-data at create is the one kept"
         created = base64.b64decode(inst.user_data or "").decode()

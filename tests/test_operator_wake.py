@@ -1,4 +1,4 @@
-"""Wake and sleep by hand: the annotation reaches the cloud in under a second; suspend forces zero.
+"""Wake and sleep by hand: the annotation reaches the cloud by the watch; suspend forces zero.
 
 Also the user's tools: `remote-ollama status|wake|sleep` and the `kubectl remoteollama` plugin.
 """
@@ -8,15 +8,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cluster.fixtures import KubeNamespace
 from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama
-from waiting import wait_until
+from waiting import LIFECYCLE, deadline, wait_until
 
+from remote_ollama.core.lifecycle import POLL_STEADY
 from remote_ollama.kube.operator.status import parse_time
 
 BIN = Path(sys.executable).parent
@@ -34,7 +34,7 @@ def later_second(obj: dict[str, Any]) -> None:
     """Wake stamps have second precision, like the recorded scale-down: the wake must be a later second."""
     scaled_down = parse_time(obj["status"]["lifecycle"]["scaledDownAt"])
     assert scaled_down is not None
-    wait_until(lambda: datetime.now(UTC).replace(microsecond=0) > scaled_down, 3, "a newer second")
+    wait_until(lambda: datetime.now(UTC).replace(microsecond=0) > scaled_down, LIFECYCLE, "a newer second")
 
 
 def instance_state(world: CloudWorld) -> list[str]:
@@ -56,13 +56,12 @@ def test_sleep_wake_suspend_and_the_cli(kube: KubeNamespace) -> None:
         text = run(world, "kubectl", "remoteollama", "sleep", "granite", "-n", world.namespace)
         assert "sleep requested" in text
         obj = world.wait_phase("Stopped")
-        wait_until(lambda: instance_state(world) == ["stopped"], 10, "instance stopped")
+        wait_until(lambda: instance_state(world) == ["stopped"], LIFECYCLE, "instance stopped")
         assert obj["status"]["endpoint"], "the endpoint is kept while stopped"
 
         # wake-requested must be newer than the recorded scale-down (both have second precision)
         later_second(obj)
         starts = world.calls("start-instance")
-        began = time.monotonic()
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         world.kube.kubectl(
             "annotate",
@@ -72,9 +71,10 @@ def test_sleep_wake_suspend_and_the_cli(kube: KubeNamespace) -> None:
             "--overwrite",
             check=True,
         )
-        wait_until(lambda: world.calls("start-instance") > starts, 5, "start-instance call")
-        latency = time.monotonic() - began
-        assert latency < 1.0, f"annotate -> start call took {latency:.3f}s"
+        # A Stopped resource is looked at again only at the steady horizon (minutes, past this
+        # deadline): the start is the annotation's doing, seen by the watch (how fast: bench/operator.py).
+        assert deadline(LIFECYCLE) < POLL_STEADY
+        wait_until(lambda: world.calls("start-instance") > starts, LIFECYCLE, "start-instance call")
 
         obj = world.wait_phase("Ready")
         assert obj["status"]["lastWake"]["seconds"] > 0
@@ -84,7 +84,7 @@ def test_sleep_wake_suspend_and_the_cli(kube: KubeNamespace) -> None:
         # `remote-ollama wake` on a stopped VM, via the CLI this time
         run(world, "kubectl", "remoteollama", "sleep", "granite")
         obj = world.wait_phase("Stopped")
-        wait_until(lambda: instance_state(world) == ["stopped"], 10, "instance stopped")
+        wait_until(lambda: instance_state(world) == ["stopped"], LIFECYCLE, "instance stopped")
         later_second(obj)
         text = run(world, str(BIN / "remote-ollama"), "wake", "granite", "-n", world.namespace)
         assert "wake requested" in text
@@ -96,4 +96,4 @@ def test_sleep_wake_suspend_and_the_cli(kube: KubeNamespace) -> None:
         )
         obj = world.wait_phase("Stopped")
         assert "suspend" in obj["status"]["message"]
-        wait_until(lambda: instance_state(world) == ["stopped"], 10, "instance stopped")
+        wait_until(lambda: instance_state(world) == ["stopped"], LIFECYCLE, "instance stopped")

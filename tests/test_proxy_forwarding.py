@@ -8,14 +8,13 @@ import json
 import logging
 import os
 import socket
-import time
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 from aiohttp import web
 from proxy_world import API_KEY, MODELS, World, world
-from waiting import until
+from waiting import LIFECYCLE, deadline, until
 
 from remote_ollama.proxy.app import PROXY_KEY
 from remote_ollama.proxy.interfaces import ProxySettings, Upstream
@@ -167,19 +166,20 @@ async def _open_stream(
 
 
 @pytest.mark.parametrize("stream", [True, False])
-async def test_client_disconnect_cancels_upstream_within_100ms(stream: bool) -> None:
-    async with world(token_delay=0.05) as w:
-        w.state.reply_length = 400
+async def test_client_disconnect_cancels_the_upstream_generation(stream: bool) -> None:
+    """The generation stalls after its first token, so the simulated Ollama writes nothing more: only
+    the proxy closing its upstream connection can end it (how fast: bench/disconnect.py)."""
+    async with world() as w:
+        w.state.stall_next_after(1)
         reader, writer = await _open_stream(
             w.url, "/api/generate", {"model": MODEL, "prompt": "x", "stream": stream}
         )
-        await w.state.wait_active(1)
+        await w.state.wait_active(1, timeout=deadline(30))
         if stream:
             await reader.readuntil(b"}\n")  # a first token went through
         writer.transport.abort()
-        gone = time.monotonic()
-        cancelled = await w.state.wait_cancelled(1, timeout=2)
-        assert cancelled.noticed_at - gone < 0.1
+        cancelled = await w.state.wait_cancelled(1, timeout=deadline(30))
+        assert cancelled.chunks_sent == (1 if stream else 0) and w.state.completed_generations == 0
         writer.close()
 
 
@@ -283,6 +283,6 @@ async def test_a_client_hanging_up_as_its_stream_ends_logs_no_traceback(
         reader, writer = await _open_stream(w.url, "/api/generate", {"model": MODEL, "prompt": "x"})
         await reader.readuntil(b'"done":true')
         proxy = w.proxy[PROXY_KEY]
-        await until(lambda: proxy.reporter.in_flight == 0, 10, "the proxy to finish the request")
+        await until(lambda: proxy.reporter.in_flight == 0, LIFECYCLE, "the proxy to finish the request")
         writer.close()
     assert [r.getMessage() for r in caplog.records if r.exc_info] == []

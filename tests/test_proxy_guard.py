@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from proxy_world import MODELS, world
-from waiting import until
+from waiting import LIFECYCLE, deadline, until
 
 from remote_ollama.proxy.app import PROXY_KEY
 from remote_ollama.proxy.interfaces import ProxySettings
@@ -155,7 +155,7 @@ async def test_hold_capacity_is_checked_before_the_body_is_read(http: aiohttp.Cl
                 assert r.status == 503
                 await r.read()
                 raise aiohttp.ClientPayloadError("answered")  # the answer came: that is what we want
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < deadline(30)
         assert sent < 200 * 65536, f"{sent} bytes were taken before refusing"
         assert w.proxy[PROXY_KEY].hold.held == 0
 
@@ -167,8 +167,8 @@ async def test_headers_must_arrive_within_the_header_timeout() -> None:
         writer.write(b"GET /api/tags HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
         await writer.drain()
         started = time.monotonic()
-        assert await asyncio.wait_for(reader.read(), 10) == b""
-        assert 0.3 < time.monotonic() - started < 5
+        assert await asyncio.wait_for(reader.read(), deadline(30)) == b""
+        assert time.monotonic() - started > 0.3, "closed before the header timeout"
         writer.close()
 
 
@@ -210,7 +210,7 @@ async def test_held_bodies_together_are_bounded_too(http: aiohttp.ClientSession)
         assert proxy.held_bodies.in_memory == 2 * len(body)
         for r in first:
             r.close()
-        await until(lambda: proxy.held_bodies.in_memory == 0, 10, "held bodies released")
+        await until(lambda: proxy.held_bodies.in_memory == 0, LIFECYCLE, "held bodies released")
 
 
 @pytest.mark.parametrize("header", [b"Authorization: Bearer \xff\xfe", b"X-Api-Key: \xc3\x28\xff"])

@@ -11,7 +11,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,65 +21,14 @@ import ollama
 import openai
 import pytest
 from aiohttp import web
-from ollama_real.compare import Answer, cors_differences, fetch
+from ollama_real.cases import CASES, MSGS, OPTS
+from ollama_real.compare import Answer, cors_differences, fetch_both
 from ollama_real.server import TINY, VERSION, RealOllama, create_request
 from ollama_real.tiny_model import write_tiny_gguf
 
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import ProxySettings, Upstream
 from remote_ollama.proxy.local import LocalResolver, RecordingSink
-
-# Deterministic generation (seed, temperature 0), short: both sides produce the same tokens.
-OPTS = {"seed": 7, "temperature": 0, "num_predict": 4}
-MSGS = [{"role": "user", "content": "hello world"}]
-
-# (name, method, path, JSON body or raw bytes, extra headers)
-CASES: list[tuple[str, str, str, Any, dict[str, str]]] = [
-    ("root", "GET", "/", None, {}),
-    ("head-root", "HEAD", "/", None, {}),
-    ("version", "GET", "/api/version", None, {}),
-    ("tags", "GET", "/api/tags", None, {}),
-    ("ps", "GET", "/api/ps", None, {}),
-    ("show", "POST", "/api/show", {"model": TINY}, {}),
-    ("generate-stream", "POST", "/api/generate", {"model": TINY, "prompt": "hello", "options": OPTS}, {}),
-    ("generate", "POST", "/api/generate", {"model": TINY, "prompt": "hello", "stream": False, "options": OPTS}, {}),
-    ("chat-stream", "POST", "/api/chat", {"model": TINY, "messages": MSGS, "options": OPTS}, {}),
-    ("chat", "POST", "/api/chat", {"model": TINY, "messages": MSGS, "stream": False, "options": OPTS}, {}),
-    ("embed", "POST", "/api/embed", {"model": TINY, "input": ["hello", "world"]}, {}),
-    ("embeddings", "POST", "/api/embeddings", {"model": TINY, "prompt": "hello"}, {}),
-    ("v1-models", "GET", "/v1/models", None, {}),
-    ("v1-model", "GET", f"/v1/models/{TINY}", None, {}),
-    ("v1-chat", "POST", "/v1/chat/completions", {"model": TINY, "messages": MSGS, "seed": 7, "temperature": 0, "max_tokens": 4}, {}),
-    ("v1-chat-stream", "POST", "/v1/chat/completions", {"model": TINY, "messages": MSGS, "seed": 7, "temperature": 0, "max_tokens": 4, "stream": True}, {}),
-    ("v1-completions", "POST", "/v1/completions", {"model": TINY, "prompt": "hello", "seed": 7, "temperature": 0, "max_tokens": 4}, {}),
-    ("v1-embeddings", "POST", "/v1/embeddings", {"model": TINY, "input": "hello"}, {}),
-    ("v1-messages", "POST", "/v1/messages", {"model": TINY, "max_tokens": 4, "messages": MSGS, "temperature": 0}, {}),
-    ("v1-messages-stream", "POST", "/v1/messages", {"model": TINY, "max_tokens": 4, "messages": MSGS, "temperature": 0, "stream": True}, {}),
-    ("v1-responses", "POST", "/v1/responses", {"model": TINY, "input": "hello", "max_output_tokens": 4, "temperature": 0}, {}),
-    ("v1-responses-stream", "POST", "/v1/responses", {"model": TINY, "input": "hello", "max_output_tokens": 4, "temperature": 0, "stream": True}, {}),
-    # errors
-    ("unknown-model", "POST", "/api/generate", {"model": "nope:1b", "prompt": "x"}, {}),
-    ("unknown-model-chat", "POST", "/api/chat", {"model": "nope:1b", "messages": MSGS, "stream": False}, {}),
-    ("unknown-model-v1", "POST", "/v1/chat/completions", {"model": "nope:1b", "messages": MSGS}, {}),
-    ("unknown-model-show", "POST", "/api/show", {"model": "nope:1b"}, {}),
-    ("bad-json", "POST", "/api/generate", b'{"model":', {}),
-    ("bad-json-chat", "POST", "/api/chat", b"not json", {}),
-    ("bad-json-v1", "POST", "/v1/chat/completions", b'{"model":', {}),
-    ("wrong-method", "GET", "/api/generate", None, {}),
-    ("wrong-method-chat", "PUT", "/api/chat", None, {}),
-    ("unknown-route", "GET", "/api/nope", None, {}),
-    ("unknown-route-post", "POST", "/v1/nope", {"model": TINY}, {}),
-    ("no-model", "POST", "/api/generate", {"prompt": "x"}, {}),
-    ("no-model-chat", "POST", "/api/chat", {"messages": MSGS}, {}),
-    ("no-model-show", "POST", "/api/show", {}, {}),
-    ("no-model-v1", "POST", "/v1/chat/completions", {"messages": MSGS}, {}),
-    ("no-model-messages", "POST", "/v1/messages", {"max_tokens": 4, "messages": MSGS}, {}),
-    ("cors-preflight", "OPTIONS", "/api/chat", None,
-     {"Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST",
-      "Access-Control-Request-Headers": "content-type"}),
-    ("cors-simple", "GET", "/api/version", None, {"Origin": "http://localhost:5173"}),
-    ("cors-refused", "GET", "/api/version", None, {"Origin": "https://evil.example"}),
-]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -106,27 +55,18 @@ def proxied(real_ollama: RealOllama) -> Iterator[str]:
         thread.join(10)
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=90)) as s:
-        yield s
-
-
 @pytest.mark.parametrize(("name", "method", "path", "body", "headers"), CASES, ids=[c[0] for c in CASES])
 async def test_the_proxy_answers_what_the_real_ollama_answers(
     real_ollama: RealOllama,
     proxied: str,
-    http: aiohttp.ClientSession,
+    ollama_http: aiohttp.ClientSession,
     name: str,
     method: str,
     path: str,
     body: Any,
     headers: dict[str, str],
 ) -> None:
-    raw = body if isinstance(body, bytes) else None
-    json_body = None if raw is not None else body
-    direct = await fetch(http, method, real_ollama.url + path, json_body, raw=raw, headers=headers)
-    through = await fetch(http, method, proxied + path, json_body, raw=raw, headers=headers)
+    direct, through = await fetch_both(ollama_http, (method, path, body, headers), real_ollama.url, proxied)
     assert through == direct, f"{name}: direct {direct.brief()}, proxied {through.brief()}"
     assert cors_differences(direct, through) == []
     _sanity(name, direct)
@@ -186,24 +126,24 @@ def test_the_anthropic_client(proxied: str) -> None:
 
 
 async def test_a_model_is_created_through_the_proxy_s_blob_upload_and_create(
-    real_ollama: RealOllama, proxied: str, http: aiohttp.ClientSession, tmp_path: Path
+    real_ollama: RealOllama, proxied: str, ollama_http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     """The path `ollama create` takes (HEAD, then POST /api/blobs/<digest>, then /api/create), proxied."""
     gguf = write_tiny_gguf(tmp_path / "other.gguf", seed=1).read_bytes()
     digest = "sha256:" + hashlib.sha256(gguf).hexdigest()
-    async with http.head(f"{proxied}/api/blobs/{digest}") as r:
+    async with ollama_http.head(f"{proxied}/api/blobs/{digest}") as r:
         assert r.status == 404
-    async with http.post(f"{proxied}/api/blobs/{digest}", data=gguf) as r:
+    async with ollama_http.post(f"{proxied}/api/blobs/{digest}", data=gguf) as r:
         assert r.status == 201, await r.text()
-    async with http.head(f"{proxied}/api/blobs/{digest}") as r:
+    async with ollama_http.head(f"{proxied}/api/blobs/{digest}") as r:
         assert r.status == 200
-    async with http.post(f"{proxied}/api/create", json=create_request("proxied", digest)) as r:
+    async with ollama_http.post(f"{proxied}/api/create", json=create_request("proxied", digest)) as r:
         assert (r.status, await r.json()) == (200, {"status": "success"})
-    async with http.get(f"{real_ollama.url}/api/tags") as r:
+    async with ollama_http.get(f"{real_ollama.url}/api/tags") as r:
         assert "proxied:latest" in [m["name"] for m in (await r.json())["models"]]
-    async with http.delete(f"{proxied}/api/delete", json={"model": "proxied"}) as r:
+    async with ollama_http.delete(f"{proxied}/api/delete", json={"model": "proxied"}) as r:
         assert r.status == 200
-    async with http.get(f"{real_ollama.url}/api/tags") as r:
+    async with ollama_http.get(f"{real_ollama.url}/api/tags") as r:
         assert "proxied:latest" not in [m["name"] for m in (await r.json())["models"]]
 
 

@@ -19,7 +19,7 @@ from aiohttp import web
 from ollama_real.real_vm import RealVMFleet
 from ollama_real.server import TINY, VERSION, RealOllama
 from ports import free_port
-from subprocess_world import Program, clean_env
+from subprocess_world import standalone_program
 from yarl import URL
 
 from remote_ollama.engine.credentials import first_contact
@@ -244,7 +244,6 @@ def real_sim(real_ollama: RealOllama, tmp_path: Path) -> Iterator[SimulatorThrea
 def test_standalone_serves_the_real_ollama_through_the_real_nginx(
     real_sim: SimulatorThread, tmp_path: Path
 ) -> None:
-    port = free_port()
     env = {
         "EXOSCALE_API_KEY": KEY,
         "EXOSCALE_API_SECRET": SECRET,
@@ -254,8 +253,7 @@ def test_standalone_serves_the_real_ollama_through_the_real_nginx(
         "REMOTE_OLLAMA_STATE_FILE": str(tmp_path / "state.json"),
         "REMOTE_OLLAMA_ON_EXIT": "destroy",
     }
-    prog = Program(["standalone", "--host", "127.0.0.1", "--port", str(port)], clean_env(env),
-                   tmp_path / "standalone.log", port=port)  # fmt: skip
+    prog = standalone_program(tmp_path, env)
     try:
         prog.wait_listening()
         code, headers, body = prog.request(

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import ollama
 import pytest
-from ports import free_port
-from subprocess_world import Program, clean_env
+from subprocess_world import Program, sandbox_program
+from waiting import LIFECYCLE
 
 from remote_ollama.sandbox.exoscale.wire import RECORD_ENV
 
@@ -26,13 +26,7 @@ MODEL = "granite3.1-dense:8b"
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[Program]:
-    port = free_port()
-    prog = Program(
-        ["sandbox", "--port", str(port), "--idle", "3s", "--boot", "0.5"],
-        clean_env(),
-        tmp_path / "sandbox.log",
-        port=port,
-    )
+    prog = sandbox_program(tmp_path, "--idle", "3s")
     try:
         yield prog
     finally:
@@ -64,7 +58,7 @@ def test_cold_start_scale_to_zero_wake_and_clean_exit(sandbox: Program) -> None:
 
     # Cold start: the request is held while the simulated VM is created and boots.
     assert generate(sandbox.url, "hi").strip()
-    ready = sandbox.wait_status(lambda s: s["provisioning_status"] == "ready", 5, "ready")
+    ready = sandbox.wait_status(lambda s: s["provisioning_status"] == "ready", LIFECYCLE, "ready")
     assert ready["instance_status"] == "running"
     remote_url = ready["remote_url"]
     assert remote_url and remote_url.startswith("https://127.")
@@ -86,7 +80,7 @@ def test_cold_start_scale_to_zero_wake_and_clean_exit(sandbox: Program) -> None:
 
     # Wake: the same instance starts again and answers; no second instance is created.
     assert generate(sandbox.url, "again").strip()
-    woke = sandbox.wait_status(lambda s: s["provisioning_status"] == "ready", 5, "ready again")
+    woke = sandbox.wait_status(lambda s: s["provisioning_status"] == "ready", LIFECYCLE, "ready again")
     assert woke["remote_url"] == remote_url
     out = sandbox.output()
     assert len(re.findall(r"creating instance \S+ \(", out)) == 1
@@ -124,13 +118,7 @@ SCALE_OUT = ["--max-replicas", "3", "--num-parallel", "2", "--token-delay", "0.3
 def test_max_replicas_scales_out_under_a_burst_and_every_stream_completes(tmp_path: Path) -> None:
     """`remote-ollama sandbox --max-replicas 3`: six long streams on VMs that serve two at once
     bring up more than one simulated VM, and every stream completes."""
-    port = free_port()
-    prog = Program(
-        ["sandbox", "--port", str(port), "--idle", "3s", "--boot", "0.5", *SCALE_OUT],
-        clean_env(),
-        tmp_path / "sandbox.log",
-        port=port,
-    )
+    prog = sandbox_program(tmp_path, "--idle", "3s", *SCALE_OUT)
     try:
         prog.wait_listening()
         assert "up to 3 VMs: one more per 2 requests in flight" in prog.output()

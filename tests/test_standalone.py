@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 from ports import free_port
-from subprocess_world import Program, clean_env
-from waiting import wait_until
+from subprocess_world import Program, standalone_program
+from waiting import LIFECYCLE, wait_until
 
 from remote_ollama.core.types import Memory
 from remote_ollama.local.settings import ConfigError, StandaloneConfig
@@ -66,12 +66,7 @@ def standalone(sim: SimulatorThread, tmp_path: Path, port: int, **env: str) -> P
         "REMOTE_OLLAMA_EXIT_TIMEOUT": "15",
     }
     base.update(env)
-    return Program(
-        ["standalone", "--host", "127.0.0.1", "--port", str(port)],
-        clean_env(base),
-        tmp_path / "standalone.log",
-        port=port,
-    )
+    return standalone_program(tmp_path, base, port)
 
 
 def generate(prog: Program, timeout: float = 60) -> tuple[int, dict[str, str], Any]:
@@ -89,8 +84,8 @@ def test_sigkill_mid_provision_then_restart_adopts_the_one_instance(
         assert first.wait_listening()["provisioning_status"] == "idle"
         # A held request wakes it; it dies with the process, which is the point.
         threading.Thread(target=generate, args=(first, 30), daemon=True).start()
-        wait_until(lambda: sim.sim.call_count("create-instance") == 1, 20, "the create call")
-        created = wait_until(lambda: live_instances(sim), 5, "the instance to exist")
+        wait_until(lambda: sim.sim.call_count("create-instance") == 1, LIFECYCLE, "the create call")
+        created = wait_until(lambda: live_instances(sim), LIFECYCLE, "the instance to exist")
         assert created[0].state == "starting", "killed before the VM was Ready"
         first.proc.kill()
         first.proc.wait(5)
@@ -107,7 +102,7 @@ def test_sigkill_mid_provision_then_restart_adopts_the_one_instance(
         assert [i.id for i in instances] == [created[0].id]
         assert sim.sim.call_count("create-instance") == 1
 
-        status = second.wait_status(lambda s: s["provisioning_status"] == "ready", 10, "ready")
+        status = second.wait_status(lambda s: s["provisioning_status"] == "ready", LIFECYCLE, "ready")
         assert set(status) >= SEED_STATUS_FIELDS
         assert status["service"] == "remote-ollama"
         assert status["instance_status"] == "running"
@@ -122,7 +117,7 @@ def test_sigkill_mid_provision_then_restart_adopts_the_one_instance(
         assert second.terminate(timeout=25) == 0
     finally:
         second.kill()
-    wait_until(lambda: instances[0].state == "stopped", 10, "the instance to be stopped")
+    wait_until(lambda: instances[0].state == "stopped", LIFECYCLE, "the instance to be stopped")
     assert [i.id for i in live_instances(sim)] == [created[0].id]
 
 
@@ -141,16 +136,18 @@ def test_first_request_503_answers_at_once_and_on_exit_destroy_leaves_no_instanc
         assert int(headers["Retry-After"]) > 0
         assert body["provisioning"] is True
         assert body["error"] and body["status"]
-        status = prog.wait_status(lambda s: s["provisioning_status"] != "idle", 5, "the wake to begin")
+        status = prog.wait_status(
+            lambda s: s["provisioning_status"] != "idle", LIFECYCLE, "the wake to begin"
+        )
         assert status["provisioning_status"] in ("provisioning", "ready")
         # SIGTERM as soon as the VM exists, before the loop has even looked at it again.
         # the call is counted when it arrives, the instance exists once the simulator has answered it
-        wait_until(lambda: len(live_instances(sim)) == 1, 20, "the created instance")
+        wait_until(lambda: len(live_instances(sim)) == 1, LIFECYCLE, "the created instance")
         assert sim.sim.call_count("create-instance") == 1
         assert prog.terminate(timeout=25) == 0
     finally:
         prog.kill()
-    wait_until(lambda: not live_instances(sim), 10, "no instance left")
+    wait_until(lambda: not live_instances(sim), LIFECYCLE, "no instance left")
     assert sim.sim.state.security_groups == {}, "destroy leaves no security group either"
 
 
@@ -160,7 +157,7 @@ def test_a_cloud_error_shows_in_status(sim: SimulatorThread, tmp_path: Path) -> 
     try:
         prog.wait_listening()
         assert generate(prog)[0] == 503
-        status = prog.wait_status(lambda s: s["provisioning_status"] == "error", 20, "error status")
+        status = prog.wait_status(lambda s: s["provisioning_status"] == "error", LIFECYCLE, "error status")
         assert "quota" in status["error"].lower()
         assert not live_instances(sim)
         assert prog.terminate(timeout=25) == 0

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from ports import free_port
-from subprocess_world import Program, clean_env
+from subprocess_world import Program, standalone_program
 from waiting import wait_until
 
 from remote_ollama.sandbox.exoscale.thread import SimulatorThread
@@ -54,12 +54,7 @@ def standalone(sim: SimulatorThread, tmp_path: Path, port: int, **extra: str) ->
         "REMOTE_OLLAMA_ON_EXIT": "destroy",
         "REMOTE_OLLAMA_EXIT_TIMEOUT": "15",
     } | extra
-    return Program(
-        ["standalone", "--host", "127.0.0.1", "--port", str(port)],
-        clean_env(env),
-        tmp_path / "standalone.log",
-        port=port,
-    )
+    return standalone_program(tmp_path, env, port)
 
 
 def stream(prog: Program, prompt: str) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from ports import free_port
 from subprocess_world import Program, clean_env
-from waiting import wait_until
+from waiting import LIFECYCLE, wait_until
 
 from remote_ollama.sandbox.exoscale.thread import SimulatorThread
 from remote_ollama.sandbox.exoscale.timings import SimTimings
@@ -37,7 +37,7 @@ def start(sim: SimulatorThread, tmp_path: Path, host: str, **env: str) -> Progra
     prog = Program(
         ["standalone", "--host", host, "--port", str(port)], clean_env(base), tmp_path / "log", port
     )
-    wait_until(lambda: get(prog, "/healthz")[0] == 200, 20, "listening")
+    wait_until(lambda: get(prog, "/healthz")[0] == 200, LIFECYCLE, "listening")
     return prog
 
 

@@ -1,10 +1,13 @@
 """In-process standalone world for cloud faults: the Exoscale simulator and a `LocalController`
-with fast polls and backoffs, plus a watcher that counts live instances (duplicates, leaks)."""
+with fast polls and backoffs, plus a watcher that counts live instances (duplicates, leaks) and
+sees the service recover. A world with a `scenario` records its row of the fault summary when it
+ends, pass or fail: injected and recovered are measured, not claimed."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -12,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from waiting import until
+from summary import record
+from waiting import LIFECYCLE, deadline, until
 
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.local.controller import LocalController
@@ -57,6 +61,7 @@ class LateAnswerSimulator(ExoscaleSimulator):
         left, delay = self.late.get(route[0] if route else "", (0, 0.0))
         if left > 0 and response.status < 400:
             self.late[route[0] if route else ""] = (left - 1, delay)
+            self.state.faults.taken.append(time.monotonic())
             await asyncio.sleep(delay)
         return response
 
@@ -70,6 +75,10 @@ class StandaloneWorld:
     seen_ids: set[str] = field(default_factory=set)
     max_live: int = 0
     statuses: list[dict[str, Any]] = field(default_factory=list)
+    clean_at: list[float] = field(default_factory=list)  # when the status turned Ready or Stopped, no error
+    scenario: str = ""  # its row in the fault summary
+    note: str = ""
+    out_of_band: list[float] = field(default_factory=list)  # faults made by the scenario itself
 
     @property
     def owner(self) -> str:
@@ -86,6 +95,24 @@ class StandaloneWorld:
     def duplicates(self) -> int:
         return max(0, self.max_live - 1)
 
+    def leaked(self) -> int:
+        """Live instances of ours the state file does not know (nobody would ever delete them)."""
+        return sum(1 for i in self.live() if i.id != self.controller.saved.memory.instance_id)
+
+    def inject(self) -> None:
+        """Note a fault the scenario made itself (out of band: a vanished VM, the API offline)."""
+        self.out_of_band.append(time.monotonic())
+
+    def faults(self) -> list[float]:
+        """When each fault took effect: the simulator's injected failures, slow answers and capacity
+        refusals, and the scenario's own."""
+        return sorted([*self.sim.state.faults.taken, *self.out_of_band])
+
+    def recovered(self) -> int:
+        """Faults after which the status turned clean again (Ready or Stopped, no error)."""
+        last = max(self.clean_at, default=float("-inf"))
+        return sum(1 for t in self.faults() if t < last)
+
     def sample(self) -> None:
         live = self.live()
         self.seen_ids.update(i.id for i in live)
@@ -93,6 +120,19 @@ class StandaloneWorld:
         status = self.controller.status()
         if not self.statuses or self.statuses[-1] != status:
             self.statuses.append(status)
+            if "error" not in status and status.get("phase") in (Phase.READY, Phase.STOPPED):
+                self.clean_at.append(time.monotonic())
+
+    def record(self) -> None:
+        if self.scenario:
+            record(
+                self.scenario,
+                injected=len(self.faults()),
+                recovered=self.recovered(),
+                leaked=self.leaked(),
+                duplicates=self.duplicates,
+                note=self.note,
+            )
 
     async def watch(self) -> None:
         while True:
@@ -102,23 +142,23 @@ class StandaloneWorld:
     async def wake(self) -> None:
         await self.controller.request_wake(datetime.now(UTC))
 
-    async def ready(self, timeout: float = 15.0) -> Upstream:
+    async def ready(self, timeout: float = LIFECYCLE) -> Upstream:
         loop = asyncio.get_running_loop()
-        return await self.controller.await_ready(loop.time() + timeout)
+        return await self.controller.await_ready(loop.time() + deadline(timeout))
 
-    async def instance_in(self, state: str, timeout: float = 10.0) -> Instance:
+    async def instance_in(self, state: str, timeout: float = LIFECYCLE) -> Instance:
         found: list[Instance] = await until(
             lambda: [i for i in self.live() if i.state == state], timeout, f"an instance {state}"
         )
         return found[0]
 
-    async def none_live(self, timeout: float = 10.0) -> None:
+    async def none_live(self, timeout: float = LIFECYCLE) -> None:
         await until(lambda: not self.live(), timeout, "no live instance")
 
-    async def phase(self, phase: Phase, timeout: float = 10.0) -> None:
+    async def phase(self, phase: Phase, timeout: float = LIFECYCLE) -> None:
         await until(lambda: self.controller.state().phase == str(phase), timeout, f"phase {phase}")
 
-    async def sleep_now(self, timeout: float = 10.0) -> None:
+    async def sleep_now(self, timeout: float = LIFECYCLE) -> None:
         self.controller.request_sleep()
         await until(
             lambda: self.live() and all(i.state == "stopped" for i in self.live()), timeout, "stopped"
@@ -162,8 +202,9 @@ async def standalone_world(
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
             w.sample()
+            w.record()
             sim.clear_faults()
-            await controller.stop("keep", timeout=5)
+            await controller.stop("keep", timeout=deadline(30))
 
 
 # Every Exoscale operation the standalone engine calls over a full cycle (create, stop and bake the
@@ -189,7 +230,7 @@ ENGINE_OPERATIONS = (
 )
 
 
-async def full_cycle(w: StandaloneWorld, timeout: float = 15.0) -> None:
+async def full_cycle(w: StandaloneWorld, timeout: float = LIFECYCLE) -> None:
     """Wake from zero, scale to zero by stop, wake the stopped VM, scale to zero by delete."""
     await w.wake()
     await w.ready(timeout)

@@ -1,7 +1,14 @@
 """The fault suite's ledger: what each scenario injected, what recovered, what leaked.
 
 Tests record rows with `record(...)`; `conftest.py` prints the table at the end of the run, so the
-closing note can quote measured figures rather than claims.
+closing note can quote measured figures rather than claims. Both counts are measured:
+
+- cloud scenarios (`standalone_world`): injected is the faults that took effect (the simulator's
+  failed, slowed or refused calls, plus what the scenario did out of band); recovered is how many
+  of them were followed by a clean status (Ready or Stopped, no error). The world records its row
+  when it ends, so a scenario that fails shows how far it got.
+- proxy scenarios: injected is the faulty clients or cut streams; recovered is the requests served
+  normally after (or beside) them, as many as there were faults.
 """
 
 from __future__ import annotations

@@ -103,3 +103,16 @@ async def fetch(
     async with http.request(method, url, data=data, headers=hdrs) as r:
         got = await r.read()
         return parse(r.status, r.content_type, got, r.headers)
+
+
+async def fetch_both(
+    http: aiohttp.ClientSession, request: tuple[str, str, Any, dict[str, str]], first: str, second: str
+) -> tuple[Answer, Answer]:
+    """One case's (method, path, JSON body or raw bytes, headers) sent to two servers, in turn."""
+    method, path, body, headers = request
+    raw = body if isinstance(body, bytes) else None
+    json_body = None if raw is not None else body
+    return (
+        await fetch(http, method, first + path, json_body, raw=raw, headers=headers),
+        await fetch(http, method, second + path, json_body, raw=raw, headers=headers),
+    )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import aiohttp
 import pytest
 
 from .server import RealOllama, build_ollama
@@ -18,3 +19,10 @@ def real_ollama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealOllama
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def ollama_http() -> AsyncIterator[aiohttp.ClientSession]:
+    """The comparisons' client: the tiny model on a busy machine may take long to answer."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=90)) as session:
+        yield session

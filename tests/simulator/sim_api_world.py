@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import yaml
 from exoscale.api.v2 import Client
+from waiting import LIFECYCLE, deadline
 
 from remote_ollama.sandbox.exoscale.timings import SimTimings
 from remote_ollama.spec.names import API_KEY_HEADER, VM_PORT, VM_TLS_SERVER_NAME
@@ -57,10 +58,11 @@ async def sdk(fn: Callable[..., Any], **kwargs: Any) -> Any:
     return await asyncio.to_thread(fn, **kwargs)
 
 
-async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
+async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = LIFECYCLE) -> None:
+    """`waiting.until` for an async check (the SDK's calls, a VM's answer)."""
+    end = time.monotonic() + deadline(timeout)
     while not await check():
-        if time.monotonic() > deadline:
+        if time.monotonic() > end:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
 
@@ -140,3 +142,12 @@ async def serves(ip: str, tls: TLSMaterial) -> bool:
         return (await vm_get(ip, tls, path="/"))[0] == 200
     except aiohttp.ClientConnectorError:
         return False
+
+
+async def serving_vm(client: Client, tls: TLSMaterial) -> tuple[str, str]:
+    """A new instance with `tls`'s user-data, running and its VM serving: (instance id, public IP)."""
+    instance_id = await create_instance(client, tls.user_data())
+    await instance_state(client, instance_id, "running")
+    ip = (await sdk(client.get_instance, id=instance_id))["public-ip"]
+    await until(lambda: serves(ip, tls), "VM serving")
+    return instance_id, ip

@@ -33,6 +33,7 @@ from sim_api_world import (
     lookup_ids,
     sdk,
     serves,
+    serving_vm,
     until,
     vm_get,
     vm_models,
@@ -197,10 +198,7 @@ async def test_instance_lifecycle_and_vm_over_tls(
 async def test_vm_streams_generate_as_ndjson(
     sim: ExoscaleSimulator, client: Client, tls: TLSMaterial
 ) -> None:
-    instance_id = await create_instance(client, tls.user_data())
-    await instance_state(client, instance_id, "running")
-    ip = (await sdk(client.get_instance, id=instance_id))["public-ip"]
-    await until(lambda: serves(ip, tls), "VM serving")
+    _, ip = await serving_vm(client, tls)
     async with (
         aiohttp.ClientSession() as session,
         session.post(

@@ -22,6 +22,7 @@ from sim_api_world import (
     instance_state,
     sdk,
     serves,
+    serving_vm,
     until,
     vm_models,
     vm_refuses,
@@ -108,10 +109,7 @@ async def test_capacity_failure_on_create_leaves_no_instance(sim: ExoscaleSimula
 async def test_vanished_instance_is_gone_and_its_vm_silent(
     sim: ExoscaleSimulator, client: Client, tls: TLSMaterial
 ) -> None:
-    instance_id = await create_instance(client, tls.user_data())
-    await instance_state(client, instance_id, "running")
-    ip = (await sdk(client.get_instance, id=instance_id))["public-ip"]
-    await until(lambda: serves(ip, tls), "VM serving")
+    instance_id, ip = await serving_vm(client, tls)
 
     sim.vanish(instance_id)
     with pytest.raises(ExoscaleAPIClientException) as err:
@@ -179,10 +177,7 @@ def test_simulator_thread_serves_synchronous_clients(sim_thread: SimulatorThread
 async def test_reboot_takes_the_vm_down_and_back(
     sim: ExoscaleSimulator, client: Client, tls: TLSMaterial
 ) -> None:
-    instance_id = await create_instance(client, tls.user_data())
-    await instance_state(client, instance_id, "running")
-    ip = (await sdk(client.get_instance, id=instance_id))["public-ip"]
-    await until(lambda: serves(ip, tls), "VM serving")
+    instance_id, ip = await serving_vm(client, tls)
     with pytest.raises(ExoscaleAPIClientException):
         await sdk(client.start_instance, id=instance_id)  # already running
     machine_before = sim.vm(instance_id)

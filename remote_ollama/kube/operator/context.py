@@ -47,6 +47,7 @@ from remote_ollama.spec.vocabulary import Reason
 from remote_ollama.vm.pki import KEY_CA, KEY_KEY, VMCredentials
 
 from . import children
+from .freshest import Freshest
 from .orphans import OrphanSweep
 from .ownership import NameConflict, apply_owned, owned_by
 
@@ -163,6 +164,7 @@ class ResourceContext:
     signal_seen: dict[str, Any] = field(default_factory=dict)
     member_failures: dict[int, tuple[int, float]] = field(default_factory=dict)  # failures, retry at
     member_errors: dict[int, str] = field(default_factory=dict)  # the last one said (one Event each)
+    fresh: Freshest = field(default_factory=Freshest)  # our last status patch, until the watch has it
     _reconciler: Reconciler | None = None
     _cloud: Cloud | None = None
 
@@ -171,7 +173,7 @@ class ResourceContext:
         return path_for(f"{GROUP}/{VERSION}", PLURAL, self.namespace, self.name, "status")
 
     async def patch_status(self, patch: dict[str, Any]) -> None:
-        await OPERATOR.api.merge_patch(self.status_path, {"status": patch})
+        self.fresh.wrote(await OPERATOR.api.merge_patch(self.status_path, {"status": patch}))
 
     async def cloud_in(self, spec: Spec, zone: str) -> Cloud | None:
         """The client for this resource's credentials in another zone (a spec.placements zone

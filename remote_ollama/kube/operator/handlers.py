@@ -172,7 +172,7 @@ async def refuse(ctx: ResourceContext, body: kopf.Body, reason: Reason, message:
 async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
     """One round for one resource; returns when to look again."""
     now = OPERATOR.clock()
-    raw = dict(body)
+    raw = ctx.fresh.read(dict(body))  # not older than our last status patch
     try:
         placing = placing_for(parse_spec(dict(body.spec)), raw)
     except SpecError as exc:
@@ -214,7 +214,7 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
         spec,
         memory,
         activity_from(dict(body.metadata)),
-        body.status.get("cost"),
+        (raw.get("status") or {}).get("cost"),
         table,
         OPERATOR.clock,
         cap=cap,

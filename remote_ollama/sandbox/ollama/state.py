@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -78,6 +79,7 @@ class Generation:
         self.response: web.StreamResponse | None = None
         self.gone = False
         self.fail_after: int | None = None
+        self.stall_after: int | None = None
         self._waiter: asyncio.Future[None] | None = None
 
     def client_connected(self) -> bool:
@@ -100,12 +102,13 @@ class Generation:
             return
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
-        handle = loop.call_later(delay, _resolve, waiter)
+        handle = loop.call_later(delay, _resolve, waiter) if delay != math.inf else None
         self._waiter = waiter
         try:
             await waiter
         finally:
-            handle.cancel()
+            if handle is not None:
+                handle.cancel()
             self._waiter = None
 
     async def tokens(self, tokens: Sequence[str], *, cold: bool = True) -> AsyncIterator[str]:
@@ -118,6 +121,8 @@ class Generation:
         for index, token in enumerate(tokens):
             if self.fail_after is not None and index >= self.fail_after:
                 raise MidStreamFault(self.state.mid_stream_message)
+            if self.stall_after is not None and index >= self.stall_after:
+                await self.sleep(math.inf)  # only the client leaving ends it
             await self.sleep(self.state.token_delay)
             yield token
         if self.fail_after is not None and self.fail_after >= len(tokens):
@@ -190,6 +195,7 @@ class OllamaState:
     mid_stream_message: str = "an error was encountered while running the model: simulated failure"
     _failures: dict[str, Failure] = field(default_factory=dict)
     _mid_stream_after: int | None = None
+    _stall_after: int | None = None
     _active: set[Generation] = field(default_factory=set)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _changed: asyncio.Event | None = None
@@ -221,6 +227,11 @@ class OllamaState:
         self._mid_stream_after = n_chunks
         if message is not None:
             self.mid_stream_message = message
+
+    def stall_next_after(self, n_tokens: int) -> None:
+        """Make the next generation stop after `n_tokens` tokens and write nothing more until its
+        client leaves (a model stuck mid-reply): only noticing the disconnect ends it."""
+        self._stall_after = n_tokens
 
     # --- lookups -----------------------------------------------------------------------------
     def find(self, name: str) -> ModelRecord | None:
@@ -279,6 +290,7 @@ class OllamaState:
         gen = Generation(self, request, model, next(self._ids))
         if streaming and self._mid_stream_after is not None:
             gen.fail_after, self._mid_stream_after = self._mid_stream_after, None
+        gen.stall_after, self._stall_after = self._stall_after, None
         self._active.add(gen)
         self.peak_active = max(self.peak_active, len(self._active))
         self._ensure_watcher()
@@ -300,12 +312,12 @@ class OllamaState:
         )
         self._notify()
 
-    async def wait_cancelled(self, count: int = 1, timeout: float = 5.0) -> Cancellation:
+    async def wait_cancelled(self, count: int = 1, timeout: float = 30.0) -> Cancellation:
         """Wait until `count` cancellations were recorded; return the latest."""
         await self.wait_until(lambda: len(self.cancellations) >= count, timeout)
         return self.cancellations[-1]
 
-    async def wait_active(self, count: int = 1, timeout: float = 5.0) -> None:
+    async def wait_active(self, count: int = 1, timeout: float = 30.0) -> None:
         """Wait until at least `count` generations are in flight."""
         await self.wait_until(lambda: len(self._active) >= count, timeout)
 
