@@ -70,3 +70,18 @@ def test_image_ci_and_readme_install_only_hashed_files() -> None:
     assert test_setup in readme
     for text in (dockerfile, readme, (ROOT / ".ci" / "run").read_text()):
         assert "-c constraints.txt" not in text
+
+
+def test_every_workflow_action_is_pinned_to_a_commit_with_its_tag_named() -> None:
+    """A tag can be moved to other code by whoever controls the action's repository; a commit cannot."""
+    uses = [
+        (path.name, m.group(1), m.group(2))
+        for path in sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
+        for m in re.finditer(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$", path.read_text(), re.M)
+    ]
+    assert uses, "no `uses:` found: the workflows moved?"
+    for name, action, comment in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", action), (
+            f"{name}: {action} not pinned to a commit"
+        )
+        assert re.fullmatch(r"\s+# v\d+(\.\d+)*", comment), f"{name}: {action} without its tag in a comment"
