@@ -104,5 +104,5 @@ def test_the_docker_step_fetches_the_key_only_through_the_check() -> None:
     docker = script[script.index("run docker") : script.index("run image")]
     assert docker.index(f"nvidia_key {NVIDIA_KEYRING_PATH}") < docker.index("apt-get update")
     assert "gpgkey" not in docker and "--dearmor" not in docker  # no unchecked fetch left
-    assert f"signed-by={NVIDIA_KEYRING_PATH}" in docker
+    assert "nvidia_list" in docker  # the apt source signed-by this keyring (tests/test_vm_downloads.py)
     assert re.fullmatch(r"[0-9A-F]{40}", NVIDIA_KEY_FINGERPRINT)

@@ -21,10 +21,11 @@ NVIDIA_KEY_FINGERPRINT = "C95B321B61E88C1809C4F759DDCAE044F796ECB0"
 NVIDIA_KEYRING_PATH = "/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg"
 
 # A POSIX sh function for the setup script (dash: no pipefail, so each stage is checked on its own).
-# `nvidia_key KEYRING`: fetch, print the primary keys' fingerprints, compare, then dearmor.
+# `nvidia_key KEYRING`: fetch (`download`, vm/download.py), print the primary keys' fingerprints,
+# compare, then dearmor.
 NVIDIA_KEY_FUNCTION = f"""\
 nvidia_key() {{
-  curl -fsSL {NVIDIA_KEY_URL} -o "$1.asc"
+  download {NVIDIA_KEY_URL} "$1.asc" || return 1
   gpg --batch --show-keys --with-colons "$1.asc" > "$1.colons"
   found=$(awk -F: '$1 == "pub" {{ primary = 1; next }} primary && $1 == "fpr" {{ print $10; primary = 0 }}' "$1.colons")
   rm -f "$1.colons"

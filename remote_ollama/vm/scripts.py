@@ -8,6 +8,7 @@ from remote_ollama.spec.names import (
     VM_TLS_SERVER_NAME,
 )
 
+from .download import DOWNLOAD_FUNCTIONS, NVIDIA_LIST_PATH
 from .nvidia_key import NVIDIA_KEY_FUNCTION, NVIDIA_KEYRING_PATH
 from .paths import (
     IMAGE_PATH,
@@ -177,7 +178,7 @@ NOW=nginx
 trap '[ $? -eq 0 ] || "$STEP" fail "$NOW"' EXIT
 run() {{ NOW=$1; echo "== $1"; "$STEP" mark "$1" running; }}
 ok() {{ "$STEP" mark "$NOW" "${{1:-done}}"; }}
-IMAGE=$(cat {IMAGE_PATH})
+{DOWNLOAD_FUNCTIONS}IMAGE=$(cat {IMAGE_PATH})
 {NVIDIA_KEY_FUNCTION}
 run nginx
 chmod 0600 {TLS_KEY_PATH}
@@ -200,9 +201,7 @@ fi
 run docker
 if grep -qs nvidia /etc/docker/daemon.json; then ok present; else
   nvidia_key {NVIDIA_KEYRING_PATH}  # only the key of the pinned fingerprint (vm/nvidia_key.py)
-  curl -fsSL https://nvidia.github.io/libnvidia-container/stable/deb/nvidia-container-toolkit.list \\
-    | sed 's#deb https://#deb [signed-by={NVIDIA_KEYRING_PATH}] https://#' \\
-    > /etc/apt/sources.list.d/nvidia-container-toolkit.list
+  nvidia_list {NVIDIA_LIST_PATH}  # a failed download fails this step (vm/download.py)
   apt-get update
   apt-get install -y nvidia-container-toolkit
   nvidia-ctk runtime configure --runtime=docker
