@@ -13,6 +13,11 @@ import random
 # through; a real outage is said within ~30 s.
 UNREACHABLE_GRACE = 15.0
 
+# While a permanent-looking cloud error (a quota) is refused, a request may have the cloud asked once
+# more before the backed-off round (the user may have raised the quota meanwhile), at most once per
+# this many seconds, so that a client retrying in a loop cannot hammer the cloud API.
+RECHECK_EVERY = 10.0
+
 
 def backoff(attempt: int, *, cap: float, base: float = 1.0, jitter: str = "none") -> float:
     """Seconds to wait before try `attempt + 1`: base * 2**attempt, at most `cap`.

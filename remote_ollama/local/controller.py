@@ -196,7 +196,9 @@ class LocalController:
                 if up is not None:
                     return up
                 refused = self.refusal()
-                if refused is not None:
+                if refused is not None and self.failures.recheck(loop.time()):
+                    self._wake_at(self.clock(), loop.time())  # quota raised? a round now, then answer
+                elif refused is not None:
                     raise refused
                 remaining = deadline - loop.time()
                 if remaining <= 0:
@@ -216,8 +218,12 @@ class LocalController:
             self.saved.last_activity = at
 
     async def request_wake(self, at: datetime) -> None:
+        self._wake_at(at, asyncio.get_running_loop().time())
+
+    def _wake_at(self, at: datetime, now: float) -> None:
+        """A wake request at `at` (loop time `now`): a round of its own runs before any refusal."""
         self.activity = replace(self.activity, wake_requested=at)
-        self._wake_asked_at = asyncio.get_running_loop().time()
+        self._wake_asked_at = now
         self._kick.set()
 
     def note_usage(self, now: datetime) -> None:

@@ -1,7 +1,8 @@
 """The loop's cloud failures and what they mean for held requests: a permanent one (quota,
 credentials), or a cloud API unreachable for UNREACHABLE_GRACE, refuses them after one round that
 still sees it instead of letting them wait out the whole hold timeout; the wait before the next
-round backs off."""
+round backs off. A refused request may have that error re-checked early, at most once per
+RECHECK_EVERY: a raised quota serves the next request, not the one after the backoff."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from remote_ollama.cloud.errors import CloudError
-from remote_ollama.core.backoff import UNREACHABLE_GRACE, backoff
+from remote_ollama.core.backoff import RECHECK_EVERY, UNREACHABLE_GRACE, backoff
 from remote_ollama.proxy.interfaces import NotReady
 from remote_ollama.spec.vocabulary import Reason
 
@@ -24,6 +25,7 @@ class CloudFailures:
     seen_at: float = 0.0  # loop time the round that saw it began
     unreachable_since: float | None = None  # loop time the current outage's first round began
     retry_at: datetime | None = None  # when the loop tries again after that error
+    checked_at: float = 0.0  # loop time the cloud was last asked about a permanent error
 
     def cleared(self) -> None:
         """A round went through."""
@@ -34,7 +36,7 @@ class CloudFailures:
         self.count += 1
         unreachable = exc.reason is Reason.CLOUD_UNAVAILABLE
         self.permanent = exc if unreachable or not exc.retryable else None
-        self.seen_at = began
+        self.seen_at = self.checked_at = began
         if not unreachable:
             self.unreachable_since = None
         elif self.unreachable_since is None:
@@ -64,6 +66,15 @@ class CloudFailures:
             return None
         retry_at = self.retry_at if err.retryable else None
         return NotReady(phase, str(err), refused=True, reason=err.reason, retry_at=retry_at)
+
+    def recheck(self, now: float) -> bool:
+        """Whether a request refused at loop time `now` may have the cloud asked again before the
+        backed-off round: for an error retrying cannot fix, once per RECHECK_EVERY (noted as done)."""
+        err = self.permanent
+        if err is None or err.retryable or now - self.checked_at < RECHECK_EVERY:
+            return False
+        self.checked_at = now
+        return True
 
     def look_again_in(self, remaining: float, now: float) -> float:
         """A wait of `remaining` seconds, cut to the end of an outage's grace."""
