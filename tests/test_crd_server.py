@@ -64,6 +64,11 @@ def test_kubectl_scale_sets_the_replica_floor_within_max(kube: KubeNamespace) ->
     kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(named("granite", replicas={"max": 3})), check=True)
     kube.kubectl("scale", "rol", "granite", "--replicas", "2", check=True)
     stored = json.loads(kube.kubectl("get", "rol", "granite", "-o", "json", check=True).stdout)
-    assert stored["spec"]["replicas"] == {"min": 2, "max": 3, "scaleDownAfter": "5m"}
+    assert stored["spec"]["replicas"] == {
+        "min": 2,
+        "max": 3,
+        "scaleDownAfter": "5m",
+        "routing": "leastOutstanding",
+    }
     refused = kube.kubectl("scale", "rol", "granite", "--replicas", "4")
     assert refused.returncode != 0 and "min must not exceed max" in refused.stderr, refused.stderr

@@ -100,7 +100,22 @@ def build(fields: tuple[Field, ...] = FIELDS) -> dict[str, Any]:
     (version,) = crd["spec"]["versions"]
     spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
     spec.update(spec_schema(fields))
+    _replica_items(version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"])
     return crd
+
+
+# a replica keeps the same memory and meter as the resource's own status, under one schema each
+REPLICA_COPIES = {
+    "lifecycle": "The operator's memory of this replica (as status.lifecycle for the resource).",
+    "cost": "This replica's running time and spend (status.cost is their sum).",
+}
+
+
+def _replica_items(status: dict[str, Any]) -> None:
+    """status.replicas[].lifecycle and .cost: the schemas of status.lifecycle and status.cost."""
+    item = status["replicas"]["items"]["properties"]
+    for key, description in REPLICA_COPIES.items():
+        item[key] = copy.deepcopy(status[key]) | {"description": description}
 
 
 def render(fields: tuple[Field, ...] = FIELDS) -> str:
