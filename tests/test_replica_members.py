@@ -13,7 +13,8 @@ from remote_ollama.core.types import Decision, Memory
 from remote_ollama.engine.target import instance_name
 from remote_ollama.kube.operator.context import OPERATOR
 from remote_ollama.kube.operator.members import member_from, member_item
-from remote_ollama.kube.operator.replica_set import endpoint_budget, replica_instance_name
+from remote_ollama.kube.operator.replica_set import replica_instance_name
+from remote_ollama.kube.operator.replica_status import endpoint_budget
 from remote_ollama.spec.parse import parse_spec
 from remote_ollama.spec.vocabulary import Phase, Reason
 

@@ -253,6 +253,42 @@ async def run_resource_proxy(resource: str, host: str, port: int) -> int:
     follower = ResourceFollower(api, namespace, name, replicas.base)
     follower.members = MemberFollower(api, namespace, name, replicas)
     body = await api.get(follower.path)
+    lease = await _take_over(api, follower, replicas, body)
+    spec = (body or {}).get("spec") or {}
+    follower.spec = spec_or_defaults(spec)
+    settings = proxy_settings(
+        follower.spec,
+        os.environ,
+        client_auth_required=bool(client_secret_name(spec)),
+        status_extra=_status_extra(follower, resource),
+    )
+    app = make_proxy_app(replicas, AnnotationSink(api, follower.path), settings, router=router)
+    access = AccessFollower(api, namespace, app[PROXY_KEY])
+    access.apply_spec(spec)
+    follower.on_spec = access.apply_spec
+    follower.cache = app[PROXY_KEY].cache
+    runner, _ = await start_proxy(app, host, port, shutdown_timeout=30)
+    log.info("proxy for %s listening on %s:%d", resource, host, port)
+    tasks = [
+        asyncio.create_task(follower.run()),
+        asyncio.create_task(access.run()),
+        asyncio.create_task(lease.run(lambda: follower.spec.replicas.max > 1)),
+    ]
+    try:
+        await _until_signalled()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await runner.cleanup()
+        await api.close()
+    return 0
+
+
+async def _take_over(
+    api: KubeAPI, follower: ResourceFollower, replicas: ReplicaResolver, body: JSON | None
+) -> LeaseWriter:
+    """This pod's load Lease, and the in-flight count a previous proxy left behind set to zero."""
+    namespace, name = follower.namespace, follower.name
     pod = os.environ.get("POD_NAME") or socket.gethostname()
     lease = LeaseWriter(api, namespace, name, pod, lambda: replica_counts(replicas))
     replicas.on_load = lease.kick
@@ -261,8 +297,11 @@ async def run_resource_proxy(resource: str, host: str, port: int) -> int:
     if ((body or {}).get("metadata", {}).get("annotations") or {}).get(ANN_IN_FLIGHT, "0") != "0":
         # a previous proxy left requests counted that died with it: nothing is in flight here yet
         await AnnotationSink(api, follower.path)._annotate({ANN_IN_FLIGHT: "0"})
-    spec = (body or {}).get("spec") or {}
-    follower.spec = spec_or_defaults(spec)
+    return lease
+
+
+def _status_extra(follower: ResourceFollower, resource: str) -> Callable[[], dict[str, Any]]:
+    """The proxy's /status document from the resource's status as last seen."""
 
     def status_extra() -> dict[str, Any]:
         st = (follower.body or {}).get("status") or {}
@@ -277,33 +316,14 @@ async def run_resource_proxy(resource: str, host: str, port: int) -> int:
             last_activity=st.get("lastActivity"),
         )
 
-    settings = proxy_settings(
-        follower.spec,
-        os.environ,
-        client_auth_required=bool(client_secret_name(spec)),
-        status_extra=status_extra,
-    )
-    app = make_proxy_app(replicas, AnnotationSink(api, follower.path), settings, router=router)
-    access = AccessFollower(api, namespace, app[PROXY_KEY])
-    access.apply_spec(spec)
-    follower.on_spec = access.apply_spec
-    follower.cache = app[PROXY_KEY].cache
-    runner, _ = await start_proxy(app, host, port, shutdown_timeout=30)
-    log.info("proxy for %s listening on %s:%d", resource, host, port)
-    watcher = asyncio.create_task(follower.run())
-    key_reader = asyncio.create_task(access.run())
-    signal_writer = asyncio.create_task(lease.run(lambda: follower.spec.replicas.max > 1))
+    return status_extra
+
+
+async def _until_signalled() -> None:
+    """Wait for SIGTERM or SIGINT (where the loop can take them)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        watcher.cancel()
-        key_reader.cancel()
-        signal_writer.cancel()
-        await runner.cleanup()
-        await api.close()
-    return 0
+    await stop.wait()

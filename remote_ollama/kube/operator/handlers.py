@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
-from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import kopf
 
-from remote_ollama.cloud.errors import CapacityError, CloudError, CredentialsError, QuotaError
+from remote_ollama.cloud.errors import CloudError, CredentialsError
 from remote_ollama.core.backoff import backoff
-from remote_ollama.core.lifecycle import decide
-from remote_ollama.core.types import Condition, Decision, Observation
 from remote_ollama.kube.api import KubeError
 from remote_ollama.spec.model import SpecError
 from remote_ollama.spec.names import (
@@ -36,33 +32,26 @@ from remote_ollama.spec.names import (
     security_group_name,
 )
 from remote_ollama.spec.parse import parse_spec
+from remote_ollama.spec.policy import Policy
 from remote_ollama.spec.schedule import utcnow
 from remote_ollama.spec.vocabulary import ConditionType, Phase, Reason
 
 from . import children
 from .context import OPERATOR, ResourceContext
-from .cost_round import CostRound, prices
 from .events import event
-from .fallback import fall_back, placing_for
+from .fallback import Placing, placing_for
+from .one_vm import MAX_BACKOFF, blocked_round, one_vm_round
 from .ownership import NameConflict, converge_children, remove_children
 from .policy_source import SOURCE as POLICY
 from .replica_set import reconcile_replicas
-from .spend_ledger import LEDGER
 from .status import (
-    OllamaAnswers,
-    activity_from,
-    credentials_condition,
     malformed_annotations,
-    memory_from,
-    status_patch,
 )
 
 log = logging.getLogger("remote_ollama.kube.operator")
 
 # seconds between drift repairs of the proxy's objects (deletions are repaired at once, see below)
 CHILDREN_EVERY = 300.0  # default of $REMOTE_OLLAMA_CHILDREN_INTERVAL
-MAX_BACKOFF = 300.0
-CREDENTIALS_RETRY = 5.0  # first wait before reading a missing credentials Secret again, then doubling
 
 
 @kopf.on.startup()
@@ -171,8 +160,25 @@ async def refuse(ctx: ResourceContext, body: kopf.Body, reason: Reason, message:
 
 async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
     """One round for one resource; returns when to look again."""
-    now = OPERATOR.clock()
     raw = ctx.fresh.read(dict(body))  # not older than our last status patch
+    admitted = await admit(ctx, body, raw)
+    if isinstance(admitted, float):
+        return admitted
+    placing, policy = admitted
+    spec = placing.spec  # zone and instance type of the current placement (spec.placements)
+    warn_malformed(ctx, body)
+    await ensure_children(ctx, body, spec_changed=ctx.children_generation != body.metadata.get("generation"))
+    problem, cloud = await ctx.cloud_for(spec)
+    if cloud is None:
+        return await blocked_round(ctx, body, raw, spec, problem)
+    ctx.blocked_rounds = 0
+    if spec.replicas.max > 1:
+        return await reconcile_replicas(ctx, body, spec, cloud, policy)
+    return await one_vm_round(ctx, body, raw, placing, cloud, policy)
+
+
+async def admit(ctx: ResourceContext, body: kopf.Body, raw: dict[str, Any]) -> tuple[Placing, Policy] | float:
+    """The spec parsed and inside the platform team's policy, or the refusal's delay."""
     try:
         placing = placing_for(parse_spec(dict(body.spec)), raw)
     except SpecError as exc:
@@ -181,95 +187,15 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
     outside = policy.problems(placing.base)
     if outside:  # before any cloud call: the platform team's policy, which tenants cannot write
         return await refuse(ctx, body, Reason.POLICY_VIOLATION, "; ".join(outside))
-    spec = placing.spec  # zone and instance type of the current placement (spec.placements)
+    return placing, policy.policy
+
+
+def warn_malformed(ctx: ResourceContext, body: kopf.Body) -> None:
+    """One Warning Event per malformed time annotation (they are ignored, not fatal)."""
     for key in malformed_annotations(dict(body.metadata)):
         if key not in ctx.warned_annotations:
             ctx.warned_annotations.add(key)
             event(body, Reason.MALFORMED_ANNOTATION, f"{key} is not an RFC 3339 time; ignored")
-    await ensure_children(ctx, body, spec_changed=ctx.children_generation != body.metadata.get("generation"))
-
-    problem, cloud = await ctx.cloud_for(spec)
-    memory = memory_from(raw)
-    if cloud is None:
-        decision = decide(
-            Observation(spec, None, activity_from(dict(body.metadata)), memory, now, blocked_reason=problem)
-        )
-        # Nothing was done, so nothing is remembered: being blocked is not a scale-down (else a new
-        # resource whose Secret comes late would wait for a request), and a new one stays Pending.
-        phase = Phase.PENDING if memory.phase is Phase.PENDING else decision.phase
-        decision = dataclasses.replace(decision, memory=memory, phase=phase, events=())
-        await publish(ctx, body, decision, None, [credentials_condition(problem)], now)
-        ctx.blocked_rounds += 1
-        base = float(os.environ.get("REMOTE_OLLAMA_CREDENTIALS_RETRY", CREDENTIALS_RETRY))
-        return backoff(min(ctx.blocked_rounds, 6), base=base, cap=MAX_BACKOFF)
-    ctx.blocked_rounds = 0
-    if spec.replicas.max > 1:
-        return await reconcile_replicas(ctx, body, spec, cloud, policy.policy)
-    reconciler = ctx.reconciler(cloud)
-    reconciler.vm.notify = ctx.kick.set  # a finished warm-up is looked at now, not at the next poll
-    reconciler.warn = lambda reason, message: event(body, reason, message)
-    table = prices()
-    cap = await LEDGER.before(OPERATOR.api, body, policy.policy, table, OPERATOR.clock())
-    look = await reconciler.look(
-        spec,
-        memory,
-        activity_from(dict(body.metadata)),
-        (raw.get("status") or {}).get("cost"),
-        table,
-        OPERATOR.clock,
-        cap=cap,
-    )
-    if await LEDGER.after(OPERATOR.api, body, cap, look, table):  # the others stop theirs now too
-        OPERATOR.kick_namespace(ctx.namespace)
-    instance, decision, now = look.instance, look.decision, look.now
-    spent = CostRound(look.meter, look.verdict, table, look.storage)
-    generation = body.metadata.get("generation")
-    if instance is not None and ctx.access_generation != generation:
-        # allowedSourceCIDRs may have changed: the rules follow without re-creating the VM
-        await reconciler.ensure_access(spec, instance)
-        ctx.access_generation = generation
-    for sentence in decision.events:
-        event(body, decision.reason, sentence)
-
-    async def publish_takedown() -> None:
-        # Taking the VM down: the proxy must stop sending to it before the call, not after.
-        await publish(ctx, body, decision, instance, [credentials_condition(None)], now, spent, placing)
-
-    try:
-        await reconciler.act(look, spec, publish_takedown)
-    except (CapacityError, QuotaError) as exc:
-        if not placing.base.placements:
-            raise
-        return await fall_back(ctx, body, placing, exc, reconciler, instance, decision, now)
-    answers = OllamaAnswers(reconciler.vm.answered)
-    await publish(ctx, body, decision, instance, [credentials_condition(None)], now, spent, placing, answers)
-    await OPERATOR.maybe_sweep_orphans(cloud, body)
-    return float(decision.recheck_after)
-
-
-class StatusPart(Protocol):
-    def add_to(self, patch: dict[str, Any], body: dict[str, Any], now: datetime) -> None: ...
-
-
-async def publish(
-    ctx: ResourceContext,
-    body: kopf.Body,
-    decision: Decision,
-    instance: Any,
-    extra: list[Condition],
-    now: datetime,
-    *more: StatusPart,
-) -> None:
-    patch = status_patch(dict(body), decision, instance, extra, now)
-    patch.pop("error", None)
-    for part in more:  # status.cost, status.placement and their conditions
-        part.add_to(patch, dict(body), now)
-    previous = body.status.get("phase")
-    await ctx.patch_status(patch)
-    if previous != patch["phase"]:
-        kopf.info(body, reason=str(patch["phase"]), message=decision.message)
-    if decision.last_wake is not None:
-        OPERATOR.metrics.observe_wake(decision.last_wake)
 
 
 def _ready_false(body: kopf.Body, reason: Reason, message: str) -> list[dict[str, Any]]:

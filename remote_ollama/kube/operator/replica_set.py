@@ -23,22 +23,20 @@ from remote_ollama.cloud.port import Cloud
 from remote_ollama.core import cost
 from remote_ollama.core.backoff import backoff
 from remote_ollama.core.replicas import ScaleDecision, ScaleInput, decide_replicas, last_replica_floor
-from remote_ollama.core.types import Activity
-from remote_ollama.engine.reconciler import Look, Reconciler
+from remote_ollama.engine.reconciler import Reconciler
 from remote_ollama.engine.target import Target, instance_name
 from remote_ollama.kube.signal import Signal, read_signal
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import SIGNAL_COMPONENT, legacy_security_group_name, security_group_name
 from remote_ollama.spec.policy import Policy
-from remote_ollama.spec.vocabulary import Phase
 
 from . import children
 from .context import OPERATOR, ResourceContext, SecretStore, retire
-from .cost_round import CostRound, prices
+from .cost_round import prices
 from .events import event
-from .members import UP, Member, aggregate_phase, items_of, member_from, member_item
+from .members import UP, Member, items_of, member_from
+from .replica_status import Round, endpoint_budget, publish
 from .spend_ledger import LEDGER
-from .status import OllamaAnswers, credentials_condition, status_patch
 
 log = logging.getLogger("remote_ollama.kube.operator")
 
@@ -74,22 +72,6 @@ def member_reconciler(ctx: ResourceContext, cloud: Cloud, index: int) -> Reconci
         )
         ctx.members[index] = Reconciler(cloud, target, SecretStore(OPERATOR.api, ctx.body, index))
     return ctx.members[index]
-
-
-@dataclasses.dataclass
-class Round:
-    member: Member
-    reconciler: Reconciler
-    look: Look
-    activity: Activity  # what the round told the lifecycle (in flight, last use, the scaler's asks)
-    error: str | None = None  # why acting on this replica failed (a quota, capacity, an API error)
-
-
-def endpoint_budget(spec: Spec, meters: list[cost.CostMeter], table: cost.PriceTable) -> cost.BudgetVerdict:
-    """spec.budget over the replicas together: their hours today and spend this month, added up."""
-    now = OPERATOR.clock()
-    caps = spec.budget.max_running_hours_per_day, spec.budget.max_monthly_spend
-    return cost.budget_verdict(cost.combined(meters, now), *caps, table, now)
 
 
 def scale(
@@ -223,82 +205,6 @@ async def act(ctx: ResourceContext, body: kopf.Body, spec: Spec, rounds: list[Ro
             ctx.member_errors.pop(index, None)
     if failed and not any(r.look.decision.phase in UP and not r.error for r in rounds):
         raise failed[0]  # none serves or is on its way: the resource's error, as with one VM
-
-
-async def publish(
-    ctx: ResourceContext,
-    body: kopf.Body,
-    spec: Spec,
-    rounds: list[Round],
-    scaled: ScaleDecision,
-    table: cost.PriceTable,
-) -> None:
-    """The resource's status: the replicas one by one, and as one endpoint (phase, conditions, cost)."""
-    raw = dict(body)
-    now = OPERATOR.clock()
-    phases = [r.look.decision.phase for r in rounds]
-    rep = next((r for r in rounds if r.look.decision.phase is Phase.READY), None) or next(
-        (r for r in rounds if r.look.decision.phase in (Phase.STARTING, Phase.PROVISIONING, Phase.PENDING)),
-        rounds[0],
-    )
-    extra = [credentials_condition(None)]
-    patch = status_patch(raw, rep.look.decision, rep.look.instance, extra, now)
-    zero = status_patch(raw, rounds[0].look.decision, rounds[0].look.instance, extra, now)
-    for key in ("lifecycle", "instance", "setup"):  # replica 0 is the VM of `max: 1`
-        if key in zero:
-            patch[key] = zero[key]
-        else:
-            patch.pop(key, None)
-    previous = items_of(raw)
-    items = []
-    for r in rounds:
-        loaded = tuple(r.look.health.loaded) if r.look.health and r.look.health.loaded is not None else None
-        spent = cost.to_status(r.look.meter, table)  # the replica's own meter, kept with it
-        items.append(
-            member_item(
-                r.member,
-                r.look.decision,
-                r.look.instance,
-                r.activity,
-                spent,
-                loaded,
-                previous.get(r.member.index),
-            )
-        )
-        if r.error:
-            items[-1]["message"] = r.error
-    ready = sum(1 for p in phases if p is Phase.READY)
-    # a replica the cloud refuses is not coming: the proxies must not hold requests for it
-    refused = sum(1 for r in rounds if r.error and r.look.decision.phase is not Phase.READY)
-    desired = max(ready, scaled.desired - refused)
-    patch["phase"] = str(aggregate_phase(phases))
-    patch["message"] = (
-        f"{ready}/{desired} replicas Ready ({scaled.message}); replica {rep.member.index}: {rep.look.decision.message}"
-    )
-    patch["replicas"] = items
-    patch |= {
-        "readyReplicas": ready,
-        "desiredReplicas": desired,
-        "replicaSummary": f"{ready}/{desired}",
-    }
-    # status.cost is the replicas' meters together, and BudgetExceeded says whether they are over
-    # spec.budget together (the proxies refuse held requests on it)
-    meters = [r.look.meter for r in rounds]
-    together = cost.combined(meters, now)
-    budget = endpoint_budget(spec, meters, table)
-    CostRound(together, budget, table, rep.look.storage).add_to(patch, raw, now)
-    patch.pop("error", None)
-    OllamaAnswers(rep.reconciler.vm.answered).add_to(patch, raw, now)
-    starting = sum(1 for p in phases if p in UP) - ready
-    by_state = {"ready": ready, "starting": starting, "stopped": len(phases) - ready - starting}
-    OPERATOR.replica_metrics.observe(by_state, desired, ctx.namespace, ctx.name)
-    before = body.status.get("phase")
-    await ctx.patch_status(patch)
-    if before != patch["phase"]:
-        kopf.info(body, reason=str(patch["phase"]), message=patch["message"][:1024])
-    for r in rounds:
-        if r.look.decision.last_wake is not None:
-            OPERATOR.metrics.observe_wake(r.look.decision.last_wake)
 
 
 @kopf.on.event("coordination.k8s.io", "v1", "leases", labels={children.COMPONENT_LABEL: SIGNAL_COMPONENT})

@@ -15,6 +15,7 @@ from remote_ollama.core.types import (
     Condition,
     Decision,
     Memory,
+    WakeTiming,
     memory_from_json,
     memory_to_json,
 )
@@ -146,21 +147,39 @@ def status_patch(
     meta = body.get("metadata") or {}
     status = body.get("status") or {}
     generation = int(meta.get("generation") or 1)
+    patch: JSON = {
+        "phase": str(decision.phase),
+        "message": decision.message,
+        "conditions": conditions(status.get("conditions"), _blocked(decision, extra), generation, now),
+        "observedGeneration": generation,
+        "serviceURL": f"http://{meta.get('name')}.{meta.get('namespace')}.svc:{PROXY_PORT}",
+        "lifecycle": lifecycle_json(decision.memory),
+    }
+    patch |= _vm_fields(decision, instance)
+    activity = activity_from(meta)
+    if activity.last_activity:
+        patch["lastActivity"] = rfc3339(activity.last_activity)
+    patch |= replica_status(decision, instance, activity)
+    if decision.last_wake is not None:
+        patch["lastWake"] = _wake_json(decision.last_wake)
+    return patch
+
+
+def _blocked(decision: Decision, extra: list[Condition]) -> list[Condition]:
+    """The decision's conditions and `extra`; a False one among `extra` (no credentials) is why
+    Ready is False."""
     blocking = next((c for c in extra if not c.status), None)
-    conds = [
+    return [
         Condition(ConditionType.READY, False, blocking.reason, blocking.message)
         if blocking and c.type == ConditionType.READY
         else c
         for c in decision.conditions
     ] + extra
-    patch: JSON = {
-        "phase": str(decision.phase),
-        "message": decision.message,
-        "conditions": conditions(status.get("conditions"), conds, generation, now),
-        "observedGeneration": generation,
-        "serviceURL": f"http://{meta.get('name')}.{meta.get('namespace')}.svc:{PROXY_PORT}",
-        "lifecycle": lifecycle_json(decision.memory),
-    }
+
+
+def _vm_fields(decision: Decision, instance: ObservedInstance | None) -> JSON:
+    """status.instance, status.endpoint and status.setup (None clears them in the merge patch)."""
+    patch: JSON = {}
     if instance is not None and decision.memory.instance_id:
         patch["instance"] = {
             "id": instance.id,
@@ -182,21 +201,18 @@ def status_patch(
         patch["setup"] = decision.setup.to_status()
     elif ActionKind.CREATE_INSTANCE in decision.kinds:
         patch["setup"] = None
-    activity = activity_from(meta)
-    if activity.last_activity:
-        patch["lastActivity"] = rfc3339(activity.last_activity)
-    patch |= replica_status(decision, instance, activity)
-    if decision.last_wake is not None:
-        w = decision.last_wake
-        patch["lastWake"] = {
-            "requestedAt": rfc3339(w.requested_at),
-            "runningAt": rfc3339(w.running_at) if w.running_at else None,
-            "ollamaAt": rfc3339(w.ollama_at) if w.ollama_at else None,
-            "modelsAt": rfc3339(w.models_at) if w.models_at else None,
-            "readyAt": rfc3339(w.ready_at),
-            "seconds": round(w.seconds, 3),
-        }
     return patch
+
+
+def _wake_json(w: WakeTiming) -> JSON:
+    return {
+        "requestedAt": rfc3339(w.requested_at),
+        "runningAt": rfc3339(w.running_at) if w.running_at else None,
+        "ollamaAt": rfc3339(w.ollama_at) if w.ollama_at else None,
+        "modelsAt": rfc3339(w.models_at) if w.models_at else None,
+        "readyAt": rfc3339(w.ready_at),
+        "seconds": round(w.seconds, 3),
+    }
 
 
 UP = frozenset({Phase.PENDING, Phase.PROVISIONING, Phase.STARTING, Phase.READY})
