@@ -98,6 +98,15 @@ class ResourceFollower:
         self.spec = spec_or_defaults(None)  # the body's spec, parsed by the one settings model
         self.members: MemberFollower | None = None  # a replicated endpoint's replicas (spec.replicas.max > 1)
 
+    def retiring(self) -> bool:
+        """The status lists a replica at or above spec.replicas.max: the operator retires it once
+        nothing is in flight to it, which this proxy's Lease says."""
+        items = ((self.body or {}).get("status") or {}).get("replicas") or []
+        top = self.spec.replicas.max
+        return any(
+            isinstance(i, dict) and isinstance(i.get("index"), int) and i["index"] >= top for i in items
+        )
+
     async def _upstream_for(self, endpoint: str) -> Upstream | None:
         """The VM's endpoint with the per-resource Secret's pinned VM certificate and client certificate (mutual TLS),
         plus the optional API key; rebuilt only when the endpoint or the Secret changes."""
@@ -272,7 +281,7 @@ async def run_resource_proxy(resource: str, host: str, port: int) -> int:
     tasks = [
         asyncio.create_task(follower.run()),
         asyncio.create_task(access.run()),
-        asyncio.create_task(lease.run(lambda: follower.spec.replicas.max > 1)),
+        asyncio.create_task(lease.run(lambda: follower.spec.replicas.max > 1 or follower.retiring())),
     ]
     try:
         await _until_signalled()

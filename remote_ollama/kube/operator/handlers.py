@@ -44,6 +44,7 @@ from .one_vm import MAX_BACKOFF, blocked_round, one_vm_round
 from .ownership import NameConflict, converge_children, remove_children
 from .policy_source import SOURCE as POLICY
 from .replica_set import reconcile_replicas
+from .retiring import has_retiring
 from .status import (
     malformed_annotations,
 )
@@ -172,7 +173,7 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
     if cloud is None:
         return await blocked_round(ctx, body, raw, spec, problem)
     ctx.blocked_rounds = 0
-    if spec.replicas.max > 1:
+    if spec.replicas.max > 1 or has_retiring(raw, spec.replicas.max):
         return await reconcile_replicas(ctx, body, spec, cloud, policy)
     return await one_vm_round(ctx, body, raw, placing, cloud, policy)
 

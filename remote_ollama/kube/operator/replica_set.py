@@ -36,6 +36,7 @@ from .cost_round import prices
 from .events import event
 from .members import UP, Member, items_of, member_from
 from .replica_status import Round, endpoint_budget, publish
+from .retiring import ask_to_stop, retire_above
 from .spend_ledger import LEDGER
 
 log = logging.getLogger("remote_ollama.kube.operator")
@@ -124,16 +125,18 @@ def ledger_body(body: kopf.Body, index: int) -> dict[str, Any]:
 async def reconcile_replicas(
     ctx: ResourceContext, body: kopf.Body, spec: Spec, cloud: Cloud, policy: Policy
 ) -> float:
-    """One round for a replicated resource; returns when to look again."""
+    """One round for a replicated resource (or one whose lowered max leaves replicas to retire);
+    returns when to look again."""
     raw = dict(body)
     now = OPERATOR.clock()
+    top = spec.replicas.max
     signal = await read_signal(OPERATOR.api, ctx.namespace, ctx.name, now)
     items = items_of(raw)
-    count = max([spec.replicas.max] + [i + 1 for i, item in items.items() if item.get("instanceID")])
+    count = max([top] + [i + 1 for i in items])
     members = [member_from(raw, i, items.get(i)) for i in range(min(count, 64))]
     table = prices()
     budget = endpoint_budget(spec, [cost.from_status(m.cost) for m in members], table)
-    decision = scale(spec, members, signal, ctx, budget)
+    decision = scale(spec, [m for m in members if m.index < top], signal, ctx, budget)
     if decision.start or decision.stop:
         event(body, decision.reason, decision.message)
     members = [
@@ -144,23 +147,8 @@ async def reconcile_replicas(
         else m
         for m in members
     ]
-    rounds: list[Round] = []
-    for m in members:
-        reconciler = member_reconciler(ctx, cloud, m.index)
-        reconciler.vm.notify = ctx.kick.set
-        reconciler.warn = lambda reason, message: event(body, reason, message)
-        in_flight = signal.in_flight.get(m.index, 0)
-        activity = m.activity(in_flight, signal.last_activity.get(m.index))
-        ledger = ledger_body(body, m.index)  # the namespace's monthly spend cap, if the policy sets one
-        cap = await LEDGER.before(OPERATOR.api, ledger, policy, table, OPERATOR.clock())
-        look = await reconciler.look(
-            spec, m.memory, activity, m.cost, table, OPERATOR.clock, idle_monitor=False, cap=cap
-        )
-        if await LEDGER.after(OPERATOR.api, ledger, cap, look, table):
-            OPERATOR.kick_namespace(ctx.namespace)
-        for sentence in look.decision.events:
-            event(body, look.decision.reason, f"replica {m.index}: {sentence}")
-        rounds.append(Round(m, reconciler, look, activity))
+    members = ask_to_stop(members, top, signal.in_flight, now)
+    rounds = [await look_at(ctx, body, spec, cloud, policy, m, signal, table) for m in members]
     generation = body.metadata.get("generation")
     first = rounds[0]
     if ctx.access_generation != generation and first.look.instance is not None:
@@ -169,14 +157,42 @@ async def reconcile_replicas(
     if any(r.look.takes_down for r in rounds):  # the proxies stop sending to it before it goes
         await publish(ctx, body, spec, rounds, decision, table)
     await act(ctx, body, spec, rounds)
+    rounds = await retire_above(ctx, body, rounds, top)
     await publish(ctx, body, spec, rounds, decision, table)
     await OPERATOR.maybe_sweep_orphans(cloud, body)
     rechecks = [float(r.look.decision.recheck_after) for r in rounds]
     if decision.recheck_after is not None:
         rechecks.append(decision.recheck_after)
-    if any(r.member.up for r in rounds) or signal.proxies:
+    if any(r.member.up for r in rounds) or signal.proxies or len(rounds) > top:
         rechecks.append(SIGNAL_LOOK)
     return max(0.5, min(rechecks))
+
+
+async def look_at(
+    ctx: ResourceContext,
+    body: kopf.Body,
+    spec: Spec,
+    cloud: Cloud,
+    policy: Policy,
+    m: Member,
+    signal: Signal,
+    table: cost.PriceTable,
+) -> Round:
+    """Replica `m`'s look: its lifecycle decision on its own memory, activity and spend cap."""
+    reconciler = member_reconciler(ctx, cloud, m.index)
+    reconciler.vm.notify = ctx.kick.set
+    reconciler.warn = lambda reason, message: event(body, reason, message)
+    activity = m.activity(signal.in_flight.get(m.index, 0), signal.last_activity.get(m.index))
+    ledger = ledger_body(body, m.index)  # the namespace's monthly spend cap, if the policy sets one
+    cap = await LEDGER.before(OPERATOR.api, ledger, policy, table, OPERATOR.clock())
+    look = await reconciler.look(
+        spec, m.memory, activity, m.cost, table, OPERATOR.clock, idle_monitor=False, cap=cap
+    )
+    if await LEDGER.after(OPERATOR.api, ledger, cap, look, table):
+        OPERATOR.kick_namespace(ctx.namespace)
+    for sentence in look.decision.events:
+        event(body, look.decision.reason, f"replica {m.index}: {sentence}")
+    return Round(m, reconciler, look, activity)
 
 
 async def act(ctx: ResourceContext, body: kopf.Body, spec: Spec, rounds: list[Round]) -> None:

@@ -104,10 +104,11 @@ async def publish(
     """The resource's status: the replicas one by one, and as one endpoint (phase, conditions, cost)."""
     raw = dict(body)
     now = OPERATOR.clock()
-    rep = representative(rounds)
+    serving = [r for r in rounds if r.member.index < spec.replicas.max]  # not those being retired
+    rep = representative(serving)
     patch = base_patch(raw, rep, rounds[0], now)
-    ready, desired, starting = counts(rounds, scaled)
-    patch["phase"] = str(aggregate_phase([r.look.decision.phase for r in rounds]))
+    ready, desired, starting = counts(serving, scaled)
+    patch["phase"] = str(aggregate_phase([r.look.decision.phase for r in serving]))
     patch["message"] = (
         f"{ready}/{desired} replicas Ready ({scaled.message}); replica {rep.member.index}: {rep.look.decision.message}"
     )
@@ -120,7 +121,7 @@ async def publish(
     CostRound(cost.combined(meters, now), budget, table, rep.look.storage).add_to(patch, raw, now)
     patch.pop("error", None)
     OllamaAnswers(rep.reconciler.vm.answered).add_to(patch, raw, now)
-    by_state = {"ready": ready, "starting": starting, "stopped": len(rounds) - ready - starting}
+    by_state = {"ready": ready, "starting": starting, "stopped": len(serving) - ready - starting}
     OPERATOR.replica_metrics.observe(by_state, desired, ctx.namespace, ctx.name)
     before = body.status.get("phase")
     await ctx.patch_status(patch)

@@ -220,7 +220,7 @@ UP = frozenset({Phase.PENDING, Phase.PROVISIONING, Phase.STARTING, Phase.READY})
 
 def replica_status(decision: Decision, instance: ObservedInstance | None, activity: Activity) -> JSON:
     """The replica fields of the status for the operator's one VM (replica 0; scale-out, issue 19,
-    is carried out by standalone so far): the Replicas column (ready/desired), the scale
+    with more replicas is replica_set.py): the Replicas column (ready/desired), the scale
     subresource's readyReplicas and status.replicas with its one member."""
     ready = int(decision.phase is Phase.READY)
     desired = int(decision.phase in UP)
