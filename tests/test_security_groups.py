@@ -4,7 +4,7 @@ working and are cleaned up with them."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -16,6 +16,7 @@ from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.engine.credentials import CredentialStore, InstanceRecord
 from remote_ollama.engine.reconciler import Reconciler
 from remote_ollama.engine.target import Target
+from remote_ollama.engine.volume_record import VolumeRecord
 from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
 from remote_ollama.sandbox.exoscale.timings import SimTimings
 from remote_ollama.spec.model import Spec
@@ -39,6 +40,12 @@ class NoStore(CredentialStore):
         return None
 
     async def keep(self, record: InstanceRecord) -> None:
+        pass
+
+    async def volumes(self) -> dict[str, VolumeRecord]:
+        return {}
+
+    async def keep_volumes(self, volumes: Mapping[str, VolumeRecord]) -> None:
         pass
 
 
