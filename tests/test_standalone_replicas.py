@@ -116,14 +116,14 @@ def test_a_burst_from_zero_scales_out_every_stream_completes_and_idle_scales_bac
         assert [b for (_, b) in counts][-3:] == [2, 1, 0], counts
         status = prog.wait_status(lambda s: s["desired_replicas"] == 0, 30, "none desired")
         assert status["ready_replicas"] == 0 and status["provisioning_status"] == "idle"
-        metrics = ""
-        for _ in range(50):  # the gauges follow the next scale round (each second)
+
+        def all_stopped() -> str:
+            """/metrics once its gauges show the three stopped (they follow the next scale round)."""
             with urllib.request.urlopen(prog.url + "/metrics", timeout=10) as resp:
-                metrics = resp.read().decode()
-            if 'remote_ollama_replicas{state="stopped"} 3.0' in metrics:
-                break
-            time.sleep(0.2)
-        assert 'remote_ollama_replicas{state="stopped"} 3.0' in metrics, metrics
+                text = str(resp.read().decode())
+            return text if 'remote_ollama_replicas{state="stopped"} 3.0' in text else ""
+
+        metrics = wait_until(all_stopped, 30, "the replica gauges at 3 stopped")
         assert "remote_ollama_desired_replicas 0.0" in metrics
         assert prog.terminate(timeout=60) == 0
     finally:

@@ -51,6 +51,7 @@ class LateAnswerSimulator(ExoscaleSimulator):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.late: dict[str, tuple[int, float]] = {}  # operation -> (calls left, delay)
+        self.delaying = 0  # answers carried out and not yet sent
 
     def answer_late(self, operation: str, calls: int, delay: float) -> None:
         self.late[operation] = (calls, delay)
@@ -62,7 +63,11 @@ class LateAnswerSimulator(ExoscaleSimulator):
         if left > 0 and response.status < 400:
             self.late[route[0] if route else ""] = (left - 1, delay)
             self.state.faults.taken.append(time.monotonic())
-            await asyncio.sleep(delay)
+            self.delaying += 1
+            try:
+                await asyncio.sleep(delay)  # the fault itself: an answer that comes late
+            finally:
+                self.delaying -= 1
         return response
 
 

@@ -136,7 +136,7 @@ async def test_timeouts_on_a_volume_call(operation: str, tmp_path: Path) -> None
         w.sim.answer_late(operation, 2, 0.6)
         await volume_cycle(w, timeout=30)
         assert w.sim.late[operation][0] < 2, f"no {operation} answered late"
-        await asyncio.sleep(0.7)  # the late answers land; nothing may come back
+        await until(lambda: w.sim.delaying == 0, 10, "the late answers sent")  # nothing may come back
         check(w, w.sim)
         assert "VolumeUnsupported" not in str(w.controller.status())
     late = 2 - w.sim.late[operation][0]  # a retry that found the call done was not made again
