@@ -14,12 +14,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from memory_data import MemoryData, memory_store
 
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.core.cost import PriceTable
 from remote_ollama.core.observed import ObservedInstance
 from remote_ollama.core.types import Activity, Memory, Phase
-from remote_ollama.engine.credentials import RECORD_KEYS, CredentialStore, InstanceRecord
+from remote_ollama.engine.credentials import CredentialStore, InstanceRecord
 from remote_ollama.engine.reconciler import Reconciler
 from remote_ollama.engine.target import Target
 from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
@@ -35,7 +36,7 @@ from remote_ollama.spec.names import (
 )
 from remote_ollama.spec.parse import parse_spec
 from remote_ollama.spec.vocabulary import Reason
-from remote_ollama.vm.pki import VMCredentials, generate_vm_credentials
+from remote_ollama.vm.pki import generate_vm_credentials
 
 KEY, SECRET, ZONE = "EXOidentitytest0123", "identity-test-secret", "at-vie-2"
 CLUSTER = "0f5e2d9c-1111-4222-8333-444455556666"
@@ -43,26 +44,6 @@ OURS, THEIRS = "aaaaaaaa-0000-4000-8000-000000000001", "bbbbbbbb-0000-4000-8000-
 SPEC = parse_spec(
     {"credentialsSecretRef": {"name": "exoscale"}, "idle": {"stopAfter": "10m"}, "warmUp": False}
 )
-
-
-class MemoryStore(CredentialStore):
-    """What the operator's per-resource Secret holds, in memory."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, str] | None = None
-
-    async def load(self) -> VMCredentials | None:
-        return VMCredentials.from_secret_data(self.data) if self.data else None
-
-    async def save(self, creds: VMCredentials, record: InstanceRecord) -> None:
-        self.data = {**creds.to_secret_data(), **record.to_data()}
-
-    async def record(self) -> InstanceRecord | None:
-        return InstanceRecord.from_data(self.data) if self.data else None
-
-    async def keep(self, record: InstanceRecord) -> None:
-        assert self.data is not None
-        self.data = {**{k: v for k, v in self.data.items() if k not in RECORD_KEYS}, **record.to_data()}
 
 
 @pytest.fixture
@@ -74,12 +55,12 @@ async def world() -> AsyncIterator[tuple[ExoscaleSimulator, AsyncExoscaleCloud]]
 
 
 def reconciler(
-    cloud: AsyncExoscaleCloud, uid: str = OURS, store: MemoryStore | None = None
+    cloud: AsyncExoscaleCloud, uid: str = OURS, store: CredentialStore | None = None
 ) -> tuple[Reconciler, list[tuple[str, str]]]:
     target = Target(
         uid, CLUSTER, f"remote-ollama-{uid[:8]}", security_group_name(CLUSTER, uid), mark_group=True
     )
-    rec = Reconciler(cloud, target, store or MemoryStore())
+    rec = Reconciler(cloud, target, store or memory_store())
     warnings: list[tuple[str, str]] = []
     rec.warn = lambda reason, message: warnings.append((reason, message))
     return rec, warnings
@@ -200,8 +181,9 @@ async def test_after_a_crash_before_the_id_was_recorded_our_instance_not_its_cop
     now = datetime.now(UTC)
     await one_round(rec, Memory(created_at=now), Activity(wake_requested=now))
     store = rec.store
-    assert isinstance(store, MemoryStore) and store.data is not None
-    record = InstanceRecord.from_data(store.data)
+    data = store.data
+    assert isinstance(data, MemoryData) and data.map is not None
+    record = InstanceRecord.from_data(data.map)
     assert record.instance_id and record.creation_token
     (ours,) = await cloud.find_instances(their_labels(OURS))
     look_alike = await their_instance(cloud, dict(ours.labels))
@@ -213,7 +195,7 @@ async def test_after_a_crash_before_the_id_was_recorded_our_instance_not_its_cop
     fresh, _ = reconciler(cloud, store=store)
     look = await one_round(fresh, Memory(created_at=now), Activity(wake_requested=now))
     assert look.instance is not None and look.instance.id == ours.id
-    assert InstanceRecord.from_data(store.data).instance_id == ours.id
+    assert InstanceRecord.from_data(data.map).instance_id == ours.id
     assert touched(sim, look_alike.id) == []
 
 
@@ -223,8 +205,9 @@ async def test_a_copy_made_in_the_same_second_makes_neither_adopted(world: Any) 
     now = datetime.now(UTC)
     await one_round(rec, Memory(created_at=now), Activity(wake_requested=now))
     store = rec.store
-    assert isinstance(store, MemoryStore) and store.data is not None
-    token = InstanceRecord.from_data(store.data).creation_token
+    data = store.data
+    assert isinstance(data, MemoryData) and data.map is not None
+    token = InstanceRecord.from_data(data.map).creation_token
     (ours,) = await cloud.find_instances(their_labels(OURS))
     look_alike = await their_instance(cloud, dict(ours.labels))
     sim.state.instances[look_alike.id].created_at = sim.state.instances[ours.id].created_at
@@ -244,16 +227,15 @@ async def test_a_vm_from_before_records_is_kept_if_labelled_ours_and_then_record
     foreign = await their_instance(cloud, their_labels())
     rec, _ = reconciler(cloud)
     store = rec.store
-    assert isinstance(store, MemoryStore)
-    store.data = generate_vm_credentials().to_secret_data()  # no instance-id, no creation-token
+    assert isinstance(store.data, MemoryData)
+    store.data.map = generate_vm_credentials().to_secret_data()  # no instance-id, no creation-token
     now = datetime.now(UTC)
 
     look = await one_round(rec, status_memory(ours.id), Activity(last_activity=now))
     assert look.instance is not None and look.instance.id == ours.id
-    assert InstanceRecord.from_data(store.data).instance_id == ours.id
+    assert InstanceRecord.from_data(store.data.map).instance_id == ours.id
 
-    other = MemoryStore()
-    other.data = generate_vm_credentials().to_secret_data()
+    other = memory_store(generate_vm_credentials().to_secret_data())
     fresh, warnings = reconciler(cloud, store=other)  # another version's status, now patched to name theirs
     look = await one_round(fresh, status_memory(foreign.id), Activity(last_activity=now))
     assert look.instance is None or look.instance.id != foreign.id

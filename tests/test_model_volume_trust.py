@@ -8,18 +8,18 @@ recorded volume of every zone the resource's VMs ran in (spec.placements)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cold_start_world import KEY, SECRET, controller_world, live, ready, steps
+from memory_data import memory_store
 from test_model_volume import OFFERED, TIMINGS, spec, zone
 from waiting import until
 
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.engine.credentials import CredentialStore
-from remote_ollama.engine.volume_record import VolumeRecord
+from remote_ollama.engine.volume_record import VolumeRecord, volumes_data
 from remote_ollama.engine.volumes import ModelVolumes
 from remote_ollama.sandbox.exoscale import volumes
 from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
@@ -85,20 +85,7 @@ async def test_a_look_alike_volume_with_our_labels_and_name_is_never_attached(
         assert set(store.volumes) == {planted, second}
 
 
-class MemoryStore(CredentialStore):
-    """The volumes' record alone (what ModelVolumes reads and writes)."""
-
-    def __init__(self, record: Mapping[str, VolumeRecord] | None = None) -> None:
-        self.record_ = dict(record or {})
-
-    async def volumes(self) -> dict[str, VolumeRecord]:
-        return dict(self.record_)
-
-    async def keep_volumes(self, volumes: Mapping[str, VolumeRecord]) -> None:
-        self.record_ = dict(volumes)
-
-
-def volumes_in(sim: ExoscaleSimulator, zone_name: str, store: MemoryStore, owner: str) -> ModelVolumes:
+def volumes_in(sim: ExoscaleSimulator, zone_name: str, store: CredentialStore, owner: str) -> ModelVolumes:
     cloud = AsyncExoscaleCloud.connect(
         KEY, SECRET, zone_name, endpoint=sim.url, poll_interval=0.02, backoff_base=0.01
     )
@@ -115,10 +102,10 @@ async def test_a_create_whose_answer_was_lost_is_found_by_its_token_and_a_copy_i
         made = store.create("ro-granite-models", 20, labels)["reference"]["id"]
         store.volumes[made].created_at = "2026-01-01T00:00:00Z"
         copy = store.create("ro-granite-models", 20, labels)["reference"]["id"]
-        record = MemoryStore({OFFERED: VolumeRecord(None, "t0ken")})
+        record = memory_store(volumes_data({OFFERED: VolumeRecord(None, "t0ken")}))
         found = await volumes_in(sim, OFFERED, record, "o-1").for_create(spec())
         assert found is not None and found.id == made
-        assert record.record_ == {OFFERED: VolumeRecord(made, "t0ken")}
+        assert await record.volumes() == {OFFERED: VolumeRecord(made, "t0ken")}
         assert sim.call_count("create-block-storage-volume") == 0 and touched(sim, copy) == []
 
 
@@ -127,14 +114,14 @@ async def test_deletion_removes_the_volume_of_every_zone_the_resource_used(tmp_p
     record lists them all and deletion (from whichever zone is current) removes each one, and only
     those recorded."""
     async with ExoscaleSimulator({KEY: SECRET}, timings=TIMINGS) as sim:
-        record = MemoryStore()
+        record = memory_store()
         here, there = volumes_in(sim, OFFERED, record, "o-1"), volumes_in(sim, OTHER, record, "o-1")
         made: dict[str, Any] = {}
         for where, vols in ((OFFERED, here), (OTHER, there)):
             volume = await vols.for_create(spec(zone=where))
             assert volume is not None
             made[where] = volume.id
-        assert set(record.record_) == {OFFERED, OTHER}
+        assert set(await record.volumes()) == {OFFERED, OTHER}
         look_alike = volumes.of(sim.states[OTHER]).create("ro-granite-models", 20, owner_labels("o-1"))
         clouds = {OTHER: there.cloud}
 
@@ -144,4 +131,4 @@ async def test_deletion_removes_the_volume_of_every_zone_the_resource_used(tmp_p
         await volumes_in(sim, OFFERED, record, "o-1").delete(elsewhere)
         assert made[OFFERED] not in volumes.of(sim.states[OFFERED]).volumes
         assert list(volumes.of(sim.states[OTHER]).volumes) == [look_alike["reference"]["id"]]
-        assert record.record_ == {}
+        assert await record.volumes() == {}

@@ -8,8 +8,8 @@ import logging
 from typing import Any
 
 import pytest
+from memory_data import memory_store
 
-from remote_ollama.engine.credentials import CredentialStore
 from remote_ollama.engine.reconciler import Reconciler
 from remote_ollama.engine.target import Target
 from remote_ollama.kube.operator.context import Operator, ResourceContext
@@ -26,7 +26,7 @@ async def test_forgetting_a_deleted_resource_closes_its_http_session(
     ctx = ResourceContext("uid-1", "team-a", "llm", {"metadata": meta})
     operator.contexts["uid-1"] = ctx
     cloud: Any = object()  # never called: only the VM client's session matters here
-    reconciler = Reconciler(cloud, Target("uid-1", "cluster", "llm", "sg"), CredentialStore())
+    reconciler = Reconciler(cloud, Target("uid-1", "cluster", "llm", "sg"), memory_store())
     ctx._reconciler = reconciler
     session = reconciler.vm._http()  # as after a probe of the VM's Ollama
 

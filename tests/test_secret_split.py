@@ -8,7 +8,7 @@ import base64
 from dataclasses import replace
 from typing import Any
 
-from remote_ollama.engine.credentials import InstanceRecord
+from remote_ollama.engine.credentials import CredentialStore, InstanceRecord
 from remote_ollama.kube.operator import children
 from remote_ollama.kube.operator.context import SecretStore
 from remote_ollama.vm.pki import VMCredentials, generate_vm_credentials, make_vm_identity
@@ -52,7 +52,7 @@ def decoded(obj: dict[str, Any]) -> dict[str, str]:
 async def test_the_proxys_secret_has_no_server_key() -> None:
     api = FakeAPI()
     creds = generate_vm_credentials()
-    store = SecretStore(api, BODY)  # type: ignore[arg-type]
+    store = CredentialStore(SecretStore(api, BODY))  # type: ignore[arg-type]
     await store.save(creds, InstanceRecord(creation_token="t"))
     await store.keep(InstanceRecord("i-1", "t"))
     assert set(decoded(api.objects[PROXY])) == {"ca.crt", "client.crt", "client.key"}
@@ -67,7 +67,7 @@ async def test_the_proxys_secret_has_no_server_key() -> None:
     assert [r["resourceNames"] for r in role["rules"] if r["resources"] == ["secrets"]] == [
         ["granite-remote-ollama"]
     ]
-    fresh = SecretStore(api, BODY)  # type: ignore[arg-type]
+    fresh = CredentialStore(SecretStore(api, BODY))  # type: ignore[arg-type]
     assert await fresh.load() == creds and (await fresh.record()) == InstanceRecord("i-1", "t")
 
 
@@ -77,7 +77,7 @@ async def test_a_secret_from_before_the_split_is_read_then_split() -> None:
     creds = replace(generate_vm_credentials(), cert_pem=cert, key_pem=key)
     legacy = children.vm_secret(BODY, creds.to_secret_data(), "granite-remote-ollama")
     api.objects[PROXY] = legacy
-    store = SecretStore(api, BODY)  # type: ignore[arg-type]
+    store = CredentialStore(SecretStore(api, BODY))  # type: ignore[arg-type]
     assert await store.load() == creds and await store.record() == InstanceRecord()
     await store.keep(InstanceRecord("i-9"))
     assert "tls.key" not in decoded(api.objects[PROXY]) and decoded(api.objects[PROXY])["tls.crt"] == cert

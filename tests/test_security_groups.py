@@ -4,49 +4,28 @@ working and are cleaned up with them."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
+from memory_data import memory_store
 
 from remote_ollama.cloud.errors import CloudError
 from remote_ollama.cloud.exoscale.adapter import owner_labels
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
-from remote_ollama.engine.credentials import CredentialStore, InstanceRecord
 from remote_ollama.engine.reconciler import Reconciler
 from remote_ollama.engine.target import Target
-from remote_ollama.engine.volume_record import VolumeRecord
 from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
 from remote_ollama.sandbox.exoscale.timings import SimTimings
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import legacy_security_group_name, security_group_name
 from remote_ollama.vm.cloudinit import encode_user_data, render_user_data
-from remote_ollama.vm.pki import VMCredentials, generate_vm_credentials
+from remote_ollama.vm.pki import generate_vm_credentials
 
 KEY, SECRET, ZONE = "EXOsgtest0123456789", "sg-test-secret", "at-vie-2"
 CLUSTER = "0f5e2d9c-1111-4222-8333-444455556666"
 UID_A, UID_B = "aaaaaaaa-0000-4000-8000-000000000001", "bbbbbbbb-0000-4000-8000-000000000002"
-
-
-class NoStore(CredentialStore):
-    async def load(self) -> VMCredentials | None:
-        return None
-
-    async def save(self, creds: VMCredentials, record: InstanceRecord) -> None:
-        pass
-
-    async def record(self) -> InstanceRecord | None:
-        return None
-
-    async def keep(self, record: InstanceRecord) -> None:
-        pass
-
-    async def volumes(self) -> dict[str, VolumeRecord]:
-        return {}
-
-    async def keep_volumes(self, volumes: Mapping[str, VolumeRecord]) -> None:
-        pass
 
 
 @pytest.fixture
@@ -68,7 +47,7 @@ def reconciler(
         legacy_security_group=legacy_security_group_name(namespace, name),
         mark_group=True,
     )
-    return Reconciler(cloud, target, NoStore())
+    return Reconciler(cloud, target, memory_store())
 
 
 def ingress(sim: ExoscaleSimulator, name: str) -> list[str]:

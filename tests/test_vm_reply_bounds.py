@@ -16,38 +16,21 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from memory_data import memory_store
 
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.core.observed import ObservedInstance
 from remote_ollama.core.types import Action, ActionKind
 from remote_ollama.engine import vm_tasks
-from remote_ollama.engine.credentials import CredentialStore, InstanceRecord
 from remote_ollama.engine.reconciler import Reconciler
 from remote_ollama.engine.target import Target
 from remote_ollama.sandbox.fleet import LoopbackPool
 from remote_ollama.sandbox.vm_front import server_ssl_context
 from remote_ollama.spec.names import VM_PORT
-from remote_ollama.vm.pki import VMCredentials, generate_vm_credentials, make_vm_identity
+from remote_ollama.vm.pki import generate_vm_credentials, make_vm_identity
 
 MiB = 1 << 20
 BOMB = 64 * MiB  # the issue measured a 400 MiB /api/tags: the operator reached 7.1 GiB
-
-
-class Store(CredentialStore):
-    def __init__(self, creds: VMCredentials) -> None:
-        self.creds = creds
-
-    async def load(self) -> VMCredentials | None:
-        return self.creds
-
-    async def save(self, creds: VMCredentials, record: InstanceRecord) -> None:
-        self.creds = creds
-
-    async def record(self) -> InstanceRecord | None:
-        return InstanceRecord()
-
-    async def keep(self, record: InstanceRecord) -> None:
-        pass
 
 
 class Hostile:
@@ -125,7 +108,7 @@ async def vm() -> AsyncIterator[tuple[Reconciler, ObservedInstance, Hostile]]:
     ctx = server_ssl_context(cert.encode(), key.encode(), creds.ca_pem.encode())
     await web.TCPSite(runner, ip, VM_PORT, ssl_context=ctx).start()
     cloud = AsyncExoscaleCloud.connect("EXOx", "y", "at-vie-2", endpoint="http://127.0.0.1:9")
-    rec = Reconciler(cloud, Target("uid", "cluster", "vm", "sg"), Store(creds))
+    rec = Reconciler(cloud, Target("uid", "cluster", "vm", "sg"), memory_store(creds.to_secret_data()))
     instance = ObservedInstance(id="hostile", state="running", public_ip=ip, zone="at-vie-2")
     try:
         yield rec, instance, hostile

@@ -9,11 +9,12 @@ import logging
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from remote_ollama.core.observed import ObservedInstance
-from remote_ollama.engine.volume_record import VolumeRecord
+from remote_ollama.engine.volume_record import RECORD_VOLUMES, VolumeRecord, volumes_data, volumes_from
 from remote_ollama.spec.names import VM_PORT, VM_TLS_SERVER_NAME
-from remote_ollama.vm.pki import VMCredentials, pem_of, vm_certificate_problem
+from remote_ollama.vm.pki import KEY_CA, VMCredentials, pem_of, vm_certificate_problem
 
 log = logging.getLogger("remote_ollama.engine.reconciler")
 
@@ -52,31 +53,53 @@ RECORD_KEYS = (RECORD_INSTANCE_ID, RECORD_CREATION_TOKEN)
 MAX_DESCRIPTIONS = 256 * 1024
 
 
+class StoredData(Protocol):
+    """Where a store's string map lives (the operator's Secret pair, the standalone state file): one
+    map holds the credentials, the instance record and the model volumes' record."""
+
+    async def read(self) -> dict[str, str] | None: ...
+
+    async def write(self, data: dict[str, str]) -> None: ...
+
+
+@dataclass
 class CredentialStore:
-    """Where the per-VM CA, certificate and API key live (a Secret, or the standalone state file),
-    and the record of the instance they were made for."""
+    """The per-VM CA, certificate and API key, and the record of the instance they were made for,
+    kept in one map wherever `data` keeps it."""
+
+    data: StoredData
 
     async def load(self) -> VMCredentials | None:
-        raise NotImplementedError
+        data = await self.data.read()
+        try:
+            return VMCredentials.from_secret_data(data) if data else None
+        except KeyError:  # a map with a record or volumes but no credentials
+            return None
 
     async def save(self, creds: VMCredentials, record: InstanceRecord) -> None:
-        raise NotImplementedError
+        kept = volumes_data(volumes_from(await self.data.read()))
+        await self.data.write({**creds.to_secret_data(), **record.to_data(), **kept})
 
     async def record(self) -> InstanceRecord | None:
         """The record; None when the store holds no credentials (nothing was ever created)."""
-        raise NotImplementedError
+        data = await self.data.read()
+        return InstanceRecord.from_data(data) if data and data.get(KEY_CA) else None
 
     async def keep(self, record: InstanceRecord) -> None:
         """Replace the record, keeping the credentials."""
-        raise NotImplementedError
+        data = {k: v for k, v in (await self.data.read() or {}).items() if k not in RECORD_KEYS}
+        await self.data.write({**data, **record.to_data()})
 
     async def volumes(self) -> dict[str, VolumeRecord]:
         """The model volumes' record, per zone (kept across `save`: a volume outlives its VMs)."""
-        raise NotImplementedError
+        return volumes_from(await self.data.read())
 
     async def keep_volumes(self, volumes: Mapping[str, VolumeRecord]) -> None:
         """Replace the model volumes' record, keeping everything else."""
-        raise NotImplementedError
+        current = await self.data.read() or {}
+        kept = {**{k: v for k, v in current.items() if k != RECORD_VOLUMES}, **volumes_data(volumes)}
+        if kept != current:
+            await self.data.write(kept)
 
 
 async def pinned_credentials(

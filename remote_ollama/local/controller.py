@@ -19,6 +19,7 @@ from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.cloud.port import Cloud
 from remote_ollama.core import cost
 from remote_ollama.core.types import ActionKind, Activity, Decision, Health, Memory, WakeTiming
+from remote_ollama.engine.credentials import CredentialStore
 from remote_ollama.engine.reconciler import Look, Reconciler
 from remote_ollama.engine.target import Target, instance_name
 from remote_ollama.proxy.interfaces import NotReady, RouteKey, Upstream, UpstreamState
@@ -29,7 +30,7 @@ from remote_ollama.spec.schedule import utcnow
 from remote_ollama.spec.sections import format_duration
 from remote_ollama.spec.vocabulary import Phase, Reason
 
-from .credential_store import FileCredentialStore
+from .credential_store import StateFileData
 from .failures import CloudFailures
 from .leaving import leave
 from .settings import StandaloneConfig
@@ -88,7 +89,9 @@ class LocalController:
             self.persist()
         self.replica = replica
         target = standalone_target(self.saved.owner_id, replica, security_group)
-        self.reconciler = Reconciler(cloud, target, FileCredentialStore(self), fixed_api_key=ollama_key)
+        self.reconciler = Reconciler(
+            cloud, target, CredentialStore(StateFileData(self)), fixed_api_key=ollama_key
+        )
         self.reconciler.vm.notify = self._kick_now  # a finished warm-up is looked at now
         self.activity = Activity(last_activity=self.saved.last_activity)
         self.decision: Decision | None = None

@@ -11,7 +11,7 @@ import base64
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,11 +24,10 @@ from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.cloud.port import Cloud
 from remote_ollama.core.replicas import ScaleMemory
 from remote_ollama.core.types import WakeTiming
-from remote_ollama.engine.credentials import RECORD_KEYS, CredentialStore, InstanceRecord
+from remote_ollama.engine.credentials import CredentialStore
 from remote_ollama.engine.metrics import LifecycleMetrics, ReplicaMetrics
 from remote_ollama.engine.reconciler import Reconciler
 from remote_ollama.engine.target import Target, instance_name
-from remote_ollama.engine.volume_record import RECORD_VOLUMES, VolumeRecord, volumes_data, volumes_from
 from remote_ollama.kube.api import KubeAPI, KubeError, path_for
 from remote_ollama.kube.operator.events import event
 from remote_ollama.spec.model import Spec
@@ -44,7 +43,7 @@ from remote_ollama.spec.names import (
 )
 from remote_ollama.spec.schedule import utcnow
 from remote_ollama.spec.vocabulary import Reason
-from remote_ollama.vm.pki import KEY_CA, KEY_KEY, VMCredentials
+from remote_ollama.vm.pki import KEY_KEY, VMCredentials
 
 from . import children
 from .freshest import Freshest
@@ -58,12 +57,12 @@ ORPHAN_GRACE = 600.0  # seconds an unowned instance must stay unowned before it 
 ORPHAN_EVERY = 600.0
 
 
-class SecretStore(CredentialStore):
+class SecretStore:
     """The resource's two Secrets, owned by it: `<name>-remote-ollama-vm`, the operator's (every VM
     credential, the server key of a VM made before enrolment, and the record of its instance), and
     `<name>-remote-ollama`, the proxy's (the CA, the client certificate and key, the VM's pinned
     certificate, the API key: what the proxy uses). A Secret from before the split (everything in
-    `<name>-remote-ollama`) is read until the next write."""
+    `<name>-remote-ollama`) is read until the next write. The map under a `CredentialStore`."""
 
     def __init__(self, api: KubeAPI, body: dict[str, Any], replica: int = 0):
         self.api = api
@@ -82,7 +81,7 @@ class SecretStore(CredentialStore):
             raise NameConflict("Secret", self.namespace, name)
         return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
-    async def _data(self) -> dict[str, str] | None:
+    async def read(self) -> dict[str, str] | None:
         if self._cached is None:
             data = await self._read(self.own)
             if data is None:  # before the split, the proxy's Secret held everything
@@ -91,34 +90,7 @@ class SecretStore(CredentialStore):
             self._cached = data
         return self._cached
 
-    async def load(self) -> VMCredentials | None:
-        data = await self._data()
-        try:
-            return VMCredentials.from_secret_data(data) if data else None
-        except KeyError:
-            return None
-
-    async def record(self) -> InstanceRecord | None:
-        data = await self._data()
-        return InstanceRecord.from_data(data) if data and data.get(KEY_CA) else None
-
-    async def save(self, creds: VMCredentials, record: InstanceRecord) -> None:
-        kept = volumes_data(volumes_from(await self._data()))
-        await self._write({**creds.to_secret_data(), **record.to_data(), **kept})
-
-    async def keep(self, record: InstanceRecord) -> None:
-        data = {k: v for k, v in (await self._data() or {}).items() if k not in RECORD_KEYS}
-        await self._write({**data, **record.to_data()})
-
-    async def volumes(self) -> dict[str, VolumeRecord]:
-        return volumes_from(await self._data())
-
-    async def keep_volumes(self, volumes: Mapping[str, VolumeRecord]) -> None:
-        data = {k: v for k, v in (await self._data() or {}).items() if k != RECORD_VOLUMES}
-        if data or volumes:  # a volume is made after the VM's credentials: they are there
-            await self._write({**data, **volumes_data(volumes)})
-
-    async def _write(self, data: dict[str, str]) -> None:
+    async def write(self, data: dict[str, str]) -> None:
         await self._apply(self.own, data)
         await self._apply(self.proxy, VMCredentials.from_secret_data(data).proxy_data())
         self._cached = data
@@ -210,7 +182,9 @@ class ResourceContext:
                 legacy_security_group=legacy_security_group_name(self.namespace, self.name),
                 mark_group=True,
             )
-            self._reconciler = Reconciler(cloud, target, SecretStore(OPERATOR.api, self.body))
+            self._reconciler = Reconciler(
+                cloud, target, CredentialStore(SecretStore(OPERATOR.api, self.body))
+            )
         return self._reconciler
 
     async def close(self) -> None:

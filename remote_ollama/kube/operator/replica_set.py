@@ -23,6 +23,7 @@ from remote_ollama.cloud.port import Cloud
 from remote_ollama.core import cost
 from remote_ollama.core.backoff import backoff
 from remote_ollama.core.replicas import ScaleDecision, ScaleInput, decide_replicas, last_replica_floor
+from remote_ollama.engine.credentials import CredentialStore
 from remote_ollama.engine.reconciler import Reconciler
 from remote_ollama.engine.target import Target, instance_name
 from remote_ollama.kube.signal import Signal, read_signal
@@ -71,7 +72,9 @@ def member_reconciler(ctx: ResourceContext, cloud: Cloud, index: int) -> Reconci
             replica=index,
             owns_group=index == 0,
         )
-        ctx.members[index] = Reconciler(cloud, target, SecretStore(OPERATOR.api, ctx.body, index))
+        ctx.members[index] = Reconciler(
+            cloud, target, CredentialStore(SecretStore(OPERATOR.api, ctx.body, index))
+        )
     return ctx.members[index]
 
 
