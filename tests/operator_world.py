@@ -249,13 +249,29 @@ def operator_world(
 
 # -- the operator as a process (kill tests, peering, bench) ---------------------------------------------
 # `remote-ollama operator` with the cloud adapter's polling shortened for the simulator's fast clock.
+# With $TEST_CLOCK_SKEW_FILE, the operator's clock (OPERATOR.clock) runs that many seconds ahead of the
+# real one, as the file says when read (`skew_clock`): minutes pass in an instant, across restarts.
 OPERATOR_BOOT = (
-    "import sys\n"
+    "import os, sys\n"
     "from remote_ollama.kube.operator.context import OPERATOR\n"
     "OPERATOR.cloud_options = {'poll_interval': 0.05, 'backoff_base': 0.05}\n"
+    "if os.environ.get('TEST_CLOCK_SKEW_FILE'):\n"
+    "    from datetime import timedelta\n"
+    "    from pathlib import Path\n"
+    "    from remote_ollama.spec.schedule import utcnow\n"
+    "    _skew = Path(os.environ['TEST_CLOCK_SKEW_FILE'])\n"
+    "    OPERATOR.clock = lambda: utcnow() + timedelta(seconds=float(_skew.read_text()))\n"
     "from remote_ollama.cli import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
+
+
+def skew_clock(path: Path, seconds: float) -> None:
+    """Set the skew of the operators started with TEST_CLOCK_SKEW_FILE=`path` (replaced whole, so a
+    reader never sees half a number)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(str(seconds))
+    tmp.replace(path)
 
 
 class OperatorProcess:

@@ -128,11 +128,12 @@ class ResourceContext:
     access_generation: Any = None  # the generation whose allowedSourceCIDRs the security group has
     blocked_rounds: int = 0
     warned_annotations: set[str] = field(default_factory=set)
-    # a replicated endpoint (replica_set.py): one reconciler per replica index, the scaler's memory,
-    # and the proxies' Lease counts last seen (a renewal that changes nothing does not kick)
+    # a replicated endpoint (replica_set.py): one reconciler per replica index, the scaler's memory
+    # (None until the first round reads what status.scaler kept), and the proxies' Lease counts last
+    # seen (a renewal that changes nothing does not kick)
     members: dict[int, Reconciler] = field(default_factory=dict)
     members_cloud: Cloud | None = None
-    scale_memory: ScaleMemory = field(default_factory=ScaleMemory)
+    scale_memory: ScaleMemory | None = None
     signal_seen: dict[str, Any] = field(default_factory=dict)
     member_failures: dict[int, tuple[int, float]] = field(default_factory=dict)  # failures, retry at
     member_errors: dict[int, str] = field(default_factory=dict)  # the last one said (one Event each)

@@ -38,6 +38,7 @@ from .events import event
 from .members import UP, Member, items_of, member_from
 from .replica_status import Round, endpoint_budget, publish
 from .retiring import ask_to_stop, retire_above
+from .scaler_memory import restored_memory
 from .spend_ledger import LEDGER
 
 log = logging.getLogger("remote_ollama.kube.operator")
@@ -79,11 +80,20 @@ def member_reconciler(ctx: ResourceContext, cloud: Cloud, index: int) -> Reconci
 
 
 def scale(
-    spec: Spec, members: list[Member], signal: Signal, ctx: ResourceContext, budget: cost.BudgetVerdict
+    spec: Spec,
+    members: list[Member],
+    signal: Signal,
+    ctx: ResourceContext,
+    budget: cost.BudgetVerdict,
+    raw: dict[str, Any],
 ) -> ScaleDecision:
-    """This round's desired replicas, from the Leases' load (pure apart from the memory kept in ctx);
-    over budget, none is started and the idle ones stop (a busy one finishes its requests first)."""
+    """This round's desired replicas, from the Leases' load (pure apart from the memory kept in ctx,
+    which a new process takes from status.scaler); over budget, none is started and the idle ones
+    stop (a busy one finishes its requests first)."""
     now = OPERATOR.clock()
+    memory = ctx.scale_memory
+    if memory is None:  # the first round of this process: what the last one left
+        memory = restored_memory(ctx.fresh.read(raw), spec.replicas, spec.target_in_flight, now)
     running = frozenset(
         m.index
         for m in members
@@ -110,7 +120,7 @@ def scale(
             in_flight,
             signal.held,
             floor,
-            memory=ctx.scale_memory,
+            memory=memory,
         )
     )
     ctx.scale_memory = decision.memory
@@ -139,7 +149,7 @@ async def reconcile_replicas(
     members = [member_from(raw, i, items.get(i)) for i in range(min(count, 64))]
     table = prices()
     budget = endpoint_budget(spec, [cost.from_status(m.cost) for m in members], table)
-    decision = scale(spec, [m for m in members if m.index < top], signal, ctx, budget)
+    decision = scale(spec, [m for m in members if m.index < top], signal, ctx, budget, raw)
     if decision.start or decision.stop:
         event(body, decision.reason, decision.message)
     members = [

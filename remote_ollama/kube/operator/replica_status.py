@@ -19,6 +19,7 @@ from remote_ollama.spec.vocabulary import Phase
 from .context import OPERATOR, ResourceContext
 from .cost_round import CostRound
 from .members import UP, Member, aggregate_phase, items_of, member_item
+from .scaler_memory import scaler_status
 from .status import OllamaAnswers, credentials_condition, status_patch
 
 JSON = dict[str, Any]
@@ -113,6 +114,8 @@ async def publish(
         f"{ready}/{desired} replicas Ready ({scaled.message}); replica {rep.member.index}: {rep.look.decision.message}"
     )
     patch["replicas"] = replica_items(raw, rounds, table)
+    if ctx.scale_memory is not None:  # for the next process, should this one stop (scaler_memory.py)
+        patch["scaler"] = scaler_status(ctx.scale_memory)
     patch |= {"readyReplicas": ready, "desiredReplicas": desired, "replicaSummary": f"{ready}/{desired}"}
     # status.cost is the replicas' meters together, and BudgetExceeded says whether they are over
     # spec.budget together (the proxies refuse held requests on it)
