@@ -34,14 +34,16 @@ from remote_ollama.spec.sections import DEFAULT_TEMPLATE
 GRACE = 2.0
 
 
-def planted(world: CloudWorld, cluster: str, name: str) -> str:
-    """An instance someone else made, with the labels the operator would recognise."""
+def planted(world: CloudWorld, cluster: str, name: str, **copied: str) -> str:
+    """An instance someone else made, with the labels the operator would recognise (and `copied`:
+    more labels, or the owner uid, copied from one of ours)."""
     cloud = ExoscaleCloud(KEY, SECRET, world.sim.sim.zone, endpoint=world.sim.url, poll_interval=0.05)
     sg = cloud.security_groups.ensure_security_group(f"planted-{name}", ["0.0.0.0/0"])
     labels = {
         LABEL_MANAGED_BY: LABEL_MANAGED_BY_VALUE,
         LABEL_OWNER: str(uuid.uuid4()),
         LABEL_CLUSTER: cluster,
+        **copied,
     }
     inst = cloud.create_instance(
         name, "gpua5000.small", DEFAULT_TEMPLATE, 50, "I2Nsb3VkLWNvbmZpZwo=", sg, labels, wait=False

@@ -134,6 +134,10 @@ class ResourceContext:
     members: dict[int, Reconciler] = field(default_factory=dict)
     members_cloud: Cloud | None = None
     scale_memory: ScaleMemory | None = None
+    # replica indices whose VM the cloud and the replica's own Secret say exists (found_replicas.py),
+    # and the (generation, cloud) they were last looked for with
+    replicas_found: set[int] = field(default_factory=set)
+    replicas_scanned: tuple[Any, int] | None = None
     signal_seen: dict[str, Any] = field(default_factory=dict)
     member_failures: dict[int, tuple[int, float]] = field(default_factory=dict)  # failures, retry at
     member_errors: dict[int, str] = field(default_factory=dict)  # the last one said (one Event each)

@@ -40,11 +40,11 @@ from . import children
 from .context import OPERATOR, ResourceContext
 from .events import event
 from .fallback import Placing, placing_for
+from .found_replicas import beyond, find_replicas
 from .one_vm import MAX_BACKOFF, blocked_round, one_vm_round
 from .ownership import NameConflict, converge_children, remove_children
 from .policy_source import SOURCE as POLICY
 from .replica_set import reconcile_replicas
-from .retiring import has_retiring
 from .status import (
     malformed_annotations,
 )
@@ -173,7 +173,8 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
     if cloud is None:
         return await blocked_round(ctx, body, raw, spec, problem)
     ctx.blocked_rounds = 0
-    if spec.replicas.max > 1 or has_retiring(raw, spec.replicas.max):
+    await find_replicas(ctx, body, cloud)  # not from status alone, which may have lost some
+    if spec.replicas.max > 1 or beyond(ctx, raw, spec.replicas.max):
         return await reconcile_replicas(ctx, body, spec, cloud, policy)
     return await one_vm_round(ctx, body, raw, placing, cloud, policy)
 

@@ -145,7 +145,7 @@ async def reconcile_replicas(
     top = spec.replicas.max
     signal = await read_signal(OPERATOR.api, ctx.namespace, ctx.name, now)
     items = items_of(raw)
-    count = max([top] + [i + 1 for i in items])
+    count = max([top] + [i + 1 for i in set(items) | ctx.replicas_found])  # found_replicas.py
     members = [member_from(raw, i, items.get(i)) for i in range(min(count, 64))]
     table = prices()
     budget = endpoint_budget(spec, [cost.from_status(m.cost) for m in members], table)

@@ -2,14 +2,14 @@
 request is in flight to it (never before: the proxies' Leases count them, and a proxy keeps its
 Lease while the status lists such a replica), and once stopped its VM and its Secret pair are
 deleted and its record leaves status.replicas. Replica 0 is never one of them (max is at least 1),
-so lowering max to 1 keeps its VM and its Secrets; then the one-VM round takes over again."""
+so lowering max to 1 keeps its VM and its Secrets; then the one-VM round takes over again. Which
+replicas there are is not taken from status alone: found_replicas.py finds those status lost."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 import kopf
 
@@ -19,14 +19,9 @@ from remote_ollama.spec.vocabulary import Phase, Reason
 
 from .context import OPERATOR, ResourceContext, retire
 from .events import event
-from .members import Member, items_of
+from .members import Member
 from .ownership import delete_owned
 from .replica_status import Round
-
-
-def has_retiring(raw: dict[str, Any], replicas_max: int) -> bool:
-    """status.replicas still lists a replica at or above `replicas_max`."""
-    return any(index >= replicas_max for index in items_of(raw))
 
 
 def ask_to_stop(
@@ -66,6 +61,7 @@ async def remove(ctx: ResourceContext, body: kopf.Body, r: Round) -> None:
         retire(old)
     ctx.member_failures.pop(index, None)
     ctx.member_errors.pop(index, None)
+    ctx.replicas_found.discard(index)
     event(body, Reason.SCALING_DOWN, f"replica {index}: above spec.replicas.max; VM and Secrets deleted")
 
 
