@@ -80,20 +80,11 @@ def member_reconciler(ctx: ResourceContext, cloud: Cloud, index: int) -> Reconci
 
 
 def scale(
-    spec: Spec,
-    members: list[Member],
-    signal: Signal,
-    ctx: ResourceContext,
-    budget: cost.BudgetVerdict,
-    raw: dict[str, Any],
+    spec: Spec, members: list[Member], signal: Signal, ctx: ResourceContext, budget: cost.BudgetVerdict
 ) -> ScaleDecision:
-    """This round's desired replicas, from the Leases' load (pure apart from the memory kept in ctx,
-    which a new process takes from status.scaler); over budget, none is started and the idle ones
-    stop (a busy one finishes its requests first)."""
+    """This round's desired replicas, from the Leases' load (pure apart from the memory kept in ctx);
+    over budget, none is started and the idle ones stop (a busy one finishes its requests first)."""
     now = OPERATOR.clock()
-    memory = ctx.scale_memory
-    if memory is None:  # the first round of this process: what the last one left
-        memory = restored_memory(ctx.fresh.read(raw), spec.replicas, spec.target_in_flight, now)
     running = frozenset(
         m.index
         for m in members
@@ -120,7 +111,7 @@ def scale(
             in_flight,
             signal.held,
             floor,
-            memory=memory,
+            memory=ctx.scale_memory,
         )
     )
     ctx.scale_memory = decision.memory
@@ -147,9 +138,12 @@ async def reconcile_replicas(
     items = items_of(raw)
     count = max([top] + [i + 1 for i in set(items) | ctx.replicas_found])  # found_replicas.py
     members = [member_from(raw, i, items.get(i)) for i in range(min(count, 64))]
+    if not ctx.scale_restored:  # the first round of this process: the memory the last one left
+        ctx.scale_memory = restored_memory(ctx.fresh.read(raw), spec.replicas, spec.target_in_flight, now)
+        ctx.scale_restored = True
     table = prices()
     budget = endpoint_budget(spec, [cost.from_status(m.cost) for m in members], table)
-    decision = scale(spec, [m for m in members if m.index < top], signal, ctx, budget, raw)
+    decision = scale(spec, [m for m in members if m.index < top], signal, ctx, budget)
     if decision.start or decision.stop:
         event(body, decision.reason, decision.message)
     members = [

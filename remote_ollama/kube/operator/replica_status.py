@@ -114,8 +114,7 @@ async def publish(
         f"{ready}/{desired} replicas Ready ({scaled.message}); replica {rep.member.index}: {rep.look.decision.message}"
     )
     patch["replicas"] = replica_items(raw, rounds, table)
-    if ctx.scale_memory is not None:  # for the next process, should this one stop (scaler_memory.py)
-        patch["scaler"] = scaler_status(ctx.scale_memory)
+    patch["scaler"] = scaler_status(ctx.scale_memory)  # for the next process (scaler_memory.py)
     patch |= {"readyReplicas": ready, "desiredReplicas": desired, "replicaSummary": f"{ready}/{desired}"}
     # status.cost is the replicas' meters together, and BudgetExceeded says whether they are over
     # spec.budget together (the proxies refuse held requests on it)
