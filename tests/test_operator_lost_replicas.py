@@ -17,6 +17,7 @@ from operator_world import CloudWorld, cloud_world, credentials_secret, remote_o
 from test_operator_identity import patch_status
 from test_operator_orphans import planted, touched
 from test_operator_replicas import stream
+from test_operator_scale_in import secrets_gone
 from waiting import wait_until
 
 from remote_ollama.spec.names import LABEL_OWNER, LABEL_REPLICA
@@ -66,14 +67,7 @@ def test_replicas_status_lost_are_found_from_what_the_operator_owns_and_retired(
         world.start_operator()
         wait_until(lambda: one not in live(world), 90, "replica 1's VM deleted")
         assert touched(world, one) == ["stop-instance", "delete-instance"]  # stopped first, then deleted
-        wait_until(
-            lambda: (
-                world.get("secret", "granite-remote-ollama-1") is None
-                and world.get("secret", "granite-remote-ollama-vm-1") is None
-            ),
-            30,
-            "replica 1's Secrets deleted",
-        )
+        wait_until(lambda: secrets_gone(world, 1), 30, "replica 1's Secrets deleted")
         # the look-alikes are neither stopped nor deleted, and replica 0 is the same VM, serving
         for alike in alikes:
             assert touched(world, alike) == [] and live(world)[alike] == "running"

@@ -20,6 +20,22 @@ def by_replica(world: OperatorWorld) -> dict[str, Any]:
     return {i.labels.get(LABEL_REPLICA): i for i in world.instances()}
 
 
+def two_at_most(stop_after: str) -> str:
+    """A resource of two replicas at most that the load alone does not scale down during a test."""
+    return remote_ollama(
+        replicas={"min": 0, "max": 2, "scaleDownAfter": "10m"},
+        ollama={"env": {"OLLAMA_NUM_PARALLEL": str(TARGET)}},
+        idle={"stopAfter": stop_after},
+        warmUp=False,
+    )
+
+
+def secrets_gone(world: OperatorWorld, index: int) -> bool:
+    """Replica `index`'s Secret pair is deleted."""
+    suffix = f"-{index}"
+    return all(world.get("secret", f"granite-remote-ollama{kind}{suffix}") is None for kind in ("", "-vm"))
+
+
 def replica_one_busy(world: OperatorWorld) -> bool:
     st = status(world)
     items = {m["index"]: m for m in st.get("replicas") or []}
@@ -31,14 +47,7 @@ def test_lowering_max_to_one_drains_then_deletes_the_second_replica_and_replica_
 ) -> None:
     with operator_world(kube, monkeypatch, timings=SLOW) as world:
         world.apply(credentials_secret())
-        world.apply(
-            remote_ollama(  # no scale-down by load during the test: only the lowered max retires one
-                replicas={"min": 0, "max": 2, "scaleDownAfter": "10m"},
-                ollama={"env": {"OLLAMA_NUM_PARALLEL": str(TARGET)}},
-                idle={"stopAfter": "10m"},
-                warmUp=False,
-            )
-        )
+        world.apply(two_at_most("10m"))  # only the lowered max retires one
         url = world.start_proxy()
         wait_until(lambda: status(world).get("phase") == "Stopped", 30, "starts at zero")
         out, threads = burst([url], 3 * TARGET)
@@ -56,14 +65,7 @@ def test_lowering_max_to_one_drains_then_deletes_the_second_replica_and_replica_
 
         wait_until(lambda: list(by_replica(world)) == ["0"], 90, "replica 1's VM deleted")
         assert world.sim.sim.call_count("stop-instance") == stops_before + 1  # replica 1, stopped first
-        wait_until(
-            lambda: (
-                world.get("secret", "granite-remote-ollama-1") is None
-                and world.get("secret", "granite-remote-ollama-vm-1") is None
-            ),
-            30,
-            "replica 1's Secrets deleted",
-        )
+        wait_until(lambda: secrets_gone(world, 1), 30, "replica 1's Secrets deleted")
         wait_until(
             lambda: [m["index"] for m in status(world).get("replicas") or []] == [0], 30, "one replica"
         )

@@ -11,8 +11,9 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from cluster.fixtures import KubeNamespace
-from operator_world import CloudWorld, cloud_world, credentials_secret, remote_ollama, skew_clock
+from operator_world import CloudWorld, cloud_world, credentials_secret, skew_clock
 from test_operator_replicas import SLOW, TARGET, burst, status
+from test_operator_scale_in import two_at_most
 from waiting import wait_until
 
 from remote_ollama.spec.names import LABEL_REPLICA
@@ -44,14 +45,7 @@ def test_an_operator_restarted_midway_through_scale_down_after_stops_the_replica
     with cloud_world(kube, SLOW) as world:
         world.apply(credentials_secret())
         first = world.start_operator(TEST_CLOCK_SKEW_FILE=str(skew))
-        world.apply(
-            remote_ollama(  # the last replica stays (stopAfter 1h): only the scale-down from 2 to 1 is watched
-                replicas={"min": 0, "max": 2, "scaleDownAfter": "10m"},
-                ollama={"env": {"OLLAMA_NUM_PARALLEL": str(TARGET)}},
-                idle={"stopAfter": "1h"},
-                warmUp=False,
-            )
-        )
+        world.apply(two_at_most("1h"))  # the last replica stays: only the step from 2 to 1 is watched
         url = world.start_proxy()
         wait_until(lambda: status(world).get("phase") == "Stopped", 60, "starts at zero")
         out, threads = burst([url], 3 * TARGET)
