@@ -17,6 +17,7 @@ from cluster.fixtures import KubeNamespace
 from operator_world import OperatorWorld, credentials_secret, operator_world, remote_ollama
 from prometheus_client import generate_latest
 from waiting import wait_until
+from wake_metrics import wakes_by_replica
 
 from remote_ollama.kube.operator.context import OPERATOR
 from remote_ollama.sandbox.exoscale.state import SimTimings
@@ -85,6 +86,7 @@ def test_a_burst_from_zero_brings_up_replicas_every_stream_completes_and_idle_re
         url = world.start_proxy()
         wait_until(lambda: status(world).get("phase") == "Stopped", 30, "starts at zero (min 0)")
         assert world.instances() == []
+        before = operator_wakes()
 
         out, threads = burst([url], 3 * TARGET)
         seen_ready: list[int] = []
@@ -96,6 +98,9 @@ def test_a_burst_from_zero_brings_up_replicas_every_stream_completes_and_idle_re
         wait_until(two_ready, 90, ">= 2 replicas Ready under the burst")
         # the operator's metrics say it too, per endpoint
         assert wait_until(lambda: gauge(world, "ready") >= 2, 30, "remote_ollama_replicas{state=ready} >= 2")
+        # and its wake histograms, one series per replica: replica 0's wake and replica 1's apart
+        woke = wait_until(lambda: woken_since(before, {"0", "1"}), 30, "wakes of replicas 0 and 1")
+        assert woke["0"] == 1 and woke["1"] == 1, woke
         for t in threads:
             t.join(120)
         assert len(out) == 3 * TARGET
@@ -128,6 +133,18 @@ def gauge(world: OperatorWorld, state: str) -> float:
     text = generate_latest(OPERATOR.metrics.registry).decode()
     series = f'remote_ollama_replicas{{name="granite",namespace="{world.namespace}",state="{state}"}} '
     return next((float(line[len(series) :]) for line in text.splitlines() if line.startswith(series)), 0.0)
+
+
+def operator_wakes() -> dict[str, float]:
+    """Wakes per replica on the in-process operator's metrics (its metrics port serves this text)."""
+    return wakes_by_replica(generate_latest(OPERATOR.metrics.registry).decode())
+
+
+def woken_since(before: dict[str, float], replicas: set[str]) -> dict[str, float] | None:
+    """Wakes per replica since `before` (other tests share the process), once each of `replicas` woke."""
+    now = operator_wakes()
+    woke = {r: now[r] - before.get(r, 0.0) for r in now if now[r] > before.get(r, 0.0)}
+    return woke if replicas <= woke.keys() else None
 
 
 def sample_running(world: OperatorWorld, until: Callable[[], bool], timeout: float) -> list[int]:

@@ -17,6 +17,7 @@ import pytest
 from ports import free_port
 from subprocess_world import Program, standalone_program
 from waiting import wait_until
+from wake_metrics import wakes_by_replica
 
 from remote_ollama.sandbox.exoscale.thread import SimulatorThread
 from remote_ollama.sandbox.exoscale.timings import SimTimings
@@ -97,6 +98,9 @@ def test_a_burst_from_zero_scales_out_every_stream_completes_and_idle_scales_bac
         assert len(running(sim)) >= 2
         served = [sim.sim.vm(i.id) for i in running(sim)]
         assert sum(1 for vm in served if vm is not None) >= 2
+        # /metrics: the wake histograms per replica, replica 0's and replica 1's wakes apart
+        woken = wait_until(lambda: both_woke(prog), 30, "wakes of replicas 0 and 1 on /metrics")
+        assert woken["0"] == 1 and woken["1"] == 1, woken
 
         # idle: the replicas stop one at a time, scaleDownAfter apart; the last one after
         # EXOSCALE_IDLE_TIMEOUT without a request, as one VM does
@@ -128,6 +132,12 @@ def test_a_burst_from_zero_scales_out_every_stream_completes_and_idle_scales_bac
         assert prog.terminate(timeout=60) == 0
     finally:
         prog.kill()
+
+
+def both_woke(prog: Program) -> dict[str, float] | None:
+    with urllib.request.urlopen(prog.url + "/metrics", timeout=10) as resp:
+        woken = wakes_by_replica(resp.read().decode())
+    return woken if {"0", "1"} <= woken.keys() else None
 
 
 def test_a_refusal_no_wait_can_fix_answers_held_requests_at_once(

@@ -90,22 +90,37 @@ def test_wake_milestones_in_progress_survive_an_operator_restart() -> None:
 
 def test_operator_histograms_per_phase() -> None:
     metrics = LifecycleMetrics()
-    metrics.observe_wake(WAKE)
+    metrics.observe_wake(WAKE)  # one VM: replica 0
     sample = metrics.registry.get_sample_value
     expected = {"to_running": 40.0, "to_ollama": 15.0, "to_models": 5.0, "to_ready": 35.0, "total": 95.0}
     for phase, seconds in expected.items():
-        assert sample("remote_ollama_wake_seconds_sum", {"phase": phase}) == seconds
-        assert sample("remote_ollama_wake_seconds_count", {"phase": phase}) == 1
+        assert sample("remote_ollama_wake_seconds_sum", {"replica": "0", "phase": phase}) == seconds
+        assert sample("remote_ollama_wake_seconds_count", {"replica": "0", "phase": phase}) == 1
+
+
+def test_wake_histograms_are_per_replica_and_the_index_label_stays_bounded() -> None:
+    metrics = LifecycleMetrics()
+    metrics.observe_wake(WAKE, replica=3)
+    metrics.observe_wake(WAKE, replica=64)  # beyond spec.replicas.max's bound: not a new series
+    metrics.observe_wake(WAKE, replica=-1)
+    sample = metrics.registry.get_sample_value
+    assert sample("remote_ollama_wake_seconds_count", {"replica": "3", "phase": "total"}) == 1
+    assert sample("remote_ollama_wake_seconds_count", {"replica": "0", "phase": "total"}) is None
+    replicas = {
+        s.labels["replica"] for m in metrics.registry.collect() for s in m.samples if "replica" in s.labels
+    }
+    assert replicas == {"3"}
 
 
 def test_a_wake_with_unknown_milestones_reports_only_whole_phases() -> None:
     metrics = LifecycleMetrics()
     metrics.observe_wake(replace(WAKE, ollama_at=None))
     sample = metrics.registry.get_sample_value
-    assert sample("remote_ollama_wake_seconds_count", {"phase": "to_ollama"}) is None
-    assert sample("remote_ollama_wake_seconds_count", {"phase": "to_models"}) is None
-    assert sample("remote_ollama_wake_seconds_sum", {"phase": "to_running"}) == 40.0
-    assert sample("remote_ollama_wake_seconds_sum", {"phase": "to_ready"}) == 35.0
+    one = {"replica": "0"}
+    assert sample("remote_ollama_wake_seconds_count", one | {"phase": "to_ollama"}) is None
+    assert sample("remote_ollama_wake_seconds_count", one | {"phase": "to_models"}) is None
+    assert sample("remote_ollama_wake_seconds_sum", one | {"phase": "to_running"}) == 40.0
+    assert sample("remote_ollama_wake_seconds_sum", one | {"phase": "to_ready"}) == 35.0
 
 
 def test_the_replicas_column_and_the_scale_status_for_one_vm() -> None:

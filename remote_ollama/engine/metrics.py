@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from remote_ollama.core.types import WakeTiming
+from remote_ollama.spec.fields_row import MAX_REPLICAS
 
 WAKE_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200)
 
@@ -18,9 +19,10 @@ class LifecycleMetrics:
         self.registry = registry or CollectorRegistry()
         self.wake_seconds = Histogram(
             "remote_ollama_wake_seconds",
-            "Wake duration by phase: to_running (requested -> VM running), to_ollama (-> Ollama answering),"
-            " to_models (-> every model present), to_ready (-> Ready, after the warm-up load), total",
-            ["phase"],
+            "Wake duration by replica (its index; 0 for one VM) and phase: to_running (requested -> VM"
+            " running), to_ollama (-> Ollama answering), to_models (-> every model present), to_ready"
+            " (-> Ready, after the warm-up load), total",
+            ["replica", "phase"],
             buckets=WAKE_BUCKETS,
             registry=self.registry,
         )
@@ -31,9 +33,13 @@ class LifecycleMetrics:
             registry=self.registry,
         )
 
-    def observe_wake(self, wake: WakeTiming) -> None:
+    def observe_wake(self, wake: WakeTiming, replica: int = 0) -> None:
+        """One wake of replica `replica`. Only indices below MAX_REPLICAS (the spec's bound) are
+        counted, so the label's series stay bounded whatever an index came from."""
+        if not 0 <= replica < MAX_REPLICAS:
+            return
         for phase, seconds in wake.phases().items():
-            self.wake_seconds.labels(phase).observe(seconds)
+            self.wake_seconds.labels(str(replica), phase).observe(seconds)
 
 
 class ReplicaMetrics:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import os
 import signal
@@ -103,7 +104,7 @@ def connect_proxy(
 ) -> None:
     """The proxy's metrics and polling cache fed by the lifecycle."""
     proxy = app[PROXY_KEY]
-    # the wake phase histograms (remote_ollama_wake_seconds) on the proxy's /metrics
+    # the wake phase histograms (remote_ollama_wake_seconds{replica, phase}) on the proxy's /metrics
     wake_metrics = LifecycleMetrics(proxy.metrics.registry)
     if isinstance(controller, ReplicaGroup):
         controller.metrics = ReplicaMetrics(proxy.metrics.registry)
@@ -111,7 +112,7 @@ def connect_proxy(
         # real details once a VM answered; after a restart, what it answered before
         proxy.cache.learn(member.saved.ollama or {})
         member.on_answer = proxy.cache.learn
-        member.on_wake = wake_metrics.observe_wake
+        member.on_wake = functools.partial(wake_metrics.observe_wake, replica=member.replica or 0)
 
 
 async def serve_standalone(

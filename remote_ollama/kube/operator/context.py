@@ -23,7 +23,6 @@ from remote_ollama.cloud.errors import CloudError
 from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.cloud.port import Cloud
 from remote_ollama.core.replicas import ScaleMemory
-from remote_ollama.core.types import WakeTiming
 from remote_ollama.engine.credentials import CredentialStore
 from remote_ollama.engine.metrics import LifecycleMetrics, ReplicaMetrics
 from remote_ollama.engine.reconciler import Reconciler
@@ -342,9 +341,6 @@ class Operator:
         except KubeError:
             return None
         return {str((i.get("metadata") or {}).get("uid")) for i in listing.get("items", [])}
-
-    def observe_wake(self, wake: WakeTiming) -> None:
-        self.metrics.observe_wake(wake)
 
 
 OPERATOR = Operator()

@@ -54,7 +54,7 @@ async def publish(
     if previous != patch["phase"]:
         kopf.info(body, reason=str(patch["phase"]), message=decision.message)
     if decision.last_wake is not None:
-        OPERATOR.metrics.observe_wake(decision.last_wake)
+        OPERATOR.metrics.observe_wake(decision.last_wake, replica=0)  # one VM: replica 0
 
 
 async def blocked_round(

@@ -131,4 +131,4 @@ async def publish(
         kopf.info(body, reason=str(patch["phase"]), message=patch["message"][:1024])
     for r in rounds:
         if r.look.decision.last_wake is not None:
-            OPERATOR.metrics.observe_wake(r.look.decision.last_wake)
+            OPERATOR.metrics.observe_wake(r.look.decision.last_wake, r.member.index)
