@@ -9,7 +9,15 @@ fixed token rate and queueing the rest), the replica group and the proxy with it
 3. Scale-up decision latency: requests arriving one by one on Ready replicas; from the request
    that crosses k x target to the round that asks for k + 1 replicas, p50 / max (goal p50 <= 1 s).
 
-    python bench/scale.py [--token-delay 0.05] [--parallel 4] [--seconds 10]
+With --operator the same scenarios run through the operator on the real kube-apiserver
+(tests/cluster/build.sh, cached in ~/.cache/remote-ollama/): kube-apiserver and etcd, the CRD, the
+operator as its own process and the proxy as its Deployment says, against the simulator (in this
+process), one RemoteOllama per scenario (bench/scale_operator.py). There the load is counted at the
+clients (the proxy is another process) and the decision is the simulator receiving the create (or
+start) call of the next replica, so the latency includes the proxy's Lease write, the operator's
+watch and its round.
+
+    python bench/scale.py [--token-delay 0.05] [--parallel 4] [--seconds 10] [--operator]
 """
 
 from __future__ import annotations
@@ -20,9 +28,11 @@ import json
 import logging
 import os
 import statistics
+import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -42,16 +52,80 @@ MODEL = "granite3.1-dense:8b"
 KEY, SECRET = "EXObenchscale000000000000", "bench-secret"
 
 
+def timings(args: argparse.Namespace) -> SimTimings:
+    """The simulated cloud of both modes."""
+    return SimTimings(boot=1.0, stop=0.3, destroy=0.3, operation=0.05, token=args.token_delay)
+
+
 class Stack:
-    """Simulator + replica group + proxy, started for one scenario and torn down after it."""
+    """What every scenario drives: the endpoint's URL, streams through it, and what it decided.
+    A mode (standalone here, the operator in scale_operator.py) starts its stack for one scenario,
+    tears it down after it, and says how many replicas are Ready and when it asked for more."""
+
+    poll = 0.05  # seconds between looks at a condition
+    url: str
 
     def __init__(self, args: argparse.Namespace, replicas: ReplicaPolicy) -> None:
         self.args, self.replicas = args, replicas
+        self.in_flight = 0  # streams open at the clients
+        # k -> when the load first needed k replicas (k >= 2): the signal crossing k - 1 x target
+        self.crossed: dict[int, float] = {}
+        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
 
-    async def __aenter__(self) -> Stack:
+    async def ready(self) -> int:
+        raise NotImplementedError
+
+    def asked(self) -> list[tuple[float, int]]:
+        """(time, replicas asked for) as the stack decided them."""
+        raise NotImplementedError
+
+    def count_at_clients(self) -> None:
+        """The load signal where the stack cannot see the proxy's own count: the streams open."""
+        self.note_load(self.in_flight)
+
+    def note_load(self, load: int) -> None:
+        k = (load - 1) // self.args.parallel + 1  # replicas this load needs
+        if k >= 2:
+            self.crossed.setdefault(k, time.monotonic())
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    async def until(self, predicate: Callable[[], Awaitable[bool]], timeout: float = 120.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not await predicate():
+                await asyncio.sleep(self.poll)
+
+    async def stream(self, prompt: str) -> tuple[int, float | None, bool]:
+        """(tokens, seconds to the first byte, completed)."""
+        began = time.monotonic()
+        first: float | None = None
+        tokens = 0
+        self.in_flight += 1
+        self.count_at_clients()
+        try:
+            body = {"model": MODEL, "prompt": prompt}
+            async with self.http.post(self.url + "/api/generate", json=body) as r:
+                async for line in r.content:
+                    if first is None:
+                        first = time.monotonic() - began
+                    if not line.strip():
+                        continue
+                    chunk = json.loads(line)
+                    if chunk.get("done"):
+                        return tokens, first, r.status == 200
+                    tokens += 1
+            return tokens, first, False
+        finally:
+            self.in_flight -= 1
+
+
+class StandaloneStack(Stack):
+    """Simulator + replica group + proxy in this process."""
+
+    async def __aenter__(self) -> StandaloneStack:
         a = self.args
-        timings = SimTimings(boot=1.0, stop=0.3, destroy=0.3, operation=0.05, token=a.token_delay)
-        self.sim = ExoscaleSimulator({KEY: SECRET}, timings=timings)
+        self.sim = ExoscaleSimulator({KEY: SECRET}, timings=timings(a))
         api = await self.sim.start("127.0.0.1", 0)
         self.tmp = tempfile.TemporaryDirectory(prefix="bench-scale-")
         spec = Spec(
@@ -65,47 +139,48 @@ class Stack:
         self.group = ReplicaGroup(spec, cloud, str(Path(self.tmp.name) / "state.json"), router=router)
         for m in self.group.members:
             m.poll_cap = 0.5
+        self.rounds = watch(self.group)
         settings = proxy_settings(spec, os.environ, status_extra=self.group.status, hold_timeout=300.0)
         app = make_proxy_app(self.group, self.group, settings, router=router)
         self.runner, port = await start_proxy(app, "127.0.0.1", 0, shutdown_timeout=1.0)
         self.url = f"http://127.0.0.1:{port}"
         self.group.start()
-        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        begin = router.begin
+
+        def counted(upstream: Any) -> None:  # the proxy's own count, the signal the group scales on
+            begin(upstream)
+            self.note_load(sum(router.outstanding.values()) + self.group.waiting)
+
+        router.begin = counted  # type: ignore[method-assign]
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.http.close()
+        await self.close()
         await self.runner.cleanup()
         await self.group.stop("destroy", 10)
         await self.sim.stop()
         self.tmp.cleanup()
 
-    async def until(self, predicate: Callable[[], bool], timeout: float = 120.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.05)
+    def count_at_clients(self) -> None:
+        pass  # the proxy's own count is seen (router.begin)
 
-    async def stream(self, prompt: str) -> tuple[int, float | None, bool]:
-        """(tokens, seconds to the first byte, completed)."""
-        began = time.monotonic()
-        first: float | None = None
-        tokens = 0
-        async with self.http.post(self.url + "/api/generate", json={"model": MODEL, "prompt": prompt}) as r:
-            async for line in r.content:
-                if first is None:
-                    first = time.monotonic() - began
-                if not line.strip():
-                    continue
-                chunk = json.loads(line)
-                if chunk.get("done"):
-                    return tokens, first, r.status == 200
-                tokens += 1
-        return tokens, first, False
+    async def ready(self) -> int:
+        return len(self.group.ready())
+
+    def asked(self) -> list[tuple[float, int]]:
+        return self.rounds
 
 
-async def saturation(args: argparse.Namespace, n: int) -> float:
-    async with Stack(args, ReplicaPolicy(min=n, max=n, target_in_flight=args.parallel)) as s:
-        await s.until(lambda: len(s.group.ready()) == n)
+Mode = Callable[[argparse.Namespace, ReplicaPolicy], AbstractAsyncContextManager[Stack]]
+
+
+def policy(args: argparse.Namespace, low: int, high: int) -> ReplicaPolicy:
+    return ReplicaPolicy(min=low, max=high, target_in_flight=args.parallel)
+
+
+async def saturation(mode: Mode, args: argparse.Namespace, n: int) -> float:
+    async with mode(args, policy(args, n, n)) as s:
+        await s.until(lambda: ready_is(s, n), 300)
         clients = 2 * n * args.parallel
         counted = [0]
         measuring = [False]
@@ -141,9 +216,12 @@ def watch(group: ReplicaGroup) -> list[tuple[float, int]]:
     return rounds
 
 
-async def burst(args: argparse.Namespace) -> dict[str, Any]:
-    async with Stack(args, ReplicaPolicy(min=0, max=4, target_in_flight=args.parallel)) as s:
-        rounds = watch(s.group)
+async def ready_is(s: Stack, n: int) -> bool:
+    return await s.ready() == n
+
+
+async def burst(mode: Mode, args: argparse.Namespace) -> dict[str, Any]:
+    async with mode(args, policy(args, 0, 4)) as s:
         results = await asyncio.gather(*(s.stream(f"burst {i}") for i in range(10 * args.parallel)))
         firsts = sorted(f for _, f, _ in results if f is not None)
         return {
@@ -151,37 +229,24 @@ async def burst(args: argparse.Namespace) -> dict[str, Any]:
             "completed": sum(1 for _, _, ok in results if ok),
             "ttfb_p50": statistics.median(firsts),
             "ttfb_p95": firsts[int(0.95 * (len(firsts) - 1))],
-            "replicas": max((d for _, d in rounds), default=0),
+            "replicas": max((d for _, d in s.asked()), default=0),
         }
 
 
-async def decision_latency(args: argparse.Namespace) -> list[float]:
+async def decision_latency(mode: Mode, args: argparse.Namespace) -> list[float]:
     """Requests arrive every 50 ms on one Ready replica (max 4). Latency: from the request that
-    makes the in-flight count cross k x target (the proxy's own count, the signal) to the first
-    round that asks for k + 1 replicas."""
-    async with Stack(args, ReplicaPolicy(min=1, max=4, target_in_flight=args.parallel)) as s:
-        await s.until(lambda: len(s.group.ready()) == 1)
-        rounds = watch(s.group)
-        router = s.group.router
-        crossed: dict[int, float] = {}
-        begin = router.begin
-
-        def counted(upstream: Any) -> None:
-            begin(upstream)
-            load = sum(router.outstanding.values()) + s.group.waiting
-            k = (load - 1) // args.parallel + 1  # replicas this load needs
-            if k >= 2:
-                crossed.setdefault(k, time.monotonic())
-
-        router.begin = counted  # type: ignore[method-assign]
+    makes the in-flight count cross k x target (the signal) to the stack asking for k + 1 replicas."""
+    async with mode(args, policy(args, 1, 4)) as s:
+        await s.until(lambda: ready_is(s, 1), 300)
+        s.crossed.clear()
         tasks = []
         for i in range(4 * args.parallel):
             tasks.append(asyncio.create_task(s.stream(f"ramp {i}")))
             await asyncio.sleep(0.05)
         await asyncio.gather(*tasks)
         out = []
-        for k, at in crossed.items():
-            answered = [t for t, d in rounds if t >= at and d >= k]
+        for k, at in s.crossed.items():
+            answered = [t for t, d in s.asked() if t >= at and d >= k]
             if answered:
                 out.append(answered[0] - at)
         return out
@@ -189,9 +254,20 @@ async def decision_latency(args: argparse.Namespace) -> list[float]:
 
 async def main(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.WARNING)
+    if args.operator:
+        sys.modules.setdefault("scale", sys.modules[__name__])  # one Stack class, run as a script or not
+        from scale_operator import operator_mode
+
+        async with operator_mode(args, timings(args)) as mode:
+            await measure(mode, args)
+    else:
+        await measure(StandaloneStack, args)
+
+
+async def measure(mode: Mode, args: argparse.Namespace) -> None:
     rates = {}
-    for n in range(1, 5):
-        rates[n] = await saturation(args, n)
+    for n in range(1, args.max_n + 1):
+        rates[n] = await saturation(mode, args, n)
         print(f"  measured N={n}: {rates[n]:.0f} tokens/s", flush=True)
     one = rates[1]
     ideal = args.parallel / args.token_delay
@@ -201,12 +277,15 @@ async def main(args: argparse.Namespace) -> None:
     print(f"{'N':>2} {'tokens/s':>9} {'N x one VM':>11} {'ratio':>6}")
     for n, rate in rates.items():
         print(f"{n:>2} {rate:>9.0f} {n * one:>11.0f} {rate / (n * one):>6.2f}")
-    b = await burst(args)
+    b = await burst(mode, args)
     print(f"\n10x burst from zero ({b['streams']} streams, targetInFlight {args.parallel}, max 4)")
     print(f"  completed {b['completed']}/{b['streams']}   replicas {b['replicas']}")
     print(f"  time to first byte (hold) p50 {b['ttfb_p50']:.2f} s  p95 {b['ttfb_p95']:.2f} s")
-    lat = await decision_latency(args)
-    print("\nScale-up decision latency (crossing k x target -> the round asking for k+1)")
+    lat = await decision_latency(mode, args)
+    asking = (
+        "the simulator's create/start call for replica k+1" if args.operator else "the round asking for k+1"
+    )
+    print(f"\nScale-up decision latency (crossing k x target -> {asking})")
     if lat:
         print(
             f"  samples {len(lat)}  p50 {statistics.median(lat) * 1000:.0f} ms  max {max(lat) * 1000:.0f} ms"
@@ -222,4 +301,8 @@ if __name__ == "__main__":
     parser.add_argument("--token-delay", type=float, default=0.05, help="seconds per token per stream")
     parser.add_argument("--parallel", type=int, default=4, help="OLLAMA_NUM_PARALLEL of each simulated VM")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per N")
+    parser.add_argument("--max-n", type=int, default=4, help="saturation for N = 1..this")
+    parser.add_argument(
+        "--operator", action="store_true", help="through the operator on the real kube-apiserver"
+    )
     asyncio.run(main(parser.parse_args()))
