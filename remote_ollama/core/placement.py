@@ -56,6 +56,12 @@ def after_success(state: PlacementState) -> PlacementState:
     return PlacementState(state.index, ())
 
 
+def settled(state: PlacementState, running: bool) -> PlacementState:
+    """After a round: a VM running on the preferred candidate clears the failures (a fallback
+    candidate keeps them, so the condition says why the VM is not where it was asked to be)."""
+    return after_success(state) if running and state.index == 0 and state.tried else state
+
+
 def condition(spec: Spec, state: PlacementState) -> Condition:
     if state.tried:
         where = spec.candidates()[state.index % len(spec.candidates())].name

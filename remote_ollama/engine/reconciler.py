@@ -291,11 +291,35 @@ class Reconciler:
         return created
 
     async def destroy_all(
-        self, elsewhere: Callable[[str], Awaitable[Cloud | None]] | None = None
+        self, elsewhere: Callable[[str], Awaitable[Cloud | None]] | None = None, zones: Sequence[str] = ()
     ) -> list[str]:
-        """Deletion: every instance with our labels, then the security group (and an old-named one
-        that one of those instances proved ours), and the model volume of every zone recorded
-        (`elsewhere`: the cloud of another zone). Idempotent; returns the instances deleted."""
+        """Deletion: every instance with our labels and the baked templates, here and in each of
+        `zones` (where replicas or earlier placements ran; `elsewhere`: the cloud of another zone),
+        then the security group (the account's, for every zone; and an old-named one that one of
+        those instances proved ours), and the model volume of every zone recorded. Idempotent;
+        returns the instances deleted."""
+        deleted, legacy_ours = await self._destroy_instances()
+        for zone in dict.fromkeys(zones):
+            cloud = await elsewhere(zone) if elsewhere is not None and zone != self.cloud.zone else None
+            if cloud is not None:
+                there = Reconciler(cloud, self.target, self.store)
+                try:
+                    more, proved = await there._destroy_instances()
+                finally:
+                    await there.close()
+                deleted, legacy_ours = deleted + more, legacy_ours or proved
+        if self.target.owns_group:
+            await self.cloud.delete_security_group(self.target.security_group)
+        legacy = self.target.legacy_security_group
+        if legacy and legacy_ours:
+            await self.cloud.delete_security_group(legacy)
+        if self.target.replica in (None, 0):
+            await self.volumes.delete(elsewhere)
+        return deleted
+
+    async def _destroy_instances(self) -> tuple[list[str], bool]:
+        """This zone's instances with our labels and baked templates deleted; whether one of the
+        instances proved the old-named security group ours."""
         legacy = self.target.legacy_security_group
         legacy_ours = False
         deleted: list[str] = []
@@ -305,14 +329,8 @@ class Reconciler:
                     legacy_ours = True
                 await self.delete_instance(inst, inst.id, wait=True)
                 deleted.append(inst.id)
-        if self.target.owns_group:
-            await self.cloud.delete_security_group(self.target.security_group)
-        if legacy and legacy_ours:
-            await self.cloud.delete_security_group(legacy)
         await self.templates.delete_all()
-        if self.target.replica in (None, 0):
-            await self.volumes.delete(elsewhere)
-        return deleted
+        return deleted, legacy_ours
 
 
 def _id(action: Action) -> str:

@@ -108,6 +108,8 @@ def build(fields: tuple[Field, ...] = FIELDS) -> dict[str, Any]:
 REPLICA_COPIES = {
     "lifecycle": "The operator's memory of this replica (as status.lifecycle for the resource).",
     "cost": "This replica's running time and spend (status.cost is their sum).",
+    "placement": "Which of spec.zone/instanceType and spec.placements this replica uses, and what failed "
+    "(status.placement is replica 0's).",
 }
 
 

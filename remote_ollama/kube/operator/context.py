@@ -127,11 +127,10 @@ class ResourceContext:
     access_generation: Any = None  # the generation whose allowedSourceCIDRs the security group has
     blocked_rounds: int = 0
     warned_annotations: set[str] = field(default_factory=set)
-    # a replicated endpoint (replica_set.py): one reconciler per replica index, the scaler's memory
-    # (and whether it was read back from status.scaler yet), and the proxies' Lease counts last
-    # seen (a renewal that changes nothing does not kick)
+    # a replicated endpoint (replica_set.py): one reconciler per replica index (in its zone), the
+    # scaler's memory (and whether it was read back from status.scaler yet), and the proxies' Lease
+    # counts last seen (a renewal that changes nothing does not kick)
     members: dict[int, Reconciler] = field(default_factory=dict)
-    members_cloud: Cloud | None = None
     scale_memory: ScaleMemory = field(default_factory=ScaleMemory)
     scale_restored: bool = False
     # replica indices whose VM the cloud and the replica's own Secret say exists (found_replicas.py),

@@ -17,6 +17,7 @@ from remote_ollama.core.observed import ObservedInstance
 from remote_ollama.core.types import ActionKind, Decision
 from remote_ollama.engine.reconciler import Reconciler
 from remote_ollama.kube.operator.events import event
+from remote_ollama.spec.fields_row import ZONES
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.vocabulary import Phase, Reason
 
@@ -41,16 +42,25 @@ class Placing:
         """status.placement and the CapacityUnavailable condition (only when fallbacks are configured)."""
         if not self.base.placements:
             return
-        state = self.state
-        inst = (patch.get("instance") or {}).get("state")
-        if inst == "running" and state.index == 0 and state.tried:
-            state = placement.after_success(state)  # back on the preferred placement: all clear
+        state = placement.settled(self.state, (patch.get("instance") or {}).get("state") == "running")
         patch["placement"] = placement.to_status(self.base, state)
-        _set_condition(patch, body, placement.condition(self.base, state), now)
+        set_condition(patch, body, placement.condition(self.base, state), now)
 
 
 def placing_for(base: Spec, body: dict[str, Any]) -> Placing:
     return Placing(base, placement.from_status(base, (body.get("status") or {}).get("placement")))
+
+
+def zones_used(base: Spec, raw: dict[str, Any]) -> list[str]:
+    """Every zone a VM of the resource may be in, for its deletion: each placement's (the spec as
+    written) and those status names for the resource and each replica (the list may have been
+    edited since); a status zone counts only when it is a zone of the spec's vocabulary."""
+    status = raw.get("status") or {}
+    named = [(status.get("placement") or {}).get("zone")]
+    for item in status.get("replicas") or []:
+        if isinstance(item, dict):
+            named += [item.get("zone"), (item.get("placement") or {}).get("zone")]
+    return list(dict.fromkeys([c.zone for c in base.candidates()] + [z for z in named if z in ZONES]))
 
 
 async def fall_back(
@@ -64,12 +74,7 @@ async def fall_back(
     now: datetime,
 ) -> float:
     """A create/start failed for capacity or quota: move on, say so, and come back soon."""
-    step = placement.after_failure(placing.base, placing.state, exc.reason)
-    started = any(a.kind is ActionKind.START_INSTANCE for a in decision.actions)
-    if started and instance is not None and len(placing.base.candidates()) > 1:
-        # the stopped VM stays where it is: delete it, or it would be left behind in the old zone
-        # (its model volume detached first, kept there and deleted with the resource)
-        await reconciler.delete_instance(instance, instance.id)
+    step = await move_on(placing.base, placing.state, exc, reconciler, instance, decision)
     event(body, Reason.CAPACITY_UNAVAILABLE, step.message)
     patch: dict[str, Any] = {
         "phase": str(Phase.PROVISIONING),
@@ -80,12 +85,31 @@ async def fall_back(
     }
     cond = placement.condition(placing.base, step.state)
     patch["conditions"] = [c for c in body.status.get("conditions") or [] if c.get("type") != cond.type]
-    _set_condition(patch, dict(body), cond, now)
+    set_condition(patch, dict(body), cond, now)
     await ctx.patch_status(patch)
     return EXHAUSTED_RETRY if step.exhausted else 1.0
 
 
-def _set_condition(patch: dict[str, Any], body: dict[str, Any], cond: Any, now: datetime) -> None:
+async def move_on(
+    base: Spec,
+    state: placement.PlacementState,
+    exc: CloudError,
+    reconciler: Reconciler,
+    instance: ObservedInstance | None,
+    decision: Decision,
+) -> placement.Fallback:
+    """The next placement after a capacity or quota refusal (`placement.after_failure`), for the one
+    VM and for each replica alike. A stopped VM that could not start stays where it is: it is
+    deleted, or it would be left behind in the old zone (its model volume is detached first, kept
+    there and deleted with the resource)."""
+    step = placement.after_failure(base, state, exc.reason)
+    started = any(a.kind is ActionKind.START_INSTANCE for a in decision.actions)
+    if started and instance is not None and len(base.candidates()) > 1:
+        await reconciler.delete_instance(instance, instance.id)
+    return step
+
+
+def set_condition(patch: dict[str, Any], body: dict[str, Any], cond: Any, now: datetime) -> None:
     meta = body.get("metadata") or {}
     previous = (body.get("status") or {}).get("conditions")
     patch["conditions"] = [c for c in patch.get("conditions") or [] if c.get("type") != cond.type]

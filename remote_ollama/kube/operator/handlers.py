@@ -39,7 +39,7 @@ from remote_ollama.spec.vocabulary import ConditionType, Phase, Reason
 from . import children
 from .context import OPERATOR, ResourceContext
 from .events import event
-from .fallback import Placing, placing_for
+from .fallback import Placing, placing_for, zones_used
 from .found_replicas import beyond, find_replicas
 from .one_vm import MAX_BACKOFF, blocked_round, one_vm_round
 from .ownership import NameConflict, converge_children, remove_children
@@ -175,7 +175,7 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
     ctx.blocked_rounds = 0
     await find_replicas(ctx, body, cloud)  # not from status alone, which may have lost some
     if spec.replicas.max > 1 or beyond(ctx, raw, spec.replicas.max):
-        return await reconcile_replicas(ctx, body, spec, cloud, policy)
+        return await reconcile_replicas(ctx, body, placing.base, cloud, policy)
     return await one_vm_round(ctx, body, raw, placing, cloud, policy)
 
 
@@ -290,10 +290,11 @@ async def cleanup(body: kopf.Body, **_: Any) -> None:
     """No VM, no security group, no secret, no proxy left behind; retried until the cloud agrees."""
     raw = dict(body)
     ctx = _ctx(body)
-    try:  # the current placement's zone, where the VM is (spec.placements)
-        spec = placing_for(parse_spec(dict(body.spec)), raw).spec
+    try:  # the current placement's zone, where the VM is (spec.placements), and the others
+        placing = placing_for(parse_spec(dict(body.spec)), raw)
     except SpecError:
-        spec = None
+        placing = None
+    spec = placing.spec if placing is not None else None
     if spec is not None:
         problem, cloud = await ctx.cloud_for(spec)
         if cloud is None:
@@ -301,7 +302,8 @@ async def cleanup(body: kopf.Body, **_: Any) -> None:
                 _stuck_or_abandon(body, ctx, f"cannot delete the VM: {problem}", 30)
         else:
             try:
-                await ctx.reconciler(cloud).destroy_all(lambda zone: ctx.cloud_in(spec, zone))
+                zones = zones_used(placing.base, raw) if placing is not None else []
+                await ctx.reconciler(cloud).destroy_all(lambda zone: ctx.cloud_in(spec, zone), zones)
             except CloudError as exc:
                 event(body, exc.reason, f"deleting cloud objects: {exc.message}")
                 if isinstance(exc, CredentialsError) and nothing_created(raw):

@@ -8,11 +8,12 @@ status.lifecycle and status.instance keep mirroring replica 0, so lowering `max`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from remote_ollama.core.observed import ObservedInstance
+from remote_ollama.core.placement import PlacementState
 from remote_ollama.core.types import Activity, Decision, Memory, memory_from_json
 from remote_ollama.spec.vocabulary import Phase
 
@@ -34,6 +35,9 @@ class Member:
     sleep: datetime | None  # the scaler asked it to stop at (its Activity.sleep_requested)
     last_activity: datetime | None
     cost: Any  # its own meter (status.replicas[i].cost): the resource's cost is the members' sum
+    placement: PlacementState = field(
+        default_factory=PlacementState
+    )  # its zone and type (replica_placement.py)
 
     @property
     def up(self) -> bool:

@@ -18,9 +18,9 @@ from typing import Any
 
 import kopf
 
-from remote_ollama.cloud.errors import CloudError
+from remote_ollama.cloud.errors import CapacityError, CloudError, QuotaError
 from remote_ollama.cloud.port import Cloud
-from remote_ollama.core import cost
+from remote_ollama.core import cost, placement
 from remote_ollama.core.backoff import backoff
 from remote_ollama.core.replicas import ScaleDecision, ScaleInput, decide_replicas, last_replica_floor
 from remote_ollama.engine.credentials import CredentialStore
@@ -30,12 +30,15 @@ from remote_ollama.kube.signal import Signal, read_signal
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.names import SIGNAL_COMPONENT, legacy_security_group_name, security_group_name
 from remote_ollama.spec.policy import Policy
+from remote_ollama.spec.vocabulary import Reason
 
 from . import children
 from .context import OPERATOR, ResourceContext, SecretStore, retire
 from .cost_round import prices
 from .events import event
+from .fallback import move_on
 from .members import UP, Member, items_of, member_from
+from .replica_placement import ZoneClouds, placement_of
 from .replica_status import Round, endpoint_budget, publish
 from .retiring import ask_to_stop, retire_above
 from .scaler_memory import restored_memory
@@ -44,6 +47,7 @@ from .spend_ledger import LEDGER
 log = logging.getLogger("remote_ollama.kube.operator")
 
 REPLICA_BACKOFF = 300.0  # the longest wait before acting again on a replica the cloud refused
+MOVE_AGAIN = 1.0  # seconds before a replica refused for capacity tries its next placement
 SIGNAL_LOOK = 5.0  # while replicas run, look at least this often (a dead proxy's Lease expires silently)
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 
@@ -56,12 +60,13 @@ def replica_instance_name(namespace: str, name: str, index: int) -> str:
 
 
 def member_reconciler(ctx: ResourceContext, cloud: Cloud, index: int) -> Reconciler:
-    """Replica `index`'s reconciler (kept across rounds; new ones when the credentials change)."""
-    if ctx.members_cloud is not cloud:
-        for old in ctx.members.values():
-            retire(old)
-        ctx.members.clear()
-        ctx.members_cloud = cloud
+    """Replica `index`'s reconciler (kept across rounds; a new one when its cloud client changes:
+    other credentials, or another zone of spec.placements). Its Secret pair stays the same, so
+    the instance it records is the only one it acts on, in whichever zone."""
+    old = ctx.members.get(index)
+    if old is not None and old.cloud is not cloud:
+        retire(old)
+        del ctx.members[index]
     if index not in ctx.members:
         target = Target(
             owner_uid=ctx.uid,
@@ -130,14 +135,20 @@ async def reconcile_replicas(
     ctx: ResourceContext, body: kopf.Body, spec: Spec, cloud: Cloud, policy: Policy
 ) -> float:
     """One round for a replicated resource (or one whose lowered max leaves replicas to retire);
-    returns when to look again."""
+    returns when to look again. `spec` is as written (each replica acts on its own placement),
+    `cloud` the client of replica 0's zone."""
     raw = dict(body)
     now = OPERATOR.clock()
     top = spec.replicas.max
     signal = await read_signal(OPERATOR.api, ctx.namespace, ctx.name, now)
     items = items_of(raw)
     count = max([top] + [i + 1 for i in set(items) | ctx.replicas_found])  # found_replicas.py
-    members = [member_from(raw, i, items.get(i)) for i in range(min(count, 64))]
+    members = [
+        dataclasses.replace(
+            member_from(raw, i, items.get(i)), placement=placement_of(spec, raw, i, items.get(i))
+        )
+        for i in range(min(count, 64))
+    ]
     if not ctx.scale_restored:  # the first round of this process: the memory the last one left
         ctx.scale_memory = restored_memory(ctx.fresh.read(raw), spec.replicas, spec.target_in_flight, now)
         ctx.scale_restored = True
@@ -155,7 +166,8 @@ async def reconcile_replicas(
         for m in members
     ]
     members = ask_to_stop(members, top, signal.in_flight, now)
-    rounds = [await look_at(ctx, body, spec, cloud, policy, m, signal, table) for m in members]
+    clouds = ZoneClouds(ctx, spec, cloud)
+    rounds = [await look_at(ctx, body, spec, clouds, policy, m, signal, table) for m in members]
     generation = body.metadata.get("generation")
     first = rounds[0]
     if ctx.access_generation != generation and first.look.instance is not None:
@@ -166,8 +178,11 @@ async def reconcile_replicas(
     await act(ctx, body, spec, rounds)
     rounds = await retire_above(ctx, body, rounds, top)
     await publish(ctx, body, spec, rounds, decision, table)
-    await OPERATOR.maybe_sweep_orphans(cloud, body)
+    for zone_cloud in clouds.clouds.values():  # every zone a replica is in is swept
+        await OPERATOR.maybe_sweep_orphans(zone_cloud, body)
     rechecks = [float(r.look.decision.recheck_after) for r in rounds]
+    if any(r.moved for r in rounds):
+        rechecks.append(MOVE_AGAIN)  # the next placement is tried at once, as with one VM
     if decision.recheck_after is not None:
         rechecks.append(decision.recheck_after)
     if any(r.member.up for r in rounds) or signal.proxies or len(rounds) > top:
@@ -178,15 +193,17 @@ async def reconcile_replicas(
 async def look_at(
     ctx: ResourceContext,
     body: kopf.Body,
-    spec: Spec,
-    cloud: Cloud,
+    base: Spec,
+    clouds: ZoneClouds,
     policy: Policy,
     m: Member,
     signal: Signal,
     table: cost.PriceTable,
 ) -> Round:
-    """Replica `m`'s look: its lifecycle decision on its own memory, activity and spend cap."""
-    reconciler = member_reconciler(ctx, cloud, m.index)
+    """Replica `m`'s look: its lifecycle decision on its own memory, activity and spend cap, in
+    its own placement's zone and instance type."""
+    spec = placement.current(base, m.placement)
+    reconciler = member_reconciler(ctx, await clouds.in_zone(spec.zone), m.index)
     reconciler.vm.notify = ctx.kick.set
     reconciler.warn = lambda reason, message: event(body, reason, message)
     activity = m.activity(signal.in_flight.get(m.index, 0), signal.last_activity.get(m.index))
@@ -199,12 +216,14 @@ async def look_at(
         OPERATOR.kick_namespace(ctx.namespace)
     for sentence in look.decision.events:
         event(body, look.decision.reason, f"replica {m.index}: {sentence}")
-    return Round(m, reconciler, look, activity)
+    return Round(m, reconciler, look, activity, placement=m.placement)
 
 
-async def act(ctx: ResourceContext, body: kopf.Body, spec: Spec, rounds: list[Round]) -> None:
-    """Carry out each replica's decision. A replica the cloud refuses (a GPU quota, no capacity, an
-    API error) waits its own backoff while the others serve; only when none is Ready or on its way up
+async def act(ctx: ResourceContext, body: kopf.Body, base: Spec, rounds: list[Round]) -> None:
+    """Carry out each replica's decision in its placement. A capacity or quota refusal with
+    spec.placements moves that replica to the next placement (tried at once, as the one VM does);
+    otherwise a replica the cloud refuses (a GPU quota, no capacity, an API error, every placement
+    tried) waits its own backoff while the others serve; only when none is Ready or on its way up
     does the error become the resource's (Ready=False with its reason, which the proxies answer at once)."""
     loop = asyncio.get_running_loop()
     failed: list[CloudError] = []
@@ -215,8 +234,11 @@ async def act(ctx: ResourceContext, body: kopf.Body, spec: Spec, rounds: list[Ro
             r.error = ctx.member_errors.get(index)
             continue
         try:
-            await r.reconciler.act(r.look, spec)
+            await r.reconciler.act(r.look, placement.current(base, r.placement))
         except CloudError as exc:
+            if await moved_on(body, base, r, exc):
+                ctx.member_failures.pop(index, None)
+                continue
             failed.append(exc)
             r.error = f"{exc.reason}: {exc.message}"[:1024]
             ctx.member_failures[index] = (count + 1, loop.time() + backoff(count + 1, cap=REPLICA_BACKOFF))
@@ -228,6 +250,20 @@ async def act(ctx: ResourceContext, body: kopf.Body, spec: Spec, rounds: list[Ro
             ctx.member_errors.pop(index, None)
     if failed and not any(r.look.decision.phase in UP and not r.error for r in rounds):
         raise failed[0]  # none serves or is on its way: the resource's error, as with one VM
+
+
+async def moved_on(body: kopf.Body, base: Spec, r: Round, exc: CloudError) -> bool:
+    """A capacity or quota refusal with spec.placements: the replica takes the next placement
+    (`fallback.move_on`, the one VM's decision). False when there is none left to try in this
+    pass, or the refusal is another kind: the replica's backoff applies."""
+    if not base.placements or not isinstance(exc, CapacityError | QuotaError):
+        return False
+    step = await move_on(base, r.placement, exc, r.reconciler, r.look.instance, r.look.decision)
+    event(body, Reason.CAPACITY_UNAVAILABLE, f"replica {r.member.index}: {step.message}")
+    r.placement, r.moved = step.state, not step.exhausted
+    # on its way in the next placement: not a refused replica the proxies stop holding requests for
+    r.look = dataclasses.replace(r.look, decision=dataclasses.replace(r.look.decision, message=step.message))
+    return r.moved
 
 
 @kopf.on.event("coordination.k8s.io", "v1", "leases", labels={children.COMPONENT_LABEL: SIGNAL_COMPONENT})

@@ -9,13 +9,15 @@ from typing import Any
 
 import kopf
 
-from remote_ollama.core import cost
+from remote_ollama.core import cost, placement
+from remote_ollama.core.placement import PlacementState
 from remote_ollama.core.replicas import ScaleDecision
 from remote_ollama.core.types import Activity
 from remote_ollama.engine.reconciler import Look, Reconciler
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.vocabulary import Phase
 
+from . import replica_placement
 from .context import OPERATOR, ResourceContext
 from .cost_round import CostRound
 from .members import UP, Member, aggregate_phase, items_of, member_item
@@ -32,6 +34,10 @@ class Round:
     look: Look
     activity: Activity  # what the round told the lifecycle (in flight, last use, the scaler's asks)
     error: str | None = None  # why acting on this replica failed (a quota, capacity, an API error)
+    placement: PlacementState = dataclasses.field(
+        default_factory=PlacementState
+    )  # where it is, or moves to after a refusal
+    moved: bool = False  # refused for capacity or quota this round: it tries the next placement
 
 
 def endpoint_budget(spec: Spec, meters: list[cost.CostMeter], table: cost.PriceTable) -> cost.BudgetVerdict:
@@ -62,8 +68,14 @@ def base_patch(raw: JSON, rep: Round, zero: Round, now: datetime) -> JSON:
     return patch
 
 
-def replica_items(raw: JSON, rounds: list[Round], table: cost.PriceTable) -> list[JSON]:
-    """status.replicas after this round, each with its own meter and the cloud's refusal if any."""
+def settled(r: Round) -> PlacementState:
+    """The replica's placement after this round (a VM running on the preferred one clears it)."""
+    return placement.settled(r.placement, r.look.instance is not None and r.look.instance.state == "running")
+
+
+def replica_items(raw: JSON, spec: Spec, rounds: list[Round], table: cost.PriceTable) -> list[JSON]:
+    """status.replicas after this round, each with its own meter, its placement (spec.placements)
+    and the cloud's refusal if any."""
     previous = items_of(raw)
     items = []
     for r in rounds:
@@ -80,6 +92,8 @@ def replica_items(raw: JSON, rounds: list[Round], table: cost.PriceTable) -> lis
         )
         if r.error:
             item["message"] = r.error
+        if spec.placements:
+            item["placement"] = placement.to_status(spec, settled(r))
         items.append(item)
     return items
 
@@ -113,8 +127,10 @@ async def publish(
     patch["message"] = (
         f"{ready}/{desired} replicas Ready ({scaled.message}); replica {rep.member.index}: {rep.look.decision.message}"
     )
-    patch["replicas"] = replica_items(raw, rounds, table)
+    patch["replicas"] = replica_items(raw, spec, rounds, table)
     patch["scaler"] = scaler_status(ctx.scale_memory)  # for the next process (scaler_memory.py)
+    placed = [(r.member.index, settled(r)) for r in serving]
+    replica_placement.add_to(patch, raw, spec, placed, now)
     patch |= {"readyReplicas": ready, "desiredReplicas": desired, "replicaSummary": f"{ready}/{desired}"}
     # status.cost is the replicas' meters together, and BudgetExceeded says whether they are over
     # spec.budget together (the proxies refuse held requests on it)
