@@ -239,7 +239,7 @@ LIFECYCLE: tuple[Field, ...] = (
         "placements",
         "array",
         max_items=16,
-        doc="Fallbacks, tried in order after zone and instanceType when creating or starting the VM fails for lack of capacity or quota (condition CapacityUnavailable, an Event names what was tried). The operator stays on the placement that worked.",
+        doc="Fallbacks, tried in order after zone and instanceType when creating or starting the VM fails for lack of capacity or quota (condition CapacityUnavailable, an Event names what was tried). The operator stays on the placement that worked; with replicas, each replica walks them on its own (status.replicas[i].placement).",
     ),
     Field("placements[]", "object", doc="A zone and an instance type to try."),
     Field("placements[].zone", "string", enum=ZONES, required=True, doc="The Exoscale zone."),
