@@ -56,11 +56,14 @@ def zones_used(base: Spec, raw: dict[str, Any]) -> list[str]:
     written) and those status names for the resource and each replica (the list may have been
     edited since); a status zone counts only when it is a zone of the spec's vocabulary."""
     status = raw.get("status") or {}
-    named = [(status.get("placement") or {}).get("zone")]
+    named = [_zone(status.get("placement"))]
     for item in status.get("replicas") or []:
-        if isinstance(item, dict):
-            named += [item.get("zone"), (item.get("placement") or {}).get("zone")]
+        named += [_zone(item), _zone(item.get("placement") if isinstance(item, dict) else None)]
     return list(dict.fromkeys([c.zone for c in base.candidates()] + [z for z in named if z in ZONES]))
+
+
+def _zone(raw: Any) -> Any:
+    return raw.get("zone") if isinstance(raw, dict) else None
 
 
 async def fall_back(
