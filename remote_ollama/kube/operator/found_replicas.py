@@ -41,7 +41,7 @@ async def find_replicas(ctx: ResourceContext, body: kopf.Body, cloud: Cloud) -> 
         if instance.state not in GONE and label.isdigit() and 0 < int(label) < MAX_REPLICAS:
             candidates.add(int(label))
     for index in sorted(candidates - ctx.replicas_found):
-        new = index not in ctx.members or ctx.members_cloud is not cloud
+        new = index not in ctx.members or ctx.members[index].cloud is not cloud
         reconciler = member_reconciler(ctx, cloud, index)
         reconciler.warn = lambda reason, message: event(body, reason, message)
         try:  # the instance replica `index`'s Secret records, if it is live and labelled ours
