@@ -16,38 +16,17 @@ import httpx
 import pytest
 from cluster.fixtures import KubeNamespace
 from operator_world import OperatorWorld, credentials_secret, operator_world, remote_ollama
+from spend_world import PRICES, FakeClock, condition, entries, kick
 from waiting import wait_until
 
 from remote_ollama.kube.operator.context import OPERATOR
 
-PRICES = {"currency": "CHF", "perHour": {"gpua5000.small": 1.5}}
 NAMES = ("granite", "phi")
 
 
-class FakeClock:
-    def __init__(self, start: datetime):
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def kick(world: OperatorWorld, name: str, at: datetime) -> None:
-    """A new wake-requested value makes the operator run a round for `name` at once."""
-    stamp = f"remoteollama.dev/wake-requested={at.strftime('%Y-%m-%dT%H:%M:%SZ')}"
-    world.kube.kubectl("annotate", "rol", name, stamp, "--overwrite", check=True)
-
-
-def condition(world: OperatorWorld, name: str, kind: str) -> dict[str, Any]:
-    obj = world.get("remoteollama", name) or {}
-    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == kind), {})
-
-
 def ledger(world: OperatorWorld) -> dict[str, dict[str, Any]]:
-    """The namespace's meter, by resource name (what only the operator can write)."""
-    name = f"remote-ollama-spend.{world.namespace}"
-    obj = world.get("configmap", name, "remote-ollama") or {}
-    return {e["name"]: e for e in map(json.loads, (obj.get("data") or {}).values())}
+    """The namespace's meter, by resource name."""
+    return {e["name"]: e for e in entries(world)}
 
 
 def hours(world: OperatorWorld, name: str) -> float | None:

@@ -20,6 +20,17 @@ from . import cost
 FORGOTTEN_AFTER = timedelta(days=31)
 
 
+def replica_key(uid: str, index: int) -> str:
+    """Replica `index`'s key: the resource's uid for replica 0 (the one VM of `max: 1`), `<uid>.r<i>`
+    for the others, as each key meters one VM."""
+    return uid + (f".r{index}" if index else "")
+
+
+def of_resource(key: str, uid: str) -> bool:
+    """Whether `key` meters one of resource `uid`'s VMs (any replica)."""
+    return key == uid or key.startswith(uid + ".r")
+
+
 def parse(data: Mapping[str, str]) -> dict[str, cost.CostMeter]:
     """The meters of a ledger's data (uid -> the JSON of `entry`); an unreadable one counts nothing."""
     meters: dict[str, cost.CostMeter] = {}

@@ -20,7 +20,7 @@ import kopf
 
 from remote_ollama.cloud.errors import CapacityError, CloudError, QuotaError
 from remote_ollama.cloud.port import Cloud
-from remote_ollama.core import cost, placement
+from remote_ollama.core import cost, namespace_spend, placement
 from remote_ollama.core.backoff import backoff
 from remote_ollama.core.replicas import ScaleDecision, ScaleInput, decide_replicas, last_replica_floor
 from remote_ollama.engine.credentials import CredentialStore
@@ -88,7 +88,8 @@ def scale(
     spec: Spec, members: list[Member], signal: Signal, ctx: ResourceContext, budget: cost.BudgetVerdict
 ) -> ScaleDecision:
     """This round's desired replicas, from the Leases' load (pure apart from the memory kept in ctx);
-    over budget, none is started and the idle ones stop (a busy one finishes its requests first)."""
+    over budget (spec.budget or the namespace's spend cap), none is started, so no request is held
+    for a replica that would be refused, and the idle ones stop (a busy one finishes its requests first)."""
     now = OPERATOR.clock()
     running = frozenset(
         m.index
@@ -116,6 +117,7 @@ def scale(
             in_flight,
             signal.held,
             floor,
+            ceiling=0 if budget.exceeded else None,
             memory=ctx.scale_memory,
         )
     )
@@ -127,7 +129,7 @@ def ledger_body(body: kopf.Body, index: int) -> dict[str, Any]:
     """Replica `index` as the namespace spend ledger sees it: the resource under its own key
     (`<uid>.r<i>`; replica 0 the resource's uid), as each key meters one VM."""
     raw = dict(body)
-    uid = str(body.metadata.uid) + (f".r{index}" if index else "")
+    uid = namespace_spend.replica_key(str(body.metadata.uid), index)
     return {**raw, "metadata": {**dict(body.metadata), "uid": uid}}
 
 
@@ -153,7 +155,9 @@ async def reconcile_replicas(
         ctx.scale_memory = restored_memory(ctx.fresh.read(raw), spec.replicas, spec.target_in_flight, now)
         ctx.scale_restored = True
     table = prices()
-    budget = endpoint_budget(spec, [cost.from_status(m.cost) for m in members], table)
+    # the namespace's spend cap, if the policy sets one: over it, no replica starts (and all stop)
+    cap = await LEDGER.cap(OPERATOR.api, ctx.namespace, ctx.uid, policy, table, now)
+    budget = cost.stricter(endpoint_budget(spec, [cost.from_status(m.cost) for m in members], table), cap)
     decision = scale(spec, [m for m in members if m.index < top], signal, ctx, budget)
     if decision.start or decision.stop:
         event(body, decision.reason, decision.message)
@@ -174,10 +178,10 @@ async def reconcile_replicas(
         await first.reconciler.ensure_access(spec, first.look.instance)  # the replicas' one group
         ctx.access_generation = generation
     if any(r.look.takes_down for r in rounds):  # the proxies stop sending to it before it goes
-        await publish(ctx, body, spec, rounds, decision, table)
+        await publish(ctx, body, spec, rounds, decision, table, cap)
     await act(ctx, body, spec, rounds)
     rounds = await retire_above(ctx, body, rounds, top)
-    await publish(ctx, body, spec, rounds, decision, table)
+    await publish(ctx, body, spec, rounds, decision, table, cap)
     for zone_cloud in clouds.clouds.values():  # every zone a replica is in is swept
         await OPERATOR.maybe_sweep_orphans(zone_cloud, body)
     rechecks = [float(r.look.decision.recheck_after) for r in rounds]

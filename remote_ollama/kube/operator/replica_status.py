@@ -115,8 +115,10 @@ async def publish(
     rounds: list[Round],
     scaled: ScaleDecision,
     table: cost.PriceTable,
+    cap: cost.BudgetVerdict | None = None,
 ) -> None:
-    """The resource's status: the replicas one by one, and as one endpoint (phase, conditions, cost)."""
+    """The resource's status: the replicas one by one, and as one endpoint (phase, conditions, cost);
+    `cap`: the namespace's spend cap this round (over it, BudgetExceeded and Ready say so)."""
     raw = dict(body)
     now = OPERATOR.clock()
     serving = [r for r in rounds if r.member.index < spec.replicas.max]  # not those being retired
@@ -133,9 +135,9 @@ async def publish(
     replica_placement.add_to(patch, raw, spec, placed, now)
     patch |= {"readyReplicas": ready, "desiredReplicas": desired, "replicaSummary": f"{ready}/{desired}"}
     # status.cost is the replicas' meters together, and BudgetExceeded says whether they are over
-    # spec.budget together (the proxies refuse held requests on it)
+    # spec.budget together or their namespace over its cap (the proxies refuse requests on it)
     meters = [r.look.meter for r in rounds]
-    budget = endpoint_budget(spec, meters, table)
+    budget = cost.stricter(endpoint_budget(spec, meters, table), cap)
     CostRound(cost.combined(meters, now), budget, table, rep.look.storage).add_to(patch, raw, now)
     patch.pop("error", None)
     OllamaAnswers(rep.reconciler.vm.answered).add_to(patch, raw, now)

@@ -44,11 +44,24 @@ class SpendLedger:
         if cap is None:
             return None
         namespace, uid = body["metadata"]["namespace"], body["metadata"]["uid"]
-        obj = await api.get(path_for("v1", "configmaps", home(), PREFIX + namespace))
-        meters = namespace_spend.parse((obj or {}).get("data") or {})
+        meters = await self._read(api, namespace)
         mine = meters.get(uid, cost.CostMeter())
         meters[uid] = namespace_spend.credited(mine, now, mine.running_type)
         self._pending[uid] = (meters[uid], [k for k in namespace_spend.stale(meters, now) if k != uid])
+        return namespace_spend.verdict(namespace, meters, cap, prices, now)
+
+    async def cap(
+        self, api: KubeAPI, namespace: str, uid: str, policy: Policy, prices: cost.PriceTable, now: datetime
+    ) -> cost.BudgetVerdict | None:
+        """The namespace's verdict before a replicated round decides how many replicas run (None: no
+        cap), resource `uid`'s meters credited up to now; each replica's round then records its own."""
+        cap = policy.namespace_monthly_spend
+        if cap is None:
+            return None
+        meters = await self._read(api, namespace)
+        for key, meter in meters.items():
+            if namespace_spend.of_resource(key, uid):
+                meters[key] = namespace_spend.credited(meter, now, meter.running_type)
         return namespace_spend.verdict(namespace, meters, cap, prices, now)
 
     async def after(
@@ -74,6 +87,11 @@ class SpendLedger:
         self.warned.add(meta["uid"])
         event(body, Reason.NAMESPACE_SPEND_CAP_REACHED, cap.exceeded)
         return True
+
+    @staticmethod
+    async def _read(api: KubeAPI, namespace: str) -> dict[str, cost.CostMeter]:
+        obj = await api.get(path_for("v1", "configmaps", home(), PREFIX + namespace))
+        return namespace_spend.parse((obj or {}).get("data") or {})
 
     @staticmethod
     async def _write(api: KubeAPI, namespace: str, data: dict[str, str | None]) -> None:
