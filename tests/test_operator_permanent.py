@@ -28,7 +28,9 @@ async def ask(url: str) -> tuple[int, dict[str, str], dict[str, Any], float]:
     started = time.monotonic()
     async with (
         aiohttp.ClientSession() as http,
-        http.post(f"{url}/api/generate", json={"model": "granite3.1-dense:8b", "prompt": "hi"}) as resp,
+        http.post(
+            f"{url}/api/generate", json={"model": "granite3.1-dense:8b", "prompt": "hi", "stream": False}
+        ) as resp,
     ):
         body = await resp.json()
         return resp.status, dict(resp.headers), body, time.monotonic() - started
@@ -81,3 +83,34 @@ def test_invalid_spec_is_answered_at_once(kube: KubeNamespace, monkeypatch: pyte
         body = answered_at_once_with(url, "InvalidSpec")
         assert "spec.instanceType" in body["error"], body
         assert world.instances() == []
+
+
+def test_the_request_whose_wake_finds_the_quota_raised_is_held_and_served(
+    kube: KubeNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refusal a lifecycle round may lift (the user raises the quota) is not the answer to the
+    request whose wake runs that round: the proxy waits for the operator's answer to its wake
+    (status.wakeRequestAnswered), a few seconds at most, then holds the request while the VM comes,
+    or refuses it with the reason. (Each proxy writes one wake request per activityInterval; the
+    request after the raise goes to the Deployment's second proxy, whose wake is its first.)"""
+    from remote_ollama.kube.wake_answer import ANSWER_WAIT
+
+    with operator_world(kube, monkeypatch) as world:
+        world.sim.sim.exceed_quota("gpua5000")
+        world.apply(credentials_secret())
+        world.apply(remote_ollama(wake={"holdTimeout": HOLD}))
+        wait_until(lambda: ready_reason(world) == "QuotaExceeded", 30, "Ready=False QuotaExceeded")
+        url = world.start_proxy()
+        other = world.start_proxy(pod_name="granite-proxy-1")
+
+        # the quota still too low: the round on this request's wake says so, and the request is
+        # refused with the reason within the wait for that answer, not held for holdTimeout
+        status, _, body, waited = asyncio.run(ask(url))
+        assert status == 503 and body.get("reason") == "QuotaExceeded", body
+        assert waited < ANSWER_WAIT + 5, f"held {waited:.1f}s (holdTimeout {HOLD})"
+        assert world.instances() == []
+
+        world.sim.sim.set_quota("gpua5000", 4)  # the user raises the quota; no round is due yet
+        status, _, body, waited = asyncio.run(ask(other))
+        assert status == 200 and body.get("done") is True, body
+        assert [i.state for i in world.instances()] == ["running"]

@@ -46,6 +46,7 @@ from .access import AccessFollower, client_secret_name
 from .api import JSON, KubeAPI, KubeError, path_for
 from .member_follower import MemberFollower, pinned_credentials, replica_counts
 from .signal import LeaseWriter, lease_owner
+from .wake_answer import WakeAnswer
 
 log = logging.getLogger("remote_ollama.proxy")
 
@@ -97,6 +98,8 @@ class ResourceFollower:
         self._reapply: set[asyncio.Future[None]] = set()  # strong references to the re-applies
         self.spec = spec_or_defaults(None)  # the body's spec, parsed by the one settings model
         self.members: MemberFollower | None = None  # a replicated endpoint's replicas (spec.replicas.max > 1)
+        self.answer = WakeAnswer()  # this proxy's newest wake request, until the operator answers it
+        self._answer_timer: asyncio.TimerHandle | None = None
 
     def retiring(self) -> bool:
         """The status lists a replica at or above spec.replicas.max: the operator retires it once
@@ -138,7 +141,7 @@ class ResourceFollower:
             replicas = self.spec.replicas
             self.members.resolver.configure(self.spec.target_in_flight, replicas.max, replicas.routing)
         if refusal is not None:
-            self.resolver.set_refusing(phase, replace(refusal, retry_at=budget_resets_at(status)))
+            self._refuse(status, phase, replace(refusal, retry_at=budget_resets_at(status)))
             if self.members is not None:
                 self.members.resolver.set_members({}, 0)
             return
@@ -156,6 +159,29 @@ class ResourceFollower:
                 return
         exists = bool((status.get("instance") or {}).get("id"))
         self.resolver.set_down(phase, instance=exists, detail=str(status.get("message") or "")[:300])
+
+    def wake_asked(self, at: datetime) -> None:
+        """This proxy wrote a wake request (`ActivityReporter.on_wake`): a refusal a round may lift
+        waits for the operator's answer, from the request that asked for it on."""
+        self.answer.ask(at, asyncio.get_running_loop().time())
+        status = (self.body or {}).get("status") or {}
+        refusal = refusal_from(status)
+        if refusal is not None:
+            self._refuse(status, str(status.get("phase") or "Pending"), refusal)
+
+    def _refuse(self, status: JSON, phase: str, refusal: Refusal) -> None:
+        """Requests are refused at once, unless the operator is answering this proxy's wake on a
+        refusal its round may lift (wake_answer.py): then they wait for the answer, until it is due."""
+        if self._answer_timer is not None:
+            self._answer_timer.cancel()
+        loop = asyncio.get_running_loop()
+        wait = self.answer.waiting(status, refusal, loop.time())
+        if wait <= 0:
+            self.resolver.set_refusing(phase, refusal)
+            return
+        exists = bool((status.get("instance") or {}).get("id"))
+        self.resolver.set_down(phase, instance=exists, detail="the cloud is asked again")
+        self._answer_timer = loop.call_later(wait, lambda: self._reapply_now(self.body))
 
     def _look_again_at_grace_end(self, status: JSON) -> None:
         """An outage of the cloud API younger than the grace becomes a refusal when the grace ends,
@@ -276,6 +302,7 @@ async def run_resource_proxy(resource: str, host: str, port: int) -> int:
     access.apply_spec(spec)
     follower.on_spec = access.apply_spec
     follower.cache = app[PROXY_KEY].cache
+    app[PROXY_KEY].reporter.on_wake = follower.wake_asked
     runner, _ = await start_proxy(app, host, port, shutdown_timeout=30)
     log.info("proxy for %s listening on %s:%d", resource, host, port)
     tasks = [

@@ -41,6 +41,8 @@ class ActivityReporter:
         self._last_wake: float | None = None
         self._urgent = False  # write as soon as the write in progress (if any) is done
         self._told_in_flight = 0  # the count in the last write
+        # told at once (before any request waits) when a wake request is written, with its time
+        self.on_wake: Callable[[datetime], None] | None = None
 
     # -- activity -----------------------------------------------------------------------------
     def begin(self) -> None:
@@ -87,6 +89,8 @@ class ActivityReporter:
             return
         self._last_wake = now
         at = self._wallclock()
+        if self.on_wake is not None:
+            self.on_wake(at)
         self._wake = asyncio.get_running_loop().create_task(self._guard(self._sink.request_wake(at), "wake"))
 
     def instance_ready(self) -> None:

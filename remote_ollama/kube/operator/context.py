@@ -141,6 +141,9 @@ class ResourceContext:
     member_failures: dict[int, tuple[int, float]] = field(default_factory=dict)  # failures, retry at
     member_errors: dict[int, str] = field(default_factory=dict)  # the last one said (one Event each)
     fresh: Freshest = field(default_factory=Freshest)  # our last status patch, until the watch has it
+    # the wake-requested value the current round began with: every status patch answers it
+    # (status.wakeRequestAnswered), so a proxy knows its wake request was looked at
+    wake_answered: str | None = None
     _reconciler: Reconciler | None = None
     _cloud: Cloud | None = None
 
@@ -149,6 +152,8 @@ class ResourceContext:
         return path_for(f"{GROUP}/{VERSION}", PLURAL, self.namespace, self.name, "status")
 
     async def patch_status(self, patch: dict[str, Any]) -> None:
+        if self.wake_answered is not None:
+            patch = {**patch, "wakeRequestAnswered": self.wake_answered}
         self.fresh.wrote(await OPERATOR.api.merge_patch(self.status_path, {"status": patch}))
 
     async def cloud_in(self, spec: Spec, zone: str) -> Cloud | None:

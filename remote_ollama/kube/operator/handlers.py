@@ -45,9 +45,7 @@ from .one_vm import MAX_BACKOFF, blocked_round, one_vm_round
 from .ownership import NameConflict, converge_children, remove_children
 from .policy_source import SOURCE as POLICY
 from .replica_set import reconcile_replicas
-from .status import (
-    malformed_annotations,
-)
+from .status import malformed_annotations, wake_request
 
 log = logging.getLogger("remote_ollama.kube.operator")
 
@@ -162,6 +160,7 @@ async def refuse(ctx: ResourceContext, body: kopf.Body, reason: Reason, message:
 async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
     """One round for one resource; returns when to look again."""
     raw = ctx.fresh.read(dict(body))  # not older than our last status patch
+    ctx.wake_answered = wake_request(dict(body.metadata))  # this round's status answers it
     admitted = await admit(ctx, body, raw)
     if isinstance(admitted, float):
         return admitted

@@ -47,6 +47,13 @@ def parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def wake_request(meta: JSON) -> str | None:
+    """The wake-requested annotation as a round echoes it (status.wakeRequestAnswered): only a
+    well-formed time, as short as one (the tenant writes it)."""
+    value = (meta.get("annotations") or {}).get(ANN_WAKE_REQUESTED)
+    return value if isinstance(value, str) and len(value) <= 40 and parse_time(value) else None
+
+
 def malformed_annotations(meta: JSON) -> list[str]:
     ann = meta.get("annotations") or {}
     return [
