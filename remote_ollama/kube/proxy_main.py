@@ -163,10 +163,11 @@ class ResourceFollower:
     def wake_asked(self, at: datetime) -> None:
         """This proxy wrote a wake request (`ActivityReporter.on_wake`): a refusal a round may lift
         waits for the operator's answer, from the request that asked for it on."""
-        self.answer.ask(at, asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        self.answer.ask(at, now)
         status = (self.body or {}).get("status") or {}
         refusal = refusal_from(status)
-        if refusal is not None:
+        if refusal is not None and self.answer.waiting(status, refusal, now) > 0:
             self._refuse(status, str(status.get("phase") or "Pending"), refusal)
 
     def _refuse(self, status: JSON, phase: str, refusal: Refusal) -> None:
