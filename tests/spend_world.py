@@ -3,11 +3,17 @@ round a new wake-requested value runs at once, the conditions and the meter only
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from operator_world import OperatorWorld
+import pytest
+from cluster.fixtures import KubeNamespace
+from operator_world import OperatorWorld, operator_world
+
+from remote_ollama.kube.operator.context import OPERATOR
 
 PRICES = {"currency": "CHF", "perHour": {"gpua5000.small": 1.5}}
 
@@ -40,3 +46,22 @@ def entries(world: OperatorWorld) -> list[dict[str, Any]]:
     name = f"remote-ollama-spend.{world.namespace}"
     obj = world.get("configmap", name, "remote-ollama") or {}
     return [json.loads(text) for text in (obj.get("data") or {}).values()]
+
+
+@contextlib.contextmanager
+def capped_world(
+    kube: KubeNamespace, monkeypatch: pytest.MonkeyPatch, clock: FakeClock
+) -> Iterator[OperatorWorld]:
+    """The operator on `clock`, with PRICES and a policy capping the namespace at 10 a month; the
+    namespace's meter (in the operator's namespace, which outlives the test's) deleted after."""
+    monkeypatch.setattr(OPERATOR, "clock", clock)
+    env = {
+        "REMOTE_OLLAMA_PRICES": json.dumps(PRICES),
+        "REMOTE_OLLAMA_POLICY": json.dumps({"namespaceMonthlySpend": 10}),
+        "REMOTE_OLLAMA_NAMESPACE": "remote-ollama",  # the operator's namespace: the meter's home
+    }
+    try:
+        with operator_world(kube, monkeypatch, extra_env=env) as world:
+            yield world
+    finally:
+        kube.kubectl("delete", "configmap", f"remote-ollama-spend.{kube.namespace}", "-n", "remote-ollama")

@@ -15,11 +15,9 @@ from typing import Any
 import httpx
 import pytest
 from cluster.fixtures import KubeNamespace
-from operator_world import OperatorWorld, credentials_secret, operator_world, remote_ollama
-from spend_world import PRICES, FakeClock, condition, entries, kick
+from operator_world import OperatorWorld, credentials_secret, remote_ollama
+from spend_world import FakeClock, capped_world, condition, entries, kick
 from waiting import wait_until
-
-from remote_ollama.kube.operator.context import OPERATOR
 
 NAMES = ("granite", "phi")
 
@@ -38,17 +36,8 @@ def test_two_resources_share_the_namespace_cap_on_a_meter_status_patches_cannot_
     kube: KubeNamespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = FakeClock(datetime(2025, 1, 31, 10, 0, tzinfo=UTC))
-    monkeypatch.setattr(OPERATOR, "clock", clock)
-    env = {
-        "REMOTE_OLLAMA_PRICES": json.dumps(PRICES),
-        "REMOTE_OLLAMA_POLICY": json.dumps({"namespaceMonthlySpend": 10}),
-        "REMOTE_OLLAMA_NAMESPACE": "remote-ollama",  # the operator's namespace: the meter's home
-    }
-    try:
-        with operator_world(kube, monkeypatch, extra_env=env) as world:
-            run(world, clock)
-    finally:
-        kube.kubectl("delete", "configmap", f"remote-ollama-spend.{kube.namespace}", "-n", "remote-ollama")
+    with capped_world(kube, monkeypatch, clock) as world:
+        run(world, clock)
 
 
 def run(world: OperatorWorld, clock: FakeClock) -> None:

@@ -17,11 +17,9 @@ from typing import Any
 import httpx
 import pytest
 from cluster.fixtures import KubeNamespace
-from operator_world import OperatorWorld, credentials_secret, operator_world, remote_ollama
-from spend_world import PRICES, FakeClock, condition, entries, kick
+from operator_world import OperatorWorld, credentials_secret, remote_ollama
+from spend_world import FakeClock, capped_world, condition, entries, kick
 from waiting import wait_until
-
-from remote_ollama.kube.operator.context import OPERATOR
 
 
 def hours(world: OperatorWorld) -> list[float]:
@@ -52,17 +50,8 @@ def test_replicas_are_metered_each_and_all_stop_at_the_namespace_cap(
 ) -> None:
     # ahead of the real clock: a replica's memory starts at its creation (the real time)
     clock = FakeClock(datetime(2027, 1, 31, 10, 0, tzinfo=UTC), timedelta(microseconds=1))
-    monkeypatch.setattr(OPERATOR, "clock", clock)
-    env = {
-        "REMOTE_OLLAMA_PRICES": json.dumps(PRICES),
-        "REMOTE_OLLAMA_POLICY": json.dumps({"namespaceMonthlySpend": 10}),
-        "REMOTE_OLLAMA_NAMESPACE": "remote-ollama",  # the operator's namespace: the meter's home
-    }
-    try:
-        with operator_world(kube, monkeypatch, extra_env=env) as world:
-            run(world, clock)
-    finally:
-        kube.kubectl("delete", "configmap", f"remote-ollama-spend.{kube.namespace}", "-n", "remote-ollama")
+    with capped_world(kube, monkeypatch, clock) as world:
+        run(world, clock)
 
 
 def run(world: OperatorWorld, clock: FakeClock) -> None:
