@@ -140,6 +140,9 @@ class ResourceContext:
     signal_seen: dict[str, Any] = field(default_factory=dict)
     member_failures: dict[int, tuple[int, float]] = field(default_factory=dict)  # failures, retry at
     member_errors: dict[int, str] = field(default_factory=dict)  # the last one said (one Event each)
+    # a refusal retrying cannot fix (a quota), per replica, with the wake-requested value of the
+    # round that met it: a newer wake request has it asked again before its backoff ends
+    member_refused: dict[int, tuple[CloudError, str | None]] = field(default_factory=dict)
     fresh: Freshest = field(default_factory=Freshest)  # our last status patch, until the watch has it
     # the wake-requested value the current round began with: every status patch answers it
     # (status.wakeRequestAnswered), so a proxy knows its wake request was looked at

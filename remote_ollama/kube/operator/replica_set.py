@@ -227,21 +227,28 @@ async def act(ctx: ResourceContext, body: kopf.Body, base: Spec, rounds: list[Ro
     """Carry out each replica's decision in its placement. A capacity or quota refusal with
     spec.placements moves that replica to the next placement (tried at once, as the one VM does);
     otherwise a replica the cloud refuses (a GPU quota, no capacity, an API error, every placement
-    tried) waits its own backoff while the others serve; only when none is Ready or on its way up
-    does the error become the resource's (Ready=False with its reason, which the proxies answer at once)."""
+    tried) waits its own backoff while the others serve; a refusal retrying cannot fix is asked
+    again at once on a newer wake request (the user may have raised the quota, as with one VM). Only
+    when none is Ready or on its way up does the error become the resource's (Ready=False with its
+    reason, which the proxies answer at once), also in the rounds its backoff skips."""
     loop = asyncio.get_running_loop()
     failed: list[CloudError] = []
     for r in rounds:
         index = r.member.index
         count, retry_at = ctx.member_failures.get(index, (0, 0.0))
-        if count and loop.time() < retry_at and r.look.decision.actions:
+        refused = ctx.member_refused.get(index)
+        asked_again = refused is not None and refused[1] != ctx.wake_answered
+        if count and loop.time() < retry_at and r.look.decision.actions and not asked_again:
             r.error = ctx.member_errors.get(index)
+            if refused is not None:
+                failed.append(refused[0])
             continue
         try:
             await r.reconciler.act(r.look, placement.current(base, r.placement))
         except CloudError as exc:
             if await moved_on(body, base, r, exc):
                 ctx.member_failures.pop(index, None)
+                ctx.member_refused.pop(index, None)
                 continue
             failed.append(exc)
             r.error = f"{exc.reason}: {exc.message}"[:1024]
@@ -249,9 +256,12 @@ async def act(ctx: ResourceContext, body: kopf.Body, base: Spec, rounds: list[Ro
             if ctx.member_errors.get(index) != r.error:
                 event(body, exc.reason, f"replica {index}: {exc.message}")
             ctx.member_errors[index] = r.error
+            if not exc.retryable:
+                ctx.member_refused[index] = (exc, ctx.wake_answered)
         else:
             ctx.member_failures.pop(index, None)
             ctx.member_errors.pop(index, None)
+            ctx.member_refused.pop(index, None)
     if failed and not any(r.look.decision.phase in UP and not r.error for r in rounds):
         raise failed[0]  # none serves or is on its way: the resource's error, as with one VM
 

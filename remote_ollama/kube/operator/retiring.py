@@ -61,6 +61,7 @@ async def remove(ctx: ResourceContext, body: kopf.Body, r: Round) -> None:
         retire(old)
     ctx.member_failures.pop(index, None)
     ctx.member_errors.pop(index, None)
+    ctx.member_refused.pop(index, None)
     ctx.replicas_found.discard(index)
     event(body, Reason.SCALING_DOWN, f"replica {index}: above spec.replicas.max; VM and Secrets deleted")
 
