@@ -90,6 +90,23 @@ async def test_the_resolver_routes_least_busy_and_holds_while_all_are_at_target_
     assert resolver.waiting == 0
 
 
+def test_the_resolver_forgets_the_endpoints_of_replicas_long_gone() -> None:
+    """Replicas come and go with new addresses; only the members' and those of requests still
+    running are remembered (each departed one stayed, for the life of the proxy)."""
+    router = Router()
+    resolver = ReplicaResolver(router)
+    resolver.configure(target=1, replicas_max=2)
+    resolver.set_members({0: upstream(1), 1: upstream(2)}, desired=2)
+    router.begin(upstream(2))  # a request to replica 1 that outlives its VM
+    for n in range(3, 103):
+        resolver.set_members({0: upstream(1), 1: upstream(n)}, desired=2)
+    assert resolver.in_flight() == {1: 1}
+    assert set(resolver.index_of) == {upstream(1).url, upstream(102).url, upstream(2).url}
+    router.end(upstream(2))
+    resolver.set_members({0: upstream(1)}, desired=1)
+    assert set(resolver.index_of) == {upstream(1).url}
+
+
 async def test_with_max_one_it_is_the_one_vm_resolver_as_before() -> None:
     resolver = ReplicaResolver(Router())
     resolver.base.set_refusing("Failed", Refusal("quota exceeded"))

@@ -144,3 +144,20 @@ async def test_each_replica_keeps_its_upstream_session() -> None:
     assert renewed is not first and first.retired and not other.retired
     pool.release(renewed)
     await pool.close()
+
+
+async def test_a_routed_request_asks_the_router_once() -> None:
+    """The body's key is read first, then the one pick (it was picked without the key, then again)."""
+    async with endpoint() as (url, sims, router, _), aiohttp.ClientSession() as http:
+        for sim in sims:
+            sim.state.reply_length = 2
+        keys: list[RouteKey | None] = []
+        pick = router.pick
+
+        def counted(*args: object, **kwargs: object) -> Upstream | None:
+            keys.append(kwargs.get("key"))  # type: ignore[arg-type]
+            return pick(*args, **kwargs)  # type: ignore[arg-type]
+
+        router.pick = counted  # type: ignore[method-assign]
+        await generate(http, url, OTHER)
+        assert [key.model if key else None for key in keys] == [OTHER]

@@ -36,8 +36,6 @@ from remote_ollama.proxy.polling import PollingCache, is_polling
 from remote_ollama.proxy.route_key import route_key
 from remote_ollama.proxy.routing import Router
 from remote_ollama.proxy.upstream import (
-    BODY_READ_TIMEOUT,
-    SMALL_BODY,
     BodyBudgetSpent,
     BodyReadTimeout,
     Forwarder,
@@ -47,6 +45,7 @@ from remote_ollama.proxy.upstream import (
 from remote_ollama.proxy.waking import HELD, PROGRESS_HEADER, PROGRESS_ROUTES, stream_while_waking
 
 ORIGIN = web.RequestKey("cors_origin", str)
+API = ("/api/", "/v1/")  # Ollama's own paths: the only ones that wake the VM
 
 
 class Proxy:
@@ -65,8 +64,10 @@ class Proxy:
         self.reporter = ActivityReporter(sink, settings.activity_interval)
         self.hold = Hold(resolver, self.reporter, settings, self.metrics)
         self.pool = UpstreamPool(connect_timeout=settings.connect_timeout)
-        # The VM's Ollama never sees a browser Origin, so CORS headers are the proxy's alone.
-        self.forwarder = Forwarder(self.pool, self.metrics)
+        self.held_bodies = HeldBodies()
+        # small bodies read whole while the VM is up count in the same budget as held ones; the VM's
+        # Ollama never sees a browser Origin, so CORS headers are the proxy's alone
+        self.forwarder = Forwarder(self.pool, self.metrics, self.held_bodies, settings.max_body)
         self.forwarder.request_drop = self.forwarder.request_drop | {PROGRESS_HEADER.lower()}
         self.cache = PollingCache(settings.models, settings.ollama_version)
         self.origins = OriginPolicy(settings.allowed_origins)
@@ -74,9 +75,6 @@ class Proxy:
         self.keys = ClientKeys(settings.client_api_keys, required=settings.client_auth_required)
         # Refuse foreign Host headers (DNS rebinding) when listening on loopback; set by start_proxy.
         self.guard_host = False
-        self.held_bodies = HeldBodies()
-        # small bodies read whole while the VM is up count in the same budget as held ones
-        self.forwarder.bodies, self.forwarder.max_body = self.held_bodies, settings.max_body
 
     # -- edge: origin, auth, metrics ---------------------------------------------------------------
     def at_edge(self, handler: Handler) -> Handler:
@@ -150,54 +148,38 @@ class Proxy:
     # -- Ollama routes ------------------------------------------------------------------------------
     async def forward(self, request: web.Request) -> web.StreamResponse:
         path = request.path
-        if is_polling(request.method, path):
+        method = request.method
+        if is_polling(method, path):
             return await self._poll(request, path)
-        state = self.resolver.state()  # the one question to the resolver on the hot path
-        if state.upstream is None and not path.startswith(("/api/", "/v1/")):
-            return web.Response(status=404, text="404 page not found")  # no wake for stray paths
-        if state.upstream is not None and path == "/api/show":  # a description is not use
-            return await self.stream_or_502(request, state.upstream, None)
-        if state.upstream is None and request.method in ("GET", "HEAD"):
-            # a read never starts a GPU VM: any web page can make a browser send one (an <img>)
-            return json_error(503, f"{state.down_words()}; a {request.method} request does not wake it")
         body: bytes | None = None
         key: RouteKey | None = None
         try:
-            if state.upstream is None and is_json_route(request.method, path):
-                early, body = await self._answer_offline(request, path)
-                if early is not None:
-                    return early  # the VM could only refuse it (or describe from memory): no wake
-            elif self.router.keyed and request.method == "POST":
+            if self.router.keyed and method == "POST" and path != "/api/show" and path.startswith(API):
+                # several replicas: the one for this model and prompt, so its body is read first
                 try:
-                    body = await self._small_body(request)
+                    body = await self.forwarder.read_small(request)
                 except (BodyReadTimeout, BodyBudgetSpent) as exc:
                     return self.body_refusal(exc)
-                if body is not None:  # several replicas: the one for this model and prompt
-                    key = route_key(body)
-                    state = self.resolver.state(key)
+                key = route_key(body) if body is not None else None
+            state = self.resolver.state(key)  # the one question to the resolver on the hot path
+            if state.upstream is None and not path.startswith(API):
+                return web.Response(status=404, text="404 page not found")  # no wake for stray paths
+            if state.upstream is not None and path == "/api/show":  # a description is not use
+                return await self.stream_or_502(request, state.upstream, None)
+            if state.upstream is None and method in ("GET", "HEAD"):
+                # a read never starts a GPU VM: any web page can make a browser send one (an <img>)
+                return json_error(503, f"{state.down_words()}; a {method} request does not wake it")
+            if state.upstream is None and is_json_route(method, path):
+                early, body = await self._answer_offline(request, path, body)
+                if early is not None:
+                    return early  # the VM could only refuse it (or describe from memory): no wake
             response = await self._forward_as_use(request, path, state.upstream, body)
             if key is not None and state.upstream is not None and response.status == 200:
                 self.router.learn(state.upstream.url, key.model)  # it has the model loaded now
             return response
         finally:
-            self.held_bodies.release(len(body or b""))
-
-    async def _small_body(self, request: web.Request) -> bytes | None:
-        """A prompt's body read whole (counted in the held-body budget, released by the caller), so
-        a replicated endpoint routes by what it asks; None for what is streamed as it comes (an
-        upload, a body of unknown length, one that does not fit the budget now)."""
-        length = request.content_length
-        if length is None or length > SMALL_BODY or length > self.settings.max_body:
-            return None
-        try:
-            if request.content.is_eof():  # arrived with the headers, as a prompt does
-                return await self.held_bodies.read(request, self.settings.max_body)
-            async with asyncio.timeout(BODY_READ_TIMEOUT):
-                return await self.held_bodies.read(request, self.settings.max_body)
-        except HeldBytesExhausted:
-            raise BodyBudgetSpent("too many request bodies in flight; retry shortly") from None
-        except TimeoutError:
-            raise BodyReadTimeout(f"request body not received within {BODY_READ_TIMEOUT:g}s") from None
+            if body:
+                self.held_bodies.release(len(body))
 
     def body_refusal(self, exc: BodyReadTimeout | BodyBudgetSpent) -> web.Response:
         """A body not received in time (408), or no room for it now (503, retry)."""
@@ -222,19 +204,21 @@ class Proxy:
             self.reporter.end()
 
     async def _answer_offline(
-        self, request: web.Request, path: str
+        self, request: web.Request, path: str, body: bytes | None
     ) -> tuple[web.StreamResponse | None, bytes | None]:
-        """Read the body of a request that finds the VM down and answer it here when the VM could
-        only refuse it (not JSON, a model it does not have) or when the proxy remembers the answer
-        (`/api/show`). The body is read within the held-body bounds; a full hold reads nothing."""
-        if self.hold.held >= self.settings.max_held_requests and not self.settings.immediate_503:
-            return None, None  # refused by the hold below, without reading a byte
-        try:
-            body = await self.held_bodies.read(request, self.settings.max_body)
-        except BodyTooLarge:
-            return too_large(self.settings.max_body), None
-        except HeldBytesExhausted:
-            return self.busy(), None
+        """Read the body of a request that finds the VM down (unless read already, `body`) and
+        answer it here when the VM could only refuse it (not JSON, a model it does not have) or
+        when the proxy remembers the answer (`/api/show`). The body is read within the held-body
+        bounds; a full hold reads nothing."""
+        if body is None:
+            if self.hold.held >= self.settings.max_held_requests and not self.settings.immediate_503:
+                return None, None  # refused by the hold below, without reading a byte
+            try:
+                body = await self.held_bodies.read(request, self.settings.max_body)
+            except BodyTooLarge:
+                return too_large(self.settings.max_body), None
+            except HeldBytesExhausted:
+                return self.busy(), None
         refused = refusal(path, body, self.cache.known_models())
         if refused is not None:
             return refused, body

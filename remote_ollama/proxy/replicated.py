@@ -27,7 +27,9 @@ class ReplicaResolver:
         self.max = 1  # spec.replicas.max
         self.desired = 0  # status.desiredReplicas: more than are Ready means one is coming
         self.members: dict[int, Upstream] = {}  # the Ready replicas by index
-        self.index_of: dict[str, int] = {}  # upstream url -> replica index (kept: requests outlive Ready)
+        # upstream url -> replica index: the members' and those of requests still outstanding (a
+        # request outlives its replica's Ready), no more: endpoints of VMs long gone are dropped
+        self.index_of: dict[str, int] = {}
         self.waiting = 0  # requests held here for a replica with room
         self.on_load: Callable[[], None] | None = None  # the load changed: write the signal now
         self._changed = asyncio.Event()
@@ -44,8 +46,10 @@ class ReplicaResolver:
     def set_members(self, members: Mapping[int, Upstream], desired: int) -> None:
         self.members = dict(members)
         self.desired = desired
-        for index, upstream in members.items():
-            self.index_of[upstream.url] = index
+        outstanding = self.router.outstanding
+        index_of = {url: i for url, i in self.index_of.items() if url in outstanding}
+        index_of.update((upstream.url, index) for index, upstream in members.items())
+        self.index_of = index_of
         self._wake()
 
     def in_flight(self) -> dict[int, int]:

@@ -163,11 +163,11 @@ class UpstreamUnreachable(Exception):
 class Forwarder:
     pool: UpstreamPool
     metrics: ProxyMetrics
+    # the held-body budget small bodies read whole are counted in, and the most held per request
+    bodies: HeldBodies
+    max_body: int
     request_drop: frozenset[str] = HOP_BY_HOP | _REQUEST_DROP
     response_drop: frozenset[str] = HOP_BY_HOP
-    # the held-body budget small bodies read whole are counted in (None: not counted)
-    bodies: HeldBodies | None = None
-    max_body: int = 0
 
     def _request_headers(self, request: web.BaseRequest, upstream: Upstream) -> list[tuple[str, str]]:
         headers = end_to_end(request.headers, self.request_drop)
@@ -175,23 +175,30 @@ class Forwarder:
             headers.append((API_KEY_HEADER, upstream.api_key))  # the client's was dropped
         return headers
 
-    async def _read_small(self, request: web.BaseRequest, length: int) -> bytes:
-        """A small body read whole, counted in the held-body budget (`BodyBudgetSpent` when it is
-        spent: streaming it instead would cost an upstream connection each, more than the body)
-        and within BODY_READ_TIMEOUT (`BodyReadTimeout`)."""
-        if self.bodies is None:
-            return await request.read()
+    async def read_small(self, request: web.BaseRequest) -> bytes | None:
+        """A prompt's body read whole: sent with its length (no chunked encoding, no generator, as
+        cheap as the library's floor) and readable for routing. Counted in the held-body budget
+        until the caller's `bodies.release(len(body))`. None for what is streamed as it comes (an
+        upload, a body of unknown length or over SMALL_BODY or `max_body`). `BodyBudgetSpent` when
+        the budget is spent (streaming instead would cost an upstream connection each, more than
+        the body); `BodyReadTimeout` past BODY_READ_TIMEOUT (a slow sender holds no bytes forever)."""
+        length = request.content_length
+        if length is None or length > SMALL_BODY or length > self.max_body:
+            return None
         if not self.bodies.reserve(length, self.max_body):
             raise BodyBudgetSpent("too many request bodies in flight; retry shortly")
         try:
-            if request.content.is_eof():  # arrived with the headers, as a prompt does: no timer
-                return await request.read()
+            content = request.content
+            if content.is_eof():  # arrived with the headers, as a prompt does: no await, no timer
+                return content.read_nowait()  # Content-Length bounds it (the parser enforces it)
             async with asyncio.timeout(BODY_READ_TIMEOUT):
                 return await request.read()
         except TimeoutError:
-            raise BodyReadTimeout(f"request body not received within {BODY_READ_TIMEOUT:g}s") from None
-        finally:
             self.bodies.release(length)
+            raise BodyReadTimeout(f"request body not received within {BODY_READ_TIMEOUT:g}s") from None
+        except BaseException:
+            self.bodies.release(length)
+            raise
 
     async def _body(self, request: web.BaseRequest, counted: list[int]) -> AsyncIterator[bytes]:
         async for chunk in request.content.iter_any():
@@ -203,18 +210,16 @@ class Forwarder:
     ) -> tuple[aiohttp.ClientResponse, _Pooled, list[int]]:
         """Send the request; returns the response once its headers arrived (body still streaming)."""
         counted = [0]
-        data: object = None
+        data: bytes | AsyncIterator[bytes] | None = body
+        read = 0  # bytes read here, counted in the budget until sent
         if body is not None:
-            data, counted[0] = body, len(body)
+            counted[0] = len(body)
         elif request.body_exists:
-            length = request.content_length
-            if length is not None and length <= SMALL_BODY:
-                # a prompt, not an upload: sent whole with its length (no chunked encoding, no
-                # generator), as cheap as the library's floor on the hot path
-                data = await self._read_small(request, length)
-                counted[0] = len(data)
-            else:
+            data = await self.read_small(request)
+            if data is None:
                 data = self._body(request, counted)
+            else:
+                counted[0] = read = len(data)
         url = URL(upstream.url.rstrip("/") + request.raw_path, encoded=True)
         pooled = self.pool.acquire(upstream)
         started = asyncio.get_running_loop().time()
@@ -236,6 +241,8 @@ class Forwarder:
         except BaseException:
             self.pool.release(pooled)
             raise
+        finally:
+            self.bodies.release(read)  # sent: no longer ours to count
         self.metrics.upstream_took(route, asyncio.get_running_loop().time() - started)
         return response, pooled, counted
 
