@@ -16,8 +16,9 @@ from aiohttp import web
 from proxy_world import API_KEY, MODELS, World, world
 from waiting import LIFECYCLE, deadline, until
 
-from remote_ollama.proxy.app import PROXY_KEY
+from remote_ollama.proxy.app import PROXY_KEY, make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import ProxySettings, Upstream
+from remote_ollama.proxy.local import LocalResolver, RecordingSink
 from remote_ollama.spec.names import API_KEY_HEADER
 
 MODEL = MODELS[0]
@@ -286,3 +287,63 @@ async def test_a_client_hanging_up_as_its_stream_ends_logs_no_traceback(
         await until(lambda: proxy.reporter.in_flight == 0, LIFECYCLE, "the proxy to finish the request")
         writer.close()
     assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+
+
+async def test_an_answer_at_hand_leaves_with_its_headers_and_a_slow_one_gets_its_headers_at_once(
+    http: aiohttp.ClientSession,
+) -> None:
+    """A small answer whose body came with its headers goes to the client in one send (it took two:
+    headers, then body, a loop round and a syscall more per request: bench/proxy.py); an answer with
+    no body yet (a model loading) still gets its status and headers at once."""
+    go = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        await go.wait()
+        await response.write(b'{"done":true}\n')
+        return response
+
+    async def show(_: web.Request) -> web.Response:
+        return web.json_response({"license": "MIT"})
+
+    vm = web.Application()
+    vm.router.add_post("/api/generate", slow)
+    vm.router.add_post("/api/show", show)
+    sends: list[bytes] = []
+
+    async def count_sends(request: web.Request, _: web.StreamResponse) -> None:
+        transport = request.transport
+        assert transport is not None
+        write, writelines = transport.write, transport.writelines
+
+        def counted_write(data: bytes) -> None:
+            sends.append(bytes(data))
+            write(data)
+
+        def counted_writelines(chunks: list[bytes]) -> None:
+            sends.append(b"".join(chunks))
+            writelines(chunks)
+
+        transport.write = counted_write  # type: ignore[method-assign,assignment]
+        transport.writelines = counted_writelines  # type: ignore[method-assign,assignment]
+
+    vm_runner = web.AppRunner(vm)
+    await vm_runner.setup()
+    await web.TCPSite(vm_runner, "127.0.0.1", 0).start()
+    vm_url = "http://{}:{}".format(*vm_runner.addresses[0][:2])
+    app = make_proxy_app(LocalResolver(Upstream(vm_url)), RecordingSink(), ProxySettings())
+    app.on_response_prepare.append(count_sends)
+    runner, port = await start_proxy(app, "127.0.0.1", 0)
+    try:
+        async with http.post(f"http://127.0.0.1:{port}/api/show", json={"model": MODEL}) as r:
+            assert r.status == 200 and await r.json() == {"license": "MIT"}
+        assert len(sends) == 1 and sends[0].endswith(b'{"license": "MIT"}'), sends
+        async with http.post(f"http://127.0.0.1:{port}/api/generate", json={"model": MODEL}) as r:
+            assert r.status == 200 and r.headers["Content-Type"] == "application/x-ndjson"
+            go.set()
+            assert await r.read() == b'{"done":true}\n'
+    finally:
+        go.set()
+        await runner.cleanup()
+        await vm_runner.cleanup()

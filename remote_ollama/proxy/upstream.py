@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -155,6 +156,13 @@ class UpstreamPool:
             await pooled.session.close()
 
 
+class _WithFirstBytes(web.StreamResponse):
+    """A streamed answer whose headers wait for its first write (as aiohttp's own `Response`):
+    one send, not two, for an answer whose first bytes are at hand."""
+
+    _send_headers_immediately = False
+
+
 class UpstreamUnreachable(Exception):
     """Connecting to (or sending to) the upstream failed before any response."""
 
@@ -222,7 +230,7 @@ class Forwarder:
                 counted[0] = read = len(data)
         url = URL(upstream.url.rstrip("/") + request.raw_path, encoded=True)
         pooled = self.pool.acquire(upstream)
-        started = asyncio.get_running_loop().time()
+        started = time.monotonic()
         try:
             response = await pooled.session.request(
                 request.method,
@@ -243,7 +251,7 @@ class Forwarder:
             raise
         finally:
             self.bodies.release(read)  # sent: no longer ours to count
-        self.metrics.upstream_took(route, asyncio.get_running_loop().time() - started)
+        self.metrics.upstream_took(route, time.monotonic() - started)
         return response, pooled, counted
 
     def response_headers(self, upstream_response: aiohttp.ClientResponse) -> list[tuple[str, str]]:
@@ -265,9 +273,10 @@ class Forwarder:
                 return web.Response(
                     status=refusal.status, body=refusal.body(), content_type="application/json"
                 )
-            response = web.StreamResponse(
-                status=up.status, reason=up.reason, headers=self.response_headers(up)
-            )
+            # Body bytes that came with the headers (a whole small answer, a stream's first line) go
+            # out in one send with the headers; with none yet, the headers go at once, as they came.
+            kind = _WithFirstBytes if up.content.total_bytes else web.StreamResponse
+            response = kind(status=up.status, reason=up.reason, headers=self.response_headers(up))
             await response.prepare(request)
             sent, complete = await self.pipe(request, up, response)
             if complete:
