@@ -339,6 +339,7 @@ async def test_an_answer_at_hand_leaves_with_its_headers_and_a_slow_one_gets_its
         async with http.post(f"http://127.0.0.1:{port}/api/show", json={"model": MODEL}) as r:
             assert r.status == 200 and await r.json() == {"license": "MIT"}
         assert len(sends) == 1 and sends[0].endswith(b'{"license": "MIT"}'), sends
+        assert app[PROXY_KEY].held_bodies.in_memory == 0  # its body was counted until sent, then let go
         async with http.post(f"http://127.0.0.1:{port}/api/generate", json={"model": MODEL}) as r:
             assert r.status == 200 and r.headers["Content-Type"] == "application/x-ndjson"
             go.set()

@@ -228,29 +228,30 @@ class Forwarder:
                 data = self._body(request, counted)
             else:
                 counted[0] = read = len(data)
-        url = URL(upstream.url.rstrip("/") + request.raw_path, encoded=True)
-        pooled = self.pool.acquire(upstream)
-        started = time.monotonic()
         try:
-            response = await pooled.session.request(
-                request.method,
-                url,
-                headers=self._request_headers(request, upstream),
-                data=data,
-                ssl=upstream.ssl if upstream.ssl is not None else True,
-                server_hostname=upstream.server_hostname if url.scheme == "https" else None,
-                allow_redirects=False,
-                auto_decompress=False,
-                compress=None,
-            )
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
-            self.pool.release(pooled)
-            raise UpstreamUnreachable(str(exc) or type(exc).__name__) from exc
-        except BaseException:
-            self.pool.release(pooled)
-            raise
+            url = URL(upstream.url.rstrip("/") + request.raw_path, encoded=True)
+            pooled = self.pool.acquire(upstream)
+            started = time.monotonic()
+            try:
+                response = await pooled.session.request(
+                    request.method,
+                    url,
+                    headers=self._request_headers(request, upstream),
+                    data=data,
+                    ssl=upstream.ssl if upstream.ssl is not None else True,
+                    server_hostname=upstream.server_hostname if url.scheme == "https" else None,
+                    allow_redirects=False,
+                    auto_decompress=False,
+                    compress=None,
+                )
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+                self.pool.release(pooled)
+                raise UpstreamUnreachable(str(exc) or type(exc).__name__) from exc
+            except BaseException:
+                self.pool.release(pooled)
+                raise
         finally:
-            self.bodies.release(read)  # sent: no longer ours to count
+            self.bodies.release(read)  # sent, or never will be: no longer held here
         self.metrics.upstream_took(route, time.monotonic() - started)
         return response, pooled, counted
 
