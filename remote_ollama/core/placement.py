@@ -93,3 +93,17 @@ def from_status(spec: Spec, raw: Any) -> PlacementState:
             tried = raw.get("tried")
             return PlacementState(index, tuple(str(t) for t in tried) if isinstance(tried, list) else ())
     return PlacementState()
+
+
+def in_zone(spec: Spec, state: PlacementState, zone: str | None) -> PlacementState:
+    """The state moved to a candidate in `zone`, where the recorded instance is (status, which the
+    tenant can write, must not send the operator to look for it elsewhere and make another VM):
+    the one of the same instance type, else the first there. Unchanged without a recorded zone or
+    when the spec no longer names it (the spec's own edit, as before)."""
+    cands = spec.candidates()
+    here = current(spec, state)
+    if zone is None or here.zone == zone:
+        return state
+    there = [i for i, c in enumerate(cands) if c.zone == zone]
+    same = [i for i in there if cands[i].instance_type.name == here.instance_type.name]
+    return PlacementState((same or there)[0], state.tried) if there else state

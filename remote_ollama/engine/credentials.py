@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import ssl
 from collections.abc import Mapping
@@ -26,19 +27,30 @@ class InstanceRecord:
     """Which instance this store's owner created, kept beside its credentials where tenants cannot
     point it elsewhere (status is only a mirror). The creation token, a random label written before
     the create call, finds the instance after a crash between the create and recording its id:
-    nobody else can know it before our instance shows it."""
+    nobody else can know it before our instance shows it. The zone it was made in (and follows a
+    capacity fallback's move) is where the operator looks for it, whatever status.placement says;
+    None in a record of an older version (status.placement is then believed, as it was)."""
 
     instance_id: str | None = None
     creation_token: str | None = None
+    zone: str | None = None
 
     def to_data(self) -> dict[str, str]:
-        out = {RECORD_INSTANCE_ID: self.instance_id or "", RECORD_CREATION_TOKEN: self.creation_token or ""}
+        out = {
+            RECORD_INSTANCE_ID: self.instance_id or "",
+            RECORD_CREATION_TOKEN: self.creation_token or "",
+            RECORD_ZONE: self.zone or "",
+        }
         return {k: v for k, v in out.items() if v}
 
     @classmethod
     def from_data(cls, data: dict[str, str] | None) -> InstanceRecord:
         data = data or {}
-        return cls(data.get(RECORD_INSTANCE_ID) or None, data.get(RECORD_CREATION_TOKEN) or None)
+        return cls(
+            data.get(RECORD_INSTANCE_ID) or None,
+            data.get(RECORD_CREATION_TOKEN) or None,
+            data.get(RECORD_ZONE) or None,
+        )
 
     @property
     def empty(self) -> bool:
@@ -47,7 +59,8 @@ class InstanceRecord:
 
 RECORD_INSTANCE_ID = "instance-id"
 RECORD_CREATION_TOKEN = "creation-token"
-RECORD_KEYS = (RECORD_INSTANCE_ID, RECORD_CREATION_TOKEN)
+RECORD_ZONE = "instance-zone"
+RECORD_KEYS = (RECORD_INSTANCE_ID, RECORD_CREATION_TOKEN, RECORD_ZONE)
 # The models' /api/show answers are kept (state file, status.ollama.show) up to this size in all:
 # the status object must stay far below etcd's 1.5 MiB, whatever a VM sends.
 MAX_DESCRIPTIONS = 256 * 1024
@@ -89,6 +102,12 @@ class CredentialStore:
         """Replace the record, keeping the credentials."""
         data = {k: v for k, v in (await self.data.read() or {}).items() if k not in RECORD_KEYS}
         await self.data.write({**data, **record.to_data()})
+
+    async def moved(self, zone: str) -> None:
+        """A capacity fallback moved on to `zone`: the record follows (its next create is made there)."""
+        record = await self.record()
+        if record is not None and record.zone != zone:
+            await self.keep(dataclasses.replace(record, zone=zone))
 
     async def volumes(self) -> dict[str, VolumeRecord]:
         """The model volumes' record, per zone (kept across `save`: a volume outlives its VMs)."""

@@ -46,12 +46,14 @@ class Ownership:
             await self._warn_unrecorded()
         elif record.instance_id is not None:
             found = await self.ours(record.instance_id)
+            if found is not None and record.zone is None:  # an older version's record: now it has one
+                await self.store.keep(InstanceRecord(found.id, record.creation_token, self.cloud.zone))
         elif record.creation_token is not None:
             found = await self._created_with(record.creation_token)
         else:  # credentials from a version that kept no record: its remembered id, if labelled ours
             found = await self.ours(memory.instance_id) if memory.instance_id else None
             if found is not None:
-                await self.store.keep(InstanceRecord(found.id))
+                await self.store.keep(InstanceRecord(found.id, zone=self.cloud.zone))
             else:
                 await self._warn_unrecorded()
         if memory.instance_id and memory.instance_id != (
@@ -101,7 +103,7 @@ class Ownership:
                     "made in the same second: neither is adopted nor touched",
                 )
             return None
-        await self.store.keep(InstanceRecord(oldest[0].id, token))
+        await self.store.keep(InstanceRecord(oldest[0].id, token, self.cloud.zone))
         return await self.ours(oldest[0].id)
 
     async def _warn_unrecorded(self) -> None:

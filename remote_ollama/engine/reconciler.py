@@ -257,7 +257,7 @@ class Reconciler:
         """
         creds = generate_vm_credentials(self.fixed_api_key)
         token = secrets.token_hex(8)
-        await self.store.save(creds, InstanceRecord(creation_token=token))
+        await self.store.save(creds, InstanceRecord(creation_token=token, zone=self.cloud.zone))
         volume = await self.volumes.for_create(spec)
         user_data = encode_user_data(
             render_user_data(
@@ -286,7 +286,7 @@ class Reconciler:
             wait=False,
             confirm=bool(spec.placements),
         )
-        await self.store.keep(InstanceRecord(created.id, token))
+        await self.store.keep(InstanceRecord(created.id, token, self.cloud.zone))
         await self.volumes.ensure_attached(spec, created)
         return created
 

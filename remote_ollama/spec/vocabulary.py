@@ -150,6 +150,9 @@ class Reason(StrEnum):
     # a block-storage volume carries this resource's labels but its id was never recorded: it is
     # never attached (it would be Ollama's model directory), grown, detached nor deleted
     UNRECORDED_VOLUME_IGNORED = "UnrecordedVolumeIgnored"
+    # status.placement (or a replica's) names another zone than the one the recorded instance is in:
+    # the operator acts in the recorded zone and overwrites the status
+    PLACEMENT_NOT_RECORDED = "PlacementNotRecorded"
 
     @property
     def permanent(self) -> bool:
@@ -213,6 +216,7 @@ WARNING = (
         Reason.FOREIGN_INSTANCE_IGNORED,
         Reason.UNRECORDED_INSTANCE_IGNORED,
         Reason.UNRECORDED_VOLUME_IGNORED,
+        Reason.PLACEMENT_NOT_RECORDED,
         Reason.NAMESPACE_SPEND_CAP_REACHED,
     }
 )

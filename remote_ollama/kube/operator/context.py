@@ -127,6 +127,7 @@ class ResourceContext:
     access_generation: Any = None  # the generation whose allowedSourceCIDRs the security group has
     blocked_rounds: int = 0
     warned_annotations: set[str] = field(default_factory=set)
+    warned_placements: set[str] = field(default_factory=set)  # recorded_placement.py: once each
     # a replicated endpoint (replica_set.py): one reconciler per replica index (in its zone), the
     # scaler's memory (and whether it was read back from status.scaler yet), and the proxies' Lease
     # counts last seen (a renewal that changes nothing does not kick)

@@ -109,6 +109,7 @@ async def move_on(
     started = any(a.kind is ActionKind.START_INSTANCE for a in decision.actions)
     if started and instance is not None and len(base.candidates()) > 1:
         await reconciler.delete_instance(instance, instance.id)
+    await reconciler.store.moved(placement.current(base, step.state).zone)  # its next create is there
     return step
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 from typing import Any
@@ -44,6 +45,7 @@ from .found_replicas import beyond, find_replicas
 from .one_vm import MAX_BACKOFF, blocked_round, one_vm_round
 from .ownership import NameConflict, converge_children, remove_children
 from .policy_source import SOURCE as POLICY
+from .recorded_placement import recorded
 from .replica_set import reconcile_replicas
 from .status import malformed_annotations, wake_request
 
@@ -188,7 +190,8 @@ async def admit(ctx: ResourceContext, body: kopf.Body, raw: dict[str, Any]) -> t
     outside = policy.problems(placing.base)
     if outside:  # before any cloud call: the platform team's policy, which tenants cannot write
         return await refuse(ctx, body, Reason.POLICY_VIOLATION, "; ".join(outside))
-    return placing, policy.policy
+    kept = await recorded(ctx, body, placing.base, placing.state)  # not status's zone: the record's
+    return dataclasses.replace(placing, state=kept), policy.policy
 
 
 def warn_malformed(ctx: ResourceContext, body: kopf.Body) -> None:

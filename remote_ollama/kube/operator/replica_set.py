@@ -38,6 +38,7 @@ from .cost_round import prices
 from .events import event
 from .fallback import move_on
 from .members import UP, Member, items_of, member_from
+from .recorded_placement import recorded
 from .replica_placement import ZoneClouds, placement_of
 from .replica_status import Round, endpoint_budget, publish
 from .retiring import ask_to_stop, retire_above
@@ -150,6 +151,10 @@ async def reconcile_replicas(
             member_from(raw, i, items.get(i)), placement=placement_of(spec, raw, i, items.get(i))
         )
         for i in range(min(count, 64))
+    ]
+    members = [  # each in its recorded instance's zone, whatever status says
+        dataclasses.replace(m, placement=await recorded(ctx, body, spec, m.placement, m.index))
+        for m in members
     ]
     if not ctx.scale_restored:  # the first round of this process: the memory the last one left
         ctx.scale_memory = restored_memory(ctx.fresh.read(raw), spec.replicas, spec.target_in_flight, now)
