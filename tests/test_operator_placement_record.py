@@ -66,3 +66,37 @@ def test_a_status_placement_naming_another_zone_moves_nothing(
         reply = client.generate(model="granite3.1-dense:8b", prompt="still here", stream=False)
         assert reply.done and reply.response
         assert world.phase() == "Ready" and [i.id for i in world.instances()] == [vm.id]
+
+
+def test_a_replicas_status_placement_naming_another_zone_moves_nothing(
+    kube: KubeNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with operator_world(kube, monkeypatch) as world:
+        sim = world.sim.sim
+        sim.set_quota("gpua5000", 10)
+        world.apply(credentials_secret())
+        world.apply(
+            remote_ollama(placements=[{"zone": OTHER}], replicas={"min": 2, "max": 2}, idle={}, warmUp=False)
+        )
+
+        def members() -> dict[int, dict[str, Any]]:
+            return {m["index"]: m for m in status(world).get("replicas") or []}
+
+        wait_until(
+            lambda: [m.get("phase") for m in members().values()] == ["Ready", "Ready"], 90, "two Ready"
+        )
+        before = sorted((i.id, sim.zone_of(i.id)) for i in world.instances())
+        assert [z for _, z in before] == [HOME, HOME]
+        one = members()[1]
+        forged = dict(one, placement={**one["placement"], "index": 1, "zone": OTHER})
+        patch_status(kube, {"replicas": [forged if i == 1 else m for i, m in sorted(members().items())]})
+        look_again(kube, world)
+        assert not [c for c in sim.calls if c.operation == "create-instance" and c.zone == OTHER]
+        assert sorted((i.id, sim.zone_of(i.id)) for i in world.instances(live=False)) == before
+        (event,) = wait_until(lambda: not_recorded(kube), LIFECYCLE, "Warning Event PlacementNotRecorded")
+        assert event["type"] == "Warning" and "status.replicas[1].placement" in event["message"]
+        wait_until(
+            lambda: members()[1]["placement"]["zone"] == HOME, LIFECYCLE, "replica 1's placement repaired"
+        )
+        assert [m.get("phase") for m in members().values()] == ["Ready", "Ready"]
+        assert sorted((i.id, sim.zone_of(i.id)) for i in world.instances()) == before
