@@ -5,21 +5,20 @@ the fallback's move, an older version's record, and the pure choice of the place
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from memory_data import memory_store
-from test_instance_identity import SPEC, ZONE, one_round, reconciler, world
+from test_instance_identity import KEY, SECRET, SPEC, ZONE, one_round, reconciler
 from test_secret_split import BODY, OWN, FakeAPI, decoded
 
+from remote_ollama.cloud.exoscale.async_cloud import AsyncExoscaleCloud
 from remote_ollama.core import placement
 from remote_ollama.core.placement import PlacementState
 from remote_ollama.core.types import Activity, Memory
 from remote_ollama.engine.credentials import CredentialStore, InstanceRecord
 from remote_ollama.kube.operator.context import SecretStore
+from remote_ollama.sandbox.exoscale.api import ExoscaleSimulator
 from remote_ollama.spec.parse import parse_spec
 from remote_ollama.vm.pki import generate_vm_credentials
-
-__all__ = ["world"]  # the simulator fixture
 
 PLACED = parse_spec(
     {
@@ -58,8 +57,13 @@ async def test_an_older_versions_record_has_no_zone_and_nothing_moves_without_cr
     assert await store.record() is None
 
 
-async def test_a_create_records_its_zone_and_an_older_record_gets_one(world: Any) -> None:
-    _, cloud = world
+async def test_a_create_records_its_zone_and_an_older_record_gets_one() -> None:
+    async with ExoscaleSimulator(keys={KEY: SECRET}, zone=ZONE) as sim:
+        cloud = AsyncExoscaleCloud.connect(KEY, SECRET, ZONE, endpoint=sim.url, poll_interval=0.02)
+        await created_then_upgraded(cloud)
+
+
+async def created_then_upgraded(cloud: AsyncExoscaleCloud) -> None:
     store = memory_store()
     rec, _ = reconciler(cloud, store=store)
     now = datetime.now(UTC)
