@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import ssl
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -35,12 +36,15 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def tls_upstream(app: web.Application, port: int = 0) -> AsyncIterator[Served]:
-    """`app` behind mutual TLS with the test CA and the VM's key check, as the VM's nginx serves it."""
+async def tls_upstream(
+    app: web.Application, port: int = 0, context: ssl.SSLContext | None = None
+) -> AsyncIterator[Served]:
+    """`app` behind mutual TLS with the test CA and the VM's key check, as the VM's nginx serves it
+    (or as `context` does)."""
     app.middlewares.insert(0, key_check(API_KEY))
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=pki().server_context())
+    site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=context or pki().server_context())
     await site.start()
     bound = int(runner.addresses[0][1])
     try:

@@ -11,12 +11,14 @@ import asyncio
 import os
 import ssl
 import sys
+from pathlib import Path
 
 from remote_ollama.proxy.app import make_proxy_app, start_proxy
 from remote_ollama.proxy.interfaces import ProxySettings, Upstream
 from remote_ollama.proxy.local import LocalResolver, RecordingSink
 from remote_ollama.proxy.runloop import run
 from remote_ollama.spec.sections import DEFAULT_MAX_HELD_BODY
+from remote_ollama.vm.pki import client_ssl_context
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,11 +34,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-body", type=int, default=DEFAULT_MAX_HELD_BODY, help="bytes held per request")
     parser.add_argument("--header-timeout", type=float, default=30.0)
     args = parser.parse_args(argv)
-    context = ssl.create_default_context(cafile=args.ca) if args.ca else None
-    if context is not None and args.client_cert:
-        context.load_cert_chain(args.client_cert, args.client_key)
+    if args.client_cert and not args.ca:
+        parser.error("--client-cert needs --ca (the upstream's pinned certificate)")
+    if bool(args.client_cert) != bool(args.client_key):
+        parser.error("--client-cert and --client-key go together")
     upstream = Upstream(
-        args.upstream, context, os.environ.get("REMOTE_OLLAMA_UPSTREAM_KEY"), args.server_name
+        args.upstream, upstream_context(args), os.environ.get("REMOTE_OLLAMA_UPSTREAM_KEY"), args.server_name
     )
 
     async def serve() -> None:
@@ -54,6 +57,16 @@ def main(argv: list[str] | None = None) -> None:
         run(serve())
     except KeyboardInterrupt:
         sys.exit(0)
+
+
+def upstream_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The product's one client context (TLS 1.3, the pinned certificate as its own anchor) from
+    the PEM files given; None without --ca (the system's roots)."""
+    if not args.ca:
+        return None
+    key = Path(args.client_key).read_text() if args.client_key else ""
+    cert = Path(args.client_cert).read_text() if args.client_cert else ""
+    return client_ssl_context(Path(args.ca).read_text(), cert, key)
 
 
 if __name__ == "__main__":
