@@ -100,11 +100,14 @@ def test_the_resolver_forgets_the_endpoints_of_replicas_long_gone() -> None:
     router.begin(upstream(2))  # a request to replica 1 that outlives its VM
     for n in range(3, 103):
         resolver.set_members({0: upstream(1), 1: upstream(n)}, desired=2)
+        router.begin(upstream(n))
+        router.end(upstream(n))
     assert resolver.in_flight() == {1: 1}
     assert set(resolver.index_of) == {upstream(1).url, upstream(102).url, upstream(2).url}
+    assert set(router.begun) == {upstream(102).url, upstream(2).url}  # the router's counts likewise
     router.end(upstream(2))
     resolver.set_members({0: upstream(1)}, desired=1)
-    assert set(resolver.index_of) == {upstream(1).url}
+    assert set(resolver.index_of) == {upstream(1).url} and not router.begun
 
 
 async def test_with_max_one_it_is_the_one_vm_resolver_as_before() -> None:

@@ -125,6 +125,8 @@ class ReplicaGroup:
         return out
 
     def _member_changed(self) -> None:
+        # a round may have moved a replica to a new VM: the router forgets the addresses of gone ones
+        self.router.keep(m.decision.endpoint for m in self.members if m.decision and m.decision.endpoint)
         for i in list(self.asked):
             if self.phase_of(i) in UP:
                 self.asked.discard(i)

@@ -50,6 +50,7 @@ class ReplicaResolver:
         index_of = {url: i for url, i in self.index_of.items() if url in outstanding}
         index_of.update((upstream.url, index) for index, upstream in members.items())
         self.index_of = index_of
+        self.router.keep(upstream.url for upstream in members.values())
         self._wake()
 
     def in_flight(self) -> dict[int, int]:

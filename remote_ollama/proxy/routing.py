@@ -25,7 +25,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from remote_ollama.proxy.interfaces import RouteKey, Upstream
 from remote_ollama.proxy.offline import full_name
@@ -97,7 +97,7 @@ class Router:
         self.routing = routing
         self.outstanding: dict[str, int] = {}
         self.total = 0  # the sum of outstanding: the load signal, kept as it changes
-        self.begun: dict[str, int] = {}  # requests ever begun per upstream: "used since" for idleness
+        self.begun: dict[str, int] = {}  # requests begun per upstream (kept): "used since" for idleness
         self.on_change: Callable[[], None] | None = None  # a request ended: held ones may fit now
         self.loaded: dict[str, frozenset[str]] = {}  # models loaded per upstream URL, as last learned
         self.ready: tuple[Upstream, ...] = ()  # the Ready replicas of the last pick (polled for models)
@@ -132,6 +132,14 @@ class Router:
     def usage(self, url: str | None) -> tuple[int, int]:
         """(requests outstanding, requests ever begun) on `url`; (0, 0) for None."""
         return (self.outstanding.get(url, 0), self.begun.get(url, 0)) if url else (0, 0)
+
+    def keep(self, urls: Iterable[str]) -> None:
+        """Forget the upstreams that are neither in `urls` (the members, as their owner learned them)
+        nor serving a request: VMs come and go with new addresses, the maps stay that small."""
+        kept = set(urls) | self.outstanding.keys()
+        for known in (self.begun, self.loaded):
+            for url in known.keys() - kept:
+                del known[url]
 
     def learn(self, url: str, model: str) -> None:
         """`url` just answered `model`: it is loaded there (until the next /api/ps says otherwise)."""
