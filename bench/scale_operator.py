@@ -93,14 +93,7 @@ class Cluster:
         self.calls = StampedCalls()
         self.sim.sim.calls = self.calls
         self.world = OperatorWorld(self.kube, self.sim)
-        self.world.apply((ROOT / "crds" / "remoteollama.yaml").read_text())
-        established = '{.status.conditions[?(@.type=="Established")].status}'
-        crd = ("get", "crd", "remoteollamas.remoteollama.dev", "-o", f"jsonpath={established}")
-        deadline = time.monotonic() + 60
-        while self.kube.kubectl(*crd).stdout != "True":
-            if time.monotonic() > deadline:
-                raise TimeoutError("the CRD not established in 60 s")
-            time.sleep(0.2)
+        self.plane.install_crd()
         self.world.apply(credentials_secret())
         env = {
             **self.kube.env(),

@@ -72,7 +72,7 @@ def test_sleep_wake_suspend_and_the_cli(kube: KubeNamespace) -> None:
             check=True,
         )
         # A Stopped resource is looked at again only at the steady horizon (minutes, past this
-        # deadline): the start is the annotation's doing, seen by the watch (how fast: bench/operator.py).
+        # deadline): the start is the annotation's doing, seen by the watch (how fast: bench/operator_resources.py).
         assert deadline(LIFECYCLE) < POLL_STEADY
         wait_until(lambda: world.calls("start-instance") > starts, LIFECYCLE, "start-instance call")
 

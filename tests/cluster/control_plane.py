@@ -31,6 +31,7 @@ from ports import free_port
 from .pki import ClusterPKI, make_cluster_pki
 
 BUILD = Path(__file__).resolve().parent / "build.sh"
+CRD = Path(__file__).resolve().parents[2] / "crds" / "remoteollama.yaml"
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1",
     "kind": "Policy",
@@ -268,6 +269,18 @@ class ControlPlane:
         return subprocess.run(
             [kubectl_binary(), *args], input=input, capture_output=True, text=True, env=env, timeout=timeout
         )
+
+    def install_crd(self, timeout: float = 60.0) -> None:
+        """The RemoteOllama CRD (crds/, as a cluster installs it) applied and Established: until it
+        is, the API refuses the kind. For the benches, which run the operator without Helm."""
+        crd = str(CRD)
+        for args in (
+            ("apply", "-f", crd),
+            ("wait", "--for=condition=Established", "-f", crd, f"--timeout={timeout:g}s"),
+        ):
+            out = self.kubectl(*args, timeout=timeout + 10)
+            if out.returncode != 0:
+                raise RuntimeError(f"kubectl {' '.join(args)}: {out.stderr}")
 
     def token(self, serviceaccount: str, namespace: str) -> str:
         """A ServiceAccount token from the TokenRequest API (`kubectl create token`)."""

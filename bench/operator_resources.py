@@ -11,7 +11,7 @@ The operator runs as its own process (`remote-ollama operator --standalone`), as
     cloud-init, pull) and the simulated model load: what the operator adds to the cloud's own time
     (p50/p95, goal p50 <= 1 s).
 
-    python bench/operator.py [--sizes 1,50,200] [--idle-window 20] [--steady 10] [--wakes 20]
+    python bench/operator_resources.py [--sizes 1,50,200] [--idle-window 20] [--steady 10] [--wakes 20]
 """
 
 from __future__ import annotations
@@ -134,10 +134,7 @@ def run_on(n: int, args: argparse.Namespace, kube: ControlPlane, tmp: Path) -> d
             "EXOSCALE_API_ENDPOINT": sim.url,
             "REMOTE_OLLAMA_METRICS_PORT": "0",
         }
-        kubectl(kube, "apply", "-f", str(ROOT / "crds" / "remoteollama.yaml"))
-        established = '{.status.conditions[?(@.type=="Established")].status}'
-        crd = ("get", "crd", "remoteollamas.remoteollama.dev", "-o", f"jsonpath={established}")
-        wait(lambda: kube.kubectl(*crd).stdout == "True", 30, "the CRD established")
+        kube.install_crd()
         kubectl(kube, "apply", "-n", "default", "-f", "-", input=credentials_secret())
         liveness = f"http://127.0.0.1:{free_port()}/healthz"
         command = [sys.executable, "-c", BOOT_SNIPPET, str(args.steady), "operator", "--standalone"]
