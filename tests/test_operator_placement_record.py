@@ -13,6 +13,7 @@ import ollama
 import pytest
 from cluster.fixtures import KubeNamespace
 from operator_world import OperatorWorld, credentials_secret, operator_world, remote_ollama
+from test_operator_dropped_zone import ready_in_home
 from test_operator_identity import patch_status
 from waiting import LIFECYCLE, wait_until
 
@@ -43,11 +44,7 @@ def test_a_status_placement_naming_another_zone_moves_nothing(
 ) -> None:
     with operator_world(kube, monkeypatch) as world:
         sim = world.sim.sim
-        world.apply(credentials_secret())
-        world.apply(remote_ollama(placements=[{"zone": OTHER}], idle={}))
-        world.wait_phase("Ready", timeout=60)
-        [vm] = world.instances()
-        assert sim.zone_of(vm.id) == HOME
+        vm = ready_in_home(kube, world)
 
         forged = {"index": 1, "zone": OTHER, "instanceType": "gpua5000.small", "tried": []}
         patch_status(kube, {"placement": forged})

@@ -153,6 +153,9 @@ class Reason(StrEnum):
     # status.placement (or a replica's) names another zone than the one the recorded instance is in:
     # the operator acts in the recorded zone and overwrites the status
     PLACEMENT_NOT_RECORDED = "PlacementNotRecorded"
+    # the spec no longer names the zone the recorded instance is in: that VM is deleted (once nothing
+    # is in flight to it) before one is made in the new placement
+    PLACEMENT_DROPPED = "PlacementDropped"
 
     @property
     def permanent(self) -> bool:

@@ -128,6 +128,7 @@ class ResourceContext:
     blocked_rounds: int = 0
     warned_annotations: set[str] = field(default_factory=set)
     warned_placements: set[str] = field(default_factory=set)  # recorded_placement.py: once each
+    moves_waiting: dict[int, float] = field(default_factory=dict)  # dropped_zone.py: loop time, per replica
     # a replicated endpoint (replica_set.py): one reconciler per replica index (in its zone), the
     # scaler's memory (and whether it was read back from status.scaler yet), and the proxies' Lease
     # counts last seen (a renewal that changes nothing does not kick)

@@ -39,15 +39,16 @@ from remote_ollama.spec.vocabulary import ConditionType, Phase, Reason
 
 from . import children
 from .context import OPERATOR, ResourceContext
+from .dropped_zone import leave_dropped_zone
 from .events import event
 from .fallback import Placing, placing_for, zones_used
 from .found_replicas import beyond, find_replicas
 from .one_vm import MAX_BACKOFF, blocked_round, one_vm_round
 from .ownership import NameConflict, converge_children, remove_children
 from .policy_source import SOURCE as POLICY
-from .recorded_placement import recorded
+from .recorded_placement import recorded, recorded_zones
 from .replica_set import reconcile_replicas
-from .status import malformed_annotations, wake_request
+from .status import activity_from, malformed_annotations, wake_request
 
 log = logging.getLogger("remote_ollama.kube.operator")
 
@@ -174,7 +175,12 @@ async def reconcile(ctx: ResourceContext, body: kopf.Body) -> float:
     if cloud is None:
         return await blocked_round(ctx, body, raw, spec, problem)
     ctx.blocked_rounds = 0
-    await find_replicas(ctx, body, cloud)  # not from status alone, which may have lost some
+    if spec.replicas.max == 1:  # the recorded VM's zone dropped from the spec: it moves first
+        in_flight = activity_from(dict(body.metadata)).in_flight
+        wait = await leave_dropped_zone(ctx, body, placing.base, ctx.reconciler(cloud), spec.zone, in_flight)
+        if wait is not None:
+            return wait
+    await find_replicas(ctx, body, placing.base, cloud)  # not from status alone, which may have lost some
     if spec.replicas.max > 1 or beyond(ctx, raw, spec.replicas.max):
         return await reconcile_replicas(ctx, body, placing.base, cloud, policy)
     return await one_vm_round(ctx, body, raw, placing, cloud, policy)
@@ -305,6 +311,7 @@ async def cleanup(body: kopf.Body, **_: Any) -> None:
         else:
             try:
                 zones = zones_used(placing.base, raw) if placing is not None else []
+                zones += await recorded_zones(ctx, raw, spec.replicas.max)  # the spec may have dropped one
                 await ctx.reconciler(cloud).destroy_all(lambda zone: ctx.cloud_in(spec, zone), zones)
             except CloudError as exc:
                 event(body, exc.reason, f"deleting cloud objects: {exc.message}")

@@ -5,16 +5,21 @@ one made). A status that disagrees gets a Warning Event and is overwritten at th
 
 from __future__ import annotations
 
+from typing import Any
+
 import kopf
 
 from remote_ollama.core import placement
 from remote_ollama.core.placement import PlacementState
 from remote_ollama.engine.credentials import CredentialStore
+from remote_ollama.spec.fields_row import ZONES
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.vocabulary import Reason
 
 from .context import OPERATOR, ResourceContext, SecretStore
 from .events import event
+from .members import items_of
+from .ownership import NameConflict
 
 
 async def recorded(
@@ -38,3 +43,18 @@ async def recorded(
                 f"zone {acted.zone}: acting there (status is not where a VM is kept)",
             )
     return kept
+
+
+async def recorded_zones(ctx: ResourceContext, raw: dict[str, Any], replicas_max: int) -> list[str]:
+    """The zones the instance records name, of the one VM and of every replica the spec, status or
+    the cloud scan knows: for the resource's deletion, where the spec may no longer name a zone a
+    VM still is in (an edit while its move waited) and status may have been cleared."""
+    zones: list[str] = []
+    for index in sorted({0, *range(replicas_max), *items_of(raw), *ctx.replicas_found}):
+        try:
+            record = await CredentialStore(SecretStore(OPERATOR.api, ctx.body, index)).record()
+        except NameConflict:  # not the resource's Secret: it records nothing of ours
+            continue
+        if record is not None and record.zone in ZONES:
+            zones.append(record.zone)
+    return list(dict.fromkeys(zones))

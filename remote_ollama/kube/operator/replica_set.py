@@ -35,6 +35,7 @@ from remote_ollama.spec.vocabulary import Reason
 from . import children
 from .context import OPERATOR, ResourceContext, SecretStore, retire
 from .cost_round import prices
+from .dropped_zone import leave_dropped_zone
 from .events import event
 from .fallback import move_on
 from .members import UP, Member, items_of, member_from
@@ -176,6 +177,12 @@ async def reconcile_replicas(
     ]
     members = ask_to_stop(members, top, signal.in_flight, now)
     clouds = ZoneClouds(ctx, spec, cloud)
+    for m in members:  # a replica whose recorded zone the spec dropped moves first (dropped_zone.py)
+        zone = placement.current(spec, m.placement).zone
+        r = member_reconciler(ctx, await clouds.in_zone(zone), m.index)
+        wait = await leave_dropped_zone(ctx, body, spec, r, zone, signal.in_flight.get(m.index, 0))
+        if wait is not None:
+            return wait
     rounds = [await look_at(ctx, body, spec, clouds, policy, m, signal, table) for m in members]
     generation = body.metadata.get("generation")
     first = rounds[0]
