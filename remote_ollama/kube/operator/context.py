@@ -103,6 +103,11 @@ class SecretStore:
         await apply_owned(self.api, collection, body, self.uid, existing)
 
 
+def credential_store(body: dict[str, Any], replica: int = 0) -> CredentialStore:
+    """Replica `replica`'s credentials and instance record (0: the one VM's), in its Secret pair."""
+    return CredentialStore(SecretStore(OPERATOR.api, body, replica))
+
+
 # Closings of replaced reconcilers still running (a task needs a reference until it ends).
 _closing: set[asyncio.Future[None]] = set()
 
@@ -196,9 +201,7 @@ class ResourceContext:
                 legacy_security_group=legacy_security_group_name(self.namespace, self.name),
                 mark_group=True,
             )
-            self._reconciler = Reconciler(
-                cloud, target, CredentialStore(SecretStore(OPERATOR.api, self.body))
-            )
+            self._reconciler = Reconciler(cloud, target, credential_store(self.body))
         return self._reconciler
 
     async def close(self) -> None:

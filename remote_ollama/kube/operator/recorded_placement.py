@@ -11,12 +11,11 @@ import kopf
 
 from remote_ollama.core import placement
 from remote_ollama.core.placement import PlacementState
-from remote_ollama.engine.credentials import CredentialStore
 from remote_ollama.spec.fields_row import ZONES
 from remote_ollama.spec.model import Spec
 from remote_ollama.spec.vocabulary import Reason
 
-from .context import OPERATOR, ResourceContext, SecretStore
+from .context import ResourceContext, credential_store
 from .events import event
 from .members import items_of
 from .ownership import NameConflict
@@ -28,7 +27,7 @@ async def recorded(
     """Replica `index`'s placement (0: the one VM's) in its recorded instance's zone."""
     if not base.placements:  # one candidate: nothing for status to choose
         return state
-    record = await CredentialStore(SecretStore(OPERATOR.api, ctx.body, index)).record()
+    record = await credential_store(ctx.body, index).record()
     kept = placement.in_zone(base, state, record.zone if record else None)
     if kept != state:
         said, acted = placement.current(base, state), placement.current(base, kept)
@@ -52,7 +51,7 @@ async def recorded_zones(ctx: ResourceContext, raw: dict[str, Any], replicas_max
     zones: list[str] = []
     for index in sorted({0, *range(replicas_max), *items_of(raw), *ctx.replicas_found}):
         try:
-            record = await CredentialStore(SecretStore(OPERATOR.api, ctx.body, index)).record()
+            record = await credential_store(ctx.body, index).record()
         except NameConflict:  # not the resource's Secret: it records nothing of ours
             continue
         if record is not None and record.zone in ZONES:

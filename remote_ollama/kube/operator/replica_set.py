@@ -23,7 +23,6 @@ from remote_ollama.cloud.port import Cloud
 from remote_ollama.core import cost, namespace_spend, placement
 from remote_ollama.core.backoff import backoff
 from remote_ollama.core.replicas import ScaleDecision, ScaleInput, decide_replicas, last_replica_floor
-from remote_ollama.engine.credentials import CredentialStore
 from remote_ollama.engine.reconciler import Reconciler
 from remote_ollama.engine.target import Target, instance_name
 from remote_ollama.kube.signal import Signal, read_signal
@@ -33,7 +32,7 @@ from remote_ollama.spec.policy import Policy
 from remote_ollama.spec.vocabulary import Reason
 
 from . import children
-from .context import OPERATOR, ResourceContext, SecretStore, retire
+from .context import OPERATOR, ResourceContext, credential_store, retire
 from .cost_round import prices
 from .dropped_zone import leave_dropped_zone
 from .events import event
@@ -80,9 +79,7 @@ def member_reconciler(ctx: ResourceContext, cloud: Cloud, index: int) -> Reconci
             replica=index,
             owns_group=index == 0,
         )
-        ctx.members[index] = Reconciler(
-            cloud, target, CredentialStore(SecretStore(OPERATOR.api, ctx.body, index))
-        )
+        ctx.members[index] = Reconciler(cloud, target, credential_store(ctx.body, index))
     return ctx.members[index]
 
 
