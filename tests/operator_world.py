@@ -183,6 +183,13 @@ class OperatorWorld:
     def proxy_log(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')}" for p in self.proxy_logs)
 
+    def delete_resource(self, name: str = "granite") -> None:
+        """Delete the RemoteOllama and wait until it is gone (the operator's clean-up done); its
+        proxies stop first, as their pods go with it (its Role would refuse their Lease renewals)."""
+        self.stop_procs()
+        self.kube.kubectl("delete", "remoteollama", name, "--wait=false", check=True)
+        wait_until(lambda: self.get("remoteollama", name) is None, 90, "the resource deleted")
+
     def stop_procs(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:

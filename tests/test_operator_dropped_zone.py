@@ -61,9 +61,7 @@ def test_a_spec_edit_dropping_the_vms_zone_moves_the_vm(
         assert f"zone {HOME}" in event["message"] and f"zone {OTHER}" in event["message"]
         assert old.id in event["message"]
 
-        world.stop_procs()
-        kube.kubectl("delete", "remoteollama", "granite", "--wait=false", check=True)
-        wait_until(lambda: world.get("remoteollama", "granite") is None, 90, "the resource deleted")
+        world.delete_resource()
         assert world.instances(zone=HOME) == [] and world.instances(zone=OTHER) == []
         assert world.security_groups() == []
 
@@ -101,8 +99,6 @@ def test_deleting_while_the_move_waits_deletes_the_vm_in_the_dropped_zone(
     with operator_world(kube, monkeypatch) as world:
         waiting_move(kube, world)
         patch_status(kube, {"placement": None, "replicas": None})  # status (tenant-writable) names no zone
-        world.stop_procs()
-        kube.kubectl("delete", "remoteollama", "granite", "--wait=false", check=True)
-        wait_until(lambda: world.get("remoteollama", "granite") is None, 90, "the resource deleted")
+        world.delete_resource()
         assert world.instances(zone=HOME) == [] and world.instances(zone=OTHER) == []
         assert world.security_groups() == []

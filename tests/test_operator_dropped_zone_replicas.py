@@ -68,9 +68,7 @@ def test_a_spec_edit_dropping_replica_0s_zone_moves_replica_0_alone(
         wait_until(
             lambda: [m.get("phase") for m in members(world).values()] == ["Ready", "Ready"], 90, "two Ready"
         )
-        world.stop_procs()
-        kube.kubectl("delete", "remoteollama", "granite", "--wait=false", check=True)
-        wait_until(lambda: world.get("remoteollama", "granite") is None, 90, "the resource deleted")
+        world.delete_resource()
         assert world.instances() == [] and world.security_groups() == []
 
 

@@ -54,8 +54,7 @@ def test_the_volume_shows_in_status_and_goes_with_the_resource(
             lambda: (status(world).get("cost") or {}).get("volumeStorageGB") == 10.7, 30, "its storage"
         )
 
-        kube.kubectl("delete", "remoteollama", "granite", "--wait=false", check=True)
-        wait_until(lambda: world.get("remoteollama", "granite") is None, 60, "the resource deleted")
+        world.delete_resource()
         assert store.volumes == {}
 
 
@@ -104,8 +103,7 @@ def test_a_volume_made_in_each_placement_zone_goes_with_the_resource(
         (there,) = volumes.of(sim.states["de-fra-1"]).volumes.values()
         assert there.instance_id == vm.id and len(volumes.of(sim.states["ch-gva-2"]).volumes) == 1
 
-        kube.kubectl("delete", "remoteollama", "granite", "--wait=false", check=True)
-        wait_until(lambda: world.get("remoteollama", "granite") is None, 60, "the resource deleted")
+        world.delete_resource()
         assert [z for z in ("ch-gva-2", "de-fra-1") if volumes.of(sim.states[z]).volumes] == []
         assert world.instances() == []
 

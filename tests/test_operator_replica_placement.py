@@ -74,9 +74,7 @@ def test_a_replica_the_first_zone_has_no_room_for_comes_up_in_the_next_placement
         moved = [e["message"] for e in events if e.get("reason") == "CapacityUnavailable"]
         assert any(m.startswith("replica 1: ") and f"now trying {NEXT}" in m for m in moved), moved
 
-        world.stop_procs()  # the proxy's pod goes with the resource (its Role would refuse its Lease)
-        kube.kubectl("delete", "remoteollama", "granite", "--wait=false", check=True)
-        wait_until(lambda: world.get("remoteollama", "granite") is None, 90, "the resource deleted")
+        world.delete_resource()
         assert world.instances() == []
         assert world.security_groups() == []
         assert [z for z in (HOME, NEXT) if volumes.of(sim.states[z]).volumes] == []
